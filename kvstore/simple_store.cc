@@ -15,7 +15,7 @@ absl::StatusOr<SimpleKvStore*> SimpleKvStore::Create(const SimpleKvStoreOptions&
 
 absl::Status SimpleKvStore::AddSequence(SequenceId seq) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (seqs_.contains(seq)) return absl::AlreadyExistsError(absl::StrCat("sequence ", seq));
+  if (seqs_.contains(seq)) return absl::AlreadyExistsError(absl::StrCat("sequence ", seq.value()));
   Sequence s;
   s.layers.resize(options_.num_layers);
   seqs_.emplace(seq, std::move(s));
@@ -26,9 +26,9 @@ absl::Status SimpleKvStore::Append(SequenceId seq, LayerId layer, const float* k
                                    int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq));
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq.value()));
   if (layer.value() < 0 || layer.value() >= options_.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer.value(), " out of range"));
   }
   if (n < 0) return absl::InvalidArgumentError("negative token count");
   Sequence& s = it->second;
@@ -45,7 +45,7 @@ absl::Status SimpleKvStore::Append(SequenceId seq, LayerId layer, const float* k
     s.length += n;
   } else if (have + n > s.length) {
     return absl::FailedPreconditionError(
-        absl::StrCat("layer ", layer, " would hold ", have + n, " tokens, layer 0 holds ",
+        absl::StrCat("layer ", layer.value(), " would hold ", have + n, " tokens, layer 0 holds ",
                      s.length));
   }
   l.k.insert(l.k.end(), k, k + n * stride);
@@ -56,9 +56,9 @@ absl::Status SimpleKvStore::Append(SequenceId seq, LayerId layer, const float* k
 absl::StatusOr<KvView> SimpleKvStore::View(SequenceId seq, LayerId layer) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq));
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq.value()));
   if (layer.value() < 0 || layer.value() >= options_.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer.value(), " out of range"));
   }
   const Layer& l = it->second.layers[layer.value()];
   KvView view;
@@ -71,14 +71,14 @@ absl::StatusOr<KvView> SimpleKvStore::View(SequenceId seq, LayerId layer) const 
 absl::StatusOr<int64_t> SimpleKvStore::Length(SequenceId seq) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq));
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq.value()));
   return it->second.length;
 }
 
 absl::Status SimpleKvStore::Truncate(SequenceId seq, int64_t tokens) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq));
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq.value()));
   Sequence& s = it->second;
   if (tokens < 0 || tokens > s.length) {
     return absl::InvalidArgumentError(
@@ -99,7 +99,7 @@ absl::Status SimpleKvStore::Truncate(SequenceId seq, int64_t tokens) {
 absl::Status SimpleKvStore::Free(SequenceId seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq));
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("unknown sequence ", seq.value()));
   tokens_in_use_ -= it->second.length;
   seqs_.erase(it);
   return absl::OkStatus();
