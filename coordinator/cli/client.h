@@ -1,0 +1,42 @@
+// Client side of the public API, shared by `hipserve generate`, `hipserve serve --prompt`
+// and `hipserve inspect`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace hipserve::cli {
+
+struct GenerateClientOptions {
+  std::string server = "localhost:50051";
+  std::string prompt;
+  bool chat = false;                // send the prompt as one user chat message
+  std::string system;               // optional system message (with --chat)
+  std::optional<int> max_tokens;
+  std::optional<float> temperature;
+  std::optional<float> top_p;
+  std::optional<int> top_k;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  double timeout_s = 600;
+  double wait_ready_s = 0;          // wait this long for readiness before sending
+  bool stats = true;                // print finish reason and timing to `err`
+};
+
+// Waits until grpc.health.v1 reports "hipserve.v1.Generation" SERVING.
+absl::Status WaitForReady(const std::string& server, double timeout_s);
+
+// Streams a Generate call: text to `out` as it arrives, a summary line to `err`.
+absl::Status RunGenerate(const GenerateClientOptions& options, std::ostream& out,
+                         std::ostream& err);
+
+// Prints GetModelInfo and GetServerInfo.
+absl::Status RunInspect(const std::string& server, std::ostream& out);
+
+}  // namespace hipserve::cli

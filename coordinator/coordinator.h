@@ -1,0 +1,57 @@
+// Coordinator: the public gRPC server (Generation + health + reflection), the control-plane
+// server workers register with, the scheduler, and the worker group's lifecycle.
+//
+// Owns both gRPC servers, the scheduler and a configuration thread. Start() binds the ports;
+// once `world_size` workers have registered, the configuration thread connects to them,
+// sends Configure and flips health to SERVING. A worker that re-registers (restarted pod)
+// triggers reconfiguration; running requests then fail with UNAVAILABLE.
+// Thread-safe; Shutdown() may be called from any thread, once.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/scheduler.h"
+
+namespace hipserve::coordinator {
+
+struct CoordinatorOptions {
+  std::string host = "0.0.0.0";       // public API bind address
+  int port = 50051;                   // 0 = pick a free port (see Coordinator::port())
+  std::string control_host = "0.0.0.0";
+  int control_port = 50052;           // 0 = pick a free port
+  int world_size = 1;                 // workers (tensor-parallel ranks) to wait for
+  std::string model = "builtin:tiny";
+  std::string attention = "dense";
+  std::string hip_config_json;
+  int max_context = 0;                // 0 = the model's own
+  uint64_t seed = 0;                  // builtin model seed (0 = default)
+  int64_t gpu_kv_bytes = 0;
+  int64_t host_kv_bytes = 0;
+  int default_max_tokens = 256;
+  int max_tokens_limit = 1 << 20;
+  int max_prompt_tokens = 1 << 30;
+  double configure_timeout_s = 600;   // model load + communicator setup per worker
+  SchedulerOptions scheduler;
+};
+
+class Coordinator {
+ public:
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Start(const CoordinatorOptions& options);
+  ~Coordinator();
+
+  int port() const;
+  int control_port() const;
+  bool ready() const;
+  // Last configuration error, if any (e.g. a worker could not load the model).
+  absl::Status configure_status() const;
+  void Shutdown();
+
+ private:
+  struct Impl;
+  explicit Coordinator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hipserve::coordinator

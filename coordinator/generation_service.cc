@@ -1,0 +1,398 @@
+#include "coordinator/generation_service.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "proto/grpc_status.h"
+
+namespace hipserve::coordinator {
+
+namespace {
+
+v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
+    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// Server-streaming Generate. Messages are queued and written one at a time (the callback API
+// allows one outstanding write). The sink below feeds it from the scheduler thread.
+class GenerateStream final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateStream(GenerationService* service) : service_(service) {}
+
+  // Called once the request is submitted.
+  void SetRequestId(std::string id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    request_id_ = std::move(id);
+  }
+
+  // Queues a message; `last` ends the RPC with OK after it is written.
+  void Push(v1::GenerateResponse msg, bool last) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (done_ || last_queued_) return;
+    queue_.push_back(std::move(msg));
+    last_queued_ = last;
+    MaybeWriteLocked(lock);
+  }
+
+  // Ends the RPC with an error status (no final message).
+  void FinishWithError(const grpc::Status& status) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (done_ || last_queued_) return;
+    last_queued_ = true;
+    error_ = status;
+    has_error_ = true;
+    MaybeWriteLocked(lock);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      finished_ = true;
+      lock.unlock();
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    MaybeWriteLocked(lock);
+  }
+
+  void OnCancel() override {
+    std::string id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id = request_id_;
+    }
+    if (!id.empty()) service_->scheduler()->Abort({id});
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    // The sink may still hold a pointer; it checks alive() under its own lock.
+    Release();
+  }
+
+  // Shared ownership between gRPC (until OnDone) and the sink.
+  void AddRef() { refs_.fetch_add(1); }
+  void Release() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+ private:
+  void MaybeWriteLocked(std::unique_lock<std::mutex>& lock) {
+    if (writing_ || finished_) return;
+    if (!queue_.empty()) {
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+      writing_ = true;
+      lock.unlock();
+      StartWrite(&current_);
+      return;
+    }
+    if (last_queued_) {
+      finished_ = true;
+      grpc::Status status = has_error_ ? error_ : grpc::Status::OK;
+      lock.unlock();
+      Finish(status);
+    }
+  }
+
+  GenerationService* service_;
+  std::mutex mu_;
+  std::string request_id_;
+  std::deque<v1::GenerateResponse> queue_;
+  v1::GenerateResponse current_;
+  bool writing_ = false;
+  bool last_queued_ = false;
+  bool finished_ = false;
+  bool done_ = false;
+  bool has_error_ = false;
+  grpc::Status error_;
+  std::atomic<int> refs_{1};
+};
+
+class StreamSink final : public SequenceSink {
+ public:
+  StreamSink(GenerateStream* stream, std::string request_id, int prompt_tokens)
+      : stream_(stream), request_id_(std::move(request_id)), prompt_tokens_(prompt_tokens) {
+    stream_->AddRef();
+  }
+  ~StreamSink() override { stream_->Release(); }
+
+  void OnPrefillProgress(int processed, int total) override {
+    v1::GenerateResponse msg = Base();
+    msg.mutable_prefill()->set_processed_tokens(processed);
+    msg.mutable_prefill()->set_total_tokens(total);
+    stream_->Push(std::move(msg), false);
+  }
+  void OnTokens(const std::vector<int32_t>& ids, const std::string& text,
+                int completion_tokens) override {
+    v1::GenerateResponse msg = Base();
+    msg.mutable_token_ids()->Add(ids.begin(), ids.end());
+    msg.set_text(text);
+    msg.set_completion_tokens(completion_tokens);
+    stream_->Push(std::move(msg), false);
+  }
+  void OnFinish(const FinishInfo& info) override {
+    if (!info.status.ok() && info.reason == FinishReason::kError) {
+      stream_->FinishWithError(proto::ToGrpcStatus(info.status));
+      return;
+    }
+    v1::GenerateResponse msg = Base();
+    msg.set_completion_tokens(info.completion_tokens);
+    coordinator::ToProto(info, msg.mutable_final());
+    stream_->Push(std::move(msg), true);
+  }
+
+ private:
+  v1::GenerateResponse Base() const {
+    v1::GenerateResponse msg;
+    msg.set_request_id(request_id_);
+    msg.set_prompt_tokens(prompt_tokens_);
+    return msg;
+  }
+  GenerateStream* stream_;
+  std::string request_id_;
+  int prompt_tokens_;
+};
+
+// Unary GenerateOnce: accumulates the whole completion.
+class OnceReactor final : public grpc::ServerUnaryReactor {
+ public:
+  OnceReactor(GenerationService* service, v1::GenerateOnceResponse* response)
+      : service_(service), response_(response) {}
+  void SetRequestId(std::string id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    request_id_ = std::move(id);
+  }
+  void OnCancel() override {
+    std::string id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id = request_id_;
+    }
+    if (!id.empty()) service_->scheduler()->Abort({id});
+  }
+  void OnDone() override { Release(); }
+  void AddRef() { refs_.fetch_add(1); }
+  void Release() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+  v1::GenerateOnceResponse* response() { return response_; }
+
+ private:
+  GenerationService* service_;
+  v1::GenerateOnceResponse* response_;
+  std::mutex mu_;
+  std::string request_id_;
+  std::atomic<int> refs_{1};
+};
+
+class OnceSink final : public SequenceSink {
+ public:
+  OnceSink(OnceReactor* reactor, std::string request_id, int prompt_tokens)
+      : reactor_(reactor) {
+    reactor_->AddRef();
+    response_.set_request_id(std::move(request_id));
+    response_.set_prompt_tokens(prompt_tokens);
+  }
+  ~OnceSink() override { reactor_->Release(); }
+  void OnTokens(const std::vector<int32_t>& ids, const std::string& text,
+                int completion_tokens) override {
+    response_.mutable_token_ids()->Add(ids.begin(), ids.end());
+    response_.mutable_text()->append(text);
+  }
+  void OnFinish(const FinishInfo& info) override {
+    if (!info.status.ok() && info.reason == FinishReason::kError) {
+      reactor_->Finish(proto::ToGrpcStatus(info.status));
+      return;
+    }
+    response_.set_completion_tokens(info.completion_tokens);
+    coordinator::ToProto(info, response_.mutable_final());
+    *reactor_->response() = std::move(response_);
+    reactor_->Finish(grpc::Status::OK);
+  }
+
+ private:
+  OnceReactor* reactor_;
+  v1::GenerateOnceResponse response_;
+};
+
+grpc::Status NotReady(int ready, int world) {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      absl::StrCat("server is not ready: ", ready, " of ", world,
+                                   " workers registered and configured"));
+}
+
+}  // namespace
+
+void ToProto(const FinishInfo& info, v1::FinalInfo* out) {
+  out->set_finish_reason(ToProto(info.reason));
+  v1::Timing* t = out->mutable_timing();
+  t->set_queue_seconds(info.timing.queue_s);
+  t->set_ttft_seconds(info.timing.ttft_s);
+  t->set_total_seconds(info.timing.total_s);
+  t->set_decode_tokens_per_second(info.timing.decode_tokens_per_s);
+  if (!info.status.ok()) out->set_error_message(std::string(info.status.message()));
+}
+
+GenerationService::GenerationService(Scheduler* scheduler,
+                                     const GenerationServiceOptions& options,
+                                     std::function<int()> workers_ready)
+    : scheduler_(scheduler), options_(options), workers_ready_(std::move(workers_ready)) {}
+
+void GenerationService::SetModel(std::shared_ptr<const ServingModel> model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  model_ = std::move(model);
+}
+
+std::shared_ptr<const ServingModel> GenerationService::model() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return model_;
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
+    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+  auto* stream = new GenerateStream(this);
+  std::shared_ptr<const ServingModel> m = model();
+  if (m == nullptr) {
+    stream->FinishWithError(NotReady(workers_ready_(), 0));
+    return stream;
+  }
+  RequestLimits limits = options_.limits;
+  limits.max_context = m->info.max_context;
+  absl::StatusOr<SequenceRequest> sr = ToSequenceRequest(*request, *m->tokenizer, limits);
+  if (!sr.ok()) {
+    stream->FinishWithError(proto::ToGrpcStatus(sr.status()));
+    return stream;
+  }
+  if (sr->request_id.empty()) sr->request_id = absl::StrCat("req-", next_request_++);
+  const std::string id = sr->request_id;
+  stream->SetRequestId(id);
+  sr->sink = std::make_shared<StreamSink>(stream, id, static_cast<int>(sr->prompt.size()));
+  absl::Status s = scheduler_->Submit(std::move(*sr));
+  if (!s.ok()) stream->FinishWithError(proto::ToGrpcStatus(s));
+  return stream;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerContext* ctx,
+                                                          const v1::GenerateRequest* request,
+                                                          v1::GenerateOnceResponse* response) {
+  auto* reactor = new OnceReactor(this, response);
+  std::shared_ptr<const ServingModel> m = model();
+  if (m == nullptr) {
+    reactor->Finish(NotReady(workers_ready_(), 0));
+    return reactor;
+  }
+  RequestLimits limits = options_.limits;
+  limits.max_context = m->info.max_context;
+  absl::StatusOr<SequenceRequest> sr = ToSequenceRequest(*request, *m->tokenizer, limits);
+  if (!sr.ok()) {
+    reactor->Finish(proto::ToGrpcStatus(sr.status()));
+    return reactor;
+  }
+  if (sr->request_id.empty()) sr->request_id = absl::StrCat("req-", next_request_++);
+  const std::string id = sr->request_id;
+  reactor->SetRequestId(id);
+  sr->sink = std::make_shared<OnceSink>(reactor, id, static_cast<int>(sr->prompt.size()));
+  absl::Status s = scheduler_->Submit(std::move(*sr));
+  if (!s.ok()) reactor->Finish(proto::ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
+                                                   const v1::AbortRequest* request,
+                                                   v1::AbortResponse* response) {
+  std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
+  response->set_aborted(scheduler_->Abort(ids));
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
+                                                      const v1::TokenizeRequest* request,
+                                                      v1::TokenizeResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  std::shared_ptr<const ServingModel> m = model();
+  if (m == nullptr) {
+    reactor->Finish(NotReady(workers_ready_(), 0));
+    return reactor;
+  }
+  v1::GenerateRequest as_generate;
+  if (request->has_chat()) {
+    *as_generate.mutable_chat() = request->chat();
+  } else {
+    as_generate.set_text(request->text());
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = PromptTokens(as_generate, *m->tokenizer);
+  if (!ids.ok()) {
+    reactor->Finish(proto::ToGrpcStatus(ids.status()));
+    return reactor;
+  }
+  for (int32_t id : *ids) {
+    response->add_token_ids(id);
+    // Pieces of multi-byte characters are not valid UTF-8 on their own.
+    IncrementalDecoder check(*m->tokenizer);
+    response->add_pieces(check.Add(id) + check.Flush());
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetModelInfoRequest* request,
+                                                          v1::ModelInfo* response) {
+  auto* reactor = ctx->DefaultReactor();
+  std::shared_ptr<const ServingModel> m = model();
+  if (m == nullptr) {
+    reactor->Finish(NotReady(workers_ready_(), 0));
+    return reactor;
+  }
+  const GroupModelInfo& i = m->info;
+  response->set_name(i.name);
+  response->set_vocab_size(i.vocab_size);
+  response->set_max_context(i.max_context);
+  response->set_num_layers(i.num_layers);
+  response->set_hidden_size(i.hidden_size);
+  response->set_num_heads(i.num_heads);
+  response->set_num_kv_heads(i.num_kv_heads);
+  response->set_head_dim(i.head_dim);
+  response->set_tensor_parallel(m->world_size);
+  response->set_dtype(i.dtype);
+  response->set_backend(i.backend);
+  response->set_attention(options_.limits.attention);
+  response->set_hip_config_json(options_.hip_config_json);
+  for (int32_t id : i.tokenizer.eos_token_ids) response->add_eos_token_ids(id);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetServerInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetServerInfoRequest* request,
+    v1::ServerInfo* response) {
+  SchedulerStats st = scheduler_->Stats();
+  std::shared_ptr<const ServingModel> m = model();
+  response->set_active_requests(st.active);
+  response->set_queued_requests(st.queued);
+  response->set_workers_ready(workers_ready_());
+  response->set_world_size(m ? m->world_size : 0);
+  response->set_kv_tokens_in_use(st.kv_tokens_reserved);
+  response->set_steps(st.steps);
+  response->set_generated_tokens(st.generated_tokens);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace hipserve::coordinator

@@ -1,0 +1,183 @@
+#include "coordinator/remote_worker_group.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "proto/grpc_status.h"
+
+namespace hipserve::coordinator {
+
+namespace control = v1::control;
+
+namespace {
+
+TokenizerSpec FromProto(const control::TokenizerSpec& p) {
+  TokenizerSpec s;
+  if (p.model() == "byte") {
+    s = MakeByteTokenizerSpec();
+  } else {
+    s.model = p.model();
+    s.tokens.assign(p.tokens().begin(), p.tokens().end());
+    s.merges.assign(p.merges().begin(), p.merges().end());
+    s.token_types.assign(p.token_types().begin(), p.token_types().end());
+    s.bos_token_id = p.bos_token_id();
+    s.chat_template = p.chat_template();
+    s.add_bos = p.add_bos();
+    s.pre = p.pre();
+  }
+  if (p.eos_token_ids_size() > 0) {
+    s.eos_token_ids.assign(p.eos_token_ids().begin(), p.eos_token_ids().end());
+  }
+  return s;
+}
+
+grpc::ChannelArguments ChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  return args;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
+    const std::vector<std::string>& addresses, const control::ConfigureRequest& base,
+    double timeout_s) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no workers");
+  std::unique_ptr<RemoteWorkerGroup> group(new RemoteWorkerGroup());
+  const int world = static_cast<int>(addresses.size());
+  group->workers_.resize(world);
+  for (int r = 0; r < world; ++r) {
+    Remote& w = group->workers_[r];
+    w.address = addresses[r];
+    w.stub = control::Worker::NewStub(grpc::CreateCustomChannel(
+        addresses[r], grpc::InsecureChannelCredentials(), ChannelArgs()));
+  }
+  // Configure all ranks concurrently: they build the communicator together.
+  std::vector<std::future<absl::StatusOr<control::ConfigureResponse>>> futures;
+  for (int r = 0; r < world; ++r) {
+    futures.push_back(std::async(std::launch::async, [&, r]() -> absl::StatusOr<control::ConfigureResponse> {
+      control::ConfigureRequest req = base;
+      req.set_rank(r);
+      req.set_world_size(world);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+      control::ConfigureResponse resp;
+      grpc::Status s = group->workers_[r].stub->Configure(&ctx, req, &resp);
+      if (!s.ok()) {
+        absl::Status st = proto::FromGrpcStatus(s);
+        return absl::Status(st.code(), absl::StrCat("worker rank ", r, " (", addresses[r],
+                                                    ") failed to configure: ", st.message()));
+      }
+      return resp;
+    }));
+  }
+  absl::Status first_error;
+  control::ConfigureResponse rank0;
+  for (int r = 0; r < world; ++r) {
+    absl::StatusOr<control::ConfigureResponse> resp = futures[r].get();
+    if (!resp.ok()) {
+      if (first_error.ok()) first_error = resp.status();
+      continue;
+    }
+    if (r == 0) rank0 = *resp;
+  }
+  if (!first_error.ok()) return first_error;
+  GroupModelInfo& info = group->info_;
+  info.name = rank0.model_name();
+  info.vocab_size = rank0.vocab_size();
+  info.max_context = rank0.max_context();
+  info.num_layers = rank0.num_layers();
+  info.hidden_size = rank0.hidden_size();
+  info.num_heads = rank0.num_heads();
+  info.num_kv_heads = rank0.num_kv_heads();
+  info.head_dim = rank0.head_dim();
+  info.dtype = rank0.dtype();
+  info.backend = rank0.backend();
+  info.tokenizer = FromProto(rank0.tokenizer());
+  for (Remote& w : group->workers_) {
+    w.stream_ctx = std::make_unique<grpc::ClientContext>();
+    w.stream = w.stub->Step(w.stream_ctx.get());
+    if (w.stream == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot open step stream to ", w.address));
+    }
+  }
+  return group;
+}
+
+RemoteWorkerGroup::~RemoteWorkerGroup() {
+  for (Remote& w : workers_) {
+    if (w.stream == nullptr) continue;
+    if (healthy_.load()) {
+      w.stream->WritesDone();
+      w.stream->Finish().IgnoreError();
+    } else {
+      w.stream_ctx->TryCancel();
+    }
+  }
+}
+
+absl::StatusOr<std::vector<StepToken>> RemoteWorkerGroup::Step(const StepPlan& plan) {
+  if (!healthy_.load()) return absl::UnavailableError("worker group is broken");
+  control::StepRequest req;
+  req.set_step_id(next_step_id_++);
+  req.set_heartbeat(plan.work.empty() && plan.release.empty());
+  for (uint64_t id : plan.release) req.add_release_seq_ids(id);
+  for (const WorkItem& item : plan.work) {
+    control::SeqWork* w = req.add_work();
+    w->set_seq_id(item.seq_id);
+    w->mutable_tokens()->Add(item.tokens.begin(), item.tokens.end());
+    w->set_start_pos(item.start_pos);
+    w->set_sample(item.sample);
+    w->set_sample_index(item.sample_index);
+    control::SamplingSpec* s = w->mutable_sampling();
+    s->set_temperature(item.sampling.temperature);
+    s->set_top_p(item.sampling.top_p);
+    s->set_top_k(item.sampling.top_k);
+    s->set_seed(item.sampling.seed);
+  }
+  for (size_t r = 0; r < workers_.size(); ++r) {
+    if (!workers_[r].stream->Write(req)) {
+      healthy_.store(false);
+      return absl::UnavailableError(absl::StrCat("lost worker rank ", r, " (",
+                                                 workers_[r].address, ")"));
+    }
+  }
+  std::vector<StepToken> tokens;
+  absl::Status error;
+  for (size_t r = 0; r < workers_.size(); ++r) {
+    control::StepResult result;
+    if (!workers_[r].stream->Read(&result) || result.step_id() != req.step_id()) {
+      healthy_.store(false);
+      return absl::UnavailableError(absl::StrCat("lost worker rank ", r, " (",
+                                                 workers_[r].address, ")"));
+    }
+    if (!result.error().empty()) {
+      if (error.ok()) {
+        error = absl::Status(static_cast<absl::StatusCode>(result.error_code()),
+                             result.error());
+      }
+      continue;
+    }
+    if (r == 0) {
+      for (const control::SeqOutput& o : result.outputs()) {
+        tokens.push_back(StepToken{o.seq_id(), o.token(), o.logprob()});
+      }
+    }
+  }
+  if (!error.ok()) {
+    // A rejected step must not come back as UNAVAILABLE (that means "group broken").
+    if (absl::IsUnavailable(error)) error = absl::InternalError(error.message());
+    return error;
+  }
+  return tokens;
+}
+
+}  // namespace hipserve::coordinator

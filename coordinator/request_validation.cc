@@ -1,0 +1,145 @@
+#include "coordinator/request_validation.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace hipserve::coordinator {
+
+namespace {
+
+absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& req,
+                                                  const Tokenizer& tok) {
+  switch (req.input_case()) {
+    case v1::GenerateRequest::kText:
+      if (req.text().empty()) return Invalid("input.text is empty");
+      return tok.Encode(req.text(), /*add_special=*/true, /*parse_special=*/false);
+    case v1::GenerateRequest::kTokenIds: {
+      if (req.token_ids().ids_size() == 0) return Invalid("input.token_ids is empty");
+      std::vector<int32_t> ids(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= tok.vocab_size()) {
+          return Invalid(absl::StrCat("input.token_ids[", i, "] = ", ids[i],
+                                      " is outside the vocabulary [0, ", tok.vocab_size(), ")"));
+        }
+      }
+      return ids;
+    }
+    case v1::GenerateRequest::kChat: {
+      if (req.chat().messages_size() == 0) return Invalid("input.chat.messages is empty");
+      std::vector<ChatMessageIn> msgs;
+      for (int i = 0; i < req.chat().messages_size(); ++i) {
+        const v1::ChatMessage& m = req.chat().messages(i);
+        if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
+          return Invalid(absl::StrCat("input.chat.messages[", i, "].role '", m.role(),
+                                      "' must be system, user or assistant"));
+        }
+        msgs.push_back(ChatMessageIn{m.role(), m.content()});
+      }
+      std::string text = ApplyChatTemplate(DetectChatFormat(tok.spec()), msgs,
+                                           /*add_generation_prompt=*/true);
+      return tok.Encode(text, /*add_special=*/true, /*parse_special=*/true);
+    }
+    case v1::GenerateRequest::INPUT_NOT_SET:
+      return Invalid("input is required: set text, token_ids or chat");
+  }
+  return Invalid("input is required: set text, token_ids or chat");
+}
+
+absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req,
+                                                  const Tokenizer& tok,
+                                                  const RequestLimits& limits) {
+  SequenceRequest out;
+  const v1::SamplingParams& sp = req.sampling();
+  if (sp.has_max_tokens()) {
+    if (sp.max_tokens() <= 0) {
+      return Invalid(absl::StrCat("sampling.max_tokens must be > 0, got ", sp.max_tokens()));
+    }
+    if (sp.max_tokens() > limits.max_tokens_limit) {
+      return Invalid(absl::StrCat("sampling.max_tokens ", sp.max_tokens(),
+                                  " exceeds this server's limit ", limits.max_tokens_limit));
+    }
+    out.max_tokens = sp.max_tokens();
+  } else {
+    out.max_tokens = limits.default_max_tokens;
+  }
+  const float temperature = sp.has_temperature() ? sp.temperature() : 1.0f;
+  if (!std::isfinite(temperature) || temperature < 0.f || temperature > 100.f) {
+    return Invalid(absl::StrCat("sampling.temperature must be in [0, 100], got ", temperature));
+  }
+  const float top_p = sp.has_top_p() ? sp.top_p() : 1.0f;
+  if (!std::isfinite(top_p) || top_p <= 0.f || top_p > 1.f) {
+    return Invalid(absl::StrCat("sampling.top_p must be in (0, 1], got ", top_p));
+  }
+  const int top_k = sp.has_top_k() ? sp.top_k() : 0;
+  if (top_k < 0) return Invalid(absl::StrCat("sampling.top_k must be >= 0, got ", top_k));
+  if (sp.stop_size() > limits.max_stop_strings) {
+    return Invalid(absl::StrCat("sampling.stop has ", sp.stop_size(), " strings; at most ",
+                                limits.max_stop_strings, " allowed"));
+  }
+  for (int i = 0; i < sp.stop_size(); ++i) {
+    if (sp.stop(i).empty()) return Invalid(absl::StrCat("sampling.stop[", i, "] is empty"));
+    out.stop.push_back(sp.stop(i));
+  }
+  for (int i = 0; i < sp.stop_token_ids_size(); ++i) {
+    const int32_t id = sp.stop_token_ids(i);
+    if (id < 0 || id >= tok.vocab_size()) {
+      return Invalid(absl::StrCat("sampling.stop_token_ids[", i, "] = ", id,
+                                  " is outside the vocabulary [0, ", tok.vocab_size(), ")"));
+    }
+    out.stop_token_ids.push_back(id);
+  }
+  out.ignore_eos = sp.ignore_eos();
+  out.sampling.temperature = temperature;
+  out.sampling.top_p = top_p;
+  out.sampling.top_k = top_k;
+  if (sp.has_seed()) {
+    out.sampling.seed = sp.seed();
+  } else {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    out.sampling.seed = rng();
+  }
+
+  const v1::HipOverrides& hip = req.hip();
+  if (hip.attention() == v1::ATTENTION_MODE_HIP && limits.attention != "hip") {
+    return Invalid(absl::StrCat("hip.attention = HIP, but this server runs '", limits.attention,
+                                "' attention (start it with --attention=hip)"));
+  }
+  if (hip.mask_refresh_interval_size() != 0) {
+    if (hip.mask_refresh_interval_size() != 3) {
+      return Invalid("hip.mask_refresh_interval needs exactly 3 values (stages 1, 2, 3)");
+    }
+    for (int v : hip.mask_refresh_interval()) {
+      if (v <= 0) return Invalid("hip.mask_refresh_interval values must be > 0");
+    }
+  }
+  if (hip.has_k() && (hip.k() <= 0 || hip.k() % 8 != 0)) {
+    return Invalid(absl::StrCat("hip.k must be a positive multiple of 8, got ", hip.k()));
+  }
+
+  ASSIGN_OR_RETURN(out.prompt, PromptTokens(req, tok));
+  if (out.prompt.empty()) return Invalid("input encodes to zero tokens");
+  const int n = static_cast<int>(out.prompt.size());
+  if (n > limits.max_prompt_tokens) {
+    return Invalid(absl::StrCat("prompt has ", n, " tokens; this server accepts at most ",
+                                limits.max_prompt_tokens));
+  }
+  if (limits.max_context > 0 && n >= limits.max_context) {
+    return Invalid(absl::StrCat("prompt has ", n, " tokens; the model's maximum context is ",
+                                limits.max_context, " (prompt + at least 1 generated token)"));
+  }
+  if (limits.max_context > 0) {
+    out.max_tokens = std::min(out.max_tokens, limits.max_context - n);
+  }
+  out.request_id = req.request_id();
+  out.report_prefill_progress = req.report_prefill_progress();
+  return out;
+}
+
+}  // namespace hipserve::coordinator

@@ -1,0 +1,31 @@
+// Turns a public GenerateRequest into a SequenceRequest, or an INVALID_ARGUMENT status whose
+// message names the offending field. Pure function of its inputs.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "hipserve/v1/generate.pb.h"
+
+namespace hipserve::coordinator {
+
+struct RequestLimits {
+  int max_context = 0;          // model's (prompt + generated) limit
+  int default_max_tokens = 256; // when sampling.max_tokens is unset
+  int max_tokens_limit = 1 << 20;
+  int max_prompt_tokens = 1 << 30;
+  int max_stop_strings = 16;
+  std::string attention = "dense";  // modes this server runs
+};
+
+// Encodes the input (text, token ids or chat) into prompt token ids.
+absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& request,
+                                                  const Tokenizer& tokenizer);
+
+absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& request,
+                                                  const Tokenizer& tokenizer,
+                                                  const RequestLimits& limits);
+
+}  // namespace hipserve::coordinator

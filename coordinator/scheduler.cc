@@ -1,0 +1,345 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace hipserve::coordinator {
+
+struct Scheduler::Sequence {
+  SequenceRequest req;
+  uint64_t seq_id = 0;
+  uint64_t epoch = 0;           // group the sequence's KV lives on
+  int64_t reservation = 0;      // KV tokens reserved at admission
+  int kv_len = 0;               // tokens in the workers' KV
+  int prefilled = 0;            // prompt tokens sent
+  bool sent_any = false;
+  bool cancel = false;
+  bool finished = false;
+  std::vector<int32_t> generated;
+  std::unique_ptr<IncrementalDecoder> decoder;
+  std::string pending_text;     // decoded but not yet emitted (possible stop-string prefix)
+  size_t max_stop_len = 0;
+  std::vector<int32_t> pending_ids;
+  Clock::time_point admitted, first_token, last_token;
+};
+
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Largest prefix length <= n of `s` that does not split a UTF-8 character.
+size_t Utf8SafePrefix(const std::string& s, size_t n) {
+  while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerOptions& options)
+    : options_(options), thread_([this] { Loop(); }) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  FailAll(absl::UnavailableError("server is shutting down"));
+}
+
+void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
+                               std::shared_ptr<const Tokenizer> tok) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Sequences on the old group lost their KV.
+  for (auto& s : active_) {
+    if (!s->finished) {
+      FinishSequence(*s, FinishReason::kError,
+                     absl::UnavailableError("worker group was reconfigured"));
+    }
+  }
+  active_.clear();
+  pending_release_.clear();
+  group_ = std::move(group);
+  tokenizer_ = std::move(tok);
+  ++group_epoch_;
+  cv_.notify_all();
+}
+
+absl::Status Scheduler::Submit(SequenceRequest request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return absl::UnavailableError("server is shutting down");
+  if (static_cast<int>(queue_.size()) >= options_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request queue is full (", queue_.size(), " waiting, limit ", options_.max_queue, ")"));
+  }
+  const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (need > options_.kv_budget_tokens) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request needs ", need, " KV tokens (", request.prompt.size(), " prompt + ",
+        request.max_tokens, " max_tokens); the KV budget is ", options_.kv_budget_tokens));
+  }
+  if (by_id_.contains(request.request_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id '", request.request_id, "' is already active"));
+  }
+  auto s = std::make_unique<Sequence>();
+  s->req = std::move(request);
+  s->seq_id = next_seq_id_++;
+  s->reservation = need;
+  for (const std::string& stop : s->req.stop) s->max_stop_len = std::max(s->max_stop_len, stop.size());
+  by_id_[s->req.request_id] = s.get();
+  queue_.push_back(std::move(s));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+int Scheduler::Abort(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int found = 0;
+  for (const std::string& id : ids) {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end() || it->second->finished) continue;
+    it->second->cancel = true;
+    ++found;
+  }
+  if (found > 0) cv_.notify_all();
+  return found;
+}
+
+SchedulerStats Scheduler::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  SchedulerStats st;
+  st.active = static_cast<int>(active_.size());
+  st.queued = static_cast<int>(queue_.size());
+  st.kv_tokens_reserved = kv_reserved_;
+  st.steps = steps_;
+  st.generated_tokens = generated_;
+  return st;
+}
+
+void Scheduler::FinishSequence(Sequence& s, FinishReason reason, absl::Status status) {
+  if (s.finished) return;
+  s.finished = true;
+  const Clock::time_point now = Clock::now();
+  FinishInfo info;
+  info.reason = status.ok() ? reason : FinishReason::kError;
+  info.status = std::move(status);
+  info.prompt_tokens = static_cast<int>(s.req.prompt.size());
+  info.completion_tokens = static_cast<int>(s.generated.size());
+  if (s.admitted != Clock::time_point()) info.timing.queue_s = Seconds(s.admitted - s.req.arrival);
+  if (!s.generated.empty()) {
+    info.timing.ttft_s = Seconds(s.first_token - s.req.arrival);
+    if (s.generated.size() > 1 && s.last_token > s.first_token) {
+      info.timing.decode_tokens_per_s =
+          (s.generated.size() - 1) / Seconds(s.last_token - s.first_token);
+    }
+  }
+  info.timing.total_s = Seconds(now - s.req.arrival);
+  if (s.sent_any && s.epoch == group_epoch_) pending_release_.push_back(s.seq_id);
+  if (s.admitted != Clock::time_point()) kv_reserved_ -= s.reservation;
+  by_id_.erase(s.req.request_id);
+  if (s.req.sink) s.req.sink->OnFinish(info);
+}
+
+void Scheduler::FailAll(const absl::Status& status) {
+  for (auto& s : active_) FinishSequence(*s, FinishReason::kError, status);
+  for (auto& s : queue_) FinishSequence(*s, FinishReason::kError, status);
+  active_.clear();
+  queue_.clear();
+}
+
+void Scheduler::AdmitLocked() {
+  // Cancelled requests still in the queue finish without running.
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if ((*it)->cancel) {
+      FinishSequence(**it, FinishReason::kAbort, absl::OkStatus());
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!queue_.empty() && static_cast<int>(active_.size()) < options_.max_batch &&
+         kv_reserved_ + queue_.front()->reservation <= options_.kv_budget_tokens) {
+    std::unique_ptr<Sequence> s = std::move(queue_.front());
+    queue_.pop_front();
+    s->admitted = Clock::now();
+    s->epoch = group_epoch_;
+    s->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_);
+    kv_reserved_ += s->reservation;
+    active_.push_back(std::move(s));
+  }
+}
+
+void Scheduler::OnToken(Sequence& s, int32_t token) {
+  const Clock::time_point now = Clock::now();
+  if (s.generated.empty()) s.first_token = now;
+  s.last_token = now;
+  s.generated.push_back(token);
+  ++generated_;
+  const int completion = static_cast<int>(s.generated.size());
+  SequenceSink* sink = s.req.sink.get();
+  auto emit = [&](size_t text_len) {
+    std::string text = s.pending_text.substr(0, text_len);
+    s.pending_text.erase(0, text_len);
+    if (sink && (!s.pending_ids.empty() || !text.empty())) {
+      sink->OnTokens(s.pending_ids, text, completion);
+    }
+    s.pending_ids.clear();
+  };
+  if (!s.req.ignore_eos && tokenizer_->IsEos(token)) {
+    s.pending_text += s.decoder->Flush();
+    emit(s.pending_text.size());
+    FinishSequence(s, FinishReason::kEos, absl::OkStatus());
+    return;
+  }
+  s.pending_ids.push_back(token);
+  s.pending_text += s.decoder->Add(token);
+  // Stop strings: earliest match in the not-yet-emitted text (enough is held back that a
+  // match can never start in text already sent).
+  size_t best = std::string::npos;
+  for (const std::string& stop : s.req.stop) {
+    size_t pos = s.pending_text.find(stop);
+    if (pos < best) best = pos;
+  }
+  if (best != std::string::npos) {
+    emit(best);
+    FinishSequence(s, FinishReason::kStop, absl::OkStatus());
+    return;
+  }
+  const bool stop_id = std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(),
+                                 token) != s.req.stop_token_ids.end();
+  const int max_context = group_ ? group_->model_info().max_context : 0;
+  const bool length = completion >= s.req.max_tokens ||
+                      (max_context > 0 &&
+                       static_cast<int>(s.req.prompt.size()) + completion >= max_context);
+  if (stop_id || length) {
+    s.pending_text += s.decoder->Flush();
+    emit(s.pending_text.size());
+    FinishSequence(s, stop_id ? FinishReason::kStop : FinishReason::kLength, absl::OkStatus());
+    return;
+  }
+  size_t keep = s.max_stop_len > 0 ? s.max_stop_len - 1 : 0;
+  size_t n = s.pending_text.size() > keep ? s.pending_text.size() - keep : 0;
+  emit(Utf8SafePrefix(s.pending_text, n));
+}
+
+void Scheduler::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  Clock::time_point last_step = Clock::now();
+  const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(options_.heartbeat_s * 1000));
+  while (true) {
+    cv_.wait_for(lock, heartbeat, [&] {
+      return stopping_ || (group_ != nullptr && (!active_.empty() || !queue_.empty() ||
+                                                 !pending_release_.empty()));
+    });
+    if (stopping_) return;
+    if (group_ == nullptr) continue;
+    AdmitLocked();
+    for (auto& s : active_) {
+      if (s->cancel) FinishSequence(*s, FinishReason::kAbort, absl::OkStatus());
+    }
+    active_.erase(std::remove_if(active_.begin(), active_.end(),
+                                 [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
+                  active_.end());
+
+    StepPlan plan;
+    plan.release.swap(pending_release_);
+    std::vector<Sequence*> in_plan;
+    int prefill_budget = options_.chunk_tokens;
+    for (auto& sp : active_) {
+      Sequence& s = *sp;
+      WorkItem item;
+      item.seq_id = s.seq_id;
+      item.start_pos = s.kv_len;
+      item.sampling = s.req.sampling;
+      item.sample_index = s.generated.size();
+      const int prompt_len = static_cast<int>(s.req.prompt.size());
+      if (s.prefilled < prompt_len) {
+        if (prefill_budget <= 0) continue;
+        const int n = std::min(prompt_len - s.prefilled, prefill_budget);
+        prefill_budget -= n;
+        item.tokens.assign(s.req.prompt.begin() + s.prefilled,
+                           s.req.prompt.begin() + s.prefilled + n);
+        item.sample = s.prefilled + n == prompt_len;
+      } else {
+        item.tokens = {s.generated.back()};
+        item.sample = true;
+      }
+      plan.work.push_back(std::move(item));
+      in_plan.push_back(&s);
+    }
+    const bool idle = plan.work.empty() && plan.release.empty();
+    if (idle && Clock::now() - last_step < heartbeat) continue;
+
+    std::shared_ptr<WorkerGroup> group = group_;
+    const uint64_t epoch = group_epoch_;
+    lock.unlock();
+    absl::StatusOr<std::vector<StepToken>> result = group->Step(plan);
+    lock.lock();
+    last_step = Clock::now();
+    if (epoch != group_epoch_) continue;  // reconfigured meanwhile; sequences already failed
+    if (!result.ok()) {
+      if (absl::IsUnavailable(result.status()) || !group->healthy()) {
+        LOG(ERROR) << "worker group failed: " << result.status();
+        FailAll(absl::UnavailableError(
+            absl::StrCat("worker group failed: ", result.status().message())));
+        group_ = nullptr;
+        continue;
+      }
+      // The step was rejected as a whole and no KV changed. Fail the sequences it names (or
+      // all of them when it names none) and let the rest retry.
+      LOG(WARNING) << "step rejected: " << result.status();
+      bool named = false;
+      for (Sequence* s : in_plan) {
+        if (absl::StrContains(result.status().message(),
+                              absl::StrCat("sequence ", s->seq_id, ":"))) {
+          FinishSequence(*s, FinishReason::kError, result.status());
+          named = true;
+        }
+      }
+      if (!named) {
+        for (Sequence* s : in_plan) FinishSequence(*s, FinishReason::kError, result.status());
+      }
+      continue;
+    }
+    ++steps_;
+    absl::flat_hash_map<uint64_t, int32_t> sampled;
+    for (const StepToken& t : *result) sampled[t.seq_id] = t.token;
+    for (size_t i = 0; i < in_plan.size(); ++i) {
+      Sequence& s = *in_plan[i];
+      const WorkItem& item = plan.work[i];
+      s.sent_any = true;
+      s.kv_len += static_cast<int>(item.tokens.size());
+      const int prompt_len = static_cast<int>(s.req.prompt.size());
+      if (s.prefilled < prompt_len) {
+        s.prefilled += static_cast<int>(item.tokens.size());
+        if (s.req.report_prefill_progress && s.req.sink) {
+          s.req.sink->OnPrefillProgress(s.prefilled, prompt_len);
+        }
+      }
+      if (s.finished) continue;
+      if (item.sample) {
+        auto it = sampled.find(s.seq_id);
+        if (it == sampled.end()) {
+          FinishSequence(s, FinishReason::kError,
+                         absl::InternalError("worker returned no token for the sequence"));
+          continue;
+        }
+        OnToken(s, it->second);
+      }
+    }
+    active_.erase(std::remove_if(active_.begin(), active_.end(),
+                                 [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
+                  active_.end());
+  }
+}
+
+}  // namespace hipserve::coordinator

@@ -1,0 +1,89 @@
+// Model: one rank's share of a Llama-family decoder and the KV of its sequences.
+//
+// Owns its weights shard and KV store; borrows the Communicator (must outlive the Model).
+// Thread-safety: not thread-safe; one thread (the worker's step executor) drives it.
+// A failed Step leaves every sequence exactly as it was before the step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "common/strong_id.h"
+#include "kernels/sampling/sampling.h"
+#include "kvstore/simple_store.h"
+#include "worker/communicator.h"
+#include "worker/weights.h"
+
+namespace hipserve::worker {
+
+using common::SequenceId;
+
+struct ModelOptions {
+  // "dense" is implemented; "hip" arrives with the HiP reference attention.
+  std::string attention = "dense";
+  // Longest sequence accepted (prompt + generated). 0 = the model's pretrained length.
+  int max_context = 0;
+  // KV budget over all sequences, in tokens (each token: all layers, K and V).
+  int64_t kv_budget_tokens = 1 << 20;
+};
+
+// One sequence's part of a step: append `tokens` at positions start_pos.. and optionally
+// sample the next token after the last one.
+struct SeqStep {
+  SequenceId seq;
+  std::vector<int32_t> tokens;
+  int32_t start_pos = 0;  // must equal the tokens the sequence already holds
+  bool sample = false;
+  kernels::SamplingOptions sampling;
+};
+
+struct StepBatch {
+  std::vector<SequenceId> release;  // freed before the work runs; unknown ids are ignored
+  std::vector<SeqStep> work;        // at most one entry per sequence
+};
+
+struct SampledToken {
+  SequenceId seq;
+  int32_t token = 0;
+  float logprob = 0.f;
+};
+
+class Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Create(ModelWeights weights, Communicator* comm,
+                                                       const ModelOptions& options);
+
+  // Runs the batch; returns the sampled tokens (in work order, sample=true entries only) on
+  // rank 0 and an empty list on other ranks.
+  absl::StatusOr<std::vector<SampledToken>> Step(const StepBatch& batch);
+  // Frees a sequence's KV. NotFound when unknown.
+  absl::Status Release(SequenceId seq);
+  // Frees every sequence.
+  void ReleaseAll();
+
+  const ModelDims& dims() const { return weights_.dims; }
+  int max_context() const { return max_context_; }
+  int64_t kv_tokens() const { return kv_->TokensInUse(); }
+  int num_sequences() const { return kv_->NumSequences(); }
+
+ private:
+  Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
+        std::unique_ptr<kvstore::SimpleKvStore> kv);
+  absl::Status Validate(const StepBatch& batch) const;
+  absl::Status Forward(const StepBatch& batch, std::vector<SampledToken>* out);
+  absl::Status Attention(int layer, const SeqStep& s, const float* q, const float* k,
+                         const float* v, float* out);
+
+  ModelWeights weights_;
+  Communicator* comm_;
+  ModelOptions options_;
+  int max_context_;
+  std::unique_ptr<kvstore::SimpleKvStore> kv_;
+  absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
+};
+
+}  // namespace hipserve::worker

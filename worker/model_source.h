@@ -1,0 +1,26 @@
+// Resolves a --model value to full (unsharded) weights plus the tokenizer description that
+// rank 0 hands to the coordinator.
+//   "builtin:tiny"            seeded random tiny Llama, byte tokenizer (tests, smoke runs)
+//   /path/model.gguf          GGUF file
+//   /path/hf_dir/             Hugging Face directory (config.json + *.safetensors)
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "hipserve/v1/worker.pb.h"
+#include "worker/weights.h"
+
+namespace hipserve::worker {
+
+inline constexpr char kBuiltinTiny[] = "builtin:tiny";
+
+struct LoadedSource {
+  ModelWeights weights;                // full weights (world_size 1)
+  v1::control::TokenizerSpec tokenizer;
+};
+
+absl::StatusOr<LoadedSource> LoadModelSource(const std::string& model, uint64_t seed);
+
+}  // namespace hipserve::worker

@@ -1,0 +1,178 @@
+#include "worker/model.h"
+
+#include <gtest/gtest.h>
+
+#include "worker/builtin_model.h"
+
+namespace hipserve::worker {
+namespace {
+
+std::unique_ptr<Model> MakeModel(Communicator* comm, int max_context = 256,
+                                 int64_t budget = 1 << 20) {
+  BuiltinModelOptions o;
+  auto w = MakeBuiltinModel(o);
+  EXPECT_TRUE(w.ok()) << w.status();
+  ModelOptions mo;
+  mo.max_context = max_context;
+  mo.kv_budget_tokens = budget;
+  auto m = Model::Create(*std::move(w), comm, mo);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return std::move(m).value();
+}
+
+SeqStep Work(uint64_t seq, std::vector<int32_t> tokens, int start, bool sample = true) {
+  SeqStep s;
+  s.seq = SequenceId(seq);
+  s.tokens = std::move(tokens);
+  s.start_pos = start;
+  s.sample = sample;
+  return s;
+}
+
+// Greedy-generates `n` tokens after `prompt`, one decode step at a time.
+std::vector<SampledToken> Generate(Model& m, uint64_t seq, std::vector<int32_t> prompt, int n) {
+  std::vector<SampledToken> out;
+  StepBatch b;
+  b.work.push_back(Work(seq, prompt, 0));
+  int pos = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = m.Step(b);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || r->size() != 1) return out;
+    out.push_back((*r)[0]);
+    pos += static_cast<int>(b.work[0].tokens.size());
+    b.work[0] = Work(seq, {(*r)[0].token}, pos);
+  }
+  return out;
+}
+
+TEST(ModelTest, IncrementalDecodeMatchesFullPrefill) {
+  auto comm = MakeLocalCommunicator();
+  auto m = MakeModel(comm.get());
+  std::vector<int32_t> prompt = {72, 101, 108, 108, 111, 32, 119};
+  auto gen = Generate(*m, 1, prompt, 6);
+  ASSERT_EQ(gen.size(), 6u);
+  // Re-run the whole text (prompt + first 5 generated) as one prefill: the next token and its
+  // log-probability must match the incremental path.
+  std::vector<int32_t> full = prompt;
+  for (int i = 0; i < 5; ++i) full.push_back(gen[i].token);
+  StepBatch b;
+  b.work.push_back(Work(2, full, 0));
+  auto r = m->Step(b);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].token, gen[5].token);
+  EXPECT_NEAR((*r)[0].logprob, gen[5].logprob, 1e-4);
+}
+
+TEST(ModelTest, BatchingDoesNotChangeResults) {
+  auto comm = MakeLocalCommunicator();
+  auto alone = MakeModel(comm.get());
+  auto a = Generate(*alone, 1, {1, 2, 3, 4}, 4);
+  auto b = Generate(*alone, 2, {200, 201}, 4);
+  auto batched = MakeModel(comm.get());
+  StepBatch batch;
+  batch.work = {Work(1, {1, 2, 3, 4}, 0), Work(2, {200, 201}, 0)};
+  int pos[2] = {4, 2};
+  for (int step = 0; step < 4; ++step) {
+    auto r = batched->Step(batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 2u);
+    EXPECT_EQ((*r)[0].token, a[step].token) << "step " << step;
+    EXPECT_EQ((*r)[1].token, b[step].token) << "step " << step;
+    batch.work = {Work(1, {(*r)[0].token}, pos[0]), Work(2, {(*r)[1].token}, pos[1])};
+    pos[0]++;
+    pos[1]++;
+  }
+}
+
+TEST(ModelTest, SeededSamplingIsReproducible) {
+  auto comm = MakeLocalCommunicator();
+  auto m = MakeModel(comm.get());
+  std::vector<int32_t> tokens[2];
+  for (int run = 0; run < 2; ++run) {
+    StepBatch b;
+    b.work.push_back(Work(10 + run, {5, 6, 7}, 0));
+    b.work[0].sampling.temperature = 1.0f;
+    b.work[0].sampling.seed = 99;
+    int pos = 3;
+    for (int i = 0; i < 8; ++i) {
+      b.work[0].sampling.sample_index = i;
+      auto r = m->Step(b);
+      ASSERT_TRUE(r.ok()) << r.status();
+      tokens[run].push_back((*r)[0].token);
+      b.work[0].tokens = {(*r)[0].token};
+      b.work[0].start_pos = pos++;
+    }
+  }
+  EXPECT_EQ(tokens[0], tokens[1]);
+}
+
+TEST(ModelTest, RejectsBadInputWithoutChangingState) {
+  auto comm = MakeLocalCommunicator();
+  auto m = MakeModel(comm.get(), /*max_context=*/16);
+  StepBatch ok;
+  ok.work.push_back(Work(1, {1, 2, 3}, 0));
+  ASSERT_TRUE(m->Step(ok).ok());
+  EXPECT_EQ(m->kv_tokens(), 3);
+
+  StepBatch bad_token;
+  bad_token.work.push_back(Work(1, {4, 9999}, 3));
+  auto r = m->Step(bad_token);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("9999"), std::string::npos) << r.status();
+
+  StepBatch wrong_pos;
+  wrong_pos.work.push_back(Work(1, {4}, 7));
+  EXPECT_EQ(m->Step(wrong_pos).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  StepBatch too_long;
+  too_long.work.push_back(Work(1, std::vector<int32_t>(14, 1), 3));
+  EXPECT_EQ(m->Step(too_long).status().code(), absl::StatusCode::kInvalidArgument);
+
+  StepBatch empty;
+  empty.work.push_back(Work(2, {}, 0));
+  EXPECT_EQ(m->Step(empty).status().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(m->kv_tokens(), 3);
+  EXPECT_EQ(m->num_sequences(), 1);
+  StepBatch next;
+  next.work.push_back(Work(1, {4}, 3));
+  EXPECT_TRUE(m->Step(next).ok());
+  EXPECT_EQ(m->kv_tokens(), 4);
+}
+
+TEST(ModelTest, KvBudgetFailureRollsBackTheWholeStep) {
+  auto comm = MakeLocalCommunicator();
+  auto m = MakeModel(comm.get(), 256, /*budget=*/10);
+  StepBatch a;
+  a.work.push_back(Work(1, {1, 2, 3, 4, 5, 6}, 0));
+  ASSERT_TRUE(m->Step(a).ok());
+  StepBatch b;
+  b.work = {Work(2, {1, 2, 3}, 0), Work(3, {7, 8, 9}, 0)};
+  auto r = m->Step(b);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_EQ(m->kv_tokens(), 6);
+  EXPECT_EQ(m->num_sequences(), 1);
+  // Releasing frees the budget for the others.
+  StepBatch c;
+  c.release = {SequenceId(1)};
+  c.work = {Work(2, {1, 2, 3}, 0), Work(3, {7, 8, 9}, 0)};
+  EXPECT_TRUE(m->Step(c).ok());
+  EXPECT_EQ(m->kv_tokens(), 6);
+  EXPECT_EQ(m->num_sequences(), 2);
+}
+
+TEST(ModelTest, ShardingRejectsIndivisibleDegree) {
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(ShardWeights(*w, 0, 3).status().code(), absl::StatusCode::kInvalidArgument);
+  auto s = ShardWeights(*w, 1, 2);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->local_kv_heads(), 1);
+  EXPECT_EQ(s->vocab_begin, 130);
+  EXPECT_EQ(s->vocab_end, 259);
+}
+
+}  // namespace
+}  // namespace hipserve::worker

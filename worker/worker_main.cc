@@ -1,0 +1,125 @@
+#include "worker/worker_main.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "hipserve/v1/worker.grpc.pb.h"
+#include "proto/grpc_status.h"
+#include "worker/worker_service.h"
+
+namespace hipserve::worker {
+
+namespace control = v1::control;
+
+absl::StatusOr<int> RankFromHostname(const std::string& hostname) {
+  size_t dash = hostname.rfind('-');
+  int rank = -1;
+  if (dash == std::string::npos || !absl::SimpleAtoi(hostname.substr(dash + 1), &rank) ||
+      rank < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot derive --rank from hostname '", hostname,
+        "' (expected a StatefulSet name like 'hipserve-worker-3'); pass --rank"));
+  }
+  return rank;
+}
+
+namespace {
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& advertise,
+                      const std::atomic<bool>* stop) {
+  auto channel = grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials());
+  auto stub = control::Control::NewStub(channel);
+  control::RegisterRequest req;
+  req.set_rank(rank);
+  req.set_address(advertise);
+  req.set_backend(o.backend);
+  req.set_hostname(Hostname());
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(o.register_timeout_s * 1000));
+  int attempt = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    control::RegisterResponse resp;
+    grpc::Status s = stub->Register(&ctx, req, &resp);
+    if (s.ok()) {
+      LOG(INFO) << "registered with coordinator " << o.coordinator << " as rank " << rank
+                << " of " << resp.world_size() << " (" << advertise << ")";
+      return absl::OkStatus();
+    }
+    // A coordinator that answers with a definite refusal will not change its mind.
+    if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+        s.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+      return proto::FromGrpcStatus(s);
+    }
+    if (std::chrono::steady_clock::now() > deadline || (stop && stop->load())) {
+      return absl::UnavailableError(absl::StrCat("could not register with coordinator ",
+                                                 o.coordinator, ": ", s.error_message()));
+    }
+    if (++attempt % 10 == 1) {
+      LOG(INFO) << "waiting for coordinator " << o.coordinator << ": " << s.error_message();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200 * attempt, 2000)));
+  }
+}
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop) {
+  if (o.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
+  int rank = o.rank;
+  if (rank < 0) {
+    ASSIGN_OR_RETURN(rank, RankFromHostname(Hostname()));
+  }
+  common::SetLogPrefix(absl::StrCat("worker[", rank, "]"));
+  WorkerOptions wo;
+  wo.backend = o.backend;
+  wo.rank = rank;
+  WorkerService service(wo);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  builder.SetMaxSendMessageSize(256 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("worker cannot listen on ", o.listen));
+  }
+  std::string advertise = o.advertise;
+  if (advertise.empty()) {
+    std::string host = std::string(o.listen.substr(0, o.listen.rfind(':')));
+    if (host == "0.0.0.0" || host == "[::]" || host.empty()) host = Hostname();
+    advertise = absl::StrCat(host, ":", port);
+  } else if (absl::EndsWith(advertise, ":0")) {
+    advertise = absl::StrCat(advertise.substr(0, advertise.size() - 1), port);
+  }
+  absl::Status reg = Register(o, rank, advertise, stop);
+  if (!reg.ok()) {
+    server->Shutdown();
+    return reg;
+  }
+  while (!(stop && stop->load()) &&
+         !service.shutdown_requested().WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+  }
+  LOG(INFO) << "worker shutting down";
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return absl::OkStatus();
+}
+
+}  // namespace hipserve::worker

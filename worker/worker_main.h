@@ -1,0 +1,28 @@
+// RunWorker: the body of `hipserve worker`: serve the Worker control service, register with
+// the coordinator, and run until Shutdown, a signal, or the stop flag.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace hipserve::worker {
+
+struct WorkerMainOptions {
+  std::string coordinator;             // host:port of the coordinator's control service
+  int rank = 0;                        // -1: take the trailing number of the hostname
+  std::string listen = "0.0.0.0:0";    // where this worker's Worker service binds (port 0 = any)
+  std::string advertise;               // host:port the coordinator dials; "" = derived
+  std::string backend = "cpu";
+  double register_timeout_s = 300.0;   // keep retrying Register this long
+};
+
+// `stop` is polled; set it from a signal handler to end the worker. Returns when stopped.
+absl::Status RunWorker(const WorkerMainOptions& options, const std::atomic<bool>* stop);
+
+// "name-3" -> 3 (StatefulSet ordinal). InvalidArgument when there is no trailing number.
+absl::StatusOr<int> RankFromHostname(const std::string& hostname);
+
+}  // namespace hipserve::worker

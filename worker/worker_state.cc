@@ -1,0 +1,123 @@
+#include "worker/worker_state.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "worker/builtin_model.h"
+#include "worker/model_source.h"
+
+namespace hipserve::worker {
+
+namespace control = v1::control;
+
+absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
+    const control::ConfigureRequest& req) {
+  if (req.world_size() <= 0 || req.rank() < 0 || req.rank() >= req.world_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", req.rank(), " outside world of ", req.world_size()));
+  }
+  if (req.rank() != options_.rank) {
+    return absl::InvalidArgumentError(absl::StrCat("configure for rank ", req.rank(),
+                                                   " sent to worker rank ", options_.rank));
+  }
+  if (options_.backend != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "backend '", options_.backend, "': only the cpu forward pass exists so far"));
+  }
+  if (req.world_size() != 1) {
+    return absl::UnimplementedError(
+        "tensor parallelism > 1 needs the Gloo/NCCL communicator, not built yet");
+  }
+  model_.reset();
+  comm_ = MakeLocalCommunicator();
+  ASSIGN_OR_RETURN(LoadedSource source, LoadModelSource(req.model(), req.seed()));
+  ASSIGN_OR_RETURN(ModelWeights shard,
+                   ShardWeights(source.weights, req.rank(), req.world_size()));
+  ModelOptions mo;
+  mo.attention = req.attention().empty() ? "dense" : req.attention();
+  mo.max_context = req.max_context();
+  ASSIGN_OR_RETURN(model_, Model::Create(std::move(shard), comm_.get(), mo));
+  const ModelDims& d = model_->dims();
+  control::ConfigureResponse resp;
+  resp.set_model_name(d.name);
+  resp.set_vocab_size(d.vocab_size);
+  resp.set_max_context(model_->max_context());
+  resp.set_num_layers(d.num_layers);
+  resp.set_hidden_size(d.hidden);
+  resp.set_num_heads(d.num_heads);
+  resp.set_num_kv_heads(d.num_kv_heads);
+  resp.set_head_dim(d.head_dim);
+  resp.set_dtype("fp32");
+  resp.set_backend(options_.backend);
+  *resp.mutable_tokenizer() = std::move(source.tokenizer);
+  LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
+            << ", vocab " << d.vocab_size << ", max context " << model_->max_context();
+  return resp;
+}
+
+control::StepResult WorkerState::Step(const control::StepRequest& req) {
+  control::StepResult result;
+  result.set_step_id(req.step_id());
+  if (req.heartbeat()) return result;
+  if (model_ == nullptr) {
+    result.set_error("worker is not configured");
+    result.set_error_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
+    return result;
+  }
+  StepBatch batch;
+  for (uint64_t id : req.release_seq_ids()) batch.release.push_back(SequenceId(id));
+  for (const control::SeqWork& w : req.work()) {
+    SeqStep s;
+    s.seq = SequenceId(w.seq_id());
+    s.tokens.assign(w.tokens().begin(), w.tokens().end());
+    s.start_pos = w.start_pos();
+    s.sample = w.sample();
+    s.sampling.temperature = w.sampling().temperature();
+    s.sampling.top_p = w.sampling().top_p();
+    s.sampling.top_k = w.sampling().top_k();
+    s.sampling.seed = w.sampling().seed();
+    s.sampling.sample_index = w.sample_index();
+    batch.work.push_back(std::move(s));
+  }
+  ++steps_;
+  absl::StatusOr<std::vector<SampledToken>> out = model_->Step(batch);
+  if (!out.ok()) {
+    result.set_error(std::string(out.status().message()));
+    result.set_error_code(static_cast<int>(out.status().code()));
+    return result;
+  }
+  for (const SampledToken& t : *out) {
+    control::SeqOutput* o = result.add_outputs();
+    o->set_seq_id(t.seq.value());
+    o->set_token(t.token);
+    o->set_logprob(t.logprob);
+  }
+  return result;
+}
+
+absl::Status WorkerState::Release(const control::ReleaseRequest& req) {
+  if (model_ == nullptr) return absl::FailedPreconditionError("worker is not configured");
+  for (uint64_t id : req.seq_ids()) {
+    absl::Status s = model_->Release(SequenceId(id));
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+  }
+  return absl::OkStatus();
+}
+
+control::StatsResponse WorkerState::Stats() const {
+  control::StatsResponse r;
+  r.set_steps(steps_);
+  if (model_ != nullptr) {
+    r.set_kv_tokens(model_->kv_tokens());
+    r.set_sequences(model_->num_sequences());
+  }
+  return r;
+}
+
+void WorkerState::Reset() {
+  if (model_ == nullptr) return;
+  model_->ReleaseAll();
+}
+
+}  // namespace hipserve::worker

@@ -1,0 +1,42 @@
+// WorkerState: what one worker process holds once configured: its model shard and
+// communicator. All methods run on the worker's SerialExecutor thread (not thread-safe).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "hipserve/v1/worker.pb.h"
+#include "worker/communicator.h"
+#include "worker/model.h"
+
+namespace hipserve::worker {
+
+struct WorkerOptions {
+  std::string backend = "cpu";  // "cpu"; "cuda" arrives with the GPU forward pass
+  int rank = 0;
+};
+
+class WorkerState {
+ public:
+  explicit WorkerState(WorkerOptions options) : options_(std::move(options)) {}
+
+  // Loads the model shard and builds the communicator. Re-configuring replaces both and
+  // frees every sequence.
+  absl::StatusOr<v1::control::ConfigureResponse> Configure(
+      const v1::control::ConfigureRequest& request);
+  // Runs one step; errors are reported inside the result (error, error_code).
+  v1::control::StepResult Step(const v1::control::StepRequest& request);
+  absl::Status Release(const v1::control::ReleaseRequest& request);
+  v1::control::StatsResponse Stats() const;
+  // Frees every sequence (the coordinator's stream ended).
+  void Reset();
+
+ private:
+  WorkerOptions options_;
+  std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<Model> model_;
+  uint64_t steps_ = 0;
+};
+
+}  // namespace hipserve::worker
