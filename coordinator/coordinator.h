@@ -22,7 +22,7 @@ struct CoordinatorOptions {
   std::string control_host = "0.0.0.0";
   int control_port = 50052;           // 0 = pick a free port
   int world_size = 1;                 // workers (tensor-parallel ranks) to wait for
-  std::string model = "builtin:tiny";
+  std::string model = "default";  // SmolLM2-135M-Instruct (scripts/fetch-model.sh)
   std::string attention = "dense";
   std::string hip_config_json;
   int max_context = 0;                // 0 = the model's own

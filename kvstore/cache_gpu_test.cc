@@ -101,7 +101,9 @@ Result RunScript(Memory* memory, KvDtype dtype) {
       p.out_v = sa ? static_cast<uint16_t*>(*d_v) : nullptr;
       EXPECT_TRUE(CacheGatherCuda(p, nullptr).ok());
       EXPECT_TRUE(memory->Copy(out_k.data(), *d_k, m * kDim * 2).ok());  // synchronises
-      if (sa) EXPECT_TRUE(memory->Copy(r.v.data(), *d_v, m * kDim * 2).ok());
+      if (sa) {
+        EXPECT_TRUE(memory->Copy(r.v.data(), *d_v, m * kDim * 2).ok());
+      }
       for (void* ptr : {*d_rows, *d_src, *d_k, *d_v}) {
         EXPECT_TRUE(memory->Free(MemoryKind::kDevice, ptr).ok());
       }

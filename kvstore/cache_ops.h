@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "kvstore/kv_types.h"
@@ -38,6 +39,12 @@ struct CacheGatherParams {
   uint16_t* out_k = nullptr;  // [n][head_dim] bf16
   uint16_t* out_v = nullptr;  // [n][head_dim] bf16, or null
 };
+
+// Reorders (rows[i], src[i]) pairs by source address. The fill result does not depend on the
+// order, but reading host memory in address order keeps the GPU's translation of mapped host
+// pages warm: on an H100 (PCIe 5), 256K scattered K+V rows over a 1 GiB cold tier fill at
+// ~50% of cudaMemcpy bandwidth in random order. TokenCache::Fill always sorts.
+void SortFillBySource(std::vector<int32_t>* rows, std::vector<uint64_t>* src);
 
 absl::Status CacheFillHost(const CacheFillParams& p);
 absl::Status CacheGatherHost(const CacheGatherParams& p);

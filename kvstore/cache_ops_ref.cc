@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "kvstore/cache_ops.h"
@@ -46,6 +48,20 @@ void LoadBankRow(const void* bank, KvDtype dtype, int64_t row, int head_dim, uin
 }
 
 }  // namespace
+
+void SortFillBySource(std::vector<int32_t>* rows, std::vector<uint64_t>* src) {
+  std::vector<size_t> order(src->size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*src)[a] < (*src)[b]; });
+  std::vector<int32_t> r(rows->size());
+  std::vector<uint64_t> s(src->size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    r[i] = (*rows)[order[i]];
+    s[i] = (*src)[order[i]];
+  }
+  rows->swap(r);
+  src->swap(s);
+}
 
 absl::Status CacheFillHost(const CacheFillParams& p) {
   absl::Status s = CheckShape(p.n, p.head_dim, p.rows, p.src);

@@ -189,6 +189,8 @@ absl::Status TokenCache::Fill(const FillPlan& plan, absl::Span<const uint64_t> s
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<int32_t> rows(plan.entries.size());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = plan.entries[i].row;
+  std::vector<uint64_t> src(src_k.begin(), src_k.end());
+  SortFillBySource(&rows, &src);
   CacheFillParams p;
   p.bank_k = bank_k_;
   p.bank_v = bank_v_;
@@ -202,14 +204,14 @@ absl::Status TokenCache::Fill(const FillPlan& plan, absl::Span<const uint64_t> s
     p.n = std::min<int64_t>(batch, rows.size() - begin);
     if (!memory_->OnDevice()) {
       p.rows = rows.data() + begin;
-      p.src = src_k.data() + begin;
+      p.src = src.data() + begin;
       status = CacheFillHost(p);
       continue;
     }
     char* scratch = static_cast<char*>(scratch_);
     status = memory_->Copy(scratch, rows.data() + begin, p.n * 4);
     if (status.ok()) {
-      status = memory_->Copy(scratch + ScratchSrcOffset(options_), src_k.data() + begin, p.n * 8);
+      status = memory_->Copy(scratch + ScratchSrcOffset(options_), src.data() + begin, p.n * 8);
     }
     if (!status.ok()) break;
     p.rows = reinterpret_cast<const int32_t*>(scratch);

@@ -100,7 +100,7 @@ absl::StatusOr<ModelWeights> MakeBuiltinModel(const BuiltinModelOptions& o) {
   return w;
 }
 
-absl::StatusOr<ModelWeights> ShardWeights(const ModelWeights& full, int rank, int world_size) {
+absl::StatusOr<ModelWeights> ShardWeights(ModelWeights full, int rank, int world_size) {
   const ModelDims& d = full.dims;
   if (full.world_size != 1) return absl::InvalidArgumentError("ShardWeights needs full weights");
   if (world_size <= 0 || rank < 0 || rank >= world_size) {
@@ -112,7 +112,7 @@ absl::StatusOr<ModelWeights> ShardWeights(const ModelWeights& full, int rank, in
         "tensor parallel degree ", world_size, " must divide num_kv_heads (", d.num_kv_heads,
         ") and intermediate size (", d.intermediate, ")"));
   }
-  if (world_size == 1) return full;
+  if (world_size == 1) return std::move(full);  // no copy of a multi-GB model
   ModelWeights w;
   w.dims = d;
   w.rank = rank;

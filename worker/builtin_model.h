@@ -26,6 +26,6 @@ absl::StatusOr<ModelWeights> MakeBuiltinModel(const BuiltinModelOptions& options
 
 // Slices full weights for `rank` of `world_size` (Megatron split; see weights.h).
 // InvalidArgument when world_size does not divide the KV heads, the MLP width or the vocab.
-absl::StatusOr<ModelWeights> ShardWeights(const ModelWeights& full, int rank, int world_size);
+absl::StatusOr<ModelWeights> ShardWeights(ModelWeights full, int rank, int world_size);
 
 }  // namespace hipserve::worker

@@ -33,7 +33,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   comm_ = MakeLocalCommunicator();
   ASSIGN_OR_RETURN(LoadedSource source, LoadModelSource(req.model(), req.seed()));
   ASSIGN_OR_RETURN(ModelWeights shard,
-                   ShardWeights(source.weights, req.rank(), req.world_size()));
+                   ShardWeights(std::move(source.weights), req.rank(), req.world_size()));
   ModelOptions mo;
   mo.attention = req.attention().empty() ? "dense" : req.attention();
   mo.max_context = req.max_context();

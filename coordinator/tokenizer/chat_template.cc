@@ -12,7 +12,9 @@ constexpr absl::string_view kStartHeader = "<|start_header_id|>";
 
 bool VocabHas(const TokenizerSpec& spec, absl::string_view token) {
   for (const std::string& t : spec.tokens) {
-    if (t == token) return true;
+    if (t == token) {
+      return true;
+    }
   }
   return false;
 }
@@ -30,9 +32,13 @@ bool ReadConstantSystem(absl::string_view t, size_t pos, std::string* out) {
   }
   out->clear();
   while (pos < t.size()) {
-    if (absl::StartsWith(t.substr(pos), kImEnd)) return !out->empty();
+    if (absl::StartsWith(t.substr(pos), kImEnd)) {
+      return !out->empty();
+    }
     char c = t[pos];
-    if (c == '\'' || c == '"' || c == '{' || c == '}') return false;
+    if (c == '\'' || c == '"' || c == '{' || c == '}') {
+      return false;
+    }
     if (c == '\\' && pos + 1 < t.size()) {
       char e = t[pos + 1];
       out->push_back(e == 'n' ? '\n' : e == 't' ? '\t' : e);
@@ -51,8 +57,12 @@ absl::string_view Trim(absl::string_view s) {
   auto ws = [](char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
   };
-  while (!s.empty() && ws(s.front())) s.remove_prefix(1);
-  while (!s.empty() && ws(s.back())) s.remove_suffix(1);
+  while (!s.empty() && ws(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && ws(s.back())) {
+    s.remove_suffix(1);
+  }
   return s;
 }
 
@@ -60,11 +70,19 @@ absl::string_view Trim(absl::string_view s) {
 
 ChatFormat DetectChatFormat(const TokenizerSpec& spec) {
   const std::string& t = spec.chat_template;
-  if (absl::StrContains(t, kImStart)) return ChatFormat::kChatML;
-  if (absl::StrContains(t, kStartHeader)) return ChatFormat::kLlama3;
+  if (absl::StrContains(t, kImStart)) {
+    return ChatFormat::kChatML;
+  }
+  if (absl::StrContains(t, kStartHeader)) {
+    return ChatFormat::kLlama3;
+  }
   if (t.empty()) {
-    if (VocabHas(spec, kImStart)) return ChatFormat::kChatML;
-    if (VocabHas(spec, kStartHeader)) return ChatFormat::kLlama3;
+    if (VocabHas(spec, kImStart)) {
+      return ChatFormat::kChatML;
+    }
+    if (VocabHas(spec, kStartHeader)) {
+      return ChatFormat::kLlama3;
+    }
   }
   return ChatFormat::kPlain;
 }
@@ -72,7 +90,9 @@ ChatFormat DetectChatFormat(const TokenizerSpec& spec) {
 ChatTemplate DetectChatTemplate(const TokenizerSpec& spec) {
   ChatTemplate result;
   result.format = DetectChatFormat(spec);
-  if (result.format != ChatFormat::kChatML) return result;
+  if (result.format != ChatFormat::kChatML) {
+    return result;
+  }
   const std::string marker = absl::StrCat(kImStart, "system");
   absl::string_view t = spec.chat_template;
   for (size_t pos = t.find(marker); pos != absl::string_view::npos; pos = t.find(marker, pos + 1)) {
@@ -99,7 +119,9 @@ std::string ApplyChatTemplate(const ChatTemplate& chat_template,
       for (const ChatMessageIn& m : messages) {
         absl::StrAppend(&out, kImStart, m.role, "\n", m.content, kImEnd, "\n");
       }
-      if (add_generation_prompt) absl::StrAppend(&out, kImStart, "assistant\n");
+      if (add_generation_prompt) {
+        absl::StrAppend(&out, kImStart, "assistant\n");
+      }
       break;
     case ChatFormat::kLlama3:
       for (const ChatMessageIn& m : messages) {
@@ -111,8 +133,12 @@ std::string ApplyChatTemplate(const ChatTemplate& chat_template,
       }
       break;
     case ChatFormat::kPlain:
-      for (const ChatMessageIn& m : messages) absl::StrAppend(&out, m.role, ": ", m.content, "\n");
-      if (add_generation_prompt) out += "assistant:";
+      for (const ChatMessageIn& m : messages) {
+        absl::StrAppend(&out, m.role, ": ", m.content, "\n");
+      }
+      if (add_generation_prompt) {
+        out += "assistant:";
+      }
       break;
   }
   return out;

@@ -11,8 +11,9 @@ namespace {
 
 std::vector<ChatMessageIn> Messages(const nlohmann::json& j) {
   std::vector<ChatMessageIn> out;
-  for (const auto& m : j)
+  for (const auto& m : j) {
     out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
   return out;
 }
 
@@ -75,7 +76,9 @@ TEST(ChatTemplateTest, ByteModelEncodesChatMLControlTokens) {
   EXPECT_EQ(prompt, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
   std::vector<int32_t> ids = (*tok)->Encode(prompt, true, /*parse_special=*/true);
   std::vector<int32_t> expected = {257, 'u', 's', 'e', 'r', '\n', 'h', 'i', 258, '\n', 257};
-  for (char c : std::string("assistant\n")) expected.push_back(c);
+  for (char c : std::string("assistant\n")) {
+    expected.push_back(c);
+  }
   EXPECT_EQ(ids, expected);
 }
 

@@ -20,7 +20,9 @@ std::string IncrementalDecoder::Add(int32_t id) {
 }
 
 std::string IncrementalDecoder::Flush() {
-  if (pending_.empty()) return "";
+  if (pending_.empty()) {
+    return "";
+  }
   pending_.clear();
   return std::string(kReplacement);  // an incomplete sequence is one maximal subpart
 }

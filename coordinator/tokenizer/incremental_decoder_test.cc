@@ -22,7 +22,9 @@ std::unique_ptr<Tokenizer> ByteTokenizer() {
 std::vector<std::string> Feed(const Tokenizer& tok, const std::string& bytes) {
   IncrementalDecoder dec(tok);
   std::vector<std::string> out;
-  for (char c : bytes) out.push_back(dec.Add(static_cast<uint8_t>(c)));
+  for (char c : bytes) {
+    out.push_back(dec.Add(static_cast<uint8_t>(c)));
+  }
   out.push_back(dec.Flush());
   return out;
 }
@@ -69,7 +71,9 @@ TEST(IncrementalDecoderTest, StreamEqualsSanitizedWhole) {
       s += atoms[k];
     }
     std::string streamed;
-    for (const std::string& piece : Feed(*tok, s)) streamed += piece;
+    for (const std::string& piece : Feed(*tok, s)) {
+      streamed += piece;
+    }
     EXPECT_EQ(streamed, SanitizeUtf8(s));
     if (valid) {
       EXPECT_EQ(streamed, s);

@@ -51,7 +51,9 @@ absl::StatusOr<std::string> PreTokenizerPattern(absl::string_view pre, bool* spl
 absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::Create(absl::string_view pre) {
   bool split_digits = false;
   auto pattern = PreTokenizerPattern(pre, &split_digits);
-  if (!pattern.ok()) return pattern.status();
+  if (!pattern.ok()) {
+    return pattern.status();
+  }
   RE2::Options options;
   options.set_log_errors(false);
   auto re = std::make_unique<RE2>(*pattern, options);
@@ -79,11 +81,15 @@ void PreTokenizer::Split(absl::string_view text, std::vector<absl::string_view>*
   re2::StringPiece m;
   while (pos < text.size() && digit_->Match(sp, pos, text.size(), RE2::UNANCHORED, &m, 1)) {
     size_t start = m.data() - text.data();
-    if (start > pos) SplitRegex(text.substr(pos, start - pos), pieces);
+    if (start > pos) {
+      SplitRegex(text.substr(pos, start - pos), pieces);
+    }
     pieces->push_back(text.substr(start, m.size()));
     pos = start + m.size();
   }
-  if (pos < text.size()) SplitRegex(text.substr(pos), pieces);
+  if (pos < text.size()) {
+    SplitRegex(text.substr(pos), pieces);
+  }
 }
 
 void PreTokenizer::SplitRegex(absl::string_view text,
@@ -98,13 +104,19 @@ void PreTokenizer::SplitRegex(absl::string_view text,
     }
     size_t start = m[0].data() - text.data();
     size_t end = start + m[0].size();
-    if (start > pos) pieces->push_back(text.substr(pos, start - pos));  // e.g. invalid UTF-8
+    if (start > pos) {
+      pieces->push_back(text.substr(pos, start - pos));  // e.g. invalid UTF-8
+    }
     if (m[1].data() != nullptr && end < text.size()) {
       // `\s+(?!\S)`: the run is maximal, so a non-space follows; give back its last character
       // unless that would leave the run empty (then plain `\s+` takes the single character).
       size_t last = end - 1;
-      while (last > start && IsContinuationByte(text[last])) --last;
-      if (last > start) end = last;
+      while (last > start && IsContinuationByte(text[last])) {
+        --last;
+      }
+      if (last > start) {
+        end = last;
+      }
     }
     pieces->push_back(text.substr(start, end - start));
     pos = end;

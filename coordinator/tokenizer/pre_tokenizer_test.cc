@@ -20,7 +20,9 @@ std::vector<std::string> Split(const std::string& pre, absl::string_view text) {
   if (p == nullptr) {
     auto created = PreTokenizer::Create(pre);
     EXPECT_TRUE(created.ok()) << created.status();
-    if (!created.ok()) return {};
+    if (!created.ok()) {
+      return {};
+    }
     p = std::move(created).value();
   }
   std::vector<absl::string_view> pieces;
@@ -75,7 +77,9 @@ TEST(PreTokenizerTest, Llama3AndQwen2Digits) {
 TEST(PreTokenizerTest, InvalidUtf8StaysCovered) {
   std::string text = "ab\xFF\xFE cd\xE2\x82";
   std::string joined;
-  for (const std::string& p : Split("gpt2", text)) joined += p;
+  for (const std::string& p : Split("gpt2", text)) {
+    joined += p;
+  }
   EXPECT_EQ(joined, text);
 }
 

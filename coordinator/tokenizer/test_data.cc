@@ -13,15 +13,21 @@ std::string TestDataPath(const std::string& name) {
 absl::StatusOr<nlohmann::json> LoadJson(const std::string& name) {
   const std::string path = TestDataPath(name);
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  }
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::DataLossError(absl::StrCat("bad JSON in ", path));
+  if (j.is_discarded()) {
+    return absl::DataLossError(absl::StrCat("bad JSON in ", path));
+  }
   return j;
 }
 
 absl::StatusOr<TokenizerSpec> LoadSmolLM2Spec() {
   auto j = LoadJson("smollm2_vocab.json");
-  if (!j.ok()) return j.status();
+  if (!j.ok()) {
+    return j.status();
+  }
   TokenizerSpec spec;
   spec.model = (*j)["model"].get<std::string>();
   spec.pre = (*j)["pre"].get<std::string>();

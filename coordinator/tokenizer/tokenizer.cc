@@ -26,7 +26,9 @@ constexpr absl::string_view kChatMlTemplate =
 TokenizerSpec MakeByteTokenizerSpec() {
   TokenizerSpec spec;
   spec.model = "byte";
-  for (int b = 0; b < 256; ++b) spec.tokens.emplace_back(1, static_cast<char>(b));
+  for (int b = 0; b < 256; ++b) {
+    spec.tokens.emplace_back(1, static_cast<char>(b));
+  }
   spec.tokens.push_back("<|endoftext|>");  // 256
   spec.tokens.push_back("<|im_start|>");   // 257
   spec.tokens.push_back("<|im_end|>");     // 258
@@ -58,7 +60,9 @@ absl::Status Tokenizer::Init() {
                                                    "\"; supported: byte, gpt2, llama"));
   }
   const int n = vocab_size();
-  if (n == 0) return absl::InvalidArgumentError("tokenizer spec has no tokens");
+  if (n == 0) {
+    return absl::InvalidArgumentError("tokenizer spec has no tokens");
+  }
   if (model_ == Model::kByte && n < 256) {
     return absl::InvalidArgumentError(
         absl::StrCat("byte tokenizer needs ids 0..255 for the bytes, vocab size is ", n));
@@ -80,13 +84,19 @@ absl::Status Tokenizer::Init() {
   }
 
   auto type_of = [&](int32_t id) {
-    if (!spec_.token_types.empty()) return static_cast<TokenType>(spec_.token_types[id]);
-    if (model_ == Model::kByte) return id < 256 ? TokenType::kByte : TokenType::kControl;
+    if (!spec_.token_types.empty()) {
+      return static_cast<TokenType>(spec_.token_types[id]);
+    }
+    if (model_ == Model::kByte) {
+      return id < 256 ? TokenType::kByte : TokenType::kControl;
+    }
     return TokenType::kNormal;
   };
 
   token_to_id_.reserve(n);
-  for (int32_t id = 0; id < n; ++id) token_to_id_.emplace(spec_.tokens[id], id);  // first wins
+  for (int32_t id = 0; id < n; ++id) {
+    token_to_id_.emplace(spec_.tokens[id], id);  // first wins
+  }
 
   // Special tokens, matched literally before any other processing; longest first so that the
   // match at a position is the longest (HF's leftmost-longest).
@@ -94,7 +104,9 @@ absl::Status Tokenizer::Init() {
   for (int32_t id = 0; id < n; ++id) {
     TokenType t = type_of(id);
     if ((t == TokenType::kControl || t == TokenType::kUserDefined) && !spec_.tokens[id].empty()) {
-      if (model_ == Model::kByte && id < 256) continue;
+      if (model_ == Model::kByte && id < 256) {
+        continue;
+      }
       specials_.push_back({spec_.tokens[id], id, t == TokenType::kControl});
     }
   }
@@ -102,7 +114,9 @@ absl::Status Tokenizer::Init() {
     return a.text.size() > b.text.size();
   });
   special_first_.assign(256, 0);
-  for (const Special& s : specials_) special_first_[static_cast<uint8_t>(s.text[0])] = 1;
+  for (const Special& s : specials_) {
+    special_first_[static_cast<uint8_t>(s.text[0])] = 1;
+  }
 
   // Decoded bytes of every token, and the initial symbol of every byte.
   std::fill(std::begin(byte_to_id_), std::end(byte_to_id_), -1);
@@ -110,7 +124,9 @@ absl::Status Tokenizer::Init() {
   for (int32_t id = 0; id < n; ++id) {
     const std::string& text = spec_.tokens[id];
     TokenType t = type_of(id);
-    if (t == TokenType::kUnknown && unk_id_ < 0) unk_id_ = id;
+    if (t == TokenType::kUnknown && unk_id_ < 0) {
+      unk_id_ = id;
+    }
     std::string& piece = pieces_[id];
     switch (model_) {
       case Model::kByte:
@@ -158,16 +174,26 @@ absl::Status Tokenizer::Init() {
     }
   }
   if (model_ == Model::kByte) {
-    for (int b = 0; b < 256; ++b) byte_to_id_[b] = b;
+    for (int b = 0; b < 256; ++b) {
+      byte_to_id_[b] = b;
+    }
   } else if (model_ == Model::kGpt2) {
     for (int b = 0; b < 256; ++b) {
       std::string ch;
       AppendUtf8(ByteToUnicode(static_cast<uint8_t>(b)), &ch);
       auto it = token_to_id_.find(ch);
-      if (it != token_to_id_.end()) byte_to_id_[b] = it->second;
+      if (it != token_to_id_.end()) {
+        byte_to_id_[b] = it->second;
+      }
     }
   }
 
+  if (model_ == Model::kLlama && spec_.merges.empty()) {
+    // SentencePiece GGUF files carry scores instead of merges; encoding without either would
+    // silently produce character-level tokens.
+    return absl::InvalidArgumentError(
+        "\"llama\" tokenizer without merges (SentencePiece scores are not supported)");
+  }
   if (model_ != Model::kByte) {
     merges_.reserve(spec_.merges.size());
     for (size_t rank = 0; rank < spec_.merges.size(); ++rank) {
@@ -206,7 +232,9 @@ std::vector<int32_t> Tokenizer::Encode(absl::string_view text, bool add_special,
   }
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
-  if (add_special && spec_.add_bos && spec_.bos_token_id >= 0) out.push_back(spec_.bos_token_id);
+  if (add_special && spec_.add_bos && spec_.bos_token_id >= 0) {
+    out.push_back(spec_.bos_token_id);
+  }
   size_t chunk_start = 0;
   size_t i = 0;
   while (i < text.size()) {
@@ -232,7 +260,9 @@ std::vector<int32_t> Tokenizer::Encode(absl::string_view text, bool add_special,
     i += match->text.size();
     chunk_start = i;
   }
-  if (chunk_start < text.size()) EncodeChunk(text.substr(chunk_start), chunk_start == 0, &out);
+  if (chunk_start < text.size()) {
+    EncodeChunk(text.substr(chunk_start), chunk_start == 0, &out);
+  }
   return out;
 }
 
@@ -240,12 +270,16 @@ void Tokenizer::EncodeChunk(absl::string_view text, bool first_chunk,
                             std::vector<int32_t>* out) const {
   switch (model_) {
     case Model::kByte:
-      for (char c : text) out->push_back(static_cast<uint8_t>(c));
+      for (char c : text) {
+        out->push_back(static_cast<uint8_t>(c));
+      }
       return;
     case Model::kGpt2: {
       std::vector<absl::string_view> words;
       pre_tokenizer_->Split(text, &words);
-      for (absl::string_view w : words) EncodeBpeWord(w, out);
+      for (absl::string_view w : words) {
+        EncodeBpeWord(w, out);
+      }
       return;
     }
     case Model::kLlama:
@@ -257,7 +291,9 @@ void Tokenizer::EncodeChunk(absl::string_view text, bool first_chunk,
 void Tokenizer::EncodeBpeWord(absl::string_view word, std::vector<int32_t>* out) const {
   if (ignore_merges_ && word.size() > 1) {
     std::string mapped;
-    for (char c : word) AppendUtf8(ByteToUnicode(static_cast<uint8_t>(c)), &mapped);
+    for (char c : word) {
+      AppendUtf8(ByteToUnicode(static_cast<uint8_t>(c)), &mapped);
+    }
     auto it = token_to_id_.find(mapped);
     if (it != token_to_id_.end()) {
       out->push_back(it->second);
@@ -268,7 +304,9 @@ void Tokenizer::EncodeBpeWord(absl::string_view word, std::vector<int32_t>* out)
   ids.reserve(word.size());
   for (char c : word) {
     int32_t id = byte_to_id_[static_cast<uint8_t>(c)];
-    if (id >= 0) ids.push_back(id);  // a byte without a token cannot be encoded: dropped
+    if (id >= 0) {
+      ids.push_back(id);  // a byte without a token cannot be encoded: dropped
+    }
   }
   ApplyMerges(&ids);
   out->insert(out->end(), ids.begin(), ids.end());
@@ -278,7 +316,9 @@ void Tokenizer::EncodeLlamaChunk(absl::string_view text, bool first_chunk,
                                  std::vector<int32_t>* out) const {
   std::string norm;
   norm.reserve(text.size() + 3 * (text.size() / 4 + 1));
-  if (first_chunk) norm.append(kSpmSpace.data(), kSpmSpace.size());
+  if (first_chunk) {
+    norm.append(kSpmSpace.data(), kSpmSpace.size());
+  }
   for (char c : text) {
     if (c == ' ') {
       norm.append(kSpmSpace.data(), kSpmSpace.size());
@@ -291,7 +331,9 @@ void Tokenizer::EncodeLlamaChunk(absl::string_view text, bool first_chunk,
   absl::string_view s(norm);
   for (size_t i = 0; i < s.size();) {
     int len = Utf8SequenceLength(s.substr(i));
-    if (len <= 0) len = 1;
+    if (len <= 0) {
+      len = 1;
+    }
     auto it = token_to_id_.find(s.substr(i, len));
     if (it != token_to_id_.end()) {
       ids.push_back(it->second);
@@ -313,7 +355,9 @@ void Tokenizer::EncodeLlamaChunk(absl::string_view text, bool first_chunk,
 
 void Tokenizer::ApplyMerges(std::vector<int32_t>* ids) const {
   const int n = static_cast<int>(ids->size());
-  if (n < 2) return;
+  if (n < 2) {
+    return;
+  }
   // Symbols form a linked list over the original positions; candidate merges sit in a heap
   // ordered by (rank, position), HF's order. Stale candidates are skipped when popped.
   struct Candidate {
@@ -335,30 +379,46 @@ void Tokenizer::ApplyMerges(std::vector<int32_t>* ids) const {
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap(
       std::greater<Candidate>(), std::move(storage));
   auto push = [&](int left) {
-    if (left < 0 || next[left] < 0) return;
+    if (left < 0 || next[left] < 0) {
+      return;
+    }
     auto it = merges_.find(PairKey(id[left], id[next[left]]));
-    if (it != merges_.end()) heap.push({it->second.rank, left, it->second.merged});
+    if (it != merges_.end()) {
+      heap.push({it->second.rank, left, it->second.merged});
+    }
   };
-  for (int i = 0; i + 1 < n; ++i) push(i);
+  for (int i = 0; i + 1 < n; ++i) {
+    push(i);
+  }
   while (!heap.empty()) {
     Candidate c = heap.top();
     heap.pop();
     int left = c.pos;
-    if (id[left] < 0) continue;
+    if (id[left] < 0) {
+      continue;
+    }
     int right = next[left];
-    if (right < 0) continue;
+    if (right < 0) {
+      continue;
+    }
     auto it = merges_.find(PairKey(id[left], id[right]));
-    if (it == merges_.end() || it->second.merged != c.merged) continue;  // stale
+    if (it == merges_.end() || it->second.merged != c.merged) {
+      continue;  // stale
+    }
     id[left] = c.merged;
     id[right] = -1;
     next[left] = next[right];
-    if (next[right] >= 0) prev[next[right]] = left;
+    if (next[right] >= 0) {
+      prev[next[right]] = left;
+    }
     push(prev[left]);
     push(left);
   }
   int w = 0;
   for (int i = 0; i < n; ++i) {
-    if (id[i] >= 0) id[w++] = id[i];
+    if (id[i] >= 0) {
+      id[w++] = id[i];
+    }
   }
   ids->resize(w);
 }
@@ -367,7 +427,9 @@ std::string Tokenizer::Decode(absl::Span<const int32_t> ids) const {
   std::string out;
   bool at_start = true;  // "llama": only control tokens so far
   for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size()) continue;
+    if (id < 0 || id >= vocab_size()) {
+      continue;
+    }
     const std::string& piece = pieces_[id];
     if (model_ == Model::kLlama && at_start) {
       bool control = !spec_.token_types.empty() &&
@@ -398,12 +460,16 @@ absl::Status Tokenizer::Validate(absl::Span<const int32_t> ids) const {
 }
 
 std::string Tokenizer::TokenText(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return "";
+  if (id < 0 || id >= vocab_size()) {
+    return "";
+  }
   return pieces_[id];
 }
 
 absl::string_view Tokenizer::RawToken(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return "";
+  if (id < 0 || id >= vocab_size()) {
+    return "";
+  }
   return spec_.tokens[id];
 }
 

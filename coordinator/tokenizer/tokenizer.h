@@ -64,7 +64,8 @@ class PreTokenizer;
 // const and thread-safe.
 class Tokenizer {
  public:
-  // InvalidArgument for an unknown model or pre-tokenizer, ids out of range, malformed merges.
+  // InvalidArgument for an unknown model or pre-tokenizer, ids out of range, malformed merges,
+  // a "llama" spec without merges.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Create(const TokenizerSpec& spec);
   ~Tokenizer();
 

@@ -25,7 +25,9 @@ int main(int argc, char** argv) {
   }
   auto t0 = std::chrono::steady_clock::now();
   auto tok = Tokenizer::Create(*spec);
-  if (!tok.ok()) return 1;
+  if (!tok.ok()) {
+    return 1;
+  }
   double create_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // Mixed: the reference strings repeated; unicode: non-Latin scripts; word: one 64 KiB
@@ -43,8 +45,9 @@ int main(int argc, char** argv) {
         "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE \xD0\xA0\xD1\x83\xD1\x81 "
         "\xF0\x9F\x98\x80\xF0\x9F\x91\x8D \xD8\xA7\xD9\x84\xD8\xB9 \xCE\x95\xCE\xBB ";
   }
-  while (word.size() < 64 * 1024)
+  while (word.size() < 64 * 1024) {
     word += "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE4\xB8\xAD\xE6\x96\x87";
+  }
   std::printf("create: %.1f ms\n", create_ms);
   std::vector<int32_t> ids;
   for (const auto& [name, corpus] : {std::pair<const char*, const std::string*>{"mixed", &mixed},
@@ -65,7 +68,9 @@ int main(int argc, char** argv) {
   auto s = std::chrono::steady_clock::now();
   IncrementalDecoder dec(**tok);
   size_t out_bytes = 0;
-  for (int32_t id : ids) out_bytes += dec.Add(id).size();
+  for (int32_t id : ids) {
+    out_bytes += dec.Add(id).size();
+  }
   double dec_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count();
   std::printf("incremental decode: %zu tokens -> %zu bytes in %.1f ms\n", ids.size(), out_bytes,

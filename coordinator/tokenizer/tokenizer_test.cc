@@ -105,15 +105,22 @@ TEST_F(SmolLM2Test, ConcurrentEncodeMatchesSerial) {
   const std::vector<int32_t> serial = tokenizer_->Encode(text, false, true);
   std::vector<std::thread> threads;
   std::atomic<int> mismatches{0};
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 200; ++i) {
-        if (tokenizer_->Encode(text, false, true) != serial) ++mismatches;
-        if (tokenizer_->Decode(serial) != text) ++mismatches;
+        if (tokenizer_->Encode(text, false, true) != serial) {
+          ++mismatches;
+        }
+        if (tokenizer_->Decode(serial) != text) {
+          ++mismatches;
+        }
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads) {
+    th.join();
+  }
   EXPECT_EQ(mismatches.load(), 0);
 }
 
@@ -128,10 +135,14 @@ TEST(ByteTokenizerTest, RoundTripAndSpecials) {
   EXPECT_THAT(t.Encode("hi", true, true), ElementsAre('h', 'i'));
   EXPECT_THAT(t.Encode(std::string("\xFF\0a", 3), true, true), ElementsAre(255, 0, 'a'));
   std::string bytes;
-  for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<char>(b));
+  for (int b = 0; b < 256; ++b) {
+    bytes.push_back(static_cast<char>(b));
+  }
   std::vector<int32_t> ids = t.Encode(bytes, false, false);
   ASSERT_EQ(ids.size(), 256u);
-  for (int b = 0; b < 256; ++b) EXPECT_EQ(ids[b], b);
+  for (int b = 0; b < 256; ++b) {
+    EXPECT_EQ(ids[b], b);
+  }
   EXPECT_EQ(t.Decode(ids), bytes);
   EXPECT_THAT(t.Encode("<|im_start|>x<|im_end|>", false, true), ElementsAre(257, 'x', 258));
   EXPECT_EQ(t.Encode("<|im_start|>", false, false).size(), 12u);
@@ -151,6 +162,9 @@ TEST(TokenizerCreateTest, RejectsBadSpecs) {
   spec.eos_token_ids = {259};
   EXPECT_EQ(Tokenizer::Create(spec).status().code(), absl::StatusCode::kInvalidArgument);
   spec = MakeByteTokenizerSpec();
+  spec.model = "llama";
+  EXPECT_EQ(Tokenizer::Create(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  spec = MakeByteTokenizerSpec();
   spec.model = "gpt2";
   spec.pre = "no-such-pre";
   auto s = Tokenizer::Create(spec).status();
@@ -163,13 +177,15 @@ TokenizerSpec TinyGpt2Spec() {
   TokenizerSpec spec;
   spec.model = "gpt2";
   spec.pre = "gpt2";
-  for (char c : std::string("abcd")) spec.tokens.emplace_back(1, c);  // 0..3
-  spec.tokens.push_back("\xC4\xA0");                                  // 4: "Ġ" = space
-  spec.tokens.push_back("ab");                                        // 5
-  spec.tokens.push_back("abc");                                       // 6
-  spec.tokens.push_back("cd");                                        // 7
-  spec.tokens.push_back("abcd");                                      // 8: no merge makes it
-  spec.tokens.push_back("<s>");                                       // 9
+  for (char c : std::string("abcd")) {
+    spec.tokens.emplace_back(1, c);  // 0..3
+  }
+  spec.tokens.push_back("\xC4\xA0");  // 4: "Ġ" = space
+  spec.tokens.push_back("ab");        // 5
+  spec.tokens.push_back("abc");       // 6
+  spec.tokens.push_back("cd");        // 7
+  spec.tokens.push_back("abcd");      // 8: no merge makes it
+  spec.tokens.push_back("<s>");       // 9
   spec.merges = {"a b", "c d", "ab c"};
   spec.token_types.assign(spec.tokens.size(), 1);
   spec.token_types[9] = 3;
@@ -212,7 +228,7 @@ TEST(LlamaTokenizerTest, EncodeDecodeWithByteFallback) {
     spec.tokens.push_back(buf);
     spec.token_types.push_back(6);
   }
-  for (std::string t : {sp, std::string("h"), std::string("i"), sp + "h", sp + "hi"}) {
+  for (const std::string& t : {sp, std::string("h"), std::string("i"), sp + "h", sp + "hi"}) {
     spec.tokens.push_back(t);
     spec.token_types.push_back(1);
   }

@@ -32,14 +32,30 @@ struct Lead {
 };
 
 Lead ClassifyLead(uint8_t b) {
-  if (b < 0x80) return {1, 0, 0};
-  if (b >= 0xC2 && b <= 0xDF) return {2, 0x80, 0xBF};
-  if (b == 0xE0) return {3, 0xA0, 0xBF};
-  if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) return {3, 0x80, 0xBF};
-  if (b == 0xED) return {3, 0x80, 0x9F};
-  if (b == 0xF0) return {4, 0x90, 0xBF};
-  if (b >= 0xF1 && b <= 0xF3) return {4, 0x80, 0xBF};
-  if (b == 0xF4) return {4, 0x80, 0x8F};
+  if (b < 0x80) {
+    return {1, 0, 0};
+  }
+  if (b >= 0xC2 && b <= 0xDF) {
+    return {2, 0x80, 0xBF};
+  }
+  if (b == 0xE0) {
+    return {3, 0xA0, 0xBF};
+  }
+  if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) {
+    return {3, 0x80, 0xBF};
+  }
+  if (b == 0xED) {
+    return {3, 0x80, 0x9F};
+  }
+  if (b == 0xF0) {
+    return {4, 0x90, 0xBF};
+  }
+  if (b >= 0xF1 && b <= 0xF3) {
+    return {4, 0x80, 0xBF};
+  }
+  if (b == 0xF4) {
+    return {4, 0x80, 0x8F};
+  }
   return {0, 0, 0};
 }
 
@@ -50,7 +66,9 @@ int ValidPrefix(absl::string_view s, const Lead& lead) {
     uint8_t c = static_cast<uint8_t>(s[n]);
     uint8_t lo = n == 1 ? lead.lo : 0x80;
     uint8_t hi = n == 1 ? lead.hi : 0xBF;
-    if (c < lo || c > hi) break;
+    if (c < lo || c > hi) {
+      break;
+    }
   }
   return n;
 }
@@ -58,20 +76,34 @@ int ValidPrefix(absl::string_view s, const Lead& lead) {
 }  // namespace
 
 int Utf8SequenceLength(absl::string_view s) {
-  if (s.empty()) return 0;
+  if (s.empty()) {
+    return 0;
+  }
   Lead lead = ClassifyLead(static_cast<uint8_t>(s[0]));
-  if (lead.len == 0) return 0;
-  if (lead.len == 1) return 1;
+  if (lead.len == 0) {
+    return 0;
+  }
+  if (lead.len == 1) {
+    return 1;
+  }
   int n = ValidPrefix(s, lead);
-  if (n == lead.len) return n;
-  if (n == static_cast<int>(s.size())) return -n;  // ran out of input: may still complete
+  if (n == lead.len) {
+    return n;
+  }
+  if (n == static_cast<int>(s.size())) {
+    return -n;  // ran out of input: may still complete
+  }
   return 0;
 }
 
 size_t Utf8MaximalSubpart(absl::string_view s) {
-  if (s.empty()) return 0;
+  if (s.empty()) {
+    return 0;
+  }
   Lead lead = ClassifyLead(static_cast<uint8_t>(s[0]));
-  if (lead.len <= 1) return 1;
+  if (lead.len <= 1) {
+    return 1;
+  }
   return static_cast<size_t>(ValidPrefix(s, lead));
 }
 
@@ -100,7 +132,9 @@ bool IsValidUtf8(absl::string_view s) {
       continue;
     }
     int len = Utf8SequenceLength(s.substr(i));
-    if (len <= 0) return false;
+    if (len <= 0) {
+      return false;
+    }
     i += len;
   }
   return true;
@@ -109,7 +143,9 @@ bool IsValidUtf8(absl::string_view s) {
 std::string SanitizeUtf8(absl::string_view bytes) {
   std::string out;
   out.reserve(bytes.size());
-  if (AppendValidUtf8(bytes, &out) > 0) out.append("\xEF\xBF\xBD");
+  if (AppendValidUtf8(bytes, &out) > 0) {
+    out.append("\xEF\xBF\xBD");
+  }
   return out;
 }
 
@@ -129,8 +165,12 @@ uint32_t ByteToUnicode(uint8_t b) {
 int UnicodeToByte(uint32_t cp) {
   static const auto* table = [] {
     auto* t = new int[512];
-    for (int i = 0; i < 512; ++i) t[i] = -1;
-    for (int b = 0; b < 256; ++b) t[ByteToUnicode(static_cast<uint8_t>(b))] = b;
+    for (int i = 0; i < 512; ++i) {
+      t[i] = -1;
+    }
+    for (int b = 0; b < 256; ++b) {
+      t[ByteToUnicode(static_cast<uint8_t>(b))] = b;
+    }
     return t;
   }();
   return cp < 512 ? table[cp] : -1;

@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tgz=$("$here/../../scripts/bundle.sh" "$@")
 dir=$(dirname "$tgz"); name=$(basename "$tgz" .tar.gz)
-victim=$(find "$dir/$name/lib" -type f | sort | head -n1)
+victim=$(find "$dir/$name/lib" -type f | sort | sed -n 1p)
 [[ -n $victim ]] || { echo "drop_lib_bundle.sh: bundle has no libraries to drop" >&2; exit 1; }
 rm -f "$victim"
 tar -C "$dir" -czf "$tgz" "$name"

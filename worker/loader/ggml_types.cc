@@ -188,6 +188,7 @@ absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, size_t src_byt
     return absl::InvalidArgumentError(absl::StrCat(n, " elements of ", t->name, " need ", *bytes,
                                                    " bytes, got ", src_bytes));
   }
+  if (n == 0) return absl::OkStatus();  // dst may be null for an empty tensor
   const int64_t nb = n / t->block_size;
   switch (static_cast<GgmlType>(type_id)) {
     case GgmlType::kF32:

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -226,10 +227,27 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+namespace {
+// Directories made by MakeTempDir, removed at process exit (kept when HIPSERVE_KEEP_TMP is set).
+std::vector<std::string>& TempDirs() {
+  static auto* dirs = new std::vector<std::string>();
+  return *dirs;
+}
+void RemoveTempDirs() {
+  if (std::getenv("HIPSERVE_KEEP_TMP") != nullptr) return;
+  for (const auto& d : TempDirs()) {
+    std::error_code ec;
+    std::filesystem::remove_all(d, ec);
+  }
+}
+}  // namespace
+
 std::string MakeTempDir(const std::string& tag) {
   const char* base = std::getenv("TEST_TMPDIR");
   std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/hipserve_", tag, "_XXXXXX");
   CHECK(::mkdtemp(tmpl.data()) != nullptr) << "mkdtemp " << tmpl;
+  if (TempDirs().empty()) std::atexit(RemoveTempDirs);
+  TempDirs().push_back(tmpl);
   return tmpl;
 }
 
