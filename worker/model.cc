@@ -285,6 +285,7 @@ absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* s
     RETURN_IF_ERROR(comm_->AllReduceSum(proj.data(), proj.size()));
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
+  if (capture_hidden_ != nullptr) *capture_hidden_ = x;  // PrefillLogits (model_logits.cc)
 
   // Logits for the last token of each sampled sequence.
   std::vector<int> sample_rows;

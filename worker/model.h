@@ -60,6 +60,13 @@ class Model {
   // Runs the batch; returns the sampled tokens (in work order, sample=true entries only) on
   // rank 0 and an empty list on other ranks.
   absl::StatusOr<std::vector<SampledToken>> Step(const StepBatch& batch);
+  // Appends `tokens` to `seq` at start_pos (like a SeqStep without sampling) and returns the
+  // logits of every appended position, row-major [tokens.size()][vocab_size]. Single-rank
+  // models only (FailedPrecondition otherwise). For accuracy tools (perplexity, reference
+  // checks); implemented in model_logits.cc.
+  absl::StatusOr<std::vector<float>> PrefillLogits(SequenceId seq,
+                                                   const std::vector<int32_t>& tokens,
+                                                   int start_pos);
   // Frees a sequence's KV. NotFound when unknown.
   absl::Status Release(SequenceId seq);
   // Frees every sequence.
@@ -84,6 +91,8 @@ class Model {
   int max_context_;
   std::unique_ptr<kvstore::SimpleKvStore> kv_;
   absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
+  // When set, Forward copies the final hidden states (all rows, before the output norm) here.
+  std::vector<float>* capture_hidden_ = nullptr;
 };
 
 }  // namespace hipserve::worker

@@ -9,7 +9,8 @@ Hugging Face `tokenizers` tokenizer equivalent to the model's tokenizer.json
   smollm2_vocab.json     tokens, merges, token types, bos/eos, pre, chat template: what the
                          coordinator receives from worker rank 0 (TokenizerSpec), so the C++
                          tests run without the model.
-  smollm2_expected.json  {text, ids, ids_no_special} for a fixed list of tricky strings.
+  smollm2_expected.json  {text, ids, ids_no_special, round_trip} for a fixed list of tricky
+                         strings (round_trip false: the reference drops tokenless characters).
                          `ids` parse special tokens in the text (HF default), `ids_no_special`
                          treat them as plain text (Encode(..., parse_special=false)).
   pretokenizer_expected.json  pieces per pre-tokenizer ("smollm", "gpt2", "llama-bpe",

@@ -4,8 +4,8 @@
 // Skipped when the variable is unset; FAILS when it is set but the model does not load.
 // Expected tensor values were computed independently with the `gguf` Python package
 // (gguf.quants.dequantize) from the same file.
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <numeric>
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "worker/loader/gguf.h"
 #include "worker/loader/ggml_types.h"
+#include "worker/loader/gguf.h"
 #include "worker/loader/load.h"
 
 namespace hipserve::worker::loader {
@@ -35,8 +35,9 @@ void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, c
 }
 
 TEST(DefaultModelTest, TensorTypesAreSupported) {
-  if (ModelPath() == nullptr) GTEST_SKIP() << "HIPSERVE_DEFAULT_MODEL not set; run "
-                                              "scripts/fetch-model.sh and point it at the file";
+  if (ModelPath() == nullptr)
+    GTEST_SKIP() << "HIPSERVE_DEFAULT_MODEL not set; run "
+                    "scripts/fetch-model.sh and point it at the file";
   auto g = GgufFile::Open(ModelPath());
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ(g->version(), 3u);
@@ -50,8 +51,9 @@ TEST(DefaultModelTest, TensorTypesAreSupported) {
 }
 
 TEST(DefaultModelTest, LoadsSmolLM2) {
-  if (ModelPath() == nullptr) GTEST_SKIP() << "HIPSERVE_DEFAULT_MODEL not set; run "
-                                              "scripts/fetch-model.sh and point it at the file";
+  if (ModelPath() == nullptr)
+    GTEST_SKIP() << "HIPSERVE_DEFAULT_MODEL not set; run "
+                    "scripts/fetch-model.sh and point it at the file";
   auto loaded = LoadModel(ModelPath());
   ASSERT_TRUE(loaded.ok()) << "HIPSERVE_DEFAULT_MODEL=" << ModelPath() << ": " << loaded.status();
   const LoadedModel& m = *loaded;
@@ -97,8 +99,10 @@ TEST(DefaultModelTest, LoadsSmolLM2) {
   EXPECT_TRUE(m.rope_freqs.empty());
 
   // Q8_0 token embedding.
-  ExpectNear(Row(m.token_embd, 0, 4), {-0.10654449462890625f, 0.032978057861328125f,
-                                       0.048198699951171875f, -0.022830963134765625f}, "embd[0]");
+  ExpectNear(
+      Row(m.token_embd, 0, 4),
+      {-0.10654449462890625f, 0.032978057861328125f, 0.048198699951171875f, -0.022830963134765625f},
+      "embd[0]");
   ExpectNear(Row(m.token_embd, 1234, 4),
              {-0.0171661376953125f, -0.0858306884765625f, -0.0457763671875f, 0.011444091796875f},
              "embd[1234]");
@@ -118,8 +122,7 @@ TEST(DefaultModelTest, LoadsSmolLM2) {
              "wq hf64=g64");
   EXPECT_NEAR(Sum(wq), 59.22322082519531, 1e-3);
   const Tensor& wk = m.layers[29].wk;
-  ExpectNear(Row(wk, 32, 3), {0.0501708984375f, 0.104736328125f, -0.03167724609375f},
-             "wk hf32=g1");
+  ExpectNear(Row(wk, 32, 3), {0.0501708984375f, 0.104736328125f, -0.03167724609375f}, "wk hf32=g1");
   ExpectNear(Row(wk, 1, 3), {0.05859375f, -0.02734375f, 0.1015625f}, "wk hf1=g2");
   ExpectNear(Row(wk, 96, 3), {-0.060516357421875f, -0.12237548828125f, 0.0013427734375f},
              "wk hf96=g65");

@@ -10,8 +10,8 @@
 #include <dirent.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -163,10 +163,10 @@ uint64_t RequiredLength(const std::string& name, const std::string& bytes) {
 // ---- Mutations --------------------------------------------------------------------------
 
 std::string Mutate(const std::string& in, std::mt19937_64& rng) {
-  static const uint64_t kInteresting[] = {0,           1,          2,          0x7F,
-                                          0x80,        0xFF,       0xFFFF,     0x7FFFFFFF,
-                                          0x80000000,  0xFFFFFFFF, 1ull << 32, 1ull << 40,
-                                          1ull << 62,  ~0ull >> 1, 1ull << 63, ~0ull};
+  static const uint64_t kInteresting[] = {0,          1,          2,          0x7F,
+                                          0x80,       0xFF,       0xFFFF,     0x7FFFFFFF,
+                                          0x80000000, 0xFFFFFFFF, 1ull << 32, 1ull << 40,
+                                          1ull << 62, ~0ull >> 1, 1ull << 63, ~0ull};
   std::string s = in;
   const int n_mut = 1 + static_cast<int>(rng() % 3);
   for (int m = 0; m < n_mut && !s.empty(); ++m) {
@@ -182,12 +182,14 @@ std::string Mutate(const std::string& in, std::mt19937_64& rng) {
         break;
       case 2: {  // interesting u64
         const uint64_t v = kInteresting[rng() % std::size(kInteresting)];
-        for (size_t k = 0; k < 8 && pos + k < s.size(); ++k) s[pos + k] = static_cast<char>(v >> (8 * k));
+        for (size_t k = 0; k < 8 && pos + k < s.size(); ++k)
+          s[pos + k] = static_cast<char>(v >> (8 * k));
         break;
       }
       case 3: {  // interesting u32
         const uint32_t v = static_cast<uint32_t>(kInteresting[rng() % std::size(kInteresting)]);
-        for (size_t k = 0; k < 4 && pos + k < s.size(); ++k) s[pos + k] = static_cast<char>(v >> (8 * k));
+        for (size_t k = 0; k < 4 && pos + k < s.size(); ++k)
+          s[pos + k] = static_cast<char>(v >> (8 * k));
         break;
       }
       case 4:  // delete a span
@@ -224,9 +226,8 @@ TEST_F(LoaderFuzzTest, CorpusIsPresentAndValid) {
   }
   const auto corpus = CorpusFiles();
   for (const auto& [name, bytes] : GenerateSeeds()) {
-    ASSERT_TRUE(corpus.count(name))
-        << name << " missing from " << HIPSERVE_LOADER_CORPUS_DIR
-        << "; regenerate with HIPSERVE_LOADER_WRITE_CORPUS=1";
+    ASSERT_TRUE(corpus.count(name)) << name << " missing from " << HIPSERVE_LOADER_CORPUS_DIR
+                                    << "; regenerate with HIPSERVE_LOADER_WRITE_CORPUS=1";
   }
   for (const auto& [name, bytes] : corpus) {
     if (absl::StartsWith(name, "crash-")) continue;  // regression inputs, need not parse

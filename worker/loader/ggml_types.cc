@@ -8,7 +8,7 @@
 namespace hipserve::worker::loader {
 namespace {
 
-constexpr int64_t kQK = 32;    // elements per block of the *_0 / *_1 types
+constexpr int64_t kQK = 32;     // elements per block of the *_0 / *_1 types
 constexpr int64_t kQK_K = 256;  // elements per super-block of the k-quants
 
 struct TypeEntry {
@@ -18,21 +18,36 @@ struct TypeEntry {
 
 // Block sizes from ggml-common.h (static_asserts there document each struct's size).
 constexpr TypeEntry kTypes[] = {
-    {0, {"F32", 1, 4, true}},          {1, {"F16", 1, 2, true}},
-    {2, {"Q4_0", kQK, 18, true}},      {3, {"Q4_1", kQK, 20, true}},
-    {6, {"Q5_0", kQK, 22, false}},     {7, {"Q5_1", kQK, 24, false}},
-    {8, {"Q8_0", kQK, 34, true}},      {9, {"Q8_1", kQK, 36, false}},
-    {10, {"Q2_K", kQK_K, 84, false}},  {11, {"Q3_K", kQK_K, 110, false}},
-    {12, {"Q4_K", kQK_K, 144, false}}, {13, {"Q5_K", kQK_K, 176, false}},
-    {14, {"Q6_K", kQK_K, 210, true}},  {15, {"Q8_K", kQK_K, 292, false}},
-    {16, {"IQ2_XXS", kQK_K, 66, false}}, {17, {"IQ2_XS", kQK_K, 74, false}},
-    {18, {"IQ3_XXS", kQK_K, 98, false}}, {19, {"IQ1_S", kQK_K, 50, false}},
-    {20, {"IQ4_NL", kQK, 18, false}},  {21, {"IQ3_S", kQK_K, 110, false}},
-    {22, {"IQ2_S", kQK_K, 82, false}}, {23, {"IQ4_XS", kQK_K, 136, false}},
-    {24, {"I8", 1, 1, false}},         {25, {"I16", 1, 2, false}},
-    {26, {"I32", 1, 4, false}},        {27, {"I64", 1, 8, false}},
-    {28, {"F64", 1, 8, false}},        {29, {"IQ1_M", kQK_K, 56, false}},
-    {30, {"BF16", 1, 2, true}},        {34, {"TQ1_0", kQK_K, 54, false}},
+    {0, {"F32", 1, 4, true}},
+    {1, {"F16", 1, 2, true}},
+    {2, {"Q4_0", kQK, 18, true}},
+    {3, {"Q4_1", kQK, 20, true}},
+    {6, {"Q5_0", kQK, 22, false}},
+    {7, {"Q5_1", kQK, 24, false}},
+    {8, {"Q8_0", kQK, 34, true}},
+    {9, {"Q8_1", kQK, 36, false}},
+    {10, {"Q2_K", kQK_K, 84, false}},
+    {11, {"Q3_K", kQK_K, 110, false}},
+    {12, {"Q4_K", kQK_K, 144, false}},
+    {13, {"Q5_K", kQK_K, 176, false}},
+    {14, {"Q6_K", kQK_K, 210, true}},
+    {15, {"Q8_K", kQK_K, 292, false}},
+    {16, {"IQ2_XXS", kQK_K, 66, false}},
+    {17, {"IQ2_XS", kQK_K, 74, false}},
+    {18, {"IQ3_XXS", kQK_K, 98, false}},
+    {19, {"IQ1_S", kQK_K, 50, false}},
+    {20, {"IQ4_NL", kQK, 18, false}},
+    {21, {"IQ3_S", kQK_K, 110, false}},
+    {22, {"IQ2_S", kQK_K, 82, false}},
+    {23, {"IQ4_XS", kQK_K, 136, false}},
+    {24, {"I8", 1, 1, false}},
+    {25, {"I16", 1, 2, false}},
+    {26, {"I32", 1, 4, false}},
+    {27, {"I64", 1, 8, false}},
+    {28, {"F64", 1, 8, false}},
+    {29, {"IQ1_M", kQK_K, 56, false}},
+    {30, {"BF16", 1, 2, true}},
+    {34, {"TQ1_0", kQK_K, 54, false}},
     {35, {"TQ2_0", kQK_K, 66, false}},
 };
 
@@ -179,14 +194,14 @@ absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, size_t src_byt
   const GgmlTypeInfo* t = FindGgmlType(type_id);
   if (t == nullptr || !t->dequantizable) {
     return absl::UnimplementedError(absl::StrCat("cannot dequantise ggml type ",
-                                                 GgmlTypeName(type_id), "; supported: ",
-                                                 SupportedGgmlTypes()));
+                                                 GgmlTypeName(type_id),
+                                                 "; supported: ", SupportedGgmlTypes()));
   }
   auto bytes = GgmlBytes(type_id, n);
   if (!bytes.ok()) return bytes.status();
   if (static_cast<uint64_t>(*bytes) != src_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(n, " elements of ", t->name, " need ", *bytes,
-                                                   " bytes, got ", src_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat(n, " elements of ", t->name, " need ", *bytes, " bytes, got ", src_bytes));
   }
   if (n == 0) return absl::OkStatus();  // dst may be null for an empty tensor
   const int64_t nb = n / t->block_size;

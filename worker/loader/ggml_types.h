@@ -49,7 +49,7 @@ enum class GgmlType : uint32_t {
 };
 
 struct GgmlTypeInfo {
-  const char* name;   // "Q4_1"
+  const char* name;    // "Q4_1"
   int64_t block_size;  // elements per block (1 for plain types)
   int64_t type_size;   // bytes per block
   bool dequantizable;  // DequantizeGgml supports it

@@ -18,9 +18,9 @@ void PutHalf(std::string& b, uint16_t h) { b.append(reinterpret_cast<const char*
 
 std::vector<float> Decode(GgmlType type, const std::string& bytes, int64_t n) {
   std::vector<float> out(n, std::numeric_limits<float>::quiet_NaN());  // poison
-  const absl::Status st = DequantizeGgml(static_cast<uint32_t>(type),
-                                         reinterpret_cast<const uint8_t*>(bytes.data()),
-                                         bytes.size(), n, out.data());
+  const absl::Status st =
+      DequantizeGgml(static_cast<uint32_t>(type), reinterpret_cast<const uint8_t*>(bytes.data()),
+                     bytes.size(), n, out.data());
   EXPECT_TRUE(st.ok()) << st;
   return out;
 }
@@ -29,8 +29,8 @@ TEST(HalfTest, KnownBitPatterns) {
   EXPECT_EQ(HalfToFloat(0x3C00), 1.0f);
   EXPECT_EQ(HalfToFloat(0xC000), -2.0f);
   EXPECT_EQ(HalfToFloat(0x7BFF), 65504.0f);
-  EXPECT_EQ(HalfToFloat(0x0400), std::ldexp(1.0f, -14));   // smallest normal
-  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));   // smallest subnormal
+  EXPECT_EQ(HalfToFloat(0x0400), std::ldexp(1.0f, -14));     // smallest normal
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
   EXPECT_EQ(HalfToFloat(0x03FF), std::ldexp(1023.0f, -24));  // largest subnormal
   EXPECT_EQ(HalfToFloat(0x3555), 0.333251953125f);
   EXPECT_TRUE(std::signbit(HalfToFloat(0x8000)));
@@ -170,8 +170,8 @@ TEST(GgmlBytesTest, SizesAndErrors) {
 TEST(DequantTest, RejectsUnsupportedAndMismatchedSizes) {
   std::vector<uint8_t> src(144, 0);
   std::vector<float> dst(256);
-  absl::Status st = DequantizeGgml(static_cast<uint32_t>(GgmlType::kQ4_K), src.data(),
-                                   src.size(), 256, dst.data());
+  absl::Status st = DequantizeGgml(static_cast<uint32_t>(GgmlType::kQ4_K), src.data(), src.size(),
+                                   256, dst.data());
   EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
   EXPECT_NE(st.message().find("Q4_K"), std::string::npos) << st;
   EXPECT_NE(st.message().find("Q6_K"), std::string::npos) << st;  // lists the supported ones

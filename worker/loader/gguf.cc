@@ -169,13 +169,12 @@ absl::StatusOr<GgufValue> ReadArray(Reader& r, const std::string& key, int depth
   if (v.elem_type == GgufType::kString) min_elem = 8;
   if (v.elem_type == GgufType::kArray) min_elem = 12;
   if (n > r.remaining() / min_elem) {
-    return r.Error(absl::StrCat("key '", key, "': array of ", n, " ",
-                                GgufTypeName(v.elem_type), " elements needs at least ",
-                                n > std::numeric_limits<uint64_t>::max() / min_elem
-                                    ? std::string("more than 2^64")
-                                    : absl::StrCat(n * min_elem),
-                                " bytes at offset ", r.pos(), " but only ", r.remaining(),
-                                " remain"));
+    return r.Error(absl::StrCat(
+        "key '", key, "': array of ", n, " ", GgufTypeName(v.elem_type),
+        " elements needs at least ",
+        n > std::numeric_limits<uint64_t>::max() / min_elem ? std::string("more than 2^64")
+                                                            : absl::StrCat(n * min_elem),
+        " bytes at offset ", r.pos(), " but only ", r.remaining(), " remain"));
   }
   v.array_size = n;
   const std::string what = absl::StrCat("element of key '", key, "'");
@@ -245,19 +244,32 @@ bool IsSigned(GgufType t) {
 
 const char* GgufTypeName(GgufType type) {
   switch (type) {
-    case GgufType::kUint8: return "uint8";
-    case GgufType::kInt8: return "int8";
-    case GgufType::kUint16: return "uint16";
-    case GgufType::kInt16: return "int16";
-    case GgufType::kUint32: return "uint32";
-    case GgufType::kInt32: return "int32";
-    case GgufType::kFloat32: return "float32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kUint64: return "uint64";
-    case GgufType::kInt64: return "int64";
-    case GgufType::kFloat64: return "float64";
+    case GgufType::kUint8:
+      return "uint8";
+    case GgufType::kInt8:
+      return "int8";
+    case GgufType::kUint16:
+      return "uint16";
+    case GgufType::kInt16:
+      return "int16";
+    case GgufType::kUint32:
+      return "uint32";
+    case GgufType::kInt32:
+      return "int32";
+    case GgufType::kFloat32:
+      return "float32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kUint64:
+      return "uint64";
+    case GgufType::kInt64:
+      return "int64";
+    case GgufType::kFloat64:
+      return "float64";
   }
   return "unknown";
 }
@@ -287,9 +299,9 @@ absl::Status GgufFile::ParseAll() {
   }
   if (version_ != 2 && version_ != 3) {
     if ((version_ & 0xFFFF) == 0) {
-      return absl::UnimplementedError(absl::StrCat(
-          "GGUF '", path(), "': version field 0x", absl::Hex(version_),
-          " looks byte-swapped; big-endian GGUF files are not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat("GGUF '", path(), "': version field 0x", absl::Hex(version_),
+                       " looks byte-swapped; big-endian GGUF files are not supported"));
     }
     return r.Error(absl::StrCat("unsupported version ", version_, " (only 2 and 3)"));
   }
@@ -319,8 +331,8 @@ absl::Status GgufFile::ParseAll() {
 
   if (const GgufValue* a = Find("general.alignment")) {
     if (a->type != GgufType::kUint32) {
-      return r.Error(absl::StrCat("general.alignment has type ", GgufTypeName(a->type),
-                                  ", expected uint32"));
+      return r.Error(
+          absl::StrCat("general.alignment has type ", GgufTypeName(a->type), ", expected uint32"));
     }
     if (a->u == 0 || (a->u & (a->u - 1)) != 0 || a->u > kMaxAlignment) {
       return r.Error(absl::StrCat("general.alignment ", a->u, " is not a power of two <= 2^30"));
@@ -335,8 +347,8 @@ absl::Status GgufFile::ParseAll() {
     const std::string what = absl::StrCat("tensor '", info.name, "'");
     ASSIGN_OR_RETURN(uint32_t n_dims, r.Read<uint32_t>(absl::StrCat("dims of ", what)));
     if (n_dims == 0 || n_dims > kMaxDims) {
-      return r.Error(absl::StrCat(what, " has ", n_dims, " dimensions (expected 1..", kMaxDims,
-                                  ")"));
+      return r.Error(
+          absl::StrCat(what, " has ", n_dims, " dimensions (expected 1..", kMaxDims, ")"));
     }
     int64_t n = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
@@ -353,9 +365,8 @@ absl::Status GgufFile::ParseAll() {
     const GgmlTypeInfo* ti = FindGgmlType(info.type);
     if (ti == nullptr) return r.Error(absl::StrCat(what, " has unknown ggml type ", info.type));
     if (info.ne[0] % ti->block_size != 0) {
-      return r.Error(absl::StrCat(what, " row length ", info.ne[0],
-                                  " is not a multiple of the ", ti->name, " block size ",
-                                  ti->block_size));
+      return r.Error(absl::StrCat(what, " row length ", info.ne[0], " is not a multiple of the ",
+                                  ti->name, " block size ", ti->block_size));
     }
     auto nbytes = GgmlBytes(info.type, n);
     if (!nbytes.ok()) return r.Error(absl::StrCat(what, ": ", nbytes.status().message()));
@@ -375,11 +386,10 @@ absl::Status GgufFile::ParseAll() {
   const uint64_t end_of_infos = r.pos();
   data_offset_ = end_of_infos + (alignment_ - end_of_infos % alignment_) % alignment_;
   const uint64_t size = bytes_.size();
-  for (const GgufTensorInfo& t : tensors_) {
-    if (t.n_bytes == 0) continue;
+  for (const GgufTensorInfo& t : tensors_) {  // empty tensors too: their offset must be valid
     if (data_offset_ > size) {
-      return r.Error(absl::StrCat("data section starts at byte ", data_offset_,
-                                  " past file size ", size, " (tensor '", t.name, "')"));
+      return r.Error(absl::StrCat("data section starts at byte ", data_offset_, " past file size ",
+                                  size, " (tensor '", t.name, "')"));
     }
     const uint64_t avail = size - data_offset_;
     const uint64_t nb = static_cast<uint64_t>(t.n_bytes);
@@ -388,8 +398,8 @@ absl::Status GgufFile::ParseAll() {
       const uint64_t start = data_offset_ + t.offset;
       const bool overflow = t.offset > std::numeric_limits<uint64_t>::max() - data_offset_ ||
                             nb > std::numeric_limits<uint64_t>::max() - start;
-      return r.Error(absl::StrCat("tensor '", t.name, "' (", GgmlTypeName(t.type), ", ",
-                                  t.n_bytes, " bytes) data ends at byte ",
+      return r.Error(absl::StrCat("tensor '", t.name, "' (", GgmlTypeName(t.type), ", ", t.n_bytes,
+                                  " bytes) data ends at byte ",
                                   overflow ? std::string("> 2^64") : absl::StrCat(start + nb),
                                   " past file size ", size));
     }
@@ -404,8 +414,7 @@ const GgufValue* GgufFile::Find(const std::string& key) const {
 
 namespace {
 absl::Status Missing(const std::string& path, const std::string& key) {
-  return absl::NotFoundError(absl::StrCat("GGUF '", path, "': metadata key '", key,
-                                          "' not found"));
+  return absl::NotFoundError(absl::StrCat("GGUF '", path, "': metadata key '", key, "' not found"));
 }
 absl::Status WrongType(const std::string& path, const std::string& key, const GgufValue& v,
                        const char* want) {
@@ -422,8 +431,8 @@ absl::StatusOr<uint64_t> GgufFile::GetUint(const std::string& key) const {
   if (IsUnsigned(v->type) && v->type != GgufType::kBool) return v->u;
   if (IsSigned(v->type)) {
     if (v->i < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("GGUF '", path(), "': metadata key '", key,
-                                                     "' is negative (", v->i, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("GGUF '", path(), "': metadata key '", key, "' is negative (", v->i, ")"));
     }
     return static_cast<uint64_t>(v->i);
   }
@@ -497,8 +506,7 @@ const uint8_t* GgufFile::TensorData(const GgufTensorInfo& info) const {
 absl::StatusOr<Tensor> GgufFile::ReadTensor(const std::string& name) const {
   const GgufTensorInfo* info = FindTensor(name);
   if (info == nullptr) {
-    return absl::NotFoundError(absl::StrCat("GGUF '", path(), "': tensor '", name,
-                                            "' not found"));
+    return absl::NotFoundError(absl::StrCat("GGUF '", path(), "': tensor '", name, "' not found"));
   }
   return ReadTensor(*info);
 }
@@ -515,12 +523,12 @@ absl::StatusOr<Tensor> GgufFile::ReadTensor(const GgufTensorInfo& info) const {
   // n_elements <= 8 * n_bytes for every supported type and n_bytes is within the file, so
   // this allocation is bounded by the file size.
   t.data.resize(static_cast<size_t>(info.n_elements));
-  const absl::Status st = DequantizeGgml(info.type, TensorData(info),
-                                         static_cast<size_t>(info.n_bytes), info.n_elements,
-                                         t.data.data());
+  const absl::Status st =
+      DequantizeGgml(info.type, TensorData(info), static_cast<size_t>(info.n_bytes),
+                     info.n_elements, t.data.data());
   if (!st.ok()) {
-    return absl::Status(st.code(), absl::StrCat("GGUF '", path(), "': tensor '", info.name,
-                                                "': ", st.message()));
+    return absl::Status(
+        st.code(), absl::StrCat("GGUF '", path(), "': tensor '", info.name, "': ", st.message()));
   }
   return t;
 }

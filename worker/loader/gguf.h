@@ -42,10 +42,10 @@ const char* GgufTypeName(GgufType type);
 struct GgufValue {
   GgufType type = GgufType::kUint8;
   GgufType elem_type = GgufType::kUint8;  // arrays only
-  uint64_t u = 0;     // kUint8/16/32/64, kBool (0/1)
-  int64_t i = 0;      // kInt8/16/32/64
-  double f = 0;       // kFloat32/64
-  std::string s;      // kString
+  uint64_t u = 0;                         // kUint8/16/32/64, kBool (0/1)
+  int64_t i = 0;                          // kInt8/16/32/64
+  double f = 0;                           // kFloat32/64
+  std::string s;                          // kString
   // Arrays: exactly one of these is filled, by element class (ints: all integer types and
   // bool, uint64 stored bit-for-bit).
   std::vector<int64_t> ints;

@@ -96,8 +96,7 @@ TEST(GgufTest, AllMetadataTypes) {
   // Wrong-type and missing lookups name the key and the types.
   auto s = g.GetString("u32");
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.status().message().find("'u32' has type uint32, expected string"),
-            std::string::npos)
+  EXPECT_NE(s.status().message().find("'u32' has type uint32, expected string"), std::string::npos)
       << s.status();
   EXPECT_EQ(g.GetUint("nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(g.GetStringArray("ints").ok());
@@ -138,6 +137,17 @@ TEST(GgufTest, TensorsV2AndAlignment) {
       EXPECT_EQ(r->ReadTensor("zz").status().code(), absl::StatusCode::kNotFound);
     }
   }
+}
+
+TEST(GgufTest, EmptyTensor) {
+  GgufWriter w;
+  w.AddTensor("empty", {0, 4}, GgmlType::kQ8_0, "");
+  auto r = ParseBytes(w.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto t = r->ReadTensor("empty");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{4, 0}));
+  EXPECT_TRUE(t->data.empty());
 }
 
 TEST(GgufTest, UnsupportedTensorTypeParsesButDoesNotDecode) {
@@ -239,8 +249,8 @@ TEST(GgufErrorTest, MetadataProblems) {
   }
 }
 
-std::string OneTensorFile(uint32_t n_dims, std::vector<uint64_t> ne, uint32_t type,
-                          uint64_t offset, size_t data_bytes) {
+std::string OneTensorFile(uint32_t n_dims, std::vector<uint64_t> ne, uint32_t type, uint64_t offset,
+                          size_t data_bytes) {
   std::string s = Header(3, 1, 0);
   PutStr(s, "blk.3.ffn_up.weight");
   PutU32(s, n_dims);
@@ -255,21 +265,20 @@ std::string OneTensorFile(uint32_t n_dims, std::vector<uint64_t> ne, uint32_t ty
 TEST(GgufErrorTest, TensorProblems) {
   const uint32_t f32 = static_cast<uint32_t>(GgmlType::kF32);
   EXPECT_TRUE(ParseBytes(OneTensorFile(2, {4, 2}, f32, 0, 32)).ok());
-  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 0, 31)),
-              absl::StatusCode::kInvalidArgument,
+  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 0, 31)), absl::StatusCode::kInvalidArgument,
               {"tensor 'blk.3.ffn_up.weight' (F32, 32 bytes) data ends at byte", "past file size"});
-  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 64, 32)),
-              absl::StatusCode::kInvalidArgument, {"data ends at byte", "past file size"});
+  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 64, 32)), absl::StatusCode::kInvalidArgument,
+              {"data ends at byte", "past file size"});
   ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 0xFFFFFFFFFFFFFFE0ull, 32)),
               absl::StatusCode::kInvalidArgument, {"data ends at byte > 2^64"});
-  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 4, 64)),
-              absl::StatusCode::kInvalidArgument, {"offset 4 is not a multiple of the 32-byte"});
+  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, f32, 4, 64)), absl::StatusCode::kInvalidArgument,
+              {"offset 4 is not a multiple of the 32-byte"});
   ExpectError(ParseBytes(OneTensorFile(0, {}, f32, 0, 32)), absl::StatusCode::kInvalidArgument,
               {"has 0 dimensions"});
   ExpectError(ParseBytes(OneTensorFile(5, {1, 1, 1, 1, 1}, f32, 0, 32)),
               absl::StatusCode::kInvalidArgument, {"has 5 dimensions"});
-  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, 77, 0, 32)),
-              absl::StatusCode::kInvalidArgument, {"unknown ggml type 77"});
+  ExpectError(ParseBytes(OneTensorFile(2, {4, 2}, 77, 0, 32)), absl::StatusCode::kInvalidArgument,
+              {"unknown ggml type 77"});
   ExpectError(ParseBytes(OneTensorFile(2, {16, 2}, static_cast<uint32_t>(GgmlType::kQ8_0), 0, 64)),
               absl::StatusCode::kInvalidArgument, {"row length 16", "Q8_0 block size 32"});
   ExpectError(ParseBytes(OneTensorFile(2, {1ull << 62, 1ull << 62}, f32, 0, 32)),

@@ -30,8 +30,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_
     return absl::NotFoundError(absl::StrCat("file '", path, "' not found"));
   }
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("file '", path, "' is ", st.st_size,
-                                                   " bytes, over the limit of ", max_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("file '", path, "' is ", st.st_size, " bytes, over the limit of ", max_bytes));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read '", path, "'"));

@@ -21,8 +21,8 @@ absl::StatusOr<Tensor> RopeRows(const Tensor& w, int64_t n_heads, bool to_gguf) 
   if (w.shape.empty() || w.shape.size() > 2 || n_heads <= 0 || w.shape[0] % n_heads != 0 ||
       (w.shape[0] / n_heads) % 2 != 0 || static_cast<int64_t>(w.data.size()) != w.numel()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot permute rope rows of a ",
-                                                   ShapeString(w.shape), " tensor over ",
-                                                   n_heads, " heads"));
+                                                   ShapeString(w.shape), " tensor over ", n_heads,
+                                                   " heads"));
   }
   const int64_t d = w.shape[0] / n_heads;
   const int64_t half = d / 2;
@@ -44,8 +44,8 @@ absl::StatusOr<Tensor> RopeRows(const Tensor& w, int64_t n_heads, bool to_gguf) 
   return out;
 }
 
-absl::Status CheckShape(const Tensor& t, const std::vector<int64_t>& want,
-                        const std::string& name, const std::string& source) {
+absl::Status CheckShape(const Tensor& t, const std::vector<int64_t>& want, const std::string& name,
+                        const std::string& source) {
   if (t.shape != want) {
     return absl::InvalidArgumentError(absl::StrCat("'", source, "': tensor '", name, "' has shape ",
                                                    ShapeString(t.shape), ", expected ",
@@ -108,13 +108,15 @@ struct Names {
   std::string attn_norm, q, k, v, bq, bk, bv, o, ffn_norm, gate, up, down;  // with {} = layer
 };
 
-const Names kGgufNames = {"token_embd.weight", "output_norm.weight", "output.weight",
-                          "blk.{}.attn_norm.weight", "blk.{}.attn_q.weight",
-                          "blk.{}.attn_k.weight", "blk.{}.attn_v.weight", "blk.{}.attn_q.bias",
-                          "blk.{}.attn_k.bias", "blk.{}.attn_v.bias", "blk.{}.attn_output.weight",
-                          "blk.{}.ffn_norm.weight", "blk.{}.ffn_gate.weight",
-                          "blk.{}.ffn_up.weight", "blk.{}.ffn_down.weight"};
-const Names kHfNames = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+const Names kGgufNames = {
+    "token_embd.weight",       "output_norm.weight",        "output.weight",
+    "blk.{}.attn_norm.weight", "blk.{}.attn_q.weight",      "blk.{}.attn_k.weight",
+    "blk.{}.attn_v.weight",    "blk.{}.attn_q.bias",        "blk.{}.attn_k.bias",
+    "blk.{}.attn_v.bias",      "blk.{}.attn_output.weight", "blk.{}.ffn_norm.weight",
+    "blk.{}.ffn_gate.weight",  "blk.{}.ffn_up.weight",      "blk.{}.ffn_down.weight"};
+const Names kHfNames = {"model.embed_tokens.weight",
+                        "model.norm.weight",
+                        "lm_head.weight",
                         "model.layers.{}.input_layernorm.weight",
                         "model.layers.{}.self_attn.q_proj.weight",
                         "model.layers.{}.self_attn.k_proj.weight",
@@ -185,9 +187,9 @@ absl::Status ReadWeights(TensorSource& src, const Names& n, bool unpermute_qk, u
 
 absl::Status CheckTokenizer(const LoadedModel& m) {
   if (m.tok.tokens.size() > static_cast<size_t>(m.config.vocab_size)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", m.source, "': tokenizer has ", m.tok.tokens.size(), " tokens but the model's vocab is ",
-        m.config.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", m.source, "': tokenizer has ", m.tok.tokens.size(),
+                     " tokens but the model's vocab is ", m.config.vocab_size));
   }
   return absl::OkStatus();
 }
@@ -200,9 +202,10 @@ absl::StatusOr<LoadedModel> LoadGguf(const GgufFile& g) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string& path = g.path();
   const bool big = g.file_size() >= kProgressBytes;
-  if (big) LOG(INFO) << "loading GGUF '" << path << "': v" << g.version() << ", " << g.tensors().size()
-            << " tensors, " << g.metadata().size() << " metadata keys, " << (g.file_size() >> 20)
-            << " MiB";
+  if (big)
+    LOG(INFO) << "loading GGUF '" << path << "': v" << g.version() << ", " << g.tensors().size()
+              << " tensors, " << g.metadata().size() << " metadata keys, " << (g.file_size() >> 20)
+              << " MiB";
   LoadedModel m;
   m.source = path;
   ASSIGN_OR_RETURN(m.config, ConfigFromGguf(g));
@@ -213,9 +216,10 @@ absl::StatusOr<LoadedModel> LoadGguf(const GgufFile& g) {
     ASSIGN_OR_RETURN(m.rope_freqs, src.Read("rope_freqs.weight", {m.config.head_dim / 2}));
   }
   RETURN_IF_ERROR(CheckTokenizer(m));
-  if (big) LOG(INFO) << "loaded '" << m.config.name << "' (" << m.config.arch << ", "
-            << m.config.num_layers << " layers) from GGUF: " << src.count() << " tensors, "
-            << (src.bytes() >> 20) << " MiB fp32 in " << SecondsSince(t0) << " s";
+  if (big)
+    LOG(INFO) << "loaded '" << m.config.name << "' (" << m.config.arch << ", "
+              << m.config.num_layers << " layers) from GGUF: " << src.count() << " tensors, "
+              << (src.bytes() >> 20) << " MiB fp32 in " << SecondsSince(t0) << " s";
   return m;
 }
 
@@ -230,15 +234,17 @@ absl::StatusOr<LoadedModel> LoadHfDir(const std::string& dir) {
   ASSIGN_OR_RETURN(m.tok, TokenizerFromHfDir(dir));
   ASSIGN_OR_RETURN(SafetensorsModel st, SafetensorsModel::OpenDir(dir));
   const bool big = st.total_bytes() >= kProgressBytes;
-  if (big) LOG(INFO) << "loading Hugging Face checkpoint '" << dir << "': " << st.num_files()
-            << " safetensors file(s), " << st.Names().size() << " tensors, "
-            << (st.total_bytes() >> 20) << " MiB";
+  if (big)
+    LOG(INFO) << "loading Hugging Face checkpoint '" << dir << "': " << st.num_files()
+              << " safetensors file(s), " << st.Names().size() << " tensors, "
+              << (st.total_bytes() >> 20) << " MiB";
   SafetensorsSource src(st, dir);
   RETURN_IF_ERROR(ReadWeights(src, kHfNames, /*unpermute_qk=*/false, st.total_bytes(), m));
   RETURN_IF_ERROR(CheckTokenizer(m));
-  if (big) LOG(INFO) << "loaded '" << m.config.name << "' (" << m.config.arch << ", "
-            << m.config.num_layers << " layers) from safetensors: " << src.count()
-            << " tensors, " << (src.bytes() >> 20) << " MiB fp32 in " << SecondsSince(t0) << " s";
+  if (big)
+    LOG(INFO) << "loaded '" << m.config.name << "' (" << m.config.arch << ", "
+              << m.config.num_layers << " layers) from safetensors: " << src.count() << " tensors, "
+              << (src.bytes() >> 20) << " MiB fp32 in " << SecondsSince(t0) << " s";
   return m;
 }
 
@@ -259,8 +265,8 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path) {
   }
   if (S_ISDIR(st.st_mode)) return LoadHfDir(path);
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("model path '", path,
-                                                   "' is neither a file nor a directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model path '", path, "' is neither a file nor a directory"));
   }
   ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
   return LoadGguf(g);

@@ -20,22 +20,22 @@
 namespace hipserve::worker::loader {
 
 struct LayerTensors {
-  Tensor attn_norm;       // [hidden]
-  Tensor wq;              // [num_heads * head_dim, hidden]
-  Tensor wk, wv;          // [num_kv_heads * head_dim, hidden]
-  Tensor bq, bk, bv;      // empty, or [rows of wq/wk/wv] when config.qkv_bias
-  Tensor wo;              // [hidden, num_heads * head_dim]
-  Tensor ffn_norm;        // [hidden]
-  Tensor w_gate, w_up;    // [intermediate, hidden]
-  Tensor w_down;          // [hidden, intermediate]
+  Tensor attn_norm;     // [hidden]
+  Tensor wq;            // [num_heads * head_dim, hidden]
+  Tensor wk, wv;        // [num_kv_heads * head_dim, hidden]
+  Tensor bq, bk, bv;    // empty, or [rows of wq/wk/wv] when config.qkv_bias
+  Tensor wo;            // [hidden, num_heads * head_dim]
+  Tensor ffn_norm;      // [hidden]
+  Tensor w_gate, w_up;  // [intermediate, hidden]
+  Tensor w_down;        // [hidden, intermediate]
 };
 
 struct LoadedModel {
   ModelConfig config;
-  Tensor token_embd;                // [vocab, hidden]
+  Tensor token_embd;                 // [vocab, hidden]
   std::vector<LayerTensors> layers;  // [num_layers]
-  Tensor output_norm;               // [hidden]
-  Tensor lm_head;                   // [vocab, hidden]; a copy of token_embd when tied
+  Tensor output_norm;                // [hidden]
+  Tensor lm_head;                    // [vocab, hidden]; a copy of token_embd when tied
   // Empty, or [head_dim / 2]: llama.cpp's rope_freqs.weight (Llama 3.1 GGUFs), per-frequency
   // divisors with the llama3 rope scaling baked in: inv_freq[i] /= rope_freqs[i].
   Tensor rope_freqs;

@@ -176,15 +176,16 @@ TEST_P(GgufLoadTest, RoundTrip) {
   EXPECT_TRUE(got->rope_freqs.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Variants, GgufLoadTest,
-    ::testing::Values(Case{"llama", false, GgmlType::kF32}, Case{"llama", true, GgmlType::kF16},
-                      Case{"llama", false, GgmlType::kBF16}, Case{"qwen2", false, GgmlType::kF32},
-                      Case{"qwen2", true, GgmlType::kF16}),
-    [](const ::testing::TestParamInfo<Case>& p) {
-      return p.param.arch + (p.param.tie ? "_tied_" : "_untied_") +
-             GgmlTypeName(static_cast<uint32_t>(p.param.type));
-    });
+INSTANTIATE_TEST_SUITE_P(Variants, GgufLoadTest,
+                         ::testing::Values(Case{"llama", false, GgmlType::kF32},
+                                           Case{"llama", true, GgmlType::kF16},
+                                           Case{"llama", false, GgmlType::kBF16},
+                                           Case{"qwen2", false, GgmlType::kF32},
+                                           Case{"qwen2", true, GgmlType::kF16}),
+                         [](const ::testing::TestParamInfo<Case>& p) {
+                           return p.param.arch + (p.param.tie ? "_tied_" : "_untied_") +
+                                  GgmlTypeName(static_cast<uint32_t>(p.param.type));
+                         });
 
 TEST(HfLoadTest, SingleAndShardedMatchGguf) {
   for (const std::string arch : {"llama", "qwen2"}) {
@@ -226,13 +227,12 @@ TEST(LoadErrorTest, ShapeMismatchAndMissingTensor) {
   // HF checkpoint without lm_head and without tying.
   m = MakeTinyModel(o);
   testing::TinyModelToHfDir(m, dir, 1);
-  testing::WriteFile(dir + "/model.safetensors",
-                     testing::BuildSafetensors({testing::StFloat("model.embed_tokens.weight",
-                                                                 m.token_embd)}));
+  testing::WriteFile(
+      dir + "/model.safetensors",
+      testing::BuildSafetensors({testing::StFloat("model.embed_tokens.weight", m.token_embd)}));
   r = LoadModel(dir);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
-  EXPECT_NE(r.status().message().find("model.layers.0.input_layernorm.weight"),
-            std::string::npos)
+  EXPECT_NE(r.status().message().find("model.layers.0.input_layernorm.weight"), std::string::npos)
       << r.status();
   EXPECT_EQ(LoadModel("/nonexistent/x.gguf").status().code(), absl::StatusCode::kNotFound);
   testing::WriteFile(dir + "/not.gguf", "hello world, not a model");

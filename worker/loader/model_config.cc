@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -10,6 +11,17 @@
 #include "worker/loader/json_util.h"
 
 namespace hipserve::worker::loader {
+
+namespace {
+// double -> float without undefined behaviour: out-of-range values become +-inf (rejected by
+// ValidateConfig), NaN stays NaN.
+float ToFloat(double d) {
+  if (std::isnan(d)) return std::numeric_limits<float>::quiet_NaN();
+  if (d > std::numeric_limits<float>::max()) return std::numeric_limits<float>::infinity();
+  if (d < -std::numeric_limits<float>::max()) return -std::numeric_limits<float>::infinity();
+  return static_cast<float>(d);
+}
+}  // namespace
 
 const char* RopeScalingName(RopeScalingType t) {
   switch (t) {
@@ -27,8 +39,8 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   };
   auto in_range = [](int64_t v, int64_t hi) { return v > 0 && v <= hi; };
   if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2") {
-    return absl::UnimplementedError(absl::StrCat("unsupported architecture '", c.arch,
-                                                 "'; supported: llama, mistral, qwen2"));
+    return absl::UnimplementedError(
+        absl::StrCat("unsupported architecture '", c.arch, "'; supported: llama, mistral, qwen2"));
   }
   if (!in_range(c.vocab_size, 1 << 24)) return bad(absl::StrCat("vocab_size ", c.vocab_size));
   if (!in_range(c.hidden_size, 1 << 20)) return bad(absl::StrCat("hidden_size ", c.hidden_size));
@@ -38,8 +50,8 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   if (!in_range(c.num_layers, 1024)) return bad(absl::StrCat("num_layers ", c.num_layers));
   if (!in_range(c.num_heads, 1 << 12)) return bad(absl::StrCat("num_heads ", c.num_heads));
   if (!in_range(c.num_kv_heads, 1 << 12) || c.num_heads % c.num_kv_heads != 0) {
-    return bad(absl::StrCat("num_kv_heads ", c.num_kv_heads, " must divide num_heads ",
-                            c.num_heads));
+    return bad(
+        absl::StrCat("num_kv_heads ", c.num_kv_heads, " must divide num_heads ", c.num_heads));
   }
   if (!in_range(c.head_dim, 1 << 12) || c.head_dim % 2 != 0) {
     return bad(absl::StrCat("head_dim ", c.head_dim, " must be even and positive"));
@@ -101,8 +113,8 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
   c.intermediate_size = clamp(ffn);
   c.num_heads = clamp(heads);
   c.num_kv_heads = clamp(kv_heads);
-  c.rms_eps = static_cast<float>(eps);
-  c.rope_theta = static_cast<float>(theta);
+  c.rms_eps = ToFloat(eps);
+  c.rope_theta = ToFloat(theta);
   c.max_position = clamp(ctx);
   c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
   if (g.Find(p + "attention.key_length") != nullptr) {
@@ -112,16 +124,16 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
   if (g.Find(p + "rope.dimension_count") != nullptr) {
     ASSIGN_OR_RETURN(uint64_t rd, g.GetUint(p + "rope.dimension_count"));
     if (clamp(rd) != c.head_dim) {
-      return absl::UnimplementedError(absl::StrCat(
-          "GGUF '", g.path(), "': partial rotary embedding (rope.dimension_count ", rd,
-          " != head_dim ", c.head_dim, ") is not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat("GGUF '", g.path(), "': partial rotary embedding (rope.dimension_count ", rd,
+                       " != head_dim ", c.head_dim, ") is not supported"));
     }
   }
   if (g.Find(p + "rope.scaling.type") != nullptr) {
     ASSIGN_OR_RETURN(std::string st, g.GetString(p + "rope.scaling.type"));
     if (st != "none") {
-      return absl::UnimplementedError(absl::StrCat("GGUF '", g.path(), "': rope scaling '", st,
-                                                   "' is not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat("GGUF '", g.path(), "': rope scaling '", st, "' is not supported"));
     }
   }
   if (g.Find(p + "vocab_size") != nullptr) {
@@ -156,8 +168,8 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const std::string& json_text,
   }
   c.arch = *model_type;
   if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2") {
-    return absl::UnimplementedError(absl::StrCat(what, ": model_type '", c.arch,
-                                                 "' is not supported (llama, mistral, qwen2)"));
+    return absl::UnimplementedError(
+        absl::StrCat(what, ": model_type '", c.arch, "' is not supported (llama, mistral, qwen2)"));
   }
   ASSIGN_OR_RETURN(auto name, OptString(j, "_name_or_path", what));
   c.name = name.value_or("");
@@ -176,9 +188,9 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const std::string& json_text,
   ASSIGN_OR_RETURN(auto hd, OptInt(j, "head_dim", what));
   c.head_dim = hd ? *hd : (c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
   ASSIGN_OR_RETURN(auto eps, OptNumber(j, "rms_norm_eps", what));
-  c.rms_eps = static_cast<float>(eps.value_or(1e-6));
+  c.rms_eps = ToFloat(eps.value_or(1e-6));
   ASSIGN_OR_RETURN(auto theta, OptNumber(j, "rope_theta", what));
-  c.rope_theta = static_cast<float>(theta.value_or(10000.0));
+  c.rope_theta = ToFloat(theta.value_or(10000.0));
   ASSIGN_OR_RETURN(auto maxpos, OptInt(j, "max_position_embeddings", what));
   c.max_position = maxpos.value_or(2048);
   ASSIGN_OR_RETURN(auto tie, OptBool(j, "tie_word_embeddings", what));
@@ -187,16 +199,16 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const std::string& json_text,
   c.qkv_bias = c.arch == "qwen2" || attn_bias.value_or(false);
   ASSIGN_OR_RETURN(auto partial, OptNumber(j, "partial_rotary_factor", what));
   if (partial && *partial != 1.0) {
-    return absl::UnimplementedError(absl::StrCat(what, ": partial_rotary_factor ", *partial,
-                                                 " is not supported"));
+    return absl::UnimplementedError(
+        absl::StrCat(what, ": partial_rotary_factor ", *partial, " is not supported"));
   }
 
   ASSIGN_OR_RETURN(auto window, OptInt(j, "sliding_window", what));
   ASSIGN_OR_RETURN(auto use_window, OptBool(j, "use_sliding_window", what));
   if (window && use_window.value_or(true) && *window < c.max_position) {
-    LOG(WARNING) << what << ": sliding_window " << *window << " < max_position "
-                 << c.max_position << " is ignored (full attention); outputs beyond "
-                 << *window << " tokens of context differ from the reference";
+    LOG(WARNING) << what << ": sliding_window " << *window << " < max_position " << c.max_position
+                 << " is ignored (full attention); outputs beyond " << *window
+                 << " tokens of context differ from the reference";
   }
 
   auto rs = j.find("rope_scaling");
@@ -218,17 +230,18 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const std::string& json_text,
       ASSIGN_OR_RETURN(auto hi, OptNumber(*rs, "high_freq_factor", rwhat));
       ASSIGN_OR_RETURN(auto orig, OptInt(*rs, "original_max_position_embeddings", rwhat));
       if (!factor || !lo || !hi || !orig) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            rwhat, ": llama3 needs factor, low_freq_factor, high_freq_factor and "
-                   "original_max_position_embeddings"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(rwhat,
+                         ": llama3 needs factor, low_freq_factor, high_freq_factor and "
+                         "original_max_position_embeddings"));
       }
-      r.factor = static_cast<float>(*factor);
-      r.low_freq_factor = static_cast<float>(*lo);
-      r.high_freq_factor = static_cast<float>(*hi);
+      r.factor = ToFloat(*factor);
+      r.low_freq_factor = ToFloat(*lo);
+      r.high_freq_factor = ToFloat(*hi);
       r.original_max_position = *orig;
     } else if (type != "default" && type != "none") {
-      return absl::UnimplementedError(absl::StrCat(rwhat, ": type '", type,
-                                                   "' is not supported (llama3 only)"));
+      return absl::UnimplementedError(
+          absl::StrCat(rwhat, ": type '", type, "' is not supported (llama3 only)"));
     }
   }
   auto st = ValidateConfig(c);

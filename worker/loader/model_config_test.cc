@@ -137,6 +137,8 @@ TEST(HfConfigTest, Errors) {
   ExpectError(Replace(kSmolLM2, "\"rope_scaling\": null",
                       R"("rope_scaling": {"type": "linear", "factor": 2.0})"),
               absl::StatusCode::kUnimplemented, "type 'linear'");
+  ExpectError(Replace(kSmolLM2, "\"rope_theta\": 100000", "\"rope_theta\": 1e300"),
+              absl::StatusCode::kInvalidArgument, "rope_theta inf");
   ExpectError(Replace(kLlama31, "\"low_freq_factor\": 1.0,", ""),
               absl::StatusCode::kInvalidArgument, "llama3 needs");
   ExpectError(Replace(kLlama31, "\"high_freq_factor\": 4.0", "\"high_freq_factor\": 0.5"),

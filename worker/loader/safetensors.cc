@@ -92,8 +92,10 @@ absl::Status SafetensorsFile::ParseHeader() {
     uint64_t numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) {
-        return Corrupt(p, absl::StrCat(what, " has a shape entry that is not a non-negative "
-                                             "integer: ", d.dump()));
+        return Corrupt(p, absl::StrCat(what,
+                                       " has a shape entry that is not a non-negative "
+                                       "integer: ",
+                                       d.dump()));
       }
       const uint64_t v = d.get<uint64_t>();
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
@@ -111,8 +113,8 @@ absl::Status SafetensorsFile::ParseHeader() {
     info.begin = (*off)[0].get<uint64_t>();
     info.end = (*off)[1].get<uint64_t>();
     if (info.begin > info.end) {
-      return Corrupt(p, absl::StrCat(what, " data_offsets [", info.begin, ", ", info.end,
-                                     "] are reversed"));
+      return Corrupt(
+          p, absl::StrCat(what, " data_offsets [", info.begin, ", ", info.end, "] are reversed"));
     }
     if (info.end > data_size) {
       return Corrupt(p, absl::StrCat(what, " data ends at byte ", data_offset_ + info.end,
@@ -120,9 +122,11 @@ absl::Status SafetensorsFile::ParseHeader() {
     }
     if (numel > std::numeric_limits<uint64_t>::max() / esize ||
         info.end - info.begin != numel * esize) {
-      return Corrupt(p, absl::StrCat(what, " ", info.dtype, " ", ShapeString(info.shape),
-                                     " needs ", numel, " x ", esize, " bytes but data_offsets "
-                                     "span ", info.end - info.begin));
+      return Corrupt(p, absl::StrCat(what, " ", info.dtype, " ", ShapeString(info.shape), " needs ",
+                                     numel, " x ", esize,
+                                     " bytes but data_offsets "
+                                     "span ",
+                                     info.end - info.begin));
     }
     tensors_.emplace(name, std::move(info));
   }
@@ -137,8 +141,8 @@ const SafetensorsInfo* SafetensorsFile::Find(const std::string& name) const {
 absl::StatusOr<Tensor> SafetensorsFile::Read(const std::string& name) const {
   const SafetensorsInfo* info = Find(name);
   if (info == nullptr) {
-    return absl::NotFoundError(absl::StrCat("safetensors '", path(), "': tensor '", name,
-                                            "' not found"));
+    return absl::NotFoundError(
+        absl::StrCat("safetensors '", path(), "': tensor '", name, "' not found"));
   }
   uint32_t type;
   if (info->dtype == "F32") {
@@ -174,8 +178,8 @@ absl::Status SafetensorsModel::AddFile(const std::string& path, std::vector<std:
     auto [it, inserted] = where_.emplace(name, idx);
     if (!inserted) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' appears in both '",
-                                                     files_[it->second]->path(), "' and '",
-                                                     path, "'"));
+                                                     files_[it->second]->path(), "' and '", path,
+                                                     "'"));
     }
     if (added != nullptr) added->push_back(name);
   }
@@ -202,11 +206,11 @@ absl::StatusOr<SafetensorsModel> SafetensorsModel::OpenDir(const std::string& di
             absl::StrCat(index_path, ": weight_map['", it.key(), "'] is not a string"));
       }
       const std::string shard = it.value().get<std::string>();
-      if (shard.empty() || shard == "." || shard == ".." ||
-          shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": shard name '", shard, "' for tensor '", it.key(),
-            "' must be a plain file name in the model directory"));
+      if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
+          shard.find('\\') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, ": shard name '", shard, "' for tensor '", it.key(),
+                         "' must be a plain file name in the model directory"));
       }
       want[it.key()] = shard;
       if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);

@@ -24,8 +24,8 @@ namespace hipserve::worker::loader {
 
 struct SafetensorsInfo {
   std::string name;
-  std::string dtype;           // as in the header: "F32", "F16", "BF16", "I64", ...
-  std::vector<int64_t> shape;  // outermost first
+  std::string dtype;            // as in the header: "F32", "F16", "BF16", "I64", ...
+  std::vector<int64_t> shape;   // outermost first
   uint64_t begin = 0, end = 0;  // byte range within the data section
 };
 

@@ -34,8 +34,10 @@ void ExpectError(absl::Status st, absl::StatusCode code, const std::string& part
 TEST(SafetensorsTest, SingleFileDtypes) {
   const Tensor a{{2, 2}, {1.0f, -2.0f, 0.5f, 3.25f}};
   const Tensor b{{3}, {0.15625f, -1.0f, 65504.0f}};
-  std::vector<StEntry> e = {StFloat("a", a, "F32"), StFloat("b16", b, "F16"),
-                            StFloat("bb", b, "BF16"), {"ids", "I64", {2}, std::string(16, '\1')}};
+  std::vector<StEntry> e = {StFloat("a", a, "F32"),
+                            StFloat("b16", b, "F16"),
+                            StFloat("bb", b, "BF16"),
+                            {"ids", "I64", {2}, std::string(16, '\1')}};
   auto f = ParseBytes(BuildSafetensors(e, {{"format", "pt"}}));
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->tensors().size(), 4u);
@@ -81,20 +83,25 @@ TEST(SafetensorsTest, HeaderErrors) {
       ParseBytes(RawHeader(R"({"w":{"dtype":"Q9","shape":[2],"data_offsets":[0,8]}})", "12345678"))
           .status(),
       absl::StatusCode::kInvalidArgument, "unknown dtype 'Q9'");
-  ExpectError(
-      ParseBytes(RawHeader(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", "12345678"))
-          .status(),
-      absl::StatusCode::kInvalidArgument, "not a non-negative integer");
-  ExpectError(ParseBytes(RawHeader(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+  ExpectError(ParseBytes(RawHeader(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
                                    "12345678"))
                   .status(),
-              absl::StatusCode::kInvalidArgument, "overflows");
+              absl::StatusCode::kInvalidArgument, "not a non-negative integer");
+  ExpectError(
+      ParseBytes(
+          RawHeader(
+              R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+              "12345678"))
+          .status(),
+      absl::StatusCode::kInvalidArgument, "overflows");
   ExpectError(ParseBytes(RawHeader(R"({"w":{"dtype":"F32","shape":[2]}})", "12345678")).status(),
               absl::StatusCode::kInvalidArgument, "no data_offsets");
-  ExpectError(ParseBytes(RawHeader(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}})",
-                                   "12345678"))
-                  .status(),
-              absl::StatusCode::kInvalidArgument, "past file size");
+  ExpectError(
+      ParseBytes(
+          RawHeader(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}})",
+                    "12345678"))
+          .status(),
+      absl::StatusCode::kInvalidArgument, "past file size");
   ExpectError(ParseBytes(RawHeader(R"({"__metadata__":{"a":1}})")).status(),
               absl::StatusCode::kInvalidArgument, "__metadata__ value 'a'");
   // Deeply nested JSON must not blow the stack.

@@ -48,9 +48,9 @@ absl::StatusOr<TokenizerData> TokenizerFromGguf(const GgufFile& g) {
   if (g.Find("tokenizer.ggml.token_type") != nullptr) {
     ASSIGN_OR_RETURN(std::vector<int64_t> types, g.GetIntArray("tokenizer.ggml.token_type"));
     if (types.size() != n) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GGUF '", g.path(), "': tokenizer.ggml.token_type has ", types.size(),
-                       " entries for ", n, " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat("GGUF '", g.path(),
+                                                     "': tokenizer.ggml.token_type has ",
+                                                     types.size(), " entries for ", n, " tokens"));
     }
     t.token_types.reserve(n);
     for (int64_t v : types) t.token_types.push_back(static_cast<int32_t>(v));
@@ -60,8 +60,8 @@ absl::StatusOr<TokenizerData> TokenizerFromGguf(const GgufFile& g) {
   if (g.Find("tokenizer.ggml.bos_token_id") != nullptr) {
     ASSIGN_OR_RETURN(t.bos, GgufTokenId(g, "tokenizer.ggml.bos_token_id", n));
   }
-  for (const char* key :
-       {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                          "tokenizer.ggml.eom_token_id"}) {
     if (g.Find(key) == nullptr) continue;
     ASSIGN_OR_RETURN(int32_t id, GgufTokenId(g, key, n));
     AddEos(t, id);
@@ -313,7 +313,8 @@ absl::StatusOr<TokenizerData> TokenizerFromHfJson(const std::string& tokenizer_j
     if (pp != tj.end() && pp->is_object()) {
       const std::string dumped = pp->dump();
       t.add_bos = absl::StrContains(dumped, "TemplateProcessing") &&
-                  absl::StrContains(dumped, absl::StrCat("\"id\":", nlohmann::json(t.tokens[t.bos]).dump()));
+                  absl::StrContains(
+                      dumped, absl::StrCat("\"id\":", nlohmann::json(t.tokens[t.bos]).dump()));
     } else {
       t.add_bos = t.model == "llama";
     }
@@ -322,8 +323,8 @@ absl::StatusOr<TokenizerData> TokenizerFromHfJson(const std::string& tokenizer_j
 }
 
 absl::StatusOr<TokenizerData> TokenizerFromHfDir(const std::string& dir) {
-  ASSIGN_OR_RETURN(std::string tok, internal::ReadSmallFile(absl::StrCat(dir, "/tokenizer.json"),
-                                                            256ull << 20));
+  ASSIGN_OR_RETURN(std::string tok,
+                   internal::ReadSmallFile(absl::StrCat(dir, "/tokenizer.json"), 256ull << 20));
   auto opt = [&](const char* name) -> absl::StatusOr<std::string> {
     const std::string p = absl::StrCat(dir, "/", name);
     if (!internal::FileExists(p)) return std::string();

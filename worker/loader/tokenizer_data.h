@@ -27,13 +27,13 @@ struct TokenizerData {
   // "gpt2": byte-level BPE (GPT-2 byte<->unicode mapping; Llama 3, Qwen2, SmolLM).
   // "llama": SentencePiece-style BPE with byte fallback tokens <0xXX> (Llama 2, Mistral).
   std::string model;
-  std::vector<std::string> tokens;       // [vocab] token id -> token text (as in the source)
-  std::vector<std::string> merges;       // ranked merges "left right", best first
-  std::vector<int32_t> token_types;      // [vocab] TokenType
-  int32_t bos = -1;                      // -1: none
-  std::vector<int32_t> eos;              // all end-of-sequence / end-of-turn ids, de-duplicated
-  std::string chat_template;             // Jinja text; empty when the source has none
-  bool add_bos = false;                  // prepend bos when encoding a prompt
+  std::vector<std::string> tokens;   // [vocab] token id -> token text (as in the source)
+  std::vector<std::string> merges;   // ranked merges "left right", best first
+  std::vector<int32_t> token_types;  // [vocab] TokenType
+  int32_t bos = -1;                  // -1: none
+  std::vector<int32_t> eos;          // all end-of-sequence / end-of-turn ids, de-duplicated
+  std::string chat_template;         // Jinja text; empty when the source has none
+  bool add_bos = false;              // prepend bos when encoding a prompt
   // Pre-tokenizer name in llama.cpp's vocabulary ("smollm", "llama3", "qwen2", "gpt2",
   // "default"); for HF sources derived from the pre_tokenizer in tokenizer.json.
   std::string pre;

@@ -386,21 +386,21 @@ std::string TinyModelToGguf(const LoadedModel& m, GgmlType type) {
 void TinyModelToHfDir(const LoadedModel& m, const std::string& dir, int shards,
                       const std::string& dtype) {
   const ModelConfig& c = m.config;
-  nlohmann::json cfg = {{"model_type", c.arch},
-                        {"architectures", {c.arch == "qwen2" ? "Qwen2ForCausalLM"
-                                                             : "LlamaForCausalLM"}},
-                        {"_name_or_path", c.name},
-                        {"vocab_size", c.vocab_size},
-                        {"hidden_size", c.hidden_size},
-                        {"intermediate_size", c.intermediate_size},
-                        {"num_hidden_layers", c.num_layers},
-                        {"num_attention_heads", c.num_heads},
-                        {"num_key_value_heads", c.num_kv_heads},
-                        {"rms_norm_eps", c.rms_eps},
-                        {"rope_theta", c.rope_theta},
-                        {"max_position_embeddings", c.max_position},
-                        {"tie_word_embeddings", c.tie_word_embeddings},
-                        {"rope_scaling", nullptr}};
+  nlohmann::json cfg = {
+      {"model_type", c.arch},
+      {"architectures", {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+      {"_name_or_path", c.name},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"rms_norm_eps", c.rms_eps},
+      {"rope_theta", c.rope_theta},
+      {"max_position_embeddings", c.max_position},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"rope_scaling", nullptr}};
   WriteFile(dir + "/config.json", cfg.dump(2));
   const TokenizerData& t = m.tok;
   nlohmann::json vocab = nlohmann::json::object();
@@ -412,12 +412,11 @@ void TinyModelToHfDir(const LoadedModel& m, const std::string& dir, int shards,
       vocab[t.tokens[i]] = i;
     }
   }
-  nlohmann::json tok = {
-      {"version", "1.0"},
-      {"added_tokens", added},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", t.merges}}}};
+  nlohmann::json tok = {{"version", "1.0"},
+                        {"added_tokens", added},
+                        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+                        {"decoder", {{"type", "ByteLevel"}}},
+                        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", t.merges}}}};
   WriteFile(dir + "/tokenizer.json", tok.dump());
   nlohmann::json tc = {{"bos_token", t.tokens[t.bos]},
                        {"eos_token", t.tokens[t.eos.at(0)]},
@@ -454,7 +453,8 @@ void TinyModelToHfDir(const LoadedModel& m, const std::string& dir, int shards,
     WriteFile(dir + "/model.safetensors", BuildSafetensors(all, {{"format", "pt"}}));
     return;
   }
-  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}},
+                          {"weight_map", nlohmann::json::object()}};
   for (int s = 0; s < shards; ++s) {
     std::vector<StEntry> part;
     const std::string file = absl::StrCat("model-", s + 1, "-of-", shards, ".safetensors");

@@ -44,8 +44,7 @@ class GgufWriter {
   void AddF32Array(const std::string& key, const std::vector<float>& v);
 
   // `ne` in ggml order (innermost first); `data` must be GgmlBytes(type, numel) bytes.
-  void AddTensor(const std::string& name, std::vector<int64_t> ne, GgmlType type,
-                 std::string data);
+  void AddTensor(const std::string& name, std::vector<int64_t> ne, GgmlType type, std::string data);
   // Convenience: PyTorch-order shape, fp32 values stored as `type` (F32, F16 or BF16).
   void AddFloatTensor(const std::string& name, const Tensor& t, GgmlType type = GgmlType::kF32);
 
