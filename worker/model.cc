@@ -62,9 +62,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
         "weights are for rank ", w.rank, "/", w.world_size, ", communicator is rank ",
         comm->rank(), "/", comm->world_size()));
   }
-  if (options.attention != "dense") {
-    return absl::UnimplementedError(absl::StrCat(
-        "attention mode '", options.attention, "' is not implemented yet; use 'dense'"));
+  if (options.attention != "dense" && options.attention != "hip") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention mode '", options.attention, "' is unknown; use 'dense' or 'hip'"));
   }
   if (d.num_layers <= 0 || d.hidden <= 0 || d.head_dim <= 0 || d.num_heads <= 0 ||
       d.num_kv_heads <= 0 || d.num_heads % d.num_kv_heads != 0 ||
@@ -104,9 +104,22 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
   kv_options.num_kv_heads = w.local_kv_heads();
   kv_options.head_dim = d.head_dim;
   kv_options.max_tokens_total = options.kv_budget_tokens;
+  std::unique_ptr<HipAttention> hip;
+  if (options.attention == "hip") {
+    HipAttentionOptions ho;
+    ho.config = options.hip;
+    ho.rope = d.rope;
+    ho.num_layers = d.num_layers;
+    ho.num_heads = w.local_heads();
+    ho.num_kv_heads = w.local_kv_heads();
+    ho.head_dim = d.head_dim;
+    ASSIGN_OR_RETURN(hip, HipAttention::Create(ho));
+  }
   ASSIGN_OR_RETURN(kvstore::SimpleKvStore * store, kvstore::SimpleKvStore::Create(kv_options));
-  return std::unique_ptr<Model>(
+  auto model = std::unique_ptr<Model>(
       new Model(std::move(w), comm, options, std::unique_ptr<kvstore::SimpleKvStore>(store)));
+  model->hip_ = std::move(hip);
+  return model;
 }
 
 Model::Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
@@ -118,12 +131,14 @@ Model::Model(ModelWeights weights, Communicator* comm, const ModelOptions& optio
 absl::Status Model::Release(SequenceId seq) {
   RETURN_IF_ERROR(kv_->Free(seq));
   live_.erase(seq);
+  if (hip_ != nullptr) hip_->Release(seq);
   return absl::OkStatus();
 }
 
 void Model::ReleaseAll() {
   for (SequenceId seq : live_) kv_->Free(seq).IgnoreError();
   live_.clear();
+  if (hip_ != nullptr) hip_->ReleaseAll();
 }
 
 absl::Status Model::Validate(const StepBatch& batch) const {
@@ -174,9 +189,16 @@ absl::StatusOr<std::vector<SampledToken>> Model::Step(const StepBatch& batch) {
       before.emplace_back(s.seq, s.start_pos);
     }
   }
+  HipAttention::Snapshot hip_before;
+  if (hip_ != nullptr) {
+    std::vector<SequenceId> seqs;
+    for (const SeqStep& s : batch.work) seqs.push_back(s.seq);
+    hip_before = hip_->Save(seqs);
+  }
   std::vector<SampledToken> out;
   absl::Status status = Forward(batch, &out);
   if (!status.ok()) {
+    if (hip_ != nullptr) hip_->Restore(hip_before);
     for (const auto& [seq, len] : before) {
       if (len < 0) {
         kv_->Free(seq).IgnoreError();
@@ -199,6 +221,10 @@ absl::Status Model::Attention(int layer, const SeqStep& s, const float* q, const
   RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k, v, n));
   ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
   const int total = static_cast<int>(view.tokens);
+  if (hip_ != nullptr) {
+    // HiP rotates what it reads with its own (possibly rewritten) positions (HIP.md 5).
+    return hip_->Run(s.seq, layer, q, n, s.start_pos, view.k, view.v, total, out);
+  }
   std::vector<int32_t> positions(total);
   for (int i = 0; i < total; ++i) positions[i] = i;
   std::vector<float> k_rot(view.k, view.k + int64_t{total} * lkv * hd);
@@ -245,6 +271,11 @@ absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* s
   }
   const int rows = static_cast<int>(ids.size());
   if (rows == 0) return absl::OkStatus();
+  if (hip_ != nullptr) {
+    for (const SeqStep& s : batch.work) {
+      hip_->BeginStep(s.seq, s.start_pos, static_cast<int>(s.tokens.size()));
+    }
+  }
 
   std::vector<float> x(int64_t{rows} * h);
   kernels::EmbeddingParams e;

@@ -13,9 +13,11 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/strong_id.h"
+#include "kernels/hip/hip_params.h"
 #include "kernels/sampling/sampling.h"
 #include "kvstore/simple_store.h"
 #include "worker/communicator.h"
+#include "worker/hip_attention.h"
 #include "worker/weights.h"
 
 namespace hipserve::worker {
@@ -23,8 +25,11 @@ namespace hipserve::worker {
 using common::SequenceId;
 
 struct ModelOptions {
-  // "dense" is implemented; "hip" arrives with the HiP reference attention.
+  // "dense" (exact causal attention) or "hip" (HiP sparse attention, HIP.md; see
+  // worker/hip_attention.h).
   std::string attention = "dense";
+  // HiP parameters, used when attention == "hip" (see worker/hip_config.h for the JSON form).
+  kernels::HipConfig hip;
   // Longest sequence accepted (prompt + generated). 0 = the model's pretrained length.
   int max_context = 0;
   // KV budget over all sequences, in tokens (each token: all layers, K and V).
@@ -76,6 +81,8 @@ class Model {
   int max_context() const { return max_context_; }
   int64_t kv_tokens() const { return kv_->TokensInUse(); }
   int num_sequences() const { return kv_->NumSequences(); }
+  // The HiP state (per-sequence schedule and mask cache); nullptr unless attention == "hip".
+  const HipAttention* hip() const { return hip_.get(); }
 
  private:
   Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
@@ -91,6 +98,7 @@ class Model {
   int max_context_;
   std::unique_ptr<kvstore::SimpleKvStore> kv_;
   absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
+  std::unique_ptr<HipAttention> hip_;     // set when options_.attention == "hip"
   // When set, Forward copies the final hidden states (all rows, before the output norm) here.
   std::vector<float>* capture_hidden_ = nullptr;
 };

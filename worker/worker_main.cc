@@ -40,7 +40,7 @@ std::string Hostname() {
 }
 
 absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& advertise,
-                      const std::atomic<bool>* stop) {
+                      const std::atomic<bool>* stop, bool log_success = true) {
   auto channel = grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials());
   auto stub = control::Control::NewStub(channel);
   control::RegisterRequest req;
@@ -58,7 +58,7 @@ absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& a
     control::RegisterResponse resp;
     grpc::Status s = stub->Register(&ctx, req, &resp);
     if (s.ok()) {
-      LOG(INFO) << "registered with coordinator " << o.coordinator << " as rank " << rank
+      if (log_success) LOG(INFO) << "registered with coordinator " << o.coordinator << " as rank " << rank
                 << " of " << resp.world_size() << " (" << advertise << ")";
       return absl::OkStatus();
     }
@@ -114,8 +114,19 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
     server->Shutdown();
     return reg;
   }
+  // While no coordinator holds a Step stream (it restarted, or was replaced), keep announcing
+  // this worker so that a new coordinator can configure it. Register is idempotent.
+  auto last_announce = std::chrono::steady_clock::now();
   while (!(stop && stop->load()) &&
          !service.shutdown_requested().WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+    if (service.open_streams().load() == 0 &&
+        std::chrono::steady_clock::now() - last_announce > std::chrono::seconds(5)) {
+      last_announce = std::chrono::steady_clock::now();
+      WorkerMainOptions once = o;
+      once.register_timeout_s = 0;
+      absl::Status s = Register(once, rank, advertise, stop, /*log_success=*/false);
+      if (!s.ok()) LOG(DEBUG) << "re-announce: " << s;
+    }
   }
   LOG(INFO) << "worker shutting down";
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/builtin_model.h"
+#include "worker/hip_config.h"
 #include "worker/model_source.h"
 
 namespace hipserve::worker {
@@ -36,6 +37,8 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
                    ShardWeights(std::move(source.weights), req.rank(), req.world_size()));
   ModelOptions mo;
   mo.attention = req.attention().empty() ? "dense" : req.attention();
+  // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
+  ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
   mo.max_context = req.max_context();
   ASSIGN_OR_RETURN(model_, Model::Create(std::move(shard), comm_.get(), mo));
   const ModelDims& d = model_->dims();

@@ -11,7 +11,8 @@ applies HF's half-split RoPE. The two paths agree only if the permutation is han
 
 Writes tests/data/reference/smollm2_logits.json: for each fixed prompt (token ids committed
 below, with the text they encode), the top-20 ids and logits of the last position, the full
-argmax, and a greedy continuation of --greedy-steps tokens (prompt 0 only by default).
+argmax, and for prompt GREEDY_PROMPT a greedy continuation of --greedy-steps tokens with the
+top-1/top-2 logit margin of each step.
 
 Usage:
   scripts/reference/logits_reference.py [--model PATH] [--out PATH] [--dtype float64|float32]
@@ -54,7 +55,7 @@ PROMPTS = [
     },
 ]
 TOP_K = 20
-GREEDY_PROMPT = 0
+GREEDY_PROMPT = 2  # python_fibonacci: 16 tokens of code, no EOS on the way
 
 # GGML type ids (ggml.h): F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8.
 QK = 32
@@ -220,12 +221,17 @@ def main():
         if i == GREEDY_PROMPT and args.greedy_steps > 0:
             ids = list(p["ids"])
             greedy = [int(order[0])]
+            margins = [float(logits[order[0]] - logits[order[1]])]
             while len(greedy) < args.greedy_steps:
                 ids.append(greedy[-1])
                 nxt = model.forward(ids)[-1]
-                greedy.append(int(np.argmax(nxt)))
+                top2 = np.argsort(-nxt, kind="stable")[:2]
+                greedy.append(int(top2[0]))
+                margins.append(float(nxt[top2[0]] - nxt[top2[1]]))
                 print(f"  greedy step {len(greedy)}/{args.greedy_steps}", file=sys.stderr)
             entry["greedy"] = greedy
+            # top-1 minus top-2 logit at each step: how far from a tie the greedy choice was
+            entry["greedy_margins"] = margins
         results.append(entry)
         print(f"prompt {i} ({p['name']}): argmax {entry['argmax']} logit "
               f"{entry['top_logits'][0]:.4f}", file=sys.stderr)

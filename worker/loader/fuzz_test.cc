@@ -209,7 +209,7 @@ std::string Mutate(const std::string& in, std::mt19937_64& rng) {
 
 int Iterations() {
   const char* env = std::getenv("HIPSERVE_FUZZ_ITERATIONS");
-  return env != nullptr ? std::max(1, std::atoi(env)) : 20000;
+  return env != nullptr ? std::max(1, std::atoi(env)) : 10000;
 }
 
 class LoaderFuzzTest : public ::testing::Test {

@@ -240,6 +240,25 @@ TEST(LoadErrorTest, ShapeMismatchAndMissingTensor) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
 }
 
+TEST(LoadErrorTest, TokenizerTextMustBeUtf8) {
+  TinyModelOptions o;
+  LoadedModel m = MakeTinyModel(o);
+  m.tok.tokens[7] = "\xC3";  // truncated 2-byte sequence
+  const std::string dir = testing::MakeTempDir("load_utf8");
+  testing::WriteFile(dir + "/m.gguf", testing::TinyModelToGguf(m));
+  auto r = LoadModel(dir + "/m.gguf");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tokenizer.ggml.tokens entry 7 is not valid UTF-8"),
+            std::string::npos)
+      << r.status();
+  m.tok.tokens[7] = "\xE2\x82\xAC\xF0\x9F\x98\x80";  // valid: euro sign, emoji
+  testing::WriteFile(dir + "/m.gguf", testing::TinyModelToGguf(m));
+  EXPECT_TRUE(LoadModel(dir + "/m.gguf").ok());
+  m.tok.tokens[7] = "\xED\xA0\x80";  // UTF-16 surrogate
+  testing::WriteFile(dir + "/m.gguf", testing::TinyModelToGguf(m));
+  EXPECT_FALSE(LoadModel(dir + "/m.gguf").ok());
+}
+
 TEST(LoadErrorTest, TokenizerIdsChecked) {
   TinyModelOptions o;
   LoadedModel m = MakeTinyModel(o);

@@ -18,6 +18,53 @@ void AddEos(TokenizerData& t, int32_t id) {
   if (std::find(t.eos.begin(), t.eos.end(), id) == t.eos.end()) t.eos.push_back(id);
 }
 
+// Strict UTF-8 (no overlongs, surrogates or code points over U+10FFFF): token text travels
+// in protobuf `string` fields, which must be valid UTF-8.
+bool ValidUtf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    int len;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (int k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+absl::Status CheckUtf8(const std::vector<std::string>& v, const std::string& path,
+                       const char* key) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!ValidUtf8(v[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GGUF '", path, "': ", key, " entry ", i, " is not valid UTF-8"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int32_t> GgufTokenId(const GgufFile& g, const std::string& key, size_t vocab) {
   ASSIGN_OR_RETURN(uint64_t id, g.GetUint(key));
   if (id >= vocab) {
@@ -42,8 +89,10 @@ absl::StatusOr<TokenizerData> TokenizerFromGguf(const GgufFile& g) {
     return absl::InvalidArgumentError(
         absl::StrCat("GGUF '", g.path(), "': tokenizer.ggml.tokens has ", n, " entries"));
   }
+  RETURN_IF_ERROR(CheckUtf8(t.tokens, g.path(), "tokenizer.ggml.tokens"));
   if (g.Find("tokenizer.ggml.merges") != nullptr) {
     ASSIGN_OR_RETURN(t.merges, g.GetStringArray("tokenizer.ggml.merges"));
+    RETURN_IF_ERROR(CheckUtf8(t.merges, g.path(), "tokenizer.ggml.merges"));
   }
   if (g.Find("tokenizer.ggml.token_type") != nullptr) {
     ASSIGN_OR_RETURN(std::vector<int64_t> types, g.GetIntArray("tokenizer.ggml.token_type"));

@@ -1,0 +1,304 @@
+// bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
+// Prefills --context tokens (one step, or --prefill-chunk at a time), then times --steps greedy
+// decode steps (batch 1). Reports prefill tok/s, decode tok/s (median and mean step time) and
+// the BLAS threads used. --breakdown additionally times, in isolation and with the exact shapes
+// Model::Step uses for one decode token at this context, the kernels a step is made of (all
+// layers): QKV/O/MLP GEMMs, the LM head, re-rotating every cached key (Model::Attention applies
+// RoPE to the whole un-rotated K cache each step), dense attention, copies; so the step time can
+// be attributed without a profiler.
+//
+// Usage: bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64]
+//          [--attention=dense] [--prefill-chunk=0] [--breakdown] [--json=PATH] [--commit=SHA]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "bench/accuracy/bench_model.h"
+#include "kernels/attention/dense_attention.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rope/rope.h"
+#include "kernels/swiglu/swiglu.h"
+#include "nlohmann/json.hpp"
+
+namespace hipserve::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t c = line.find(':');
+      if (c != std::string::npos) return line.substr(c + 2);
+    }
+  }
+  return "unknown";
+}
+
+// Median seconds of `reps` runs of fn (after one warm-up).
+template <typename F>
+double TimeIt(int reps, F fn) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    fn();
+    t.push_back(Since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void Check(const absl::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "kernel failed: %s\n", std::string(s.message()).c_str());
+    std::exit(1);
+  }
+}
+
+// Per-decode-step cost of each piece, all layers, in seconds.
+nlohmann::json Breakdown(const worker::ModelWeights& w, int context) {
+  const worker::ModelDims& d = w.dims;
+  const int h = d.hidden, hd = d.head_dim, nh = d.num_heads, nkv = d.num_kv_heads;
+  const int inter = d.intermediate, L = d.num_layers, T = context;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto randv = [&](int64_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    return v;
+  };
+  std::vector<float> x = randv(h), y(std::max({h, inter, nh * hd, d.vocab_size}));
+  std::vector<float> y2(inter);
+  std::vector<float> kcache = randv(int64_t{T} * nkv * hd), vcache = randv(int64_t{T} * nkv * hd);
+  std::vector<float> q = randv(nh * hd), out(nh * hd);
+  std::vector<int32_t> pos(T);
+  for (int i = 0; i < T; ++i) pos[i] = i;
+  const worker::LayerWeights& l = w.layers[0];
+  auto gemv = [&](const std::vector<float>& wt, int n, int k, float* dst) {
+    kernels::GemmParams p;
+    p.a = x.data();
+    p.b = wt.data();
+    p.c = dst;
+    p.m = 1;
+    p.n = n;
+    p.k = k;
+    Check(kernels::GemmRef(p));
+  };
+  const int reps = 5;
+  nlohmann::json b;
+  // The per-layer pieces are timed on layer 0 and multiplied by the layer count.
+  b["gemm_qkv"] = L * TimeIt(reps, [&] {
+    gemv(l.wq, nh * hd, h, y.data());
+    gemv(l.wk, nkv * hd, h, y.data());
+    gemv(l.wv, nkv * hd, h, y.data());
+  });
+  b["gemm_o"] = L * TimeIt(reps, [&] { gemv(l.wo, h, nh * hd, y.data()); });
+  std::vector<float> xin = randv(inter);
+  b["gemm_mlp"] = L * TimeIt(reps, [&] {
+    gemv(l.w_gate, inter, h, y.data());
+    gemv(l.w_up, inter, h, y2.data());
+    kernels::GemmParams p;
+    p.a = xin.data();
+    p.b = l.w_down.data();
+    p.c = y.data();
+    p.m = 1;
+    p.n = h;
+    p.k = inter;
+    Check(kernels::GemmRef(p));
+  });
+  b["lm_head"] = TimeIt(reps, [&] { gemv(w.lm_head, d.vocab_size, h, y.data()); });
+  std::vector<float> kr;
+  b["k_cache_copy"] = L * TimeIt(reps, [&] { kr.assign(kcache.begin(), kcache.end()); });
+  b["rope_all_keys"] = L * TimeIt(reps, [&] {
+    kernels::RopeParams r;
+    r.x = kr.data();
+    r.positions = pos.data();
+    r.tokens = T;
+    r.heads = nkv;
+    r.head_dim = hd;
+    r.config = d.rope;
+    Check(kernels::RopeRef(r));
+  });
+  b["dense_attention"] = L * TimeIt(reps, [&] {
+    kernels::DenseAttentionParams a;
+    a.q = q.data();
+    a.k = kr.data();
+    a.v = vcache.data();
+    a.out = out.data();
+    a.num_q = 1;
+    a.num_kv = T;
+    a.num_heads = nh;
+    a.num_kv_heads = nkv;
+    a.head_dim = hd;
+    a.q_offset = T - 1;
+    a.scale = 1.f / std::sqrt(static_cast<float>(hd));
+    Check(kernels::DenseAttentionRef(a));
+  });
+  double sum = 0;
+  for (auto& [k, v] : b.items()) sum += v.get<double>();
+  b["sum"] = sum;
+  return b;
+}
+
+int Main(int argc, char** argv) {
+  std::string model = "default", attention = "dense", json, commit = HIPSERVE_GIT_COMMIT;
+  int context = 4096, steps = 64, chunk = 0;
+  bool breakdown = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const size_t eq = a.find('=');
+    const std::string k = a.substr(0, eq), v = eq == std::string::npos ? "" : a.substr(eq + 1);
+    bool ok = true;
+    if (k == "--model") model = v;
+    else if (k == "--attention") attention = v;
+    else if (k == "--json") json = v;
+    else if (k == "--commit") commit = v;
+    else if (k == "--context") ok = absl::SimpleAtoi(v, &context) && context > 1;
+    else if (k == "--steps") ok = absl::SimpleAtoi(v, &steps) && steps > 0;
+    else if (k == "--prefill-chunk") ok = absl::SimpleAtoi(v, &chunk) && chunk >= 0;
+    else if (k == "--breakdown") breakdown = true;
+    else {
+      std::fprintf(stderr,
+                   "bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64] "
+                   "[--attention=dense] [--prefill-chunk=0] [--breakdown] [--json=PATH] "
+                   "[--commit=SHA]\n");
+      return 2;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "bad value for %s\n", k.c_str());
+      return 2;
+    }
+  }
+  std::fprintf(stderr, "loading %s\n", model.c_str());
+  absl::StatusOr<BenchSource> src = LoadBenchSource(model);
+  if (!src.ok()) {
+    std::fprintf(stderr, "cannot load %s: %s\n", model.c_str(),
+                 std::string(src.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<BenchModel> bm = MakeBenchModel(*src, attention, context + steps);
+  if (!bm.ok()) {
+    std::fprintf(stderr, "attention %s: %s\n", attention.c_str(),
+                 std::string(bm.status().message()).c_str());
+    return 1;
+  }
+  worker::Model& m = *bm->model;
+  // Prompt: deterministic pseudo-random ids below 10000 (ordinary tokens).
+  std::mt19937 rng(42);
+  std::vector<int32_t> prompt(context);
+  for (int32_t& t : prompt) t = static_cast<int32_t>(100 + rng() % 9900);
+  const common::SequenceId seq(1);
+  std::fprintf(stderr, "prefill %d tokens (%s)\n", context,
+               chunk > 0 ? ("chunks of " + std::to_string(chunk)).c_str() : "one step");
+  const auto tp = Clock::now();
+  int32_t next = 0;
+  const int step_chunk = chunk > 0 ? chunk : context;
+  for (int begin = 0; begin < context; begin += step_chunk) {
+    const int end = std::min(context, begin + step_chunk);
+    worker::StepBatch b;
+    worker::SeqStep s;
+    s.seq = seq;
+    s.tokens.assign(prompt.begin() + begin, prompt.begin() + end);
+    s.start_pos = begin;
+    s.sample = end == context;
+    b.work.push_back(s);
+    absl::StatusOr<std::vector<worker::SampledToken>> r = m.Step(b);
+    if (!r.ok()) {
+      std::fprintf(stderr, "prefill failed: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    if (s.sample) next = (*r)[0].token;
+    std::fprintf(stderr, "  %d/%d (%.1f s)\n", end, context, Since(tp));
+  }
+  const double prefill_s = Since(tp);
+  std::vector<double> step_s;
+  for (int i = 0; i < steps; ++i) {
+    worker::StepBatch b;
+    worker::SeqStep s;
+    s.seq = seq;
+    s.tokens = {next};
+    s.start_pos = context + i;
+    s.sample = true;
+    b.work.push_back(s);
+    const auto t0 = Clock::now();
+    absl::StatusOr<std::vector<worker::SampledToken>> r = m.Step(b);
+    step_s.push_back(Since(t0));
+    if (!r.ok()) {
+      std::fprintf(stderr, "decode failed: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    next = (*r)[0].token;
+    if (i % 16 == 15) std::fprintf(stderr, "  decode %d/%d\n", i + 1, steps);
+  }
+  double total = 0;
+  for (double s : step_s) total += s;
+  std::vector<double> sorted = step_s;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2];
+
+  nlohmann::json doc;
+  doc["bench"] = "bench_cpu_decode";
+  doc["id"] = "E6";
+  doc["date"] = NowUtc();
+  doc["commit"] = commit;
+  doc["model"] = model;
+  doc["attention"] = attention;
+  doc["machine"] = {{"cpu", CpuModel()},
+                    {"hardware_threads", std::thread::hardware_concurrency()},
+                    {"blas_threads", BlasThreads()}};
+  doc["context"] = context;
+  doc["prefill_chunk"] = chunk;
+  doc["prefill_seconds"] = prefill_s;
+  doc["prefill_tok_s"] = context / prefill_s;
+  doc["decode_steps"] = steps;
+  doc["decode_step_median_ms"] = 1e3 * median;
+  doc["decode_step_mean_ms"] = 1e3 * total / steps;
+  doc["decode_tok_s"] = steps / total;
+  doc["decode_tok_s_median"] = 1.0 / median;
+  nlohmann::json ms = nlohmann::json::array();
+  for (double s : step_s) ms.push_back(1e3 * s);
+  doc["decode_step_ms"] = ms;
+  std::printf("E6 bench_cpu_decode  %s  commit %s  cpu %s (%u threads, BLAS %d)\n",
+              doc["date"].get<std::string>().c_str(), commit.c_str(), CpuModel().c_str(),
+              std::thread::hardware_concurrency(), BlasThreads());
+  std::printf("context %d  attention %s  prefill %.1f tok/s (%.1f s)  decode %.2f tok/s "
+              "(median step %.1f ms, mean %.1f ms, %d steps)\n",
+              context, attention.c_str(), context / prefill_s, prefill_s, steps / total,
+              1e3 * median, 1e3 * total / steps, steps);
+  if (breakdown) {
+    std::fprintf(stderr, "timing the pieces of one decode step at context %d\n", context);
+    nlohmann::json b = Breakdown(src->weights, context + steps / 2);
+    doc["breakdown_ms"] = nlohmann::json::object();
+    std::printf("per decode step, all layers, kernels timed alone (median of 5):\n");
+    for (auto& [k, v] : b.items()) {
+      doc["breakdown_ms"][k] = 1e3 * v.get<double>();
+      std::printf("  %-16s %8.2f ms  (%4.1f%% of the measured median step)\n", k.c_str(),
+                  1e3 * v.get<double>(), 100 * v.get<double>() / median);
+    }
+  }
+  if (!json.empty()) {
+    std::ofstream out(json);
+    out << doc.dump(1) << "\n";
+    std::fprintf(stderr, "wrote %s\n", json.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace hipserve::bench
+
+int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }

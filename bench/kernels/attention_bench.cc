@@ -1,0 +1,408 @@
+// bench_attention: decode attention for the "8B layer" shape (32 query heads, 8 KV heads, head
+// dim 128, bf16, batch 1 by default): dense flash-decode (split-K) against HiP BSA decode
+// (k = 2048 selected keys in 8-key blocks + 256 sink + 1024 window, mask reused) at several T.
+// Method (bench/BENCHMARKS.md): CUDA events, warm-up, median of --reps; each timed repeat is
+// one cycle over --rotations input sets (different q, different KV rows via shifted kv_start,
+// different random block lists), so the BSA working set (~13.6 MB a call) is several times L2.
+// Each figure is timed twice: back-to-back stream launches, and replays of a CUDA graph of the
+// same cycle (what a decode loop would run). Outputs are poisoned (NaN) and checked after.
+//
+//   bench_attention [--json out.json] [--lens 32768,131072,1048576] [--batch 1] [--reps 20]
+//                   [--rotations 8] [--bsa_splits 8,13,26,52,104] [--commit SHA] [--device 0]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/kernels/fill_random.h"
+#include "kernels/attention_cuda/decode_attention.h"
+
+namespace hipserve::bench {
+namespace {
+
+using kernels::BsaDecodeGpuParams;
+using kernels::DecodeAttentionGpuParams;
+
+#define BENCH_CUDA(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t _e = (expr);                                                                      \
+    if (_e != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+#define BENCH_OK(expr)                                                                \
+  do {                                                                                \
+    absl::Status _s = (expr);                                                         \
+    if (!_s.ok()) {                                                                   \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+struct Args {
+  std::string json;
+  std::vector<int> lens = {32768, 131072, 1048576};
+  int batch = 1;
+  int reps = 20;
+  int rotations = 8;
+  int heads = 32, kv_heads = 8, head_dim = 128;
+  int k_keys = 2048, n_sink = 256, n_window = 1024;
+  std::vector<int> bsa_splits = {8, 13, 26, 52, 104};  // forced-partition sweep at the largest T
+  std::string commit = "unknown";
+  int device = 0;
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", s.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (s == "--json") {
+      a.json = next();
+    } else if (s == "--lens") {
+      a.lens.clear();
+      std::stringstream ss(next());
+      std::string item;
+      while (std::getline(ss, item, ',')) a.lens.push_back(std::atoi(item.c_str()));
+    } else if (s == "--batch") {
+      a.batch = std::atoi(next().c_str());
+    } else if (s == "--reps") {
+      a.reps = std::max(10, std::atoi(next().c_str()));
+    } else if (s == "--rotations") {
+      a.rotations = std::max(1, std::atoi(next().c_str()));
+    } else if (s == "--bsa_splits") {
+      a.bsa_splits.clear();
+      std::stringstream ss(next());
+      std::string item;
+      while (std::getline(ss, item, ',')) a.bsa_splits.push_back(std::atoi(item.c_str()));
+    } else if (s == "--commit") {
+      a.commit = next();
+    } else if (s == "--device") {
+      a.device = std::atoi(next().c_str());
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", s.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+struct Timing {
+  double stream_us = 0;  // median per call, back-to-back launches
+  double graph_us = 0;   // median per call, CUDA graph replay
+  double graph_min_us = 0, graph_max_us = 0;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times run(r, stream) for r = 0..rotations-1 as one cycle; returns per-call figures.
+template <typename Fn>
+Timing TimeCycle(const Args& a, cudaStream_t stream, Fn run) {
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  for (int w = 0; w < 2; ++w) {
+    for (int r = 0; r < a.rotations; ++r) run(r, stream);
+  }
+  BENCH_CUDA(cudaStreamSynchronize(stream));
+  std::vector<double> plain, graph;
+  for (int rep = 0; rep < a.reps; ++rep) {
+    BENCH_CUDA(cudaEventRecord(e0, stream));
+    for (int r = 0; r < a.rotations; ++r) run(r, stream);
+    BENCH_CUDA(cudaEventRecord(e1, stream));
+    BENCH_CUDA(cudaEventSynchronize(e1));
+    float ms = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    plain.push_back(1e3 * ms / a.rotations);
+  }
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  BENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int r = 0; r < a.rotations; ++r) run(r, stream);
+  BENCH_CUDA(cudaStreamEndCapture(stream, &g));
+  BENCH_CUDA(cudaGraphInstantiate(&ge, g, 0));
+  for (int w = 0; w < 2; ++w) BENCH_CUDA(cudaGraphLaunch(ge, stream));
+  BENCH_CUDA(cudaStreamSynchronize(stream));
+  for (int rep = 0; rep < a.reps; ++rep) {
+    BENCH_CUDA(cudaEventRecord(e0, stream));
+    BENCH_CUDA(cudaGraphLaunch(ge, stream));
+    BENCH_CUDA(cudaEventRecord(e1, stream));
+    BENCH_CUDA(cudaEventSynchronize(e1));
+    float ms = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    graph.push_back(1e3 * ms / a.rotations);
+  }
+  BENCH_CUDA(cudaGraphExecDestroy(ge));
+  BENCH_CUDA(cudaGraphDestroy(g));
+  BENCH_CUDA(cudaEventDestroy(e0));
+  BENCH_CUDA(cudaEventDestroy(e1));
+  Timing t;
+  t.stream_us = Median(plain);
+  t.graph_us = Median(graph);
+  t.graph_min_us = *std::min_element(graph.begin(), graph.end());
+  t.graph_max_us = *std::max_element(graph.begin(), graph.end());
+  return t;
+}
+
+// Poisons `out`, runs once, and counts non-finite outputs.
+template <typename Fn>
+int64_t CheckOutputs(void* out, int64_t n, cudaStream_t stream, Fn run) {
+  BENCH_CUDA(cudaMemsetAsync(out, 0xff, n * 2, stream));  // 0xffff is a bf16 NaN
+  run(0, stream);
+  std::vector<uint16_t> h(n);
+  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, stream));
+  BENCH_CUDA(cudaStreamSynchronize(stream));
+  int64_t bad = 0;
+  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;  // exponent all ones: Inf or NaN
+  return bad;
+}
+
+struct Row {
+  int T;
+  std::string kind;
+  int64_t keys_per_head;  // per (sequence, KV head)
+  double bytes;
+  int num_splits_ws;  // workspace bytes / 1 KiB, informative
+  Timing t;
+  int64_t bad;
+};
+
+int Main(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  BENCH_CUDA(cudaSetDevice(a.device));
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, a.device));
+  int driver = 0;
+  BENCH_CUDA(cudaDriverGetVersion(&driver));
+  cudaStream_t stream;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  const int R = a.rotations;
+  const int H = a.heads, KVH = a.kv_heads, D = a.head_dim, B = a.batch;
+  const int max_t = *std::max_element(a.lens.begin(), a.lens.end());
+  const int64_t pad = 2048;  // rows between rotations (> n_sink + n_window)
+  const int64_t rows = int64_t{B} * max_t + (R - 1) * pad;
+  const int64_t row_elems = int64_t{KVH} * D;
+  const size_t kv_bytes = static_cast<size_t>(rows * row_elems * 2);
+  std::printf("device %s, %d SMs, L2 %.0f MB, driver %d; K and V %.2f GiB each\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize / 1e6, driver, kv_bytes / 1073741824.0);
+
+  void *k, *v, *q, *out;
+  BENCH_CUDA(cudaMalloc(&k, kv_bytes));
+  BENCH_CUDA(cudaMalloc(&v, kv_bytes));
+  const int64_t q_elems = int64_t{B} * H * D;
+  BENCH_CUDA(cudaMalloc(&q, R * q_elems * 2));
+  BENCH_CUDA(cudaMalloc(&out, q_elems * 2));
+  BENCH_CUDA(FillRandomBf16(k, rows * row_elems, 11, 1.f, stream));
+  BENCH_CUDA(FillRandomBf16(v, rows * row_elems, 22, 1.f, stream));
+  BENCH_CUDA(FillRandomBf16(q, R * q_elems, 33, 1.f, stream));
+
+  std::vector<int64_t> starts(int64_t{R} * B);
+  for (int r = 0; r < R; ++r) {
+    for (int b = 0; b < B; ++b) starts[r * B + b] = int64_t{b} * max_t + r * pad;
+  }
+  int64_t* d_starts;
+  int32_t* d_lens;
+  BENCH_CUDA(cudaMalloc(&d_starts, starts.size() * sizeof(int64_t)));
+  BENCH_CUDA(cudaMalloc(&d_lens, B * sizeof(int32_t)));
+  BENCH_CUDA(
+      cudaMemcpy(d_starts, starts.data(), starts.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+
+  const int nblk = a.k_keys / kernels::kBsaBlockSize;
+  int32_t *d_blocks, *d_counts;
+  BENCH_CUDA(cudaMalloc(&d_blocks, int64_t{R} * B * KVH * nblk * sizeof(int32_t)));
+  BENCH_CUDA(cudaMalloc(&d_counts, int64_t{B} * KVH * sizeof(int32_t)));
+
+  std::vector<Row> rows_out;
+  std::mt19937_64 rng(1234);
+  for (int T : a.lens) {
+    const std::vector<int32_t> lens(B, T);
+    BENCH_CUDA(cudaMemcpy(d_lens, lens.data(), B * sizeof(int32_t), cudaMemcpyHostToDevice));
+    const float scale = 1.f / std::sqrt(static_cast<float>(D));
+
+    DecodeAttentionGpuParams p;
+    p.k = k;
+    p.v = v;
+    p.out = out;
+    p.kv_len = d_lens;
+    p.batch = B;
+    p.num_heads = H;
+    p.num_kv_heads = KVH;
+    p.head_dim = D;
+    p.max_kv_len = T;
+    p.scale = scale;
+
+    // Dense.
+    {
+      absl::StatusOr<size_t> ws = kernels::DenseDecodeAttentionWorkspaceBytes(p);
+      BENCH_OK(ws.status());
+      void* d_ws = nullptr;
+      if (*ws > 0) BENCH_CUDA(cudaMalloc(&d_ws, *ws));
+      p.workspace = d_ws;
+      p.workspace_bytes = *ws;
+      auto run = [&](int r, cudaStream_t s) {
+        DecodeAttentionGpuParams pr = p;
+        pr.q = static_cast<uint16_t*>(q) + r * q_elems;
+        pr.kv_start = d_starts + r * B;
+        BENCH_OK(kernels::DenseDecodeAttentionGpu(pr, s));
+      };
+      Row row{T, "dense", T, 0, static_cast<int>(*ws / 1024), {}, 0};
+      row.bytes = double(B) * T * KVH * D * 2 * 2 + 2.0 * q_elems * 2;
+      row.t = TimeCycle(a, stream, run);
+      row.bad = CheckOutputs(out, q_elems, stream, run);
+      rows_out.push_back(row);
+      if (d_ws) BENCH_CUDA(cudaFree(d_ws));
+    }
+
+    // BSA: random distinct blocks among the candidates [n_sink, T - n_window), sorted.
+    {
+      const int cand_lo = (a.n_sink + 7) / 8;
+      const int cand_hi = std::max(cand_lo, (T - a.n_window) / 8);
+      const int cnt = std::min(nblk, cand_hi - cand_lo);
+      std::vector<int32_t> blocks(int64_t{R} * B * KVH * nblk, -1);
+      std::vector<int> cand(cand_hi - cand_lo);
+      for (int64_t list = 0; list < int64_t{R} * B * KVH; ++list) {
+        for (int i = 0; i < static_cast<int>(cand.size()); ++i) cand[i] = cand_lo + i;
+        for (int i = 0; i < cnt; ++i) {
+          std::swap(cand[i], cand[i + rng() % (cand.size() - i)]);
+        }
+        std::sort(cand.begin(), cand.begin() + cnt);
+        for (int i = 0; i < cnt; ++i) blocks[list * nblk + i] = cand[i] * 8;
+      }
+      const std::vector<int32_t> counts(int64_t{B} * KVH, cnt);
+      BENCH_CUDA(cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(int32_t),
+                            cudaMemcpyHostToDevice));
+      BENCH_CUDA(cudaMemcpy(d_counts, counts.data(), counts.size() * sizeof(int32_t),
+                            cudaMemcpyHostToDevice));
+      std::vector<int> forced = {0};
+      if (T == max_t) forced.insert(forced.end(), a.bsa_splits.begin(), a.bsa_splits.end());
+      for (int fs : forced) {
+        BsaDecodeGpuParams bp;
+        bp.attn = p;
+        bp.attn.workspace = nullptr;
+        bp.attn.workspace_bytes = 0;
+        bp.attn.num_splits = fs;
+        bp.block_count = d_counts;
+        bp.max_blocks = nblk;
+        bp.n_sink = a.n_sink;
+        bp.n_window = a.n_window;
+        absl::StatusOr<size_t> ws = kernels::BsaDecodeAttentionWorkspaceBytes(bp);
+        BENCH_OK(ws.status());
+        void* d_ws = nullptr;
+        if (*ws > 0) BENCH_CUDA(cudaMalloc(&d_ws, *ws));
+        bp.attn.workspace = d_ws;
+        bp.attn.workspace_bytes = *ws;
+        auto run = [&](int r, cudaStream_t s) {
+          BsaDecodeGpuParams pr = bp;
+          pr.attn.q = static_cast<uint16_t*>(q) + r * q_elems;
+          pr.attn.kv_start = d_starts + r * B;
+          pr.block_starts = d_blocks + int64_t{r} * B * KVH * nblk;
+          BENCH_OK(kernels::BsaDecodeAttentionGpu(pr, s));
+        };
+        const int64_t sink = std::min(a.n_sink, T);
+        const int64_t window = std::min<int64_t>(a.n_window, T - sink);
+        const int64_t keys = sink + int64_t{cnt} * 8 + window;
+        Row row{T,
+                fs == 0 ? "bsa" : "bsa_s" + std::to_string(fs),
+                keys,
+                0,
+                static_cast<int>(*ws / 1024),
+                {},
+                0};
+        row.bytes = double(B) * keys * KVH * D * 2 * 2 + 2.0 * q_elems * 2;
+        row.t = TimeCycle(a, stream, run);
+        row.bad = CheckOutputs(out, q_elems, stream, run);
+        rows_out.push_back(row);
+        if (d_ws) BENCH_CUDA(cudaFree(d_ws));
+      }
+    }
+  }
+
+  // Table.
+  std::printf("\n%-8s %-6s %10s %12s %12s %10s %10s %8s\n", "T", "kind", "keys/head", "stream_us",
+              "graph_us", "GB/s", "ws_KiB", "bad_out");
+  for (const Row& r : rows_out) {
+    std::printf("%-8d %-6s %10lld %12.2f %12.2f %10.0f %10d %8lld\n", r.T, r.kind.c_str(),
+                static_cast<long long>(r.keys_per_head), r.t.stream_us, r.t.graph_us,
+                r.bytes / (r.t.graph_us * 1e3), r.num_splits_ws, static_cast<long long>(r.bad));
+  }
+  std::printf("\n%-8s %14s %14s\n", "T", "dense/bsa", "(graph times)");
+  for (const Row& d : rows_out) {
+    if (d.kind != "dense") continue;
+    for (const Row& b : rows_out) {
+      if (b.T == d.T && b.kind == "bsa")
+        std::printf("%-8d %14.1fx\n", d.T, d.t.graph_us / b.t.graph_us);
+    }
+  }
+
+  if (!a.json.empty()) {
+    char date[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    std::string j = "{\n  \"bench\": \"attention_decode\",\n";
+    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
+    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
+    j += "  \"l2_bytes\": " + std::to_string(prop.l2CacheSize) + ",\n";
+    j += "  \"driver\": " + std::to_string(driver) + ",\n";
+    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    j += "  \"shape\": {\"batch\": " + std::to_string(B) + ", \"heads\": " + std::to_string(H) +
+         ", \"kv_heads\": " + std::to_string(KVH) + ", \"head_dim\": " + std::to_string(D) +
+         ", \"dtype\": \"bf16\", \"k_keys\": " + std::to_string(a.k_keys) +
+         ", \"n_sink\": " + std::to_string(a.n_sink) +
+         ", \"n_window\": " + std::to_string(a.n_window) + "},\n";
+    j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
+         ", \"rotations\": " + std::to_string(R) +
+         ", \"statistic\": \"median per call\"},\n  \"rows\": [\n";
+    for (size_t i = 0; i < rows_out.size(); ++i) {
+      const Row& r = rows_out[i];
+      char buf[512];
+      std::snprintf(buf, sizeof(buf),
+                    "    {\"T\": %d, \"kind\": \"%s\", \"keys_per_head\": %lld, \"bytes\": %.0f, "
+                    "\"stream_us\": %.3f, \"graph_us\": %.3f, \"graph_min_us\": %.3f, "
+                    "\"graph_max_us\": %.3f, \"gbps\": %.1f, \"workspace_kib\": %d, "
+                    "\"bad_outputs\": %lld}%s\n",
+                    r.T, r.kind.c_str(), static_cast<long long>(r.keys_per_head), r.bytes,
+                    r.t.stream_us, r.t.graph_us, r.t.graph_min_us, r.t.graph_max_us,
+                    r.bytes / (r.t.graph_us * 1e3), r.num_splits_ws, static_cast<long long>(r.bad),
+                    i + 1 < rows_out.size() ? "," : "");
+      j += buf;
+    }
+    j += "  ]\n}\n";
+    FILE* f = std::fopen(a.json.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", a.json.c_str());
+      return 1;
+    }
+    std::fputs(j.c_str(), f);
+    std::fclose(f);
+    std::printf("wrote %s\n", a.json.c_str());
+  }
+  int64_t bad = 0;
+  for (const Row& r : rows_out) bad += r.bad;
+  return bad == 0 ? 0 : 3;
+}
+
+}  // namespace
+}  // namespace hipserve::bench
+
+int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }

@@ -1,0 +1,267 @@
+// Host side of the decode attention kernels: validation, partition plan, dispatch, launch.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention_cuda/decode_attention.h"
+#include "kernels/attention_cuda/decode_attention_kernel.cuh"
+#include "kernels/cuda/cuda_check.h"
+
+namespace hipserve::kernels {
+namespace {
+
+namespace di = decode_attention_internal;
+
+constexpr int kMaxGroup = 8;
+constexpr int kChunkAlign = 32;      // keys covered by one block step (HD 128, 4 keys/slot)
+constexpr int kMinChunk = 128;       // fewer keys per partition costs more in the merge
+constexpr int kMaxBsaChunk = 16384;  // bounds the block list slice kept in shared memory
+
+struct Plan {
+  int num_splits = 1;
+  int chunk = 0;
+  int logical_len = 0;  // longest key list over (sequence, KV head)
+  size_t workspace_bytes = 0;
+};
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+absl::Status Invalid(const char* fn, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(fn, ": ", what));
+}
+
+absl::Status ValidateShape(const char* fn, const DecodeAttentionGpuParams& p) {
+  if (p.batch <= 0) return Invalid(fn, absl::StrCat("batch must be > 0, got ", p.batch));
+  if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {
+    return Invalid(fn, absl::StrCat("num_heads (", p.num_heads,
+                                    ") must be a positive multiple of "
+                                    "num_kv_heads (",
+                                    p.num_kv_heads, ")"));
+  }
+  const int group = p.num_heads / p.num_kv_heads;
+  if (group > kMaxGroup) {
+    return Invalid(fn, absl::StrCat("group size num_heads / num_kv_heads = ", group,
+                                    " is not supported (supported: 1..", kMaxGroup, ")"));
+  }
+  if (p.head_dim != 64 && p.head_dim != 128) {
+    return Invalid(fn,
+                   absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+  }
+  if (p.max_kv_len <= 0) {
+    return Invalid(fn, absl::StrCat("max_kv_len must be > 0, got ", p.max_kv_len));
+  }
+  if (!(p.scale > 0.f) || !std::isfinite(p.scale)) {
+    return Invalid(fn, absl::StrCat("scale must be finite and > 0, got ", p.scale));
+  }
+  if (p.num_splits < 0 || p.num_splits > kDecodeMaxSplits) {
+    return Invalid(
+        fn, absl::StrCat("num_splits must be in [0, ", kDecodeMaxSplits, "], got ", p.num_splits));
+  }
+  if (p.batch > 65535 || p.num_kv_heads > 65535) {
+    return Invalid(fn, "batch and num_kv_heads must be <= 65535");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
+  if (absl::Status s = ValidateShape(fn, p.attn); !s.ok()) return s;
+  if (p.max_blocks < 0)
+    return Invalid(fn, absl::StrCat("max_blocks must be >= 0, got ", p.max_blocks));
+  if (p.n_sink < 0) return Invalid(fn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
+  if (p.n_window < 1) return Invalid(fn, absl::StrCat("n_window must be >= 1, got ", p.n_window));
+  return absl::OkStatus();
+}
+
+bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p) {
+  if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr ||
+      p.kv_start == nullptr || p.kv_len == nullptr) {
+    return Invalid(fn, "q, k, v, out, kv_start and kv_len must be non-null");
+  }
+  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out)) {
+    return Invalid(fn, "q, k, v and out must be 16-byte aligned");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> SmCount() {
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  int sms = 0;
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// Resident blocks per SM of the kernel that this shape dispatches to (cached per instance).
+template <int HD, int MAXG, bool BSA>
+absl::StatusOr<int> BlocksPerSm() {
+  static int cached = 0;  // benign race: every thread computes the same value
+  if (cached > 0) return cached;
+  int n = 0;
+  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &n, di::DecodeKernel<HD, MAXG, BSA>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
+  cached = std::max(n, 1);
+  return cached;
+}
+
+template <bool BSA>
+absl::StatusOr<int> BlocksPerSmFor(int head_dim, int group) {
+  if (head_dim == 64) return group <= 4 ? BlocksPerSm<64, 4, BSA>() : BlocksPerSm<64, 8, BSA>();
+  return group <= 4 ? BlocksPerSm<128, 4, BSA>() : BlocksPerSm<128, 8, BSA>();
+}
+
+template <bool BSA>
+absl::StatusOr<Plan> MakePlan(const char* fn, const DecodeAttentionGpuParams& p,
+                              int64_t logical_len) {
+  Plan plan;
+  if (logical_len > (int64_t{1} << 30)) return Invalid(fn, "key list too long");
+  plan.logical_len = static_cast<int>(logical_len);
+  int splits = p.num_splits;
+  if (splits == 0) {
+    absl::StatusOr<int> sms = SmCount();
+    if (!sms.ok()) return sms.status();
+    absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p.head_dim, p.num_heads / p.num_kv_heads);
+    if (!per_sm.ok()) return per_sm.status();
+    // One full wave of blocks over all (sequence, KV head) pairs.
+    const int64_t units = int64_t{p.batch} * p.num_kv_heads;
+    const int64_t target = int64_t{*sms} * *per_sm;
+    int64_t s = CeilDiv(target, units);
+    s = std::min<int64_t>(s, CeilDiv(logical_len, kMinChunk));
+    splits = static_cast<int>(std::clamp<int64_t>(s, 1, kDecodeMaxSplits));
+  }
+  int64_t chunk = CeilDiv(CeilDiv(logical_len, splits), kChunkAlign) * kChunkAlign;
+  if (BSA) chunk = std::min<int64_t>(chunk, kMaxBsaChunk);
+  const int64_t actual = CeilDiv(logical_len, chunk);
+  if (actual > kDecodeMaxSplits) {
+    return Invalid(fn, absl::StrCat("key list of ", logical_len, " keys needs ", actual,
+                                    " partitions (> ", kDecodeMaxSplits, ")"));
+  }
+  plan.num_splits = static_cast<int>(actual);
+  plan.chunk = static_cast<int>(chunk);
+  if (plan.num_splits > 1) {
+    const int64_t parts = int64_t{p.batch} * p.num_heads * plan.num_splits;
+    plan.workspace_bytes =
+        static_cast<size_t>(parts) * (p.head_dim * sizeof(float) + sizeof(float2));
+  }
+  return plan;
+}
+
+int64_t BsaLogicalLen(const BsaDecodeGpuParams& p) {
+  return std::min<int64_t>(p.n_sink, p.attn.max_kv_len) + int64_t{p.max_blocks} * kBsaBlockSize +
+         std::min<int64_t>(p.n_window, p.attn.max_kv_len);
+}
+
+template <int HD, int MAXG, bool BSA>
+absl::Status LaunchFor(const di::KernelArgs& a, int batch, int num_kv_heads, int num_heads,
+                       int dyn_smem, cudaStream_t stream) {
+  const dim3 grid(a.num_splits, num_kv_heads, batch);
+  di::DecodeKernel<HD, MAXG, BSA><<<grid, di::kThreads, dyn_smem, stream>>>(a);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (a.num_splits > 1) {
+    di::MergeKernel<HD><<<batch * num_heads, di::kMergeThreads, 0, stream>>>(a.ws_acc, a.ws_ml,
+                                                                             a.out, a.num_splits);
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return absl::OkStatus();
+}
+
+// The dispatch over the declared set: head_dim {64, 128} x group bound {4, 8}.
+template <bool BSA>
+absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p, int dyn_smem,
+                      cudaStream_t stream) {
+  const bool wide = a.group > 4;
+  if (p.head_dim == 64) {
+    return wide ? LaunchFor<64, 8, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream)
+                : LaunchFor<64, 4, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream);
+  }
+  return wide ? LaunchFor<128, 8, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream)
+              : LaunchFor<128, 4, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream);
+}
+
+absl::StatusOr<di::KernelArgs> CommonArgs(const char* fn, const DecodeAttentionGpuParams& p,
+                                          const Plan& plan) {
+  if (plan.workspace_bytes > 0) {
+    if (p.workspace == nullptr || p.workspace_bytes < plan.workspace_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(fn, ": workspace of ", plan.workspace_bytes,
+                                                     " bytes needed, got ", p.workspace_bytes,
+                                                     " (null: ", p.workspace == nullptr, ")"));
+    }
+    if (!Aligned16(p.workspace)) return Invalid(fn, "workspace must be 16-byte aligned");
+  }
+  di::KernelArgs a{};
+  a.q = static_cast<const uint16_t*>(p.q);
+  a.k = static_cast<const uint16_t*>(p.k);
+  a.v = static_cast<const uint16_t*>(p.v);
+  a.out = static_cast<uint16_t*>(p.out);
+  a.kv_start = p.kv_start;
+  a.kv_len = p.kv_len;
+  a.num_heads = p.num_heads;
+  a.num_kv_heads = p.num_kv_heads;
+  a.group = p.num_heads / p.num_kv_heads;
+  a.scale_log2 = p.scale * 1.4426950408889634f;
+  a.num_splits = plan.num_splits;
+  a.chunk = plan.chunk;
+  if (plan.num_splits > 1) {
+    a.ws_acc = static_cast<float*>(p.workspace);
+    a.ws_ml = reinterpret_cast<float2*>(static_cast<char*>(p.workspace) +
+                                        static_cast<size_t>(p.batch) * p.num_heads *
+                                            plan.num_splits * p.head_dim * sizeof(float));
+  }
+  return a;
+}
+
+constexpr char kDenseFn[] = "DenseDecodeAttentionGpu";
+constexpr char kBsaFn[] = "BsaDecodeAttentionGpu";
+
+}  // namespace
+
+absl::StatusOr<size_t> DenseDecodeAttentionWorkspaceBytes(const DecodeAttentionGpuParams& p) {
+  if (absl::Status s = ValidateShape(kDenseFn, p); !s.ok()) return s;
+  absl::StatusOr<Plan> plan = MakePlan<false>(kDenseFn, p, p.max_kv_len);
+  if (!plan.ok()) return plan.status();
+  return plan->workspace_bytes;
+}
+
+absl::StatusOr<size_t> BsaDecodeAttentionWorkspaceBytes(const BsaDecodeGpuParams& p) {
+  if (absl::Status s = ValidateBsaShape(kBsaFn, p); !s.ok()) return s;
+  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p));
+  if (!plan.ok()) return plan.status();
+  return plan->workspace_bytes;
+}
+
+absl::Status DenseDecodeAttentionGpu(const DecodeAttentionGpuParams& p, void* stream) {
+  if (absl::Status s = ValidateShape(kDenseFn, p); !s.ok()) return s;
+  if (absl::Status s = ValidatePointers(kDenseFn, p); !s.ok()) return s;
+  absl::StatusOr<Plan> plan = MakePlan<false>(kDenseFn, p, p.max_kv_len);
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<di::KernelArgs> a = CommonArgs(kDenseFn, p, *plan);
+  if (!a.ok()) return a.status();
+  return Dispatch<false>(*a, p, 0, static_cast<cudaStream_t>(stream));
+}
+
+absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
+  if (absl::Status s = ValidateBsaShape(kBsaFn, p); !s.ok()) return s;
+  if (absl::Status s = ValidatePointers(kBsaFn, p.attn); !s.ok()) return s;
+  if (p.block_count == nullptr || (p.max_blocks > 0 && p.block_starts == nullptr)) {
+    return Invalid(kBsaFn, "block_count (and block_starts when max_blocks > 0) must be non-null");
+  }
+  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p));
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<di::KernelArgs> a = CommonArgs(kBsaFn, p.attn, *plan);
+  if (!a.ok()) return a.status();
+  a->block_starts = p.block_starts;
+  a->block_count = p.block_count;
+  a->max_blocks = p.max_blocks;
+  a->n_sink = p.n_sink;
+  a->n_window = p.n_window;
+  // A partition of `chunk` logical keys touches at most chunk / 8 + 2 blocks.
+  a->block_smem = plan->chunk / kBsaBlockSize + 2;
+  return Dispatch<true>(*a, p.attn, a->block_smem * static_cast<int>(sizeof(int)),
+                        static_cast<cudaStream_t>(stream));
+}
+
+}  // namespace hipserve::kernels

@@ -1,0 +1,86 @@
+// Decode attention on the GPU (one new query token per sequence), FlashDecoding style: the keys
+// of each (sequence, KV head) are split into partitions processed by separate thread blocks in
+// parallel; each block keeps an online softmax (running max, running sum, fp32 accumulator) for
+// all query heads of the KV head's GQA group, and a second small kernel merges the partitions
+// by log-sum-exp. Two key sets:
+//   - dense: keys [0, T) of the sequence (the query sits at position T - 1 and sees itself);
+//   - BSA (HiP block-sparse attention): sink [0, n_sink) + selected blocks of kBsaBlockSize keys
+//     + window [T - n_window, T), each key counted once (blocks overlapping sink or window are
+//     masked there). Keys are used as stored: rotate them (RoPE) before, if the model needs it.
+//
+// Numerics: bf16 q/K/V/out, fp32 dot products, softmax and accumulation; the output is rounded
+// to bf16 once. Supported head_dim: 64, 128. Supported group size (num_heads / num_kv_heads):
+// 1..8. Anything else returns InvalidArgument naming what is supported.
+//
+// Thread-safety: the functions are reentrant; concurrent calls must not share a workspace.
+// Asynchronous: the kernels run on `stream` (a cudaStream_t, null = legacy default stream);
+// errors inside the kernels surface on the next synchronising call. No allocation happens, so
+// a call can be captured in a CUDA graph (device arrays are read when the kernel runs, which
+// lets a graph be replayed with new lengths / block lists written in place). CPU builds return
+// UnimplementedError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace hipserve::kernels {
+
+// Keys per selected block in BSA (HiP's last-stage chunk size c_3).
+inline constexpr int kBsaBlockSize = 8;
+
+struct DecodeAttentionGpuParams {
+  // All tensors are bf16 (uint16_t storage, kernels/dtype/bf16.h) in device memory, 16-byte
+  // aligned; rows are contiguous (no extra strides).
+  const void* q = nullptr;  // [batch, num_heads, head_dim]: the query of sequence b
+  const void* k = nullptr;  // [kv_rows, num_kv_heads, head_dim]: shared by all sequences
+  const void* v = nullptr;  // [kv_rows, num_kv_heads, head_dim]
+  void* out = nullptr;      // [batch, num_heads, head_dim]; must not alias q, k, v
+  // Sequence b's token t is row kv_start[b] + t of k and v, for t in [0, kv_len[b]).
+  const int64_t* kv_start = nullptr;  // [batch], device
+  const int32_t* kv_len = nullptr;    // [batch], device; each in [1, max_kv_len]
+  int batch = 0;                      // > 0
+  int num_heads = 0;                  // > 0, multiple of num_kv_heads
+  int num_kv_heads = 0;               // > 0; query head h reads kv head h / group
+  int head_dim = 0;                   // 64 or 128
+  int max_kv_len = 0;                 // host-side bound on every kv_len[b] (> 0); sizes the grid
+  float scale = 0.f;                  // softmax scale (finite, > 0), usually 1/sqrt(head_dim)
+  // Scratch for the partition partials: DecodeAttentionWorkspaceBytes(...) bytes of device
+  // memory, 16-byte aligned. May be null when that size is 0 (a single partition).
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  // Partitions per (sequence, KV head); 0 = choose from the shape and the device's SM count.
+  // Must be the same value in the workspace query and the run.
+  int num_splits = 0;  // >= 0, <= kDecodeMaxSplits
+};
+
+inline constexpr int kDecodeMaxSplits = 256;
+
+// HiP block-sparse decode. The selection is per (sequence, KV head) and shared by the group's
+// query heads (HIP.md 4.3).
+struct BsaDecodeGpuParams {
+  DecodeAttentionGpuParams attn;  // as for dense; T = kv_len[b]
+  // block_starts[(b * num_kv_heads + kvh) * max_blocks + i], i < block_count[b * num_kv_heads
+  // + kvh]: position of the first key of selected block i. Per (b, kvh) the used entries must
+  // be strictly increasing and non-overlapping (start[i+1] >= start[i] + kBsaBlockSize), each
+  // in [0, T); keys of a block at or after T are skipped. Device memory, int32.
+  const int32_t* block_starts = nullptr;  // [batch, num_kv_heads, max_blocks]
+  const int32_t* block_count = nullptr;   // [batch, num_kv_heads], each in [0, max_blocks]
+  int max_blocks = 0;                     // >= 0 (row stride of block_starts)
+  int n_sink = 256;                       // >= 0: keys [0, n_sink) always attended
+  int n_window = 1024;                    // >= 1: keys [T - n_window, T) always attended
+};
+
+// Device bytes the call needs as workspace (0 when one partition suffices). Reads the current
+// device's SM count when num_splits == 0. Validates the params like the run does (pointers
+// aside).
+absl::StatusOr<size_t> DenseDecodeAttentionWorkspaceBytes(const DecodeAttentionGpuParams& p);
+absl::StatusOr<size_t> BsaDecodeAttentionWorkspaceBytes(const BsaDecodeGpuParams& p);
+
+// Runs the attention. `stream` is a cudaStream_t.
+absl::Status DenseDecodeAttentionGpu(const DecodeAttentionGpuParams& p, void* stream);
+absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream);
+
+}  // namespace hipserve::kernels

@@ -1,0 +1,144 @@
+#include "kernels/hip/hip_params.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace hipserve::kernels {
+namespace {
+
+absl::Status Bad(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("hip config: ", what));
+}
+
+std::string List(const std::vector<int>& v) { return absl::StrCat("[", absl::StrJoin(v, ", "), "]"); }
+
+}  // namespace
+
+const char* PruningPositionsName(PruningPositions p) {
+  switch (p) {
+    case PruningPositions::kReal:
+      return "real";
+    case PruningPositions::kRelative:
+      return "relative";
+    case PruningPositions::kChunkIndexed:
+      return "chunk_indexed";
+  }
+  return "unknown";
+}
+
+absl::Status ValidateHipConfig(const HipConfig& c) {
+  if (c.n_sink < 0) return Bad(absl::StrCat("n_sink must be >= 0, got ", c.n_sink));
+  if (c.n_window < 0) return Bad(absl::StrCat("n_window must be >= 0, got ", c.n_window));
+  if (c.block_q <= 0) return Bad(absl::StrCat("block_q must be > 0, got ", c.block_q));
+  const int stages = c.num_stages();
+  if (stages == 0) return Bad("chunk_sizes must not be empty");
+  for (int s = 0; s < stages; ++s) {
+    if (c.chunk_sizes[s] <= 0) {
+      return Bad(absl::StrCat("chunk_sizes[", s, "] must be > 0, got ", c.chunk_sizes[s]));
+    }
+    if (s > 0 && (c.chunk_sizes[s] >= c.chunk_sizes[s - 1] ||
+                  c.chunk_sizes[s - 1] % c.chunk_sizes[s] != 0)) {
+      return Bad(absl::StrCat("chunk_sizes ", List(c.chunk_sizes),
+                              " must be strictly decreasing with each dividing the previous; "
+                              "chunk_sizes[", s, "] = ", c.chunk_sizes[s], " does not fit"));
+    }
+  }
+  if (static_cast<int>(c.stage_keep.size()) != stages - 1) {
+    return Bad(absl::StrCat("stage_keep ", List(c.stage_keep), " must have ", stages - 1,
+                            " entries (one per stage but the last)"));
+  }
+  for (int s = 0; s + 1 < stages; ++s) {
+    const int keep = c.stage_keep[s];
+    if (keep <= 0 || keep % c.chunk_sizes[s] != 0) {
+      return Bad(absl::StrCat("stage_keep[", s, "] = ", keep,
+                              " must be a positive multiple of chunk_sizes[", s,
+                              "] = ", c.chunk_sizes[s]));
+    }
+    if (s > 0 && keep > c.stage_keep[s - 1]) {
+      return Bad(absl::StrCat("stage_keep ", List(c.stage_keep), " must be non-increasing"));
+    }
+  }
+  const int last = c.chunk_sizes.back();
+  const int max_k = stages > 1 ? c.stage_keep.back() : 0;
+  auto check_k = [&](const std::string& name, int k) -> absl::Status {
+    if (k <= 0 || k % last != 0) {
+      return Bad(absl::StrCat(name, " = ", k, " must be a positive multiple of the last chunk size ",
+                              last));
+    }
+    if (stages > 1 && k > max_k) {
+      return Bad(absl::StrCat(name, " = ", k, " exceeds stage_keep[", stages - 2, "] = ", max_k));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = check_k("k", c.k); !s.ok()) return s;
+  if (static_cast<int>(c.stride_q.size()) != stages) {
+    return Bad(absl::StrCat("stride_q ", List(c.stride_q), " must have ", stages, " entries"));
+  }
+  for (int s = 0; s < stages; ++s) {
+    if (c.stride_q[s] <= 0) {
+      return Bad(absl::StrCat("stride_q[", s, "] must be > 0, got ", c.stride_q[s]));
+    }
+  }
+  if (static_cast<int>(c.mask_refresh_interval.size()) != stages) {
+    return Bad(absl::StrCat("mask_refresh_interval ", List(c.mask_refresh_interval), " must have ",
+                            stages, " entries"));
+  }
+  for (int s = 0; s < stages; ++s) {
+    if (c.mask_refresh_interval[s] <= 0) {
+      return Bad(absl::StrCat("mask_refresh_interval[", s, "] must be > 0, got ",
+                              c.mask_refresh_interval[s]));
+    }
+  }
+  std::set<int> seen;
+  for (size_t i = 0; i < c.layer_overrides.size(); ++i) {
+    const HipLayerOverride& o = c.layer_overrides[i];
+    const std::string name = absl::StrCat("layer_overrides[", i, "]");
+    if (o.layers.empty()) return Bad(name + ".layers must not be empty");
+    for (int l : o.layers) {
+      if (l < 0) return Bad(absl::StrCat(name, ".layers names layer ", l, " (< 0)"));
+      if (!seen.insert(l).second) {
+        return Bad(absl::StrCat(name, ".layers names layer ", l, " a second time"));
+      }
+    }
+    if (absl::Status s = check_k(name + ".k", o.k); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+PruningSpec PruningSpecForLayer(const HipConfig& c, int layer) {
+  PruningSpec spec;
+  spec.chunk_sizes = c.chunk_sizes;
+  spec.keep_tokens = c.stage_keep;
+  spec.stride_q = c.stride_q;
+  spec.n_window = c.n_window;
+  int k = c.k;
+  spec.positions = c.pruning_positions;
+  for (const HipLayerOverride& o : c.layer_overrides) {
+    if (std::find(o.layers.begin(), o.layers.end(), layer) != o.layers.end()) {
+      k = o.k;
+      spec.positions = o.pruning_positions;
+    }
+  }
+  if (!c.extend) spec.positions = PruningPositions::kReal;
+  spec.keep_tokens.push_back(k);
+  return spec;
+}
+
+CandidateRange CandidateRangeFor(const HipConfig& c, int32_t last_pos) {
+  CandidateRange r;
+  r.begin = c.n_sink;
+  r.end = std::max<int32_t>(c.n_sink, last_pos - c.n_window);
+  return r;
+}
+
+int DecodeRefreshStage(const HipConfig& c, int64_t decode_step) {
+  for (int s = 0; s < c.num_stages(); ++s) {
+    if (decode_step % c.mask_refresh_interval[s] == 0) return s;
+  }
+  return -1;
+}
+
+}  // namespace hipserve::kernels

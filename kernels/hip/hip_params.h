@@ -1,0 +1,96 @@
+// HiP sparse attention configuration (HIP.md 2-6) and the small pure functions derived from it
+// that every backend must agree on: per-layer budgets, candidate ranges, the decode refresh
+// schedule. Parsing from JSON lives in worker/hip_config.h (kernels do not depend on JSON).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace hipserve::kernels {
+
+// Positions used to rotate queries and probe keys while *scoring* chunks (HIP.md 5).
+enum class PruningPositions {
+  kReal,          // real positions (the only mode when HipConfig::extend is off)
+  kRelative,      // query at n_window + 1, left probe at 0, right probe at 1
+  kChunkIndexed,  // key at its chunk's index in the stage input; query at
+                  // min(pos, n_chunks + n_window)
+};
+
+// "relative", "chunk_indexed", "real".
+const char* PruningPositionsName(PruningPositions p);
+
+// Replaces the budget / pruning positions of some layers (upstream: layers 0..2 get k = 4096
+// and chunk-indexed positions because they behave like local attention).
+struct HipLayerOverride {
+  std::vector<int> layers;  // layer indices (>= 0, unique over all overrides)
+  int k = 4096;             // final keep in tokens for these layers
+  PruningPositions pruning_positions = PruningPositions::kChunkIndexed;
+};
+
+// Defaults are HIP.md's "3K" preset with the "flash" refresh intervals. The stage count is
+// chunk_sizes.size() (3 by default); the per-stage lists must match it.
+struct HipConfig {
+  int n_sink = 256;     // first n_sink tokens are always attended (>= 0)
+  int n_window = 1024;  // query i also attends [pos_i - n_window, pos_i] (>= 0)
+  int block_q = 64;     // prefill queries sharing one selection (> 0); decode blocks are 1 query
+  // Stage s splits its input into chunks of chunk_sizes[s] tokens; strictly decreasing, each
+  // dividing the previous one. The last size is the BSA block size.
+  std::vector<int> chunk_sizes = {256, 32, 8};
+  // Tokens kept after stage s, s < stages - 1 (the last stage keeps `k`). Multiples of
+  // chunk_sizes[s], non-increasing, and >= every layer's k.
+  std::vector<int> stage_keep = {32768, 8192};
+  int k = 2048;  // final keep in tokens (multiple of the last chunk size)
+  // Scoring rows of stage s: the block's queries averaged in groups of stride_q[s] (>= 1).
+  std::vector<int> stride_q = {4, 4, 1};
+  // Decode: stage s is recomputed at decode steps i with i % interval[s] == 0 (>= 1 each).
+  std::vector<int> mask_refresh_interval = {96, 24, 8};
+  // Context extension (HIP.md 5): on = streaming BSA positions + layer pruning positions;
+  // off = real positions everywhere.
+  bool extend = true;
+  // Pruning positions of layers without an override (used only when extend is on).
+  PruningPositions pruning_positions = PruningPositions::kRelative;
+  std::vector<HipLayerOverride> layer_overrides = {
+      HipLayerOverride{{0, 1, 2}, 4096, PruningPositions::kChunkIndexed}};
+
+  int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
+  int block_size() const { return chunk_sizes.back(); }
+};
+
+// InvalidArgument naming the offending field and value. Overrides naming layers the model
+// does not have are ignored (so the default list fits models with fewer than 3 layers).
+absl::Status ValidateHipConfig(const HipConfig& config);
+
+// What the pruning stages of one layer need (HIP.md 2), resolved from a HipConfig.
+struct PruningSpec {
+  std::vector<int> chunk_sizes;  // [stages]
+  std::vector<int> keep_tokens;  // [stages]: tokens kept after each stage; last = layer's k
+  std::vector<int> stride_q;     // [stages]
+  PruningPositions positions = PruningPositions::kRelative;
+  int n_window = 0;  // for the relative / chunk-indexed query placement
+
+  int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
+  // Chunks kept after stage s (keep_tokens[s] / chunk_sizes[s]).
+  int keep_chunks(int s) const { return keep_tokens[s] / chunk_sizes[s]; }
+};
+
+// Layer `layer`'s spec: its override's k and positions if any, else the defaults; positions
+// are kReal whenever extend is off. Assumes a valid config.
+PruningSpec PruningSpecForLayer(const HipConfig& config, int layer);
+
+// Candidate range [begin, end) of a query block whose last query sits at `last_pos`:
+// [n_sink, max(n_sink, last_pos - n_window)). Keys at or after `end` are in the window of
+// every query of the block (or causally masked), so nothing is lost between the two.
+struct CandidateRange {
+  int32_t begin = 0;
+  int32_t end = 0;
+};
+CandidateRange CandidateRangeFor(const HipConfig& config, int32_t last_pos);
+
+// Decode refresh schedule (HIP.md 4): the first stage s with step % interval[s] == 0, or -1
+// when none matches (reuse the cached final block list). Step 0 always gives 0.
+int DecodeRefreshStage(const HipConfig& config, int64_t decode_step);
+
+}  // namespace hipserve::kernels

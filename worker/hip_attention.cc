@@ -1,0 +1,217 @@
+#include "worker/hip_attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/hip/bsa.h"
+
+namespace hipserve::worker {
+
+using common::SequenceId;
+
+absl::StatusOr<std::unique_ptr<HipAttention>> HipAttention::Create(
+    const HipAttentionOptions& o) {
+  if (o.num_layers <= 0 || o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
+      o.head_dim % 2 != 0 || o.num_heads % o.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HipAttention: bad shape: layers ", o.num_layers, ", heads ", o.num_heads, ", kv heads ",
+        o.num_kv_heads, ", head_dim ", o.head_dim));
+  }
+  RETURN_IF_ERROR(kernels::ValidateHipConfig(o.config));
+  ASSIGN_OR_RETURN(kernels::RopeTable rope,
+                   kernels::RopeTable::Create(o.rope, o.head_dim, o.config.n_window + 2));
+  return std::unique_ptr<HipAttention>(new HipAttention(o, std::move(rope)));
+}
+
+HipAttention::HipAttention(const HipAttentionOptions& options, kernels::RopeTable rope)
+    : options_(options), rope_(std::move(rope)) {
+  for (int l = 0; l < options_.num_layers; ++l) {
+    specs_.push_back(kernels::PruningSpecForLayer(options_.config, l));
+  }
+}
+
+absl::Status HipAttention::EnsureRope(int positions) {
+  if (positions <= rope_.num_positions()) return absl::OkStatus();
+  // Grow geometrically so that decode does not rebuild the table every step.
+  return rope_.Reserve(std::max(positions, 2 * rope_.num_positions()));
+}
+
+void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
+  SeqState& st = states_[seq];
+  if (st.cache.empty()) {
+    st.cache.resize(static_cast<size_t>(options_.num_layers) * options_.num_kv_heads);
+  }
+  if (num_tokens == 1 && start_pos > 0) {
+    st.step.decode = true;
+    st.step.decode_step = st.next_decode_step++;
+    st.step.refresh_stage = kernels::DecodeRefreshStage(options_.config, st.step.decode_step);
+  } else {
+    st.step = HipStepInfo{};
+    st.next_decode_step = 0;
+    std::fill(st.cache.begin(), st.cache.end(), nullptr);
+  }
+}
+
+absl::StatusOr<HipStepInfo> HipAttention::CurrentStep(SequenceId seq) const {
+  auto it = states_.find(seq);
+  if (it == states_.end()) {
+    return absl::NotFoundError(absl::StrCat("HipAttention: no state for sequence ", seq.value()));
+  }
+  return it->second.step;
+}
+
+const std::vector<int32_t>* HipAttention::CachedBlocks(SequenceId seq, int layer,
+                                                       int kv_head) const {
+  auto it = states_.find(seq);
+  if (it == states_.end() || layer < 0 || layer >= options_.num_layers || kv_head < 0 ||
+      kv_head >= options_.num_kv_heads) {
+    return nullptr;
+  }
+  const auto& entry = it->second.cache[static_cast<size_t>(layer) * options_.num_kv_heads + kv_head];
+  return entry == nullptr ? nullptr : &entry->kept.back().starts;
+}
+
+absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int num_q,
+                               int start_pos, const float* k, const float* v, int num_kv,
+                               float* out) {
+  auto it = states_.find(seq);
+  if (it == states_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("HipAttention: BeginStep was not called for sequence ", seq.value()));
+  }
+  SeqState& st = it->second;
+  if (layer < 0 || layer >= options_.num_layers || num_q <= 0 || start_pos < 0 ||
+      start_pos + num_q != num_kv) {
+    return absl::InvalidArgumentError(absl::StrCat("HipAttention: bad call: layer ", layer,
+                                                   ", num_q ", num_q, ", start_pos ", start_pos,
+                                                   ", num_kv ", num_kv));
+  }
+  if (st.step.decode && num_q != 1) {
+    return absl::FailedPreconditionError("HipAttention: decode step with more than one query");
+  }
+  const kernels::HipConfig& cfg = options_.config;
+  const kernels::PruningSpec& spec = specs_[layer];
+  const int kvh = options_.num_kv_heads, d = options_.head_dim;
+  const int group = options_.num_heads / kvh;
+  const int block_size = cfg.block_size();
+  const int max_blocks = spec.keep_tokens.back() / block_size;
+  RETURN_IF_ERROR(EnsureRope(std::max(num_kv + 1, cfg.n_window + 2)));
+
+  // Query blocks: prefill blocks are aligned to absolute positions (multiples of block_q), so
+  // a chunk boundary at a multiple of block_q does not change any selection; decode is one
+  // block of one query.
+  const int bq = st.step.decode ? 1 : cfg.block_q;
+  const int first_block = start_pos / bq;
+  const int rows = (start_pos + num_q - 1) / bq - first_block + 1;
+  std::vector<int32_t> q_pos(num_q), q_row(num_q);
+  for (int i = 0; i < num_q; ++i) {
+    q_pos[i] = start_pos + i;
+    q_row[i] = q_pos[i] / bq - first_block;
+  }
+  std::vector<int32_t> block_starts(static_cast<size_t>(rows) * kvh * std::max(max_blocks, 1));
+  std::vector<int32_t> block_counts(static_cast<size_t>(rows) * kvh, 0);
+
+  kernels::MaskEstimationParams mp;
+  mp.q_token_stride = int64_t{options_.num_heads} * d;
+  mp.group = group;
+  mp.head_dim = d;
+  mp.k_token_stride = int64_t{kvh} * d;
+  mp.num_kv = num_kv;
+  mp.spec = &spec;
+  mp.rope = &rope_;
+  kernels::MaskEstimationResult result;
+  for (int r = 0; r < rows; ++r) {
+    const int qa = std::max(start_pos, (first_block + r) * bq) - start_pos;
+    const int qb = std::min(start_pos + num_q, (first_block + r + 1) * bq) - start_pos;
+    const kernels::CandidateRange range = kernels::CandidateRangeFor(cfg, q_pos[qb - 1]);
+    mp.num_q = qb - qa;
+    mp.q_pos = q_pos.data() + qa;
+    mp.range_begin = range.begin;
+    mp.range_end = range.end;
+    for (int h = 0; h < kvh; ++h) {
+      mp.q = q + qa * mp.q_token_stride + int64_t{h} * group * d;
+      mp.k = k + int64_t{h} * d;
+      const std::vector<int32_t>* blocks = nullptr;
+      std::shared_ptr<const HeadCache>* cache = nullptr;
+      if (st.step.decode) {
+        cache = &st.cache[static_cast<size_t>(layer) * kvh + h];
+        int stage = st.step.refresh_stage;
+        if (*cache == nullptr) stage = 0;  // nothing to reuse or restart from
+        if (stage < 0) blocks = &(*cache)->kept.back().starts;
+        mp.start_stage = std::max(stage, 0);
+        mp.start_input = mp.start_stage > 0 ? &(*cache)->kept[mp.start_stage - 1] : nullptr;
+      } else {
+        mp.start_stage = 0;
+        mp.start_input = nullptr;
+      }
+      if (blocks == nullptr) {
+        RETURN_IF_ERROR(kernels::EstimateMaskRef(mp, &result));
+        if (cache != nullptr) {
+          auto fresh = std::make_shared<HeadCache>();
+          fresh->kept = std::move(result.kept);
+          for (int s = 0; s < mp.start_stage; ++s) fresh->kept[s] = (*cache)->kept[s];
+          *cache = std::move(fresh);
+          blocks = &(*cache)->kept.back().starts;
+        } else {
+          blocks = &result.kept.back().starts;
+        }
+      }
+      const size_t plan = static_cast<size_t>(r) * kvh + h;
+      const int count = std::min<int>(static_cast<int>(blocks->size()), max_blocks);
+      block_counts[plan] = count;
+      std::copy_n(blocks->begin(), count, block_starts.begin() + plan * std::max(max_blocks, 1));
+    }
+  }
+
+  kernels::BsaParams bp;
+  bp.q = q;
+  bp.q_pos = q_pos.data();
+  bp.q_plan_row = q_row.data();
+  bp.num_q = num_q;
+  bp.num_heads = options_.num_heads;
+  bp.num_kv_heads = kvh;
+  bp.head_dim = d;
+  bp.k = k;
+  bp.v = v;
+  bp.num_kv = num_kv;
+  bp.block_starts = block_starts.data();
+  bp.block_counts = block_counts.data();
+  bp.num_rows = rows;
+  bp.max_blocks = std::max(max_blocks, 1);
+  bp.block_size = block_size;
+  bp.n_sink = cfg.n_sink;
+  bp.n_window = cfg.n_window;
+  bp.extend = cfg.extend;
+  bp.rope = &rope_;
+  bp.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  bp.out = out;
+  return kernels::BsaRef(bp);
+}
+
+HipAttention::Snapshot HipAttention::Save(const std::vector<SequenceId>& seqs) const {
+  Snapshot snap;
+  for (SequenceId seq : seqs) {
+    auto it = states_.find(seq);
+    snap.emplace_back(seq, it == states_.end() ? nullptr
+                                               : std::make_shared<const SeqState>(it->second));
+  }
+  return snap;
+}
+
+void HipAttention::Restore(const Snapshot& snapshot) {
+  for (const auto& [seq, state] : snapshot) {
+    if (state == nullptr) {
+      states_.erase(seq);
+    } else {
+      states_[seq] = *state;
+    }
+  }
+}
+
+void HipAttention::Release(SequenceId seq) { states_.erase(seq); }
+
+void HipAttention::ReleaseAll() { states_.clear(); }
+
+}  // namespace hipserve::worker

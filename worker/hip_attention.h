@@ -1,0 +1,97 @@
+// HipAttention: HiP sparse attention for the worker's CPU forward pass (HIP.md 4 and 6), built
+// on the kernels/hip references: per query block mask estimation, then block-sparse attention.
+//
+// Owns the per-sequence HiP state: the decode step counter and, per (layer, local KV head),
+// the kept chunk list of every pruning stage from the latest refresh (the decode mask cache).
+// Sequences are independent: a sequence's schedule never depends on what else is batched.
+// Thread-safety: not thread-safe; driven by the Model's thread. Snapshot/Restore make a step
+// transactional (the cache entries are immutable and shared, so a snapshot is cheap).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "common/strong_id.h"
+#include "kernels/hip/hip_params.h"
+#include "kernels/hip/mask_estimation.h"
+#include "kernels/hip/rope_table.h"
+#include "kernels/rope/rope.h"
+
+namespace hipserve::worker {
+
+struct HipAttentionOptions {
+  kernels::HipConfig config;  // validated by Create
+  kernels::RopeConfig rope;   // the model's RoPE
+  int num_layers = 0;         // > 0
+  int num_heads = 0;          // local query heads (> 0, multiple of num_kv_heads)
+  int num_kv_heads = 0;       // local KV heads (> 0)
+  int head_dim = 0;           // > 0, even
+};
+
+// What BeginStep decided for a sequence's current step.
+struct HipStepInfo {
+  bool decode = false;      // one new token after existing ones; else a prefill chunk
+  int64_t decode_step = 0;  // decode steps since the last prefill chunk (0 = first decode)
+  // Stage recomputed from (0 = all stages), or -1 = cached final blocks reused. Prefill: 0.
+  int refresh_stage = 0;
+};
+
+class HipAttention {
+ public:
+  static absl::StatusOr<std::unique_ptr<HipAttention>> Create(const HipAttentionOptions& options);
+
+  // Starts a step of `seq` (call once per step, before Run for its layers): a step of one
+  // token at start_pos > 0 is decode step i = number of decode steps since the last prefill
+  // chunk; anything else is a prefill chunk, which resets the counter and drops the cache.
+  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens);
+
+  // Attention of one layer for the step's `num_q` queries at positions start_pos.. over all
+  // `num_kv` keys of the sequence (the new ones included: start_pos + num_q == num_kv).
+  // q: [num_q][num_heads][head_dim] un-rotated; k, v: [num_kv][num_kv_heads][head_dim]
+  // (k un-rotated); out: [num_q][num_heads][head_dim].
+  absl::Status Run(common::SequenceId seq, int layer, const float* q, int num_q, int start_pos,
+                   const float* k, const float* v, int num_kv, float* out);
+
+  // The decision of BeginStep for the sequence's current step (NotFound before any).
+  absl::StatusOr<HipStepInfo> CurrentStep(common::SequenceId seq) const;
+  // Final block starts cached for (seq, layer, kv_head) by the latest decode step; nullptr
+  // when there is none.
+  const std::vector<int32_t>* CachedBlocks(common::SequenceId seq, int layer, int kv_head) const;
+
+  // Saved state of some sequences (absent ones included), for rolling a failed step back.
+  struct SeqState;
+  using Snapshot = std::vector<std::pair<common::SequenceId, std::shared_ptr<const SeqState>>>;
+  Snapshot Save(const std::vector<common::SequenceId>& seqs) const;
+  void Restore(const Snapshot& snapshot);
+
+  void Release(common::SequenceId seq);
+  void ReleaseAll();
+  int num_sequences() const { return static_cast<int>(states_.size()); }
+  const kernels::HipConfig& config() const { return options_.config; }
+
+  // Per (layer, KV head): the kept list of every stage from the latest refresh.
+  struct HeadCache {
+    std::vector<kernels::ChunkList> kept;  // [stages]
+  };
+  struct SeqState {
+    HipStepInfo step;
+    int64_t next_decode_step = 0;
+    // [num_layers * num_kv_heads]; null = nothing cached. Entries are immutable once stored.
+    std::vector<std::shared_ptr<const HeadCache>> cache;
+  };
+
+ private:
+  HipAttention(const HipAttentionOptions& options, kernels::RopeTable rope);
+  absl::Status EnsureRope(int positions);
+
+  HipAttentionOptions options_;
+  kernels::RopeTable rope_;
+  std::vector<kernels::PruningSpec> specs_;  // [num_layers]
+  absl::flat_hash_map<common::SequenceId, SeqState> states_;
+};
+
+}  // namespace hipserve::worker

@@ -1,0 +1,106 @@
+#include "worker/hip_config.h"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace hipserve::worker {
+namespace {
+
+using kernels::HipConfig;
+using kernels::PruningPositions;
+
+TEST(HipConfigTest, EmptyIsDefaults) {
+  for (const char* text : {"", "  \n", "{}"}) {
+    auto c = ParseHipConfig(text);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(HipConfigToJson(*c), HipConfigToJson(HipConfig{})) << text;
+  }
+}
+
+TEST(HipConfigTest, ParsesEveryKey) {
+  auto c = ParseHipConfig(R"({
+    "n_sink": 4, "n_window": 16, "block_q": 8, "chunk_sizes": [64, 16, 4],
+    "stage_keep": [256, 64], "k": 32, "stride_q": [2, 2, 1],
+    "mask_refresh_interval": [16, 4, 2], "extend": false, "pruning_positions": "chunk_indexed",
+    "layer_overrides": [{"layers": [1], "k": 64, "pruning_positions": "relative"},
+                        {"layers": [0, 3], "k": 16}]
+  })");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->n_sink, 4);
+  EXPECT_EQ(c->n_window, 16);
+  EXPECT_EQ(c->block_q, 8);
+  EXPECT_EQ(c->chunk_sizes, (std::vector<int>{64, 16, 4}));
+  EXPECT_EQ(c->stage_keep, (std::vector<int>{256, 64}));
+  EXPECT_EQ(c->k, 32);
+  EXPECT_EQ(c->stride_q, (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(c->mask_refresh_interval, (std::vector<int>{16, 4, 2}));
+  EXPECT_FALSE(c->extend);
+  EXPECT_EQ(c->pruning_positions, PruningPositions::kChunkIndexed);
+  ASSERT_EQ(c->layer_overrides.size(), 2u);
+  EXPECT_EQ(c->layer_overrides[0].layers, (std::vector<int>{1}));
+  EXPECT_EQ(c->layer_overrides[0].k, 64);
+  EXPECT_EQ(c->layer_overrides[0].pruning_positions, PruningPositions::kRelative);
+  EXPECT_EQ(c->layer_overrides[1].layers, (std::vector<int>{0, 3}));
+  EXPECT_EQ(c->layer_overrides[1].k, 16);
+  EXPECT_EQ(c->layer_overrides[1].pruning_positions, kernels::HipLayerOverride{}.pruning_positions);
+  // Round trip.
+  auto again = ParseHipConfig(HipConfigToJson(*c));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(HipConfigToJson(*again), HipConfigToJson(*c));
+}
+
+TEST(HipConfigTest, EmptyOverrideListDisablesDefaults) {
+  auto c = ParseHipConfig(R"({"layer_overrides": []})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->layer_overrides.empty());
+}
+
+struct ErrorCase {
+  std::string name;
+  std::string json;
+  std::string expect;  // substring of the message
+};
+
+class HipConfigErrorTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(HipConfigErrorTest, InvalidArgumentNamingTheKey) {
+  auto c = ParseHipConfig(GetParam().json);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find(GetParam().expect), std::string::npos) << c.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, HipConfigErrorTest,
+    ::testing::Values(
+        ErrorCase{"NotJson", "{n_sink: 3", "not valid JSON"},
+        ErrorCase{"NotObject", "[1, 2]", "object"},
+        ErrorCase{"UnknownKey", R"({"n_sinks": 3})", "n_sinks: unknown key"},
+        ErrorCase{"WrongType", R"({"n_sink": "many"})", "n_sink: expected an integer"},
+        ErrorCase{"Float", R"({"k": 2048.5})", "k: expected an integer"},
+        ErrorCase{"ListElement", R"({"chunk_sizes": [256, "x", 8]})", "chunk_sizes[1]"},
+        ErrorCase{"NotList", R"({"stride_q": 4})", "stride_q: expected a list"},
+        ErrorCase{"BoolType", R"({"extend": 1})", "extend: expected a bool"},
+        ErrorCase{"BadPositions", R"({"pruning_positions": "absolute"})", "pruning_positions"},
+        ErrorCase{"ChunkNotDividing", R"({"chunk_sizes": [256, 30, 8]})", "chunk_sizes"},
+        ErrorCase{"KNotMultiple", R"({"k": 2047})", "k = 2047"},
+        ErrorCase{"StageKeepLength", R"({"stage_keep": [32768]})", "stage_keep"},
+        ErrorCase{"IntervalZero", R"({"mask_refresh_interval": [96, 0, 8]})",
+                  "mask_refresh_interval[1]"},
+        ErrorCase{"NegativeWindow", R"({"n_window": -1})", "n_window"},
+        ErrorCase{"OverrideUnknownKey", R"({"layer_overrides": [{"layers": [0], "kk": 8}]})",
+                  "layer_overrides[0].kk: unknown key"},
+        ErrorCase{"OverrideNoLayers", R"({"layer_overrides": [{"k": 8}]})",
+                  "layer_overrides[0]: missing"},
+        ErrorCase{"OverrideBadK", R"({"layer_overrides": [{"layers": [0], "k": 5}]})",
+                  "layer_overrides[0].k"},
+        // The default override budget (4096) must still fit a smaller stage_keep.
+        ErrorCase{"OverrideDefaultKTooBig",
+                  R"({"stage_keep": [4096, 1024], "layer_overrides": [{"layers": [0]}]})",
+                  "layer_overrides[0].k = 4096 exceeds"},
+        ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"}),
+    [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace hipserve::worker

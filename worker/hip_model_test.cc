@@ -1,0 +1,241 @@
+// Model-level HiP tests on the builtin tiny model (2 layers, 4 heads, 2 KV heads, head_dim 16).
+#include <cmath>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "worker/builtin_model.h"
+#include "worker/hip_config.h"
+#include "worker/model.h"
+
+namespace hipserve::worker {
+namespace {
+
+using kernels::HipConfig;
+
+std::unique_ptr<Model> MakeModel(Communicator* comm, const std::string& attention,
+                                 const HipConfig& hip = HipConfig{}, int64_t budget = 1 << 20) {
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  EXPECT_TRUE(w.ok()) << w.status();
+  ModelOptions mo;
+  mo.attention = attention;
+  mo.hip = hip;
+  mo.max_context = 512;
+  mo.kv_budget_tokens = budget;
+  auto m = Model::Create(*std::move(w), comm, mo);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return std::move(m).value();
+}
+
+// Small enough that pruning happens at a few dozen tokens: sink 4, window 8, chunks (16, 4, 2),
+// keep 64 / 16 / 8 tokens; layer 0 gets k = 12 with chunk-indexed positions.
+HipConfig PruningConfig() {
+  auto c = ParseHipConfig(R"({
+    "n_sink": 4, "n_window": 8, "block_q": 4, "chunk_sizes": [16, 4, 2],
+    "stage_keep": [64, 16], "k": 8, "stride_q": [2, 2, 1], "mask_refresh_interval": [6, 3, 2],
+    "layer_overrides": [{"layers": [0], "k": 12, "pruning_positions": "chunk_indexed"}]})");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+// Same small sink / window, but a budget covering every key, refreshed every step.
+HipConfig CoveringConfig(bool extend) {
+  HipConfig c = PruningConfig();
+  c.stage_keep = {1024, 1024};
+  c.k = 1024;
+  c.layer_overrides[0].k = 1024;
+  c.mask_refresh_interval = {1, 1, 1};
+  c.extend = extend;
+  return c;
+}
+
+SeqStep Work(uint64_t seq, std::vector<int32_t> tokens, int start) {
+  SeqStep s;
+  s.seq = SequenceId(seq);
+  s.tokens = std::move(tokens);
+  s.start_pos = start;
+  s.sample = true;
+  return s;
+}
+
+std::vector<int32_t> Prompt(int n, int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back((i * 37 + salt * 11 + 5) % 250);
+  return p;
+}
+
+// Greedy generation; the prompt is fed in `chunks` (sizes summing to its length).
+std::vector<SampledToken> Generate(Model& m, uint64_t seq, const std::vector<int32_t>& prompt,
+                                   std::vector<int> chunks, int n) {
+  std::vector<SampledToken> out;
+  int pos = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    StepBatch b;
+    b.work.push_back(Work(seq, {prompt.begin() + pos, prompt.begin() + pos + chunks[c]}, pos));
+    b.work[0].sample = c + 1 == chunks.size();
+    auto r = m.Step(b);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return out;
+    pos += chunks[c];
+    if (b.work[0].sample) out.push_back((*r)[0]);
+  }
+  while (static_cast<int>(out.size()) < n) {
+    StepBatch b;
+    b.work.push_back(Work(seq, {out.back().token}, pos++));
+    auto r = m.Step(b);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || r->size() != 1) return out;
+    out.push_back((*r)[0]);
+  }
+  return out;
+}
+
+struct CoverCase {
+  std::string name;
+  bool extend;
+  std::vector<int> chunks;
+};
+
+class HipModelCoveringTest : public ::testing::TestWithParam<CoverCase> {};
+
+TEST_P(HipModelCoveringTest, SameGreedyTokensAsDense) {
+  const CoverCase& c = GetParam();
+  auto comm = MakeLocalCommunicator();
+  auto dense = MakeModel(comm.get(), "dense");
+  auto hip = MakeModel(comm.get(), "hip", CoveringConfig(c.extend));
+  int len = 0;
+  for (int n : c.chunks) len += n;
+  const std::vector<int32_t> prompt = Prompt(len, 1);
+  auto want = Generate(*dense, 1, prompt, {len}, 24);
+  auto got = Generate(*hip, 1, prompt, c.chunks, 24);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].token, want[i].token) << "token " << i;
+    EXPECT_NEAR(got[i].logprob, want[i].logprob, 1e-4) << "token " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, HipModelCoveringTest,
+    ::testing::Values(CoverCase{"Extend", true, {60}}, CoverCase{"Real", false, {60}},
+                      CoverCase{"ExtendChunked", true, {13, 32, 15}},
+                      CoverCase{"RealChunked", false, {8, 52}}),
+    [](const ::testing::TestParamInfo<CoverCase>& info) { return info.param.name; });
+
+TEST(HipModelTest, DefaultConfigShortContextEqualsDense) {
+  auto comm = MakeLocalCommunicator();
+  auto dense = MakeModel(comm.get(), "dense");
+  auto hip = MakeModel(comm.get(), "hip");  // HIP.md defaults: 256 + 1024 + 2048 covers this
+  const std::vector<int32_t> prompt = Prompt(40, 2);
+  auto want = Generate(*dense, 1, prompt, {40}, 10);
+  auto got = Generate(*hip, 1, prompt, {40}, 10);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i].token, want[i].token) << i;
+}
+
+TEST(HipModelTest, PruningRunsAndDoesNotDependOnBatching) {
+  auto comm = MakeLocalCommunicator();
+  const HipConfig cfg = PruningConfig();
+  auto alone = MakeModel(comm.get(), "hip", cfg);
+  const std::vector<int32_t> pa = Prompt(70, 3), pb = Prompt(45, 4);
+  auto a = Generate(*alone, 1, pa, {70}, 16);
+  auto b = Generate(*alone, 2, pb, {45}, 16);
+  ASSERT_EQ(a.size(), 16u);
+  ASSERT_EQ(b.size(), 16u);
+  // Pruning really happened: layer 1 keeps k / 2 = 4 blocks, layer 0 (override) 6.
+  ASSERT_NE(alone->hip(), nullptr);
+  ASSERT_NE(alone->hip()->CachedBlocks(SequenceId(1), 1, 0), nullptr);
+  EXPECT_EQ(alone->hip()->CachedBlocks(SequenceId(1), 1, 0)->size(), 4u);
+  EXPECT_EQ(alone->hip()->CachedBlocks(SequenceId(1), 0, 1)->size(), 6u);
+  auto dense = MakeModel(comm.get(), "dense");
+  auto d = Generate(*dense, 1, pa, {70}, 16);
+  double diff = 0;
+  for (size_t i = 0; i < d.size() && i < a.size() && d[i].token == a[i].token; ++i) {
+    diff = std::max(diff, std::fabs(double{d[i].logprob} - a[i].logprob));
+  }
+  EXPECT_GT(diff, 1e-6) << "a pruned run should not be bit-identical to dense";
+
+  // Batched, with b starting three steps later: each sequence keeps its own schedule.
+  auto batched = MakeModel(comm.get(), "hip", cfg);
+  std::vector<SampledToken> ga, gb;
+  int pos_a = 0, pos_b = 0;
+  for (int t = 0; t < 19; ++t) {
+    StepBatch batch;
+    if (t < 16) batch.work.push_back(t == 0 ? Work(1, pa, 0) : Work(1, {ga.back().token}, pos_a));
+    if (t >= 3) {
+      batch.work.push_back(t == 3 ? Work(2, pb, 0) : Work(2, {gb.back().token}, pos_b));
+    }
+    auto r = batched->Step(batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    size_t i = 0;
+    if (t < 16) {
+      pos_a += static_cast<int>(batch.work[0].tokens.size());
+      ga.push_back((*r)[i++]);
+    }
+    if (t >= 3) {
+      pos_b += static_cast<int>(batch.work.back().tokens.size());
+      gb.push_back((*r)[i]);
+    }
+  }
+  ASSERT_EQ(ga.size(), a.size());
+  ASSERT_EQ(gb.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(ga[i].token, a[i].token) << i;
+    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
+    EXPECT_EQ(gb[i].token, b[i].token) << i;
+    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
+  }
+}
+
+TEST(HipModelTest, FailedStepRollsBackTheSchedule) {
+  auto comm = MakeLocalCommunicator();
+  const HipConfig cfg = PruningConfig();
+  auto ref = MakeModel(comm.get(), "hip", cfg);
+  const std::vector<int32_t> prompt = Prompt(50, 5);
+  auto want = Generate(*ref, 1, prompt, {50}, 8);
+
+  auto m = MakeModel(comm.get(), "hip", cfg, /*budget=*/60);
+  auto got = Generate(*m, 1, prompt, {50}, 3);
+  ASSERT_EQ(got.size(), 3u);
+  // A step that fails on the KV budget (seq 2 does not fit) after seq 1's HiP step began.
+  StepBatch bad;
+  bad.work = {Work(1, {got.back().token}, 52), Work(2, Prompt(20, 6), 0)};
+  EXPECT_EQ(m->Step(bad).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(m->hip()->num_sequences(), 1);
+  // Seq 1 continues exactly as if the failed step never happened.
+  int pos = 52;
+  while (got.size() < want.size()) {
+    StepBatch b;
+    b.work.push_back(Work(1, {got.back().token}, pos++));
+    auto r = m->Step(b);
+    ASSERT_TRUE(r.ok()) << r.status();
+    got.push_back((*r)[0]);
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].token, want[i].token) << i;
+    EXPECT_EQ(got[i].logprob, want[i].logprob) << i;
+  }
+  ASSERT_TRUE(m->Release(SequenceId(1)).ok());
+  EXPECT_EQ(m->hip()->num_sequences(), 0);
+}
+
+TEST(HipModelTest, RejectsBadSetup) {
+  auto comm = MakeLocalCommunicator();
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  ASSERT_TRUE(w.ok());
+  ModelOptions mo;
+  mo.attention = "sparse";
+  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  mo.attention = "hip";
+  mo.hip.n_window = -3;
+  auto s = Model::Create(*w, comm.get(), mo).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("n_window"), std::string::npos) << s;
+  // The default overrides name layers 0..2; layers the model lacks are ignored.
+  mo.hip = HipConfig{};
+  EXPECT_TRUE(Model::Create(*w, comm.get(), mo).ok());
+}
+
+}  // namespace
+}  // namespace hipserve::worker
