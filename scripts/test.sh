@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export HIPSERVE_DEFAULT_MODEL
 HIPSERVE_DEFAULT_MODEL="$(scripts/fetch-model.sh | tail -n1)"
+# ThreadSanitizer over the concurrent KV store (small: only kvstore and common are built).
+if [[ "${HIPSERVE_SKIP_TSAN:-0}" != 1 ]]; then
+  cmake --preset tsan >/dev/null
+  cmake --build build/tsan --target kvstore_concurrency_test kvstore_paged_store_test \
+    kvstore_token_cache_test >/dev/null
+  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan \
+    -R '^kvstore_(concurrency|paged_store|token_cache)_test$' --output-on-failure
+fi
 ctest --test-dir "${HIPSERVE_BUILD_DIR:-build}" -L cpu --output-on-failure -j"$(nproc)"

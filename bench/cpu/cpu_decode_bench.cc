@@ -11,6 +11,8 @@
 //          [--attention=dense] [--prefill-chunk=0] [--breakdown] [--json=PATH] [--commit=SHA]
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -34,6 +36,19 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// CPU seconds used by this process (all threads). On a shared machine wall time includes time
+// spent waiting for a core; CPU time does not, so both are reported.
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+double LoadAverage1() {
+  double l[3] = {0, 0, 0};
+  return getloadavg(l, 3) >= 1 ? l[0] : -1;
 }
 
 std::string CpuModel() {
@@ -204,7 +219,9 @@ int Main(int argc, char** argv) {
   const common::SequenceId seq(1);
   std::fprintf(stderr, "prefill %d tokens (%s)\n", context,
                chunk > 0 ? ("chunks of " + std::to_string(chunk)).c_str() : "one step");
+  const double load_before = LoadAverage1();
   const auto tp = Clock::now();
+  const double cp = ProcessCpuSeconds();
   int32_t next = 0;
   const int step_chunk = chunk > 0 ? chunk : context;
   for (int begin = 0; begin < context; begin += step_chunk) {
@@ -225,7 +242,9 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "  %d/%d (%.1f s)\n", end, context, Since(tp));
   }
   const double prefill_s = Since(tp);
+  const double prefill_cpu_s = ProcessCpuSeconds() - cp;
   std::vector<double> step_s;
+  const double cd = ProcessCpuSeconds();
   for (int i = 0; i < steps; ++i) {
     worker::StepBatch b;
     worker::SeqStep s;
@@ -244,6 +263,7 @@ int Main(int argc, char** argv) {
     next = (*r)[0].token;
     if (i % 16 == 15) std::fprintf(stderr, "  decode %d/%d\n", i + 1, steps);
   }
+  const double decode_cpu_s = ProcessCpuSeconds() - cd;
   double total = 0;
   for (double s : step_s) total += s;
   std::vector<double> sorted = step_s;
@@ -264,6 +284,10 @@ int Main(int argc, char** argv) {
   doc["prefill_chunk"] = chunk;
   doc["prefill_seconds"] = prefill_s;
   doc["prefill_tok_s"] = context / prefill_s;
+  doc["prefill_cpu_seconds"] = prefill_cpu_s;
+  doc["decode_cpu_seconds"] = decode_cpu_s;
+  doc["decode_cpu_ms_per_token"] = 1e3 * decode_cpu_s / steps;
+  doc["load_average_1m"] = {{"before", load_before}, {"after", LoadAverage1()}};
   doc["decode_steps"] = steps;
   doc["decode_step_median_ms"] = 1e3 * median;
   doc["decode_step_mean_ms"] = 1e3 * total / steps;
@@ -279,6 +303,9 @@ int Main(int argc, char** argv) {
               "(median step %.1f ms, mean %.1f ms, %d steps)\n",
               context, attention.c_str(), context / prefill_s, prefill_s, steps / total,
               1e3 * median, 1e3 * total / steps, steps);
+  std::printf("CPU time: prefill %.1f s, decode %.1f ms/token (all threads)  load average "
+              "%.1f -> %.1f (machine shared: wall time includes waiting for a core)\n",
+              prefill_cpu_s, 1e3 * decode_cpu_s / steps, load_before, LoadAverage1());
   if (breakdown) {
     std::fprintf(stderr, "timing the pieces of one decode step at context %d\n", context);
     nlohmann::json b = Breakdown(src->weights, context + steps / 2);
