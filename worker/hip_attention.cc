@@ -11,13 +11,12 @@ namespace hipserve::worker {
 
 using common::SequenceId;
 
-absl::StatusOr<std::unique_ptr<HipAttention>> HipAttention::Create(
-    const HipAttentionOptions& o) {
+absl::StatusOr<std::unique_ptr<HipAttention>> HipAttention::Create(const HipAttentionOptions& o) {
   if (o.num_layers <= 0 || o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
       o.head_dim % 2 != 0 || o.num_heads % o.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "HipAttention: bad shape: layers ", o.num_layers, ", heads ", o.num_heads, ", kv heads ",
-        o.num_kv_heads, ", head_dim ", o.head_dim));
+    return absl::InvalidArgumentError(absl::StrCat("HipAttention: bad shape: layers ", o.num_layers,
+                                                   ", heads ", o.num_heads, ", kv heads ",
+                                                   o.num_kv_heads, ", head_dim ", o.head_dim));
   }
   RETURN_IF_ERROR(kernels::ValidateHipConfig(o.config));
   ASSIGN_OR_RETURN(kernels::RopeTable rope,
@@ -69,13 +68,13 @@ const std::vector<int32_t>* HipAttention::CachedBlocks(SequenceId seq, int layer
       kv_head >= options_.num_kv_heads) {
     return nullptr;
   }
-  const auto& entry = it->second.cache[static_cast<size_t>(layer) * options_.num_kv_heads + kv_head];
+  const auto& entry =
+      it->second.cache[static_cast<size_t>(layer) * options_.num_kv_heads + kv_head];
   return entry == nullptr ? nullptr : &entry->kept.back().starts;
 }
 
-absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int num_q,
-                               int start_pos, const float* k, const float* v, int num_kv,
-                               float* out) {
+absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int num_q, int start_pos,
+                               const float* k, const float* v, int num_kv, float* out) {
   auto it = states_.find(seq);
   if (it == states_.end()) {
     return absl::FailedPreconditionError(
@@ -194,8 +193,8 @@ HipAttention::Snapshot HipAttention::Save(const std::vector<SequenceId>& seqs) c
   Snapshot snap;
   for (SequenceId seq : seqs) {
     auto it = states_.find(seq);
-    snap.emplace_back(seq, it == states_.end() ? nullptr
-                                               : std::make_shared<const SeqState>(it->second));
+    snap.emplace_back(seq,
+                      it == states_.end() ? nullptr : std::make_shared<const SeqState>(it->second));
   }
   return snap;
 }

@@ -1,9 +1,9 @@
 #include "worker/hip_attention.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention/dense_attention.h"
@@ -158,8 +158,7 @@ TEST_P(HipEqualsDenseTest, PrefillAndDecode) {
     hip->BeginStep(seq, start, n);
     std::vector<float> out = Poisoned(static_cast<int64_t>(q.size()));
     ASSERT_TRUE(
-        hip->Run(seq, 0, q.data(), n, start, kv.k.data(), kv.v.data(), kv.tokens, out.data())
-            .ok());
+        hip->Run(seq, 0, q.data(), n, start, kv.k.data(), kv.v.data(), kv.tokens, out.data()).ok());
     std::vector<float> dense;
     std::vector<double> ref;
     Dense(q, n, start, kv, &dense, &ref);

@@ -2,7 +2,6 @@
 
 #include <cstdint>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -47,8 +46,8 @@ absl::StatusOr<PruningPositions> GetPositions(const json& v, const std::string& 
     if (s == "chunk_indexed") return PruningPositions::kChunkIndexed;
     if (s == "real") return PruningPositions::kReal;
   }
-  return Bad(key, absl::StrCat("expected \"relative\", \"chunk_indexed\" or \"real\", got ",
-                               v.dump()));
+  return Bad(key,
+             absl::StrCat("expected \"relative\", \"chunk_indexed\" or \"real\", got ", v.dump()));
 }
 
 absl::StatusOr<HipLayerOverride> GetOverride(const json& v, const std::string& key) {
@@ -108,8 +107,7 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       if (!value.is_array()) return Bad(key, absl::StrCat("expected a list, got ", value.dump()));
       c.layer_overrides.clear();
       for (size_t i = 0; i < value.size(); ++i) {
-        ASSIGN_OR_RETURN(HipLayerOverride o,
-                         GetOverride(value[i], absl::StrCat(key, "[", i, "]")));
+        ASSIGN_OR_RETURN(HipLayerOverride o, GetOverride(value[i], absl::StrCat(key, "[", i, "]")));
         c.layer_overrides.push_back(std::move(o));
       }
     } else {
@@ -136,9 +134,10 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["pruning_positions"] = kernels::PruningPositionsName(c.pruning_positions);
   json overrides = json::array();
   for (const HipLayerOverride& o : c.layer_overrides) {
-    overrides.push_back({{"layers", o.layers},
-                         {"k", o.k},
-                         {"pruning_positions", kernels::PruningPositionsName(o.pruning_positions)}});
+    overrides.push_back(
+        {{"layers", o.layers},
+         {"k", o.k},
+         {"pruning_positions", kernels::PruningPositionsName(o.pruning_positions)}});
   }
   j["layer_overrides"] = overrides;
   return j.dump();

@@ -1,8 +1,8 @@
 #include "worker/hip_config.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace hipserve::worker {
 namespace {
@@ -96,9 +96,10 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"OverrideBadK", R"({"layer_overrides": [{"layers": [0], "k": 5}]})",
                   "layer_overrides[0].k"},
         // The default override budget (4096) must still fit a smaller stage_keep.
-        ErrorCase{"OverrideDefaultKTooBig",
-                  R"({"stage_keep": [4096, 1024], "layer_overrides": [{"layers": [0]}]})",
-                  "layer_overrides[0].k = 4096 exceeds"},
+        ErrorCase{
+            "OverrideDefaultKTooBig",
+            R"({"stage_keep": [4096, 1024], "k": 1024, "layer_overrides": [{"layers": [0]}]})",
+            "layer_overrides[0].k = 4096 exceeds"},
         ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 

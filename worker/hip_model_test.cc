@@ -1,12 +1,13 @@
 // Model-level HiP tests on the builtin tiny model (2 layers, 4 heads, 2 KV heads, head_dim 16).
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "worker/builtin_model.h"
 #include "worker/hip_config.h"
 #include "worker/model.h"
+#include "worker/worker_state.h"
 
 namespace hipserve::worker {
 namespace {
@@ -115,12 +116,14 @@ TEST_P(HipModelCoveringTest, SameGreedyTokensAsDense) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, HipModelCoveringTest,
-    ::testing::Values(CoverCase{"Extend", true, {60}}, CoverCase{"Real", false, {60}},
-                      CoverCase{"ExtendChunked", true, {13, 32, 15}},
-                      CoverCase{"RealChunked", false, {8, 52}}),
-    [](const ::testing::TestParamInfo<CoverCase>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cases, HipModelCoveringTest,
+                         ::testing::Values(CoverCase{"Extend", true, {60}},
+                                           CoverCase{"Real", false, {60}},
+                                           CoverCase{"ExtendChunked", true, {13, 32, 15}},
+                                           CoverCase{"RealChunked", false, {8, 52}}),
+                         [](const ::testing::TestParamInfo<CoverCase>& info) {
+                           return info.param.name;
+                         });
 
 TEST(HipModelTest, DefaultConfigShortContextEqualsDense) {
   auto comm = MakeLocalCommunicator();
@@ -225,8 +228,7 @@ TEST(HipModelTest, RejectsBadSetup) {
   ASSERT_TRUE(w.ok());
   ModelOptions mo;
   mo.attention = "sparse";
-  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(), absl::StatusCode::kInvalidArgument);
   mo.attention = "hip";
   mo.hip.n_window = -3;
   auto s = Model::Create(*w, comm.get(), mo).status();
@@ -235,6 +237,30 @@ TEST(HipModelTest, RejectsBadSetup) {
   // The default overrides name layers 0..2; layers the model lacks are ignored.
   mo.hip = HipConfig{};
   EXPECT_TRUE(Model::Create(*w, comm.get(), mo).ok());
+}
+
+TEST(HipWorkerStateTest, ConfigureReadsHipConfigJson) {
+  WorkerState ws(WorkerOptions{});
+  v1::control::ConfigureRequest req;
+  req.set_model("builtin:tiny");
+  req.set_world_size(1);
+  req.set_rank(0);
+  req.set_attention("hip");
+  req.set_hip_config_json(R"({"n_sinks": 4})");
+  auto r = ws.Configure(req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("n_sinks"), std::string::npos) << r.status();
+  req.set_hip_config_json(HipConfigToJson(PruningConfig()));
+  ASSERT_TRUE(ws.Configure(req).ok());
+  v1::control::StepRequest step;
+  v1::control::SeqWork* w = step.add_work();
+  w->set_seq_id(1);
+  for (int32_t t : Prompt(40, 7)) w->add_tokens(t);
+  w->set_sample(true);
+  w->mutable_sampling()->set_top_p(1.f);  // greedy
+  v1::control::StepResult res = ws.Step(step);
+  EXPECT_TRUE(res.error().empty()) << res.error();
+  EXPECT_EQ(res.outputs_size(), 1);
 }
 
 }  // namespace

@@ -23,24 +23,24 @@
 namespace hipserve::kernels {
 
 struct BsaParams {
-  const float* q = nullptr;           // [num_q][num_heads][head_dim], un-rotated
-  const int32_t* q_pos = nullptr;     // [num_q] real positions, each < num_kv
+  const float* q = nullptr;             // [num_q][num_heads][head_dim], un-rotated
+  const int32_t* q_pos = nullptr;       // [num_q] real positions, each < num_kv
   const int32_t* q_plan_row = nullptr;  // [num_q] row of block_starts used by query i
-  int num_q = 0;                      // > 0
-  int num_heads = 0;                  // > 0, multiple of num_kv_heads
-  int num_kv_heads = 0;               // > 0
-  int head_dim = 0;                   // > 0, even
-  const float* k = nullptr;           // [num_kv][num_kv_heads][head_dim], un-rotated
-  const float* v = nullptr;           // [num_kv][num_kv_heads][head_dim]
-  int num_kv = 0;                     // > 0
+  int num_q = 0;                        // > 0
+  int num_heads = 0;                    // > 0, multiple of num_kv_heads
+  int num_kv_heads = 0;                 // > 0
+  int head_dim = 0;                     // > 0, even
+  const float* k = nullptr;             // [num_kv][num_kv_heads][head_dim], un-rotated
+  const float* v = nullptr;             // [num_kv][num_kv_heads][head_dim]
+  int num_kv = 0;                       // > 0
   // The plan (mask estimation output): per (row, KV head) an ascending, unique list.
   const int32_t* block_starts = nullptr;  // [num_rows][num_kv_heads][max_blocks]
   const int32_t* block_counts = nullptr;  // [num_rows][num_kv_heads], each <= max_blocks
   int num_rows = 0;
-  int max_blocks = 0;   // >= 0
-  int block_size = 0;   // > 0 (the last chunk size)
-  int n_sink = 0;       // >= 0
-  int n_window = 0;     // >= 0
+  int max_blocks = 0;  // >= 0
+  int block_size = 0;  // > 0 (the last chunk size)
+  int n_sink = 0;      // >= 0
+  int n_window = 0;    // >= 0
   bool extend = true;
   const RopeTable* rope = nullptr;  // covers [0, max(q_pos) + 1)
   float scale = 0.f;                // > 0, usually 1/sqrt(head_dim)

@@ -19,14 +19,13 @@ absl::Status Validate(const BsaParams& p) {
       p.v == nullptr || p.out == nullptr || p.rope == nullptr) {
     return Bad("q, q_pos, q_plan_row, k, v, out and rope must not be null");
   }
-  if (p.num_q <= 0 || p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_kv <= 0 ||
-      p.head_dim <= 0 || p.head_dim % 2 != 0 || p.num_heads % p.num_kv_heads != 0) {
+  if (p.num_q <= 0 || p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_kv <= 0 || p.head_dim <= 0 ||
+      p.head_dim % 2 != 0 || p.num_heads % p.num_kv_heads != 0) {
     return Bad(absl::StrCat("bad sizes: num_q ", p.num_q, ", num_heads ", p.num_heads,
-                            ", num_kv_heads ", p.num_kv_heads, ", num_kv ", p.num_kv,
-                            ", head_dim ", p.head_dim));
+                            ", num_kv_heads ", p.num_kv_heads, ", num_kv ", p.num_kv, ", head_dim ",
+                            p.head_dim));
   }
-  if (p.block_size <= 0 || p.max_blocks < 0 || p.n_sink < 0 || p.n_window < 0 ||
-      p.num_rows < 0) {
+  if (p.block_size <= 0 || p.max_blocks < 0 || p.n_sink < 0 || p.n_window < 0 || p.num_rows < 0) {
     return Bad("block_size must be > 0; max_blocks, num_rows, n_sink, n_window >= 0");
   }
   if (p.max_blocks > 0 && (p.block_starts == nullptr || p.block_counts == nullptr)) {
@@ -38,12 +37,12 @@ absl::Status Validate(const BsaParams& p) {
   if (p.rope->head_dim() != p.head_dim) return Bad("rope table head_dim differs");
   for (int i = 0; i < p.num_q; ++i) {
     if (p.q_pos[i] < 0 || p.q_pos[i] >= p.num_kv) {
-      return Bad(absl::StrCat("q_pos[", i, "] = ", p.q_pos[i], " outside [0, num_kv = ",
-                              p.num_kv, ")"));
+      return Bad(
+          absl::StrCat("q_pos[", i, "] = ", p.q_pos[i], " outside [0, num_kv = ", p.num_kv, ")"));
     }
     if (p.q_pos[i] >= p.rope->num_positions()) {
-      return Bad(absl::StrCat("rope table covers ", p.rope->num_positions(),
-                              " positions; q_pos[", i, "] = ", p.q_pos[i]));
+      return Bad(absl::StrCat("rope table covers ", p.rope->num_positions(), " positions; q_pos[",
+                              i, "] = ", p.q_pos[i]));
     }
     if (p.q_plan_row[i] < 0 || p.q_plan_row[i] >= std::max(p.num_rows, 1) ||
         (p.num_rows == 0 && p.max_blocks > 0)) {
@@ -55,14 +54,14 @@ absl::Status Validate(const BsaParams& p) {
     for (int64_t r = 0; r < int64_t{p.num_rows} * p.num_kv_heads; ++r) {
       const int count = p.block_counts[r];
       if (count < 0 || count > p.max_blocks) {
-        return Bad(absl::StrCat("block_counts[", r, "] = ", count, " outside [0, ",
-                                p.max_blocks, "]"));
+        return Bad(
+            absl::StrCat("block_counts[", r, "] = ", count, " outside [0, ", p.max_blocks, "]"));
       }
       const int32_t* b = p.block_starts + r * p.max_blocks;
       for (int j = 0; j < count; ++j) {
         if (b[j] < 0 || b[j] >= p.num_kv || (j > 0 && b[j] <= b[j - 1])) {
-          return Bad(absl::StrCat("block list ", r, " must be ascending, unique, in [0, ",
-                                  p.num_kv, "); entry ", j, " is ", b[j]));
+          return Bad(absl::StrCat("block list ", r, " must be ascending, unique, in [0, ", p.num_kv,
+                                  "); entry ", j, " is ", b[j]));
         }
       }
     }

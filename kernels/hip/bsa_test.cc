@@ -1,9 +1,9 @@
 #include "kernels/hip/bsa.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention/dense_attention.h"
@@ -33,10 +33,10 @@ class BsaKeySetTest : public ::testing::TestWithParam<KeySetCase> {};
 TEST_P(BsaKeySetTest, KeysAndPositions) {
   const KeySetCase& c = GetParam();
   BsaKeySet on, off;
-  BsaKeysForQuery(c.pos, c.blocks.data(), static_cast<int>(c.blocks.size()), c.block_size,
-                  c.n_sink, c.n_window, /*extend=*/true, &on);
-  BsaKeysForQuery(c.pos, c.blocks.data(), static_cast<int>(c.blocks.size()), c.block_size,
-                  c.n_sink, c.n_window, /*extend=*/false, &off);
+  BsaKeysForQuery(c.pos, c.blocks.data(), static_cast<int>(c.blocks.size()), c.block_size, c.n_sink,
+                  c.n_window, /*extend=*/true, &on);
+  BsaKeysForQuery(c.pos, c.blocks.data(), static_cast<int>(c.blocks.size()), c.block_size, c.n_sink,
+                  c.n_window, /*extend=*/false, &off);
   EXPECT_EQ(on.keys, c.keys);
   EXPECT_EQ(on.rope_positions, c.extend_positions);
   EXPECT_EQ(off.keys, c.keys);
@@ -48,15 +48,30 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // Sink {0,1} + blocks {4,5},{10,11} renumbered 11..16, ending right before the
         // window 17..20 (real positions, the query included).
-        KeySetCase{"Streaming", 20, {4, 10}, 2, 2, 3,
+        KeySetCase{"Streaming",
+                   20,
+                   {4, 10},
+                   2,
+                   2,
+                   3,
                    {0, 1, 4, 5, 10, 11, 17, 18, 19, 20},
                    {11, 12, 13, 14, 15, 16, 17, 18, 19, 20}},
         // Blocks overlapping the sink ({0,1}) or the window ({9..12}) add only what is new.
-        KeySetCase{"OverlapsCountOnce", 12, {0, 8, 10}, 2, 2, 3,
+        KeySetCase{"OverlapsCountOnce",
+                   12,
+                   {0, 8, 10},
+                   2,
+                   2,
+                   3,
                    {0, 1, 8, 9, 10, 11, 12},
                    {6, 7, 8, 9, 10, 11, 12}},
         // Every candidate selected: rewritten positions are the real ones (HiP == dense).
-        KeySetCase{"AllSelected", 13, {2, 4, 6, 8}, 2, 2, 3,
+        KeySetCase{"AllSelected",
+                   13,
+                   {2, 4, 6, 8},
+                   2,
+                   2,
+                   3,
                    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13},
                    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}},
         // Query inside the sink: just the causal prefix.
@@ -64,10 +79,16 @@ INSTANTIATE_TEST_SUITE_P(
         // Window reaching into the sink: no candidates, no duplicates.
         KeySetCase{"WindowOverSink", 5, {}, 8, 4, 3, {0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}},
         // Nothing selected: the sink moves up to the window.
-        KeySetCase{"NoBlocks", 30, {}, 8, 2, 4, {0, 1, 26, 27, 28, 29, 30},
-                   {24, 25, 26, 27, 28, 29, 30}},
+        KeySetCase{
+            "NoBlocks", 30, {}, 8, 2, 4, {0, 1, 26, 27, 28, 29, 30}, {24, 25, 26, 27, 28, 29, 30}},
         // A partial last block is cut at the window.
-        KeySetCase{"BlockCutAtWindow", 20, {14}, 4, 2, 4, {0, 1, 14, 15, 16, 17, 18, 19, 20},
+        KeySetCase{"BlockCutAtWindow",
+                   20,
+                   {14},
+                   4,
+                   2,
+                   4,
+                   {0, 1, 14, 15, 16, 17, 18, 19, 20},
                    {12, 13, 14, 15, 16, 17, 18, 19, 20}}),
     [](const ::testing::TestParamInfo<KeySetCase>& info) { return info.param.name; });
 
@@ -159,10 +180,9 @@ class BsaNumericsTest : public ::testing::TestWithParam<AttnCase> {
       for (int h = 0; h < c.num_heads; ++h) {
         const int kh = h / group;
         const int64_t plan = int64_t{i} * c.num_kv_heads + kh;
-        BsaKeysForQuery(q_pos_[i], starts_.data() + plan * max_blocks_, counts_[plan],
-                        c.block_size, c.n_sink, c.n_window, c.extend, &set);
-        rope_->Rotate(q_.data() + (int64_t{i} * c.num_heads + h) * kHeadDim, q_pos_[i],
-                      qr.data());
+        BsaKeysForQuery(q_pos_[i], starts_.data() + plan * max_blocks_, counts_[plan], c.block_size,
+                        c.n_sink, c.n_window, c.extend, &set);
+        rope_->Rotate(q_.data() + (int64_t{i} * c.num_heads + h) * kHeadDim, q_pos_[i], qr.data());
         const int n = static_cast<int>(set.keys.size());
         std::vector<double> s(n);
         std::vector<float> sf(n);
@@ -278,11 +298,10 @@ INSTANTIATE_TEST_SUITE_P(Dense, BsaNumericsTest, ::testing::ValuesIn(kDenseCases
 
 INSTANTIATE_TEST_SUITE_P(
     Sparse, BsaNumericsTest,
-    ::testing::Values(
-        AttnCase{"DecodeSparseExtend", 500, 1, 4, 1, 16, 32, 8, true, false},
-        AttnCase{"DecodeSparseReal", 500, 1, 4, 2, 16, 32, 8, false, false},
-        AttnCase{"PrefillSparseExtend", 260, 100, 6, 2, 4, 24, 8, true, false},
-        AttnCase{"LongDecodeSparse", 3000, 1, 4, 2, 64, 128, 8, true, false}),
+    ::testing::Values(AttnCase{"DecodeSparseExtend", 500, 1, 4, 1, 16, 32, 8, true, false},
+                      AttnCase{"DecodeSparseReal", 500, 1, 4, 2, 16, 32, 8, false, false},
+                      AttnCase{"PrefillSparseExtend", 260, 100, 6, 2, 4, 24, 8, true, false},
+                      AttnCase{"LongDecodeSparse", 3000, 1, 4, 2, 64, 128, 8, true, false}),
     AttnName);
 
 TEST(BsaTest, RejectsUnsortedBlocks) {

@@ -13,7 +13,9 @@ absl::Status Bad(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("hip config: ", what));
 }
 
-std::string List(const std::vector<int>& v) { return absl::StrCat("[", absl::StrJoin(v, ", "), "]"); }
+std::string List(const std::vector<int>& v) {
+  return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
+}
 
 }  // namespace
 
@@ -43,7 +45,8 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
                   c.chunk_sizes[s - 1] % c.chunk_sizes[s] != 0)) {
       return Bad(absl::StrCat("chunk_sizes ", List(c.chunk_sizes),
                               " must be strictly decreasing with each dividing the previous; "
-                              "chunk_sizes[", s, "] = ", c.chunk_sizes[s], " does not fit"));
+                              "chunk_sizes[",
+                              s, "] = ", c.chunk_sizes[s], " does not fit"));
     }
   }
   if (static_cast<int>(c.stage_keep.size()) != stages - 1) {
@@ -65,8 +68,8 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
   const int max_k = stages > 1 ? c.stage_keep.back() : 0;
   auto check_k = [&](const std::string& name, int k) -> absl::Status {
     if (k <= 0 || k % last != 0) {
-      return Bad(absl::StrCat(name, " = ", k, " must be a positive multiple of the last chunk size ",
-                              last));
+      return Bad(absl::StrCat(name, " = ", k,
+                              " must be a positive multiple of the last chunk size ", last));
     }
     if (stages > 1 && k > max_k) {
       return Bad(absl::StrCat(name, " = ", k, " exceeds stage_keep[", stages - 2, "] = ", max_k));

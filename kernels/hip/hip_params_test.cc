@@ -1,9 +1,9 @@
 #include "kernels/hip/hip_params.h"
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace hipserve::kernels {
 namespace {
@@ -96,27 +96,52 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"NegativeWindow", [](HipConfig& c) { c.n_window = -5; }, "n_window"},
         BadCase{"ZeroBlockQ", [](HipConfig& c) { c.block_q = 0; }, "block_q"},
         BadCase{"NoStages", [](HipConfig& c) { c.chunk_sizes.clear(); }, "chunk_sizes"},
-        BadCase{"ChunkNotDividing", [](HipConfig& c) { c.chunk_sizes = {256, 48, 8}; },
+        BadCase{"ChunkNotDividing",
+                [](HipConfig& c) {
+                  c.chunk_sizes = {256, 48, 8};
+                },
                 "chunk_sizes[1] = 48"},
-        BadCase{"ChunkIncreasing", [](HipConfig& c) { c.chunk_sizes = {32, 256, 8}; },
+        BadCase{"ChunkIncreasing",
+                [](HipConfig& c) {
+                  c.chunk_sizes = {32, 256, 8};
+                },
                 "chunk_sizes"},
         BadCase{"StageKeepCount", [](HipConfig& c) { c.stage_keep = {32768}; }, "stage_keep"},
-        BadCase{"StageKeepMultiple", [](HipConfig& c) { c.stage_keep = {32700, 8192}; },
+        BadCase{"StageKeepMultiple",
+                [](HipConfig& c) {
+                  c.stage_keep = {32700, 8192};
+                },
                 "stage_keep[0]"},
-        BadCase{"StageKeepIncreasing", [](HipConfig& c) { c.stage_keep = {8192, 32768}; },
+        BadCase{"StageKeepIncreasing",
+                [](HipConfig& c) {
+                  c.stage_keep = {8192, 32768};
+                },
                 "non-increasing"},
         BadCase{"KNotMultiple", [](HipConfig& c) { c.k = 2044; }, "k = 2044"},
         BadCase{"KTooBig", [](HipConfig& c) { c.k = 16384; }, "exceeds stage_keep"},
-        BadCase{"StrideCount", [](HipConfig& c) { c.stride_q = {4, 4}; }, "stride_q"},
-        BadCase{"StrideZero", [](HipConfig& c) { c.stride_q = {4, 0, 1}; }, "stride_q[1]"},
-        BadCase{"IntervalZero", [](HipConfig& c) { c.mask_refresh_interval = {96, 24, 0}; },
+        BadCase{"StrideCount",
+                [](HipConfig& c) {
+                  c.stride_q = {4, 4};
+                },
+                "stride_q"},
+        BadCase{"StrideZero",
+                [](HipConfig& c) {
+                  c.stride_q = {4, 0, 1};
+                },
+                "stride_q[1]"},
+        BadCase{"IntervalZero",
+                [](HipConfig& c) {
+                  c.mask_refresh_interval = {96, 24, 0};
+                },
                 "mask_refresh_interval[2]"},
         BadCase{"OverrideLayerNegative",
-                [](HipConfig& c) { c.layer_overrides[0].layers = {0, -1}; }, "layer -1"},
-        BadCase{"OverrideLayerTwice",
                 [](HipConfig& c) {
-                  c.layer_overrides.push_back(c.layer_overrides[0]);
-                }, "a second time"},
+                  c.layer_overrides[0].layers = {0, -1};
+                },
+                "layer -1"},
+        BadCase{"OverrideLayerTwice",
+                [](HipConfig& c) { c.layer_overrides.push_back(c.layer_overrides[0]); },
+                "a second time"},
         BadCase{"OverrideK", [](HipConfig& c) { c.layer_overrides[0].k = 12; },
                 "layer_overrides[0].k"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });

@@ -26,9 +26,9 @@ absl::Status ValidateChunkList(const ChunkList& l, int num_kv, const std::string
   for (size_t i = 0; i < l.starts.size(); ++i) {
     if (l.starts[i] < 0 || l.starts[i] >= l.range_end || l.range_end > num_kv ||
         (i > 0 && l.starts[i] <= l.starts[i - 1])) {
-      return Bad(absl::StrCat(name, ".starts must be ascending, unique and in [0, range_end = ",
-                              l.range_end, " <= num_kv = ", num_kv, "); entry ", i, " is ",
-                              l.starts[i]));
+      return Bad(absl::StrCat(
+          name, ".starts must be ascending, unique and in [0, range_end = ", l.range_end,
+          " <= num_kv = ", num_kv, "); entry ", i, " is ", l.starts[i]));
     }
   }
   return absl::OkStatus();
@@ -48,8 +48,8 @@ absl::Status Validate(const MaskEstimationParams& p) {
     return Bad("q_token_stride / k_token_stride too small for group * head_dim / head_dim");
   }
   if (p.rope->head_dim() != p.head_dim) {
-    return Bad(absl::StrCat("rope table head_dim ", p.rope->head_dim(), " != head_dim ",
-                            p.head_dim));
+    return Bad(
+        absl::StrCat("rope table head_dim ", p.rope->head_dim(), " != head_dim ", p.head_dim));
   }
   for (int i = 0; i < p.num_q; ++i) {
     if (p.q_pos[i] < 0 || (i > 0 && p.q_pos[i] < p.q_pos[i - 1])) {
@@ -80,8 +80,8 @@ absl::Status Validate(const MaskEstimationParams& p) {
     if (p.start_input == nullptr) return Bad("start_stage > 0 needs start_input");
     if (p.start_input->chunk_size != s.chunk_sizes[p.start_stage - 1]) {
       return Bad(absl::StrCat("start_input.chunk_size ", p.start_input->chunk_size,
-                              " != chunk_sizes[", p.start_stage - 1, "] = ",
-                              s.chunk_sizes[p.start_stage - 1]));
+                              " != chunk_sizes[", p.start_stage - 1,
+                              "] = ", s.chunk_sizes[p.start_stage - 1]));
     }
     if (absl::Status st = ValidateChunkList(*p.start_input, p.num_kv, "start_input"); !st.ok()) {
       return st;
@@ -203,8 +203,8 @@ absl::Status RunStage(const MaskEstimationParams& p, int stage, const ChunkList&
     return absl::OkStatus();
   }
   if (MaxRopePosition(p, n) >= p.rope->num_positions()) {
-    return Bad(absl::StrCat("rope table covers ", p.rope->num_positions(),
-                            " positions; stage ", stage, " needs ", MaxRopePosition(p, n) + 1));
+    return Bad(absl::StrCat("rope table covers ", p.rope->num_positions(), " positions; stage ",
+                            stage, " needs ", MaxRopePosition(p, n) + 1));
   }
   StageScorer scorer(p, stage, n);
   const int iterations = CeilLog2(in.chunk_size);
@@ -268,9 +268,9 @@ absl::Status EstimateMaskRef(const MaskEstimationParams& p, MaskEstimationResult
   // Final list: causal (start not after the block's last query), sorted, unique.
   std::vector<int32_t>& blocks = out->kept.back().starts;
   const int32_t last_pos = p.q_pos[p.num_q - 1];
-  blocks.erase(std::remove_if(blocks.begin(), blocks.end(),
-                              [&](int32_t b) { return b > last_pos; }),
-               blocks.end());
+  blocks.erase(
+      std::remove_if(blocks.begin(), blocks.end(), [&](int32_t b) { return b > last_pos; }),
+      blocks.end());
   std::sort(blocks.begin(), blocks.end());
   blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
   return absl::OkStatus();

@@ -1,9 +1,9 @@
 #include "kernels/hip/mask_estimation.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/testing/compare.h"
@@ -207,31 +207,33 @@ struct NeedleCase {
 class MaskNeedleTest : public ::testing::TestWithParam<NeedleCase> {};
 
 // A block of 8 keys aligned with query 0 of head 0 (after the mode's rotations), among random
-// keys, must be selected. The block sits at the quarter point of its stage-1 chunk, where the
-// first descent probe of every stage lands, so the descent cannot step over it.
+// keys, must be selected. Its stage-1 chunk [a, a + 64) is laid out so that only a correct
+// binary descent finds it: [a, a + 24) is weakly aligned (it wins the first split), the needle
+// is [a + 24, a + 32) (probed at the second level), and [a + 32, a + 64) is zero. A descent
+// taking the wrong half sees only zeros and weak keys, and the chunk loses to random chunks.
 TEST_P(MaskNeedleTest, PlantedBlockIsSelected) {
   const NeedleCase& c = GetParam();
   Problem pr = MakeProblem(4000, c.num_q, 2, 300 + c.chunk);
   PruningSpec spec = SmallSpec(c.positions);
   RopeTable rope = MakeRope(4000 + kWindow + 2);
-  const int32_t needle = kSink + 64 * c.chunk + 16;
+  const int32_t chunk = kSink + 64 * c.chunk;
+  const int32_t needle = chunk + 24;
   const float* q0 = pr.q.data();  // query 0, head 0
-  for (int32_t j = needle; j < needle + 8; ++j) {
+  for (int32_t j = chunk; j < chunk + 64; ++j) {
     float* key = pr.k.data() + (int64_t{j} * kKvHeads + 1) * kHeadDim;
     // Real: score = R(pos0) q0 . R(j) key, so key = R(pos0 - j) q0 aligns them.
     // Relative: the query sits at n_window + 1 and a left probe at 0: key = R(n_window + 1) q0.
-    const int32_t shift =
-        c.positions == PruningPositions::kReal ? pr.q_pos[0] - j : kWindow + 1;
+    const int32_t shift = c.positions == PruningPositions::kReal ? pr.q_pos[0] - j : kWindow + 1;
     rope.Rotate(q0, shift, key);
-    for (int d = 0; d < kHeadDim; ++d) key[d] *= 16.f;
+    const float scale = j >= chunk + 32 ? 0.f : (j >= needle ? 16.f : 0.05f);
+    for (int d = 0; d < kHeadDim; ++d) key[d] *= scale;
   }
   MaskEstimationParams p = Params(pr, spec, rope);
   MaskEstimationResult r;
   ASSERT_TRUE(EstimateMaskRef(p, &r).ok());
   const auto& b = r.block_starts();
   EXPECT_TRUE(std::binary_search(b.begin(), b.end(), needle)) << "needle at " << needle;
-  EXPECT_TRUE(std::binary_search(r.kept[0].starts.begin(), r.kept[0].starts.end(),
-                                 kSink + 64 * c.chunk));
+  EXPECT_TRUE(std::binary_search(r.kept[0].starts.begin(), r.kept[0].starts.end(), chunk));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, MaskNeedleTest,

@@ -41,4 +41,25 @@ absl::Status RopeRef(const RopeParams& p);
 // fp32) into inv_freq[0..head_dim/2). For GPU tables and tests.
 absl::Status RopeInvFreq(const RopeConfig& config, int head_dim, float* inv_freq);
 
+// GPU version, in place on bf16 (uint16_t storage, kernels/dtype/bf16.h) device tensors.
+// Precision: at position p the angle is p * inv_freq[i]. In fp32 (HF) one ulp of the angle is
+// already ~0.06 rad at p ~ 1M, far beyond bf16 tolerance, so the kernel does what RopeRef does:
+// inv_freq (with llama3 scaling) is computed in fp64 from `config` (once per block, no host
+// table to keep in sync), angle and sincos in fp64 once per (token, frequency) and shared by all
+// heads through shared memory, cos/sin rounded to fp32, the rotation in fp32 and the result
+// rounded once to bf16. Results thus match RopeRef within bf16 rounding at any int32 position.
+// 16-byte vector path when head_dim % 16 == 0 and x is 16-byte aligned, scalar otherwise.
+// Negative positions are not checked on the device (they rotate backwards).
+struct RopeGpuParams {
+  void* x = nullptr;                   // [tokens, heads, head_dim] bf16, device, rotated in place
+  const int32_t* positions = nullptr;  // [tokens] int32, device
+  int tokens = 0;                      // > 0
+  int heads = 0;                       // > 0
+  int head_dim = 0;                    // > 0, even, <= 1024
+  RopeConfig config;
+};
+// `stream` is a cudaStream_t (null = default stream). Asynchronous; CPU builds return
+// UnimplementedError. InvalidArgument names the offending field.
+absl::Status RopeGpu(const RopeGpuParams& p, void* stream);
+
 }  // namespace hipserve::kernels

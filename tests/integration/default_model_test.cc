@@ -57,7 +57,8 @@ TEST_F(DefaultModelTest, FixedGreedyCompletion) {
   // Recorded from this engine (dense, fp32 CPU); the numpy reference check lives in
   // tests/reference.
   EXPECT_EQ(r.text(), " the primary colors of the RGB color model: red, blue, and green.");
-  EXPECT_EQ(r.final().finish_reason(), v1::FINISH_REASON_EOS);
+  EXPECT_EQ(r.completion_tokens(), 16);
+  EXPECT_EQ(r.final().finish_reason(), v1::FINISH_REASON_LENGTH);
 }
 
 TEST_F(DefaultModelTest, ChatAnswersTheCapitalOfFrance) {
