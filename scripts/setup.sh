@@ -64,7 +64,10 @@ if ((build)); then
     cmake "${args[@]}" >"${TMPDIR:-/tmp}/hipserve-cmake.log" 2>&1 ||
       { cat "${TMPDIR:-/tmp}/hipserve-cmake.log" >&2; exit 1; }
   fi
-  log "building $dir (ninja, $(nproc) jobs)"
-  cmake --build "$dir" -- -j"$(nproc)" | grep -E "error|warning: unused|FAILED" || true
-  test "${PIPESTATUS[0]}" -eq 0 || { echo "setup: build failed" >&2; exit 1; }
+  log "building $dir (ninja, $(nproc) jobs; log in $dir/build.log)"
+  if ! cmake --build "$dir" -- -j"$(nproc)" >"$dir/build.log" 2>&1; then
+    grep -E -A5 "error|FAILED" "$dir/build.log" | head -n 80 >&2
+    echo "setup: build failed; full log: $dir/build.log" >&2
+    exit 1
+  fi
 fi
