@@ -30,6 +30,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench/kernels/fill_random.h"
@@ -176,6 +177,8 @@ int CeilLog2(int c) {
 }
 
 struct Row {
+  Row(int t_len, std::string k, double b, double f)
+      : T(t_len), kind(std::move(k)), bytes(b), flops(f) {}
   int T;
   std::string kind;
   double bytes = 0, flops = 0;
@@ -439,7 +442,7 @@ int Main(int argc, char** argv) {
     auto poison = [&](cudaStream_t s) { BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, L.q_elems() * 2, s)); };
 
     {  // Dense.
-      Row row{T, "dense", dense_bytes, double(T) * L.H * L.D * 4};
+      Row row(T, "dense", dense_bytes, double(T) * L.H * L.D * 4);
       row.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) { dense(i, s); });
       poison(stream);
       dense(0, stream);
@@ -448,12 +451,12 @@ int Main(int argc, char** argv) {
     }
     // Mask alone from stage s (s = 0: K2's mask half), then mask + BSA.
     for (int from = 0; from < 3; ++from) {
-      Row row{T, "mask_from_s" + std::to_string(from + 1), mask_bytes(from), mask_flops(from)};
+      Row row(T, "mask_from_s" + std::to_string(from + 1), mask_bytes(from), mask_flops(from));
       mask(0, len_T, 0, stream);  // valid cached lists for the restarts
       row.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) { mask(i, len_T, from, s); });
       rows.push_back(row);
-      Row both{T, from == 0 ? "K2_full+bsa" : "from_s" + std::to_string(from + 1) + "+bsa",
-               mask_bytes(from) + bsa_bytes, mask_flops(from)};
+      Row both(T, from == 0 ? "K2_full+bsa" : "from_s" + std::to_string(from + 1) + "+bsa",
+               mask_bytes(from) + bsa_bytes, mask_flops(from));
       both.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) {
         mask(i, len_T, from, s);
         bsa(i, len_T, s);
@@ -466,7 +469,7 @@ int Main(int argc, char** argv) {
     }
     {  // BSA only (mask reused).
       mask(0, len_T, 0, stream);
-      Row row{T, "bsa_only", bsa_bytes, bsa_keys * L.H * L.D * 4};
+      Row row(T, "bsa_only", bsa_bytes, bsa_keys * L.H * L.D * 4);
       row.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) { bsa(i, len_T, s); });
       poison(stream);
       bsa(0, len_T, stream);
@@ -483,7 +486,7 @@ int Main(int argc, char** argv) {
       }
       std::printf("T=%d cycle: %d full, %d from stage 2, %d from stage 3, %d BSA only\n", T,
                   counts[0], counts[1], counts[2], counts[3]);
-      Row row{T, "K1_cycle_per_step", bytes / 96, 0};
+      Row row(T, "K1_cycle_per_step", bytes / 96, 0);
       row.t = TimeCycle(a.reps, 96, stream, [&](int i, cudaStream_t s) {
         const int st = kernels::DecodeRefreshStage(L.cfg, i);
         if (st >= 0) mask(i % R, L.d_lens + i, st, s);

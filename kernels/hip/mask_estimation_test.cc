@@ -111,7 +111,9 @@ TEST_P(MaskInvariantsTest, SortedUniqueCausalExactCount) {
     EXPECT_LT(b[i], p.range_end) << "window keys are never candidates";
     EXPECT_LE(b[i], pr.q_pos.back()) << "causal";
     EXPECT_EQ((b[i] - kSink) % 8, 0) << "block aligned to the candidate range";
-    if (i > 0) EXPECT_LT(b[i - 1], b[i]) << "sorted and unique";
+    if (i > 0) {
+      EXPECT_LT(b[i - 1], b[i]) << "sorted and unique";
+    }
   }
   // Each stage keeps min(keep, input) chunks, chosen from its input.
   ChunkList input = ChunksOfRange(p.range_begin, p.range_end, 64);
