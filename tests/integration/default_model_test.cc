@@ -14,12 +14,15 @@
 namespace hipserve {
 namespace {
 
-class DefaultModelTest : public ::testing::Test {
+// Runs the suite against a server in one attention mode ("dense" or "hip").
+template <const char* kAttention>
+class DefaultModelTestBase : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const char* path = std::getenv("HIPSERVE_DEFAULT_MODEL");
     if (path == nullptr) return;
-    server_ = new testing::ServerProcess({std::string("--model=") + path});
+    server_ = new testing::ServerProcess(
+        {std::string("--model=") + path, std::string("--attention=") + kAttention});
     ASSERT_TRUE(server_->WaitForPort(60)) << server_->log();
     absl::Status ready = cli::WaitForReady(server_->address(), 120);
     ASSERT_TRUE(ready.ok()) << ready << "\n" << server_->log();
@@ -46,7 +49,35 @@ class DefaultModelTest : public ::testing::Test {
   static testing::ServerProcess* server_;
 };
 
-testing::ServerProcess* DefaultModelTest::server_ = nullptr;
+template <const char* kAttention>
+testing::ServerProcess* DefaultModelTestBase<kAttention>::server_ = nullptr;
+
+constexpr char kDense[] = "dense";
+constexpr char kHip[] = "hip";
+using DefaultModelTest = DefaultModelTestBase<kDense>;
+// HiP with the default budget (256 sink + 1024 window + 2048 selected) covers these short
+// prompts entirely, so it must give the dense answers token for token.
+using DefaultModelHipTest = DefaultModelTestBase<kHip>;
+
+TEST_F(DefaultModelHipTest, FixedGreedyCompletionEqualsDense) {
+  v1::GenerateRequest req;
+  req.set_text("The three primary colors are");
+  req.mutable_sampling()->set_max_tokens(16);
+  req.mutable_sampling()->set_temperature(0);
+  v1::GenerateOnceResponse r = Once(req);
+  EXPECT_EQ(r.text(), " the primary colors of the RGB color model: red, blue, and green.");
+}
+
+TEST_F(DefaultModelHipTest, ChatAnswersTheCapitalOfFrance) {
+  v1::GenerateRequest req;
+  auto* m = req.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("What is the capital of France?");
+  req.mutable_sampling()->set_max_tokens(32);
+  req.mutable_sampling()->set_temperature(0);
+  v1::GenerateOnceResponse r = Once(req);
+  EXPECT_NE(r.text().find("Paris"), std::string::npos) << r.text();
+}
 
 TEST_F(DefaultModelTest, FixedGreedyCompletion) {
   v1::GenerateRequest req;
@@ -78,6 +109,7 @@ TEST_F(DefaultModelTest, ModelInfoDescribesSmolLM2) {
       grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   v1::ModelInfo info;
+  ASSERT_NE(server_, nullptr);
   ASSERT_TRUE(stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info).ok());
   EXPECT_EQ(info.vocab_size(), 49152);
   EXPECT_EQ(info.num_layers(), 30);

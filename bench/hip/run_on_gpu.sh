@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One device-machine call: HiP mask GPU tests (+ compute-sanitizer memcheck / racecheck on small
+# cases) and bench_hip_decode, in the same call on the same card. Binaries are built on the dev
+# machine for sm_90a and carried (bench/BENCHMARKS.md, "HiP decode", says how):
+#   CARRY=.carry/hip  (bin/ with the executables, lib/ with their non-system shared libs)
+# Usage there: COMMIT=<sha> bash bench/hip/run_on_gpu.sh
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+C=${CARRY:-.carry/hip}
+export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
+OUT=${OUT:-/tmp/hip_out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
+  --format=csv | tee "$OUT/gpu.txt"
+name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
+day=$(date -u +%Y%m%d)
+
+echo "== tests"
+timeout ${TEST_TIMEOUT:-200} "$C/bin/hip_cuda_gpu_test" ${TEST_ARGS:-} 2>&1 | tee "$OUT/test.log" | \
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|Expected|Which is|first diff" | head -80
+echo "test rc=${PIPESTATUS[0]}"
+
+if [ -z "${SKIP_SANITIZER:-}" ]; then
+  echo "== memcheck / racecheck (small cases)"
+  timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$C/bin/hip_cuda_gpu_test" \
+    --gtest_filter='*small_short*:*small_t4k_g3*:*hd64_g8*:*Seq*' 2>&1 | tail -3 | tee "$OUT/memcheck.log"
+  echo "memcheck rc=${PIPESTATUS[0]}"
+  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$C/bin/hip_cuda_gpu_test" \
+    --gtest_filter='*AllStages*small_short*:*AllStages*t4k_b2*' 2>&1 | tail -3 | tee "$OUT/racecheck.log"
+  echo "racecheck rc=${PIPESTATUS[0]}"
+fi
+
+if [ -z "${SKIP_BENCH:-}" ]; then
+  echo "== bench"
+  timeout ${BENCH_TIMEOUT:-240} "$C/bin/bench_hip_decode" --json "$OUT/hip_decode-$gpu-$day.json" \
+    --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+  echo "bench rc=${PIPESTATUS[0]}"
+fi
