@@ -80,7 +80,7 @@ struct Args {
   int reps = 20;
   int rotations = 8;
   int spans = 4;          // needle spans per KV head (A1)
-  float needle_norm = 48.f;
+  float needle_norm = 64.f;  // needles hold ~99% of the dense softmax mass at 1M
   std::string commit = "unknown";
 };
 
@@ -97,7 +97,7 @@ Args Parse(int argc, char** argv) {
     };
     if (s == "--json") a.json = next();
     else if (s == "--lens") a.lens = ParseList(next());
-    else if (s == "--a1_lens") a.a1_lens = ParseList(next());
+    else if (s == "--a1_lens") a.a1_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
     else if (s == "--reps") a.reps = std::max(10, std::atoi(next().c_str()));
     else if (s == "--rotations") a.rotations = std::max(1, std::atoi(next().c_str()));
     else if (s == "--spans") a.spans = std::max(1, std::atoi(next().c_str()));
@@ -335,8 +335,8 @@ int Main(int argc, char** argv) {
 
   Layer L;
   L.R = a.rotations;
-  L.max_t = std::max(*std::max_element(a.lens.begin(), a.lens.end()),
-                     *std::max_element(a.a1_lens.begin(), a.a1_lens.end()));
+  for (int T : a.lens) L.max_t = std::max(L.max_t, T);
+  for (int T : a.a1_lens) L.max_t = std::max(L.max_t, T);
   L.rows = L.max_t + (L.R - 1) * L.pad;
   L.cfg = kernels::HipConfig{};  // "3K" preset, (96, 24, 8), relative pruning positions
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);

@@ -37,3 +37,12 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
   echo "bench rc=${PIPESTATUS[0]}"
 fi
+
+if [ -n "${NCU:-}" ]; then
+  echo "== ncu: per-kernel times of one full mask estimation at T = 1M"
+  timeout 120 ncu --clock-control none -k regex:'ScoreKernel|SelectKernel' --launch-count 6 \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,smsp__warps_active.avg.pct_of_peak_sustained_active \
+    "$C/bin/bench_hip_decode" --lens 1048576 --a1_lens none --reps 10 --rotations 1 2>&1 | \
+    grep -E "ScoreKernel|SelectKernel|gpu__time|dram__bytes|sm__throughput|warps_active" | \
+    sed 's/_ZN8hipserve7kernels17hip_mask_internal//' | tee "$OUT/ncu.log"
+fi

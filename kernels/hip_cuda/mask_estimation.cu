@@ -16,7 +16,7 @@ namespace {
 namespace hm = hip_mask_internal;
 
 constexpr char kFn[] = "HipDecodeMaskGpu";
-constexpr int kScoreThreads = 256;
+constexpr int kScoreThreads = 64;  // ~200 registers a thread: 10 warps an SM either way
 constexpr int kSelectThreads = 1024;
 
 absl::Status Invalid(const std::string& what) {

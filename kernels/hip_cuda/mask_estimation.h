@@ -2,10 +2,10 @@
 // selection is made per (sequence, KV head) from the group's query heads (HIP.md 4.3).
 //
 // For every stage s in [start_stage, stages) two kernels run:
-//   - score: every chunk of the stage input is scored by binary descent (one group of 2 x MAXG
-//     threads per chunk: one thread per (probe side, query head), each computing its dot
-//     product sequentially in fp32 without FMA contraction, so that scores are bit-identical to
-//     the CPU reference kernels/hip/mask_estimation_ref.cc on the same inputs);
+//   - score: every chunk of the stage input is scored by binary descent (two threads per chunk,
+//     one per probe side; each rotates its probe key and accumulates the dot products of all
+//     the group's heads, every sum sequential over head_dim in fp32 without FMA contraction, so
+//     that scores are bit-identical to the CPU reference kernels/hip/mask_estimation_ref.cc);
 //   - select: one block per (sequence, KV head) keeps the keep_chunks(s) best chunks by an
 //     in-block radix select (unordered top-k), then writes them in position order (a stable
 //     compaction of the ascending stage input, so no sort is needed).

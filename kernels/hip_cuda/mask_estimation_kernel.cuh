@@ -106,21 +106,17 @@ __device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
   }
 }
 
-// Scores every chunk of the stage input. One group of TPC = 2 * MAXG lanes per chunk: lane j
-// (j < MAXG: left probe, else right probe) computes the dot product of query head j % MAXG of
-// the group with that probe. The lanes of a side load and rotate their probe key into shared
-// memory together (PAIRS rotation pairs each). All loops are warp-uniform (same iteration
-// count everywhere), so __syncwarp / shuffles see the whole warp.
+// Scores every chunk of the stage input. Two lanes per chunk (lane parity: 0 = left probe,
+// 1 = right probe); each lane keeps its probe key in registers (packed bf16), rotates it element
+// by element and accumulates the dot products of all the group's query heads at once (one fp32
+// accumulator per head: independent chains, so the sequential sums overlap). Query rows live in
+// shared memory and every lane of a warp reads the same address (broadcast). All loops are
+// warp-uniform (same iteration count everywhere), so the shuffles see the whole warp.
 template <int HD, int MAXG, int THREADS>
 __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
-  constexpr int TPC = 2 * MAXG;
-  constexpr int CPB = THREADS / TPC;         // chunks per block
+  constexpr int CPB = THREADS / 2;  // chunks per block
   constexpr int HALF = HD / 2;
-  constexpr int PAIRS = HALF / MAXG;         // rotation pairs per lane
-  constexpr int KSTRIDE = HD + 4;            // padded row: spreads probe rows over banks
-  static_assert(PAIRS % 8 == 0 || PAIRS == 4, "pairs per lane");
   __shared__ __align__(16) float s_q[MAXG][HD];
-  __shared__ __align__(16) float s_key[CPB][2][KSTRIDE];
 
   const int b = blockIdx.z, kvh = blockIdx.y;
   const StageInput in = LoadStageInput(a, b, kvh);
@@ -149,13 +145,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   }
   __syncthreads();
 
-  const int slot = threadIdx.x / TPC;
-  const int j = threadIdx.x % TPC;
-  const int side = j / MAXG;  // 0 = left probe, 1 = right probe
-  const int g = j % MAXG;
-  const int lane = threadIdx.x & 31;
-  const int base_lane = lane & ~(TPC - 1);
-  const int chunk = blockIdx.x * CPB + slot;
+  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
+  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
   const bool active = chunk < in.n;
   int32_t lo = 0, hi = 0;
   if (active) {
@@ -165,8 +156,6 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   const int64_t row0 = a.kv_start[b];
   const uint16_t* kbase = a.k + static_cast<int64_t>(kvh) * HD;
   const int64_t krow = static_cast<int64_t>(a.num_kv_heads) * HD;
-  float* my_key = s_key[slot][side];
-  const float* my_q = s_q[g];
   const float kNegInf = -__int_as_float(0x7f800000);
   float best = kNegInf;
 
@@ -177,6 +166,7 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
     const int32_t mid = lo + len / 2;
     const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
     const bool has = descend || (single && side == 0);
+    float dot = kNegInf;
     if (has) {
       int rpos;
       switch (a.pos_mode) {
@@ -184,57 +174,56 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
         case kPosRelative: rpos = side; break;
         default: rpos = chunk; break;
       }
-      const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
-      const uint16_t* kp = kbase + (row0 + probe) * krow;
-      const int p0 = g * PAIRS;
-      float x1[PAIRS], x2[PAIRS];
-      if constexpr (PAIRS % 8 == 0) {
+      const float4* cs4 = reinterpret_cast<const float4*>(a.rope + static_cast<int64_t>(rpos) * HD);
+      const uint4* kp = reinterpret_cast<const uint4*>(kbase + (row0 + probe) * krow);
+      uint32_t kw[HD / 2];  // packed bf16 pairs: element 2i in the low half of kw[i]
 #pragma unroll
-        for (int v = 0; v < PAIRS / 8; ++v) {
-          Unpack8(__ldg(reinterpret_cast<const uint4*>(kp + p0) + v), x1 + 8 * v);
-          Unpack8(__ldg(reinterpret_cast<const uint4*>(kp + HALF + p0) + v), x2 + 8 * v);
-        }
-      } else {
-        const uint2 u1 = __ldg(reinterpret_cast<const uint2*>(kp + p0));
-        const uint2 u2 = __ldg(reinterpret_cast<const uint2*>(kp + HALF + p0));
-        const uint32_t w1[2] = {u1.x, u1.y}, w2[2] = {u2.x, u2.y};
+      for (int v = 0; v < HD / 8; ++v) {
+        const uint4 u = __ldg(kp + v);
+        kw[4 * v] = u.x;
+        kw[4 * v + 1] = u.y;
+        kw[4 * v + 2] = u.z;
+        kw[4 * v + 3] = u.w;
+      }
+      float acc[MAXG];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          x1[2 * i] = __uint_as_float(w1[i] << 16);
-          x1[2 * i + 1] = __uint_as_float(w1[i] & 0xffff0000u);
-          x2[2 * i] = __uint_as_float(w2[i] << 16);
-          x2[2 * i + 1] = __uint_as_float(w2[i] & 0xffff0000u);
+      for (int g = 0; g < MAXG; ++g) acc[g] = 0.f;
+      // Element c of the rotated key, c in [0, HD), in order; cos / sin of pair c % HALF.
+#pragma unroll
+      for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+        for (int c4 = 0; c4 < HALF / 4; ++c4) {
+          const float4 cv = __ldg(cs4 + c4), sv = __ldg(cs4 + HALF / 4 + c4);
+          const float cc[4] = {cv.x, cv.y, cv.z, cv.w}, ss[4] = {sv.x, sv.y, sv.z, sv.w};
+          float r[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = c4 * 4 + e;  // pair index
+            const uint32_t w1 = kw[i >> 1], w2 = kw[(i + HALF) >> 1];
+            const float x1 = __uint_as_float((i & 1) ? (w1 & 0xffff0000u) : (w1 << 16));
+            const float x2 = __uint_as_float((i & 1) ? (w2 & 0xffff0000u) : (w2 << 16));
+            r[e] = pass == 0 ? __fsub_rn(__fmul_rn(x1, cc[e]), __fmul_rn(x2, ss[e]))
+                             : __fadd_rn(__fmul_rn(x2, cc[e]), __fmul_rn(x1, ss[e]));
+          }
+#pragma unroll
+          for (int g = 0; g < MAXG; ++g) {
+            const float4 qv = *reinterpret_cast<const float4*>(&s_q[g][pass * HALF + c4 * 4]);
+            acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.x, r[0]));
+            acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.y, r[1]));
+            acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.z, r[2]));
+            acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.w, r[3]));
+          }
         }
       }
+      // Probe score = max over the group's heads in head order; NaN never wins.
 #pragma unroll
-      for (int i = 0; i < PAIRS; ++i) {
-        const float c = __ldg(cs + p0 + i), s = __ldg(cs + HALF + p0 + i);
-        my_key[p0 + i] = __fsub_rn(__fmul_rn(x1[i], c), __fmul_rn(x2[i], s));
-        my_key[HALF + p0 + i] = __fadd_rn(__fmul_rn(x2[i], c), __fmul_rn(x1[i], s));
+      for (int g = 0; g < MAXG; ++g) {
+        if (g < a.group && acc[g] > dot) dot = acc[g];
       }
     }
-    __syncwarp();
-    float dot = kNegInf;
-    if (has && g < a.group) {
-      float acc = 0.f;
-      const float4* q4 = reinterpret_cast<const float4*>(my_q);
-      const float4* k4 = reinterpret_cast<const float4*>(my_key);
-#pragma unroll 8
-      for (int c4 = 0; c4 < HD / 4; ++c4) {
-        const float4 qv = q4[c4], kv = k4[c4];
-        acc = __fadd_rn(acc, __fmul_rn(qv.x, kv.x));
-        acc = __fadd_rn(acc, __fmul_rn(qv.y, kv.y));
-        acc = __fadd_rn(acc, __fmul_rn(qv.z, kv.z));
-        acc = __fadd_rn(acc, __fmul_rn(qv.w, kv.w));
-      }
-      if (acc == acc) dot = acc;  // NaN never wins (counts as -inf)
-    }
-    // Probe score = max over the group's heads (fmaxf: equal values may differ only in the
-    // sign of zero, which the selection ignores).
-#pragma unroll
-    for (int o = 1; o < MAXG; o <<= 1) dot = fmaxf(dot, __shfl_xor_sync(0xffffffffu, dot, o));
-    const float sl = __shfl_sync(0xffffffffu, dot, base_lane);
-    const float sr = __shfl_sync(0xffffffffu, dot, base_lane + MAXG);
+    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
+    const float sl = side == 0 ? dot : other;
+    const float sr = side == 0 ? other : dot;
     if (descend) {
       best = fmaxf(best, fmaxf(sl, sr));
       if (sl >= sr) {
@@ -246,9 +235,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
       best = sl;
       hi = lo;  // done
     }
-    __syncwarp();
   }
-  if (active && j == 0) {
+  if (active && side == 0) {
     // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
     a.scores[(static_cast<int64_t>(b) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
         __fadd_rn(best, 0.f);
@@ -318,7 +306,12 @@ __global__ void __launch_bounds__(THREADS) SelectKernel(const StageArgs a) {
     __syncthreads();
     for (int i = threadIdx.x; i < in.n; i += THREADS) {
       const uint32_t u = OrderKey(sc[i]);
-      if ((u & mask) == prefix) atomicAdd(&s_hist[(u >> shift) & 255u], 1u);
+      const bool mine = (u & mask) == prefix;
+      const uint32_t bin = mine ? (u >> shift) & 255u : 256u;
+      // Scores cluster in few bins: one atomic per distinct bin and warp.
+      const uint32_t active = __activemask();
+      const uint32_t peers = __match_any_sync(active, bin);
+      if (mine && (threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&s_hist[bin], __popc(peers));
     }
     __syncthreads();
     if (threadIdx.x < 32) {

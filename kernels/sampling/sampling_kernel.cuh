@@ -51,7 +51,7 @@ enum class Target {
 struct Shared {
   uint64_t measure[kBins];
   uint32_t count[kBins];
-  int32_t last[kBins];  // some element of the bin (the only one when count == 1)
+  int32_t last[kBins];  // largest id in the bin (the only one when count == 1)
   // pass-1 reductions
   float warp_max[kWarps];
   int warp_arg[kWarps];
@@ -108,6 +108,7 @@ __device__ int Select(const RowContext& rc, uint64_t bound, Target kind, double 
     for (int b = tid; b < kBins; b += blockDim.x) {
       sh.measure[b] = 0;
       sh.count[b] = 0;
+      sh.last[b] = -1;
     }
     __syncthreads();
     const uint64_t prefix = sh.prefix;
@@ -136,7 +137,7 @@ __device__ int Select(const RowContext& rc, uint64_t bound, Target kind, double 
         atomicAdd(reinterpret_cast<unsigned long long*>(&sh.measure[digit]),
                   static_cast<unsigned long long>((static_cast<uint64_t>(hi) << 20) + lo));
         atomicAdd(&sh.count[digit], static_cast<uint32_t>(__popc(peers)));
-        sh.last[digit] = i;
+        atomicMax(&sh.last[digit], i);  // atomic only to be race-free; read when count == 1
       }
     }
     __syncthreads();
@@ -173,6 +174,7 @@ __device__ int Select(const RowContext& rc, uint64_t bound, Target kind, double 
       }
       const uint64_t target = sh.target;
       const uint64_t cum = sh.cum;
+      __syncwarp();  // all lanes have read sh.cum before one lane rewrites it
       const unsigned hit = __ballot_sync(0xffffffffu, Reaches(cum + incl, target, strict));
       if (hit == 0) {
         if (lane == 0) sh.fail = 1;
