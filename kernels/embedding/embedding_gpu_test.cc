@@ -14,38 +14,15 @@
 #include "kernels/dtype/bf16.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/testing/compare.h"
+#include "kernels/testing/device_vec.h"
 
 namespace hipserve::kernels {
 namespace {
 
-constexpr uint16_t kBf16NaN = 0x7fc0;
+using testing::DeviceVec;
+using testing::kBf16NaN;
 
 // Device copy of a host vector, `pad` elements past a 256-byte aligned base (to misalign).
-template <typename T>
-class DeviceVec {
- public:
-  explicit DeviceVec(const std::vector<T>& host, int pad = 0) : size_(host.size()), pad_(pad) {
-    EXPECT_EQ(cudaMalloc(&base_, (size_ + pad_) * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(data(), host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceVec() { cudaFree(base_); }
-  DeviceVec(const DeviceVec&) = delete;
-  DeviceVec& operator=(const DeviceVec&) = delete;
-  T* data() { return static_cast<T*>(base_) + pad_; }
-  std::vector<T> ToHost() {
-    std::vector<T> h(size_);
-    EXPECT_EQ(cudaMemcpy(h.data(), data(), size_ * sizeof(T), cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    return h;
-  }
-
- private:
-  void* base_ = nullptr;
-  size_t size_;
-  int pad_;
-};
-
 // num_tokens, hidden, shard (0: whole vocab; 1: a middle shard, so ids fall on both sides)
 using Case = std::tuple<int, int, int>;
 

@@ -13,11 +13,13 @@
 #include "kernels/dtype/bf16.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/testing/compare.h"
+#include "kernels/testing/device_vec.h"
 
 namespace hipserve::kernels {
 namespace {
 
-constexpr uint16_t kBf16NaN = 0x7fc0;
+using testing::ToBf16;
+using testing::kBf16NaN;
 
 // Device buffer of bf16 values with `pad` extra leading elements (to misalign on purpose).
 class DeviceBf16 {
@@ -45,12 +47,6 @@ class DeviceBf16 {
   size_t size_;
   int pad_;
 };
-
-std::vector<uint16_t> ToBf16(const std::vector<float>& f) {
-  std::vector<uint16_t> b(f.size());
-  FloatToBf16Array(f.data(), b.data(), static_cast<int64_t>(f.size()));
-  return b;
-}
 
 std::vector<float> RandomBf16Values(int64_t n, uint64_t seed, float lo, float hi) {
   std::vector<float> v = testing::RandomVector(n, seed, lo, hi);

@@ -13,33 +13,12 @@
 #include "kernels/device.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/testing/compare.h"
+#include "kernels/testing/device_vec.h"
 
 namespace hipserve::kernels {
 namespace {
 
-template <typename T>
-class DeviceVec {
- public:
-  explicit DeviceVec(const std::vector<T>& host) : size_(host.size()) {
-    EXPECT_EQ(cudaMalloc(&base_, size_ * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(base_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceVec() { cudaFree(base_); }
-  DeviceVec(const DeviceVec&) = delete;
-  DeviceVec& operator=(const DeviceVec&) = delete;
-  T* data() { return static_cast<T*>(base_); }
-  std::vector<T> ToHost() {
-    std::vector<T> h(size_);
-    EXPECT_EQ(cudaMemcpy(h.data(), base_, size_ * sizeof(T), cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    return h;
-  }
-
- private:
-  void* base_ = nullptr;
-  size_t size_;
-};
+using testing::DeviceVec;
 
 constexpr int32_t kPoisonToken = -7;
 
