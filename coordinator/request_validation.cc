@@ -106,10 +106,17 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
     out.sampling.seed = rng();
   }
 
+  // Per-request HiP overrides are validated, but only "same as the server" is accepted until
+  // the worker can switch per sequence: silently ignoring them would mislead the caller.
   const v1::HipOverrides& hip = req.hip();
-  if (hip.attention() == v1::ATTENTION_MODE_HIP && limits.attention != "hip") {
-    return Invalid(absl::StrCat("hip.attention = HIP, but this server runs '", limits.attention,
-                                "' attention (start it with --attention=hip)"));
+  if (hip.attention() != v1::ATTENTION_MODE_UNSPECIFIED) {
+    const std::string wanted = hip.attention() == v1::ATTENTION_MODE_HIP ? "hip" : "dense";
+    if (wanted != limits.attention) {
+      return Invalid(absl::StrCat("hip.attention = ", wanted, ", but this server runs '",
+                                  limits.attention,
+                                  "' attention and cannot switch per request yet (start it "
+                                  "with --attention=", wanted, ")"));
+    }
   }
   if (hip.mask_refresh_interval_size() != 0) {
     if (hip.mask_refresh_interval_size() != 3) {
@@ -118,9 +125,17 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
     for (int v : hip.mask_refresh_interval()) {
       if (v <= 0) return Invalid("hip.mask_refresh_interval values must be > 0");
     }
+    return Invalid(
+        "hip.mask_refresh_interval: per-request HiP parameters are not supported yet; set them "
+        "server-wide with --hip_config");
   }
-  if (hip.has_k() && (hip.k() <= 0 || hip.k() % 8 != 0)) {
-    return Invalid(absl::StrCat("hip.k must be a positive multiple of 8, got ", hip.k()));
+  if (hip.has_k()) {
+    if (hip.k() <= 0 || hip.k() % 8 != 0) {
+      return Invalid(absl::StrCat("hip.k must be a positive multiple of 8, got ", hip.k()));
+    }
+    return Invalid(
+        "hip.k: per-request HiP parameters are not supported yet; set them server-wide with "
+        "--hip_config");
   }
 
   ASSIGN_OR_RETURN(out.prompt, PromptTokens(req, tok));

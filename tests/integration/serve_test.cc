@@ -187,6 +187,11 @@ TEST_F(ServeTest, BadInputIsInvalidArgumentNamingTheFieldAndServerKeepsServing) 
        "sampling.top_p"},
       {"prompt over max context",
        [](v1::GenerateRequest* r) { r->set_text(std::string(5000, 'x')); }, "maximum context"},
+      {"hip attention on a dense server",
+       [](v1::GenerateRequest* r) { r->mutable_hip()->set_attention(v1::ATTENTION_MODE_HIP); },
+       "hip.attention"},
+      {"hip k not a multiple of 8", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(100); },
+       "hip.k"},
       {"bad chat role",
        [](v1::GenerateRequest* r) {
          auto* m = r->mutable_chat()->add_messages();
