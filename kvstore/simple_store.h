@@ -1,7 +1,8 @@
 // SimpleKvStore: the foundation's unpaged, host-only KV store (fp32, everything "hot").
 //
 // Owns one growable K and one V buffer per (sequence, layer), laid out
-// [tokens][local_kv_heads][head_dim] fp32, keys stored *without* RoPE (HIP.md 5).
+// [tokens][local_kv_heads][head_dim] fp32. The caller decides whether keys are rotated: the
+// worker stores them without RoPE for HiP (HIP.md 5) and rotated (real positions) for dense.
 // Thread-safety: all methods take an internal mutex; a View stays valid until the next
 // Append/Free on the same sequence (single-writer per sequence is the caller's contract).
 // Replaced by the paged, tiered store for long contexts; kept as the reference behaviour.

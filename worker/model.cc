@@ -217,21 +217,23 @@ absl::Status Model::Attention(int layer, const SeqStep& s, const float* q, const
   const ModelDims& d = weights_.dims;
   const int n = static_cast<int>(s.tokens.size());
   const int lh = weights_.local_heads(), lkv = weights_.local_kv_heads(), hd = d.head_dim;
-  // Keys are stored without RoPE (HIP.md 5); rotate at use time with their positions.
-  RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k, v, n));
-  ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
-  const int total = static_cast<int>(view.tokens);
   if (hip_ != nullptr) {
-    // HiP rotates what it reads with its own (possibly rewritten) positions (HIP.md 5).
-    return hip_->Run(s.seq, layer, q, n, s.start_pos, view.k, view.v, total, out);
+    // HiP stores keys without RoPE and rotates what it reads with its own, possibly rewritten,
+    // positions (HIP.md 5).
+    RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k, v, n));
+    ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
+    return hip_->Run(s.seq, layer, q, n, s.start_pos, view.k, view.v,
+                     static_cast<int>(view.tokens), out);
   }
-  std::vector<int32_t> positions(total);
-  for (int i = 0; i < total; ++i) positions[i] = i;
-  std::vector<float> k_rot(view.k, view.k + int64_t{total} * lkv * hd);
+  // Dense attention only ever uses real positions, so keys are rotated once, when appended,
+  // and stored rotated: no per-step pass over the whole cache.
+  std::vector<int32_t> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = s.start_pos + i;
+  std::vector<float> k_rot(k, k + int64_t{n} * lkv * hd);
   kernels::RopeParams rk;
   rk.x = k_rot.data();
   rk.positions = positions.data();
-  rk.tokens = total;
+  rk.tokens = n;
   rk.heads = lkv;
   rk.head_dim = hd;
   rk.config = d.rope;
@@ -239,23 +241,23 @@ absl::Status Model::Attention(int layer, const SeqStep& s, const float* q, const
   std::vector<float> q_rot(q, q + int64_t{n} * lh * hd);
   kernels::RopeParams rq = rk;
   rq.x = q_rot.data();
-  rq.positions = positions.data() + s.start_pos;
-  rq.tokens = n;
   rq.heads = lh;
   RETURN_IF_ERROR(kernels::RopeRef(rq));
+  RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k_rot.data(), v, n));
+  ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
   kernels::DenseAttentionParams a;
   a.q = q_rot.data();
-  a.k = k_rot.data();
+  a.k = view.k;
   a.v = view.v;
   a.out = out;
   a.num_q = n;
-  a.num_kv = total;
+  a.num_kv = static_cast<int>(view.tokens);
   a.num_heads = lh;
   a.num_kv_heads = lkv;
   a.head_dim = hd;
   a.q_offset = s.start_pos;
   a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  return kernels::DenseAttentionRef(a);
+  return kernels::DenseAttentionBlocked(a);
 }
 
 absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* sampled) {

@@ -21,8 +21,17 @@ struct DenseAttentionParams {
   float scale = 0.f;         // softmax scale (> 0, finite), usually 1/sqrt(head_dim)
 };
 
+// InvalidArgument naming the first bad field (shared by every implementation).
+absl::Status ValidateDenseAttention(const DenseAttentionParams& p);
+
 // CPU reference: fp32, two-pass softmax (max, then exp-sum) per (query, head).
 // Prefill: q_offset = 0, num_q = num_kv. Decode: num_q = 1, q_offset = num_kv - 1.
 absl::Status DenseAttentionRef(const DenseAttentionParams& p);
+
+// The CPU serving path: same contract and validation as DenseAttentionRef, computed per KV
+// head and block of queries as two sgemm calls (Q K^T, then P V through OpenBLAS) with a
+// causal softmax in between, so the GQA group's query heads share each pass over K and V.
+// Results differ from the reference only by fp32 summation order.
+absl::Status DenseAttentionBlocked(const DenseAttentionParams& p);
 
 }  // namespace hipserve::kernels

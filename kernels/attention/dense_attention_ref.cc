@@ -15,7 +15,10 @@ absl::Status Positive(const char* field, int value) {
       absl::StrCat("DenseAttention: ", field, " must be > 0, got ", value));
 }
 
-absl::Status Validate(const DenseAttentionParams& p) {
+
+}  // namespace
+
+absl::Status ValidateDenseAttention(const DenseAttentionParams& p) {
   if (p.q == nullptr) return absl::InvalidArgumentError("DenseAttention: q is null");
   if (p.k == nullptr) return absl::InvalidArgumentError("DenseAttention: k is null");
   if (p.v == nullptr) return absl::InvalidArgumentError("DenseAttention: v is null");
@@ -43,10 +46,8 @@ absl::Status Validate(const DenseAttentionParams& p) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 absl::Status DenseAttentionRef(const DenseAttentionParams& p) {
-  if (absl::Status s = Validate(p); !s.ok()) return s;
+  if (absl::Status s = ValidateDenseAttention(p); !s.ok()) return s;
   const int group = p.num_heads / p.num_kv_heads;
   const int64_t d = p.head_dim;
   const int64_t q_row = static_cast<int64_t>(p.num_heads) * d;

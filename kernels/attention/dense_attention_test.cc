@@ -70,6 +70,26 @@ TEST_P(DenseAttentionRefTest, MatchesNaiveFp64) {
                                         NaiveAttention<double>(c, q, k, v, scale), 1e-6));
 }
 
+// The serving path (sgemm-based) must meet the same rule against the same naive references.
+TEST_P(DenseAttentionRefTest, BlockedMatchesNaiveFp64) {
+  const AttnCase& c = GetParam();
+  const std::vector<float> q =
+      testing::RandomVector(int64_t{c.num_q} * c.heads * c.head_dim, 61, -2, 2);
+  const std::vector<float> k =
+      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 62, -2, 2);
+  const std::vector<float> v =
+      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 63);
+  std::vector<float> out = testing::Poisoned(int64_t{c.num_q} * c.heads * c.head_dim);
+  const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  DenseAttentionParams p{q.data(), k.data(),   v.data(),   out.data(), c.num_q, c.num_kv,
+                         c.heads,  c.kv_heads, c.head_dim, c.q_offset, scale};
+  ASSERT_TRUE(DenseAttentionBlocked(p).ok());
+  EXPECT_TRUE(testing::MatchesReference(out, NaiveAttention<float>(c, q, k, v, scale),
+                                        NaiveAttention<double>(c, q, k, v, scale), 1e-6));
+  p.num_heads = 5;  // not a multiple of the KV heads
+  if (c.kv_heads > 1) EXPECT_EQ(DenseAttentionBlocked(p).code(), absl::StatusCode::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, DenseAttentionRefTest,
                          ::testing::Values(AttnCase{1, 1, 1, 1, 8, 0, "single"},
                                            AttnCase{16, 16, 4, 4, 32, 0, "prefill_mha"},
@@ -77,7 +97,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, DenseAttentionRefTest,
                                            AttnCase{1, 77, 8, 2, 64, 76, "decode_gqa"},
                                            AttnCase{1, 50, 4, 1, 128, 49, "decode_mqa"},
                                            AttnCase{5, 40, 6, 2, 16, 35, "chunked_prefill"},
-                                           AttnCase{3, 40, 2, 2, 16, 10, "query_block_mid_cache"}),
+                                           AttnCase{3, 40, 2, 2, 16, 10, "query_block_mid_cache"},
+                                           AttnCase{150, 220, 9, 3, 64, 70,
+                                                    "several_query_blocks"}),
                          [](const ::testing::TestParamInfo<AttnCase>& info) {
                            return info.param.name;
                          });
