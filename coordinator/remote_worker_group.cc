@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   }
   absl::Status first_error;
   control::ConfigureResponse rank0;
+  int64_t capacity = 0;
   for (int r = 0; r < world; ++r) {
     absl::StatusOr<control::ConfigureResponse> resp = futures[r].get();
     if (!resp.ok()) {
@@ -88,6 +89,8 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
       continue;
     }
     if (r == 0) rank0 = *resp;
+    const int64_t c = resp->kv_capacity_tokens();
+    if (c > 0 && (capacity == 0 || c < capacity)) capacity = c;
   }
   if (!first_error.ok()) return first_error;
   GroupModelInfo& info = group->info_;
@@ -101,6 +104,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   info.head_dim = rank0.head_dim();
   info.dtype = rank0.dtype();
   info.backend = rank0.backend();
+  info.kv_capacity_tokens = capacity;
   info.tokenizer = FromProto(rank0.tokenizer());
   for (Remote& w : group->workers_) {
     w.stream_ctx = std::make_unique<grpc::ClientContext>();

@@ -69,6 +69,10 @@ void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
   pending_release_.clear();
   group_ = std::move(group);
   tokenizer_ = std::move(tok);
+  // Admission follows what the workers can hold (the smallest rank decides).
+  if (group_ && group_->model_info().kv_capacity_tokens > 0) {
+    options_.kv_budget_tokens = group_->model_info().kv_capacity_tokens;
+  }
   ++group_epoch_;
   cv_.notify_all();
 }

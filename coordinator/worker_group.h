@@ -53,6 +53,7 @@ struct GroupModelInfo {
   int head_dim = 0;
   std::string dtype;
   std::string backend;
+  int64_t kv_capacity_tokens = 0;  // smallest over the ranks; 0 = unknown
   TokenizerSpec tokenizer;
 };
 

@@ -80,6 +80,7 @@ class Model {
   const ModelDims& dims() const { return weights_.dims; }
   int max_context() const { return max_context_; }
   int64_t kv_tokens() const { return kv_->TokensInUse(); }
+  int64_t kv_capacity_tokens() const { return options_.kv_budget_tokens; }
   int num_sequences() const { return kv_->NumSequences(); }
   // The HiP state (per-sequence schedule and mask cache); nullptr unless attention == "hip".
   const HipAttention* hip() const { return hip_.get(); }

@@ -90,6 +90,8 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   WorkerOptions wo;
   wo.backend = o.backend;
   wo.rank = rank;
+  wo.gpu_kv_bytes = o.gpu_kv_bytes;
+  wo.host_kv_bytes = o.host_kv_bytes;
   WorkerService service(wo);
   grpc::ServerBuilder builder;
   int port = 0;

@@ -16,6 +16,8 @@ struct WorkerMainOptions {
   std::string listen = "0.0.0.0:0";    // where this worker's Worker service binds (port 0 = any)
   std::string advertise;               // host:port the coordinator dials; "" = derived
   std::string backend = "cpu";
+  int64_t gpu_kv_bytes = 0;            // 0 = the coordinator's value
+  int64_t host_kv_bytes = 0;           // 0 = the coordinator's value
   double register_timeout_s = 300.0;   // keep retrying Register this long
 };
 

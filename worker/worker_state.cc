@@ -40,6 +40,19 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
   ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
   mo.max_context = req.max_context();
+  const int64_t host_bytes =
+      options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();
+  if (host_bytes > 0) {
+    // fp32 K and V for every layer and local KV head.
+    const int64_t per_token = int64_t{shard.dims.num_layers} * shard.local_kv_heads() *
+                              shard.dims.head_dim * 2 * static_cast<int64_t>(sizeof(float));
+    mo.kv_budget_tokens = host_bytes / per_token;
+    if (mo.kv_budget_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "host KV budget of ", host_bytes, " bytes holds no token of this model (", per_token,
+          " bytes per token)"));
+    }
+  }
   ASSIGN_OR_RETURN(model_, Model::Create(std::move(shard), comm_.get(), mo));
   const ModelDims& d = model_->dims();
   control::ConfigureResponse resp;
@@ -53,6 +66,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   resp.set_head_dim(d.head_dim);
   resp.set_dtype("fp32");
   resp.set_backend(options_.backend);
+  resp.set_kv_capacity_tokens(model_->kv_capacity_tokens());
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context();

@@ -15,6 +15,10 @@ namespace hipserve::worker {
 struct WorkerOptions {
   std::string backend = "cpu";  // "cpu"; "cuda" arrives with the GPU forward pass
   int rank = 0;
+  // This worker's KV budgets; 0 = use the values the coordinator sends in Configure. The CPU
+  // backend keeps all KV in host memory, so host_kv_bytes bounds it there.
+  int64_t gpu_kv_bytes = 0;
+  int64_t host_kv_bytes = 0;
 };
 
 class WorkerState {

@@ -78,6 +78,10 @@ int WorkerCommand(const std::vector<std::string>& args) {
   f.String("advertise", &o.advertise,
            "Address the coordinator dials to reach this worker; empty = hostname:bound port.");
   f.String("backend", &o.backend, "Compute backend: 'cpu' or 'cuda'.");
+  f.Bytes("gpu_kv_bytes", &o.gpu_kv_bytes,
+          "This worker's GPU KV budget (e.g. 40GiB); 0 = the coordinator's --gpu_kv_bytes.");
+  f.Bytes("host_kv_bytes", &o.host_kv_bytes,
+          "This worker's host KV budget (its pod's memory share); 0 = the coordinator's.");
   f.Double("register_timeout_s", &o.register_timeout_s,
            "Keep retrying registration this long before giving up.");
   if (int rc = ParseOrExit(f, args, "hipserve worker"); rc >= 0) return rc;

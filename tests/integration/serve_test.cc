@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "coordinator/cli/client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "hipserve/v1/generate.grpc.pb.h"
 #include "tests/integration/server_process.h"
@@ -306,6 +307,52 @@ TEST_F(ServeTest, ModelInfoAndTokenize) {
   ASSERT_TRUE(stub->Tokenize(&tctx, treq, &tresp).ok());
   EXPECT_EQ(std::vector<int32_t>(tresp.token_ids().begin(), tresp.token_ids().end()),
             (std::vector<int32_t>{'h', 0xC3, 0xA9}));
+}
+
+}  // namespace
+}  // namespace hipserve
+
+namespace hipserve {
+namespace {
+
+// KV budgets are hard limits: a worker started with a small --host_kv_bytes reports its
+// capacity, and the coordinator refuses what can never fit while still serving what can.
+TEST(ServeBudgetTest, RequestLargerThanTheKvBudgetIsResourceExhausted) {
+  // builtin tiny: 2 layers x 2 KV heads x 16 dims x (K+V) x 4 bytes = 512 bytes a token.
+  testing::ServerProcess server({"--model=builtin:tiny", "--host_kv_bytes=51200"});
+  ASSERT_TRUE(server.WaitForPort(60)) << server.log();
+  ASSERT_TRUE(cli::WaitForReady(server.address(), 60).ok()) << server.log();
+  auto stub = v1::Generation::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest big;
+  big.set_text(std::string(50, 'a'));
+  big.mutable_sampling()->set_max_tokens(60);
+  grpc::ClientContext c1;
+  v1::GenerateOnceResponse r1;
+  grpc::Status s = stub->GenerateOnce(&c1, big, &r1);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_NE(s.error_message().find("110"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("100"), std::string::npos) << s.error_message();
+
+  v1::GenerateRequest fits;
+  fits.set_text(std::string(30, 'b'));
+  fits.mutable_sampling()->set_max_tokens(20);
+  fits.mutable_sampling()->set_ignore_eos(true);
+  grpc::ClientContext c2;
+  v1::GenerateOnceResponse r2;
+  ASSERT_TRUE(stub->GenerateOnce(&c2, fits, &r2).ok());
+  EXPECT_EQ(r2.completion_tokens(), 20);
+}
+
+TEST(ServeBudgetTest, WorkerRejectsABudgetThatHoldsNothing) {
+  testing::ServerProcess server({"--model=builtin:tiny", "--host_kv_bytes=100"});
+  ASSERT_TRUE(server.WaitForPort(60)) << server.log();
+  // serve exits non-zero once the worker refuses the configuration, and says why.
+  for (int i = 0; i < 300 && server.running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(server.running());
+  EXPECT_NE(server.log().find("holds no token"), std::string::npos) << server.log();
 }
 
 }  // namespace
