@@ -1,0 +1,189 @@
+// bench_prefill: dense causal prefill attention for the "8B layer" shape (32 query heads, 8 KV
+// heads, head dim 128, bf16, batch 1) at several prompt lengths T (q_offset 0). Method
+// (bench/BENCHMARKS.md): CUDA events on one stream, 2 warm-up calls, median of --reps timed
+// calls (each call alone: one call at T = 8K is already ~0.1 ms of tensor-core work on 4096
+// blocks, launch overhead is negligible). TFLOP/s counts the causal half only:
+// 2 (QK^T and PV) * 2 (mul+add) * T^2/2 * head_dim * heads. The output is poisoned (NaN) before
+// the first call and scanned after. prefill_sdpa.py adds PyTorch SDPA figures from the same call.
+//
+//   bench_prefill [--json out.json] [--lens 8192,32768,131072] [--reps 10] [--commit SHA]
+//                 [--heads 32] [--kv_heads 8] [--head_dim 128]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/kernels/fill_random.h"
+#include "kernels/attention_cuda/prefill_attention.h"
+
+namespace hipserve::bench {
+namespace {
+
+#define BENCH_CUDA(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t _e = (expr);                                                                      \
+    if (_e != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+#define BENCH_OK(expr)                                                                \
+  do {                                                                                \
+    absl::Status _s = (expr);                                                         \
+    if (!_s.ok()) {                                                                   \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+struct Args {
+  std::string json;
+  std::vector<int> lens = {8192, 32768, 131072};
+  int reps = 10;
+  int heads = 32, kv_heads = 8, head_dim = 128;
+  std::string commit = "unknown";
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", s.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (s == "--json") {
+      a.json = next();
+    } else if (s == "--lens") {
+      a.lens.clear();
+      std::stringstream ss(next());
+      std::string item;
+      while (std::getline(ss, item, ',')) a.lens.push_back(std::atoi(item.c_str()));
+    } else if (s == "--reps") {
+      a.reps = std::max(1, std::atoi(next().c_str()));
+    } else if (s == "--commit") {
+      a.commit = next();
+    } else if (s == "--heads") {
+      a.heads = std::atoi(next().c_str());
+    } else if (s == "--kv_heads") {
+      a.kv_heads = std::atoi(next().c_str());
+    } else if (s == "--head_dim") {
+      a.head_dim = std::atoi(next().c_str());
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", s.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+struct Row {
+  int T = 0;
+  double ms = 0, min_ms = 0, max_ms = 0, tflops = 0;
+  int64_t nan_outputs = 0;
+};
+
+int Main(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+  cudaStream_t stream;
+  BENCH_CUDA(cudaStreamCreate(&stream));
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  std::vector<Row> rows;
+  std::printf("%8s %10s %10s %10s %9s\n", "T", "ms", "min_ms", "max_ms", "TFLOP/s");
+  for (const int T : a.lens) {
+    const int64_t qn = int64_t{T} * a.heads * a.head_dim;
+    const int64_t kvn = int64_t{T} * a.kv_heads * a.head_dim;
+    void *q, *k, *v, *out;
+    BENCH_CUDA(cudaMalloc(&q, qn * 2));
+    BENCH_CUDA(cudaMalloc(&k, kvn * 2));
+    BENCH_CUDA(cudaMalloc(&v, kvn * 2));
+    BENCH_CUDA(cudaMalloc(&out, qn * 2));
+    BENCH_CUDA(FillRandomBf16(q, qn, 11 + T, 2.f, stream));
+    BENCH_CUDA(FillRandomBf16(k, kvn, 12 + T, 2.f, stream));
+    BENCH_CUDA(FillRandomBf16(v, kvn, 13 + T, 1.f, stream));
+    BENCH_CUDA(cudaMemsetAsync(out, 0xff, qn * 2, stream));  // NaN poison
+    kernels::DensePrefillAttentionGpuParams p;
+    p.q = q, p.k = k, p.v = v, p.out = out;
+    p.num_q = T, p.q_offset = 0;
+    p.num_heads = a.heads, p.num_kv_heads = a.kv_heads, p.head_dim = a.head_dim;
+    p.scale = 1.f / std::sqrt(static_cast<float>(a.head_dim));
+    for (int w = 0; w < 2; ++w) BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    std::vector<double> ms;
+    for (int r = 0; r < a.reps; ++r) {
+      BENCH_CUDA(cudaEventRecord(e0, stream));
+      BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
+      BENCH_CUDA(cudaEventRecord(e1, stream));
+      BENCH_CUDA(cudaEventSynchronize(e1));
+      float t = 0;
+      BENCH_CUDA(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    Row row;
+    row.T = T;
+    row.ms = ms[ms.size() / 2];
+    row.min_ms = ms.front();
+    row.max_ms = ms.back();
+    const double flops = 2.0 * 2.0 * (static_cast<double>(T) * T / 2) * a.head_dim * a.heads;
+    row.tflops = flops / (row.ms * 1e-3) / 1e12;
+    std::vector<uint16_t> host(qn);
+    BENCH_CUDA(cudaMemcpy(host.data(), out, qn * 2, cudaMemcpyDeviceToHost));
+    for (const uint16_t x : host) row.nan_outputs += ((x & 0x7f80) == 0x7f80 && (x & 0x7f)) ? 1 : 0;
+    std::printf("%8d %10.3f %10.3f %10.3f %9.1f%s\n", T, row.ms, row.min_ms, row.max_ms, row.tflops,
+                row.nan_outputs ? "  NaN OUTPUTS!" : "");
+    rows.push_back(row);
+    BENCH_CUDA(cudaFree(q));
+    BENCH_CUDA(cudaFree(k));
+    BENCH_CUDA(cudaFree(v));
+    BENCH_CUDA(cudaFree(out));
+  }
+  if (!a.json.empty()) {
+    FILE* f = std::fopen(a.json.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", a.json.c_str());
+      return 1;
+    }
+    std::fprintf(
+        f,
+        "{\n  \"bench\": \"bench_prefill\",\n  \"device\": \"%s\",\n  \"commit\": \"%s\",\n"
+        "  \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"reps\": %d,\n"
+        "  \"rows\": [\n",
+        prop.name, a.commit.c_str(), a.heads, a.kv_heads, a.head_dim, a.reps);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::fprintf(f,
+                   "    {\"T\": %d, \"ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, "
+                   "\"tflops\": %.2f, \"nan_outputs\": %lld}%s\n",
+                   r.T, r.ms, r.min_ms, r.max_ms, r.tflops, static_cast<long long>(r.nan_outputs),
+                   i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(f, "  ]\n}\n");
+    std::fclose(f);
+    std::printf("wrote %s\n", a.json.c_str());
+  }
+  for (const Row& r : rows) {
+    if (r.nan_outputs) return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace hipserve::bench
+
+int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }

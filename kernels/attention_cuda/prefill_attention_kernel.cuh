@@ -1,0 +1,302 @@
+// Device code for dense causal prefill attention; see prefill_attention.h for the contract.
+// Included only by prefill_attention.cu.
+//
+// Work split. Block (x = query head, y = query tile, heavy tiles first) of kWarps warps; warp w
+// owns query rows [16 w, 16 w + 16) of the tile. Shared memory: the Q tile and two stages of
+// K and V tiles (kBN keys each), rows of HD bf16 with the 16-byte chunks XOR-swizzled by
+// (row & 7) so that ldmatrix and cp.async are free of bank conflicts.
+// Per key tile a warp computes S = Q K^T (16 x kBN, fp32) with mma.sync m16n8k16, masks it
+// (causal / past the end), updates its online softmax (max m, sum l per row; log2 domain), turns
+// the probabilities into bf16 A fragments in registers (the C layout of two n8 tiles is the A
+// layout of one k16 step) and accumulates O += P V (V fragments by ldmatrix.trans).
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+//   A (16x16): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
+//   B (16x8):  b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
+//   C (16x8):  c0,c1 (g, 2t..2t+1), c2,c3 (g+8, 2t..2t+1)
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace hipserve::kernels::prefill_attention_internal {
+
+inline constexpr int kWarps = 4;
+inline constexpr int kThreads = kWarps * 32;
+inline constexpr int kBM = kWarps * 16;
+inline constexpr int kBN = 64;
+inline constexpr float kNegInf = -__builtin_huge_valf();
+
+struct KernelArgs {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+  uint16_t* out;
+  int num_q;
+  int q_offset;
+  int num_kv;
+  int num_heads;
+  int group;   // num_heads / num_kv_heads
+  int q_row;   // elements between query rows: num_heads * HD
+  int kv_row;  // elements between key rows: num_kv_heads * HD
+  int num_q_tiles;
+  float scale_log2;  // softmax scale * log2(e)
+};
+
+template <int HD>
+constexpr int SmemBytes() {
+  return (kBM + 4 * kBN) * HD * 2;  // Q + 2 stages x (K, V)
+}
+
+__device__ __forceinline__ float Ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Element offset of (row, col) in a swizzled tile of HD-wide rows (col a multiple of 8 here).
+template <int HD>
+__device__ __forceinline__ int Swz(int row, int col) {
+  return row * HD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
+}
+
+// 16 bytes global -> shared; src_bytes 0 zero-fills (rows past the end).
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                           uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t addr, uint32_t& r0, uint32_t& r1,
+                                                uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Stages `rows` rows of HD bf16 starting at global row `row0` (row stride `stride` elements)
+// into a swizzled shared tile; rows at or past `limit` are zero-filled.
+template <int HD, int ROWS>
+__device__ __forceinline__ void LoadTile(uint16_t* smem, const uint16_t* g, int64_t stride,
+                                         int row0, int limit) {
+  constexpr int kChunks = HD / 8;
+  constexpr int kPerThread = ROWS * kChunks / kThreads;
+  static_assert(ROWS * kChunks % kThreads == 0, "tile not divisible");
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / kChunks;
+    const int c = (idx % kChunks) * 8;
+    const bool ok = row0 + r < limit;
+    const uint16_t* src = g + (ok ? (row0 + r) : 0) * stride + c;
+    CpAsync16(SmemAddr(smem + Swz<HD>(r, c)), src, ok ? 16 : 0);
+  }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a) {
+  extern __shared__ __align__(128) uint16_t smem[];
+  uint16_t* sq = smem;
+  uint16_t* sk = sq + kBM * HD;      // [2][kBN][HD]
+  uint16_t* sv = sk + 2 * kBN * HD;  // [2][kBN][HD]
+
+  const int head = blockIdx.x;
+  const int tile = a.num_q_tiles - 1 - static_cast<int>(blockIdx.y);  // heavy tiles first
+  const int q0 = tile * kBM;
+  const int kvh = head / a.group;
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+
+  const uint16_t* gq = a.q + static_cast<int64_t>(head) * HD;
+  const uint16_t* gk = a.k + static_cast<int64_t>(kvh) * HD;
+  const uint16_t* gv = a.v + static_cast<int64_t>(kvh) * HD;
+
+  // Keys this tile needs: [0, min(num_kv, q_offset + last query + 1)).
+  const int q_last = min(q0 + kBM, a.num_q) - 1;
+  const int kv_end = min(a.num_kv, a.q_offset + q_last + 1);
+  const int n_tiles = (kv_end + kBN - 1) / kBN;
+
+  LoadTile<HD, kBM>(sq, gq + static_cast<int64_t>(q0) * a.q_row, a.q_row, 0, a.num_q - q0);
+  LoadTile<HD, kBN>(sk, gk, a.kv_row, 0, kv_end);
+  LoadTile<HD, kBN>(sv, gv, a.kv_row, 0, kv_end);
+  CpAsyncCommit();
+
+  constexpr int kKSteps = HD / 16;  // k16 steps over the head dim
+  constexpr int kNTiles = kBN / 8;  // n8 tiles of S
+  constexpr int kDTiles = HD / 8;   // n8 tiles of O
+
+  float o[kDTiles][4];
+#pragma unroll
+  for (int i = 0; i < kDTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m[2] = {kNegInf, kNegInf};
+  float l[2] = {0.f, 0.f};
+  uint32_t qf[kKSteps][4];
+
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  // Positions of this thread's two rows (g, g + 8 of the warp's 16).
+  const int pos0 = a.q_offset + q0 + warp * 16 + g;
+  const int pos1 = pos0 + 8;
+  const int warp_last_pos = a.q_offset + q0 + warp * 16 + 15;
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j & 1;
+    if (j + 1 < n_tiles) {
+      LoadTile<HD, kBN>(sk + (stage ^ 1) * kBN * HD, gk, a.kv_row, (j + 1) * kBN, kv_end);
+      LoadTile<HD, kBN>(sv + (stage ^ 1) * kBN * HD, gv, a.kv_row, (j + 1) * kBN, kv_end);
+    }
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const int r = warp * 16 + (lane & 15);
+        const int c = ks * 16 + (lane >> 4) * 8;
+        LdMatrixX4(SmemAddr(sq + Swz<HD>(r, c)), qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3]);
+      }
+    }
+    const int n0 = j * kBN;
+    // Whole tile in this warp's future (diagonal tile, early rows): nothing to do.
+    if (n0 <= warp_last_pos) {
+      const uint16_t* tk = sk + stage * kBN * HD;
+      const uint16_t* tv = sv + stage * kBN * HD;
+      float s[kNTiles][4];
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+          const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int c = ks * 16 + ((lane >> 3) & 1) * 8;
+          uint32_t b0, b1, b2, b3;
+          LdMatrixX4(SmemAddr(tk + Swz<HD>(r, c)), b0, b1, b2, b3);
+          Mma16816(s[2 * np], qf[ks], b0, b1);
+          Mma16816(s[2 * np + 1], qf[ks], b2, b3);
+        }
+      }
+      // Mask keys past the row's position (covers keys past num_kv for real rows too).
+      if (n0 + kBN - 1 > a.q_offset + q0 + warp * 16) {
+#pragma unroll
+        for (int i = 0; i < kNTiles; ++i) {
+          const int key = n0 + i * 8 + 2 * t;
+          if (key > pos0) s[i][0] = kNegInf;
+          if (key + 1 > pos0) s[i][1] = kNegInf;
+          if (key > pos1) s[i][2] = kNegInf;
+          if (key + 1 > pos1) s[i][3] = kNegInf;
+        }
+      }
+      // Online softmax, log2 domain.
+      float mx[2] = {m[0], m[1]};
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[i][0], s[i][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[i][2], s[i][3]));
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      }
+      float base[2], corr[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        // A row with every key masked so far (padding rows) keeps max -inf: use 0 as the base.
+        base[r] = mx[r] == kNegInf ? 0.f : mx[r] * a.scale_log2;
+        corr[r] = Ex2(m[r] * a.scale_log2 - base[r]);  // m = -inf -> 0
+        m[r] = mx[r];
+        l[r] *= corr[r];
+      }
+#pragma unroll
+      for (int i = 0; i < kDTiles; ++i) {
+        o[i][0] *= corr[0];
+        o[i][1] *= corr[0];
+        o[i][2] *= corr[1];
+        o[i][3] *= corr[1];
+      }
+      uint32_t pf[kNTiles / 2][4];
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        const float p0 = Ex2(fmaf(s[i][0], a.scale_log2, -base[0]));
+        const float p1 = Ex2(fmaf(s[i][1], a.scale_log2, -base[0]));
+        const float p2 = Ex2(fmaf(s[i][2], a.scale_log2, -base[1]));
+        const float p3 = Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
+        l[0] += p0 + p1;
+        l[1] += p2 + p3;
+        pf[i / 2][(i & 1) * 2 + 0] = PackBf16(p0, p1);
+        pf[i / 2][(i & 1) * 2 + 1] = PackBf16(p2, p3);
+      }
+      // O += P V.
+#pragma unroll
+      for (int kk = 0; kk < kNTiles / 2; ++kk) {
+#pragma unroll
+        for (int dp = 0; dp < kDTiles / 2; ++dp) {
+          const int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+          const int c = dp * 16 + (lane >> 4) * 8;
+          uint32_t b0, b1, b2, b3;
+          LdMatrixX4Trans(SmemAddr(tv + Swz<HD>(r, c)), b0, b1, b2, b3);
+          Mma16816(o[2 * dp], pf[kk], b0, b1);
+          Mma16816(o[2 * dp + 1], pf[kk], b2, b3);
+        }
+      }
+    }
+    __syncthreads();  // the stage is overwritten by the next iteration's loads
+  }
+  CpAsyncWait<0>();
+
+  // Finish the row sums across the 4 lanes of a row, normalise, store bf16.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
+  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
+  const int row0 = q0 + warp * 16 + g;
+  const int row1 = row0 + 8;
+  uint16_t* out = a.out + static_cast<int64_t>(head) * HD;
+#pragma unroll
+  for (int i = 0; i < kDTiles; ++i) {
+    const int c = i * 8 + 2 * t;
+    if (row0 < a.num_q) {
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row0) * a.q_row + c) =
+          PackBf16(o[i][0] * inv0, o[i][1] * inv0);
+    }
+    if (row1 < a.num_q) {
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row1) * a.q_row + c) =
+          PackBf16(o[i][2] * inv1, o[i][3] * inv1);
+    }
+  }
+}
+
+}  // namespace hipserve::kernels::prefill_attention_internal
