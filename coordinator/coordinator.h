@@ -28,7 +28,7 @@ struct CoordinatorOptions {
   int max_context = 0;                // 0 = the model's own
   uint64_t seed = 0;                  // builtin model seed (0 = default)
   int64_t gpu_kv_bytes = 0;
-  int64_t host_kv_bytes = 0;
+  int64_t host_kv_bytes = int64_t{4} << 30;  // per worker; a hard limit, never guessed
   int default_max_tokens = 256;
   int max_tokens_limit = 1 << 20;
   int max_prompt_tokens = 1 << 30;

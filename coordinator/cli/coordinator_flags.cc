@@ -18,7 +18,8 @@ void AddCoordinatorFlags(FlagSet& f, coordinator::CoordinatorOptions* o) {
   f.Uint64("seed", &o->seed, "Seed of the builtin model's weights (0 = default).");
   f.Bytes("gpu_kv_bytes", &o->gpu_kv_bytes, "GPU KV budget per worker (e.g. 40GiB); 0 = default.");
   f.Bytes("host_kv_bytes", &o->host_kv_bytes,
-          "Host (pinned, fp8) KV budget per worker; divide the pod's memory by its ranks.");
+          "Host KV budget per worker (the CPU backend keeps all KV there): a hard limit, "
+          "never guessed from free memory; divide a pod's memory by its ranks.");
   f.Int("default_max_tokens", &o->default_max_tokens,
         "max_tokens used when a request does not set it.");
   f.Int("max_tokens_limit", &o->max_tokens_limit, "Largest max_tokens a request may ask for.");
