@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace hipserve::worker {
@@ -102,6 +104,24 @@ INSTANTIATE_TEST_SUITE_P(
             "layer_overrides[0].k = 4096 exceeds"},
         ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace hipserve::worker
+
+namespace hipserve::worker {
+namespace {
+
+// The Kubernetes ConfigMap's hip.json is passed verbatim as --hip_config: it must parse, and
+// it states the HIP.md defaults.
+TEST(HipConfigDeployTest, ShippedKubernetesConfigParses) {
+  std::ifstream f(std::string(HIPSERVE_SOURCE_DIR) + "/deploy/k8s/base/hip.json");
+  ASSERT_TRUE(f) << "deploy/k8s/base/hip.json is missing";
+  std::stringstream text;
+  text << f.rdbuf();
+  absl::StatusOr<kernels::HipConfig> c = ParseHipConfig(text.str());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(HipConfigToJson(*c), HipConfigToJson(*ParseHipConfig("")));
+}
 
 }  // namespace
 }  // namespace hipserve::worker
