@@ -128,6 +128,7 @@ absl::Status BsaRef(const BsaParams& p) {
           for (int j = t0; j < t1; ++j) {
             const float* kr = k_rot.data() + int64_t{j} * d;
             float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
             for (int c = 0; c < d; ++c) dot += q_rot[c] * kr[c];
             s_tile[j - t0] = dot * p.scale;
             tile_max = std::max(tile_max, s_tile[j - t0]);
@@ -135,11 +136,13 @@ absl::Status BsaRef(const BsaParams& p) {
           const float new_max = std::max(run_max, tile_max);
           const float correction = std::exp(run_max - new_max);  // 0 on the first tile
           run_sum *= correction;
+#pragma omp simd
           for (int c = 0; c < d; ++c) acc[c] *= correction;
           for (int j = t0; j < t1; ++j) {
             const float w = std::exp(s_tile[j - t0] - new_max);
             run_sum += w;
             const float* vj = p.v + set.keys[j] * kv_row + int64_t{kh} * d;
+#pragma omp simd
             for (int c = 0; c < d; ++c) acc[c] += w * vj[c];
           }
           run_max = new_max;
