@@ -180,7 +180,8 @@ struct Coordinator::Impl {
       req.set_host_kv_bytes(options.host_kv_bytes);
       req.set_seed(options.seed);
       absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g =
-          RemoteWorkerGroup::Connect(addresses, req, options.configure_timeout_s);
+          RemoteWorkerGroup::Connect(addresses, req, options.configure_timeout_s,
+                                     options.step_timeout_s);
       if (!g.ok()) {
         LOG(ERROR) << "configuration failed: " << g.status();
         std::lock_guard<std::mutex> lock(mu);

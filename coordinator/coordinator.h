@@ -33,6 +33,8 @@ struct CoordinatorOptions {
   int max_tokens_limit = 1 << 20;
   int max_prompt_tokens = 1 << 30;
   double configure_timeout_s = 600;   // model load + communicator setup per worker
+  double step_timeout_s = 600;        // one step (a long prefill chunk on CPU included); a
+                                      // worker slower than this is treated as lost
   SchedulerOptions scheduler;
 };
 

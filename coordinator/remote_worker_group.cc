@@ -48,7 +48,7 @@ grpc::ChannelArguments ChannelArgs() {
 
 absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
     const std::vector<std::string>& addresses, const control::ConfigureRequest& base,
-    double timeout_s) {
+    double timeout_s, double step_timeout_s) {
   if (addresses.empty()) return absl::InvalidArgumentError("no workers");
   std::unique_ptr<RemoteWorkerGroup> group(new RemoteWorkerGroup());
   const int world = static_cast<int>(addresses.size());
@@ -113,10 +113,34 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
       return absl::UnavailableError(absl::StrCat("cannot open step stream to ", w.address));
     }
   }
+  group->step_timeout_s_ = step_timeout_s;
+  RemoteWorkerGroup* raw = group.get();
+  group->watchdog_ = std::thread([raw] { raw->Watchdog(); });
   return group;
 }
 
+void RemoteWorkerGroup::Watchdog() {
+  std::unique_lock<std::mutex> lock(wd_mu_);
+  while (!wd_stop_) {
+    wd_cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (in_step_ && std::chrono::steady_clock::now() > step_deadline_) {
+      LOG(ERROR) << "step exceeded " << step_timeout_s_ << " s; cancelling the worker streams";
+      healthy_.store(false);
+      for (Remote& w : workers_) w.stream_ctx->TryCancel();
+      in_step_ = false;
+    }
+  }
+}
+
 RemoteWorkerGroup::~RemoteWorkerGroup() {
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(wd_mu_);
+      wd_stop_ = true;
+    }
+    wd_cv_.notify_all();
+    watchdog_.join();
+  }
   for (Remote& w : workers_) {
     if (w.stream == nullptr) continue;
     if (healthy_.load()) {
@@ -147,6 +171,19 @@ absl::StatusOr<std::vector<StepToken>> RemoteWorkerGroup::Step(const StepPlan& p
     s->set_top_k(item.sampling.top_k);
     s->set_seed(item.sampling.seed);
   }
+  {
+    std::lock_guard<std::mutex> lock(wd_mu_);
+    in_step_ = true;
+    step_deadline_ = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(step_timeout_s_ * 1000));
+  }
+  struct StepDone {
+    RemoteWorkerGroup* g;
+    ~StepDone() {
+      std::lock_guard<std::mutex> lock(g->wd_mu_);
+      g->in_step_ = false;
+    }
+  } step_done{this};
   for (size_t r = 0; r < workers_.size(); ++r) {
     if (!workers_[r].stream->Write(req)) {
       healthy_.store(false);

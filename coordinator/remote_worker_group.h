@@ -2,7 +2,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -15,10 +19,12 @@ namespace hipserve::coordinator {
 class RemoteWorkerGroup final : public WorkerGroup {
  public:
   // Connects to `addresses[r]` for rank r, sends Configure (rank and world size filled in)
-  // to all ranks in parallel and opens the Step streams.
+  // to all ranks in parallel and opens the Step streams. A step that takes longer than
+  // `step_timeout_s` (a hung worker) cancels the streams: the group turns unhealthy and the
+  // step fails with UNAVAILABLE instead of blocking the scheduler forever.
   static absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> Connect(
       const std::vector<std::string>& addresses, const v1::control::ConfigureRequest& base,
-      double timeout_s);
+      double timeout_s, double step_timeout_s = 600);
   ~RemoteWorkerGroup() override;
 
   int world_size() const override { return static_cast<int>(workers_.size()); }
@@ -35,8 +41,16 @@ class RemoteWorkerGroup final : public WorkerGroup {
         stream;
   };
   RemoteWorkerGroup() = default;
+  void Watchdog();
 
   std::vector<Remote> workers_;
+  double step_timeout_s_ = 600;
+  std::mutex wd_mu_;
+  std::condition_variable wd_cv_;
+  bool in_step_ = false;
+  bool wd_stop_ = false;
+  std::chrono::steady_clock::time_point step_deadline_;
+  std::thread watchdog_;
   GroupModelInfo info_;
   uint64_t next_step_id_ = 1;
   std::atomic<bool> healthy_{true};

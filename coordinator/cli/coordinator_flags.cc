@@ -30,6 +30,9 @@ void AddCoordinatorFlags(FlagSet& f, coordinator::CoordinatorOptions* o) {
         "Requests allowed to wait; more get RESOURCE_EXHAUSTED.");
   f.Double("configure_timeout_s", &o->configure_timeout_s,
            "How long a worker may take to load the model and connect.");
+  f.Double("step_timeout_s", &o->step_timeout_s,
+           "Longest a step may take before its workers count as lost (readiness then goes "
+           "NOT_SERVING and running requests fail with UNAVAILABLE).");
 }
 
 bool WritePortFile(const std::string& path, int port) {
