@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/decode_attention.h"
 #include "kernels/dtype/bf16.h"
@@ -46,24 +47,6 @@ namespace {
 using kernels::BsaDecodeGpuParams;
 using kernels::DecodeAttentionGpuParams;
 using kernels::HipDecodeMaskGpuParams;
-
-#define BENCH_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    cudaError_t _e = (expr);                                                                      \
-    if (_e != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-#define BENCH_OK(expr)                                                                \
-  do {                                                                                \
-    absl::Status _s = (expr);                                                         \
-    if (!_s.ok()) {                                                                   \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
 
 std::vector<int> ParseList(const std::string& s) {
   std::vector<int> v;

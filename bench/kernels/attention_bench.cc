@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/decode_attention.h"
 
@@ -30,24 +31,6 @@ namespace {
 
 using kernels::BsaDecodeGpuParams;
 using kernels::DecodeAttentionGpuParams;
-
-#define BENCH_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    cudaError_t _e = (expr);                                                                      \
-    if (_e != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-#define BENCH_OK(expr)                                                                \
-  do {                                                                                \
-    absl::Status _s = (expr);                                                         \
-    if (!_s.ok()) {                                                                   \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
 
 struct Args {
   std::string json;

@@ -19,29 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/prefill_attention.h"
 
 namespace hipserve::bench {
 namespace {
-
-#define BENCH_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    cudaError_t _e = (expr);                                                                      \
-    if (_e != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-#define BENCH_OK(expr)                                                                \
-  do {                                                                                \
-    absl::Status _s = (expr);                                                         \
-    if (!_s.ok()) {                                                                   \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
 
 struct Args {
   std::string json;
