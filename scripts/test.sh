@@ -8,9 +8,13 @@ export HIPSERVE_DEFAULT_MODEL
 HIPSERVE_DEFAULT_MODEL="$(scripts/fetch-model.sh | tail -n1)"
 # ThreadSanitizer over the concurrent KV store (small: only kvstore and common are built).
 if [[ "${HIPSERVE_SKIP_TSAN:-0}" != 1 ]]; then
-  cmake --preset tsan >/dev/null
-  cmake --build build/tsan --target kvstore_concurrency_test kvstore_paged_store_test \
-    kvstore_token_cache_test >/dev/null
+  tsan_log="${TMPDIR:-/tmp}/hipserve-tsan-build.log"
+  if ! { cmake --preset tsan && cmake --build build/tsan --target kvstore_concurrency_test \
+           kvstore_paged_store_test kvstore_token_cache_test; } >"$tsan_log" 2>&1; then
+    tail -n 60 "$tsan_log" >&2
+    echo "test.sh: the TSan build failed (log: $tsan_log)" >&2
+    exit 1
+  fi
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan \
     -R '^kvstore_(concurrency|paged_store|token_cache)_test$' --output-on-failure
 fi
