@@ -5,49 +5,15 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/bf16_pack.cuh"
+
 namespace hipserve::kernels::rmsnorm_internal {
 
-__device__ __forceinline__ float Bf16BitsToFloat(uint16_t b) {
-  return __uint_as_float(static_cast<uint32_t>(b) << 16);
-}
-
-// Round-to-nearest-even, NaN preserved (matches FloatToBf16 on the host).
-__device__ __forceinline__ uint16_t FloatToBf16Bits(float f) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
-
-// N contiguous bf16 values; N == 8 is one 16-byte transaction.
-template <int N>
-union Pack {
-  uint16_t h[N];
-};
-template <>
-union Pack<8> {
-  uint16_t h[8];
-  uint4 u;
-};
-
-template <int N>
-__device__ __forceinline__ Pack<N> LoadPack(const uint16_t* p) {
-  Pack<N> v;
-  if constexpr (N == 8) {
-    v.u = *reinterpret_cast<const uint4*>(p);
-  } else {
-#pragma unroll
-    for (int i = 0; i < N; ++i) v.h[i] = p[i];
-  }
-  return v;
-}
-
-template <int N>
-__device__ __forceinline__ void StorePack(uint16_t* p, const Pack<N>& v) {
-  if constexpr (N == 8) {
-    *reinterpret_cast<uint4*>(p) = v.u;
-  } else {
-#pragma unroll
-    for (int i = 0; i < N; ++i) p[i] = v.h[i];
-  }
-}
+using cuda_util::Bf16BitsToFloat;
+using cuda_util::FloatToBf16Bits;
+using cuda_util::Pack;
+using cuda_util::LoadPack;
+using cuda_util::StorePack;
 
 // Sum over the block; blockDim.x must be a multiple of 32 (<= 1024). Every thread gets the total.
 __device__ __forceinline__ float BlockSum(float v) {

@@ -5,7 +5,15 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/bf16_pack.cuh"
+
 namespace hipserve::kernels::rope_internal {
+
+using cuda_util::Bf16BitsToFloat;
+using cuda_util::FloatToBf16Bits;
+using cuda_util::Pack;
+using cuda_util::LoadPack;
+using cuda_util::StorePack;
 
 // RopeConfig as plain kernel arguments (kLlama3 -> llama3 = true).
 struct KernelConfig {
@@ -13,13 +21,6 @@ struct KernelConfig {
   bool llama3;
   double factor, low_freq_factor, high_freq_factor, original_max_position;
 };
-
-__device__ __forceinline__ float Bf16BitsToFloat(uint16_t b) {
-  return __uint_as_float(static_cast<uint32_t>(b) << 16);
-}
-__device__ __forceinline__ uint16_t FloatToBf16Bits(float f) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
 
 // The same fp64 formula as RopeRef's InvFreqDouble (HF _compute_llama3_parameters).
 __device__ __forceinline__ double InvFreq(const KernelConfig& c, int i, int head_dim) {
@@ -38,38 +39,6 @@ __device__ __forceinline__ double InvFreq(const KernelConfig& c, int i, int head
     }
   }
   return f;
-}
-
-template <int N>
-union Pack {
-  uint16_t h[N];
-};
-template <>
-union Pack<8> {
-  uint16_t h[8];
-  uint4 u;
-};
-
-template <int N>
-__device__ __forceinline__ Pack<N> LoadPack(const uint16_t* p) {
-  Pack<N> v;
-  if constexpr (N == 8) {
-    v.u = *reinterpret_cast<const uint4*>(p);
-  } else {
-#pragma unroll
-    for (int i = 0; i < N; ++i) v.h[i] = p[i];
-  }
-  return v;
-}
-
-template <int N>
-__device__ __forceinline__ void StorePack(uint16_t* p, const Pack<N>& v) {
-  if constexpr (N == 8) {
-    *reinterpret_cast<uint4*>(p) = v.u;
-  } else {
-#pragma unroll
-    for (int i = 0; i < N; ++i) p[i] = v.h[i];
-  }
 }
 
 // Grid-stride over tokens. Dynamic shared memory: half doubles (inv_freq) + 2 * half floats

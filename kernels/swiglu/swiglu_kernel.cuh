@@ -5,30 +5,19 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/bf16_pack.cuh"
+
 namespace hipserve::kernels::swiglu_internal {
 
-__device__ __forceinline__ float Bf16BitsToFloat(uint16_t b) {
-  return __uint_as_float(static_cast<uint32_t>(b) << 16);
-}
-__device__ __forceinline__ uint16_t FloatToBf16Bits(float f) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
+using cuda_util::Bf16BitsToFloat;
+using cuda_util::FloatToBf16Bits;
+using cuda_util::Pack;
 
 // silu(g) * u in fp32, the reference's expression (g -> -inf gives -0, not NaN).
 __device__ __forceinline__ uint16_t Swiglu(uint16_t g_bits, uint16_t u_bits) {
   const float g = Bf16BitsToFloat(g_bits);
   return FloatToBf16Bits(g / (1.f + expf(-g)) * Bf16BitsToFloat(u_bits));
 }
-
-template <int N>
-union Pack {
-  uint16_t h[N];
-};
-template <>
-union Pack<8> {
-  uint16_t h[8];
-  uint4 u;
-};
 
 // Grid-stride over rows * (cols / N) packs of N elements (N = 8: one 16-byte access).
 template <int N>
