@@ -53,41 +53,33 @@ std::vector<T> NaiveAttention(const AttnCase& c, const std::vector<float>& q,
 
 class DenseAttentionRefTest : public ::testing::TestWithParam<AttnCase> {};
 
-TEST_P(DenseAttentionRefTest, MatchesNaiveFp64) {
-  const AttnCase& c = GetParam();
+// Runs `impl` on seeded random inputs and checks it against the naive fp32/fp64 references.
+void CheckAgainstNaive(const AttnCase& c, absl::Status (*impl)(const DenseAttentionParams&),
+                       uint64_t seed) {
   const std::vector<float> q =
-      testing::RandomVector(int64_t{c.num_q} * c.heads * c.head_dim, 51, -2, 2);
+      testing::RandomVector(int64_t{c.num_q} * c.heads * c.head_dim, seed, -2, 2);
   const std::vector<float> k =
-      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 52, -2, 2);
+      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, seed + 1, -2, 2);
   const std::vector<float> v =
-      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 53);
+      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, seed + 2);
   std::vector<float> out = testing::Poisoned(int64_t{c.num_q} * c.heads * c.head_dim);
   const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   DenseAttentionParams p{q.data(), k.data(),   v.data(),   out.data(), c.num_q, c.num_kv,
                          c.heads,  c.kv_heads, c.head_dim, c.q_offset, scale};
-  ASSERT_TRUE(DenseAttentionRef(p).ok());
+  ASSERT_TRUE(impl(p).ok());
   EXPECT_TRUE(testing::MatchesReference(out, NaiveAttention<float>(c, q, k, v, scale),
                                         NaiveAttention<double>(c, q, k, v, scale), 1e-6));
+  p.num_heads = 5;  // not a multiple of the KV heads
+  if (c.kv_heads > 1) EXPECT_EQ(impl(p).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(DenseAttentionRefTest, MatchesNaiveFp64) {
+  CheckAgainstNaive(GetParam(), &DenseAttentionRef, 51);
 }
 
 // The serving path (sgemm-based) must meet the same rule against the same naive references.
 TEST_P(DenseAttentionRefTest, BlockedMatchesNaiveFp64) {
-  const AttnCase& c = GetParam();
-  const std::vector<float> q =
-      testing::RandomVector(int64_t{c.num_q} * c.heads * c.head_dim, 61, -2, 2);
-  const std::vector<float> k =
-      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 62, -2, 2);
-  const std::vector<float> v =
-      testing::RandomVector(int64_t{c.num_kv} * c.kv_heads * c.head_dim, 63);
-  std::vector<float> out = testing::Poisoned(int64_t{c.num_q} * c.heads * c.head_dim);
-  const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-  DenseAttentionParams p{q.data(), k.data(),   v.data(),   out.data(), c.num_q, c.num_kv,
-                         c.heads,  c.kv_heads, c.head_dim, c.q_offset, scale};
-  ASSERT_TRUE(DenseAttentionBlocked(p).ok());
-  EXPECT_TRUE(testing::MatchesReference(out, NaiveAttention<float>(c, q, k, v, scale),
-                                        NaiveAttention<double>(c, q, k, v, scale), 1e-6));
-  p.num_heads = 5;  // not a multiple of the KV heads
-  if (c.kv_heads > 1) EXPECT_EQ(DenseAttentionBlocked(p).code(), absl::StatusCode::kInvalidArgument);
+  CheckAgainstNaive(GetParam(), &DenseAttentionBlocked, 61);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, DenseAttentionRefTest,
