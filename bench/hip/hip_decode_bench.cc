@@ -94,12 +94,6 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 struct Timing {
   double stream_us = 0, graph_us = 0, graph_min_us = 0, graph_max_us = 0;
 };
@@ -675,14 +669,7 @@ int Main(int argc, char** argv) {
       j += buf;
     }
     j += "  ]\n}\n";
-    FILE* f = std::fopen(a.json.c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "cannot write %s\n", a.json.c_str());
-      return 1;
-    }
-    std::fputs(j.c_str(), f);
-    std::fclose(f);
-    std::printf("wrote %s\n", a.json.c_str());
+    if (!WriteTextFile(a.json, j)) return 1;
   }
   int64_t bad = 0;
   for (const Row& r : rows) bad += r.bad;

@@ -92,12 +92,6 @@ struct Timing {
   double graph_min_us = 0, graph_max_us = 0;
 };
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Times run(r, stream) for r = 0..rotations-1 as one cycle; returns per-call figures.
 template <typename Fn>
 Timing TimeCycle(const Args& a, cudaStream_t stream, Fn run) {
@@ -371,14 +365,7 @@ int Main(int argc, char** argv) {
       j += buf;
     }
     j += "  ]\n}\n";
-    FILE* f = std::fopen(a.json.c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "cannot write %s\n", a.json.c_str());
-      return 1;
-    }
-    std::fputs(j.c_str(), f);
-    std::fclose(f);
-    std::printf("wrote %s\n", a.json.c_str());
+    if (!WriteTextFile(a.json, j)) return 1;
   }
   int64_t bad = 0;
   for (const Row& r : rows_out) bad += r.bad;

@@ -1,5 +1,6 @@
-// Fail-fast checks for benchmark programs (not library code): a failed CUDA call or Status
-// prints file:line and exits, since a benchmark has nothing sensible to continue with.
+// Shared helpers of the benchmark programs (not library code). Fail-fast checks: a failed CUDA
+// call or Status prints file:line and exits, since a benchmark has nothing sensible to continue
+// with.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,3 +27,31 @@
       std::exit(1);                                                                   \
     }                                                                                 \
   } while (0)
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace hipserve::bench {
+
+// Median of a sample (mean of the two middle values for an even count); v must not be empty.
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Writes `text` to `path` and says so; false (with a message) when the file can't be written.
+inline bool WriteTextFile(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    return false;
+  }
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+  std::printf("wrote %s\n", path.c_str());
+  return true;
+}
+
+}  // namespace hipserve::bench
