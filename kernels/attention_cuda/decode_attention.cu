@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda/decode_attention.h"
 #include "kernels/attention_cuda/decode_attention_kernel.cuh"
+#include "kernels/attention_cuda/decode_dispatch.cuh"
 #include "kernels/cuda/cuda_check.h"
 
 namespace hipserve::kernels {
@@ -63,7 +64,7 @@ absl::Status ValidateShape(const char* fn, const DecodeAttentionGpuParams& p) {
   if (p.batch > 65535 || p.num_kv_heads > 65535) {
     return Invalid(fn, "batch and num_kv_heads must be <= 65535");
   }
-  return absl::OkStatus();
+  return di::CheckKvDtype(fn, p.kv_dtype);
 }
 
 absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
@@ -72,18 +73,51 @@ absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
     return Invalid(fn, absl::StrCat("max_blocks must be >= 0, got ", p.max_blocks));
   if (p.n_sink < 0) return Invalid(fn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
   if (p.n_window < 1) return Invalid(fn, absl::StrCat("n_window must be >= 1, got ", p.n_window));
+  if (p.rope != nullptr && p.rope_positions < p.attn.max_kv_len) {
+    return Invalid(fn, absl::StrCat("rope table covers ", p.rope_positions,
+                                    " positions, max_kv_len ", p.attn.max_kv_len, " needs as many"));
+  }
+  if (p.tiered.slot_table != nullptr) {
+    const TieredKvSource& t = p.tiered;
+    if (t.slot_stride < p.attn.max_kv_len) {
+      return Invalid(fn, absl::StrCat("tiered.slot_stride ", t.slot_stride, " < max_kv_len ",
+                                      p.attn.max_kv_len));
+    }
+    const int64_t pages = (int64_t{p.attn.max_kv_len} + kKvPageTokens - 1) / kKvPageTokens;
+    if (t.page_stride < pages) {
+      return Invalid(fn, absl::StrCat("tiered.page_stride ", t.page_stride, " < ", pages,
+                                      " pages of max_kv_len ", p.attn.max_kv_len));
+    }
+  }
   return absl::OkStatus();
 }
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p) {
-  if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr ||
-      p.kv_start == nullptr || p.kv_len == nullptr) {
-    return Invalid(fn, "q, k, v, out, kv_start and kv_len must be non-null");
+// `tiered`: K/V come from a TieredKvSource, so k, v and kv_start are not read.
+absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p,
+                              bool tiered = false) {
+  if (p.q == nullptr || p.out == nullptr || p.kv_len == nullptr ||
+      (!tiered && (p.k == nullptr || p.v == nullptr || p.kv_start == nullptr))) {
+    return Invalid(fn, tiered ? "q, out and kv_len must be non-null"
+                              : "q, k, v, out, kv_start and kv_len must be non-null");
   }
-  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out)) {
+  if (!Aligned16(p.q) || !Aligned16(p.out) || (!tiered && (!Aligned16(p.k) || !Aligned16(p.v)))) {
     return Invalid(fn, "q, k, v and out must be 16-byte aligned");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBsaOptions(const char* fn, const BsaDecodeGpuParams& p) {
+  if (p.rope != nullptr && !Aligned16(p.rope)) return Invalid(fn, "rope must be 16-byte aligned");
+  if (p.tiered.slot_table != nullptr) {
+    const TieredKvSource& t = p.tiered;
+    if (t.bank_k == nullptr || t.bank_v == nullptr || t.cold_pages == nullptr) {
+      return Invalid(fn, "tiered: bank_k, bank_v and cold_pages must be non-null");
+    }
+    if (!Aligned16(t.bank_k) || !Aligned16(t.bank_v)) {
+      return Invalid(fn, "tiered: bank_k and bank_v must be 16-byte aligned");
+    }
   }
   return absl::OkStatus();
 }
@@ -97,21 +131,24 @@ absl::StatusOr<int> SmCount() {
 }
 
 // Resident blocks per SM of the kernel that this shape dispatches to (cached per instance).
-template <int HD, int MAXG, bool BSA>
-absl::StatusOr<int> BlocksPerSm() {
-  static int cached = 0;  // benign race: every thread computes the same value
-  if (cached > 0) return cached;
-  int n = 0;
-  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &n, di::DecodeKernel<HD, MAXG, BSA>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
-  cached = std::max(n, 1);
-  return cached;
-}
+template <bool BSA>
+struct BlocksPerSm {
+  template <int HD, int MAXG, bool FP8>
+  absl::StatusOr<int> operator()() const {
+    static int cached = 0;  // benign race: every thread computes the same value
+    if (cached > 0) return cached;
+    int n = 0;
+    CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, di::DecodeKernel<HD, MAXG, BSA, FP8>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
+    cached = std::max(n, 1);
+    return cached;
+  }
+};
 
 template <bool BSA>
-absl::StatusOr<int> BlocksPerSmFor(int head_dim, int group) {
-  if (head_dim == 64) return group <= 4 ? BlocksPerSm<64, 4, BSA>() : BlocksPerSm<64, 8, BSA>();
-  return group <= 4 ? BlocksPerSm<128, 4, BSA>() : BlocksPerSm<128, 8, BSA>();
+absl::StatusOr<int> BlocksPerSmFor(const DecodeAttentionGpuParams& p) {
+  return di::DispatchDecode(p.head_dim, p.num_heads / p.num_kv_heads, p.kv_dtype,
+                            BlocksPerSm<BSA>{});
 }
 
 template <bool BSA>
@@ -124,7 +161,7 @@ absl::StatusOr<Plan> MakePlan(const char* fn, const DecodeAttentionGpuParams& p,
   if (splits == 0) {
     absl::StatusOr<int> sms = SmCount();
     if (!sms.ok()) return sms.status();
-    absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p.head_dim, p.num_heads / p.num_kv_heads);
+    absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p);
     if (!per_sm.ok()) return per_sm.status();
     // One full wave of blocks over all (sequence, KV head) pairs.
     const int64_t units = int64_t{p.batch} * p.num_kv_heads;
@@ -155,31 +192,31 @@ int64_t BsaLogicalLen(const BsaDecodeGpuParams& p) {
          std::min<int64_t>(p.n_window, p.attn.max_kv_len);
 }
 
-template <int HD, int MAXG, bool BSA>
-absl::Status LaunchFor(const di::KernelArgs& a, int batch, int num_kv_heads, int num_heads,
-                       int dyn_smem, cudaStream_t stream) {
-  const dim3 grid(a.num_splits, num_kv_heads, batch);
-  di::DecodeKernel<HD, MAXG, BSA><<<grid, di::kThreads, dyn_smem, stream>>>(a);
-  CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  if (a.num_splits > 1) {
-    di::MergeKernel<HD><<<batch * num_heads, di::kMergeThreads, 0, stream>>>(a.ws_acc, a.ws_ml,
-                                                                             a.out, a.num_splits);
-    CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
-  return absl::OkStatus();
-}
+template <bool BSA>
+struct Launch {
+  const di::KernelArgs& a;
+  const DecodeAttentionGpuParams& p;
+  int dyn_smem;
+  cudaStream_t stream;
 
-// The dispatch over the declared set: head_dim {64, 128} x group bound {4, 8}.
+  template <int HD, int MAXG, bool FP8>
+  absl::Status operator()() const {
+    const dim3 grid(a.num_splits, p.num_kv_heads, p.batch);
+    di::DecodeKernel<HD, MAXG, BSA, FP8><<<grid, di::kThreads, dyn_smem, stream>>>(a);
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    if (a.num_splits > 1) {
+      di::MergeKernel<HD><<<p.batch * p.num_heads, di::kMergeThreads, 0, stream>>>(
+          a.ws_acc, a.ws_ml, a.out, a.num_splits);
+      CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    }
+    return absl::OkStatus();
+  }
+};
+
 template <bool BSA>
 absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p, int dyn_smem,
                       cudaStream_t stream) {
-  const bool wide = a.group > 4;
-  if (p.head_dim == 64) {
-    return wide ? LaunchFor<64, 8, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream)
-                : LaunchFor<64, 4, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream);
-  }
-  return wide ? LaunchFor<128, 8, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream)
-              : LaunchFor<128, 4, BSA>(a, p.batch, p.num_kv_heads, p.num_heads, dyn_smem, stream);
+  return di::DispatchDecode(p.head_dim, a.group, p.kv_dtype, Launch<BSA>{a, p, dyn_smem, stream});
 }
 
 absl::StatusOr<di::KernelArgs> CommonArgs(const char* fn, const DecodeAttentionGpuParams& p,
@@ -194,8 +231,8 @@ absl::StatusOr<di::KernelArgs> CommonArgs(const char* fn, const DecodeAttentionG
   }
   di::KernelArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
-  a.k = static_cast<const uint16_t*>(p.k);
-  a.v = static_cast<const uint16_t*>(p.v);
+  a.k = static_cast<const uint8_t*>(p.k);
+  a.v = static_cast<const uint8_t*>(p.v);
   a.out = static_cast<uint16_t*>(p.out);
   a.kv_start = p.kv_start;
   a.kv_len = p.kv_len;
@@ -245,7 +282,9 @@ absl::Status DenseDecodeAttentionGpu(const DecodeAttentionGpuParams& p, void* st
 
 absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   if (absl::Status s = ValidateBsaShape(kBsaFn, p); !s.ok()) return s;
-  if (absl::Status s = ValidatePointers(kBsaFn, p.attn); !s.ok()) return s;
+  const bool tiered = p.tiered.slot_table != nullptr;
+  if (absl::Status s = ValidatePointers(kBsaFn, p.attn, tiered); !s.ok()) return s;
+  if (absl::Status s = ValidateBsaOptions(kBsaFn, p); !s.ok()) return s;
   if (p.block_count == nullptr || (p.max_blocks > 0 && p.block_starts == nullptr)) {
     return Invalid(kBsaFn, "block_count (and block_starts when max_blocks > 0) must be non-null");
   }
@@ -258,6 +297,10 @@ absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   a->max_blocks = p.max_blocks;
   a->n_sink = p.n_sink;
   a->n_window = p.n_window;
+  a->rope = p.rope;
+  a->extend = p.extend;
+  a->tiered = tiered;
+  a->src = p.tiered;
   // A partition of `chunk` logical keys touches at most chunk / 8 + 2 blocks.
   a->block_smem = plan->chunk / kBsaBlockSize + 2;
   return Dispatch<true>(*a, p.attn, a->block_smem * static_cast<int>(sizeof(int)),

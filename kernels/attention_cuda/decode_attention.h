@@ -6,11 +6,20 @@
 //   - dense: keys [0, T) of the sequence (the query sits at position T - 1 and sees itself);
 //   - BSA (HiP block-sparse attention): sink [0, n_sink) + selected blocks of kBsaBlockSize keys
 //     + window [T - n_window, T), each key counted once (blocks overlapping sink or window are
-//     masked there). Keys are used as stored: rotate them (RoPE) before, if the model needs it.
+//     masked there). By default keys are used as stored (already rotated). With a RoPE table
+//     (BsaDecodeGpuParams::rope) K is stored un-rotated and every key is rotated in-kernel at
+//     the position kernels/hip/bsa.h's BsaKeysForQuery gives it (HIP.md 5), the query at T - 1.
+//     With a TieredKvSource (kv_source.h) K/V are read through a slot table from a GPU cache
+//     bank or, for absent tokens, straight from fp8 host memory (HIP.md 7).
 //
-// Numerics: bf16 q/K/V/out, fp32 dot products, softmax and accumulation; the output is rounded
-// to bf16 once. Supported head_dim: 64, 128. Supported group size (num_heads / num_kv_heads):
-// 1..8. Anything else returns InvalidArgument naming what is supported.
+// Numerics: bf16 q/out; K/V bf16 or fp8 e5m2 (kv_dtype; fp8 decodes exactly, bit-identical to
+// kvstore's codec); fp32 dot products, softmax and accumulation; the output is rounded to bf16
+// once. Supported head_dim: 64, 128. Supported group size (num_heads / num_kv_heads): 1..8.
+// Anything else returns InvalidArgument naming what is supported.
+//
+// Window convention: this kernel's window is [T - n_window, T) (n_window keys, the query's own
+// key included); BsaRef's is [pos - n_window, pos] (n_window + 1 keys). Pass BsaRef's n_window
+// + 1 here to attend the same keys.
 //
 // Thread-safety: the functions are reentrant; concurrent calls must not share a workspace.
 // Asynchronous: the kernels run on `stream` (a cudaStream_t, null = legacy default stream);
@@ -25,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/attention_cuda/kv_source.h"
 
 namespace hipserve::kernels {
 
@@ -32,11 +42,12 @@ namespace hipserve::kernels {
 inline constexpr int kBsaBlockSize = 8;
 
 struct DecodeAttentionGpuParams {
-  // All tensors are bf16 (uint16_t storage, kernels/dtype/bf16.h) in device memory, 16-byte
-  // aligned; rows are contiguous (no extra strides).
+  // Tensors in device memory, 16-byte aligned; rows are contiguous (no extra strides). q and
+  // out are bf16 (uint16_t storage, kernels/dtype/bf16.h); k and v are kv_dtype.
   const void* q = nullptr;  // [batch, num_heads, head_dim]: the query of sequence b
   const void* k = nullptr;  // [kv_rows, num_kv_heads, head_dim]: shared by all sequences
   const void* v = nullptr;  // [kv_rows, num_kv_heads, head_dim]
+  KvDtype kv_dtype = KvDtype::kBf16;  // of k and v (and of a tiered source's bank)
   void* out = nullptr;      // [batch, num_heads, head_dim]; must not alias q, k, v
   // Sequence b's token t is row kv_start[b] + t of k and v, for t in [0, kv_len[b]).
   const int64_t* kv_start = nullptr;  // [batch], device
@@ -71,6 +82,21 @@ struct BsaDecodeGpuParams {
   int max_blocks = 0;                     // >= 0 (row stride of block_starts)
   int n_sink = 256;                       // >= 0: keys [0, n_sink) always attended
   int n_window = 1024;                    // >= 1: keys [T - n_window, T) always attended
+  // In-kernel RoPE (HIP.md 5). Null: q and keys are used as stored. Otherwise K is un-rotated
+  // and this is the device table [rope_positions][head_dim] fp32 (cos in [0, head_dim/2), sin
+  // in [head_dim/2, head_dim): the layout of HipRopeRows, kernels/hip_cuda/mask_estimation.h),
+  // 16-byte aligned, rope_positions >= max_kv_len. The query is rotated at T - 1; keys at
+  //   extend off: their real position;
+  //   extend on: window keys at their real position; the M sink + block keys, in list order,
+  //     at W - M, ..., W - 1 with W = max(T - n_window, min(n_sink, T)), the window start
+  // (exactly BsaKeysForQuery(T - 1, ..., n_window - 1, extend)).
+  const float* rope = nullptr;
+  int rope_positions = 0;
+  bool extend = true;
+  // Tiered reads (HIP.md 7): when tiered.slot_table is non-null every key / value (sink and
+  // window included) is read through `tiered` and attn.k, attn.v, attn.kv_start are ignored
+  // (may be null). Bank rows are in attn.kv_dtype; absent tokens come from fp8 host pages.
+  TieredKvSource tiered;
 };
 
 // Device bytes the call needs as workspace (0 when one partition suffices). Reads the current

@@ -12,11 +12,20 @@
 // are merged through shared memory; with one partition the block writes the bf16 output,
 // otherwise an unnormalised partial (acc, m, l) that MergeKernel combines by log-sum-exp.
 // Scores live in the log2 domain (q is pre-scaled by scale * log2(e)), so exp is one ex2.
+//
+// K/V element type is a template parameter (FP8: fp8 e5m2, 8-byte loads per lane, decoded
+// exactly in registers; else bf16). BSA only, runtime-uniform options: in-kernel RoPE from a
+// device table (the query at T - 1, every key at the position BsaKeysForQuery gives it), and
+// tiered reads (each key through a slot table: bank row on the GPU or the fp8 cold page in
+// mapped host memory; kv_access.cuh).
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+
+#include "kernels/attention_cuda/kv_access.cuh"
+#include "kernels/attention_cuda/kv_source.h"
 
 namespace hipserve::kernels::decode_attention_internal {
 
@@ -26,8 +35,8 @@ inline constexpr float kNegInf = -__builtin_huge_valf();
 
 struct KernelArgs {
   const uint16_t* q;
-  const uint16_t* k;
-  const uint16_t* v;
+  const uint8_t* k;  // elements of the kernel's KV type
+  const uint8_t* v;
   uint16_t* out;
   const int64_t* kv_start;
   const int32_t* kv_len;
@@ -46,6 +55,10 @@ struct KernelArgs {
   int n_sink;
   int n_window;
   int block_smem;  // ints of dynamic shared memory for the block list
+  const float* rope;  // null: keys as stored; else [positions][HD] fp32 (cos | sin)
+  bool extend;        // rope: streaming positions for sink + blocks (HIP.md 5)
+  bool tiered;        // keys / values through `src` instead of k / v / kv_start
+  TieredKvSource src;
 };
 
 __device__ __forceinline__ float Ex2(float x) {
@@ -80,9 +93,36 @@ __host__ __device__ constexpr int MinBlocksPerSm() {
   return MAXG <= 4 && !BSA ? 4 : 2;
 }
 
-template <int HD, int MAXG, bool BSA>
+// x (this lane's 8 dims of a head_dim vector, HF rotate_half layout) rotated by the RoPE table
+// row `cs` (cos at [0, HD/2), sin at [HD/2, HD)). The partner dims (i +- HD/2) sit HD/16 lanes
+// away. Same operation order as RopeTable::Rotate, without FMA contraction.
+template <int HD>
+__device__ __forceinline__ void Rotate8(float (&x)[8], const float* row, int sub) {
+  constexpr int kHalfLanes = HD / 16;
+  const bool upper = sub >= kHalfLanes;
+  const float* cs = row + (sub % kHalfLanes) * 8;
+  const float4 c0 = __ldg(reinterpret_cast<const float4*>(cs));
+  const float4 c1 = __ldg(reinterpret_cast<const float4*>(cs + 4));
+  const float4 s0 = __ldg(reinterpret_cast<const float4*>(cs + HD / 2));
+  const float4 s1 = __ldg(reinterpret_cast<const float4*>(cs + HD / 2 + 4));
+  const float c[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+  const float sn[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+  float p[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) p[j] = __shfl_xor_sync(0xffffffffu, x[j], kHalfLanes);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float xc = __fmul_rn(x[j], c[j]);
+    const float ps = __fmul_rn(p[j], sn[j]);
+    x[j] = upper ? __fadd_rn(xc, ps) : __fsub_rn(xc, ps);
+  }
+}
+
+template <int HD, int MAXG, bool BSA, bool FP8>
 __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
     DecodeKernel(const KernelArgs a) {
+  namespace kva = kv_access;
+  constexpr int kElem = FP8 ? 1 : 2;
   constexpr int kLanesPerKey = HD / 8;
   constexpr int kSlotsPerWarp = 32 / kLanesPerKey;
   constexpr int kSlots = kSlotsPerWarp * (kThreads / 32);
@@ -105,16 +145,17 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
   const int h0 = kvh * group;
 
   const int seq_len = a.kv_len[b];
-  const int64_t row0 = a.kv_start[b];
+  const int64_t row0 = BSA && a.tiered ? 0 : a.kv_start[b];
 
   // The logical key list of this (sequence, KV head) and its length.
   int n_s = 0, win_start = 0, n_blk_keys = 0, length = seq_len;
+  const int32_t* starts = nullptr;
   if constexpr (BSA) {
     n_s = min(max(a.n_sink, 0), seq_len);
     win_start = max(seq_len - a.n_window, n_s);
-    const int cnt = a.block_count[b * a.num_kv_heads + kvh];
-    n_blk_keys = cnt * 8;
+    n_blk_keys = a.block_count[b * a.num_kv_heads + kvh] * 8;
     length = n_s + n_blk_keys + (seq_len - win_start);
+    starts = a.block_starts + static_cast<int64_t>(b * a.num_kv_heads + kvh) * a.max_blocks;
   }
   const int i0 = split * a.chunk;
   const int i1 = min(i0 + a.chunk, length);
@@ -129,31 +170,73 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
     return;
   }
 
-  // Query rows of the group, pre-scaled; rows beyond the group are zero (computed, unused).
+  const bool rope = BSA && a.rope != nullptr;  // block-uniform
+
+  // Query rows of the group (rotated at T - 1 with rope), pre-scaled; rows beyond the group are
+  // zero (computed, unused).
   float q[MAXG][8];
 #pragma unroll
   for (int g = 0; g < MAXG; ++g) {
     if (g < group) {
       const uint4 r = *reinterpret_cast<const uint4*>(a.q + (bh0 + g) * HD + sub * 8);
       Unpack8(r, q[g]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) q[g][j] *= a.scale_log2;
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) q[g][j] = 0.f;
     }
+    if constexpr (BSA) {
+      if (rope) Rotate8<HD>(q[g], a.rope + static_cast<int64_t>(seq_len - 1) * HD, sub);
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) q[g][j] *= a.scale_log2;
   }
 
   int blk_lo = 0;
+  // Extend: the M = n_s + (valid block keys) sink and block keys are rotated at
+  // win_start - M, ..., win_start - 1 in list order (BsaKeysForQuery). Blocks are sorted and
+  // disjoint, so the masked block keys are `lead` keys below the sink end followed (after every
+  // valid key) by keys at or past win_start: valid block key j of the list has rank j - lead.
+  int rope_base = 0, lead = 0;
   if constexpr (BSA) {
     blk_lo = i0 > n_s ? (i0 - n_s) >> 3 : 0;
     const int blk_hi = min(n_blk_keys >> 3, max(i1 - n_s + 7, 0) >> 3);
-    const int32_t* starts =
-        a.block_starts + static_cast<int64_t>(b * a.num_kv_heads + kvh) * a.max_blocks;
     for (int i = tid; i < blk_hi - blk_lo && i < a.block_smem; i += kThreads) {
       sm_blocks[i] = starts[blk_lo + i];
     }
+    if (rope && a.extend) {
+      __shared__ int sm_red[2][kThreads / 32];
+      int ld = 0, tr = 0;
+      for (int i = tid; i < (n_blk_keys >> 3); i += kThreads) {
+        const int st = starts[i];
+        ld += min(max(n_s - st, 0), 8);
+        tr += min(max(st + 8 - win_start, 0), 8);
+      }
+      ld = __reduce_add_sync(0xffffffffu, ld);
+      tr = __reduce_add_sync(0xffffffffu, tr);
+      if (lane == 0) {
+        sm_red[0][warp] = ld;
+        sm_red[1][warp] = tr;
+      }
+      __syncthreads();
+      ld = tr = 0;
+#pragma unroll
+      for (int w = 0; w < kThreads / 32; ++w) {
+        ld += sm_red[0][w];
+        tr += sm_red[1][w];
+      }
+      lead = ld;
+      rope_base = win_start - (n_s + n_blk_keys - ld - tr);
+    }
     __syncthreads();
+  }
+  const int32_t* slots = nullptr;
+  const uint64_t* pages = nullptr;
+  if constexpr (BSA) {
+    if (a.tiered) {
+      const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+      slots = a.src.slot_table + list * a.src.slot_stride;
+      pages = a.src.cold_pages + list * a.src.page_stride;
+    }
   }
 
   float m[MAXG], l[MAXG], acc[MAXG][8];
@@ -172,27 +255,42 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
   for (int wbase = i0 + warp * kSlotsPerWarp * kU; wbase < i1; wbase += kSlots * kU) {
     const int base = wbase + slot_in_warp * kU;
     uint4 kr[kU], vr[kU];
-    bool ok[kU];
+    bool ok[kU], f8[kU];
+    int rpos[kU];  // RoPE position of the key (rope only)
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int i = base + u;
       int pos = i;
       ok[u] = i < i1;
+      rpos[u] = i;
       if constexpr (BSA) {
-        if (i >= n_s) {
+        if (i < n_s) {
+          if (a.extend) rpos[u] = rope_base + i;
+        } else {
           const int j = i - n_s;
           if (j < n_blk_keys) {
             pos = ok[u] ? sm_blocks[(j >> 3) - blk_lo] + (j & 7) : 0;
             ok[u] = ok[u] && pos >= n_s && pos < win_start;
+            rpos[u] = a.extend ? rope_base + n_s + j - lead : pos;
           } else {
             pos = win_start + (j - n_blk_keys);
+            rpos[u] = pos;
           }
         }
+        if (!ok[u]) rpos[u] = 0;  // keeps the (unused) table read in range
       }
+      f8[u] = FP8;
       if (ok[u]) {
-        const int64_t off = (row0 + pos) * row_elems + head_off;
-        kr[u] = __ldg(reinterpret_cast<const uint4*>(a.k + off));
-        vr[u] = __ldg(reinterpret_cast<const uint4*>(a.v + off));
+        if (BSA && a.tiered) {
+          const kva::RowRef r = kva::TieredRow<HD>(a.src, slots, pages, pos, sub * 8, FP8);
+          f8[u] = FP8 || r.fp8;
+          kr[u] = kva::LoadRef8(r.k, r.fp8, r.host);
+          vr[u] = kva::LoadRef8(r.v, r.fp8, r.host);
+        } else {
+          const int64_t off = ((row0 + pos) * row_elems + head_off) * kElem;
+          kr[u] = kva::LoadDevice8(a.k + off, FP8);
+          vr[u] = kva::LoadDevice8(a.v + off, FP8);
+        }
       } else {
         kr[u] = make_uint4(0, 0, 0, 0);
         vr[u] = make_uint4(0, 0, 0, 0);
@@ -203,7 +301,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       float kf[8];
-      Unpack8(kr[u], kf);
+      kva::ToFloat8(kr[u], FP8 || f8[u], kf);
+      if constexpr (BSA) {
+        if (rope) Rotate8<HD>(kf, a.rope + static_cast<int64_t>(rpos[u]) * HD, sub);
+      }
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) {
         float d = 0.f;
@@ -223,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
 
     float vf[kU][8];
 #pragma unroll
-    for (int u = 0; u < kU; ++u) Unpack8(vr[u], vf[u]);
+    for (int u = 0; u < kU; ++u) kva::ToFloat8(vr[u], FP8 || f8[u], vf[u]);
 
 #pragma unroll
     for (int g = 0; g < MAXG; ++g) {
