@@ -1,0 +1,409 @@
+// bench_hip_prefill (K4): HiP prefill on the GPU (HipPrefillMaskGpu + BsaPrefillAttentionGpu, the
+// "3K" preset, relative pruning positions, streaming BSA positions, Llama 3.1 RoPE rotated
+// in-kernel from un-rotated keys) against our dense flash causal prefill
+// (DensePrefillAttentionGpu) in the same run, "8B layer" (32 query heads, 8 KV heads, head dim
+// 128, bf16, batch 1):
+//   - 128K causal, one call each (the whole prompt is one chunk);
+//   - 1M in 32K-query chunks (chunk c: q_offset = 32K c over the 32K (c + 1) keys so far),
+//     timed chunk by chunk with CUDA events inside full passes; the total is the sum.
+// Method (shared/BENCHMARKS.md): CUDA events on one stream, warm-up, median of --reps (128K) and
+// of --reps_long full passes (1M; multi-second, so fewer, printed and in the JSON); random bf16
+// data; outputs NaN-poisoned before and checked after. Dense TFLOP/s counts the causal half
+// (4 * sum over queries of keys seen * head_dim * heads); HiP's "eff" TFLOP/s divides the same
+// dense FLOPs by HiP's time. If --dense_1m sample, dense 1M is timed on a few chunks and
+// extrapolated (linear in the chunk index, which dense cost is); the output says so.
+//
+//   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
+//                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
+//                     [--commit SHA]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "bench/kernels/bench_check.h"
+#include "bench/kernels/fill_random.h"
+#include "kernels/attention_cuda/bsa_prefill.h"
+#include "kernels/attention_cuda/prefill_attention.h"
+#include "kernels/hip/hip_params.h"
+#include "kernels/hip/rope_table.h"
+#include "kernels/hip_cuda/prefill_mask.h"
+
+namespace hipserve::bench {
+namespace {
+
+struct Args {
+  std::string json;
+  int reps = 10;
+  int reps_long = 3;
+  int t128k = 131072;
+  int t1m = 1048576;
+  int chunk = 32768;
+  std::string dense_1m = "full";
+  std::string commit = "unknown";
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", s.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (s == "--json") {
+      a.json = next();
+    } else if (s == "--reps") {
+      a.reps = std::max(1, std::atoi(next().c_str()));
+    } else if (s == "--reps_long") {
+      a.reps_long = std::max(1, std::atoi(next().c_str()));
+    } else if (s == "--t128k") {
+      a.t128k = std::atoi(next().c_str());
+    } else if (s == "--t1m") {
+      a.t1m = std::atoi(next().c_str());
+    } else if (s == "--chunk") {
+      a.chunk = std::atoi(next().c_str());
+    } else if (s == "--dense_1m") {
+      a.dense_1m = next();
+    } else if (s == "--commit") {
+      a.commit = next();
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", s.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128;
+
+struct Layer {
+  void *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
+  float* rope = nullptr;
+  int rope_positions = 0;
+  void* ws = nullptr;
+  size_t ws_bytes = 0;
+  kernels::HipConfig cfg;
+  kernels::PruningSpec spec;
+};
+
+kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
+  kernels::HipPrefillMaskGpuParams p;
+  p.q = L.q;
+  p.k = L.k;
+  p.num_q = num_q;
+  p.q_offset = q_offset;
+  p.num_heads = kHeads;
+  p.num_kv_heads = kKvHeads;
+  p.head_dim = kHeadDim;
+  p.block_q = L.cfg.block_q;
+  p.n_sink = L.cfg.n_sink;
+  p.spec = &L.spec;
+  p.rope = L.rope;
+  p.rope_positions = L.rope_positions;
+  p.workspace = L.ws;
+  p.workspace_bytes = L.ws_bytes;
+  return p;
+}
+
+// One HiP chunk: mask estimation then BSA. e_mid (optional) is recorded between the two.
+void HipChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s, cudaEvent_t e_mid) {
+  absl::StatusOr<kernels::HipPrefillPlan> plan =
+      kernels::HipPrefillMaskGpu(MaskParams(L, q_offset, num_q), s);
+  BENCH_OK(plan.status());
+  if (e_mid != nullptr) BENCH_CUDA(cudaEventRecord(e_mid, s));
+  kernels::BsaPrefillGpuParams b;
+  b.q = L.q;
+  b.k = L.k;
+  b.v = L.v;
+  b.out = L.out;
+  b.num_q = num_q;
+  b.q_offset = q_offset;
+  b.num_heads = kHeads;
+  b.num_kv_heads = kKvHeads;
+  b.head_dim = kHeadDim;
+  kernels::SetBsaPrefillPlan(*plan, &b);
+  b.n_sink = L.cfg.n_sink;
+  b.n_window = L.cfg.n_window;
+  b.extend = L.cfg.extend;
+  b.rope = L.rope;
+  b.rope_positions = L.rope_positions;
+  b.scale = 1.f / std::sqrt(static_cast<float>(kHeadDim));
+  BENCH_OK(kernels::BsaPrefillAttentionGpu(b, s));
+}
+
+void DenseChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s) {
+  kernels::DensePrefillAttentionGpuParams p;
+  p.q = L.q;
+  p.k = L.k;
+  p.v = L.v;
+  p.out = L.out;
+  p.num_q = num_q;
+  p.q_offset = q_offset;
+  p.num_heads = kHeads;
+  p.num_kv_heads = kKvHeads;
+  p.head_dim = kHeadDim;
+  p.scale = 1.f / std::sqrt(static_cast<float>(kHeadDim));
+  BENCH_OK(kernels::DensePrefillAttentionGpu(p, s));
+}
+
+// Milliseconds of fn(stream) between two events.
+template <typename Fn>
+double TimeMs(cudaStream_t s, Fn fn) {
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  BENCH_CUDA(cudaEventRecord(e0, s));
+  fn();
+  BENCH_CUDA(cudaEventRecord(e1, s));
+  BENCH_CUDA(cudaEventSynchronize(e1));
+  float ms = 0;
+  BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+  BENCH_CUDA(cudaEventDestroy(e0));
+  BENCH_CUDA(cudaEventDestroy(e1));
+  return ms;
+}
+
+int64_t CountNaN(const void* out, int64_t n, cudaStream_t s) {
+  std::vector<uint16_t> h(n);
+  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
+  BENCH_CUDA(cudaStreamSynchronize(s));
+  int64_t bad = 0;
+  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
+  return bad;
+}
+
+// Dense causal FLOPs of queries [q_offset, q_offset + num_q): 4 * keys seen * D * H.
+double DenseFlops(int q_offset, int num_q) {
+  const double keys = double(num_q) * q_offset + double(num_q) * (num_q + 1) / 2;
+  return 4.0 * keys * kHeadDim * kHeads;
+}
+
+int Main(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  int driver = 0;
+  BENCH_CUDA(cudaDriverGetVersion(&driver));
+  cudaStream_t s;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+  Layer L;
+  L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
+  L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
+  const int max_t = std::max(a.t128k, a.t1m);
+  const int max_q = std::max(a.t128k, a.chunk);
+  const int64_t kv_elems = int64_t{max_t} * kKvHeads * kHeadDim;
+  const int64_t q_elems = int64_t{max_q} * kHeads * kHeadDim;
+  std::printf("device %s, %d SMs, L2 %.0f MB, driver %d; K and V %.2f GiB each, q %.2f GiB\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6, driver,
+              kv_elems * 2 / 1073741824.0, q_elems * 2 / 1073741824.0);
+  BENCH_CUDA(cudaMalloc(&L.k, kv_elems * 2));
+  BENCH_CUDA(cudaMalloc(&L.v, kv_elems * 2));
+  BENCH_CUDA(cudaMalloc(&L.q, q_elems * 2));
+  BENCH_CUDA(cudaMalloc(&L.out, q_elems * 2));
+  BENCH_CUDA(FillRandomBf16(L.k, kv_elems, 11, 2.f, s));
+  BENCH_CUDA(FillRandomBf16(L.v, kv_elems, 22, 1.f, s));
+  BENCH_CUDA(FillRandomBf16(L.q, q_elems, 33, 2.f, s));
+  {
+    kernels::RopeConfig rc;
+    rc.theta = 500000.f;
+    rc.scaling = kernels::RopeScaling::kLlama3;
+    rc.factor = 8.f;
+    absl::StatusOr<kernels::RopeTable> table = kernels::RopeTable::Create(rc, kHeadDim, max_t);
+    BENCH_OK(table.status());
+    const std::vector<float> rows = kernels::HipRopeRows(*table, max_t);
+    BENCH_CUDA(cudaMalloc(&L.rope, rows.size() * sizeof(float)));
+    BENCH_CUDA(
+        cudaMemcpy(L.rope, rows.data(), rows.size() * sizeof(float), cudaMemcpyHostToDevice));
+    L.rope_positions = max_t;
+  }
+  {
+    size_t ws = 0;
+    for (auto [off, n] : {std::pair<int, int>{0, a.t128k}, {a.t1m - a.chunk, a.chunk}}) {
+      absl::StatusOr<size_t> b = kernels::HipPrefillMaskWorkspaceBytes(MaskParams(L, off, n));
+      BENCH_OK(b.status());
+      ws = std::max(ws, *b);
+    }
+    L.ws_bytes = ws;
+    BENCH_CUDA(cudaMalloc(&L.ws, ws));
+    std::printf("mask workspace %.1f MB\n", ws / 1e6);
+  }
+  BENCH_CUDA(cudaStreamSynchronize(s));
+
+  // ---- 128K causal, one chunk.
+  const int T = a.t128k;
+  BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
+  for (int w = 0; w < 2; ++w) HipChunk(L, 0, T, s, nullptr);
+  const int64_t bad_hip128 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+  std::vector<double> hip_ms, mask_ms, bsa_ms, dense_ms;
+  cudaEvent_t e0, e1, e2;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  BENCH_CUDA(cudaEventCreate(&e2));
+  for (int r = 0; r < a.reps; ++r) {
+    BENCH_CUDA(cudaEventRecord(e0, s));
+    HipChunk(L, 0, T, s, e1);
+    BENCH_CUDA(cudaEventRecord(e2, s));
+    BENCH_CUDA(cudaEventSynchronize(e2));
+    float m1 = 0, m2 = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
+    BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+    mask_ms.push_back(m1);
+    bsa_ms.push_back(m2);
+    hip_ms.push_back(m1 + m2);
+  }
+  BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
+  for (int w = 0; w < 2; ++w) DenseChunk(L, 0, T, s);
+  const int64_t bad_dense128 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+  for (int r = 0; r < a.reps; ++r) dense_ms.push_back(TimeMs(s, [&] { DenseChunk(L, 0, T, s); }));
+  const double f128 = DenseFlops(0, T);
+  const double hip128 = Median(hip_ms), dense128 = Median(dense_ms);
+  std::printf("\n== %d causal (one chunk), median of %d\n", T, a.reps);
+  std::printf("  dense flash      %10.2f ms  %6.1f TFLOP/s\n", dense128, f128 / dense128 / 1e9);
+  std::printf("  HiP mask         %10.2f ms\n", Median(mask_ms));
+  std::printf("  HiP BSA          %10.2f ms\n", Median(bsa_ms));
+  std::printf("  HiP total        %10.2f ms  (eff %6.1f TFLOP/s)  dense/HiP = %.2fx (goal >= 5x)\n",
+              hip128, f128 / hip128 / 1e9, dense128 / hip128);
+  std::printf("  NaN outputs: HiP %lld, dense %lld\n", static_cast<long long>(bad_hip128),
+              static_cast<long long>(bad_dense128));
+
+  // ---- 1M in chunks.
+  const int n_chunks = a.t1m / a.chunk;
+  std::vector<std::vector<double>> hip_chunk(n_chunks), mask_chunk(n_chunks),
+      dense_chunk(n_chunks);
+  std::vector<double> hip_pass;
+  BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{a.chunk} * kHeads * kHeadDim * 2, s));
+  HipChunk(L, 0, a.chunk, s, nullptr);  // warm-up
+  for (int r = 0; r < a.reps_long; ++r) {
+    double total = 0;
+    for (int c = 0; c < n_chunks; ++c) {
+      BENCH_CUDA(cudaEventRecord(e0, s));
+      HipChunk(L, c * a.chunk, a.chunk, s, e1);
+      BENCH_CUDA(cudaEventRecord(e2, s));
+      BENCH_CUDA(cudaEventSynchronize(e2));
+      float m1 = 0, m2 = 0;
+      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
+      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      hip_chunk[c].push_back(m1 + m2);
+      mask_chunk[c].push_back(m1);
+      total += m1 + m2;
+    }
+    hip_pass.push_back(total);
+  }
+  const int64_t bad_hip1m = CountNaN(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
+  // Dense: full passes, or sampled chunks + linear extrapolation.
+  std::vector<int> dense_sampled;
+  double dense1m = 0;
+  int dense_passes = 0;
+  int64_t bad_dense1m = 0;
+  if (a.dense_1m != "none") {
+    BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{a.chunk} * kHeads * kHeadDim * 2, s));
+    DenseChunk(L, 0, a.chunk, s);  // warm-up
+    std::vector<int> which;
+    if (a.dense_1m == "full") {
+      for (int c = 0; c < n_chunks; ++c) which.push_back(c);
+    } else {
+      which = {0, n_chunks / 4, n_chunks / 2, 3 * n_chunks / 4, n_chunks - 1};
+      which.erase(std::unique(which.begin(), which.end()), which.end());
+    }
+    dense_passes = a.dense_1m == "full" ? 1 : a.reps_long;
+    for (int r = 0; r < dense_passes; ++r) {
+      for (int c : which) {
+        dense_chunk[c].push_back(TimeMs(s, [&] { DenseChunk(L, c * a.chunk, a.chunk, s); }));
+      }
+    }
+    bad_dense1m = CountNaN(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
+    if (a.dense_1m == "full") {
+      for (int c = 0; c < n_chunks; ++c) dense1m += Median(dense_chunk[c]);
+    } else {
+      dense_sampled = which;
+      // Piecewise-linear interpolation over the chunk index between sampled chunks.
+      for (int c = 0; c < n_chunks; ++c) {
+        size_t j = 1;
+        while (j + 1 < which.size() && which[j] < c) ++j;
+        const int c0 = which[j - 1], c1 = which[j];
+        const double t0 = Median(dense_chunk[c0]), t1 = Median(dense_chunk[c1]);
+        dense1m += t0 + (t1 - t0) * (c - c0) / std::max(1, c1 - c0);
+      }
+    }
+  }
+  const double hip1m = Median(hip_pass);
+  const double f1m = DenseFlops(0, n_chunks * a.chunk);
+  std::printf("\n== %d in %d-query chunks (%d chunks)\n", n_chunks * a.chunk, a.chunk, n_chunks);
+  std::printf("  HiP total        %10.1f ms  (median of %d full passes)\n", hip1m, a.reps_long);
+  if (a.dense_1m != "none") {
+    std::printf("  dense flash      %10.1f ms  %6.1f TFLOP/s  (%s)\n", dense1m, f1m / dense1m / 1e9,
+                a.dense_1m == "full" ? "one full pass, every chunk timed"
+                                     : "EXTRAPOLATED from sampled chunks");
+    std::printf("  dense/HiP = %.2fx (goal >= 15x)\n", dense1m / hip1m);
+  }
+  std::printf("  per chunk (ms):   c   HiP(mask)   dense\n");
+  for (int c = 0; c < n_chunks; c += std::max(1, n_chunks / 8)) {
+    std::printf("                  %3d %8.2f(%7.2f) %8.2f\n", c, Median(hip_chunk[c]),
+                Median(mask_chunk[c]), dense_chunk[c].empty() ? 0.0 : Median(dense_chunk[c]));
+  }
+  std::printf("  NaN outputs (last chunk): HiP %lld, dense %lld\n",
+              static_cast<long long>(bad_hip1m), static_cast<long long>(bad_dense1m));
+
+  if (!a.json.empty()) {
+    char date[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    std::string j = "{\n  \"bench\": \"hip_prefill\",\n";
+    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
+    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
+    j += "  \"driver\": " + std::to_string(driver) + ",\n";
+    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
+         "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
+         "\"stride_q\": [4, 4, 1], \"block_q\": 64, \"n_sink\": 256, \"n_window\": 1024, "
+         "\"pruning_positions\": \"relative\", \"extend\": true, \"rope\": \"llama3\"},\n";
+    char buf[1024];
+    std::snprintf(buf, sizeof(buf),
+                  "  \"t128k\": {\"T\": %d, \"reps\": %d, \"dense_ms\": %.3f, \"dense_tflops\": "
+                  "%.1f, \"hip_ms\": %.3f, \"hip_mask_ms\": %.3f, \"hip_bsa_ms\": %.3f, "
+                  "\"ratio_dense_over_hip\": %.3f, \"goal_ratio\": 5, \"nan_hip\": %lld, "
+                  "\"nan_dense\": %lld},\n",
+                  T, a.reps, dense128, f128 / dense128 / 1e9, hip128, Median(mask_ms),
+                  Median(bsa_ms), dense128 / hip128, static_cast<long long>(bad_hip128),
+                  static_cast<long long>(bad_dense128));
+    j += buf;
+    std::snprintf(buf, sizeof(buf),
+                  "  \"t1m\": {\"T\": %d, \"chunk\": %d, \"hip_passes\": %d, \"hip_ms\": %.1f, "
+                  "\"dense_mode\": \"%s\", \"dense_passes\": %d, \"dense_ms\": %.1f, "
+                  "\"dense_extrapolated\": %s, \"ratio_dense_over_hip\": %.3f, \"goal_ratio\": "
+                  "15, \"nan_hip\": %lld, \"nan_dense\": %lld,\n    \"chunks\": [",
+                  n_chunks * a.chunk, a.chunk, a.reps_long, hip1m, a.dense_1m.c_str(),
+                  dense_passes, dense1m, a.dense_1m == "sample" ? "true" : "false",
+                  dense1m > 0 ? dense1m / hip1m : 0.0, static_cast<long long>(bad_hip1m),
+                  static_cast<long long>(bad_dense1m));
+    j += buf;
+    for (int c = 0; c < n_chunks; ++c) {
+      std::snprintf(buf, sizeof(buf), "%s{\"c\": %d, \"hip_ms\": %.3f, \"mask_ms\": %.3f%s}",
+                    c ? ", " : "", c, Median(hip_chunk[c]), Median(mask_chunk[c]),
+                    dense_chunk[c].empty()
+                        ? ""
+                        : (", \"dense_ms\": " + std::to_string(Median(dense_chunk[c]))).c_str());
+      j += buf;
+    }
+    j += "]}\n}\n";
+    if (!WriteTextFile(a.json, j)) return 1;
+  }
+  const int64_t bad = bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m;
+  return bad == 0 ? 0 : 3;
+}
+
+}  // namespace
+}  // namespace hipserve::bench
+
+int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }

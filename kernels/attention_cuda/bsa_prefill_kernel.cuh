@@ -1,0 +1,396 @@
+// Device code of the HiP BSA prefill attention; see bsa_prefill.h for the contract and the
+// phase A / phase B construction. Included only by bsa_prefill.cu. Tensor-core building blocks
+// (swizzled tiles, cp.async, ldmatrix, mma.sync, fragment layouts) come from the dense prefill
+// kernel's header.
+//
+// Block = (query head, plan row); 4 warps, warp w owns tile rows [16 w, 16 w + 16). Shared
+// memory: the rotated Q tile, two stages of K and V tiles (64 keys), the key list L of phase A,
+// and per-query bounds. Per key tile: cp.async the raw rows (gathered in phase A), rotate K in
+// place in shared memory (fp32 math, bf16 store), then S = Q K^T, mask, online softmax, O += P V.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/attention_cuda/prefill_attention_kernel.cuh"
+
+namespace hipserve::kernels::bsa_prefill_internal {
+
+namespace pa = prefill_attention_internal;
+
+inline constexpr int kWarps = pa::kWarps;
+inline constexpr int kThreads = pa::kThreads;
+inline constexpr int kBM = pa::kBM;  // 64: one plan row
+inline constexpr int kBN = pa::kBN;
+inline constexpr float kNegInf = pa::kNegInf;
+inline constexpr int kNoWindow = 0x7fffffff;
+
+struct BsaArgs {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+  uint16_t* out;
+  const int32_t* block_starts;
+  const int32_t* block_count;
+  const float* rope;
+  int num_q, q_offset;
+  int num_heads, num_kv_heads, group;
+  int q_row, kv_row;  // elements between query rows / key rows
+  int num_rows, first_block, max_blocks, block_size;
+  int n_sink, n_window;
+  int extend;
+  int list_cap;  // ints of shared memory for L (>= n_sink + max_blocks * block_size)
+  float scale_log2;
+};
+
+template <int HD>
+constexpr int TileBytes() {
+  return (kBM + 4 * kBN) * HD * 2;  // Q + 2 stages x (K, V)
+}
+
+// x1 (8 bf16 at lo) and x2 (8 bf16 at hi) rotated by (cos, sin) of `cs` at pair offset u8; the
+// results replace them as bf16.
+__device__ __forceinline__ void Rotate8(uint4& lo, uint4& hi, const float* cs, int half, int u8) {
+  const float4* c4 = reinterpret_cast<const float4*>(cs + u8);
+  const float4* s4 = reinterpret_cast<const float4*>(cs + half + u8);
+  const float4 ca = __ldg(c4), cb = __ldg(c4 + 1), sa = __ldg(s4), sb = __ldg(s4 + 1);
+  const float c[8] = {ca.x, ca.y, ca.z, ca.w, cb.x, cb.y, cb.z, cb.w};
+  const float s[8] = {sa.x, sa.y, sa.z, sa.w, sb.x, sb.y, sb.z, sb.w};
+  uint32_t wl[4] = {lo.x, lo.y, lo.z, lo.w}, wh[4] = {hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float a0 = __uint_as_float(wl[j] << 16), a1 = __uint_as_float(wl[j] & 0xffff0000u);
+    const float b0 = __uint_as_float(wh[j] << 16), b1 = __uint_as_float(wh[j] & 0xffff0000u);
+    const float c0 = c[2 * j], c1 = c[2 * j + 1], s0 = s[2 * j], s1 = s[2 * j + 1];
+    wl[j] = pa::PackBf16(a0 * c0 - b0 * s0, a1 * c1 - b1 * s1);
+    wh[j] = pa::PackBf16(b0 * c0 + a0 * s0, b1 * c1 + a1 * s1);
+  }
+  lo = make_uint4(wl[0], wl[1], wl[2], wl[3]);
+  hi = make_uint4(wh[0], wh[1], wh[2], wh[3]);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a) {
+  constexpr int HALF = HD / 2;
+  constexpr int kUnits = HALF / 8;  // 8-pair units per row
+  extern __shared__ __align__(128) uint16_t smem[];
+  uint16_t* sq = smem;
+  uint16_t* sk = sq + kBM * HD;      // [2][kBN][HD]
+  uint16_t* sv = sk + 2 * kBN * HD;  // [2][kBN][HD]
+  int32_t* s_list = reinterpret_cast<int32_t*>(sv + 2 * kBN * HD);  // [list_cap]
+  __shared__ int32_t s_m[kBM], s_wf[kBM], s_qpos_a[kBM];
+  __shared__ int32_t s_warp[kWarps];
+
+  const int head = blockIdx.x;
+  const int row = a.num_rows - 1 - static_cast<int>(blockIdx.y);  // heavy rows first
+  const int kvh = head / a.group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int blk_pos = (a.first_block + row) * kBM;  // position of tile row 0
+  const int p_first = max(a.q_offset, blk_pos);
+  const int p_end = min(a.q_offset + a.num_q, blk_pos + kBM);
+  const int pos_last = p_end - 1;
+
+  // ---- Phase A list L (the last query's sink + block keys, BsaKeysForQuery order).
+  const int32_t wf_last = max(pos_last - a.n_window, a.n_sink);
+  const int32_t e_last = min(wf_last, pos_last + 1);
+  const int32_t s_last = min(a.n_sink, pos_last + 1);
+  const int64_t plan = static_cast<int64_t>(row) * a.num_kv_heads + kvh;
+  const int count = a.max_blocks > 0 ? a.block_count[plan] : 0;
+  const int32_t* blocks = a.block_starts + plan * a.max_blocks;
+  const int per = (count + kThreads - 1) / kThreads;
+  const int b0 = min(count, static_cast<int>(threadIdx.x) * per), b1 = min(count, b0 + per);
+  // Block b contributes [lo_b, hi_b): hi_b = min(start_b + bs, E), lo_b = max(start_b, n_sink,
+  // hi_{b-1}) (hi is non-decreasing in b, so this is BsaKeysForQuery's running `next`).
+  auto block_range = [&](int b, int32_t* lo, int32_t* hi) {
+    const int32_t st = blocks[b];
+    *hi = static_cast<int32_t>(min(static_cast<int64_t>(st) + a.block_size, int64_t{e_last}));
+    int32_t l = max(st, a.n_sink);
+    if (b > 0) {
+      l = max(l, static_cast<int32_t>(
+                     min(static_cast<int64_t>(blocks[b - 1]) + a.block_size, int64_t{e_last})));
+    }
+    *lo = l;
+  };
+  int mine = 0;
+  for (int b = b0; b < b1; ++b) {
+    int32_t lo, hi;
+    block_range(b, &lo, &hi);
+    mine += max(0, hi - lo);
+  }
+  int incl = mine;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int n = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += n;
+  }
+  if (lane == 31) s_warp[warp] = incl;
+  for (int j = threadIdx.x; j < s_last; j += kThreads) s_list[j] = j;
+  __syncthreads();
+  int before = 0, total = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    before += w < warp ? s_warp[w] : 0;
+    total += s_warp[w];
+  }
+  {
+    int at = s_last + before + incl - mine;
+    for (int b = b0; b < b1; ++b) {
+      int32_t lo, hi;
+      block_range(b, &lo, &hi);
+      for (int32_t key = lo; key < hi; ++key) s_list[at++] = key;
+    }
+  }
+  const int m_last = s_last + total;
+  const int32_t base_a = e_last - m_last;  // rope position of slot 0 (extend)
+  __syncthreads();
+
+  // ---- Per-query bounds: M_i (phase A prefix), window_first_i, phase-A query position.
+  if (threadIdx.x < kBM) {
+    const int t = threadIdx.x;
+    const int32_t pos = blk_pos + t;
+    int32_t m = 0, wf = kNoWindow, qa = 0;
+    if (pos >= p_first && pos < p_end) {
+      wf = max(pos - a.n_window, a.n_sink);
+      const int32_t e = min(wf, pos + 1);
+      // Block keys of L below e: L[s_last, m_last) is ascending.
+      int lo = s_last, hi = m_last;
+      while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (s_list[mid] < e) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      m = min(a.n_sink, pos + 1) + (lo - s_last);
+      qa = a.extend ? pos - (e - m) + base_a : pos;
+    }
+    s_m[t] = m;
+    s_wf[t] = wf;
+    s_qpos_a[t] = qa;
+  }
+  // Phase B keys: [wf(first query), pos_last].
+  const int32_t b_begin = max(p_first - a.n_window, a.n_sink);
+  const int b_count = max(0, pos_last - b_begin + 1);
+  const int n_a = (m_last + kBN - 1) / kBN;
+  const int n_tiles = n_a + (b_count + kBN - 1) / kBN;
+  __syncthreads();
+
+  const uint16_t* gq = a.q + static_cast<int64_t>(head) * HD;
+  const uint16_t* gk = a.k + static_cast<int64_t>(kvh) * HD;
+  const uint16_t* gv = a.v + static_cast<int64_t>(kvh) * HD;
+
+  // Key of tile-row r of tile t, or -1 past the end.
+  auto tile_key = [&](int t, int r) -> int32_t {
+    if (t < n_a) {
+      const int idx = t * kBN + r;
+      return idx < m_last ? s_list[idx] : -1;
+    }
+    const int j = (t - n_a) * kBN + r;
+    return j < b_count ? b_begin + j : -1;
+  };
+  auto load_tile = [&](int t, int stage) {
+    constexpr int kChunks = HD / 8;
+    constexpr int kPerThread = kBN * kChunks / kThreads;
+    uint16_t* dk = sk + stage * kBN * HD;
+    uint16_t* dv = sv + stage * kBN * HD;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int idx = threadIdx.x + i * kThreads;
+      const int r = idx / kChunks, c = (idx % kChunks) * 8;
+      const int32_t key = tile_key(t, r);
+      const int64_t off = static_cast<int64_t>(key < 0 ? 0 : key) * a.kv_row + c;
+      pa::CpAsync16(pa::SmemAddr(dk + pa::Swz<HD>(r, c)), gk + off, key < 0 ? 0 : 16);
+      pa::CpAsync16(pa::SmemAddr(dv + pa::Swz<HD>(r, c)), gv + off, key < 0 ? 0 : 16);
+    }
+  };
+  // Rotated queries (phase A positions, or real positions for phase B) into sq.
+  auto rotate_q = [&](bool phase_a) {
+    for (int u = threadIdx.x; u < kBM * kUnits; u += kThreads) {
+      const int r = u / kUnits, c = (u % kUnits) * 8;
+      const int32_t pos = blk_pos + r;
+      uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
+      if (pos >= p_first && pos < p_end) {
+        const uint16_t* src = gq + static_cast<int64_t>(pos - a.q_offset) * a.q_row;
+        lo = __ldg(reinterpret_cast<const uint4*>(src + c));
+        hi = __ldg(reinterpret_cast<const uint4*>(src + HALF + c));
+        const int rp = phase_a ? s_qpos_a[r] : pos;
+        Rotate8(lo, hi, a.rope + static_cast<int64_t>(rp) * HD, HALF, c);
+      }
+      *reinterpret_cast<uint4*>(sq + pa::Swz<HD>(r, c)) = lo;
+      *reinterpret_cast<uint4*>(sq + pa::Swz<HD>(r, HALF + c)) = hi;
+    }
+  };
+  // Rotates the K tile of stage `stage` (tile t) in place.
+  auto rotate_k = [&](int t, int stage) {
+    uint16_t* tk = sk + stage * kBN * HD;
+    for (int u = threadIdx.x; u < kBN * kUnits; u += kThreads) {
+      const int r = u / kUnits, c = (u % kUnits) * 8;
+      const int32_t key = tile_key(t, r);
+      if (key < 0) continue;  // zero row stays zero
+      const int rp = (t < n_a && a.extend) ? base_a + t * kBN + r : key;
+      uint4* plo = reinterpret_cast<uint4*>(tk + pa::Swz<HD>(r, c));
+      uint4* phi = reinterpret_cast<uint4*>(tk + pa::Swz<HD>(r, HALF + c));
+      uint4 lo = *plo, hi = *phi;
+      Rotate8(lo, hi, a.rope + static_cast<int64_t>(rp) * HD, HALF, c);
+      *plo = lo;
+      *phi = hi;
+    }
+  };
+
+  load_tile(0, 0);
+  pa::CpAsyncCommit();
+
+  constexpr int kKSteps = HD / 16;
+  constexpr int kNTiles = kBN / 8;
+  constexpr int kDTiles = HD / 8;
+  float o[kDTiles][4];
+#pragma unroll
+  for (int i = 0; i < kDTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m[2] = {kNegInf, kNegInf};
+  float l[2] = {0.f, 0.f};
+  uint32_t qf[kKSteps][4];
+
+  const int g = lane >> 2, tq = lane & 3;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  const int32_t pos0 = blk_pos + r0, pos1 = blk_pos + r1;
+  const int m0 = s_m[r0], m1 = s_m[r1];
+  const int32_t wf0 = s_wf[r0], wf1 = s_wf[r1];
+
+  for (int t = 0; t < n_tiles; ++t) {
+    const int stage = t & 1;
+    if (t + 1 < n_tiles) load_tile(t + 1, stage ^ 1);
+    pa::CpAsyncCommit();
+    pa::CpAsyncWait<1>();
+    __syncthreads();
+    const bool new_q = t == 0 || t == n_a;
+    rotate_k(t, stage);
+    if (new_q) rotate_q(t < n_a);
+    __syncthreads();
+    if (new_q) {
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const int r = warp * 16 + (lane & 15);
+        const int c = ks * 16 + (lane >> 4) * 8;
+        pa::LdMatrixX4(pa::SmemAddr(sq + pa::Swz<HD>(r, c)), qf[ks][0], qf[ks][1], qf[ks][2],
+                       qf[ks][3]);
+      }
+    }
+    const bool phase_a = t < n_a;
+    const int n0 = phase_a ? t * kBN : b_begin + (t - n_a) * kBN;  // slot / key of column 0
+    // Does any row of this warp see a column of this tile?
+    const bool see = phase_a ? (m0 > n0 || m1 > n0)
+                             : ((wf0 <= n0 + kBN - 1 && pos0 >= n0) ||
+                                (wf1 <= n0 + kBN - 1 && pos1 >= n0));
+    if (__any_sync(0xffffffffu, see)) {
+      const uint16_t* tk = sk + stage * kBN * HD;
+      const uint16_t* tv = sv + stage * kBN * HD;
+      float s[kNTiles][4];
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+          const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int c = ks * 16 + ((lane >> 3) & 1) * 8;
+          uint32_t b0r, b1r, b2r, b3r;
+          pa::LdMatrixX4(pa::SmemAddr(tk + pa::Swz<HD>(r, c)), b0r, b1r, b2r, b3r);
+          pa::Mma16816(s[2 * np], qf[ks], b0r, b1r);
+          pa::Mma16816(s[2 * np + 1], qf[ks], b2r, b3r);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        const int c0 = n0 + i * 8 + 2 * tq;
+        if (phase_a) {
+          if (c0 >= m0) s[i][0] = kNegInf;
+          if (c0 + 1 >= m0) s[i][1] = kNegInf;
+          if (c0 >= m1) s[i][2] = kNegInf;
+          if (c0 + 1 >= m1) s[i][3] = kNegInf;
+        } else {
+          if (c0 < wf0 || c0 > pos0) s[i][0] = kNegInf;
+          if (c0 + 1 < wf0 || c0 + 1 > pos0) s[i][1] = kNegInf;
+          if (c0 < wf1 || c0 > pos1) s[i][2] = kNegInf;
+          if (c0 + 1 < wf1 || c0 + 1 > pos1) s[i][3] = kNegInf;
+        }
+      }
+      float mx[2] = {m[0], m[1]};
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[i][0], s[i][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[i][2], s[i][3]));
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      }
+      float base[2], corr[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        base[r] = mx[r] == kNegInf ? 0.f : mx[r] * a.scale_log2;
+        corr[r] = pa::Ex2(m[r] * a.scale_log2 - base[r]);
+        m[r] = mx[r];
+        l[r] *= corr[r];
+      }
+#pragma unroll
+      for (int i = 0; i < kDTiles; ++i) {
+        o[i][0] *= corr[0];
+        o[i][1] *= corr[0];
+        o[i][2] *= corr[1];
+        o[i][3] *= corr[1];
+      }
+      uint32_t pf[kNTiles / 2][4];
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        const float p0 = pa::Ex2(fmaf(s[i][0], a.scale_log2, -base[0]));
+        const float p1 = pa::Ex2(fmaf(s[i][1], a.scale_log2, -base[0]));
+        const float p2 = pa::Ex2(fmaf(s[i][2], a.scale_log2, -base[1]));
+        const float p3 = pa::Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
+        l[0] += p0 + p1;
+        l[1] += p2 + p3;
+        pf[i / 2][(i & 1) * 2 + 0] = pa::PackBf16(p0, p1);
+        pf[i / 2][(i & 1) * 2 + 1] = pa::PackBf16(p2, p3);
+      }
+#pragma unroll
+      for (int kk = 0; kk < kNTiles / 2; ++kk) {
+#pragma unroll
+        for (int dp = 0; dp < kDTiles / 2; ++dp) {
+          const int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+          const int c = dp * 16 + (lane >> 4) * 8;
+          uint32_t b0r, b1r, b2r, b3r;
+          pa::LdMatrixX4Trans(pa::SmemAddr(tv + pa::Swz<HD>(r, c)), b0r, b1r, b2r, b3r);
+          pa::Mma16816(o[2 * dp], pf[kk], b0r, b1r);
+          pa::Mma16816(o[2 * dp + 1], pf[kk], b2r, b3r);
+        }
+      }
+    }
+    __syncthreads();  // the stage (and sq) are overwritten by the next iteration
+  }
+  pa::CpAsyncWait<0>();
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
+  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
+  uint16_t* out = a.out + static_cast<int64_t>(head) * HD;
+#pragma unroll
+  for (int i = 0; i < kDTiles; ++i) {
+    const int c = i * 8 + 2 * tq;
+    if (pos0 >= p_first && pos0 < p_end) {
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos0 - a.q_offset) * a.q_row + c) =
+          pa::PackBf16(o[i][0] * inv0, o[i][1] * inv0);
+    }
+    if (pos1 >= p_first && pos1 < p_end) {
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos1 - a.q_offset) * a.q_row + c) =
+          pa::PackBf16(o[i][2] * inv1, o[i][3] * inv1);
+    }
+  }
+}
+
+}  // namespace hipserve::kernels::bsa_prefill_internal

@@ -1,0 +1,304 @@
+// Host side of the HiP prefill mask estimation: validation, workspace layout, dispatch, launch.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/hip_cuda/prefill_mask.h"
+#include "kernels/hip_cuda/prefill_mask_kernel.cuh"
+
+namespace hipserve::kernels {
+namespace {
+
+namespace hm = hip_mask_internal;
+
+constexpr char kFn[] = "HipPrefillMaskGpu";
+constexpr int kScoreThreads = 128;
+constexpr int kRowTile = 64;  // scoring rows staged in shared memory at a time
+constexpr int kSelectThreads = 1024;
+
+absl::Status Invalid(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
+}
+
+int CeilLog2(int c) {
+  int it = 0;
+  while ((int64_t{1} << it) < c) ++it;
+  return it;
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t Align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
+int NumKv(const HipPrefillMaskGpuParams& p) { return p.q_offset + p.num_q; }
+int FirstBlock(const HipPrefillMaskGpuParams& p) { return p.q_offset / p.block_q; }
+int NumRows(const HipPrefillMaskGpuParams& p) {
+  return (p.q_offset + p.num_q - 1) / p.block_q - FirstBlock(p) + 1;
+}
+
+// Chunks in stage s's input at most (stage 0: the last row has the largest candidate range).
+int64_t MaxStageInput(const HipPrefillMaskGpuParams& p, int s) {
+  const PruningSpec& spec = *p.spec;
+  if (s == 0) {
+    const int64_t range =
+        std::max<int64_t>(0, int64_t{NumKv(p)} - 1 - spec.n_window - p.n_sink);
+    return CeilDiv(range, spec.chunk_sizes[0]);
+  }
+  return int64_t{spec.keep_chunks(s - 1)} * (spec.chunk_sizes[s - 1] / spec.chunk_sizes[s]);
+}
+
+int64_t ScoreStride(const HipPrefillMaskGpuParams& p) {
+  int64_t n = 1;
+  for (int s = 0; s < p.spec->num_stages(); ++s) n = std::max(n, MaxStageInput(p, s));
+  return (n + 3) / 4 * 4;
+}
+
+absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
+  if (p.num_q <= 0 || p.q_offset < 0 || int64_t{p.q_offset} + p.num_q >= (int64_t{1} << 30)) {
+    return Invalid(absl::StrCat("need num_q > 0, q_offset >= 0 and q_offset + num_q < 2^30; got ",
+                                p.num_q, ", ", p.q_offset));
+  }
+  if (p.num_kv_heads <= 0 || p.num_kv_heads > 65535 || p.num_heads <= 0 ||
+      p.num_heads % p.num_kv_heads != 0) {
+    return Invalid(absl::StrCat("num_heads (", p.num_heads,
+                                ") must be a positive multiple of num_kv_heads (", p.num_kv_heads,
+                                ")"));
+  }
+  const int group = p.num_heads / p.num_kv_heads;
+  if (group > 8) {
+    return Invalid(absl::StrCat("group size ", group, " is not supported (supported: 1..8)"));
+  }
+  if (p.head_dim != 64 && p.head_dim != 128) {
+    return Invalid(
+        absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+  }
+  if (p.block_q <= 0 || p.block_q > 1024) {
+    return Invalid(absl::StrCat("block_q must be in [1, 1024], got ", p.block_q));
+  }
+  if (p.n_sink < 0) return Invalid(absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
+  if (p.spec == nullptr) return Invalid("spec is null");
+  const PruningSpec& s = *p.spec;
+  const int stages = s.num_stages();
+  if (stages < 1 || stages > kHipGpuMaxStages ||
+      static_cast<int>(s.keep_tokens.size()) != stages ||
+      static_cast<int>(s.stride_q.size()) != stages) {
+    return Invalid(absl::StrCat("spec must have 1..", kHipGpuMaxStages,
+                                " stages with one keep_tokens and stride_q entry each; got ",
+                                stages));
+  }
+  if (s.n_window < 0) return Invalid("spec.n_window must be >= 0");
+  for (int i = 0; i < stages; ++i) {
+    if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
+        s.keep_tokens[i] % s.chunk_sizes[i] != 0 || s.stride_q[i] <= 0 ||
+        (i > 0 && s.chunk_sizes[i - 1] % s.chunk_sizes[i] != 0)) {
+      return Invalid(absl::StrCat("spec stage ", i, " is inconsistent (chunk ", s.chunk_sizes[i],
+                                  ", keep ", s.keep_tokens[i], ", stride_q ", s.stride_q[i],
+                                  "); see ValidateHipConfig"));
+    }
+  }
+  if (NumRows(p) > 65535) {
+    return Invalid(absl::StrCat("the chunk spans ", NumRows(p),
+                                " query blocks; at most 65535 per call"));
+  }
+  if (MaxStageInput(p, 0) > (int64_t{1} << 24)) return Invalid("too many stage-1 chunks");
+  return absl::OkStatus();
+}
+
+int RopePositionsNeeded(const HipPrefillMaskGpuParams& p) {
+  const PruningSpec& s = *p.spec;
+  switch (s.positions) {
+    case PruningPositions::kReal:
+      return NumKv(p);
+    case PruningPositions::kRelative:
+      return s.n_window + 2;
+    case PruningPositions::kChunkIndexed: {
+      int64_t n = 0;
+      for (int st = 0; st < s.num_stages(); ++st) n = std::max(n, MaxStageInput(p, st));
+      return static_cast<int>(std::min<int64_t>(n + s.n_window + 1, NumKv(p)));
+    }
+  }
+  return 0;
+}
+
+// Workspace layout, in order (each segment 16-byte aligned): kv_len [rows], block_count
+// [rows * kvh], per stage starts [rows * kvh * keep_s] + count + range_end [rows * kvh], scores
+// [rows * kvh * score_stride] fp32.
+struct Layout {
+  int64_t kv_len = 0, block_count = 0, scores = 0, total = 0;
+  int64_t starts[kHipGpuMaxStages] = {}, count[kHipGpuMaxStages] = {},
+          range_end[kHipGpuMaxStages] = {};
+};
+
+Layout LayoutFor(const HipPrefillMaskGpuParams& p) {
+  const int64_t lists = int64_t{NumRows(p)} * p.num_kv_heads;
+  Layout l;
+  int64_t at = 0;
+  auto take = [&](int64_t bytes) {
+    const int64_t here = at;
+    at += Align16(bytes);
+    return here;
+  };
+  l.kv_len = take(int64_t{NumRows(p)} * 4);
+  l.block_count = take(lists * 4);
+  for (int s = 0; s < p.spec->num_stages(); ++s) {
+    l.starts[s] = take(lists * p.spec->keep_chunks(s) * 4);
+    l.count[s] = take(lists * 4);
+    l.range_end[s] = take(lists * 4);
+  }
+  l.scores = take(lists * ScoreStride(p) * 4);
+  l.total = at;
+  return l;
+}
+
+bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+template <int HD>
+absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
+                         int rows, int kv_heads, cudaStream_t stream) {
+  constexpr int cpb = kScoreThreads / 2;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+                  rows);
+  hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a, pa);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> HipPrefillMaskRopePositions(const HipPrefillMaskGpuParams& p) {
+  if (absl::Status s = ValidateShape(p); !s.ok()) return s;
+  return RopePositionsNeeded(p);
+}
+
+absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParams& p) {
+  if (absl::Status s = ValidateShape(p); !s.ok()) return s;
+  return static_cast<size_t>(LayoutFor(p).total);
+}
+
+absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& p) {
+  if (absl::Status s = ValidateShape(p); !s.ok()) return s;
+  const Layout l = LayoutFor(p);
+  if (p.workspace == nullptr || p.workspace_bytes < static_cast<size_t>(l.total) ||
+      !Aligned16(p.workspace)) {
+    return Invalid(absl::StrCat("workspace of ", l.total, " bytes (16-byte aligned) needed, got ",
+                                p.workspace_bytes));
+  }
+  char* ws = static_cast<char*>(p.workspace);
+  HipPrefillPlan plan;
+  plan.num_rows = NumRows(p);
+  plan.first_block = FirstBlock(p);
+  plan.block_q = p.block_q;
+  plan.num_kv_heads = p.num_kv_heads;
+  const int last = p.spec->num_stages() - 1;
+  plan.max_blocks = p.spec->keep_chunks(last);
+  plan.block_size = p.spec->chunk_sizes[last];
+  for (int s = 0; s <= last; ++s) {
+    plan.stages.starts[s] = reinterpret_cast<int32_t*>(ws + l.starts[s]);
+    plan.stages.count[s] = reinterpret_cast<int32_t*>(ws + l.count[s]);
+    plan.stages.range_end[s] = reinterpret_cast<int32_t*>(ws + l.range_end[s]);
+  }
+  plan.block_starts = plan.stages.starts[last];
+  plan.block_count = reinterpret_cast<int32_t*>(ws + l.block_count);
+  return plan;
+}
+
+absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& p,
+                                                 void* stream_ptr) {
+  absl::StatusOr<HipPrefillPlan> plan = HipPrefillPlanFor(p);
+  if (!plan.ok()) return plan.status();
+  const PruningSpec& spec = *p.spec;
+  const int stages = spec.num_stages();
+  if (p.q == nullptr || p.k == nullptr || p.rope == nullptr) {
+    return Invalid("q, k and rope must be non-null");
+  }
+  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.rope)) {
+    return Invalid("q, k and rope must be 16-byte aligned");
+  }
+  const int needed = RopePositionsNeeded(p);
+  if (p.rope_positions < needed) {
+    return Invalid(absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
+                                PruningPositionsName(spec.positions), " pruning needs ", needed));
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const Layout l = LayoutFor(p);
+  char* ws = static_cast<char*>(p.workspace);
+  int32_t* kv_len = reinterpret_cast<int32_t*>(ws + l.kv_len);
+  const int rows = NumRows(p);
+  const int lists = rows * p.num_kv_heads;
+
+  hm::PrefillArgs pa{};
+  pa.q = static_cast<const uint16_t*>(p.q);
+  pa.q_offset = p.q_offset;
+  pa.num_q = p.num_q;
+  pa.block_q = p.block_q;
+  pa.first_block = FirstBlock(p);
+  hm::PrefillRowLengthsKernel<<<static_cast<unsigned>(CeilDiv(rows, 256)), 256, 0, stream>>>(
+      pa, rows, kv_len);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+
+  hm::StageArgs a{};
+  a.q = nullptr;  // the prefill score kernel reads queries through PrefillArgs
+  a.k = static_cast<const uint16_t*>(p.k);
+  a.kv_start = nullptr;
+  a.kv_len = kv_len;
+  a.rope = p.rope;
+  a.seq_start_stage = nullptr;
+  a.num_heads = p.num_heads;
+  a.num_kv_heads = p.num_kv_heads;
+  a.group = p.num_heads / p.num_kv_heads;
+  a.n_sink = p.n_sink;
+  a.n_window = spec.n_window;
+  switch (spec.positions) {
+    case PruningPositions::kReal:
+      a.pos_mode = hm::kPosReal;
+      break;
+    case PruningPositions::kRelative:
+      a.pos_mode = hm::kPosRelative;
+      break;
+    case PruningPositions::kChunkIndexed:
+      a.pos_mode = hm::kPosChunkIndexed;
+      break;
+  }
+  a.scores = reinterpret_cast<float*>(ws + l.scores);
+  a.score_stride = static_cast<int>(ScoreStride(p));
+
+  for (int s = 0; s < stages; ++s) {
+    a.stage = s;
+    a.chunk_size = spec.chunk_sizes[s];
+    a.iterations = std::max(1, CeilLog2(spec.chunk_sizes[s]));
+    a.keep = spec.keep_chunks(s);
+    if (s > 0) {
+      a.in_starts = plan->stages.starts[s - 1];
+      a.in_count = plan->stages.count[s - 1];
+      a.in_range_end = plan->stages.range_end[s - 1];
+      a.in_stride = spec.keep_chunks(s - 1);
+      a.split = spec.chunk_sizes[s - 1] / spec.chunk_sizes[s];
+    }
+    a.out_starts = plan->stages.starts[s];
+    a.out_count = plan->stages.count[s];
+    a.out_range_end = plan->stages.range_end[s];
+    pa.stride_q = spec.stride_q[s];
+    const int64_t max_n = MaxStageInput(p, s);
+    if (max_n > a.keep) {  // otherwise no row has anything to score
+      const absl::Status st =
+          p.head_dim == 128
+              ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, stream)
+              : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, stream);
+      if (!st.ok()) return st;
+    }
+    hm::SelectKernel<kSelectThreads>
+        <<<dim3(p.num_kv_heads, rows), kSelectThreads, 0, stream>>>(a);
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  hm::PrefillFinalizeKernel<<<static_cast<unsigned>(CeilDiv(lists, 256)), 256, 0, stream>>>(
+      kv_len, plan->stages.starts[stages - 1], plan->stages.count[stages - 1],
+      spec.keep_chunks(stages - 1), lists, p.num_kv_heads,
+      const_cast<int32_t*>(plan->block_count));
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return plan;
+}
+
+}  // namespace hipserve::kernels

@@ -1,0 +1,87 @@
+// HiP mask estimation on the GPU for PREFILL (HIP.md 2, 5, 6): one prefill chunk of one sequence
+// (batch 1). The chunk's queries are cut into query blocks of block_q queries aligned to absolute
+// positions (block b covers positions [b * block_q, (b + 1) * block_q)), exactly as
+// worker/hip_attention.cc does it, so a chunk boundary at a multiple of block_q changes no
+// selection. Plan row r is block first_block + r, first_block = q_offset / block_q; its queries
+// are the chunk's queries inside that block (the first and last rows may be partial).
+//
+// For every (row, KV head) all stages of kernels/hip/mask_estimation.h run with that
+// definition: scoring rows of stage s = the row's queries of every group head, each rotated at
+// its own (rewritten) pruning position, averaged in consecutive groups of stride_q[s]; probe
+// score = max over scoring rows of q . k, each sum sequential over head_dim in fp32 with no FMA
+// contraction, so the kept lists EQUAL EstimateMaskRef's on the same inputs (q and k given as
+// bf16). The row's candidate range is CandidateRangeFor(config, last query position of the row).
+//
+// Kernels per stage: score (one thread per (chunk, probe side); rows staged in shared memory in
+// tiles, recomputed from q per tile) and select (the decode kernels' radix select, one block per
+// (row, KV head), writing the kept chunks in position order). A last small kernel writes the
+// final block lists (the last stage's list, causal filter applied) into the plan.
+//
+// Plan / run (FlashInfer style): HipPrefillMaskGpu fills a HipPrefillPlan whose device arrays
+// live in the caller's workspace; BsaPrefillAttentionGpu (kernels/attention_cuda/bsa_prefill.h)
+// consumes it. No host synchronisation and no allocation: the call can be captured in a graph.
+// Thread-safety: reentrant; concurrent calls must not share a workspace. CPU builds return
+// UnimplementedError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/hip/hip_params.h"
+#include "kernels/hip_cuda/mask_estimation.h"
+
+namespace hipserve::kernels {
+
+// The plan of one prefill chunk: device arrays (views into the mask workspace).
+struct HipPrefillPlan {
+  int num_rows = 0;      // query blocks of the chunk
+  int first_block = 0;   // absolute index of row 0's query block
+  int block_q = 0;       // queries per block
+  int num_kv_heads = 0;  //
+  int max_blocks = 0;    // keep_chunks(last stage): row stride of block_starts
+  int block_size = 0;    // chunk_sizes.back()
+  // Final BSA block lists: starts[(r * num_kv_heads + kvh) * max_blocks + i], i < count[r *
+  // num_kv_heads + kvh]; ascending, unique, each <= the row's last query position.
+  const int32_t* block_starts = nullptr;  // [num_rows, num_kv_heads, max_blocks]
+  const int32_t* block_count = nullptr;   // [num_rows, num_kv_heads]
+  // Every stage's kept list (as HipDecodeMaskGpuState; stage s has stride keep_chunks(s)), for
+  // tests and for restarting. The last stage's list is the block list before the causal filter.
+  HipDecodeMaskGpuState stages;
+};
+
+struct HipPrefillMaskGpuParams {
+  // bf16 (uint16_t storage) device tensors, un-rotated, 16-byte aligned, contiguous rows.
+  const void* q = nullptr;  // [num_q, num_heads, head_dim]: query i sits at q_offset + i
+  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim], num_kv = q_offset + num_q
+  int num_q = 0;            // > 0
+  int q_offset = 0;         // >= 0
+  int num_heads = 0;        // multiple of num_kv_heads
+  int num_kv_heads = 0;     // > 0; group = num_heads / num_kv_heads in 1..8
+  int head_dim = 0;         // 64 or 128
+  int block_q = 64;         // HipConfig::block_q (> 0, <= 1024)
+  int n_sink = 256;         // HipConfig::n_sink
+  // Host copy of the layer's spec (PruningSpecForLayer): 1..kHipGpuMaxStages stages.
+  const PruningSpec* spec = nullptr;
+  // RoPE table in device memory ([positions][head_dim] fp32: cos | sin; HipRopeRows builds it),
+  // covering HipPrefillMaskRopePositions(params) positions.
+  const float* rope = nullptr;
+  int rope_positions = 0;
+  // HipPrefillMaskWorkspaceBytes(params) bytes of device memory, 16-byte aligned: plan lists,
+  // chunk scores and per-row lengths. The plan points into it.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+// RoPE positions the call needs.
+absl::StatusOr<int> HipPrefillMaskRopePositions(const HipPrefillMaskGpuParams& p);
+// Workspace bytes. Validates the shape and spec (pointers aside).
+absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParams& p);
+// The plan's layout for these params (pointers into p.workspace); valid after a successful
+// HipPrefillMaskGpu on `stream` has run.
+absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& p);
+// Runs all stages on `stream` (a cudaStream_t) and returns the plan (as HipPrefillPlanFor).
+absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& p, void* stream);
+
+}  // namespace hipserve::kernels

@@ -1,0 +1,228 @@
+// Device code of the HiP prefill mask estimation (see prefill_mask.h for the contract). Reuses
+// the decode building blocks of mask_estimation_kernel.cuh: StageArgs / LoadStageInput (a plan
+// row plays the part of a decode "sequence" whose query sits at the row's last position, which
+// gives the same candidate range), and SelectKernel unchanged. New here: the score kernel for
+// many scoring rows, and two small bookkeeping kernels.
+//
+// Numerics mirror kernels/hip/mask_estimation_ref.cc (StageScorer) operation by operation: every
+// product and sum is an explicit __fmul_rn / __fadd_rn / __fsub_rn / __fdiv_rn (no FMA
+// contraction), each dot product is accumulated sequentially over head_dim by one thread, and
+// each scoring row is summed over its queries in query order starting from +0.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/hip_cuda/mask_estimation_kernel.cuh"
+
+namespace hipserve::kernels::hip_mask_internal {
+
+// What a prefill stage needs beyond StageArgs.
+struct PrefillArgs {
+  const uint16_t* q;  // [num_q, num_heads, hd]
+  int q_offset;
+  int num_q;
+  int block_q;
+  int first_block;
+  int stride_q;  // stride_q[s]
+};
+
+// Chunk-local query range [qa, qb) (indices into q) of plan row `row`.
+struct RowQueries {
+  int qa, qb;
+};
+
+__device__ __forceinline__ RowQueries RowRange(const PrefillArgs& p, int row) {
+  const int blk = p.first_block + row;
+  RowQueries r;
+  r.qa = max(p.q_offset, blk * p.block_q) - p.q_offset;
+  r.qb = min(p.q_offset + p.num_q, (blk + 1) * p.block_q) - p.q_offset;
+  return r;
+}
+
+// Pruning position of a query at real position `pos` when the stage input has n_chunks chunks.
+__device__ __forceinline__ int PrefillQueryPosition(const StageArgs& a, int32_t pos, int n_chunks) {
+  switch (a.pos_mode) {
+    case kPosReal:
+      return pos;
+    case kPosRelative:
+      return a.n_window + 1;
+    default:
+      return min(pos, n_chunks + a.n_window);
+  }
+}
+
+// Per plan row: kv_len[row] = last query position + 1 (LoadStageInput's "sequence length").
+__global__ void PrefillRowLengthsKernel(PrefillArgs p, int num_rows, int32_t* kv_len) {
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= num_rows) return;
+  const RowQueries r = RowRange(p, row);
+  kv_len[row] = p.q_offset + r.qb;
+}
+
+// Final block count per (row, KV head): the last stage's kept list without starts after the
+// row's last query (sorted, so a prefix survives).
+__global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* starts,
+                                      const int32_t* count, int stride, int lists,
+                                      int num_kv_heads, int32_t* block_count) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= lists) return;
+  const int32_t last_pos = kv_len[i / num_kv_heads] - 1;
+  const int32_t* s = starts + static_cast<int64_t>(i) * stride;
+  int c = count[i];
+  while (c > 0 && s[c - 1] > last_pos) --c;
+  block_count[i] = c;
+}
+
+// Scores every chunk of the stage input of (row = blockIdx.z, kvh = blockIdx.y). Two threads per
+// chunk (lane parity: 0 = left probe, 1 = right probe). Each thread rotates its probe key into
+// fp32 registers once per descent step and dots it with every scoring row; the rows live in
+// shared memory in tiles of RT rows (every thread of a warp reads the same row element:
+// broadcast), built from q by the whole block. Rows are built once when they fit in one tile,
+// else per tile and step. Four rows at a time give four independent sequential sums.
+// All loops and barriers are block-uniform.
+template <int HD, int THREADS, int RT>
+__global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
+                                                               const PrefillArgs pa) {
+  constexpr int CPB = THREADS / 2;  // chunks per block
+  constexpr int HALF = HD / 2;
+  static_assert(RT % 4 == 0, "rows are scored four at a time");
+  __shared__ __align__(16) float s_rows[RT][HD];
+
+  const int row = blockIdx.z, kvh = blockIdx.y;
+  const StageInput in = LoadStageInput(a, row, kvh);
+  if (!in.run || in.n <= a.keep || static_cast<int>(blockIdx.x) * CPB >= in.n) return;
+
+  const RowQueries rq = RowRange(pa, row);
+  const int stride = pa.stride_q;
+  const int num_groups = (rq.qb - rq.qa + stride - 1) / stride;
+  const int num_rows = num_groups * a.group;
+  const int num_tiles = (num_rows + RT - 1) / RT;
+  const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
+
+  // Scoring rows [tile * RT, tile * RT + RT) into s_rows; row index = group_row * group + head.
+  auto fill_tile = [&](int tile) {
+    for (int e = threadIdx.x; e < RT * HALF; e += THREADS) {
+      const int local = e / HALF, i = e % HALF;
+      const int rr = tile * RT + local;
+      float o1 = 0.f, o2 = 0.f;
+      if (rr < num_rows) {
+        const int grp = rr / a.group, g = rr % a.group;
+        const int first = rq.qa + grp * stride, last = min(rq.qb, first + stride);
+        const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD;
+        for (int qi = first; qi < last; ++qi) {
+          const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, in.n);
+          const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
+          const float x1 = Bf16(qh[qi * q_row + i]), x2 = Bf16(qh[qi * q_row + i + HALF]);
+          const float c = cs[i], s = cs[i + HALF];
+          o1 = __fadd_rn(o1, __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+          o2 = __fadd_rn(o2, __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+        }
+        const float count = static_cast<float>(last - first);
+        o1 = __fdiv_rn(o1, count);
+        o2 = __fdiv_rn(o2, count);
+      }
+      s_rows[local][i] = o1;
+      s_rows[local][i + HALF] = o2;
+    }
+  };
+
+  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
+  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
+  const bool active = chunk < in.n;
+  int32_t lo = 0, hi = 0;
+  if (active) {
+    lo = in.Start(a, chunk);
+    hi = min(lo + a.chunk_size, in.range_end);
+  }
+  const uint16_t* kbase = a.k + static_cast<int64_t>(kvh) * HD;
+  const int64_t krow = static_cast<int64_t>(a.num_kv_heads) * HD;
+  const float kNegInf = -__int_as_float(0x7f800000);
+  float best = kNegInf;
+
+  for (int it = 0; it < a.iterations; ++it) {
+    const int32_t len = hi - lo;
+    const bool descend = active && len >= 2;
+    const bool single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
+    const int32_t mid = lo + len / 2;
+    const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
+    const bool has = descend || (single && side == 0);
+    float kr[HD];  // the probe key, rotated, fp32
+    if (has) {
+      int rpos;
+      switch (a.pos_mode) {
+        case kPosReal: rpos = probe; break;
+        case kPosRelative: rpos = side; break;
+        default: rpos = chunk; break;
+      }
+      const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
+      const uint4* kp = reinterpret_cast<const uint4*>(kbase + probe * krow);
+      float x[HD];
+#pragma unroll
+      for (int v = 0; v < HD / 8; ++v) Unpack8(__ldg(kp + v), x + 8 * v);
+#pragma unroll
+      for (int i4 = 0; i4 < HALF / 4; ++i4) {
+        const float4 cv = __ldg(reinterpret_cast<const float4*>(cs) + i4);
+        const float4 sv = __ldg(reinterpret_cast<const float4*>(cs + HALF) + i4);
+        const float cc[4] = {cv.x, cv.y, cv.z, cv.w}, ss[4] = {sv.x, sv.y, sv.z, sv.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = 4 * i4 + e;
+          kr[i] = __fsub_rn(__fmul_rn(x[i], cc[e]), __fmul_rn(x[i + HALF], ss[e]));
+          kr[i + HALF] = __fadd_rn(__fmul_rn(x[i + HALF], cc[e]), __fmul_rn(x[i], ss[e]));
+        }
+      }
+    }
+    float dot = kNegInf;
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      if (num_tiles > 1 || it == 0) {
+        __syncthreads();  // previous readers of s_rows are done
+        fill_tile(tile);
+        __syncthreads();
+      }
+      if (has) {
+        const int rows_here = min(RT, num_rows - tile * RT);
+        for (int r = 0; r < rows_here; r += 4) {
+          float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int c4 = 0; c4 < HD / 4; ++c4) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const float4 qv = *reinterpret_cast<const float4*>(&s_rows[r + j][4 * c4]);
+              acc[j] = __fadd_rn(acc[j], __fmul_rn(qv.x, kr[4 * c4]));
+              acc[j] = __fadd_rn(acc[j], __fmul_rn(qv.y, kr[4 * c4 + 1]));
+              acc[j] = __fadd_rn(acc[j], __fmul_rn(qv.z, kr[4 * c4 + 2]));
+              acc[j] = __fadd_rn(acc[j], __fmul_rn(qv.w, kr[4 * c4 + 3]));
+            }
+          }
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            if (r + j < rows_here && acc[j] > dot) dot = acc[j];  // NaN never wins
+          }
+        }
+      }
+    }
+    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
+    const float sl = side == 0 ? dot : other;
+    const float sr = side == 0 ? other : dot;
+    if (descend) {
+      best = fmaxf(best, fmaxf(sl, sr));
+      if (sl >= sr) {
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    } else if (single) {
+      best = sl;
+      hi = lo;  // done
+    }
+  }
+  if (active && side == 0) {
+    // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
+    a.scores[(static_cast<int64_t>(row) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
+        __fadd_rn(best, 0.f);
+  }
+}
+
+}  // namespace hipserve::kernels::hip_mask_internal
