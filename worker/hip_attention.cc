@@ -6,10 +6,19 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/hip/bsa.h"
+#include "kernels/hip/selection_recall.h"
 
 namespace hipserve::worker {
 
 using common::SequenceId;
+
+void HipRecallSums::Add(double fixed_mass, double selected_mass, double oracle_mass) {
+  fixed += fixed_mass;
+  selected += selected_mass;
+  oracle += oracle_mass;
+  worst_selected = std::min(worst_selected, selected_mass);
+  ++samples;
+}
 
 absl::StatusOr<std::unique_ptr<HipAttention>> HipAttention::Create(const HipAttentionOptions& o) {
   if (o.num_layers <= 0 || o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
@@ -29,6 +38,7 @@ HipAttention::HipAttention(const HipAttentionOptions& options, kernels::RopeTabl
   for (int l = 0; l < options_.num_layers; ++l) {
     specs_.push_back(kernels::PruningSpecForLayer(options_.config, l));
   }
+  recall_.resize(options_.num_layers);
 }
 
 absl::Status HipAttention::EnsureRope(int positions) {
@@ -98,17 +108,24 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   const int max_blocks = spec.keep_tokens.back() / block_size;
   RETURN_IF_ERROR(EnsureRope(std::max(num_kv + 1, cfg.n_window + 2)));
 
-  // Query blocks: prefill blocks are aligned to absolute positions (multiples of block_q), so
-  // a chunk boundary at a multiple of block_q does not change any selection; decode is one
-  // block of one query.
-  const int bq = st.step.decode ? 1 : cfg.block_q;
-  const int first_block = start_pos / bq;
-  const int rows = (start_pos + num_q - 1) / bq - first_block + 1;
+  // Rows (queries sharing one selection), as [first, end) query indices of this step. Prefill:
+  // blocks aligned to absolute multiples of block_q (so a chunk boundary at such a multiple
+  // changes no block's selection), except the last tail_queries queries, which get one row
+  // each (HipConfig::tail_queries). Decode: the one query.
+  const int tail = st.step.decode ? num_q : std::min(num_q, cfg.tail_queries);
   std::vector<int32_t> q_pos(num_q), q_row(num_q);
+  std::vector<std::pair<int, int>> row_queries;
   for (int i = 0; i < num_q; ++i) {
     q_pos[i] = start_pos + i;
-    q_row[i] = q_pos[i] / bq - first_block;
+    const bool own_row = i >= num_q - tail;
+    if (own_row || row_queries.empty() || q_pos[i] % cfg.block_q == 0) {
+      row_queries.emplace_back(i, i + 1);
+    } else {
+      row_queries.back().second = i + 1;
+    }
+    q_row[i] = static_cast<int32_t>(row_queries.size()) - 1;
   }
+  const int rows = static_cast<int>(row_queries.size());
   std::vector<int32_t> block_starts(static_cast<size_t>(rows) * kvh * std::max(max_blocks, 1));
   std::vector<int32_t> block_counts(static_cast<size_t>(rows) * kvh, 0);
 
@@ -122,8 +139,7 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   mp.rope = &rope_;
   kernels::MaskEstimationResult result;
   for (int r = 0; r < rows; ++r) {
-    const int qa = std::max(start_pos, (first_block + r) * bq) - start_pos;
-    const int qb = std::min(start_pos + num_q, (first_block + r + 1) * bq) - start_pos;
+    const auto [qa, qb] = row_queries[r];
     const kernels::CandidateRange range = kernels::CandidateRangeFor(cfg, q_pos[qb - 1]);
     mp.num_q = qb - qa;
     mp.q_pos = q_pos.data() + qa;
@@ -161,6 +177,26 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
       const int count = std::min<int>(static_cast<int>(blocks->size()), max_blocks);
       block_counts[plan] = count;
       std::copy_n(blocks->begin(), count, block_starts.begin() + plan * std::max(max_blocks, 1));
+      if (options_.measure_recall) {
+        kernels::SelectionRecallParams rp;
+        rp.q = q + (qb - 1) * mp.q_token_stride + int64_t{h} * group * d;
+        rp.group = group;
+        rp.head_dim = d;
+        rp.pos = q_pos[qb - 1];
+        rp.k = mp.k;
+        rp.k_token_stride = mp.k_token_stride;
+        rp.num_kv = num_kv;
+        rp.blocks = blocks->data();
+        rp.count = count;
+        rp.block_size = block_size;
+        rp.n_sink = cfg.n_sink;
+        rp.n_window = cfg.n_window;
+        rp.rope = &rope_;
+        kernels::SelectionRecall rec;
+        RETURN_IF_ERROR(kernels::MeasureSelectionRecall(rp, &rec));
+        recall_[layer].all.Add(rec.fixed, rec.selected, rec.oracle);
+        if (r == rows - 1) recall_[layer].last.Add(rec.fixed, rec.selected, rec.oracle);
+      }
     }
   }
 

@@ -30,6 +30,24 @@ struct HipAttentionOptions {
   int num_heads = 0;          // local query heads (> 0, multiple of num_kv_heads)
   int num_kv_heads = 0;       // local KV heads (> 0)
   int head_dim = 0;           // > 0, even
+  // Diagnostic (benchmarks only; costs a dense attention pass per measured query): for the
+  // last query of every query block, measure the dense attention mass the selection keeps
+  // (kernels/hip/selection_recall.h) and accumulate it per layer (recall_stats()).
+  bool measure_recall = false;
+};
+
+// Sums of kernels::SelectionRecall over measured (query, KV head) pairs.
+struct HipRecallSums {
+  double fixed = 0, selected = 0, oracle = 0;
+  double worst_selected = 1;  // lowest single "selected" value
+  int64_t samples = 0;
+  void Add(double fixed_mass, double selected_mass, double oracle_mass);
+};
+// One layer's recall: every measured query, and only the queries that produce a token (the
+// last query of a step: decode steps and the last prompt position).
+struct HipRecallStats {
+  HipRecallSums all;
+  HipRecallSums last;
 };
 
 // What BeginStep decided for a sequence's current step.
@@ -72,6 +90,8 @@ class HipAttention {
   void ReleaseAll();
   int num_sequences() const { return static_cast<int>(states_.size()); }
   const kernels::HipConfig& config() const { return options_.config; }
+  // [num_layers]; all zero unless options.measure_recall.
+  const std::vector<HipRecallStats>& recall_stats() const { return recall_; }
 
   // Per (layer, KV head): the kept list of every stage from the latest refresh.
   struct HeadCache {
@@ -92,6 +112,7 @@ class HipAttention {
   kernels::RopeTable rope_;
   std::vector<kernels::PruningSpec> specs_;  // [num_layers]
   absl::flat_hash_map<common::SequenceId, SeqState> states_;
+  std::vector<HipRecallStats> recall_;
 };
 
 }  // namespace hipserve::worker

@@ -312,6 +312,48 @@ TEST(HipAttentionTest, DecodeCacheMatchesOracle) {
   EXPECT_GT(refreshes, 0);
 }
 
+// HipConfig::tail_queries: the last prompt query gets its own selection, so its output equals
+// that of the same query run as the first decode step (which refreshes every stage for one
+// query). With the tail off it shares its block's selection, and the outputs differ.
+TEST(HipAttentionTest, TailQueriesSelectLikeDecode) {
+  constexpr int kTokens = 299;  // the last block_q = 8 block holds 3 queries
+  Kv kv;
+  kv.Append(kTokens, 11);
+  auto q = RandomVector(int64_t{kTokens} * kHeads * kHeadDim, 12);
+  const int64_t row = int64_t{kHeads} * kHeadDim;
+  auto last_output = [&](int tail, bool as_decode) {
+    HipConfig c = SmallConfig();
+    c.tail_queries = tail;
+    auto hip = Make(c);
+    const SequenceId seq(1);
+    std::vector<float> out(q.size(), std::nanf(""));
+    if (as_decode) {
+      hip->BeginStep(seq, 0, kTokens - 1);
+      EXPECT_TRUE(hip->Run(seq, 0, q.data(), kTokens - 1, 0, kv.k.data(), kv.v.data(),
+                           kTokens - 1, out.data())
+                      .ok());
+      hip->BeginStep(seq, kTokens - 1, 1);
+      EXPECT_TRUE(hip->CurrentStep(seq)->decode);
+      std::vector<float> one(row, std::nanf(""));
+      EXPECT_TRUE(hip->Run(seq, 0, q.data() + (kTokens - 1) * row, 1, kTokens - 1, kv.k.data(),
+                           kv.v.data(), kTokens, one.data())
+                      .ok());
+      EXPECT_EQ(static_cast<int>(hip->CachedBlocks(seq, 0, 0)->size()), c.k / 4)
+          << "pruning really happens";
+      return one;
+    }
+    hip->BeginStep(seq, 0, kTokens);
+    EXPECT_TRUE(
+        hip->Run(seq, 0, q.data(), kTokens, 0, kv.k.data(), kv.v.data(), kTokens, out.data())
+            .ok());
+    return std::vector<float>(out.end() - row, out.end());
+  };
+  const std::vector<float> decode = last_output(0, true);
+  EXPECT_EQ(last_output(1, false), decode);
+  EXPECT_EQ(last_output(64, false), decode);
+  EXPECT_NE(last_output(0, false), decode) << "the shared block selection should differ";
+}
+
 TEST(HipAttentionTest, SnapshotRestoreAndRelease) {
   HipConfig c = SmallConfig();
   auto hip = Make(c);

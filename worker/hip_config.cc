@@ -88,6 +88,8 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       ASSIGN_OR_RETURN(c.n_window, GetInt(value, key));
     } else if (key == "block_q") {
       ASSIGN_OR_RETURN(c.block_q, GetInt(value, key));
+    } else if (key == "tail_queries") {
+      ASSIGN_OR_RETURN(c.tail_queries, GetInt(value, key));
     } else if (key == "k") {
       ASSIGN_OR_RETURN(c.k, GetInt(value, key));
     } else if (key == "chunk_sizes") {
@@ -112,7 +114,7 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       }
     } else {
       return Bad(key,
-                 "unknown key (known: n_sink, n_window, block_q, chunk_sizes, stage_keep, k, "
+                 "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, stage_keep, k, "
                  "stride_q, mask_refresh_interval, extend, pruning_positions, layer_overrides)");
     }
   }
@@ -125,6 +127,7 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["n_sink"] = c.n_sink;
   j["n_window"] = c.n_window;
   j["block_q"] = c.block_q;
+  j["tail_queries"] = c.tail_queries;
   j["chunk_sizes"] = c.chunk_sizes;
   j["stage_keep"] = c.stage_keep;
   j["k"] = c.k;

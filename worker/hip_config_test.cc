@@ -22,7 +22,7 @@ TEST(HipConfigTest, EmptyIsDefaults) {
 
 TEST(HipConfigTest, ParsesEveryKey) {
   auto c = ParseHipConfig(R"({
-    "n_sink": 4, "n_window": 16, "block_q": 8, "chunk_sizes": [64, 16, 4],
+    "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "chunk_sizes": [64, 16, 4],
     "stage_keep": [256, 64], "k": 32, "stride_q": [2, 2, 1],
     "mask_refresh_interval": [16, 4, 2], "extend": false, "pruning_positions": "chunk_indexed",
     "layer_overrides": [{"layers": [1], "k": 64, "pruning_positions": "relative"},
@@ -32,6 +32,7 @@ TEST(HipConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->n_sink, 4);
   EXPECT_EQ(c->n_window, 16);
   EXPECT_EQ(c->block_q, 8);
+  EXPECT_EQ(c->tail_queries, 3);
   EXPECT_EQ(c->chunk_sizes, (std::vector<int>{64, 16, 4}));
   EXPECT_EQ(c->stage_keep, (std::vector<int>{256, 64}));
   EXPECT_EQ(c->k, 32);

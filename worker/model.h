@@ -30,6 +30,8 @@ struct ModelOptions {
   std::string attention = "dense";
   // HiP parameters, used when attention == "hip" (see worker/hip_config.h for the JSON form).
   kernels::HipConfig hip;
+  // Diagnostic: HipAttentionOptions::measure_recall (benchmarks only; slow).
+  bool hip_measure_recall = false;
   // Longest sequence accepted (prompt + generated). 0 = the model's pretrained length.
   int max_context = 0;
   // KV budget over all sequences, in tokens (each token: all layers, K and V).

@@ -61,6 +61,9 @@ struct Flags {
   std::string json;
   std::string commit = HIPSERVE_GIT_COMMIT;
   std::string hip_config;  // JSON for worker::ParseHipConfig; empty = defaults
+  // HiP modes: measure per layer how much dense attention mass the selection keeps, for the
+  // last query of every query block (slow: one dense pass per block).
+  bool recall = false;
 };
 
 template <typename T>
@@ -103,6 +106,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     else if (k == "--json") f->json = v;
     else if (k == "--commit") f->commit = v;
     else if (k == "--hip-config") f->hip_config = v;
+    else if (k == "--recall") f->recall = (v.empty() || v == "true" || v == "1");
     else if (k == "--help" || k == "-h") {
       std::fprintf(stderr,
                    "bench_accuracy [--model=default|PATH] [--tests=a2,a4] "
@@ -110,7 +114,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
                    "[--depths=0.1,0.5,0.9] [--trials=1] [--hip-config=JSON] "
                    "[--a3-contexts=16384,32768] "
                    "[--a3-attention=hip] [--ppl-contexts=4096] [--text=PATH] "
-                   "[--chunk=512] [--max-new=8] [--json=PATH] [--commit=SHA]\n");
+                   "[--chunk=512] [--max-new=8] [--json=PATH] [--commit=SHA] [--recall]\n"
+                   "  --recall  HiP modes: print per layer the share of dense attention mass "
+                   "that the selection keeps (sink+window only / selected / oracle with the "
+                   "same block count), for the last query of every query block; slow\n");
       return false;
     } else {
       std::fprintf(stderr, "unknown flag %s (try --help)\n", a.c_str());
@@ -185,6 +192,37 @@ std::string KeyFor(int context, int depth_index, int trial) {
   return std::to_string(10000 + static_cast<int>(rng() % 90000));
 }
 
+// Per-layer selection recall (HipAttentionOptions::measure_recall), printed and returned.
+nlohmann::json RecallTable(const worker::HipAttention& hip) {
+  nlohmann::json rows = nlohmann::json::array();
+  std::fprintf(stderr,
+               "recall (mean dense mass kept): layer | all block-last queries: n fixed selected "
+               "oracle worst | token-producing queries: n fixed selected oracle worst\n");
+  auto json_of = [](const worker::HipRecallSums& s) {
+    const double n = static_cast<double>(std::max<int64_t>(s.samples, 1));
+    return nlohmann::json{{"samples", s.samples},
+                          {"fixed", s.fixed / n},
+                          {"selected", s.selected / n},
+                          {"oracle", s.oracle / n},
+                          {"worst_selected", s.worst_selected}};
+  };
+  const auto& stats = hip.recall_stats();
+  for (size_t l = 0; l < stats.size(); ++l) {
+    const worker::HipRecallSums& a = stats[l].all;
+    const worker::HipRecallSums& t = stats[l].last;
+    if (a.samples == 0) continue;
+    const double na = static_cast<double>(a.samples);
+    const double nt = static_cast<double>(std::max<int64_t>(t.samples, 1));
+    std::fprintf(stderr,
+                 "recall: %3zu | %6lld %.3f %.3f %.3f %.3f | %5lld %.3f %.3f %.3f %.3f\n", l,
+                 static_cast<long long>(a.samples), a.fixed / na, a.selected / na, a.oracle / na,
+                 a.worst_selected, static_cast<long long>(t.samples), t.fixed / nt,
+                 t.selected / nt, t.oracle / nt, t.worst_selected);
+    rows.push_back({{"layer", l}, {"all", json_of(a)}, {"last", json_of(t)}});
+  }
+  return rows;
+}
+
 // Runs passkey trials for one mode; returns per-trial JSON, or an "n/a" record.
 nlohmann::json RunPasskey(const BenchSource& src, const Flags& f, const std::string& test,
                           const std::string& mode, const std::vector<int>& contexts,
@@ -193,7 +231,7 @@ nlohmann::json RunPasskey(const BenchSource& src, const Flags& f, const std::str
   out["mode"] = mode;
   int max_ctx = 0;
   for (int c : contexts) max_ctx = std::max(max_ctx, c);
-  absl::StatusOr<BenchModel> bm = MakeBenchModel(src, mode, max_ctx, f.hip_config);
+  absl::StatusOr<BenchModel> bm = MakeBenchModel(src, mode, max_ctx, f.hip_config, f.recall);
   if (!bm.ok()) {
     out["status"] = "n/a";
     out["reason"] = std::string(bm.status().message());
@@ -246,6 +284,7 @@ nlohmann::json RunPasskey(const BenchSource& src, const Flags& f, const std::str
   out["status"] = "ok";
   out["trials"] = trials;
   out["summary"] = summary;
+  if (f.recall && bm->model->hip() != nullptr) out["recall"] = RecallTable(*bm->model->hip());
   return out;
 }
 

@@ -41,7 +41,8 @@ absl::StatusOr<BenchSource> LoadBenchSource(const std::string& model) {
 }
 
 absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::string& mode,
-                                          int max_context, const std::string& hip_config_json) {
+                                          int max_context, const std::string& hip_config_json,
+                                          bool measure_recall) {
   ASSIGN_OR_RETURN(worker::ModelWeights w, worker::ShardWeights(src.weights, 0, 1));
   BenchModel b;
   b.comm = worker::MakeLocalCommunicator();
@@ -52,6 +53,7 @@ absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::str
     o.attention = "hip";
     ASSIGN_OR_RETURN(o.hip, worker::ParseHipConfig(hip_config_json));
     if (mode == "hip-noext") o.hip.extend = false;
+    o.hip_measure_recall = measure_recall;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown mode '", mode, "' (dense, hip, hip-noext)"));

@@ -35,6 +35,9 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
   if (c.n_sink < 0) return Bad(absl::StrCat("n_sink must be >= 0, got ", c.n_sink));
   if (c.n_window < 0) return Bad(absl::StrCat("n_window must be >= 0, got ", c.n_window));
   if (c.block_q <= 0) return Bad(absl::StrCat("block_q must be > 0, got ", c.block_q));
+  if (c.tail_queries < 0) {
+    return Bad(absl::StrCat("tail_queries must be >= 0, got ", c.tail_queries));
+  }
   const int stages = c.num_stages();
   if (stages == 0) return Bad("chunk_sizes must not be empty");
   for (int s = 0; s < stages; ++s) {

@@ -95,6 +95,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"NegativeSink", [](HipConfig& c) { c.n_sink = -1; }, "n_sink"},
         BadCase{"NegativeWindow", [](HipConfig& c) { c.n_window = -5; }, "n_window"},
         BadCase{"ZeroBlockQ", [](HipConfig& c) { c.block_q = 0; }, "block_q"},
+        BadCase{"NegativeTail", [](HipConfig& c) { c.tail_queries = -1; }, "tail_queries"},
         BadCase{"NoStages", [](HipConfig& c) { c.chunk_sizes.clear(); }, "chunk_sizes"},
         BadCase{"ChunkNotDividing",
                 [](HipConfig& c) {
