@@ -561,6 +561,36 @@ void K5Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
   brow.t = TimeCycle(a.reps, R, st, [&](int r, cudaStream_t s) { bsa(r, len_T, s); });
   brow.bad = CheckOutputs(out, q_elems, st, [&](int r, cudaStream_t s) { bsa(r, len_T, s); });
   rows->push_back(brow);
+  // The BSA variants behind the automatic choice (keys per step, RoPE, partitions).
+  struct Variant {
+    const char* kind;
+    int ku, splits;
+    bool rope;
+  };
+  for (const Variant& vr : {Variant{"bsa_rope_only_ku8", 8, 0, true},
+                            Variant{"bsa_rope_only_ku4", 4, 0, true},
+                            Variant{"bsa_norope_only", 0, 0, false},
+                            Variant{"bsa_rope_only_splits1", 0, 1, true}}) {
+    BsaDecodeGpuParams vp = bp;
+    vp.keys_per_step = vr.ku;
+    vp.attn.num_splits = vr.splits;
+    if (!vr.rope) vp.rope = nullptr;
+    size_t ws_bytes = 0;
+    void* vws = Workspace(kernels::BsaDecodeAttentionWorkspaceBytes(vp), &ws_bytes);
+    vp.attn.workspace = vws;
+    vp.attn.workspace_bytes = ws_bytes;
+    auto run = [&](int r, cudaStream_t s) {
+      BsaDecodeGpuParams x = vp;
+      x.attn.q = q + (r % R) * q_elems;
+      BENCH_OK(kernels::BsaDecodeAttentionGpu(x, s));
+    };
+    Row vrow("k5", vr.kind, T, B);
+    vrow.bytes = brow.bytes;
+    vrow.t = TimeCycle(a.reps, R, st, run);
+    vrow.bad = CheckOutputs(out, q_elems, st, run);
+    rows->push_back(vrow);
+    if (vws) BENCH_CUDA(cudaFree(vws));
+  }
   Row cyc("k5", "hip_cycle_per_step", T, B);
   auto step = [&](int i, cudaStream_t s) {
     const int stage = kernels::DecodeRefreshStage(cfg, i);

@@ -50,6 +50,7 @@ struct BsaKvCase {
   int max_blocks = 256;
   int block_shift = 0;  // block starts are 8 * i + block_shift
   int num_splits = 0;
+  int keys_per_step = 0;  // BsaDecodeGpuParams::keys_per_step (0 = automatic)
 };
 
 RopeConfig Llama3Rope() {
@@ -324,6 +325,7 @@ TEST_P(BsaDecodeKvGpuTest, MatchesBsaRef) {
   bp.attn.max_kv_len = max_t;
   bp.attn.scale = scale;
   bp.attn.num_splits = c.num_splits;
+  bp.keys_per_step = c.keys_per_step;
   bp.block_starts = d_starts.get<int32_t>();
   bp.block_count = d_counts.get<int32_t>();
   bp.max_blocks = c.max_blocks;
@@ -444,8 +446,27 @@ std::vector<BsaKvCase> Cases() {
   c.max_blocks = 64, c.hit = 0.5, c.rope = false;
   add(c);
   c.rope = true;
+  // The 4-keys-per-step instances (large batches): forced, and chosen automatically by a batch
+  // whose (sequence, KV head) pairs fill the SMs (17 x 8 = 136 >= 132 on H100 / H200).
+  c.keys_per_step = 4;
+  c.name = "ku4_rope_ext_t65536_b2", c.heads = 32, c.kv_heads = 8, c.lens = {65536, 3000};
+  c.hit = -1, c.max_blocks = 256;
+  add(c);
+  c.name = "ku4_fp8_rope_off_hd64_g3", c.heads = 9, c.kv_heads = 3, c.head_dim = 64;
+  c.lens = {4097, 100}, c.extend = false, c.max_blocks = 64;
+  add(c);
+  c.name = "ku4_tiered_bf16bank_hit60_b2", c.dtype = KvDtype::kBf16, c.heads = 32, c.kv_heads = 8;
+  c.head_dim = 128, c.lens = {20000, 777}, c.extend = true, c.hit = 0.6;
+  add(c);
+  c.keys_per_step = 0;
+  c.name = "auto_b17_rope_ext", c.hit = -1, c.lens.assign(17, 0);
+  for (int b = 0; b < 17; ++b) c.lens[b] = 1500 + 97 * b;
+  c.max_blocks = 64;
+  add(c);
+  c.name = "auto_b17_fp8_tiered_hit50", c.dtype = KvDtype::kFp8E5m2, c.hit = 0.5;
+  add(c);
   c.name = "tiered_fp8bank_hit30_t262144_g8", c.dtype = KvDtype::kFp8E5m2, c.lens = {262144};
-  c.max_blocks = 256, c.hit = 0.3;
+  c.heads = 16, c.kv_heads = 2, c.head_dim = 128, c.max_blocks = 256, c.hit = 0.3;
   add(c);
   return v;
 }

@@ -22,6 +22,7 @@ constexpr int kMinChunk = 128;       // fewer keys per partition costs more in t
 constexpr int kMaxBsaChunk = 16384;  // bounds the block list slice kept in shared memory
 
 struct Plan {
+  int keys_per_step = 4;  // KU of the instance (decode_dispatch.cuh)
   int num_splits = 1;
   int chunk = 0;
   int logical_len = 0;  // longest key list over (sequence, KV head)
@@ -133,35 +134,49 @@ absl::StatusOr<int> SmCount() {
 // Resident blocks per SM of the kernel that this shape dispatches to (cached per instance).
 template <bool BSA>
 struct BlocksPerSm {
-  template <int HD, int MAXG, bool FP8>
+  template <int HD, int MAXG, bool FP8, int KU>
   absl::StatusOr<int> operator()() const {
     static int cached = 0;  // benign race: every thread computes the same value
     if (cached > 0) return cached;
     int n = 0;
     CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, di::DecodeKernel<HD, MAXG, BSA, FP8>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
+        &n, di::DecodeKernel<HD, MAXG, BSA, FP8, KU>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
     cached = std::max(n, 1);
     return cached;
   }
 };
 
 template <bool BSA>
-absl::StatusOr<int> BlocksPerSmFor(const DecodeAttentionGpuParams& p) {
-  return di::DispatchDecode(p.head_dim, p.num_heads / p.num_kv_heads, p.kv_dtype,
-                            BlocksPerSm<BSA>{});
+absl::StatusOr<int> BlocksPerSmFor(const DecodeAttentionGpuParams& p, int ku) {
+  return di::DispatchDecode<BSA>(p.head_dim, p.num_heads / p.num_kv_heads, p.kv_dtype, ku,
+                                 BlocksPerSm<BSA>{});
+}
+
+// BSA keys per step: the requested 4 / 8, or automatically 4 when the (sequence, KV head)
+// pairs alone fill the SMs (large batches), else 8.
+absl::StatusOr<int> BsaKeysPerStep(const char* fn, const BsaDecodeGpuParams& p) {
+  if (p.keys_per_step == 4 || p.keys_per_step == 8) return p.keys_per_step;
+  if (p.keys_per_step != 0) {
+    return Invalid(fn, absl::StrCat("keys_per_step ", p.keys_per_step,
+                                    " is not supported (supported: 0 = auto, 4, 8)"));
+  }
+  absl::StatusOr<int> sms = SmCount();
+  if (!sms.ok()) return sms.status();
+  return int64_t{p.attn.batch} * p.attn.num_kv_heads >= *sms ? 4 : 8;
 }
 
 template <bool BSA>
 absl::StatusOr<Plan> MakePlan(const char* fn, const DecodeAttentionGpuParams& p,
-                              int64_t logical_len) {
+                              int64_t logical_len, int bsa_keys = 8) {
   Plan plan;
+  plan.keys_per_step = di::KeysPerStep(BSA, p.num_heads / p.num_kv_heads, bsa_keys);
   if (logical_len > (int64_t{1} << 30)) return Invalid(fn, "key list too long");
   plan.logical_len = static_cast<int>(logical_len);
   int splits = p.num_splits;
   if (splits == 0) {
     absl::StatusOr<int> sms = SmCount();
     if (!sms.ok()) return sms.status();
-    absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p);
+    absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p, plan.keys_per_step);
     if (!per_sm.ok()) return per_sm.status();
     // One full wave of blocks over all (sequence, KV head) pairs.
     const int64_t units = int64_t{p.batch} * p.num_kv_heads;
@@ -199,10 +214,10 @@ struct Launch {
   int dyn_smem;
   cudaStream_t stream;
 
-  template <int HD, int MAXG, bool FP8>
+  template <int HD, int MAXG, bool FP8, int KU>
   absl::Status operator()() const {
     const dim3 grid(a.num_splits, p.num_kv_heads, p.batch);
-    di::DecodeKernel<HD, MAXG, BSA, FP8><<<grid, di::kThreads, dyn_smem, stream>>>(a);
+    di::DecodeKernel<HD, MAXG, BSA, FP8, KU><<<grid, di::kThreads, dyn_smem, stream>>>(a);
     CUDA_RETURN_IF_ERROR(cudaGetLastError());
     if (a.num_splits > 1) {
       di::MergeKernel<HD><<<p.batch * p.num_heads, di::kMergeThreads, 0, stream>>>(
@@ -214,9 +229,10 @@ struct Launch {
 };
 
 template <bool BSA>
-absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p, int dyn_smem,
-                      cudaStream_t stream) {
-  return di::DispatchDecode(p.head_dim, a.group, p.kv_dtype, Launch<BSA>{a, p, dyn_smem, stream});
+absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p,
+                      const Plan& plan, int dyn_smem, cudaStream_t stream) {
+  return di::DispatchDecode<BSA>(p.head_dim, a.group, p.kv_dtype, plan.keys_per_step,
+                                 Launch<BSA>{a, p, dyn_smem, stream});
 }
 
 absl::StatusOr<di::KernelArgs> CommonArgs(const char* fn, const DecodeAttentionGpuParams& p,
@@ -265,7 +281,9 @@ absl::StatusOr<size_t> DenseDecodeAttentionWorkspaceBytes(const DecodeAttentionG
 
 absl::StatusOr<size_t> BsaDecodeAttentionWorkspaceBytes(const BsaDecodeGpuParams& p) {
   if (absl::Status s = ValidateBsaShape(kBsaFn, p); !s.ok()) return s;
-  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p));
+  absl::StatusOr<int> ku = BsaKeysPerStep(kBsaFn, p);
+  if (!ku.ok()) return ku.status();
+  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p), *ku);
   if (!plan.ok()) return plan.status();
   return plan->workspace_bytes;
 }
@@ -277,7 +295,7 @@ absl::Status DenseDecodeAttentionGpu(const DecodeAttentionGpuParams& p, void* st
   if (!plan.ok()) return plan.status();
   absl::StatusOr<di::KernelArgs> a = CommonArgs(kDenseFn, p, *plan);
   if (!a.ok()) return a.status();
-  return Dispatch<false>(*a, p, 0, static_cast<cudaStream_t>(stream));
+  return Dispatch<false>(*a, p, *plan, 0, static_cast<cudaStream_t>(stream));
 }
 
 absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
@@ -288,7 +306,9 @@ absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   if (p.block_count == nullptr || (p.max_blocks > 0 && p.block_starts == nullptr)) {
     return Invalid(kBsaFn, "block_count (and block_starts when max_blocks > 0) must be non-null");
   }
-  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p));
+  absl::StatusOr<int> ku = BsaKeysPerStep(kBsaFn, p);
+  if (!ku.ok()) return ku.status();
+  absl::StatusOr<Plan> plan = MakePlan<true>(kBsaFn, p.attn, BsaLogicalLen(p), *ku);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<di::KernelArgs> a = CommonArgs(kBsaFn, p.attn, *plan);
   if (!a.ok()) return a.status();
@@ -303,7 +323,7 @@ absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   a->src = p.tiered;
   // A partition of `chunk` logical keys touches at most chunk / 8 + 2 blocks.
   a->block_smem = plan->chunk / kBsaBlockSize + 2;
-  return Dispatch<true>(*a, p.attn, a->block_smem * static_cast<int>(sizeof(int)),
+  return Dispatch<true>(*a, p.attn, *plan, a->block_smem * static_cast<int>(sizeof(int)),
                         static_cast<cudaStream_t>(stream));
 }
 

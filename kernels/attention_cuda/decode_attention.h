@@ -97,6 +97,10 @@ struct BsaDecodeGpuParams {
   // window included) is read through `tiered` and attn.k, attn.v, attn.kv_start are ignored
   // (may be null). Bank rows are in attn.kv_dtype; absent tokens come from fp8 host pages.
   TieredKvSource tiered;
+  // Keys each slot of the kernel takes per step, for group sizes <= 4 (larger groups always
+  // use 2): 0 = automatic (4 when batch * num_kv_heads >= the device's SM count, else 8), or
+  // 4 / 8. Must be the same value in the workspace query and the run.
+  int keys_per_step = 0;
 };
 
 // Device bytes the call needs as workspace (0 when one partition suffices). Reads the current

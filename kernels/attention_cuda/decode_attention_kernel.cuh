@@ -81,16 +81,13 @@ __device__ __forceinline__ uint16_t ToBf16(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
-// Keys per slot step: fewer for wide groups to stay within registers. BSA grids are small
-// (~3.3K keys per KV head), so its blocks are latency-bound: more keys per step, fewer steps.
-template <int MAXG, bool BSA>
-__host__ __device__ constexpr int KeysPerStep() {
-  return MAXG <= 4 ? (BSA ? 8 : 4) : 2;
-}
-// Register budget via resident blocks per SM (4 -> <= 128 registers, 2 -> <= 255).
-template <int MAXG, bool BSA>
-__host__ __device__ constexpr int MinBlocksPerSm() {
-  return MAXG <= 4 && !BSA ? 4 : 2;
+// Keys per slot step (KU) and the register budget it needs. Dense: 4 keys (2 for wide groups)
+// with 4 resident blocks per SM (<= 128 registers). BSA, group <= 4: 8 keys with 2 blocks per
+// SM (<= 255 registers: few (sequence, KV head) pairs, short lists, latency-bound: fewer, longer
+// steps) or 4 keys with 3 blocks per SM (<= 168 registers; large batches: more warps hide the
+// latency of scattered rows). Wide groups: 2 keys, 2 blocks per SM.
+__host__ __device__ constexpr int MinBlocksPerSm(int maxg, bool bsa, int ku) {
+  return maxg <= 4 && ku <= 4 ? (bsa ? 3 : 4) : 2;
 }
 
 // x (this lane's 8 dims of a head_dim vector, HF rotate_half layout) rotated by the RoPE table
@@ -118,15 +115,15 @@ __device__ __forceinline__ void Rotate8(float (&x)[8], const float* row, int sub
   }
 }
 
-template <int HD, int MAXG, bool BSA, bool FP8>
-__global__ void __launch_bounds__(kThreads, MinBlocksPerSm<MAXG, BSA>())
+template <int HD, int MAXG, bool BSA, bool FP8, int KU>
+__global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
     DecodeKernel(const KernelArgs a) {
   namespace kva = kv_access;
   constexpr int kElem = FP8 ? 1 : 2;
   constexpr int kLanesPerKey = HD / 8;
   constexpr int kSlotsPerWarp = 32 / kLanesPerKey;
   constexpr int kSlots = kSlotsPerWarp * (kThreads / 32);
-  constexpr int kU = KeysPerStep<MAXG, BSA>();
+  constexpr int kU = KU;
 
   __shared__ __align__(16) float sm_acc[kSlots][MAXG][HD];
   __shared__ float2 sm_ml[kSlots][MAXG];

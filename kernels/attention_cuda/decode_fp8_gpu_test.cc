@@ -231,6 +231,11 @@ TEST_F(DecodeFp8GpuTest, RejectsUnsupportedOptions) {
   bp.tiered.page_stride = 0;
   s = BsaDecodeAttentionGpu(bp, nullptr);
   EXPECT_NE(s.message().find("page_stride"), std::string::npos) << s;
+  bp.tiered = TieredKvSource{};
+  bp.keys_per_step = 5;
+  s = BsaDecodeAttentionGpu(bp, nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("supported: 0 = auto, 4, 8"), std::string::npos) << s;
 }
 
 }  // namespace
