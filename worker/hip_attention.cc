@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/parallel_for.h"
 #include "common/status_macros.h"
 #include "kernels/hip/bsa.h"
 #include "kernels/hip/selection_recall.h"
@@ -129,100 +130,116 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   std::vector<int32_t> block_starts(static_cast<size_t>(rows) * kvh * std::max(max_blocks, 1));
   std::vector<int32_t> block_counts(static_cast<size_t>(rows) * kvh, 0);
 
-  kernels::MaskEstimationParams mp;
-  mp.q_token_stride = int64_t{options_.num_heads} * d;
-  mp.group = group;
-  mp.head_dim = d;
-  mp.k_token_stride = int64_t{kvh} * d;
-  mp.num_kv = num_kv;
-  mp.spec = &spec;
-  mp.rope = &rope_;
-  kernels::MaskEstimationResult result;
-  for (int r = 0; r < rows; ++r) {
+  // Mask estimation, one task per (row, KV head); tasks write disjoint plan entries and cache
+  // slots, and the recall samples are summed in task order afterwards (deterministic).
+  const int threads = common::ResolveThreads(options_.threads);
+  std::vector<kernels::SelectionRecall> recall(options_.measure_recall ? rows * kvh : 0);
+  auto mask_task = [&](int task) -> absl::Status {
+    const int r = task / kvh, h = task % kvh;
     const auto [qa, qb] = row_queries[r];
     const kernels::CandidateRange range = kernels::CandidateRangeFor(cfg, q_pos[qb - 1]);
+    kernels::MaskEstimationParams mp;
+    mp.q_token_stride = int64_t{options_.num_heads} * d;
+    mp.group = group;
+    mp.head_dim = d;
+    mp.k_token_stride = int64_t{kvh} * d;
+    mp.num_kv = num_kv;
+    mp.spec = &spec;
+    mp.rope = &rope_;
     mp.num_q = qb - qa;
     mp.q_pos = q_pos.data() + qa;
     mp.range_begin = range.begin;
     mp.range_end = range.end;
-    for (int h = 0; h < kvh; ++h) {
-      mp.q = q + qa * mp.q_token_stride + int64_t{h} * group * d;
-      mp.k = k + int64_t{h} * d;
-      const std::vector<int32_t>* blocks = nullptr;
-      std::shared_ptr<const HeadCache>* cache = nullptr;
-      if (st.step.decode) {
-        cache = &st.cache[static_cast<size_t>(layer) * kvh + h];
-        int stage = st.step.refresh_stage;
-        if (*cache == nullptr) stage = 0;  // nothing to reuse or restart from
-        if (stage < 0) blocks = &(*cache)->kept.back().starts;
-        mp.start_stage = std::max(stage, 0);
-        mp.start_input = mp.start_stage > 0 ? &(*cache)->kept[mp.start_stage - 1] : nullptr;
+    mp.q = q + qa * mp.q_token_stride + int64_t{h} * group * d;
+    mp.k = k + int64_t{h} * d;
+    const std::vector<int32_t>* blocks = nullptr;
+    std::shared_ptr<const HeadCache>* cache = nullptr;
+    if (st.step.decode) {
+      cache = &st.cache[static_cast<size_t>(layer) * kvh + h];
+      int stage = st.step.refresh_stage;
+      if (*cache == nullptr) stage = 0;  // nothing to reuse or restart from
+      if (stage < 0) blocks = &(*cache)->kept.back().starts;
+      mp.start_stage = std::max(stage, 0);
+      mp.start_input = mp.start_stage > 0 ? &(*cache)->kept[mp.start_stage - 1] : nullptr;
+    } else {
+      mp.start_stage = 0;
+      mp.start_input = nullptr;
+    }
+    kernels::MaskEstimationResult result;
+    if (blocks == nullptr) {
+      RETURN_IF_ERROR(kernels::EstimateMaskRef(mp, &result));
+      if (cache != nullptr) {
+        auto fresh = std::make_shared<HeadCache>();
+        fresh->kept = std::move(result.kept);
+        for (int s = 0; s < mp.start_stage; ++s) fresh->kept[s] = (*cache)->kept[s];
+        *cache = std::move(fresh);
+        blocks = &(*cache)->kept.back().starts;
       } else {
-        mp.start_stage = 0;
-        mp.start_input = nullptr;
-      }
-      if (blocks == nullptr) {
-        RETURN_IF_ERROR(kernels::EstimateMaskRef(mp, &result));
-        if (cache != nullptr) {
-          auto fresh = std::make_shared<HeadCache>();
-          fresh->kept = std::move(result.kept);
-          for (int s = 0; s < mp.start_stage; ++s) fresh->kept[s] = (*cache)->kept[s];
-          *cache = std::move(fresh);
-          blocks = &(*cache)->kept.back().starts;
-        } else {
-          blocks = &result.kept.back().starts;
-        }
-      }
-      const size_t plan = static_cast<size_t>(r) * kvh + h;
-      const int count = std::min<int>(static_cast<int>(blocks->size()), max_blocks);
-      block_counts[plan] = count;
-      std::copy_n(blocks->begin(), count, block_starts.begin() + plan * std::max(max_blocks, 1));
-      if (options_.measure_recall) {
-        kernels::SelectionRecallParams rp;
-        rp.q = q + (qb - 1) * mp.q_token_stride + int64_t{h} * group * d;
-        rp.group = group;
-        rp.head_dim = d;
-        rp.pos = q_pos[qb - 1];
-        rp.k = mp.k;
-        rp.k_token_stride = mp.k_token_stride;
-        rp.num_kv = num_kv;
-        rp.blocks = blocks->data();
-        rp.count = count;
-        rp.block_size = block_size;
-        rp.n_sink = cfg.n_sink;
-        rp.n_window = cfg.n_window;
-        rp.rope = &rope_;
-        kernels::SelectionRecall rec;
-        RETURN_IF_ERROR(kernels::MeasureSelectionRecall(rp, &rec));
-        recall_[layer].all.Add(rec.fixed, rec.selected, rec.oracle);
-        if (r == rows - 1) recall_[layer].last.Add(rec.fixed, rec.selected, rec.oracle);
+        blocks = &result.kept.back().starts;
       }
     }
+    const size_t plan = static_cast<size_t>(r) * kvh + h;
+    const int count = std::min<int>(static_cast<int>(blocks->size()), max_blocks);
+    block_counts[plan] = count;
+    std::copy_n(blocks->begin(), count, block_starts.begin() + plan * std::max(max_blocks, 1));
+    if (options_.measure_recall) {
+      kernels::SelectionRecallParams rp;
+      rp.q = q + (qb - 1) * mp.q_token_stride + int64_t{h} * group * d;
+      rp.group = group;
+      rp.head_dim = d;
+      rp.pos = q_pos[qb - 1];
+      rp.k = mp.k;
+      rp.k_token_stride = mp.k_token_stride;
+      rp.num_kv = num_kv;
+      rp.blocks = blocks->data();
+      rp.count = count;
+      rp.block_size = block_size;
+      rp.n_sink = cfg.n_sink;
+      rp.n_window = cfg.n_window;
+      rp.rope = &rope_;
+      RETURN_IF_ERROR(kernels::MeasureSelectionRecall(rp, &recall[task]));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(common::ParallelFor(rows * kvh, threads, mask_task));
+  for (int task = 0; task < static_cast<int>(recall.size()); ++task) {
+    const kernels::SelectionRecall& rec = recall[task];
+    recall_[layer].all.Add(rec.fixed, rec.selected, rec.oracle);
+    if (task / kvh == rows - 1) recall_[layer].last.Add(rec.fixed, rec.selected, rec.oracle);
   }
 
-  kernels::BsaParams bp;
-  bp.q = q;
-  bp.q_pos = q_pos.data();
-  bp.q_plan_row = q_row.data();
-  bp.num_q = num_q;
-  bp.num_heads = options_.num_heads;
-  bp.num_kv_heads = kvh;
-  bp.head_dim = d;
-  bp.k = k;
-  bp.v = v;
-  bp.num_kv = num_kv;
-  bp.block_starts = block_starts.data();
-  bp.block_counts = block_counts.data();
-  bp.num_rows = rows;
-  bp.max_blocks = std::max(max_blocks, 1);
-  bp.block_size = block_size;
-  bp.n_sink = cfg.n_sink;
-  bp.n_window = cfg.n_window;
-  bp.extend = cfg.extend;
-  bp.rope = &rope_;
-  bp.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  bp.out = out;
-  return kernels::BsaRef(bp);
+  // BSA over slices of consecutive queries (each query's output depends only on its own plan
+  // row, so slicing does not change any value).
+  constexpr int kSliceQueries = 64;
+  const int slices = (num_q + kSliceQueries - 1) / kSliceQueries;
+  return common::ParallelFor(slices, threads, [&](int slice) {
+    const int first = slice * kSliceQueries;
+    const int n = std::min(kSliceQueries, num_q - first);
+    const int64_t q_row_size = int64_t{options_.num_heads} * d;
+    kernels::BsaParams bp;
+    bp.q = q + first * q_row_size;
+    bp.q_pos = q_pos.data() + first;
+    bp.q_plan_row = q_row.data() + first;
+    bp.num_q = n;
+    bp.num_heads = options_.num_heads;
+    bp.num_kv_heads = kvh;
+    bp.head_dim = d;
+    bp.k = k;
+    bp.v = v;
+    bp.num_kv = num_kv;
+    bp.block_starts = block_starts.data();
+    bp.block_counts = block_counts.data();
+    bp.num_rows = rows;
+    bp.max_blocks = std::max(max_blocks, 1);
+    bp.block_size = block_size;
+    bp.n_sink = cfg.n_sink;
+    bp.n_window = cfg.n_window;
+    bp.extend = cfg.extend;
+    bp.rope = &rope_;
+    bp.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    bp.out = out + first * q_row_size;
+    return kernels::BsaRef(bp);
+  });
 }
 
 HipAttention::Snapshot HipAttention::Save(const std::vector<SequenceId>& seqs) const {

@@ -4,7 +4,8 @@
 // Owns the per-sequence HiP state: the decode step counter and, per (layer, local KV head),
 // the kept chunk list of every pruning stage from the latest refresh (the decode mask cache).
 // Sequences are independent: a sequence's schedule never depends on what else is batched.
-// Thread-safety: not thread-safe; driven by the Model's thread. Snapshot/Restore make a step
+// Thread-safety: not thread-safe; driven by the Model's thread (Run itself may fan out over
+// HipAttentionOptions::threads internally). Snapshot/Restore make a step
 // transactional (the cache entries are immutable and shared, so a snapshot is cheap).
 #pragma once
 
@@ -34,6 +35,9 @@ struct HipAttentionOptions {
   // last query of every query block, measure the dense attention mass the selection keeps
   // (kernels/hip/selection_recall.h) and accumulate it per layer (recall_stats()).
   bool measure_recall = false;
+  // Threads for mask estimation and BSA inside one Run (0 = the machine's hardware threads).
+  // Results do not depend on it.
+  int threads = 0;
 };
 
 // Sums of kernels::SelectionRecall over measured (query, KV head) pairs.

@@ -46,8 +46,9 @@ HipConfig CoveringConfig(bool extend) {
   return c;
 }
 
-std::unique_ptr<HipAttention> Make(const HipConfig& config, int layers = 1) {
+std::unique_ptr<HipAttention> Make(const HipConfig& config, int layers = 1, int threads = 0) {
   HipAttentionOptions o;
+  o.threads = threads;
   o.config = config;
   o.num_layers = layers;
   o.num_heads = kHeads;
@@ -352,6 +353,40 @@ TEST(HipAttentionTest, TailQueriesSelectLikeDecode) {
   EXPECT_EQ(last_output(1, false), decode);
   EXPECT_EQ(last_output(64, false), decode);
   EXPECT_NE(last_output(0, false), decode) << "the shared block selection should differ";
+}
+
+// Run fans out over threads; the outputs and the decode cache must not depend on how many.
+TEST(HipAttentionTest, ThreadCountDoesNotChangeResults) {
+  Kv kv;
+  kv.Append(333, 21);
+  auto q = RandomVector(int64_t{340} * kHeads * kHeadDim, 22);
+  std::vector<std::vector<float>> outs;
+  std::vector<std::vector<int32_t>> blocks;
+  for (int threads : {1, 3, 8}) {
+    auto hip = Make(SmallConfig(), 1, threads);
+    Kv local = kv;
+    const SequenceId seq(4);
+    std::vector<float> out(q.size(), std::nanf(""));
+    hip->BeginStep(seq, 0, 333);
+    ASSERT_TRUE(hip->Run(seq, 0, q.data(), 333, 0, local.k.data(), local.v.data(), 333,
+                         out.data())
+                    .ok());
+    for (int i = 0; i < 7; ++i) {
+      local.Append(1, 40 + i);
+      hip->BeginStep(seq, 333 + i, 1);
+      ASSERT_TRUE(hip->Run(seq, 0, q.data() + (333 + i) * kHeads * kHeadDim, 1, 333 + i,
+                           local.k.data(), local.v.data(), 334 + i,
+                           out.data() + (333 + i) * kHeads * kHeadDim)
+                      .ok());
+    }
+    outs.push_back(std::vector<float>(out.begin(), out.begin() + 340 * kHeads * kHeadDim));
+    blocks.push_back(*hip->CachedBlocks(seq, 0, 1));
+  }
+  for (size_t i = 1; i < outs.size(); ++i) {
+    EXPECT_EQ(outs[i], outs[0]) << "threads variant " << i;
+    EXPECT_EQ(blocks[i], blocks[0]) << "threads variant " << i;
+  }
+  for (float x : outs[0]) ASSERT_FALSE(std::isnan(x)) << "every output written";
 }
 
 TEST(HipAttentionTest, SnapshotRestoreAndRelease) {

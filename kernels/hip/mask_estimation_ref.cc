@@ -113,6 +113,12 @@ class StageScorer {
         for (int c = 0; c < d; ++c) row[c] /= count;
       }
     }
+    // Column-major copy for Probe: rows_t_[c * num_rows_ + r] = row r, dim c.
+    rows_t_.resize(rows_.size());
+    for (int r = 0; r < num_rows_; ++r) {
+      for (int c = 0; c < d; ++c) rows_t_[static_cast<int64_t>(c) * num_rows_ + r] = rows_[r * d + c];
+    }
+    dots_.resize(num_rows_);
   }
 
   int32_t QueryPosition(int32_t pos, int n_chunks) const {
@@ -131,12 +137,20 @@ class StageScorer {
   float Probe(int32_t key, int32_t rope_pos) {
     const int d = p_.head_dim;
     p_.rope->Rotate(p_.k + key * p_.k_token_stride, rope_pos, key_.data());
+    // Every row's dot product is the sequential sum over c (fp32, no FMA: this file is built
+    // with -ffp-contract=off); the rows are independent, so they are computed side by side.
+    const int n = num_rows_;
+    float* dots = dots_.data();
+    std::fill_n(dots, n, 0.f);
+    for (int c = 0; c < d; ++c) {
+      const float kc = key_[c];
+      const float* col = rows_t_.data() + static_cast<int64_t>(c) * n;
+#pragma omp simd
+      for (int r = 0; r < n; ++r) dots[r] += col[r] * kc;
+    }
     float best = kNegInf;
-    for (int r = 0; r < num_rows_; ++r) {
-      const float* row = rows_.data() + static_cast<int64_t>(r) * d;
-      float dot = 0.f;
-      for (int c = 0; c < d; ++c) dot += row[c] * key_[c];
-      if (dot > best) best = dot;  // NaN never wins
+    for (int r = 0; r < n; ++r) {
+      if (dots[r] > best) best = dots[r];  // NaN never wins
     }
     return best;
   }
@@ -144,7 +158,9 @@ class StageScorer {
  private:
   const MaskEstimationParams& p_;
   int num_rows_ = 0;
-  std::vector<float> rows_;  // [num_rows][head_dim]
+  std::vector<float> rows_;    // [num_rows][head_dim]
+  std::vector<float> rows_t_;  // [head_dim][num_rows]
+  std::vector<float> dots_;    // [num_rows] scratch
   std::vector<float> key_, rot_;
 };
 
