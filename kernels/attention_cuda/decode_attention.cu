@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda/decode_attention.h"
@@ -178,10 +179,19 @@ absl::StatusOr<Plan> MakePlan(const char* fn, const DecodeAttentionGpuParams& p,
     if (!sms.ok()) return sms.status();
     absl::StatusOr<int> per_sm = BlocksPerSmFor<BSA>(p, plan.keys_per_step);
     if (!per_sm.ok()) return per_sm.status();
-    // One full wave of blocks over all (sequence, KV head) pairs.
+    // About one full wave of blocks over all (sequence, KV head) pairs: of the two split
+    // counts around target / units, the one with less time per key counted in whole waves
+    // (waves / splits); ties go to fewer splits (less merging). E.g. 256 pairs on 396 resident
+    // blocks: 1 split (one wave) rather than 2 (two waves, the second one 30% full).
     const int64_t units = int64_t{p.batch} * p.num_kv_heads;
     const int64_t target = int64_t{*sms} * *per_sm;
-    int64_t s = CeilDiv(target, units);
+    const int64_t lo = std::max<int64_t>(1, target / units), hi = CeilDiv(target, units);
+    auto cost = [&](int64_t n) {  // waves / n, compared as fractions
+      return std::pair<int64_t, int64_t>(CeilDiv(units * n, target), n);
+    };
+    const auto [wl, nl] = cost(lo);
+    const auto [wh, nh] = cost(hi);
+    int64_t s = wh * nl < wl * nh ? hi : lo;
     s = std::min<int64_t>(s, CeilDiv(logical_len, kMinChunk));
     splits = static_cast<int>(std::clamp<int64_t>(s, 1, kDecodeMaxSplits));
   }
