@@ -40,6 +40,7 @@
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/mask_estimation.h"
+#include "kernels/testing/attention_cases.h"
 
 namespace hipserve::bench {
 namespace {
@@ -58,8 +59,9 @@ std::vector<int> ParseList(const std::string& s) {
 
 struct Args {
   std::string json;
-  std::vector<int> lens = {131072, 1048576};
-  std::vector<int> a1_lens = {131072, 1048576};
+  std::vector<int> lens{kernels::testing::kDecodeBenchLens.begin(),
+                       kernels::testing::kDecodeBenchLens.end()};
+  std::vector<int> a1_lens{kernels::testing::kA1Lens.begin(), kernels::testing::kA1Lens.end()};
   int reps = 20;
   int rotations = 8;
   int spans = 4;          // needle spans per KV head (A1)
@@ -171,7 +173,9 @@ struct A1Row {
 
 // Everything one "8B layer" needs on the device.
 struct Layer {
-  int H = 32, KVH = 8, D = 128;
+  int H = kernels::testing::k8BLayer.num_heads;
+  int KVH = kernels::testing::k8BLayer.num_kv_heads;
+  int D = kernels::testing::k8BLayer.head_dim;
   int max_t = 0, R = 1;
   int64_t pad = 2048, rows = 0;
   void *k = nullptr, *v = nullptr, *q = nullptr, *out = nullptr;
@@ -638,8 +642,9 @@ int Main(int argc, char** argv) {
     j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
     j += "  \"driver\": " + std::to_string(driver) + ",\n";
     j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
-    j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
-         "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
+    j += "  \"shape\": {\"batch\": 1, \"heads\": " + std::to_string(L.H) +
+         ", \"kv_heads\": " + std::to_string(L.KVH) + ", \"head_dim\": " + std::to_string(L.D) +
+         ", \"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
          "\"refresh\": [96, 24, 8], \"pruning_positions\": \"relative\", \"rope\": \"llama3\"},\n";
     j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
          ", \"rotations\": " + std::to_string(a.rotations) +
