@@ -6,8 +6,9 @@
 //     (batch > 1): sequence b's counter is offset by 3 b steps, so most steps refresh some
 //     sequence from some stage.
 //   mode rows: 16 steps of one refresh mode (BSA only / all stages).
-// Every step includes what a serving step pays: the upload of lengths and start stages, the q
-// copy in, the kernels (or the graph launch) and the out copy.
+// Every step includes the upload of lengths and start stages, the q copy in, the kernels (or
+// the graph launch) and the out copy; "+devio" rows skip the two copies (q written into
+// q_buffer() and out read from out_buffer() by the caller).
 // Batch > 1 shares one KV buffer: sequence b starts at row b * stride, stride = min(T,
 // (kv_rows - T) / (batch - 1)) (32 x 1M tokens would not fit a GPU).
 // Method (shared/BENCHMARKS.md): CUDA events around each cycle, warm-up, eager and graph reps
@@ -213,6 +214,8 @@ int Main(int argc, char** argv) {
           B > 1 ? std::min<int64_t>(T, (kv_rows - T) / (B - 1)) : 0;
       std::vector<int64_t> starts(B);
       for (int b = 0; b < B; ++b) starts[b] = b * stride;
+      // dst == nullptr: device-resident I/O (q already in q_buffer(), out read from
+      // out_buffer()), as a caller whose projections write / read those buffers would do.
       auto step = [&](const std::vector<int32_t>& len, const std::vector<int32_t>& ss, int i,
                       bool graph, void* dst) {
         kernels::HipDecodeStep st;
@@ -220,7 +223,9 @@ int Main(int argc, char** argv) {
         st.kv_len = len.data();
         st.kv_start = starts.data();
         st.start_stage = ss.data();
-        st.q = static_cast<const uint16_t*>(qpool) + int64_t{i % a.rotations} * max_b * q_row;
+        if (dst != nullptr) {
+          st.q = static_cast<const uint16_t*>(qpool) + int64_t{i % a.rotations} * max_b * q_row;
+        }
         st.out = dst;
         BENCH_OK(graph ? g.Run(st, stream) : g.RunEager(st, stream));
       };
@@ -233,8 +238,13 @@ int Main(int argc, char** argv) {
       if (B > 1) scheds.push_back(MakeCycle("cycle_staggered", cfg, T, B, 3));
       scheds.push_back(MakeMode("bsa_only", T, B, -1));
       scheds.push_back(MakeMode("all_stages", T, B, 0));
+      scheds.push_back(scheds[0]);
+      scheds.back().name += "+devio";
+      scheds.push_back(MakeMode("bsa_only+devio", T, B, -1));
       for (const Schedule& s : scheds) {
         const int n = static_cast<int>(s.ss.size());
+        const bool devio = s.name.find("+devio") != std::string::npos;
+        void* dst = devio ? nullptr : out;
         Row row;
         row.T = T;
         row.batch = B;
@@ -248,7 +258,7 @@ int Main(int argc, char** argv) {
           for (int graph = 0; graph < 2; ++graph) {
             const auto h0 = std::chrono::steady_clock::now();
             BENCH_CUDA(cudaEventRecord(e0, stream));
-            for (int i = 0; i < n; ++i) step(s.len[i], s.ss[i], i, graph == 1, out);
+            for (int i = 0; i < n; ++i) step(s.len[i], s.ss[i], i, graph == 1, dst);
             BENCH_CUDA(cudaEventRecord(e1, stream));
             const double host_us =
                 std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0)
@@ -280,7 +290,7 @@ int Main(int argc, char** argv) {
         for (size_t i = 0; i < ho.size(); ++i) row.bad += ho[i] != he[i];
         row.bad += CountBadRows(out, int64_t{B} * q_row, stream);
         rows.push_back(row);
-        std::printf("T=%-8d B=%-3d %-16s eager %9.2f us  graph %9.2f us  (%.2fx)  host "
+        std::printf("T=%-8d B=%-3d %-20s eager %9.2f us  graph %9.2f us  (%.2fx)  host "
                     "%.1f / %.1f us  bad %lld\n",
                     T, B, s.name.c_str(), row.eager_us, row.graph_us, row.eager_us / row.graph_us,
                     row.eager_host_us, row.graph_host_us, static_cast<long long>(row.bad));
@@ -289,11 +299,11 @@ int Main(int argc, char** argv) {
     }
   }
 
-  std::printf("\n%-8s %-6s %-16s %6s %12s %12s %9s %14s %14s %5s\n", "T", "batch", "schedule",
+  std::printf("\n%-8s %-6s %-20s %6s %12s %12s %9s %14s %14s %5s\n", "T", "batch", "schedule",
               "steps", "eager_us", "graph_us", "eager/gr", "host_eager_us", "host_graph_us",
               "bad");
   for (const Row& r : rows) {
-    std::printf("%-8d %-6d %-16s %6d %12.2f %12.2f %9.2f %14.2f %14.2f %5lld\n", r.T, r.batch,
+    std::printf("%-8d %-6d %-20s %6d %12.2f %12.2f %9.2f %14.2f %14.2f %5lld\n", r.T, r.batch,
                 r.schedule.c_str(), r.steps, r.eager_us, r.graph_us, r.eager_us / r.graph_us,
                 r.eager_host_us, r.graph_host_us, static_cast<long long>(r.bad));
   }

@@ -43,9 +43,9 @@ fi
 
 if [ -z "${SKIP_HIP_DECODE:-}" ]; then
   echo "== bench_hip_decode sanity (shapes from the case table)"
-  timeout 45 "$C/bin/bench_hip_decode" --lens 131072 --a1_lens none --reps 10 --rotations 4 \
+  timeout 75 "$C/bin/bench_hip_decode" --lens 131072,1048576 --a1_lens none --reps 10 --rotations 4 \
     > "$OUT/hip_decode.log" 2>&1
-  echo "hip_decode rc=$?"; grep -A3 "K2_us" "$OUT/hip_decode.log"
+  echo "hip_decode rc=$?"; grep -A4 "K2_us" "$OUT/hip_decode.log"
 fi
 echo "== bench table"
 sed -n '/^T  *batch/,$p' "$OUT/bench.log" 2>/dev/null
