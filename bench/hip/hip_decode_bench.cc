@@ -559,7 +559,7 @@ int Main(int argc, char** argv) {
     for (int h = 0; h < L.KVH; ++h) {
       std::vector<char> in(T, 0);
       for (int t = 0; t < std::min(T, L.cfg.n_sink); ++t) in[t] = 1;
-      for (int t = std::max(0, T - L.cfg.n_window); t < T; ++t) in[t] = 1;
+      for (int t = std::max(0, T - 1 - L.cfg.n_window); t < T; ++t) in[t] = 1;
       std::vector<char> sel = in;
       for (int i = 0; i < counts[h]; ++i) {
         for (int t = blocks[h * nblk + i]; t < std::min(T, blocks[h * nblk + i] + 8); ++t) sel[t] = 1;

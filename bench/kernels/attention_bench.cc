@@ -297,7 +297,7 @@ int Main(int argc, char** argv) {
           BENCH_OK(kernels::BsaDecodeAttentionGpu(pr, s));
         };
         const int64_t sink = std::min(a.n_sink, T);
-        const int64_t window = std::min<int64_t>(a.n_window, T - sink);
+        const int64_t window = std::min<int64_t>(int64_t{a.n_window} + 1, T - sink);
         const int64_t keys = sink + int64_t{cnt} * 8 + window;
         Row row{T,
                 fs == 0 ? "bsa" : "bsa_s" + std::to_string(fs),

@@ -46,7 +46,7 @@ struct BsaKvCase {
   KvDtype dtype = KvDtype::kBf16;  // direct K/V dtype, or the bank dtype when tiered
   double hit = -1;                 // tiered: fraction of tokens in the bank; < 0: not tiered
   int n_sink = 256;
-  int n_window = 1024;  // BsaRef's n_window; the GPU gets n_window + 1 (decode_attention.h)
+  int n_window = 1024;  // BsaRef's n_window, passed to the GPU unchanged
   int max_blocks = 256;
   int block_shift = 0;  // block starts are 8 * i + block_shift
   int num_splits = 0;
@@ -330,7 +330,7 @@ TEST_P(BsaDecodeKvGpuTest, MatchesBsaRef) {
   bp.block_count = d_counts.get<int32_t>();
   bp.max_blocks = c.max_blocks;
   bp.n_sink = c.n_sink;
-  bp.n_window = c.n_window + 1;
+  bp.n_window = c.n_window;
   if (c.rope) {
     bp.rope = d_rope.get<float>();
     bp.rope_positions = max_t;

@@ -74,7 +74,7 @@ absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
   if (p.max_blocks < 0)
     return Invalid(fn, absl::StrCat("max_blocks must be >= 0, got ", p.max_blocks));
   if (p.n_sink < 0) return Invalid(fn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
-  if (p.n_window < 1) return Invalid(fn, absl::StrCat("n_window must be >= 1, got ", p.n_window));
+  if (p.n_window < 0) return Invalid(fn, absl::StrCat("n_window must be >= 0, got ", p.n_window));
   if (p.rope != nullptr && p.rope_positions < p.attn.max_kv_len) {
     return Invalid(fn, absl::StrCat("rope table covers ", p.rope_positions,
                                     " positions, max_kv_len ", p.attn.max_kv_len, " needs as many"));
@@ -214,7 +214,7 @@ absl::StatusOr<Plan> MakePlan(const char* fn, const DecodeAttentionGpuParams& p,
 
 int64_t BsaLogicalLen(const BsaDecodeGpuParams& p) {
   return std::min<int64_t>(p.n_sink, p.attn.max_kv_len) + int64_t{p.max_blocks} * kBsaBlockSize +
-         std::min<int64_t>(p.n_window, p.attn.max_kv_len);
+         std::min<int64_t>(int64_t{p.n_window} + 1, p.attn.max_kv_len);
 }
 
 template <bool BSA>

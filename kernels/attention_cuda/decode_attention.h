@@ -5,7 +5,7 @@
 // by log-sum-exp. Two key sets:
 //   - dense: keys [0, T) of the sequence (the query sits at position T - 1 and sees itself);
 //   - BSA (HiP block-sparse attention): sink [0, n_sink) + selected blocks of kBsaBlockSize keys
-//     + window [T - n_window, T), each key counted once (blocks overlapping sink or window are
+//     + window [T - 1 - n_window, T), each key counted once (blocks overlapping sink or window are
 //     masked there). By default keys are used as stored (already rotated). With a RoPE table
 //     (BsaDecodeGpuParams::rope) K is stored un-rotated and every key is rotated in-kernel at
 //     the position kernels/hip/bsa.h's BsaKeysForQuery gives it (HIP.md 5), the query at T - 1.
@@ -17,9 +17,10 @@
 // once. Supported head_dim: 64, 128. Supported group size (num_heads / num_kv_heads): 1..8.
 // Anything else returns InvalidArgument naming what is supported.
 //
-// Window convention: this kernel's window is [T - n_window, T) (n_window keys, the query's own
-// key included); BsaRef's is [pos - n_window, pos] (n_window + 1 keys). Pass BsaRef's n_window
-// + 1 here to attend the same keys.
+// Window convention (the same as BsaRef and HipConfig::n_window): the query at pos = T - 1
+// attends the window [pos - n_window, pos], i.e. the n_window keys before it and itself, so a
+// HipConfig's n_window is passed unchanged and the window meets the candidate range
+// (CandidateRangeFor ends at pos - n_window) with no key missing.
 //
 // Thread-safety: the functions are reentrant; concurrent calls must not share a workspace.
 // Asynchronous: the kernels run on `stream` (a cudaStream_t, null = legacy default stream);
@@ -81,15 +82,15 @@ struct BsaDecodeGpuParams {
   const int32_t* block_count = nullptr;   // [batch, num_kv_heads], each in [0, max_blocks]
   int max_blocks = 0;                     // >= 0 (row stride of block_starts)
   int n_sink = 256;                       // >= 0: keys [0, n_sink) always attended
-  int n_window = 1024;                    // >= 1: keys [T - n_window, T) always attended
+  int n_window = 1024;                    // >= 0: keys [T - 1 - n_window, T) always attended
   // In-kernel RoPE (HIP.md 5). Null: q and keys are used as stored. Otherwise K is un-rotated
   // and this is the device table [rope_positions][head_dim] fp32 (cos in [0, head_dim/2), sin
   // in [head_dim/2, head_dim): the layout of HipRopeRows, kernels/hip_cuda/mask_estimation.h),
   // 16-byte aligned, rope_positions >= max_kv_len. The query is rotated at T - 1; keys at
   //   extend off: their real position;
   //   extend on: window keys at their real position; the M sink + block keys, in list order,
-  //     at W - M, ..., W - 1 with W = max(T - n_window, min(n_sink, T)), the window start
-  // (exactly BsaKeysForQuery(T - 1, ..., n_window - 1, extend)).
+  //     at W - M, ..., W - 1 with W = max(T - 1 - n_window, min(n_sink, T)), the window start
+  // (exactly BsaKeysForQuery(T - 1, ..., n_window, extend)).
   const float* rope = nullptr;
   int rope_positions = 0;
   bool extend = true;

@@ -117,7 +117,7 @@ void AttendOver(const float* q, const float* k_base, const float* v_base, int64_
 std::vector<int> BsaPositions(int seq_len, int n_sink, int n_window, const int32_t* starts,
                               int count) {
   const int n_s = std::min(n_sink, seq_len);
-  const int win_start = std::max(seq_len - n_window, n_s);
+  const int win_start = std::max(seq_len - 1 - n_window, n_s);
   std::vector<int> pos;
   for (int i = 0; i < n_s; ++i) pos.push_back(i);
   for (int b = 0; b < count; ++b) {
@@ -373,7 +373,7 @@ TEST_F(DecodeAttentionGpuArgsTest, RejectsUnsupportedShapes) {
   p.scale = 0.1f;
   BsaDecodeGpuParams bp;
   bp.attn = p;
-  bp.n_window = 0;
+  bp.n_window = -1;
   EXPECT_EQ(BsaDecodeAttentionGpu(bp, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   const int32_t* starts = nullptr;
   if constexpr (BSA) {
     n_s = min(max(a.n_sink, 0), seq_len);
-    win_start = max(seq_len - a.n_window, n_s);
+    win_start = max(seq_len - 1 - a.n_window, n_s);  // [pos - n_window, pos], pos = T - 1
     n_blk_keys = a.block_count[b * a.num_kv_heads + kvh] * 8;
     length = n_s + n_blk_keys + (seq_len - win_start);
     starts = a.block_starts + static_cast<int64_t>(b * a.num_kv_heads + kvh) * a.max_blocks;

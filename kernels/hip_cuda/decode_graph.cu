@@ -157,7 +157,7 @@ BsaDecodeGpuParams DecodeGraphsImpl::BsaParams(int batch) const {
   p.block_count = state_.count[stages_ - 1];
   p.max_blocks = spec_.keep_chunks(stages_ - 1);
   p.n_sink = opt_.config.n_sink;
-  p.n_window = opt_.config.n_window + 1;  // BsaRef's [pos - n_window, pos]
+  p.n_window = opt_.config.n_window;  // [pos - n_window, pos], as BsaRef
   if (opt_.bsa_rope) {
     p.rope = t_.rope;
     p.rope_positions = t_.rope_positions;

@@ -302,7 +302,7 @@ class EagerRef {
     p.block_count = state_.count[last];
     p.max_blocks = spec_.keep_chunks(last);
     p.n_sink = config_.n_sink;
-    p.n_window = config_.n_window + 1;
+    p.n_window = config_.n_window;
     p.rope = L_.rope->get<float>();
     p.rope_positions = L_.rope_positions;
     p.extend = config_.extend;
