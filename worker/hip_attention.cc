@@ -38,7 +38,13 @@ HipAttention::HipAttention(const HipAttentionOptions& options, kernels::RopeTabl
     : options_(options), rope_(std::move(rope)) {
   for (int l = 0; l < options_.num_layers; ++l) {
     specs_.push_back(kernels::PruningSpecForLayer(options_.config, l));
+    kernels::HipConfig real = options_.config;
+    real.extend = false;
+    specs_real_.push_back(kernels::PruningSpecForLayer(real, l));
   }
+  extend_min_tokens_ = options_.config.extend_min_tokens >= 0
+                           ? options_.config.extend_min_tokens
+                           : std::max(options_.pretrained_context, 0);
   recall_.resize(options_.num_layers);
 }
 
@@ -102,7 +108,11 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
     return absl::FailedPreconditionError("HipAttention: decode step with more than one query");
   }
   const kernels::HipConfig& cfg = options_.config;
-  const kernels::PruningSpec& spec = specs_[layer];
+  // Extension (HIP.md 5) only for sequences longer than extend_min_tokens_; the decision is
+  // per step, so a sequence switches when it grows past the threshold (nothing cached depends
+  // on positions: keys are stored un-rotated and the cached lists are plain key ranges).
+  const bool extend = cfg.extend && num_kv > extend_min_tokens_;
+  const kernels::PruningSpec& spec = extend ? specs_[layer] : specs_real_[layer];
   const int kvh = options_.num_kv_heads, d = options_.head_dim;
   const int group = options_.num_heads / kvh;
   const int block_size = cfg.block_size();
@@ -234,7 +244,7 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
     bp.block_size = block_size;
     bp.n_sink = cfg.n_sink;
     bp.n_window = cfg.n_window;
-    bp.extend = cfg.extend;
+    bp.extend = extend;
     bp.rope = &rope_;
     bp.scale = 1.0f / std::sqrt(static_cast<float>(d));
     bp.out = out + first * q_row_size;

@@ -31,6 +31,9 @@ struct HipAttentionOptions {
   int num_heads = 0;          // local query heads (> 0, multiple of num_kv_heads)
   int num_kv_heads = 0;       // local KV heads (> 0)
   int head_dim = 0;           // > 0, even
+  // The model's pretrained context length; resolves config.extend_min_tokens = -1 (0 there =
+  // unknown: extend always).
+  int pretrained_context = 0;
   // Diagnostic (benchmarks only; costs a dense attention pass per measured query): for the
   // last query of every query block, measure the dense attention mass the selection keeps
   // (kernels/hip/selection_recall.h) and accumulate it per layer (recall_stats()).
@@ -94,6 +97,8 @@ class HipAttention {
   void ReleaseAll();
   int num_sequences() const { return static_cast<int>(states_.size()); }
   const kernels::HipConfig& config() const { return options_.config; }
+  // Keys a sequence must exceed for its steps to use the context extension (config.extend on).
+  int extend_min_tokens() const { return extend_min_tokens_; }
   // [num_layers]; all zero unless options.measure_recall.
   const std::vector<HipRecallStats>& recall_stats() const { return recall_; }
 
@@ -114,7 +119,9 @@ class HipAttention {
 
   HipAttentionOptions options_;
   kernels::RopeTable rope_;
-  std::vector<kernels::PruningSpec> specs_;  // [num_layers]
+  std::vector<kernels::PruningSpec> specs_;       // [num_layers], extension on
+  std::vector<kernels::PruningSpec> specs_real_;  // [num_layers], real positions
+  int extend_min_tokens_ = 0;
   absl::flat_hash_map<common::SequenceId, SeqState> states_;
   std::vector<HipRecallStats> recall_;
 };

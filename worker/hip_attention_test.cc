@@ -330,8 +330,8 @@ TEST(HipAttentionTest, TailQueriesSelectLikeDecode) {
     std::vector<float> out(q.size(), std::nanf(""));
     if (as_decode) {
       hip->BeginStep(seq, 0, kTokens - 1);
-      EXPECT_TRUE(hip->Run(seq, 0, q.data(), kTokens - 1, 0, kv.k.data(), kv.v.data(),
-                           kTokens - 1, out.data())
+      EXPECT_TRUE(hip->Run(seq, 0, q.data(), kTokens - 1, 0, kv.k.data(), kv.v.data(), kTokens - 1,
+                           out.data())
                       .ok());
       hip->BeginStep(seq, kTokens - 1, 1);
       EXPECT_TRUE(hip->CurrentStep(seq)->decode);
@@ -345,14 +345,39 @@ TEST(HipAttentionTest, TailQueriesSelectLikeDecode) {
     }
     hip->BeginStep(seq, 0, kTokens);
     EXPECT_TRUE(
-        hip->Run(seq, 0, q.data(), kTokens, 0, kv.k.data(), kv.v.data(), kTokens, out.data())
-            .ok());
+        hip->Run(seq, 0, q.data(), kTokens, 0, kv.k.data(), kv.v.data(), kTokens, out.data()).ok());
     return std::vector<float>(out.end() - row, out.end());
   };
   const std::vector<float> decode = last_output(0, true);
   EXPECT_EQ(last_output(1, false), decode);
   EXPECT_EQ(last_output(64, false), decode);
   EXPECT_NE(last_output(0, false), decode) << "the shared block selection should differ";
+}
+
+// extend_min_tokens: a sequence up to the threshold runs with real positions (as extend off);
+// past it, with the extension (as a threshold of 0).
+TEST(HipAttentionTest, ExtensionStartsPastTheThreshold) {
+  constexpr int kTokens = 300;
+  Kv kv;
+  kv.Append(kTokens, 31);
+  auto q = RandomVector(int64_t{kTokens} * kHeads * kHeadDim, 32);
+  auto run = [&](bool extend, int min_tokens) {
+    HipConfig c = SmallConfig();
+    c.extend = extend;
+    c.extend_min_tokens = min_tokens;
+    auto hip = Make(c);
+    std::vector<float> out(q.size(), std::nanf(""));
+    hip->BeginStep(SequenceId(1), 0, kTokens);
+    EXPECT_TRUE(hip->Run(SequenceId(1), 0, q.data(), kTokens, 0, kv.k.data(), kv.v.data(), kTokens,
+                         out.data())
+                    .ok());
+    return out;
+  };
+  const std::vector<float> real = run(false, 0), extended = run(true, 0);
+  ASSERT_NE(real, extended) << "the two modes must differ for this test to mean anything";
+  EXPECT_EQ(run(true, kTokens), real);
+  EXPECT_EQ(run(true, kTokens - 1), extended);
+  EXPECT_EQ(run(true, -1), extended) << "-1 with no pretrained length given = always";
 }
 
 // Run fans out over threads; the outputs and the decode cache must not depend on how many.
@@ -368,9 +393,8 @@ TEST(HipAttentionTest, ThreadCountDoesNotChangeResults) {
     const SequenceId seq(4);
     std::vector<float> out(q.size(), std::nanf(""));
     hip->BeginStep(seq, 0, 333);
-    ASSERT_TRUE(hip->Run(seq, 0, q.data(), 333, 0, local.k.data(), local.v.data(), 333,
-                         out.data())
-                    .ok());
+    ASSERT_TRUE(
+        hip->Run(seq, 0, q.data(), 333, 0, local.k.data(), local.v.data(), 333, out.data()).ok());
     for (int i = 0; i < 7; ++i) {
       local.Append(1, 40 + i);
       hip->BeginStep(seq, 333 + i, 1);

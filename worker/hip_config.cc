@@ -88,6 +88,8 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       ASSIGN_OR_RETURN(c.n_window, GetInt(value, key));
     } else if (key == "block_q") {
       ASSIGN_OR_RETURN(c.block_q, GetInt(value, key));
+    } else if (key == "extend_min_tokens") {
+      ASSIGN_OR_RETURN(c.extend_min_tokens, GetInt(value, key));
     } else if (key == "tail_queries") {
       ASSIGN_OR_RETURN(c.tail_queries, GetInt(value, key));
     } else if (key == "k") {
@@ -114,8 +116,10 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       }
     } else {
       return Bad(key,
-                 "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, stage_keep, k, "
-                 "stride_q, mask_refresh_interval, extend, pruning_positions, layer_overrides)");
+                 "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, "
+                 "stage_keep, k, "
+                 "stride_q, mask_refresh_interval, extend, extend_min_tokens, pruning_positions, "
+                 "layer_overrides)");
     }
   }
   RETURN_IF_ERROR(kernels::ValidateHipConfig(c));
@@ -134,6 +138,7 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["stride_q"] = c.stride_q;
   j["mask_refresh_interval"] = c.mask_refresh_interval;
   j["extend"] = c.extend;
+  j["extend_min_tokens"] = c.extend_min_tokens;
   j["pruning_positions"] = kernels::PruningPositionsName(c.pruning_positions);
   json overrides = json::array();
   for (const HipLayerOverride& o : c.layer_overrides) {

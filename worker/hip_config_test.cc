@@ -24,7 +24,7 @@ TEST(HipConfigTest, ParsesEveryKey) {
   auto c = ParseHipConfig(R"({
     "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "chunk_sizes": [64, 16, 4],
     "stage_keep": [256, 64], "k": 32, "stride_q": [2, 2, 1],
-    "mask_refresh_interval": [16, 4, 2], "extend": false, "pruning_positions": "chunk_indexed",
+    "mask_refresh_interval": [16, 4, 2], "extend": false, "extend_min_tokens": 100, "pruning_positions": "chunk_indexed",
     "layer_overrides": [{"layers": [1], "k": 64, "pruning_positions": "relative"},
                         {"layers": [0, 3], "k": 16}]
   })");
@@ -39,6 +39,7 @@ TEST(HipConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->stride_q, (std::vector<int>{2, 2, 1}));
   EXPECT_EQ(c->mask_refresh_interval, (std::vector<int>{16, 4, 2}));
   EXPECT_FALSE(c->extend);
+  EXPECT_EQ(c->extend_min_tokens, 100);
   EXPECT_EQ(c->pruning_positions, PruningPositions::kChunkIndexed);
   ASSERT_EQ(c->layer_overrides.size(), 2u);
   EXPECT_EQ(c->layer_overrides[0].layers, (std::vector<int>{1}));

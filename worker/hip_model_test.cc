@@ -29,10 +29,11 @@ std::unique_ptr<Model> MakeModel(Communicator* comm, const std::string& attentio
 }
 
 // Small enough that pruning happens at a few dozen tokens: sink 4, window 8, chunks (16, 4, 2),
-// keep 64 / 16 / 8 tokens; layer 0 gets k = 12 with chunk-indexed positions.
+// keep 64 / 16 / 8 tokens; layer 0 gets k = 12 with chunk-indexed positions. The extension
+// applies from the first token (the builtin model's pretrained window is far longer).
 HipConfig PruningConfig() {
   auto c = ParseHipConfig(R"({
-    "n_sink": 4, "n_window": 8, "block_q": 4, "chunk_sizes": [16, 4, 2],
+    "n_sink": 4, "n_window": 8, "block_q": 4, "chunk_sizes": [16, 4, 2], "extend_min_tokens": 0,
     "stage_keep": [64, 16], "k": 8, "stride_q": [2, 2, 1], "mask_refresh_interval": [6, 3, 2],
     "layer_overrides": [{"layers": [0], "k": 12, "pruning_positions": "chunk_indexed"}]})");
   EXPECT_TRUE(c.ok()) << c.status();

@@ -113,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
     ho.num_heads = w.local_heads();
     ho.num_kv_heads = w.local_kv_heads();
     ho.head_dim = d.head_dim;
+    ho.pretrained_context = d.max_context;
     ho.measure_recall = options.hip_measure_recall;
     ASSIGN_OR_RETURN(hip, HipAttention::Create(ho));
   }

@@ -35,6 +35,12 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
   if (c.n_sink < 0) return Bad(absl::StrCat("n_sink must be >= 0, got ", c.n_sink));
   if (c.n_window < 0) return Bad(absl::StrCat("n_window must be >= 0, got ", c.n_window));
   if (c.block_q <= 0) return Bad(absl::StrCat("block_q must be > 0, got ", c.block_q));
+  if (c.extend_min_tokens < -1) {
+    return Bad(
+        absl::StrCat("extend_min_tokens must be >= -1 (-1 = the model's pretrained "
+                     "context), got ",
+                     c.extend_min_tokens));
+  }
   if (c.tail_queries < 0) {
     return Bad(absl::StrCat("tail_queries must be >= 0, got ", c.tail_queries));
   }

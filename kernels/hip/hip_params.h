@@ -57,6 +57,11 @@ struct HipConfig {
   // Context extension (HIP.md 5): on = streaming BSA positions + layer pruning positions;
   // off = real positions everywhere.
   bool extend = true;
+  // With extend on, a step uses the extension only when its sequence holds more than this many
+  // keys; shorter steps use real positions, as with extend off (HIP.md 5 allows both inside
+  // the pretrained window, and real positions select better there: docs/HIP_NOTES.md 3).
+  // -1 = the model's pretrained context length (resolved by the worker), 0 = always. >= -1.
+  int extend_min_tokens = -1;
   // Pruning positions of layers without an override (used only when extend is on).
   PruningPositions pruning_positions = PruningPositions::kRelative;
   std::vector<HipLayerOverride> layer_overrides = {

@@ -96,6 +96,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"NegativeWindow", [](HipConfig& c) { c.n_window = -5; }, "n_window"},
         BadCase{"ZeroBlockQ", [](HipConfig& c) { c.block_q = 0; }, "block_q"},
         BadCase{"NegativeTail", [](HipConfig& c) { c.tail_queries = -1; }, "tail_queries"},
+        BadCase{"ExtendMinTokens", [](HipConfig& c) { c.extend_min_tokens = -2; },
+                "extend_min_tokens"},
         BadCase{"NoStages", [](HipConfig& c) { c.chunk_sizes.clear(); }, "chunk_sizes"},
         BadCase{"ChunkNotDividing",
                 [](HipConfig& c) {

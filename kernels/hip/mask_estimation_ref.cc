@@ -116,7 +116,8 @@ class StageScorer {
     // Column-major copy for Probe: rows_t_[c * num_rows_ + r] = row r, dim c.
     rows_t_.resize(rows_.size());
     for (int r = 0; r < num_rows_; ++r) {
-      for (int c = 0; c < d; ++c) rows_t_[static_cast<int64_t>(c) * num_rows_ + r] = rows_[r * d + c];
+      for (int c = 0; c < d; ++c)
+        rows_t_[static_cast<int64_t>(c) * num_rows_ + r] = rows_[r * d + c];
     }
     dots_.resize(num_rows_);
   }

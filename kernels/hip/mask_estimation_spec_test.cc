@@ -60,8 +60,8 @@ float ProbeScore(const MaskEstimationParams& p, int stage, int32_t key, int32_t 
 
 std::vector<int32_t> NaiveEstimate(const MaskEstimationParams& p) {
   const PruningSpec& s = *p.spec;
-  ChunkList in = ChunksOfRange(p.range_begin, std::max(p.range_begin, p.range_end),
-                               s.chunk_sizes[0]);
+  ChunkList in =
+      ChunksOfRange(p.range_begin, std::max(p.range_begin, p.range_end), s.chunk_sizes[0]);
   for (int stage = 0; stage < s.num_stages(); ++stage) {
     if (stage > 0) in = SplitChunks(in, s.chunk_sizes[stage]);
     const int n = static_cast<int>(in.starts.size()), m = s.keep_chunks(stage);
@@ -84,7 +84,10 @@ std::vector<int32_t> NaiveEstimate(const MaskEstimationParams& p) {
         const float sl = ProbeScore(p, stage, l, pos(l, false), n);
         const float sr = ProbeScore(p, stage, r, pos(r, true), n);
         best = std::max({best, sl, sr});
-        if (sl >= sr) hi = mid; else lo = mid;
+        if (sl >= sr)
+          hi = mid;
+        else
+          lo = mid;
       }
       score[i] = best;
     }
@@ -141,16 +144,16 @@ TEST_P(MaskSpecTest, EqualsLiteralDefinition) {
   EXPECT_EQ(static_cast<int>(want.size()), spec.keep_chunks(2)) << "pruning really happens";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, MaskSpecTest,
-    ::testing::Values(SpecCase{PruningPositions::kRelative, 700, 7, 3},
-                      SpecCase{PruningPositions::kReal, 900, 1, 4},
-                      SpecCase{PruningPositions::kChunkIndexed, 613, 5, 2},
-                      SpecCase{PruningPositions::kRelative, 1500, 16, 1}),
-    [](const ::testing::TestParamInfo<SpecCase>& info) {
-      return absl::StrCat(PruningPositionsName(info.param.positions), "_kv", info.param.num_kv,
-                          "_q", info.param.num_q, "_g", info.param.group);
-    });
+INSTANTIATE_TEST_SUITE_P(Cases, MaskSpecTest,
+                         ::testing::Values(SpecCase{PruningPositions::kRelative, 700, 7, 3},
+                                           SpecCase{PruningPositions::kReal, 900, 1, 4},
+                                           SpecCase{PruningPositions::kChunkIndexed, 613, 5, 2},
+                                           SpecCase{PruningPositions::kRelative, 1500, 16, 1}),
+                         [](const ::testing::TestParamInfo<SpecCase>& info) {
+                           return absl::StrCat(PruningPositionsName(info.param.positions), "_kv",
+                                               info.param.num_kv, "_q", info.param.num_q, "_g",
+                                               info.param.group);
+                         });
 
 }  // namespace
 }  // namespace hipserve::kernels

@@ -28,7 +28,8 @@ absl::Status MeasureSelectionRecall(const SelectionRecallParams& p, SelectionRec
   // Group-averaged dense probabilities, fp64 softmax over fp32 logits.
   std::vector<float> kr(d), qr(static_cast<size_t>(p.group) * d);
   for (int g = 0; g < p.group; ++g) {
-    p.rope->Rotate(p.q + static_cast<int64_t>(g) * d, p.pos, qr.data() + static_cast<size_t>(g) * d);
+    p.rope->Rotate(p.q + static_cast<int64_t>(g) * d, p.pos,
+                   qr.data() + static_cast<size_t>(g) * d);
   }
   std::vector<double> logits(static_cast<size_t>(p.group) * n), prob(n, 0.0);
   for (int j = 0; j < n; ++j) {

@@ -22,7 +22,7 @@ struct SelectionRecallParams {
   int32_t pos = 0;           // the query's real position (< num_kv)
   const float* k = nullptr;  // key j at k + j * k_token_stride, un-rotated
   int64_t k_token_stride = 0;
-  int num_kv = 0;  // > pos
+  int num_kv = 0;                   // > pos
   const int32_t* blocks = nullptr;  // selected block starts, ascending, unique
   int count = 0;
   int block_size = 0;  // > 0
