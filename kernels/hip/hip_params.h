@@ -59,7 +59,7 @@ struct HipConfig {
   bool extend = true;
   // With extend on, a step uses the extension only when its sequence holds more than this many
   // keys; shorter steps use real positions, as with extend off (HIP.md 5 allows both inside
-  // the pretrained window, and real positions select better there: docs/HIP_NOTES.md 3).
+  // the pretrained window, and real positions select better there: docs/HIP_NOTES.md 2).
   // -1 = the model's pretrained context length (resolved by the worker), 0 = always. >= -1.
   int extend_min_tokens = -1;
   // Pruning positions of layers without an override (used only when extend is on).
