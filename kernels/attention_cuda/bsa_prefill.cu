@@ -25,11 +25,22 @@ absl::Status Invalid(const std::string& what) {
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+absl::Status CheckKvDtype(KvDtype d) {
+  switch (d) {
+    case KvDtype::kBf16:
+    case KvDtype::kFp8E5m2:
+      return absl::OkStatus();
+  }
+  return Invalid(absl::StrCat("kv_dtype ", static_cast<int>(d),
+                              " is not supported (supported: bf16, fp8_e5m2)"));
+}
+
 absl::Status Validate(const BsaPrefillGpuParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) {
     return Invalid(
         absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
+  if (absl::Status s = CheckKvDtype(p.kv_dtype); !s.ok()) return s;
   if (p.num_q <= 0 || p.q_offset < 0 || int64_t{p.q_offset} + p.num_q >= (int64_t{1} << 30)) {
     return Invalid(absl::StrCat("need num_q > 0, q_offset >= 0, q_offset + num_q < 2^30; got ",
                                 p.num_q, ", ", p.q_offset));
@@ -75,13 +86,14 @@ absl::Status Validate(const BsaPrefillGpuParams& p) {
   return absl::OkStatus();
 }
 
-template <int HD>
+// The instantiation set: head_dim {64, 128} x K/V {bf16, fp8 e5m2}.
+template <int HD, bool FP8>
 absl::Status Launch(const bi::BsaArgs& a, cudaStream_t stream) {
   const int smem = bi::TileBytes<HD>() + a.list_cap * 4;
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(bi::BsaPrefillKernel<HD>,
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(bi::BsaPrefillKernel<HD, FP8>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(a.num_heads, a.num_rows);
-  bi::BsaPrefillKernel<HD><<<grid, bi::kThreads, smem, stream>>>(a);
+  bi::BsaPrefillKernel<HD, FP8><<<grid, bi::kThreads, smem, stream>>>(a);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -92,8 +104,8 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
   if (absl::Status s = Validate(p); !s.ok()) return s;
   bi::BsaArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
-  a.k = static_cast<const uint16_t*>(p.k);
-  a.v = static_cast<const uint16_t*>(p.v);
+  a.k = p.k;
+  a.v = p.v;
   a.out = static_cast<uint16_t*>(p.out);
   a.block_starts = p.block_starts;
   a.block_count = p.block_count;
@@ -116,8 +128,9 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
   a.list_cap = (p.n_sink + p.max_blocks * p.block_size + 3) / 4 * 4;
   a.scale_log2 = p.scale * 1.4426950408889634f;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (p.head_dim == 64) return Launch<64>(a, s);
-  return Launch<128>(a, s);
+  const bool fp8 = p.kv_dtype == KvDtype::kFp8E5m2;
+  if (p.head_dim == 64) return fp8 ? Launch<64, true>(a, s) : Launch<64, false>(a, s);
+  return fp8 ? Launch<128, true>(a, s) : Launch<128, false>(a, s);
 }
 
 }  // namespace hipserve::kernels

@@ -19,15 +19,17 @@
 // windows [window_first(first query), last position] with the mask window_first_i <= key <=
 // pos_i, keys and queries at real positions. One online softmax covers both phases.
 //
-// Numerics: bf16 q/K/V/out; rotations in fp32 (fp32 cos/sin table) rounded once to bf16; scores,
+// Numerics: bf16 q/out; K/V bf16 or fp8 e5m2 (`kv_dtype`; fp8 codes are decoded exactly to bf16
+// in shared memory, then used as the bf16 path uses bf16 K/V); rotations in fp32 (fp32 cos/sin table) rounded once to bf16; scores,
 // softmax and accumulation fp32 (probabilities rounded to bf16 for P V); output rounded once.
-// Supported head_dim: 64, 128 (InvalidArgument names them). Asynchronous on `stream`, no
+// Supported: head_dim 64, 128; kv_dtype bf16, fp8_e5m2 (InvalidArgument names them). Asynchronous on `stream`, no
 // allocation (graph-capturable). Thread-safety: reentrant. CPU builds return UnimplementedError.
 #pragma once
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/attention_cuda/kv_source.h"
 #include "kernels/hip_cuda/prefill_mask.h"
 
 namespace hipserve::kernels {
@@ -35,11 +37,13 @@ namespace hipserve::kernels {
 inline constexpr int kBsaPrefillBlockQ = 64;  // queries per plan row (HipConfig::block_q)
 
 struct BsaPrefillGpuParams {
-  // bf16 (uint16_t storage) device tensors, 16-byte aligned, contiguous rows, un-rotated.
-  const void* q = nullptr;  // [num_q, num_heads, head_dim]; query i sits at q_offset + i
-  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim], num_kv = q_offset + num_q
-  const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim]
-  void* out = nullptr;      // [num_q, num_heads, head_dim]; must not alias the inputs
+  // Device tensors, 16-byte aligned, contiguous rows, un-rotated. q / out bf16 (uint16_t
+  // storage); k / v in `kv_dtype` (bf16, or fp8 e5m2 codes: uint8_t, kvstore/FORMAT.md).
+  const void* q = nullptr;  // [num_q, num_heads, head_dim] bf16; query i sits at q_offset + i
+  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype, num_kv = q_offset + num_q
+  const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype
+  KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v
+  void* out = nullptr;      // [num_q, num_heads, head_dim] bf16; must not alias the inputs
   int num_q = 0;            // > 0
   int q_offset = 0;         // >= 0
   int num_heads = 0;        // multiple of num_kv_heads

@@ -7,11 +7,16 @@
 // memory: the rotated Q tile, two stages of K and V tiles (64 keys), the key list L of phase A,
 // and per-query bounds. Per key tile: cp.async the raw rows (gathered in phase A), rotate K in
 // place in shared memory (fp32 math, bf16 store), then S = Q K^T, mask, online softmax, O += P V.
+// fp8 e5m2 K/V (FP8 = true): the two stages hold raw codes ([kBN][HD] bytes, not swizzled); the
+// rotation step reads them, decodes exactly (as the dense kernel) and writes the rotated K and
+// the decoded V into ONE swizzled bf16 (K, V) pair of tiles, which the warps then read. Same
+// shared memory as bf16 (TileBytes).
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/attention_cuda/prefill_attention_kernel.cuh"
 
@@ -28,15 +33,15 @@ inline constexpr int kNoWindow = 0x7fffffff;
 
 struct BsaArgs {
   const uint16_t* q;
-  const uint16_t* k;
-  const uint16_t* v;
+  const void* k;  // bf16 (uint16_t) or fp8 e5m2 (uint8_t), per the kernel's FP8
+  const void* v;
   uint16_t* out;
   const int32_t* block_starts;
   const int32_t* block_count;
   const float* rope;
   int num_q, q_offset;
   int num_heads, num_kv_heads, group;
-  int q_row, kv_row;  // elements between query rows / key rows
+  int q_row, kv_row;  // elements between query rows / key rows (bf16 or fp8 elements)
   int num_rows, first_block, max_blocks, block_size;
   int n_sink, n_window;
   int extend;
@@ -44,9 +49,10 @@ struct BsaArgs {
   float scale_log2;
 };
 
+// bf16: Q + 2 stages x (K, V). fp8: Q + 2 raw stages x (K, V) at 1 byte + one decoded (K, V).
 template <int HD>
 constexpr int TileBytes() {
-  return (kBM + 4 * kBN) * HD * 2;  // Q + 2 stages x (K, V)
+  return (kBM + 4 * kBN) * HD * 2;
 }
 
 // x1 (8 bf16 at lo) and x2 (8 bf16 at hi) rotated by (cos, sin) of `cs` at pair offset u8; the
@@ -70,14 +76,20 @@ __device__ __forceinline__ void Rotate8(uint4& lo, uint4& hi, const float* cs, i
   hi = make_uint4(wh[0], wh[1], wh[2], wh[3]);
 }
 
-template <int HD>
+template <int HD, bool FP8>
 __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a) {
   constexpr int HALF = HD / 2;
   constexpr int kUnits = HALF / 8;  // 8-pair units per row
   extern __shared__ __align__(128) uint16_t smem[];
   uint16_t* sq = smem;
-  uint16_t* sk = sq + kBM * HD;      // [2][kBN][HD]
-  uint16_t* sv = sk + 2 * kBN * HD;  // [2][kBN][HD]
+  uint16_t* sk = sq + kBM * HD;      // bf16: [2][kBN][HD]
+  uint16_t* sv = sk + 2 * kBN * HD;  // bf16: [2][kBN][HD]
+  // fp8: raw stages [2][kBN][HD] bytes for K and V, then the decoded bf16 K and V tiles.
+  uint8_t* raw_k = reinterpret_cast<uint8_t*>(sk);
+  uint8_t* raw_v = raw_k + 2 * kBN * HD;
+  uint16_t* dec_k = reinterpret_cast<uint16_t*>(raw_v + 2 * kBN * HD);
+  uint16_t* dec_v = dec_k + kBN * HD;
+  using KvT = std::conditional_t<FP8, uint8_t, uint16_t>;
   int32_t* s_list = reinterpret_cast<int32_t*>(sv + 2 * kBN * HD);  // [list_cap]
   __shared__ int32_t s_m[kBM], s_wf[kBM], s_qpos_a[kBM];
   __shared__ int32_t s_warp[kWarps];
@@ -178,8 +190,8 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
   __syncthreads();
 
   const uint16_t* gq = a.q + static_cast<int64_t>(head) * HD;
-  const uint16_t* gk = a.k + static_cast<int64_t>(kvh) * HD;
-  const uint16_t* gv = a.v + static_cast<int64_t>(kvh) * HD;
+  const KvT* gk = static_cast<const KvT*>(a.k) + static_cast<int64_t>(kvh) * HD;
+  const KvT* gv = static_cast<const KvT*>(a.v) + static_cast<int64_t>(kvh) * HD;
 
   // Key of tile-row r of tile t, or -1 past the end.
   auto tile_key = [&](int t, int r) -> int32_t {
@@ -191,18 +203,25 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     return j < b_count ? b_begin + j : -1;
   };
   auto load_tile = [&](int t, int stage) {
-    constexpr int kChunks = HD / 8;
+    constexpr int kPerChunk = FP8 ? 16 : 8;  // elements per 16-byte request
+    constexpr int kChunks = HD / kPerChunk;
     constexpr int kPerThread = kBN * kChunks / kThreads;
-    uint16_t* dk = sk + stage * kBN * HD;
-    uint16_t* dv = sv + stage * kBN * HD;
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
       const int idx = threadIdx.x + i * kThreads;
-      const int r = idx / kChunks, c = (idx % kChunks) * 8;
+      const int r = idx / kChunks, c = (idx % kChunks) * kPerChunk;
       const int32_t key = tile_key(t, r);
       const int64_t off = static_cast<int64_t>(key < 0 ? 0 : key) * a.kv_row + c;
-      pa::CpAsync16(pa::SmemAddr(dk + pa::Swz<HD>(r, c)), gk + off, key < 0 ? 0 : 16);
-      pa::CpAsync16(pa::SmemAddr(dv + pa::Swz<HD>(r, c)), gv + off, key < 0 ? 0 : 16);
+      uint32_t dk, dv;
+      if constexpr (FP8) {
+        dk = pa::SmemAddr(raw_k + stage * kBN * HD + r * HD + c);
+        dv = pa::SmemAddr(raw_v + stage * kBN * HD + r * HD + c);
+      } else {
+        dk = pa::SmemAddr(sk + stage * kBN * HD + pa::Swz<HD>(r, c));
+        dv = pa::SmemAddr(sv + stage * kBN * HD + pa::Swz<HD>(r, c));
+      }
+      pa::CpAsync16(dk, gk + off, key < 0 ? 0 : 16);
+      pa::CpAsync16(dv, gv + off, key < 0 ? 0 : 16);
     }
   };
   // Rotated queries (phase A positions, or real positions for phase B) into sq.
@@ -222,8 +241,28 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
       *reinterpret_cast<uint4*>(sq + pa::Swz<HD>(r, HALF + c)) = hi;
     }
   };
-  // Rotates the K tile of stage `stage` (tile t) in place.
+  // Rotates the K tile of stage `stage` (tile t) in place. fp8: decodes the raw K stage, rotates
+  // it into dec_k (rows past the end: the zero-filled codes decode to zero) and decodes the raw
+  // V stage into dec_v.
   auto rotate_k = [&](int t, int stage) {
+    if constexpr (FP8) {
+      const uint8_t* rk = raw_k + stage * kBN * HD;
+      for (int u = threadIdx.x; u < kBN * kUnits; u += kThreads) {
+        const int r = u / kUnits, c = (u % kUnits) * 8;
+        const int32_t key = tile_key(t, r);
+        const uint2 xl = *reinterpret_cast<const uint2*>(rk + r * HD + c);
+        const uint2 xh = *reinterpret_cast<const uint2*>(rk + r * HD + HALF + c);
+        uint4 lo = pa::Fp8x8ToBf16x8(xl.x, xl.y), hi = pa::Fp8x8ToBf16x8(xh.x, xh.y);
+        if (key >= 0) {
+          const int rp = (t < n_a && a.extend) ? base_a + t * kBN + r : key;
+          Rotate8(lo, hi, a.rope + static_cast<int64_t>(rp) * HD, HALF, c);
+        }
+        *reinterpret_cast<uint4*>(dec_k + pa::Swz<HD>(r, c)) = lo;
+        *reinterpret_cast<uint4*>(dec_k + pa::Swz<HD>(r, HALF + c)) = hi;
+      }
+      pa::DecodeTileFp8<HD, kBN>(raw_v + stage * kBN * HD, dec_v);
+      return;
+    }
     uint16_t* tk = sk + stage * kBN * HD;
     for (int u = threadIdx.x; u < kBN * kUnits; u += kThreads) {
       const int r = u / kUnits, c = (u % kUnits) * 8;
@@ -284,8 +323,8 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
                              : ((wf0 <= n0 + kBN - 1 && pos0 >= n0) ||
                                 (wf1 <= n0 + kBN - 1 && pos1 >= n0));
     if (__any_sync(0xffffffffu, see)) {
-      const uint16_t* tk = sk + stage * kBN * HD;
-      const uint16_t* tv = sv + stage * kBN * HD;
+      const uint16_t* tk = FP8 ? dec_k : sk + stage * kBN * HD;
+      const uint16_t* tv = FP8 ? dec_v : sv + stage * kBN * HD;
       float s[kNTiles][4];
 #pragma unroll
       for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;

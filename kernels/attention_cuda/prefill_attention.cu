@@ -24,10 +24,21 @@ absl::Status Invalid(const std::string& what) {
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+absl::Status CheckKvDtype(KvDtype d) {
+  switch (d) {
+    case KvDtype::kBf16:
+    case KvDtype::kFp8E5m2:
+      return absl::OkStatus();
+  }
+  return Invalid(absl::StrCat("kv_dtype ", static_cast<int>(d),
+                              " is not supported (supported: bf16, fp8_e5m2)"));
+}
+
 absl::Status Validate(const DensePrefillAttentionGpuParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) {
     return Invalid(absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
+  if (absl::Status s = CheckKvDtype(p.kv_dtype); !s.ok()) return s;
   if (p.num_q <= 0) return Invalid(absl::StrCat("num_q must be > 0, got ", p.num_q));
   if (p.q_offset < 0) return Invalid(absl::StrCat("q_offset must be >= 0, got ", p.q_offset));
   if (int64_t{p.q_offset} + p.num_q > (int64_t{1} << 31) - 1) {
@@ -51,17 +62,18 @@ absl::Status Validate(const DensePrefillAttentionGpuParams& p) {
   return absl::OkStatus();
 }
 
-template <int HD>
+// The instantiation set: head_dim {64, 128} x K/V {bf16, fp8 e5m2}.
+template <int HD, bool FP8>
 absl::Status Launch(const pi::KernelArgs& a, int num_heads, cudaStream_t stream) {
   constexpr int kSmem = pi::SmemBytes<HD>();
   static bool configured = false;  // benign race: every thread sets the same attribute
   if (!configured) {
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(pi::PrefillKernel<HD>,
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(pi::PrefillKernel<HD, FP8>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     configured = true;
   }
   const dim3 grid(num_heads, a.num_q_tiles);
-  pi::PrefillKernel<HD><<<grid, pi::kThreads, kSmem, stream>>>(a);
+  pi::PrefillKernel<HD, FP8><<<grid, pi::kThreads, kSmem, stream>>>(a);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -72,8 +84,8 @@ absl::Status DensePrefillAttentionGpu(const DensePrefillAttentionGpuParams& p, v
   if (absl::Status s = Validate(p); !s.ok()) return s;
   pi::KernelArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
-  a.k = static_cast<const uint16_t*>(p.k);
-  a.v = static_cast<const uint16_t*>(p.v);
+  a.k = p.k;
+  a.v = p.v;
   a.out = static_cast<uint16_t*>(p.out);
   a.num_q = p.num_q;
   a.q_offset = p.q_offset;
@@ -88,8 +100,10 @@ absl::Status DensePrefillAttentionGpu(const DensePrefillAttentionGpuParams& p, v
     return Invalid(absl::StrCat("num_q ", p.num_q, " needs more than 65535 query tiles"));
   }
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (p.head_dim == 64) return Launch<64>(a, p.num_heads, s);
-  return Launch<128>(a, p.num_heads, s);
+  const bool fp8 = p.kv_dtype == KvDtype::kFp8E5m2;
+  if (p.head_dim == 64) return fp8 ? Launch<64, true>(a, p.num_heads, s)
+                                   : Launch<64, false>(a, p.num_heads, s);
+  return fp8 ? Launch<128, true>(a, p.num_heads, s) : Launch<128, false>(a, p.num_heads, s);
 }
 
 }  // namespace hipserve::kernels

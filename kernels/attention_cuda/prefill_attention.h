@@ -10,9 +10,12 @@
 // k/v). Batch 1: one sequence per call (packed / varlen batches are not supported yet; call once
 // per sequence).
 //
-// Numerics: bf16 q/K/V/out, fp32 scores, softmax and accumulation (probabilities are rounded to
-// bf16 for the P V product, as in FlashAttention); the output is rounded to bf16 once.
-// Supported head_dim: 64, 128; anything else returns InvalidArgument naming those.
+// Numerics: bf16 q/out; K/V bf16 or fp8 e5m2 (`kv_dtype`; fp8 codes are decoded exactly to bf16
+// in shared memory, so fp8 K/V give the bf16 kernel's result on the decoded values); fp32
+// scores, softmax and accumulation (probabilities are rounded to bf16 for the P V product, as in
+// FlashAttention); the output is rounded to bf16 once.
+// Supported: head_dim 64, 128; kv_dtype bf16, fp8_e5m2; anything else returns InvalidArgument
+// naming the supported values.
 //
 // Thread-safety: reentrant. Asynchronous on `stream` (a cudaStream_t, null = legacy default
 // stream); no allocation, so a call can be captured in a CUDA graph. CPU builds return
@@ -20,6 +23,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "kernels/attention_cuda/kv_source.h"
 
 namespace hipserve::kernels {
 
@@ -27,12 +31,14 @@ inline constexpr int kPrefillBlockM = 64;  // query rows per thread block
 inline constexpr int kPrefillBlockN = 64;  // keys per shared-memory tile
 
 struct DensePrefillAttentionGpuParams {
-  // bf16 (uint16_t storage, kernels/dtype/bf16.h) in device memory, 16-byte aligned, rows
-  // contiguous (no extra strides).
-  const void* q = nullptr;  // [num_q, num_heads, head_dim]
-  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim], num_kv = q_offset + num_q
-  const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim]
-  void* out = nullptr;      // [num_q, num_heads, head_dim]; must not alias q, k, v
+  // Device memory, 16-byte aligned, rows contiguous (no extra strides). q / out bf16 (uint16_t
+  // storage, kernels/dtype/bf16.h); k / v in `kv_dtype` (bf16, or fp8 e5m2 codes: uint8_t,
+  // kvstore/FORMAT.md).
+  const void* q = nullptr;  // [num_q, num_heads, head_dim] bf16
+  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype, num_kv = q_offset + num_q
+  const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype
+  KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v
+  void* out = nullptr;      // [num_q, num_heads, head_dim] bf16; must not alias q, k, v
   int num_q = 0;            // > 0: query rows of this chunk
   int q_offset = 0;         // >= 0: position of query 0 (0 for a whole-prompt prefill)
   int num_heads = 0;        // > 0, multiple of num_kv_heads

@@ -10,6 +10,12 @@
 // the probabilities into bf16 A fragments in registers (the C layout of two n8 tiles is the A
 // layout of one k16 step) and accumulates O += P V (V fragments by ldmatrix.trans).
 //
+// fp8 e5m2 K/V (FP8 = true): the two stages hold the raw bytes ([kBN][HD] per tile, not
+// swizzled: cp.async copies 16 codes per request); after a stage lands, the block decodes it
+// exactly (kv_access::Fp8x8ToFloat, then bf16 packing, which is exact: every e5m2 value is a
+// bf16 value) into ONE swizzled bf16 K tile and V tile, and the warps run the bf16 path on
+// those. Same shared memory as bf16: 2 x 2 x kBN x HD bytes raw + 2 x kBN x HD x 2 bytes decoded.
+//
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
 //   A (16x16): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
 //   B (16x8):  b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
@@ -19,6 +25,9 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
+
+#include "kernels/attention_cuda/kv_access.cuh"
 
 namespace hipserve::kernels::prefill_attention_internal {
 
@@ -30,8 +39,8 @@ inline constexpr float kNegInf = -__builtin_huge_valf();
 
 struct KernelArgs {
   const uint16_t* q;
-  const uint16_t* k;
-  const uint16_t* v;
+  const void* k;  // bf16 (uint16_t) or fp8 e5m2 (uint8_t), per the kernel's FP8
+  const void* v;
   uint16_t* out;
   int num_q;
   int q_offset;
@@ -39,14 +48,16 @@ struct KernelArgs {
   int num_heads;
   int group;   // num_heads / num_kv_heads
   int q_row;   // elements between query rows: num_heads * HD
-  int kv_row;  // elements between key rows: num_kv_heads * HD
+  int kv_row;  // elements (bf16 or fp8) between key rows: num_kv_heads * HD
   int num_q_tiles;
   float scale_log2;  // softmax scale * log2(e)
 };
 
+// bf16: Q + 2 stages x (K, V). fp8: Q + 2 raw stages x (K, V) at 1 byte + one decoded (K, V)
+// at 2 bytes, the same total.
 template <int HD>
 constexpr int SmemBytes() {
-  return (kBM + 4 * kBN) * HD * 2;  // Q + 2 stages x (K, V)
+  return (kBM + 4 * kBN) * HD * 2;
 }
 
 __device__ __forceinline__ float Ex2(float x) {
@@ -122,12 +133,70 @@ __device__ __forceinline__ void LoadTile(uint16_t* smem, const uint16_t* g, int6
   }
 }
 
-template <int HD>
+// 8 fp8 e5m2 codes (byte i of w0 | w1 << 32 = element i) -> 8 bf16, exact (the decode kernels'
+// kv_access::Fp8x8ToFloat, then round-to-nearest packing of values that are bf16 already).
+__device__ __forceinline__ uint4 Fp8x8ToBf16x8(uint32_t w0, uint32_t w1) {
+  float f[8];
+  kv_access::Fp8x8ToFloat(make_uint4(w0, w1, 0u, 0u), f);
+  return make_uint4(PackBf16(f[0], f[1]), PackBf16(f[2], f[3]), PackBf16(f[4], f[5]),
+                    PackBf16(f[6], f[7]));
+}
+
+// Stages `rows` rows of HD fp8 codes starting at global row `row0` (row stride `stride` bytes)
+// into a plain [ROWS][HD] byte tile; rows at or past `limit` are zero-filled (code 0 = +0).
+template <int HD, int ROWS>
+__device__ __forceinline__ void LoadTileFp8(uint8_t* smem, const uint8_t* g, int64_t stride,
+                                            int row0, int limit) {
+  constexpr int kChunks = HD / 16;
+  constexpr int kPerThread = ROWS * kChunks / kThreads;
+  static_assert(ROWS * kChunks % kThreads == 0, "tile not divisible");
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / kChunks;
+    const int c = (idx % kChunks) * 16;
+    const bool ok = row0 + r < limit;
+    const uint8_t* src = g + (ok ? (row0 + r) : 0) * stride + c;
+    CpAsync16(SmemAddr(smem + r * HD + c), src, ok ? 16 : 0);
+  }
+}
+
+// Decodes a [ROWS][HD] fp8 byte tile into a swizzled bf16 tile (the layout LoadTile writes).
+// Each thread turns 16 codes into two 16-byte chunks; the store order alternates between
+// half rows so that every 8-lane phase of a 16-byte store hits 8 different bank groups.
+template <int HD, int ROWS>
+__device__ __forceinline__ void DecodeTileFp8(const uint8_t* raw, uint16_t* dst) {
+  constexpr int kChunks = HD / 16;
+  constexpr int kPerThread = ROWS * kChunks / kThreads;
+  static_assert(ROWS * kChunks % kThreads == 0, "tile not divisible");
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / kChunks;
+    const int c16 = idx % kChunks;
+    const uint4 x = *reinterpret_cast<const uint4*>(raw + r * HD + c16 * 16);
+    const uint4 lo = Fp8x8ToBf16x8(x.x, x.y);
+    const uint4 hi = Fp8x8ToBf16x8(x.z, x.w);
+    const bool flip = (c16 >> 2) & 1;
+    const int c_first = c16 * 16 + (flip ? 8 : 0);
+    const int c_second = c16 * 16 + (flip ? 0 : 8);
+    *reinterpret_cast<uint4*>(dst + Swz<HD>(r, c_first)) = flip ? hi : lo;
+    *reinterpret_cast<uint4*>(dst + Swz<HD>(r, c_second)) = flip ? lo : hi;
+  }
+}
+
+template <int HD, bool FP8>
 __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a) {
   extern __shared__ __align__(128) uint16_t smem[];
   uint16_t* sq = smem;
-  uint16_t* sk = sq + kBM * HD;      // [2][kBN][HD]
-  uint16_t* sv = sk + 2 * kBN * HD;  // [2][kBN][HD]
+  uint16_t* sk = sq + kBM * HD;      // bf16: [2][kBN][HD]
+  uint16_t* sv = sk + 2 * kBN * HD;  // bf16: [2][kBN][HD]
+  // fp8: raw stages [2][kBN][HD] bytes for K and V, then the decoded bf16 K and V tiles.
+  uint8_t* raw_k = reinterpret_cast<uint8_t*>(sk);
+  uint8_t* raw_v = raw_k + 2 * kBN * HD;
+  uint16_t* dec_k = reinterpret_cast<uint16_t*>(raw_v + 2 * kBN * HD);
+  uint16_t* dec_v = dec_k + kBN * HD;
+  using KvT = std::conditional_t<FP8, uint8_t, uint16_t>;
 
   const int head = blockIdx.x;
   const int tile = a.num_q_tiles - 1 - static_cast<int>(blockIdx.y);  // heavy tiles first
@@ -137,8 +206,18 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
   const int lane = threadIdx.x & 31;
 
   const uint16_t* gq = a.q + static_cast<int64_t>(head) * HD;
-  const uint16_t* gk = a.k + static_cast<int64_t>(kvh) * HD;
-  const uint16_t* gv = a.v + static_cast<int64_t>(kvh) * HD;
+  const KvT* gk = static_cast<const KvT*>(a.k) + static_cast<int64_t>(kvh) * HD;
+  const KvT* gv = static_cast<const KvT*>(a.v) + static_cast<int64_t>(kvh) * HD;
+  // K and V rows [row0, row0 + kBN) into stage `stage`.
+  auto load_kv = [&](int stage, int row0, int limit) {
+    if constexpr (FP8) {
+      LoadTileFp8<HD, kBN>(raw_k + stage * kBN * HD, gk, a.kv_row, row0, limit);
+      LoadTileFp8<HD, kBN>(raw_v + stage * kBN * HD, gv, a.kv_row, row0, limit);
+    } else {
+      LoadTile<HD, kBN>(sk + stage * kBN * HD, gk, a.kv_row, row0, limit);
+      LoadTile<HD, kBN>(sv + stage * kBN * HD, gv, a.kv_row, row0, limit);
+    }
+  };
 
   // Keys this tile needs: [0, min(num_kv, q_offset + last query + 1)).
   const int q_last = min(q0 + kBM, a.num_q) - 1;
@@ -146,8 +225,7 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
   const int n_tiles = (kv_end + kBN - 1) / kBN;
 
   LoadTile<HD, kBM>(sq, gq + static_cast<int64_t>(q0) * a.q_row, a.q_row, 0, a.num_q - q0);
-  LoadTile<HD, kBN>(sk, gk, a.kv_row, 0, kv_end);
-  LoadTile<HD, kBN>(sv, gv, a.kv_row, 0, kv_end);
+  load_kv(0, 0, kv_end);
   CpAsyncCommit();
 
   constexpr int kKSteps = HD / 16;  // k16 steps over the head dim
@@ -170,13 +248,16 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
 
   for (int j = 0; j < n_tiles; ++j) {
     const int stage = j & 1;
-    if (j + 1 < n_tiles) {
-      LoadTile<HD, kBN>(sk + (stage ^ 1) * kBN * HD, gk, a.kv_row, (j + 1) * kBN, kv_end);
-      LoadTile<HD, kBN>(sv + (stage ^ 1) * kBN * HD, gv, a.kv_row, (j + 1) * kBN, kv_end);
-    }
+    if (j + 1 < n_tiles) load_kv(stage ^ 1, (j + 1) * kBN, kv_end);
     CpAsyncCommit();
     CpAsyncWait<1>();
     __syncthreads();
+    if constexpr (FP8) {
+      // The previous tile's readers are past the loop-end barrier; decode this stage.
+      DecodeTileFp8<HD, kBN>(raw_k + stage * kBN * HD, dec_k);
+      DecodeTileFp8<HD, kBN>(raw_v + stage * kBN * HD, dec_v);
+      __syncthreads();
+    }
     if (j == 0) {
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
@@ -188,8 +269,8 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
     const int n0 = j * kBN;
     // Whole tile in this warp's future (diagonal tile, early rows): nothing to do.
     if (n0 <= warp_last_pos) {
-      const uint16_t* tk = sk + stage * kBN * HD;
-      const uint16_t* tv = sv + stage * kBN * HD;
+      const uint16_t* tk = FP8 ? dec_k : sk + stage * kBN * HD;
+      const uint16_t* tv = FP8 ? dec_v : sv + stage * kBN * HD;
       float s[kNTiles][4];
 #pragma unroll
       for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
@@ -270,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
         }
       }
     }
-    __syncthreads();  // the stage is overwritten by the next iteration's loads
+    __syncthreads();  // the stage (fp8: and the decoded tiles) is overwritten next iteration
   }
   CpAsyncWait<0>();
 
