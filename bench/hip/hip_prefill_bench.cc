@@ -12,10 +12,12 @@
 // (4 * sum over queries of keys seen * head_dim * heads); HiP's "eff" TFLOP/s divides the same
 // dense FLOPs by HiP's time. If --dense_1m sample, dense 1M is timed on a few chunks and
 // extrapolated (linear in the chunk index, which dense cost is); the output says so.
+// --bsa_fp8 1 (default) also times the BSA kernel alone at 128K on one plan with bf16 K/V and
+// with fp8 e5m2 K/V (random codes), alternating call by call, and prints fp8's time over bf16's.
 //
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
-//                     [--commit SHA]
+//                     [--bsa_fp8 0|1] [--commit SHA]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -46,6 +48,7 @@ struct Args {
   int t1m = 1048576;
   int chunk = 32768;
   std::string dense_1m = "full";
+  int bsa_fp8 = 1;
   std::string commit = "unknown";
 };
 
@@ -74,6 +77,8 @@ Args Parse(int argc, char** argv) {
       a.chunk = std::atoi(next().c_str());
     } else if (s == "--dense_1m") {
       a.dense_1m = next();
+    } else if (s == "--bsa_fp8") {
+      a.bsa_fp8 = std::atoi(next().c_str());
     } else if (s == "--commit") {
       a.commit = next();
     } else {
@@ -115,23 +120,33 @@ kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int nu
   return p;
 }
 
+void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset, int num_q,
+              const void* k, const void* v, kernels::KvDtype kv, cudaStream_t s);
+
 // One HiP chunk: mask estimation then BSA. e_mid (optional) is recorded between the two.
 void HipChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s, cudaEvent_t e_mid) {
   absl::StatusOr<kernels::HipPrefillPlan> plan =
       kernels::HipPrefillMaskGpu(MaskParams(L, q_offset, num_q), s);
   BENCH_OK(plan.status());
   if (e_mid != nullptr) BENCH_CUDA(cudaEventRecord(e_mid, s));
+  BsaChunk(L, *plan, q_offset, num_q, L.k, L.v, kernels::KvDtype::kBf16, s);
+}
+
+// The BSA kernel of one chunk on `plan`, with K/V `k`, `v` of dtype `kv`.
+void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset, int num_q,
+              const void* k, const void* v, kernels::KvDtype kv, cudaStream_t s) {
   kernels::BsaPrefillGpuParams b;
   b.q = L.q;
-  b.k = L.k;
-  b.v = L.v;
+  b.k = k;
+  b.v = v;
+  b.kv_dtype = kv;
   b.out = L.out;
   b.num_q = num_q;
   b.q_offset = q_offset;
   b.num_heads = kHeads;
   b.num_kv_heads = kKvHeads;
   b.head_dim = kHeadDim;
-  kernels::SetBsaPrefillPlan(*plan, &b);
+  kernels::SetBsaPrefillPlan(plan, &b);
   b.n_sink = L.cfg.n_sink;
   b.n_window = L.cfg.n_window;
   b.extend = L.cfg.extend;
@@ -277,6 +292,39 @@ int Main(int argc, char** argv) {
   std::printf("  NaN outputs: HiP %lld, dense %lld\n", static_cast<long long>(bad_hip128),
               static_cast<long long>(bad_dense128));
 
+  // ---- BSA alone at T on one plan: bf16 vs fp8 e5m2 K/V, alternating call by call.
+  double bsa_bf16_ms = 0, bsa_fp8_ms = 0;
+  int64_t bad_bsa_fp8 = 0;
+  if (a.bsa_fp8) {
+    const int64_t n = int64_t{T} * kKvHeads * kHeadDim;
+    void *k8, *v8;
+    BENCH_CUDA(cudaMalloc(&k8, n));
+    BENCH_CUDA(cudaMalloc(&v8, n));
+    BENCH_CUDA(FillRandomFp8E5m2(k8, n, 44, 2.f, s));
+    BENCH_CUDA(FillRandomFp8E5m2(v8, n, 55, 1.f, s));
+    absl::StatusOr<kernels::HipPrefillPlan> plan =
+        kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s);
+    BENCH_OK(plan.status());
+    const auto bf16 = kernels::KvDtype::kBf16, fp8 = kernels::KvDtype::kFp8E5m2;
+    BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
+    for (int w = 0; w < 2; ++w) BsaChunk(L, *plan, 0, T, k8, v8, fp8, s);
+    bad_bsa_fp8 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+    BsaChunk(L, *plan, 0, T, L.k, L.v, bf16, s);
+    std::vector<double> tb, tf;
+    for (int r = 0; r < a.reps; ++r) {
+      tb.push_back(TimeMs(s, [&] { BsaChunk(L, *plan, 0, T, L.k, L.v, bf16, s); }));
+      tf.push_back(TimeMs(s, [&] { BsaChunk(L, *plan, 0, T, k8, v8, fp8, s); }));
+    }
+    bsa_bf16_ms = Median(tb);
+    bsa_fp8_ms = Median(tf);
+    std::printf("  BSA only, bf16 K/V %8.2f ms; fp8 e5m2 K/V %8.2f ms; fp8/bf16 = %.3f "
+                "(NaN outputs fp8: %lld)\n",
+                bsa_bf16_ms, bsa_fp8_ms, bsa_fp8_ms / bsa_bf16_ms,
+                static_cast<long long>(bad_bsa_fp8));
+    BENCH_CUDA(cudaFree(k8));
+    BENCH_CUDA(cudaFree(v8));
+  }
+
   // ---- 1M in chunks.
   const int n_chunks = a.t1m / a.chunk;
   std::vector<std::vector<double>> hip_chunk(n_chunks), mask_chunk(n_chunks),
@@ -378,6 +426,15 @@ int Main(int argc, char** argv) {
                   Median(bsa_ms), dense128 / hip128, static_cast<long long>(bad_hip128),
                   static_cast<long long>(bad_dense128));
     j += buf;
+    if (a.bsa_fp8) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t128k_bsa_kv_dtype\": {\"T\": %d, \"reps\": %d, \"bsa_bf16_ms\": "
+                    "%.3f, \"bsa_fp8_e5m2_ms\": %.3f, \"fp8_over_bf16\": %.4f, "
+                    "\"nan_fp8\": %lld},\n",
+                    T, a.reps, bsa_bf16_ms, bsa_fp8_ms, bsa_fp8_ms / bsa_bf16_ms,
+                    static_cast<long long>(bad_bsa_fp8));
+      j += buf;
+    }
     std::snprintf(buf, sizeof(buf),
                   "  \"t1m\": {\"T\": %d, \"chunk\": %d, \"hip_passes\": %d, \"hip_ms\": %.1f, "
                   "\"dense_mode\": \"%s\", \"dense_passes\": %d, \"dense_ms\": %.1f, "
@@ -399,7 +456,7 @@ int Main(int argc, char** argv) {
     j += "]}\n}\n";
     if (!WriteTextFile(a.json, j)) return 1;
   }
-  const int64_t bad = bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m;
+  const int64_t bad = bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8;
   return bad == 0 ? 0 : 3;
 }
 

@@ -5,9 +5,11 @@
 // blocks, launch overhead is negligible). TFLOP/s counts the causal half only:
 // 2 (QK^T and PV) * 2 (mul+add) * T^2/2 * head_dim * heads. The output is poisoned (NaN) before
 // the first call and scanned after. prefill_sdpa.py adds PyTorch SDPA figures from the same call.
+// --kv bf16,fp8 (default) times each length with bf16 K/V and then fp8 e5m2 K/V (random codes
+// from kvstore's encoder; same q, same kernel otherwise) and prints fp8's time over bf16's.
 //
 //   bench_prefill [--json out.json] [--lens 8192,32768,131072] [--reps 10] [--commit SHA]
-//                 [--heads 32] [--kv_heads 8] [--head_dim 128]
+//                 [--heads 32] [--kv_heads 8] [--head_dim 128] [--kv bf16,fp8]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +33,7 @@ struct Args {
   std::vector<int> lens = {8192, 32768, 131072};
   int reps = 10;
   int heads = 32, kv_heads = 8, head_dim = 128;
+  std::vector<std::string> kv = {"bf16", "fp8"};
   std::string commit = "unknown";
 };
 
@@ -52,6 +55,17 @@ Args Parse(int argc, char** argv) {
       std::stringstream ss(next());
       std::string item;
       while (std::getline(ss, item, ',')) a.lens.push_back(std::atoi(item.c_str()));
+    } else if (s == "--kv") {
+      a.kv.clear();
+      std::stringstream ss(next());
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (item != "bf16" && item != "fp8") {
+          std::fprintf(stderr, "--kv: %s is not supported (supported: bf16, fp8)\n", item.c_str());
+          std::exit(2);
+        }
+        a.kv.push_back(item);
+      }
     } else if (s == "--reps") {
       a.reps = std::max(1, std::atoi(next().c_str()));
     } else if (s == "--commit") {
@@ -72,9 +86,67 @@ Args Parse(int argc, char** argv) {
 
 struct Row {
   int T = 0;
+  std::string kv;
   double ms = 0, min_ms = 0, max_ms = 0, tflops = 0;
+  double over_bf16 = 0;  // this row's time / the bf16 row's of the same T (0: no bf16 row)
   int64_t nan_outputs = 0;
 };
+
+// Times one (T, K/V dtype) configuration: fresh random inputs, poisoned output, 2 warm-up calls,
+// median of a.reps; the output is scanned for NaN afterwards.
+Row TimeOne(const Args& a, int T, bool fp8, cudaStream_t stream, cudaEvent_t e0, cudaEvent_t e1) {
+  const int64_t qn = int64_t{T} * a.heads * a.head_dim;
+  const int64_t kvn = int64_t{T} * a.kv_heads * a.head_dim;
+  const int64_t kv_bytes = kvn * (fp8 ? 1 : 2);
+  void *q, *k, *v, *out;
+  BENCH_CUDA(cudaMalloc(&q, qn * 2));
+  BENCH_CUDA(cudaMalloc(&k, kv_bytes));
+  BENCH_CUDA(cudaMalloc(&v, kv_bytes));
+  BENCH_CUDA(cudaMalloc(&out, qn * 2));
+  BENCH_CUDA(FillRandomBf16(q, qn, 11 + T, 2.f, stream));
+  if (fp8) {
+    BENCH_CUDA(FillRandomFp8E5m2(k, kvn, 12 + T, 2.f, stream));
+    BENCH_CUDA(FillRandomFp8E5m2(v, kvn, 13 + T, 1.f, stream));
+  } else {
+    BENCH_CUDA(FillRandomBf16(k, kvn, 12 + T, 2.f, stream));
+    BENCH_CUDA(FillRandomBf16(v, kvn, 13 + T, 1.f, stream));
+  }
+  BENCH_CUDA(cudaMemsetAsync(out, 0xff, qn * 2, stream));  // NaN poison
+  kernels::DensePrefillAttentionGpuParams p;
+  p.q = q, p.k = k, p.v = v, p.out = out;
+  p.kv_dtype = fp8 ? kernels::KvDtype::kFp8E5m2 : kernels::KvDtype::kBf16;
+  p.num_q = T, p.q_offset = 0;
+  p.num_heads = a.heads, p.num_kv_heads = a.kv_heads, p.head_dim = a.head_dim;
+  p.scale = 1.f / std::sqrt(static_cast<float>(a.head_dim));
+  for (int w = 0; w < 2; ++w) BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
+  BENCH_CUDA(cudaStreamSynchronize(stream));
+  std::vector<double> ms;
+  for (int r = 0; r < a.reps; ++r) {
+    BENCH_CUDA(cudaEventRecord(e0, stream));
+    BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
+    BENCH_CUDA(cudaEventRecord(e1, stream));
+    BENCH_CUDA(cudaEventSynchronize(e1));
+    float t = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  Row row;
+  row.T = T;
+  row.ms = ms[ms.size() / 2];
+  row.min_ms = ms.front();
+  row.max_ms = ms.back();
+  const double flops = 2.0 * 2.0 * (static_cast<double>(T) * T / 2) * a.head_dim * a.heads;
+  row.tflops = flops / (row.ms * 1e-3) / 1e12;
+  std::vector<uint16_t> host(qn);
+  BENCH_CUDA(cudaMemcpy(host.data(), out, qn * 2, cudaMemcpyDeviceToHost));
+  for (const uint16_t x : host) row.nan_outputs += ((x & 0x7f80) == 0x7f80 && (x & 0x7f)) ? 1 : 0;
+  BENCH_CUDA(cudaFree(q));
+  BENCH_CUDA(cudaFree(k));
+  BENCH_CUDA(cudaFree(v));
+  BENCH_CUDA(cudaFree(out));
+  return row;
+}
 
 int Main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
@@ -87,54 +159,20 @@ int Main(int argc, char** argv) {
   BENCH_CUDA(cudaEventCreate(&e0));
   BENCH_CUDA(cudaEventCreate(&e1));
   std::vector<Row> rows;
-  std::printf("%8s %10s %10s %10s %9s\n", "T", "ms", "min_ms", "max_ms", "TFLOP/s");
+  std::printf("%8s %5s %10s %10s %10s %9s %9s\n", "T", "kv", "ms", "min_ms", "max_ms", "TFLOP/s",
+              "/bf16");
   for (const int T : a.lens) {
-    const int64_t qn = int64_t{T} * a.heads * a.head_dim;
-    const int64_t kvn = int64_t{T} * a.kv_heads * a.head_dim;
-    void *q, *k, *v, *out;
-    BENCH_CUDA(cudaMalloc(&q, qn * 2));
-    BENCH_CUDA(cudaMalloc(&k, kvn * 2));
-    BENCH_CUDA(cudaMalloc(&v, kvn * 2));
-    BENCH_CUDA(cudaMalloc(&out, qn * 2));
-    BENCH_CUDA(FillRandomBf16(q, qn, 11 + T, 2.f, stream));
-    BENCH_CUDA(FillRandomBf16(k, kvn, 12 + T, 2.f, stream));
-    BENCH_CUDA(FillRandomBf16(v, kvn, 13 + T, 1.f, stream));
-    BENCH_CUDA(cudaMemsetAsync(out, 0xff, qn * 2, stream));  // NaN poison
-    kernels::DensePrefillAttentionGpuParams p;
-    p.q = q, p.k = k, p.v = v, p.out = out;
-    p.num_q = T, p.q_offset = 0;
-    p.num_heads = a.heads, p.num_kv_heads = a.kv_heads, p.head_dim = a.head_dim;
-    p.scale = 1.f / std::sqrt(static_cast<float>(a.head_dim));
-    for (int w = 0; w < 2; ++w) BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
-    BENCH_CUDA(cudaStreamSynchronize(stream));
-    std::vector<double> ms;
-    for (int r = 0; r < a.reps; ++r) {
-      BENCH_CUDA(cudaEventRecord(e0, stream));
-      BENCH_OK(kernels::DensePrefillAttentionGpu(p, stream));
-      BENCH_CUDA(cudaEventRecord(e1, stream));
-      BENCH_CUDA(cudaEventSynchronize(e1));
-      float t = 0;
-      BENCH_CUDA(cudaEventElapsedTime(&t, e0, e1));
-      ms.push_back(t);
+    double bf16_ms = 0;
+    for (const std::string& kv : a.kv) {
+      Row row = TimeOne(a, T, kv == "fp8", stream, e0, e1);
+      row.kv = kv;
+      if (kv == "bf16") bf16_ms = row.ms;
+      row.over_bf16 = bf16_ms > 0 ? row.ms / bf16_ms : 0;
+      std::printf("%8d %5s %10.3f %10.3f %10.3f %9.1f %9.3f%s\n", T, kv.c_str(), row.ms,
+                  row.min_ms, row.max_ms, row.tflops, row.over_bf16,
+                  row.nan_outputs ? "  NaN OUTPUTS!" : "");
+      rows.push_back(row);
     }
-    std::sort(ms.begin(), ms.end());
-    Row row;
-    row.T = T;
-    row.ms = ms[ms.size() / 2];
-    row.min_ms = ms.front();
-    row.max_ms = ms.back();
-    const double flops = 2.0 * 2.0 * (static_cast<double>(T) * T / 2) * a.head_dim * a.heads;
-    row.tflops = flops / (row.ms * 1e-3) / 1e12;
-    std::vector<uint16_t> host(qn);
-    BENCH_CUDA(cudaMemcpy(host.data(), out, qn * 2, cudaMemcpyDeviceToHost));
-    for (const uint16_t x : host) row.nan_outputs += ((x & 0x7f80) == 0x7f80 && (x & 0x7f)) ? 1 : 0;
-    std::printf("%8d %10.3f %10.3f %10.3f %9.1f%s\n", T, row.ms, row.min_ms, row.max_ms, row.tflops,
-                row.nan_outputs ? "  NaN OUTPUTS!" : "");
-    rows.push_back(row);
-    BENCH_CUDA(cudaFree(q));
-    BENCH_CUDA(cudaFree(k));
-    BENCH_CUDA(cudaFree(v));
-    BENCH_CUDA(cudaFree(out));
   }
   if (!a.json.empty()) {
     FILE* f = std::fopen(a.json.c_str(), "w");
@@ -151,10 +189,11 @@ int Main(int argc, char** argv) {
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::fprintf(f,
-                   "    {\"T\": %d, \"ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, "
-                   "\"tflops\": %.2f, \"nan_outputs\": %lld}%s\n",
-                   r.T, r.ms, r.min_ms, r.max_ms, r.tflops, static_cast<long long>(r.nan_outputs),
-                   i + 1 < rows.size() ? "," : "");
+                   "    {\"T\": %d, \"kv_dtype\": \"%s\", \"ms\": %.4f, \"min_ms\": %.4f, "
+                   "\"max_ms\": %.4f, \"tflops\": %.2f, \"time_over_bf16\": %.4f, "
+                   "\"nan_outputs\": %lld}%s\n",
+                   r.T, r.kv.c_str(), r.ms, r.min_ms, r.max_ms, r.tflops, r.over_bf16,
+                   static_cast<long long>(r.nan_outputs), i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);

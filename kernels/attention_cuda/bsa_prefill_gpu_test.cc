@@ -4,6 +4,8 @@
 // reference's positions and rounded to bf16, bf16 scores and probabilities, bf16 output) + a
 // rounding atol; no NaN. Outputs NaN-poisoned with guard rows past the end, K/V NaN past num_kv,
 // two runs bitwise equal. One case takes its plan from HipPrefillMaskGpu (end to end).
+// fp8 e5m2 K/V cases (both extend modes): K/V are encoded with kvstore's codec, the kernel gets
+// the codes, BsaRef and the naive reference run on the DECODED values (guard rows: NaN codes).
 // ctest label gpu; GTEST_SKIP without a device.
 #include <cuda_runtime.h>
 
@@ -23,6 +25,7 @@
 #include "kernels/hip_cuda/prefill_mask.h"
 #include "kernels/testing/compare.h"
 #include "kernels/testing/device_vec.h"
+#include "kvstore/fp8_e5m2.h"  // header-only codec: the codes the kernel must decode
 
 namespace hipserve::kernels {
 namespace {
@@ -39,7 +42,18 @@ struct BsaPrefillCase {
   bool extend;
   int block_shift = 0;     // block starts = shift + multiple of 8 (non-zero: unaligned, overlaps)
   bool gpu_plan = false;   // plan from HipPrefillMaskGpu (default "3K" preset) instead of random
+  KvDtype kv = KvDtype::kBf16;  // K/V dtype given to the kernel
 };
+
+// Replaces the (bf16) values of `x` by their fp8 e5m2 rounding and returns the codes.
+std::vector<uint8_t> RoundToFp8InPlace(std::vector<float>& x) {
+  std::vector<uint8_t> codes(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    codes[i] = kvstore::Bf16ToFp8E5m2(FloatToBf16(x[i]));
+    x[i] = Bf16ToFloat(kvstore::Fp8E5m2ToBf16(codes[i]));
+  }
+  return codes;
+}
 
 constexpr int kBlockSize = 8;
 
@@ -131,6 +145,15 @@ TEST_P(BsaPrefillGpuTest, MatchesBsaRef) {
   std::vector<float> v = RandomBf16((c.num_kv + kGuardRows) * kvrow, seed + 3, -1.f, 1.f);
   std::fill(k.begin() + c.num_kv * kvrow, k.end(), NAN);
   std::fill(v.begin() + c.num_kv * kvrow, v.end(), NAN);
+  const bool fp8 = c.kv == KvDtype::kFp8E5m2;
+  ASSERT_FALSE(fp8 && c.gpu_plan) << "the GPU mask reads bf16 keys";
+  // fp8: k / v become the decoded values (the references' inputs).
+  std::vector<uint8_t> k8(16), v8(16);
+  if (fp8) {
+    k8 = RoundToFp8InPlace(k);
+    v8 = RoundToFp8InPlace(v);
+  }
+  DeviceVec<uint8_t> d_k8(k8), d_v8(v8);
   absl::StatusOr<RopeTable> rope = RopeTable::Create(Llama3Rope(), d, c.num_kv + 1);
   ASSERT_TRUE(rope.ok()) << rope.status();
   DeviceVec<float> d_rope(HipRopeRows(*rope, c.num_kv));
@@ -256,8 +279,9 @@ TEST_P(BsaPrefillGpuTest, MatchesBsaRef) {
   DeviceVec<uint16_t> d_out(poison);
   BsaPrefillGpuParams p;
   p.q = d_q.data();
-  p.k = d_k.data();
-  p.v = d_v.data();
+  p.k = fp8 ? static_cast<const void*>(d_k8.data()) : d_k.data();
+  p.v = fp8 ? static_cast<const void*>(d_v8.data()) : d_v.data();
+  p.kv_dtype = c.kv;
   p.out = d_out.data();
   p.num_q = c.num_q;
   p.q_offset = q_offset;
@@ -309,6 +333,25 @@ std::vector<BsaPrefillCase> Cases() {
   }
   v.push_back({"plan_from_gpu_mask_t16k", 16384 + 3, 200, 8, 2, 128, 256, 1024, 0, true, 0,
                true});
+  // fp8 e5m2 K/V, both extend modes.
+  const KvDtype f8 = KvDtype::kFp8E5m2;
+  for (bool ext : {true, false}) {
+    const std::string e = ext ? "_extend" : "_real";
+    for (int hd : {64, 128}) {
+      const std::string h = "_hd" + std::to_string(hd);
+      v.push_back({"fp8_small_g4" + e + h, 1000, 1000, 8, 2, hd, 16, 64, 24, ext, 0, false, f8});
+      v.push_back({"fp8_small_g1" + e + h, 700, 700, 2, 2, hd, 16, 64, 24, ext, 0, false, f8});
+      v.push_back({"fp8_small_g8" + e + h, 900, 900, 16, 2, hd, 16, 64, 16, ext, 0, false, f8});
+    }
+    v.push_back({"fp8_small_chunk_off633" + e, 1333, 700, 8, 2, 128, 16, 64, 24, ext, 0, false,
+                 f8});
+    v.push_back({"fp8_small_shift3_overlaps" + e, 1000, 1000, 8, 2, 128, 16, 64, 40, ext, 3,
+                 false, f8});
+    v.push_back({"fp8_default_t8k_chunk" + e, 8192 + 21, 150, 8, 2, 128, 256, 1024, 256, ext, 0,
+                 false, f8});
+    v.push_back({"fp8_default_t32k_chunk_g8_hd64" + e, 32768 - 5, 100, 8, 1, 64, 256, 1024, 256,
+                 ext, 0, false, f8});
+  }
   return v;
 }
 
@@ -339,6 +382,12 @@ TEST(BsaPrefillGpuArgs, RejectsBadParams) {
   EXPECT_EQ(BsaPrefillAttentionGpu(p, nullptr).code(), absl::StatusCode::kInvalidArgument);
   p.rope_positions = 256, p.scale = 0.f;
   EXPECT_EQ(BsaPrefillAttentionGpu(p, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  p.scale = 0.1f, p.kv_dtype = static_cast<KvDtype>(3);
+  s = BsaPrefillAttentionGpu(p, nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("supported: bf16, fp8_e5m2"), std::string::npos) << s;
+  p.kv_dtype = KvDtype::kFp8E5m2;
+  EXPECT_TRUE(BsaPrefillAttentionGpu(p, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
