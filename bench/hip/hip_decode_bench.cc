@@ -14,8 +14,14 @@
 // --rotations query sets and KV row offsets (the 1M KV is 4.3 GB, far beyond L2); outputs
 // poisoned and checked; bytes counted and GB/s printed.
 //
+//   S1: a full mask refresh (all stages, K2's mask half) with the probe keys read the way they
+//       are stored: contiguous bf16 (the baseline, same run), contiguous fp8 e5m2, and tiered
+//       (bf16 mask-cache bank via the slot table, misses straight from fp8 cold pages in mapped
+//       pinned host memory) at --src_hits mask-cache hit rates; GB/s over PCIe for the misses.
+//
 //   bench_hip_decode [--json out.json] [--lens 131072,1048576] [--a1_lens 131072,1048576]
 //                    [--reps 20] [--rotations 8] [--spans 4] [--commit SHA]
+//                    [--src_lens 1048576|none] [--src_hits 99,90,50]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -67,6 +73,8 @@ struct Args {
   int spans = 4;          // needle spans per KV head (A1)
   float needle_norm = 64.f;  // needles hold ~99% of the dense softmax mass at 1M
   std::string commit = "unknown";
+  std::vector<int> src_lens{1048576};  // S1 rows (key sources)
+  std::vector<int> src_hits{99, 90, 50};  // S1 mask-cache hit rates, percent
 };
 
 Args Parse(int argc, char** argv) {
@@ -88,6 +96,8 @@ Args Parse(int argc, char** argv) {
     else if (s == "--spans") a.spans = std::max(1, std::atoi(next().c_str()));
     else if (s == "--needle_norm") a.needle_norm = std::atof(next().c_str());
     else if (s == "--commit") a.commit = next();
+    else if (s == "--src_lens") a.src_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
+    else if (s == "--src_hits") a.src_hits = ParseList(next());
     else {
       std::fprintf(stderr, "unknown argument %s\n", s.c_str());
       std::exit(2);
@@ -305,6 +315,8 @@ double RelL2(const std::vector<double>& a, const std::vector<double>& ref) {
   return std::sqrt(num / den);
 }
 
+#include "bench/hip/hip_decode_bench_sources.inc"
+
 int Main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
   cudaDeviceProp prop{};
@@ -318,6 +330,7 @@ int Main(int argc, char** argv) {
   L.R = a.rotations;
   for (int T : a.lens) L.max_t = std::max(L.max_t, T);
   for (int T : a.a1_lens) L.max_t = std::max(L.max_t, T);
+  for (int T : a.src_lens) L.max_t = std::max(L.max_t, T);
   L.rows = L.max_t + (L.R - 1) * L.pad;
   L.cfg = kernels::HipConfig{};  // "3K" preset, (96, 24, 8), relative pruning positions
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
@@ -481,6 +494,7 @@ int Main(int argc, char** argv) {
     }
   }
 
+  const std::vector<SrcRow> src_rows = RunKeySourceRows(a, L, stream);  // S1
   // A1: needles.
   std::vector<A1Row> a1;
   std::mt19937_64 rng(4321);
@@ -624,6 +638,7 @@ int Main(int argc, char** argv) {
     std::printf("%-8d %12.2f %12.2f %14.1f %14.2f\n", d.T, k2, k1, d.t.graph_us / k1,
                 d.t.graph_us / k2);
   }
+  PrintSrcRows(src_rows);
   std::printf("\nA1 (%d needle spans of 32 keys per KV head, needle key norm %.0f)\n", a.spans,
               a.needle_norm);
   std::printf("%-8s %10s %14s %12s %14s %14s %6s\n", "T", "err_hip", "err_dense_gpu",
@@ -673,7 +688,9 @@ int Main(int argc, char** argv) {
                     r.needle_mass, r.needle_recall, i + 1 < a1.size() ? "," : "");
       j += buf;
     }
-    j += "  ]\n}\n";
+    j += "  ],\n";
+    j += SrcRowsJson(src_rows);
+    j += "}\n";
     if (!WriteTextFile(a.json, j)) return 1;
   }
   int64_t bad = 0;

@@ -9,6 +9,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/hip_cuda/mask_estimation_kernel.cuh"
+#include "kernels/hip_cuda/mask_key_source.h"
 
 namespace hipserve::kernels {
 namespace {
@@ -144,12 +145,16 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
   if (absl::Status s = ValidateShape(p); !s.ok()) return s;
   const PruningSpec& spec = *p.spec;
   const int stages = spec.num_stages();
-  if (p.q == nullptr || p.k == nullptr || p.kv_start == nullptr || p.kv_len == nullptr ||
-      p.rope == nullptr) {
-    return Invalid("q, k, kv_start, kv_len and rope must be non-null");
+  const bool tiered = p.tiered.slot_table != nullptr;
+  if (p.q == nullptr || p.kv_len == nullptr || p.rope == nullptr ||
+      (!tiered && p.kv_start == nullptr)) {
+    return Invalid("q, kv_len, rope and (without a tiered source) kv_start must be non-null");
   }
-  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.rope)) {
-    return Invalid("q, k and rope must be 16-byte aligned");
+  if (!Aligned16(p.q) || !Aligned16(p.rope)) return Invalid("q and rope must be 16-byte aligned");
+  if (absl::Status st =
+          hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len);
+      !st.ok()) {
+    return st;
   }
   const int needed = RopePositionsNeeded(p);
   if (p.rope_positions < needed) {
@@ -172,8 +177,8 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
 
   hm::StageArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
-  a.k = static_cast<const uint16_t*>(p.k);
-  a.kv_start = p.kv_start;
+  a.keys = hm::MakeKeyArgs(p.k_dtype, p.k, p.tiered);
+  a.kv_start = tiered ? nullptr : p.kv_start;
   a.kv_len = p.kv_len;
   a.rope = p.rope;
   a.seq_start_stage = p.seq_start_stage;

@@ -11,7 +11,8 @@
 //     compaction of the ascending stage input, so no sort is needed).
 // Ties: equal scores are broken by lower position (= lower index in the ascending stage input),
 // exactly as the CPU reference; -0 and +0 compare equal, NaN scores count as -inf. Hence the
-// kept lists equal EstimateMaskRef's exactly on the same inputs (q and keys given as bf16).
+// kept lists equal EstimateMaskRef's exactly on the same inputs (q bf16; keys bf16, or fp8
+// e5m2 contiguous / tiered, given to the reference as their exactly decoded values).
 //
 // Positions (PruningSpec::positions): the kernels rotate the query and the probe keys at use
 // time from un-rotated bf16 keys with a device RoPE table (kRelative: query at n_window + 1,
@@ -36,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/attention_cuda/kv_source.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 
@@ -54,13 +56,22 @@ struct HipDecodeMaskGpuState {
 };
 
 struct HipDecodeMaskGpuParams {
-  // bf16 (uint16_t storage) device tensors, un-rotated, 16-byte aligned, contiguous rows.
+  // Device tensors, un-rotated, 16-byte aligned, contiguous rows. q is bf16 (uint16_t storage).
   const void* q = nullptr;  // [batch, num_heads, head_dim]: the decode query of sequence b
-  const void* k = nullptr;  // [kv_rows, num_kv_heads, head_dim]
+  const void* k = nullptr;  // [kv_rows, num_kv_heads, head_dim] k_dtype (unused when tiered)
+  // Element type of k and of a tiered source's bank rows (attention_cuda/kv_source.h). fp8
+  // e5m2 decodes exactly, so the lists equal EstimateMaskRef's on the decoded keys.
+  KvDtype k_dtype = KvDtype::kBf16;
+  // Tiered keys (HIP.md 7), the layout BSA decode reads: when tiered.slot_table is non-null,
+  // token t of (b, kvh) comes from mask-cache row tiered.bank_k[slot] (k_dtype) when its slot
+  // table entry is >= 0, else from the fp8 cold page in mapped host memory (read over PCIe);
+  // k and kv_start are then ignored (may be null) and bank_v is not read. slot_stride and
+  // page_stride must cover max_kv_len tokens.
+  TieredKvSource tiered;
   // Sequence b's token t is row kv_start[b] + t of k, t in [0, kv_len[b]); the query sits at
   // position kv_len[b] - 1, so its candidate range is CandidateRangeFor(config, kv_len[b] - 1)
   // = [n_sink, max(n_sink, kv_len[b] - 1 - n_window)).
-  const int64_t* kv_start = nullptr;  // [batch], device
+  const int64_t* kv_start = nullptr;  // [batch], device (contiguous keys only)
   const int32_t* kv_len = nullptr;    // [batch], device; each in [1, max_kv_len]
   int batch = 0;                      // > 0
   int num_heads = 0;                  // multiple of num_kv_heads

@@ -8,14 +8,16 @@
 
 #include <cstdint>
 
+#include "kernels/hip_cuda/mask_key_load.cuh"
+
 namespace hipserve::kernels::hip_mask_internal {
 
 enum PosMode : int { kPosReal = 0, kPosRelative = 1, kPosChunkIndexed = 2 };
 
 struct StageArgs {
   const uint16_t* q;  // [batch, num_heads, hd]
-  const uint16_t* k;  // [rows, num_kv_heads, hd]
-  const int64_t* kv_start;
+  KeyArgs keys;       // probe keys: contiguous [rows, num_kv_heads, hd] bf16 / fp8, or tiered
+  const int64_t* kv_start;  // contiguous keys only (null when tiered)
   const int32_t* kv_len;
   const float* rope;  // [positions, hd]
   const int32_t* seq_start_stage;  // may be null
@@ -153,9 +155,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
     lo = in.Start(a, chunk);
     hi = min(lo + a.chunk_size, in.range_end);
   }
-  const int64_t row0 = a.kv_start[b];
-  const uint16_t* kbase = a.k + static_cast<int64_t>(kvh) * HD;
-  const int64_t krow = static_cast<int64_t>(a.num_kv_heads) * HD;
+  const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
+  const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
   const float kNegInf = -__int_as_float(0x7f800000);
   float best = kNegInf;
 
@@ -175,16 +176,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
         default: rpos = chunk; break;
       }
       const float4* cs4 = reinterpret_cast<const float4*>(a.rope + static_cast<int64_t>(rpos) * HD);
-      const uint4* kp = reinterpret_cast<const uint4*>(kbase + (row0 + probe) * krow);
       uint32_t kw[HD / 2];  // packed bf16 pairs: element 2i in the low half of kw[i]
-#pragma unroll
-      for (int v = 0; v < HD / 8; ++v) {
-        const uint4 u = __ldg(kp + v);
-        kw[4 * v] = u.x;
-        kw[4 * v + 1] = u.y;
-        kw[4 * v + 2] = u.z;
-        kw[4 * v + 3] = u.w;
-      }
+      LoadProbeKey<HD>(a.keys, list, (row0 + probe) * a.num_kv_heads + kvh, probe, kw);
       float acc[MAXG];
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) acc[g] = 0.f;

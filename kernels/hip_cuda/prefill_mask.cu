@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/hip_cuda/prefill_mask.h"
+#include "kernels/hip_cuda/mask_key_source.h"
 #include "kernels/hip_cuda/prefill_mask_kernel.cuh"
 
 namespace hipserve::kernels {
@@ -211,11 +212,11 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
   if (!plan.ok()) return plan.status();
   const PruningSpec& spec = *p.spec;
   const int stages = spec.num_stages();
-  if (p.q == nullptr || p.k == nullptr || p.rope == nullptr) {
-    return Invalid("q, k and rope must be non-null");
-  }
-  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.rope)) {
-    return Invalid("q, k and rope must be 16-byte aligned");
+  if (p.q == nullptr || p.rope == nullptr) return Invalid("q and rope must be non-null");
+  if (!Aligned16(p.q) || !Aligned16(p.rope)) return Invalid("q and rope must be 16-byte aligned");
+  if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, NumKv(p));
+      !st.ok()) {
+    return st;
   }
   const int needed = RopePositionsNeeded(p);
   if (p.rope_positions < needed) {
@@ -241,7 +242,7 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
 
   hm::StageArgs a{};
   a.q = nullptr;  // the prefill score kernel reads queries through PrefillArgs
-  a.k = static_cast<const uint16_t*>(p.k);
+  a.keys = hm::MakeKeyArgs(p.k_dtype, p.k, p.tiered);
   a.kv_start = nullptr;
   a.kv_len = kv_len;
   a.rope = p.rope;

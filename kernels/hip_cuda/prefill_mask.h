@@ -9,8 +9,8 @@
 // definition: scoring rows of stage s = the row's queries of every group head, each rotated at
 // its own (rewritten) pruning position, averaged in consecutive groups of stride_q[s]; probe
 // score = max over scoring rows of q . k, each sum sequential over head_dim in fp32 with no FMA
-// contraction, so the kept lists EQUAL EstimateMaskRef's on the same inputs (q and k given as
-// bf16). The row's candidate range is CandidateRangeFor(config, last query position of the row).
+// contraction, so the kept lists EQUAL EstimateMaskRef's on the same inputs (q bf16; k bf16 or
+// fp8 e5m2, contiguous or tiered, given to the reference as its exactly decoded values). The row's candidate range is CandidateRangeFor(config, last query position of the row).
 //
 // Kernels per stage: score (one thread per (chunk, probe side); rows staged in shared memory in
 // tiles, recomputed from q per tile) and select (the decode kernels' radix select, one block per
@@ -52,9 +52,17 @@ struct HipPrefillPlan {
 };
 
 struct HipPrefillMaskGpuParams {
-  // bf16 (uint16_t storage) device tensors, un-rotated, 16-byte aligned, contiguous rows.
+  // Device tensors, un-rotated, 16-byte aligned, contiguous rows. q is bf16 (uint16_t storage).
   const void* q = nullptr;  // [num_q, num_heads, head_dim]: query i sits at q_offset + i
-  const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim], num_kv = q_offset + num_q
+  // [num_kv, num_kv_heads, head_dim] k_dtype, num_kv = q_offset + num_q (unused when tiered).
+  const void* k = nullptr;
+  // Element type of k and of a tiered source's bank rows; fp8 e5m2 decodes exactly (the lists
+  // equal EstimateMaskRef's on the decoded keys).
+  KvDtype k_dtype = KvDtype::kBf16;
+  // Tiered keys, as HipDecodeMaskGpuParams::tiered with one sequence (b = 0): list kvh of the
+  // slot / page tables holds KV head kvh; tokens [0, num_kv) must be covered. Null slot_table:
+  // contiguous k.
+  TieredKvSource tiered;
   int num_q = 0;            // > 0
   int q_offset = 0;         // >= 0
   int num_heads = 0;        // multiple of num_kv_heads

@@ -136,8 +136,6 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
     lo = in.Start(a, chunk);
     hi = min(lo + a.chunk_size, in.range_end);
   }
-  const uint16_t* kbase = a.k + static_cast<int64_t>(kvh) * HD;
-  const int64_t krow = static_cast<int64_t>(a.num_kv_heads) * HD;
   const float kNegInf = -__int_as_float(0x7f800000);
   float best = kNegInf;
 
@@ -157,10 +155,14 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
         default: rpos = chunk; break;
       }
       const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
-      const uint4* kp = reinterpret_cast<const uint4*>(kbase + probe * krow);
+      // Batch 1: the tiered list of KV head kvh is kvh; contiguous keys start at row 0.
+      uint32_t kw[HD / 2];
+      LoadProbeKey<HD>(a.keys, kvh, static_cast<int64_t>(probe) * a.num_kv_heads + kvh, probe, kw);
       float x[HD];
 #pragma unroll
-      for (int v = 0; v < HD / 8; ++v) Unpack8(__ldg(kp + v), x + 8 * v);
+      for (int v = 0; v < HD / 8; ++v) {
+        Unpack8(make_uint4(kw[4 * v], kw[4 * v + 1], kw[4 * v + 2], kw[4 * v + 3]), x + 8 * v);
+      }
 #pragma unroll
       for (int i4 = 0; i4 < HALF / 4; ++i4) {
         const float4 cv = __ldg(reinterpret_cast<const float4*>(cs) + i4);
