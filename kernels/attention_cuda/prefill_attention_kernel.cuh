@@ -11,12 +11,10 @@
 // layout of one k16 step) and accumulates O += P V (V fragments by ldmatrix.trans).
 //
 // fp8 e5m2 K/V (FP8 = true): the two stages hold the raw bytes ([kBN][HD] per tile, not
-// swizzled: cp.async copies 16 codes per request); after a stage lands, each thread decodes the
-// chunks it copied itself, exactly (every e5m2 value is a bf16 value: integer bit moves for
-// normal codes, the decode kernels' fp16 route for zero / subnormal / Inf / NaN), into ONE
-// swizzled bf16 K tile and V tile; one barrier later the warps run the bf16 path on those (as
-// many barriers per tile as bf16). Same shared memory as bf16: 2 x 2 x kBN x HD bytes raw +
-// 2 x kBN x HD x 2 bytes decoded.
+// swizzled: cp.async copies 16 codes per request); after a stage lands, the block decodes it
+// exactly (kv_access::Fp8x8ToFloat, then bf16 packing, which is exact: every e5m2 value is a
+// bf16 value) into ONE swizzled bf16 K tile and V tile, and the warps run the bf16 path on
+// those. Same shared memory as bf16: 2 x 2 x kBN x HD bytes raw + 2 x kBN x HD x 2 bytes decoded.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
 //   A (16x16): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
@@ -135,32 +133,9 @@ __device__ __forceinline__ void LoadTile(uint16_t* smem, const uint16_t* g, int6
   }
 }
 
-// True when every code of `w` (4 fp8 e5m2 codes) is a normal number (exponent field 1..30).
-__device__ __forceinline__ bool AllNormalFp8x4(uint32_t w) {
-  const uint32_t em = w & 0x7f7f7f7fu;
-  const uint32_t top = (em + 0x04040404u) & 0x80808080u;  // a byte with exponent field 31
-  const uint32_t e = em & 0x7c7c7c7cu;
-  const uint32_t zero = (e - 0x01010101u) & ~e & 0x80808080u;  // a byte with exponent field 0
-  return (top | zero) == 0;
-}
-
-// Codes c0 (bits 0-7) and c1 (bits 16-23) of `x`, both normal, -> bf16x2 (c0 low). Exact: the
-// 2 mantissa bits go on top of bf16's 7 and the exponent is rebiased from 15 to 127 (+112 << 7).
-__device__ __forceinline__ uint32_t NormalFp8PairToBf16x2(uint32_t x) {
-  return (((x & 0x007f007fu) << 5) + 0x38003800u) | ((x & 0x00800080u) << 8);
-}
-
-// 8 fp8 e5m2 codes (byte i of w0 | w1 << 32 = element i) -> 8 bf16, exact for every code.
-// All-normal groups (the common case) take integer bit moves; a group with a zero, subnormal,
-// Inf or NaN code takes the decode kernels' fp16 route (kv_access::Fp8x8ToFloat, then packing
-// values that are bf16 already). Both equal kvstore::Fp8E5m2ToBf16 (NaN: a NaN).
+// 8 fp8 e5m2 codes (byte i of w0 | w1 << 32 = element i) -> 8 bf16, exact (the decode kernels'
+// kv_access::Fp8x8ToFloat, then round-to-nearest packing of values that are bf16 already).
 __device__ __forceinline__ uint4 Fp8x8ToBf16x8(uint32_t w0, uint32_t w1) {
-  if (AllNormalFp8x4(w0) && AllNormalFp8x4(w1)) {
-    return make_uint4(NormalFp8PairToBf16x2(__byte_perm(w0, 0u, 0x4140)),
-                      NormalFp8PairToBf16x2(__byte_perm(w0, 0u, 0x4342)),
-                      NormalFp8PairToBf16x2(__byte_perm(w1, 0u, 0x4140)),
-                      NormalFp8PairToBf16x2(__byte_perm(w1, 0u, 0x4342)));
-  }
   float f[8];
   kv_access::Fp8x8ToFloat(make_uint4(w0, w1, 0u, 0u), f);
   return make_uint4(PackBf16(f[0], f[1]), PackBf16(f[2], f[3]), PackBf16(f[4], f[5]),
@@ -189,8 +164,6 @@ __device__ __forceinline__ void LoadTileFp8(uint8_t* smem, const uint8_t* g, int
 // Decodes a [ROWS][HD] fp8 byte tile into a swizzled bf16 tile (the layout LoadTile writes).
 // Each thread turns 16 codes into two 16-byte chunks; the store order alternates between
 // half rows so that every 8-lane phase of a 16-byte store hits 8 different bank groups.
-// A thread reads exactly the 16-byte chunks it copied in LoadTileFp8<HD, ROWS> (same idx -> (r,
-// c) map), so after its own cp.async.wait_group no barrier is needed before the decode.
 template <int HD, int ROWS>
 __device__ __forceinline__ void DecodeTileFp8(const uint8_t* raw, uint16_t* dst) {
   constexpr int kChunks = HD / 16;
@@ -278,14 +251,13 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
     if (j + 1 < n_tiles) load_kv(stage ^ 1, (j + 1) * kBN, kv_end);
     CpAsyncCommit();
     CpAsyncWait<1>();
+    __syncthreads();
     if constexpr (FP8) {
-      // Each thread decodes the raw chunks it copied itself (visible after its wait_group); the
-      // previous tile's readers of dec_k / dec_v are past the loop-end barrier. One barrier then
-      // publishes the decoded tiles (and, at j = 0, the Q tile).
+      // The previous tile's readers are past the loop-end barrier; decode this stage.
       DecodeTileFp8<HD, kBN>(raw_k + stage * kBN * HD, dec_k);
       DecodeTileFp8<HD, kBN>(raw_v + stage * kBN * HD, dec_v);
+      __syncthreads();
     }
-    __syncthreads();
     if (j == 0) {
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
