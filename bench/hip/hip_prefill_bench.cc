@@ -14,10 +14,14 @@
 // extrapolated (linear in the chunk index, which dense cost is); the output says so.
 // --bsa_fp8 1 (default) also times the BSA kernel alone at 128K on one plan with bf16 K/V and
 // with fp8 e5m2 K/V (random codes), alternating call by call, and prints fp8's time over bf16's.
+// --bsa_tiered 1 (needs --bsa_fp8 1; default 0) adds BSA-only rows at 128K reading K/V through a
+// tiered source (bf16 and fp8 banks at 100 / 90 / 50% hits, misses from fp8 pages in mapped
+// host memory) with the all-hot time of the same dtype from the same run
+// (hip_prefill_tiered_rows.h).
 //
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
-//                     [--bsa_fp8 0|1] [--commit SHA]
+//                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--commit SHA]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/hip/hip_prefill_tiered_rows.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/bsa_prefill.h"
@@ -49,6 +54,7 @@ struct Args {
   int chunk = 32768;
   std::string dense_1m = "full";
   int bsa_fp8 = 1;
+  int bsa_tiered = 0;
   std::string commit = "unknown";
 };
 
@@ -79,6 +85,8 @@ Args Parse(int argc, char** argv) {
       a.dense_1m = next();
     } else if (s == "--bsa_fp8") {
       a.bsa_fp8 = std::atoi(next().c_str());
+    } else if (s == "--bsa_tiered") {
+      a.bsa_tiered = std::atoi(next().c_str());
     } else if (s == "--commit") {
       a.commit = next();
     } else {
@@ -132,9 +140,10 @@ void HipChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s, cudaEvent
   BsaChunk(L, *plan, q_offset, num_q, L.k, L.v, kernels::KvDtype::kBf16, s);
 }
 
-// The BSA kernel of one chunk on `plan`, with K/V `k`, `v` of dtype `kv`.
-void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset, int num_q,
-              const void* k, const void* v, kernels::KvDtype kv, cudaStream_t s) {
+// The BSA params of one chunk on `plan`, with K/V `k`, `v` of dtype `kv`.
+kernels::BsaPrefillGpuParams BsaParams(const Layer& L, const kernels::HipPrefillPlan& plan,
+                                       int q_offset, int num_q, const void* k, const void* v,
+                                       kernels::KvDtype kv) {
   kernels::BsaPrefillGpuParams b;
   b.q = L.q;
   b.k = k;
@@ -153,7 +162,13 @@ void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset,
   b.rope = L.rope;
   b.rope_positions = L.rope_positions;
   b.scale = 1.f / std::sqrt(static_cast<float>(kHeadDim));
-  BENCH_OK(kernels::BsaPrefillAttentionGpu(b, s));
+  return b;
+}
+
+// The BSA kernel of one chunk on `plan`, with K/V `k`, `v` of dtype `kv`.
+void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset, int num_q,
+              const void* k, const void* v, kernels::KvDtype kv, cudaStream_t s) {
+  BENCH_OK(kernels::BsaPrefillAttentionGpu(BsaParams(L, plan, q_offset, num_q, k, v, kv), s));
 }
 
 void DenseChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s) {
@@ -294,7 +309,8 @@ int Main(int argc, char** argv) {
 
   // ---- BSA alone at T on one plan: bf16 vs fp8 e5m2 K/V, alternating call by call.
   double bsa_bf16_ms = 0, bsa_fp8_ms = 0;
-  int64_t bad_bsa_fp8 = 0;
+  int64_t bad_bsa_fp8 = 0, bad_tiered = 0;
+  std::vector<TieredBsaRow> tiered_rows;
   if (a.bsa_fp8) {
     const int64_t n = int64_t{T} * kKvHeads * kHeadDim;
     void *k8, *v8;
@@ -321,6 +337,11 @@ int Main(int argc, char** argv) {
                 "(NaN outputs fp8: %lld)\n",
                 bsa_bf16_ms, bsa_fp8_ms, bsa_fp8_ms / bsa_bf16_ms,
                 static_cast<long long>(bad_bsa_fp8));
+    if (a.bsa_tiered) {
+      tiered_rows = TimeTieredBsa(BsaParams(L, *plan, 0, T, L.k, L.v, bf16), k8, v8,
+                                  {1.0, 0.9, 0.5}, a.reps, s);
+      for (const TieredBsaRow& r : tiered_rows) bad_tiered += r.nan;
+    }
     BENCH_CUDA(cudaFree(k8));
     BENCH_CUDA(cudaFree(v8));
   }
@@ -435,6 +456,10 @@ int Main(int argc, char** argv) {
                     static_cast<long long>(bad_bsa_fp8));
       j += buf;
     }
+    if (!tiered_rows.empty()) {
+      j += "  \"t128k_bsa_tiered\": {\"T\": " + std::to_string(T) + ", \"reps\": " +
+           std::to_string(a.reps) + ", \"rows\": " + TieredRowsJson(tiered_rows) + "},\n";
+    }
     std::snprintf(buf, sizeof(buf),
                   "  \"t1m\": {\"T\": %d, \"chunk\": %d, \"hip_passes\": %d, \"hip_ms\": %.1f, "
                   "\"dense_mode\": \"%s\", \"dense_passes\": %d, \"dense_ms\": %.1f, "
@@ -456,7 +481,8 @@ int Main(int argc, char** argv) {
     j += "]}\n}\n";
     if (!WriteTextFile(a.json, j)) return 1;
   }
-  const int64_t bad = bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8;
+  const int64_t bad =
+      bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
   return bad == 0 ? 0 : 3;
 }
 

@@ -35,6 +35,30 @@ absl::Status CheckKvDtype(KvDtype d) {
                               " is not supported (supported: bf16, fp8_e5m2)"));
 }
 
+// k / v, or the tiered source (which replaces them).
+absl::Status ValidateKvPointers(const BsaPrefillGpuParams& p) {
+  const TieredKvSource& t = p.tiered;
+  if (t.slot_table == nullptr) {
+    if (p.k == nullptr || p.v == nullptr) return Invalid("k and v must be non-null");
+    if (!Aligned16(p.k) || !Aligned16(p.v)) return Invalid("k and v must be 16-byte aligned");
+    return absl::OkStatus();
+  }
+  if (t.bank_k == nullptr || t.bank_v == nullptr || t.cold_pages == nullptr) {
+    return Invalid("tiered: bank_k, bank_v and cold_pages must be non-null");
+  }
+  if (!Aligned16(t.bank_k) || !Aligned16(t.bank_v)) {
+    return Invalid("tiered: bank_k and bank_v must be 16-byte aligned");
+  }
+  const int64_t num_kv = int64_t{p.q_offset} + p.num_q;
+  const int64_t pages = (num_kv + kKvPageTokens - 1) / kKvPageTokens;
+  if (t.slot_stride < num_kv || t.page_stride < pages) {
+    return Invalid(absl::StrCat("tiered: slot_stride ", t.slot_stride, " / page_stride ",
+                                t.page_stride, " must be >= num_kv ", num_kv, " / ", pages,
+                                " pages"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const BsaPrefillGpuParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) {
     return Invalid(
@@ -71,13 +95,12 @@ absl::Status Validate(const BsaPrefillGpuParams& p) {
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) {
     return Invalid(absl::StrCat("scale must be finite and > 0, got ", p.scale));
   }
-  if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr ||
-      p.rope == nullptr) {
-    return Invalid("q, k, v, out and rope must be non-null");
+  if (absl::Status s = ValidateKvPointers(p); !s.ok()) return s;
+  if (p.q == nullptr || p.out == nullptr || p.rope == nullptr) {
+    return Invalid("q, out and rope must be non-null");
   }
-  if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out) ||
-      !Aligned16(p.rope)) {
-    return Invalid("q, k, v, out and rope must be 16-byte aligned");
+  if (!Aligned16(p.q) || !Aligned16(p.out) || !Aligned16(p.rope)) {
+    return Invalid("q, out and rope must be 16-byte aligned");
   }
   if (p.rope_positions < p.q_offset + p.num_q) {
     return Invalid(absl::StrCat("rope table covers ", p.rope_positions, " positions; need ",
@@ -86,14 +109,15 @@ absl::Status Validate(const BsaPrefillGpuParams& p) {
   return absl::OkStatus();
 }
 
-// The instantiation set: head_dim {64, 128} x K/V {bf16, fp8 e5m2}.
-template <int HD, bool FP8>
+// The instantiation set: head_dim {64, 128} x K/V {bf16, fp8 e5m2, tiered (bank dtype at run
+// time)}.
+template <int HD, bi::KvPath PATH>
 absl::Status Launch(const bi::BsaArgs& a, cudaStream_t stream) {
   const int smem = bi::TileBytes<HD>() + a.list_cap * 4;
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(bi::BsaPrefillKernel<HD, FP8>,
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(bi::BsaPrefillKernel<HD, PATH>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(a.num_heads, a.num_rows);
-  bi::BsaPrefillKernel<HD, FP8><<<grid, bi::kThreads, smem, stream>>>(a);
+  bi::BsaPrefillKernel<HD, PATH><<<grid, bi::kThreads, smem, stream>>>(a);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -106,6 +130,8 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
   a.q = static_cast<const uint16_t*>(p.q);
   a.k = p.k;
   a.v = p.v;
+  a.tiered = p.tiered;
+  a.bank_fp8 = p.kv_dtype == KvDtype::kFp8E5m2 ? 1 : 0;
   a.out = static_cast<uint16_t*>(p.out);
   a.block_starts = p.block_starts;
   a.block_count = p.block_count;
@@ -128,9 +154,20 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
   a.list_cap = (p.n_sink + p.max_blocks * p.block_size + 3) / 4 * 4;
   a.scale_log2 = p.scale * 1.4426950408889634f;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const bool fp8 = p.kv_dtype == KvDtype::kFp8E5m2;
-  if (p.head_dim == 64) return fp8 ? Launch<64, true>(a, s) : Launch<64, false>(a, s);
-  return fp8 ? Launch<128, true>(a, s) : Launch<128, false>(a, s);
+  using bi::KvPath;
+  const KvPath path = p.tiered.slot_table != nullptr ? KvPath::kTiered
+                      : p.kv_dtype == KvDtype::kFp8E5m2 ? KvPath::kFp8
+                                                        : KvPath::kBf16;
+  switch (path) {
+    case KvPath::kBf16:
+      return p.head_dim == 64 ? Launch<64, KvPath::kBf16>(a, s) : Launch<128, KvPath::kBf16>(a, s);
+    case KvPath::kFp8:
+      return p.head_dim == 64 ? Launch<64, KvPath::kFp8>(a, s) : Launch<128, KvPath::kFp8>(a, s);
+    case KvPath::kTiered:
+      return p.head_dim == 64 ? Launch<64, KvPath::kTiered>(a, s)
+                              : Launch<128, KvPath::kTiered>(a, s);
+  }
+  return Invalid("unknown K/V path");
 }
 
 }  // namespace hipserve::kernels

@@ -22,6 +22,9 @@
 // Numerics: bf16 q/out; K/V bf16 or fp8 e5m2 (`kv_dtype`; fp8 codes are decoded exactly to bf16
 // in shared memory, then used as the bf16 path uses bf16 K/V); rotations in fp32 (fp32 cos/sin table) rounded once to bf16; scores,
 // softmax and accumulation fp32 (probabilities rounded to bf16 for P V); output rounded once.
+// Tiered K/V (HIP.md 7, `tiered`): keys and values are read through a slot table from a GPU
+// cache bank (bf16 or fp8 rows) or, for absent tokens, straight from fp8 e5m2 host pages in
+// mapped memory; the output is bit-identical to the contiguous path holding the same values.
 // Supported: head_dim 64, 128; kv_dtype bf16, fp8_e5m2 (InvalidArgument names them). Asynchronous on `stream`, no
 // allocation (graph-capturable). Thread-safety: reentrant. CPU builds return UnimplementedError.
 #pragma once
@@ -42,7 +45,7 @@ struct BsaPrefillGpuParams {
   const void* q = nullptr;  // [num_q, num_heads, head_dim] bf16; query i sits at q_offset + i
   const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype, num_kv = q_offset + num_q
   const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype
-  KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v
+  KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v (and of tiered's bank rows)
   void* out = nullptr;      // [num_q, num_heads, head_dim] bf16; must not alias the inputs
   int num_q = 0;            // > 0
   int q_offset = 0;         // >= 0
@@ -65,6 +68,13 @@ struct BsaPrefillGpuParams {
   const float* rope = nullptr;
   int rope_positions = 0;
   float scale = 0.f;  // finite, > 0; usually 1/sqrt(head_dim)
+  // Tiered reads (HIP.md 7; the semantics of BsaDecodeGpuParams::tiered, one sequence: b = 0):
+  // when tiered.slot_table is non-null every key / value (sink, blocks, window) is read through
+  // `tiered` and k, v are ignored (may be null). Token t of KV head h is bank row
+  // slot_table[h * slot_stride + t] when >= 0 (bank_k / bank_v rows in kv_dtype), else the fp8
+  // e5m2 row of host page cold_pages[h * page_stride + t / 64]. Needs slot_stride >= num_kv and
+  // page_stride >= ceil(num_kv / 64); bank_k, bank_v 16-byte aligned, cold_pages non-null.
+  TieredKvSource tiered;
 };
 
 // Copies the plan's lists and geometry into `p`.

@@ -11,6 +11,14 @@
 // rotation step reads them, decodes exactly (as the dense kernel) and writes the rotated K and
 // the decoded V into ONE swizzled bf16 (K, V) pair of tiles, which the warps then read. Same
 // shared memory as bf16 (TileBytes).
+// Tiered K/V (KvPath::kTiered, kv_source.h / HIP.md 7): the stages hold bf16 as in the bf16
+// path. Per 8-element chunk of a key row the loader resolves the token through the slot table
+// (kv_access::TieredRow): a bf16 bank row is cp.async'ed straight into the stage; an fp8 bank
+// row (__ldg) or an absent token's fp8 host page row (plain load: mapped memory) is loaded into
+// registers when the tile's loads are issued and decoded exactly to bf16 into the stage: for
+// head_dim 64 after the previous tile's math (the latency overlaps one tile of work); for 128
+// right away (holding 32 more registers across the math would spill; misses are bound by PCIe
+// bandwidth, not latency, and the other block on the SM computes meanwhile).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,6 +26,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/attention_cuda/kv_access.cuh"
+#include "kernels/attention_cuda/kv_source.h"
 #include "kernels/attention_cuda/prefill_attention_kernel.cuh"
 
 namespace hipserve::kernels::bsa_prefill_internal {
@@ -31,10 +41,15 @@ inline constexpr int kBN = pa::kBN;
 inline constexpr float kNegInf = pa::kNegInf;
 inline constexpr int kNoWindow = 0x7fffffff;
 
+// Where K/V come from: contiguous bf16, contiguous fp8 e5m2, or a TieredKvSource.
+enum class KvPath : int { kBf16 = 0, kFp8 = 1, kTiered = 2 };
+
 struct BsaArgs {
   const uint16_t* q;
-  const void* k;  // bf16 (uint16_t) or fp8 e5m2 (uint8_t), per the kernel's FP8
+  const void* k;  // bf16 (uint16_t) or fp8 e5m2 (uint8_t), per the kernel's path; unused tiered
   const void* v;
+  TieredKvSource tiered;  // kTiered: the source (sequence 0)
+  int bank_fp8;           // kTiered: bank rows are fp8 e5m2 (else bf16)
   uint16_t* out;
   const int32_t* block_starts;
   const int32_t* block_count;
@@ -76,8 +91,10 @@ __device__ __forceinline__ void Rotate8(uint4& lo, uint4& hi, const float* cs, i
   hi = make_uint4(wh[0], wh[1], wh[2], wh[3]);
 }
 
-template <int HD, bool FP8>
+template <int HD, KvPath PATH>
 __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a) {
+  constexpr bool FP8 = PATH == KvPath::kFp8;       // raw-code stages + decoded tiles
+  constexpr bool TIER = PATH == KvPath::kTiered;   // bf16 stages, filled through the slot table
   constexpr int HALF = HD / 2;
   constexpr int kUnits = HALF / 8;  // 8-pair units per row
   extern __shared__ __align__(128) uint16_t smem[];
@@ -190,8 +207,16 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
   __syncthreads();
 
   const uint16_t* gq = a.q + static_cast<int64_t>(head) * HD;
-  const KvT* gk = static_cast<const KvT*>(a.k) + static_cast<int64_t>(kvh) * HD;
-  const KvT* gv = static_cast<const KvT*>(a.v) + static_cast<int64_t>(kvh) * HD;
+  const KvT* gk = TIER ? nullptr : static_cast<const KvT*>(a.k) + static_cast<int64_t>(kvh) * HD;
+  const KvT* gv = TIER ? nullptr : static_cast<const KvT*>(a.v) + static_cast<int64_t>(kvh) * HD;
+  // Tiered: this KV head's slot / page table rows, and the fp8 rows of the tile being loaded
+  // that wait in registers (bit i of reg_mask: chunk i of this thread).
+  const int32_t* t_slots = a.tiered.slot_table + (TIER ? kvh * a.tiered.slot_stride : 0);
+  const uint64_t* t_pages = a.tiered.cold_pages + (TIER ? kvh * a.tiered.page_stride : 0);
+  constexpr int kTierChunks = TIER ? kBN * (HD / 8) / kThreads : 1;
+  uint2 reg_k[kTierChunks], reg_v[kTierChunks];
+  uint32_t reg_mask = 0;
+  constexpr bool kHoldRegs = HD == 64;  // tiered: fp8 rows wait in registers across a tile
 
   // Key of tile-row r of tile t, or -1 past the end.
   auto tile_key = [&](int t, int r) -> int32_t {
@@ -202,7 +227,71 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     const int j = (t - n_a) * kBN + r;
     return j < b_count ? b_begin + j : -1;
   };
+  // Tiered: decodes the fp8 rows of chunks [i0, i1) waiting in registers into stage `stage`
+  // (exact, as pa::DecodeTileFp8 does).
+  auto store_regs = [&](int stage, int i0, int i1) {
+    if constexpr (TIER) {
+#pragma unroll
+      for (int i = i0; i < i1; ++i) {
+        if ((reg_mask >> i & 1u) == 0) continue;
+        const int idx = threadIdx.x + i * kThreads;
+        const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+        *reinterpret_cast<uint4*>(sk + stage * kBN * HD + pa::Swz<HD>(r, c)) =
+            pa::Fp8x8ToBf16x8(reg_k[i].x, reg_k[i].y);
+        *reinterpret_cast<uint4*>(sv + stage * kBN * HD + pa::Swz<HD>(r, c)) =
+            pa::Fp8x8ToBf16x8(reg_v[i].x, reg_v[i].y);
+      }
+    }
+  };
+  // Tiered: issues chunk i of tile t into stage `stage`: zero row past the end, cp.async of a
+  // bf16 bank row, or (returns true) the 8 fp8 codes of K and V loaded into *xk / *xv.
+  auto tier_chunk = [&](int t, int stage, int i, uint2* xk, uint2* xv) -> bool {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+    const int32_t key = tile_key(t, r);
+    uint16_t* pk = sk + stage * kBN * HD + pa::Swz<HD>(r, c);
+    uint16_t* pv = sv + stage * kBN * HD + pa::Swz<HD>(r, c);
+    if (key < 0) {  // past the end: zero row
+      *reinterpret_cast<uint4*>(pk) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(pv) = make_uint4(0, 0, 0, 0);
+      return false;
+    }
+    const kv_access::RowRef ref =
+        kv_access::TieredRow<HD>(a.tiered, t_slots, t_pages, key, c, a.bank_fp8 != 0);
+    if (!ref.fp8) {  // bf16 bank row: asynchronous copy
+      pa::CpAsync16(pa::SmemAddr(pk), ref.k, 16);
+      pa::CpAsync16(pa::SmemAddr(pv), ref.v, 16);
+      return false;
+    }
+    const uint4 lk = kv_access::LoadRef8(ref.k, true, ref.host);
+    const uint4 lv = kv_access::LoadRef8(ref.v, true, ref.host);
+    *xk = make_uint2(lk.x, lk.y);
+    *xv = make_uint2(lv.x, lv.y);
+    return true;
+  };
   auto load_tile = [&](int t, int stage) {
+    if constexpr (TIER) {
+      if constexpr (kHoldRegs) {  // the fp8 rows wait in registers (store_regs)
+        reg_mask = 0;
+#pragma unroll
+        for (int i = 0; i < kTierChunks; ++i) {
+          if (tier_chunk(t, stage, i, &reg_k[i], &reg_v[i])) reg_mask |= 1u << i;
+        }
+      } else {  // decoded and stored as loaded: no fp8 rows live across the math
+#pragma unroll
+        for (int i = 0; i < kTierChunks; ++i) {
+          uint2 xk, xv;
+          if (!tier_chunk(t, stage, i, &xk, &xv)) continue;
+          const int idx = threadIdx.x + i * kThreads;
+          const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+          *reinterpret_cast<uint4*>(sk + stage * kBN * HD + pa::Swz<HD>(r, c)) =
+              pa::Fp8x8ToBf16x8(xk.x, xk.y);
+          *reinterpret_cast<uint4*>(sv + stage * kBN * HD + pa::Swz<HD>(r, c)) =
+              pa::Fp8x8ToBf16x8(xv.x, xv.y);
+        }
+      }
+      return;
+    }
     constexpr int kPerChunk = FP8 ? 16 : 8;  // elements per 16-byte request
     constexpr int kChunks = HD / kPerChunk;
     constexpr int kPerThread = kBN * kChunks / kThreads;
@@ -279,6 +368,7 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
   };
 
   load_tile(0, 0);
+  if constexpr (kHoldRegs) store_regs(0, 0, kTierChunks);
   pa::CpAsyncCommit();
 
   constexpr int kKSteps = HD / 16;
@@ -406,6 +496,8 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
         }
       }
     }
+    // Tiered, kHoldRegs: tile t + 1's fp8 rows.
+    if (kHoldRegs && t + 1 < n_tiles) store_regs(stage ^ 1, 0, kTierChunks);
     __syncthreads();  // the stage (and sq) are overwritten by the next iteration
   }
   pa::CpAsyncWait<0>();
