@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "kernels/attention/dense_attention.h"
 #include "kernels/attention_cuda/decode_attention.h"
+#include "kernels/attention_cuda/decode_test_util.h"
 #include "kernels/device.h"
 #include "kernels/dtype/bf16.h"
 #include "kernels/testing/compare.h"
@@ -26,35 +27,7 @@ namespace {
 constexpr uint16_t kBf16NaN = 0x7fc0;
 constexpr int kGapRows = 3;  // NaN rows before every sequence: out-of-range reads show as NaN
 
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t bytes) : bytes_(std::max<size_t>(bytes, 16)) {
-    EXPECT_EQ(cudaMalloc(&ptr_, bytes_), cudaSuccess);
-  }
-  template <typename T>
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size() * sizeof(T)) {
-    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <typename T = void>
-  T* get() const {
-    return static_cast<T*>(ptr_);
-  }
-  size_t bytes() const { return bytes_; }
-  template <typename T>
-  std::vector<T> ToHost(size_t n) const {
-    std::vector<T> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), ptr_, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return h;
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_;
-};
+using decode_test::DeviceBuffer;
 
 struct DecodeCase {
   std::string name;
