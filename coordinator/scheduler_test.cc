@@ -22,7 +22,9 @@ class FakeGroup final : public WorkerGroup {
   const GroupModelInfo& model_info() const override { return info_; }
   bool healthy() const override { return !broken_; }
   absl::StatusOr<std::vector<StepToken>> Step(const StepPlan& plan) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // While held, every step waits: a test can act on a sequence that cannot finish meanwhile.
+    gate_cv_.wait(lock, [&] { return !held_; });
     plans_.push_back(plan);
     if (fail_next_ == 1) {
       broken_ = true;
@@ -54,6 +56,13 @@ class FakeGroup final : public WorkerGroup {
     std::lock_guard<std::mutex> lock(mu_);
     fail_next_ = 1;
   }
+  void Hold(bool held) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = held;
+    }
+    gate_cv_.notify_all();
+  }
 
  private:
   std::mutex mu_;
@@ -64,6 +73,8 @@ class FakeGroup final : public WorkerGroup {
   std::vector<StepPlan> plans_;
   int fail_next_ = 0;
   bool broken_ = false;
+  bool held_ = false;
+  std::condition_variable gate_cv_;
 };
 
 class RecordingSink final : public SequenceSink {
@@ -223,8 +234,11 @@ TEST(SchedulerTest, BrokenGroupFailsRequestsWithUnavailable) {
 
 TEST(SchedulerTest, AbortFinishesWithAbort) {
   Harness h({Bytes("abcdefghijklmnop")});
+  // Without the hold the sequence may reach the 64-token context limit before Abort runs.
+  h.group->Hold(true);
   auto sink = h.Submit("a", Bytes("p"), 100000);
   EXPECT_EQ(h.scheduler.Abort({"a", "zzz"}), 1);
+  h.group->Hold(false);
   ASSERT_TRUE(sink->Wait());
   EXPECT_EQ(sink->finish.reason, FinishReason::kAbort);
 }
