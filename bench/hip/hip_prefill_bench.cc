@@ -18,10 +18,15 @@
 // tiered source (bf16 and fp8 banks at 100 / 90 / 50% hits, misses from fp8 pages in mapped
 // host memory) with the all-hot time of the same dtype from the same run
 // (hip_prefill_tiered_rows.h).
+// The mask runs with the tensor-core filter-then-verify score kernel (the default). --exact 1
+// (default) also times HiP at 128K with the exact score kernel (HipPrefillMaskGpuParams::
+// tensor_core_filter = false) in the same run, and --exact_1m 1 (default 0) one 1M pass with it;
+// each also checks that both kernels leave byte-identical mask workspaces (lists and scores).
 //
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
-//                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--commit SHA]
+//                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
+//                     [--commit SHA]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -55,6 +60,8 @@ struct Args {
   std::string dense_1m = "full";
   int bsa_fp8 = 1;
   int bsa_tiered = 0;
+  int exact = 1;
+  int exact_1m = 0;
   std::string commit = "unknown";
 };
 
@@ -81,6 +88,10 @@ Args Parse(int argc, char** argv) {
       a.bsa_fp8 = std::atoi(next().c_str());
     } else if (s == "--bsa_tiered") {
       a.bsa_tiered = std::atoi(next().c_str());
+    } else if (s == "--exact") {
+      a.exact = std::atoi(next().c_str());
+    } else if (s == "--exact_1m") {
+      a.exact_1m = std::atoi(next().c_str());
     } else if (s == "--commit") {
       a.commit = next();
     } else {
@@ -101,6 +112,7 @@ struct Layer {
   size_t ws_bytes = 0;
   kernels::HipConfig cfg;
   kernels::PruningSpec spec;
+  bool tc_filter = true;  // HipPrefillMaskGpuParams::tensor_core_filter
 };
 
 kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
@@ -119,7 +131,22 @@ kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int nu
   p.rope_positions = L.rope_positions;
   p.workspace = L.ws;
   p.workspace_bytes = L.ws_bytes;
+  p.tensor_core_filter = L.tc_filter;
   return p;
+}
+
+// The mask workspace (all lists and the last stage's scores) on the host.
+std::vector<uint8_t> WorkspaceCopy(const Layer& L, cudaStream_t s) {
+  std::vector<uint8_t> h(L.ws_bytes);
+  BENCH_CUDA(cudaMemcpyAsync(h.data(), L.ws, L.ws_bytes, cudaMemcpyDeviceToHost, s));
+  BENCH_CUDA(cudaStreamSynchronize(s));
+  return h;
+}
+
+int64_t BytesDiffering(const std::vector<uint8_t>& x, const std::vector<uint8_t>& y) {
+  int64_t n = 0;
+  for (size_t i = 0; i < x.size(); ++i) n += x[i] != y[i];
+  return n;
 }
 
 void BsaChunk(const Layer& L, const kernels::HipPrefillPlan& plan, int q_offset, int num_q,
@@ -274,17 +301,32 @@ int Main(int argc, char** argv) {
   BENCH_CUDA(cudaEventCreate(&e0));
   BENCH_CUDA(cudaEventCreate(&e1));
   BENCH_CUDA(cudaEventCreate(&e2));
-  for (int r = 0; r < a.reps; ++r) {
-    BENCH_CUDA(cudaEventRecord(e0, s));
-    HipChunk(L, 0, T, s, e1);
-    BENCH_CUDA(cudaEventRecord(e2, s));
-    BENCH_CUDA(cudaEventSynchronize(e2));
-    float m1 = 0, m2 = 0;
-    BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
-    BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
-    mask_ms.push_back(m1);
-    bsa_ms.push_back(m2);
-    hip_ms.push_back(m1 + m2);
+  auto time_hip128 = [&](int reps, std::vector<double>* hip, std::vector<double>* mask,
+                         std::vector<double>* bsa) {
+    for (int r = 0; r < reps; ++r) {
+      BENCH_CUDA(cudaEventRecord(e0, s));
+      HipChunk(L, 0, T, s, e1);
+      BENCH_CUDA(cudaEventRecord(e2, s));
+      BENCH_CUDA(cudaEventSynchronize(e2));
+      float m1 = 0, m2 = 0;
+      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
+      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      mask->push_back(m1);
+      bsa->push_back(m2);
+      hip->push_back(m1 + m2);
+    }
+  };
+  time_hip128(a.reps, &hip_ms, &mask_ms, &bsa_ms);
+  // Same run: the exact score kernel (the filter's reference), and the workspace check.
+  std::vector<double> hipx_ms, maskx_ms, bsax_ms;
+  int64_t ws_diff128 = -1;
+  if (a.exact) {
+    const std::vector<uint8_t> ws_tc = WorkspaceCopy(L, s);  // from the last filter call
+    L.tc_filter = false;
+    HipChunk(L, 0, T, s, nullptr);
+    ws_diff128 = BytesDiffering(ws_tc, WorkspaceCopy(L, s));
+    time_hip128(std::max(1, a.reps / 2), &hipx_ms, &maskx_ms, &bsax_ms);
+    L.tc_filter = true;
   }
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
   for (int w = 0; w < 2; ++w) DenseChunk(L, 0, T, s);
@@ -300,6 +342,15 @@ int Main(int argc, char** argv) {
               hip128, f128 / hip128 / 1e9, dense128 / hip128);
   std::printf("  NaN outputs: HiP %lld, dense %lld\n", static_cast<long long>(bad_hip128),
               static_cast<long long>(bad_dense128));
+  if (a.exact) {
+    std::printf("  exact score kernel (same run, median of %zu): HiP mask %.2f ms, BSA %.2f ms, "
+                "total %.2f ms, dense/HiP = %.2fx; mask exact/filter = %.2fx\n",
+                hipx_ms.size(), Median(maskx_ms), Median(bsax_ms), Median(hipx_ms),
+                dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms));
+    std::printf("  mask workspace filter vs exact: %lld of %zu bytes differ%s\n",
+                static_cast<long long>(ws_diff128), L.ws_bytes,
+                ws_diff128 == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+  }
 
   // ---- BSA alone at T on one plan: bf16 vs fp8 e5m2 K/V, alternating call by call.
   double bsa_bf16_ms = 0, bsa_fp8_ms = 0;
@@ -364,6 +415,29 @@ int Main(int argc, char** argv) {
     hip_pass.push_back(total);
   }
   const int64_t bad_hip1m = CountNaN(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
+  // One pass with the exact score kernel; the last chunk's workspace checked against the filter.
+  std::vector<double> hipx_chunk(n_chunks), maskx_chunk(n_chunks);
+  double hipx1m = 0;
+  int64_t ws_diff1m = -1;
+  if (a.exact_1m) {
+    L.tc_filter = false;
+    for (int c = 0; c < n_chunks; ++c) {
+      BENCH_CUDA(cudaEventRecord(e0, s));
+      HipChunk(L, c * a.chunk, a.chunk, s, e1);
+      BENCH_CUDA(cudaEventRecord(e2, s));
+      BENCH_CUDA(cudaEventSynchronize(e2));
+      float m1 = 0, m2 = 0;
+      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
+      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      hipx_chunk[c] = m1 + m2;
+      maskx_chunk[c] = m1;
+      hipx1m += m1 + m2;
+    }
+    const std::vector<uint8_t> ws_exact = WorkspaceCopy(L, s);
+    L.tc_filter = true;
+    HipChunk(L, (n_chunks - 1) * a.chunk, a.chunk, s, nullptr);
+    ws_diff1m = BytesDiffering(ws_exact, WorkspaceCopy(L, s));
+  }
   // Dense: full passes, or sampled chunks + linear extrapolation.
   std::vector<int> dense_sampled;
   double dense1m = 0;
@@ -410,10 +484,23 @@ int Main(int argc, char** argv) {
                                      : "EXTRAPOLATED from sampled chunks");
     std::printf("  dense/HiP = %.2fx (goal >= 15x)\n", dense1m / hip1m);
   }
-  std::printf("  per chunk (ms):   c   HiP(mask)   dense\n");
+  if (a.exact_1m) {
+    std::printf("  exact score kernel (same run, one pass): HiP %.1f ms%s; HiP exact/filter = "
+                "%.2fx\n",
+                hipx1m,
+                a.dense_1m != "none"
+                    ? (", dense/HiP = " + std::to_string(dense1m / hipx1m) + "x").c_str()
+                    : "",
+                hipx1m / hip1m);
+    std::printf("  last chunk's mask workspace filter vs exact: %lld bytes differ%s\n",
+                static_cast<long long>(ws_diff1m),
+                ws_diff1m == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+  }
+  std::printf("  per chunk (ms):   c   HiP(mask)   dense   exact HiP(mask)\n");
   for (int c = 0; c < n_chunks; c += std::max(1, n_chunks / 8)) {
-    std::printf("                  %3d %8.2f(%7.2f) %8.2f\n", c, Median(hip_chunk[c]),
-                Median(mask_chunk[c]), dense_chunk[c].empty() ? 0.0 : Median(dense_chunk[c]));
+    std::printf("                  %3d %8.2f(%7.2f) %8.2f  %8.2f(%7.2f)\n", c, Median(hip_chunk[c]),
+                Median(mask_chunk[c]), dense_chunk[c].empty() ? 0.0 : Median(dense_chunk[c]),
+                hipx_chunk[c], maskx_chunk[c]);
   }
   std::printf("  NaN outputs (last chunk): HiP %lld, dense %lld\n",
               static_cast<long long>(bad_hip1m), static_cast<long long>(bad_dense1m));
@@ -441,6 +528,31 @@ int Main(int argc, char** argv) {
                   Median(bsa_ms), dense128 / hip128, static_cast<long long>(bad_hip128),
                   static_cast<long long>(bad_dense128));
     j += buf;
+    if (a.exact) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t128k_exact_score_kernel\": {\"reps\": %zu, \"hip_ms\": %.3f, "
+                    "\"hip_mask_ms\": %.3f, \"hip_bsa_ms\": %.3f, \"ratio_dense_over_hip\": "
+                    "%.3f, \"mask_exact_over_filter\": %.3f, \"workspace_bytes_differing\": "
+                    "%lld},\n",
+                    hipx_ms.size(), Median(hipx_ms), Median(maskx_ms), Median(bsax_ms),
+                    dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms),
+                    static_cast<long long>(ws_diff128));
+      j += buf;
+    }
+    if (a.exact_1m) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t1m_exact_score_kernel\": {\"passes\": 1, \"hip_ms\": %.1f, "
+                    "\"ratio_dense_over_hip\": %.3f, \"hip_exact_over_filter\": %.3f, "
+                    "\"last_chunk_workspace_bytes_differing\": %lld, \"chunk_mask_ms\": [",
+                    hipx1m, dense1m > 0 ? dense1m / hipx1m : 0.0, hipx1m / hip1m,
+                    static_cast<long long>(ws_diff1m));
+      j += buf;
+      for (int c = 0; c < n_chunks; ++c) {
+        std::snprintf(buf, sizeof(buf), "%s%.3f", c ? ", " : "", maskx_chunk[c]);
+        j += buf;
+      }
+      j += "]},\n";
+    }
     if (a.bsa_fp8) {
       std::snprintf(buf, sizeof(buf),
                     "  \"t128k_bsa_kv_dtype\": {\"T\": %d, \"reps\": %d, \"bsa_bf16_ms\": "
@@ -477,6 +589,7 @@ int Main(int argc, char** argv) {
   }
   const int64_t bad =
       bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
+  if (ws_diff128 > 0 || ws_diff1m > 0) return 4;  // the filter changed a score or a list
   return bad == 0 ? 0 : 3;
 }
 

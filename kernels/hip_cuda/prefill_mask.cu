@@ -10,6 +10,7 @@
 #include "kernels/hip_cuda/prefill_mask.h"
 #include "kernels/hip_cuda/mask_key_source.h"
 #include "kernels/hip_cuda/prefill_mask_kernel.cuh"
+#include "kernels/hip_cuda/prefill_score_tc.cuh"
 
 namespace hipserve::kernels {
 namespace {
@@ -156,13 +157,30 @@ Layout LayoutFor(const HipPrefillMaskGpuParams& p) {
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+// The filter-then-verify kernel's dynamic shared memory is > 48 KB: opt in (per call, since
+// the attribute is per device; not a stream operation, so graph capture is unaffected).
+template <int HD>
+absl::Status PrepareTcScore() {
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, kScoreThreads>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            hm::TcScoreSmem<HD, kScoreThreads>::kBytes));
+  return absl::OkStatus();
+}
+
 template <int HD>
 absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
-                         int rows, int kv_heads, cudaStream_t stream) {
+                         int rows, int kv_heads, bool tc_filter, cudaStream_t stream) {
   constexpr int cpb = kScoreThreads / 2;
   const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
                   rows);
-  hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a, pa);
+  if (tc_filter) {
+    if (absl::Status st = PrepareTcScore<HD>(); !st.ok()) return st;
+    hm::PrefillScoreTcKernel<HD, kScoreThreads>
+        <<<grid, kScoreThreads, hm::TcScoreSmem<HD, kScoreThreads>::kBytes, stream>>>(a, pa);
+  } else {
+    hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a,
+                                                                                          pa);
+  }
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -286,8 +304,10 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     if (max_n > a.keep) {  // otherwise no row has anything to score
       const absl::Status st =
           p.head_dim == 128
-              ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, stream)
-              : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, stream);
+              ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
+                                 stream)
+              : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
+                                stream);
       if (!st.ok()) return st;
     }
     hm::SelectKernel<kSelectThreads>

@@ -13,7 +13,7 @@
 // fp8 e5m2, contiguous or tiered, given to the reference as its exactly decoded values). The row's candidate range is CandidateRangeFor(config, last query position of the row).
 //
 // Kernels per stage: score (one thread per (chunk, probe side); rows staged in shared memory in
-// tiles, recomputed from q per tile) and select (the decode kernels' radix select, one block per
+// tiles, recomputed from q per tile; see tensor_core_filter) and select (the decode kernels' radix select, one block per
 // (row, KV head), writing the kept chunks in position order). A last small kernel writes the
 // final block lists (the last stage's list, causal filter applied) into the plan.
 //
@@ -80,6 +80,12 @@ struct HipPrefillMaskGpuParams {
   // chunk scores and per-row lengths. The plan points into it.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // Score kernel. true (default): filter-then-verify (kernels/hip_cuda/prefill_score_tc.cuh):
+  // approximate dots on the tensor cores with a rigorous error bound, exact sequential dots only
+  // for the rows that can hold the max; the scores, hence the lists, are bit for bit those of
+  // the exact kernel. false: the exact kernel, every (probe, row) dot sequentially on CUDA cores
+  // (the reference path; slower).
+  bool tensor_core_filter = true;
 };
 
 // RoPE positions the call needs.

@@ -1,11 +1,19 @@
 // HiP PREFILL mask estimation on the GPU against the CPU reference EstimateMaskRef, run per
 // (query block, KV head) exactly as worker/hip_attention.cc runs it: every stage's kept list
 // (starts, count, range_end) and the final block list must be EXACTLY equal on the same bf16
-// inputs. Workspace poisoned (0xff) before the run. ctest label gpu; GTEST_SKIP without a device.
+// inputs. Every case runs both score kernels (tensor-core filter-then-verify, the default, and
+// the exact one) and their whole workspaces (lists, counts and the last stage's chunk scores)
+// must be equal byte for byte. Adversarial inputs (near-tied, duplicated, huge, tiny, subnormal
+// and non-finite values) stress the filter's error bound and its fallback. Workspaces poisoned
+// (0xff) before each run. ctest label gpu; GTEST_SKIP without a device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -26,7 +34,18 @@ namespace {
 using testing::DeviceVec;
 
 enum class Spec { kSmall, kDefault, kLayer0 };
-enum class Keys { kRandom, kAllEqual };
+// Input data. Scales are powers of two, so scaled bf16 values stay exact.
+enum class Data {
+  kRandom,         // q, k uniform in [-1, 1]
+  kAllEqualKeys,   // every key the same: every probe score ties
+  kNearTieRows,    // every query = one base vector, 1 element in 16 moved by +-1 bf16 ulp
+  kDuplicateRows,  // every query (token and head) the same: all scoring rows equal
+  kLarge,          // q * 2^40, k * 2^20 (products ~2^60; the filter still runs)
+  kTiny,           // q * 2^-60, k * 2^-60 (products ~2^-120; the bound's floor dominates)
+  kSubnormal,      // q * 2^-70, k * 2^-70 (subnormal products)
+  kHuge,           // q * 2^62 (row norms past kTcNormMax: exact fallback everywhere)
+  kNonFinite,      // some keys inf / NaN, one query inf (only filter == exact is checked)
+};
 
 struct PrefillMaskCase {
   std::string name;
@@ -35,7 +54,7 @@ struct PrefillMaskCase {
   int heads, kv_heads, head_dim;
   PruningPositions positions;
   Spec spec;
-  Keys keys = Keys::kRandom;
+  Data data = Data::kRandom;
 };
 
 HipConfig ConfigFor(const PrefillMaskCase& c) {
@@ -73,6 +92,73 @@ std::vector<float> RandomBf16(int64_t n, uint64_t seed) {
   return v;
 }
 
+// Scales every element by 2^e (exact for bf16 values in range).
+void ScaleBy(std::vector<float>* v, int e) {
+  for (float& x : *v) x = std::ldexp(x, e);
+}
+
+// q [num_q, heads, d] and k [num_kv, kv_heads, d], bf16-exact, for the case's data kind.
+void MakeData(const PrefillMaskCase& c, uint64_t seed, std::vector<float>* q,
+              std::vector<float>* k) {
+  const int d = c.head_dim;
+  const int64_t qrow = int64_t{c.heads} * d, krow = int64_t{c.kv_heads} * d;
+  *q = RandomBf16(c.num_q * qrow, seed + 1);
+  *k = RandomBf16(c.num_kv * krow, seed + 2);
+  switch (c.data) {
+    case Data::kRandom:
+      break;
+    case Data::kAllEqualKeys:
+      for (int64_t t = 1; t < c.num_kv; ++t) {
+        std::copy(k->begin(), k->begin() + krow, k->begin() + t * krow);
+      }
+      break;
+    case Data::kNearTieRows: {
+      std::mt19937_64 rng(seed + 3);
+      for (int64_t t = 0; t < c.num_q; ++t) {
+        for (int64_t e = 0; e < qrow; ++e) {
+          float x = (*q)[e % d];  // one base vector for every token and head
+          const uint64_t r = rng();
+          if ((r & 15) == 0 && x != 0.f) {  // +-1 ulp of bf16
+            uint32_t bits;
+            std::memcpy(&bits, &x, 4);
+            bits += (r & 16) ? 0x10000u : 0xffff0000u;
+            std::memcpy(&x, &bits, 4);
+          }
+          (*q)[t * qrow + e] = x;
+        }
+      }
+      break;
+    }
+    case Data::kDuplicateRows:
+      for (int64_t t = 0; t < c.num_q; ++t) {
+        for (int64_t e = 0; e < qrow; ++e) (*q)[t * qrow + e] = (*q)[e % d];
+      }
+      break;
+    case Data::kLarge:
+      ScaleBy(q, 40);
+      ScaleBy(k, 20);
+      break;
+    case Data::kTiny:
+      ScaleBy(q, -60);
+      ScaleBy(k, -60);
+      break;
+    case Data::kSubnormal:
+      ScaleBy(q, -70);
+      ScaleBy(k, -70);
+      break;
+    case Data::kHuge:
+      ScaleBy(q, 62);
+      break;
+    case Data::kNonFinite: {
+      const float inf = std::numeric_limits<float>::infinity();
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      for (int64_t t = 37; t < c.num_kv; t += 211) (*k)[t * krow + (t % krow)] = (t & 1) ? inf : nan;
+      (*q)[(c.num_q / 3) * qrow + 5] = -inf;
+      break;
+    }
+  }
+}
+
 class PrefillMaskGpuTest : public ::testing::TestWithParam<PrefillMaskCase> {
  protected:
   void SetUp() override {
@@ -90,16 +176,8 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
   uint64_t seed = 1469598103934665603ull;  // FNV-1a of the case name: fixed per case
   for (char ch : c.name) seed = (seed ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
 
-  const std::vector<float> q = RandomBf16(int64_t{c.num_q} * c.heads * d, seed + 1);
-  std::vector<float> k;
-  const int64_t krow = int64_t{c.kv_heads} * d;
-  if (c.keys == Keys::kAllEqual) {
-    const std::vector<float> one = RandomBf16(krow, seed + 2);
-    k.resize(c.num_kv * krow);
-    for (int64_t t = 0; t < c.num_kv; ++t) std::copy(one.begin(), one.end(), k.begin() + t * krow);
-  } else {
-    k = RandomBf16(c.num_kv * krow, seed + 2);
-  }
+  std::vector<float> q, k;
+  MakeData(c, seed, &q, &k);
 
   HipPrefillMaskGpuParams p;
   p.num_q = c.num_q;
@@ -120,16 +198,40 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
   DeviceVec<uint16_t> d_q(testing::ToBf16(q)), d_k(testing::ToBf16(k));
   absl::StatusOr<size_t> ws = HipPrefillMaskWorkspaceBytes(p);
   ASSERT_TRUE(ws.ok()) << ws.status();
-  DeviceVec<uint8_t> d_ws(std::vector<uint8_t>(*ws, 0xff));  // poison: -1 / NaN everywhere
   p.q = d_q.data();
   p.k = d_k.data();
   p.rope = d_rope.data();
   p.rope_positions = *npos;
-  p.workspace = d_ws.data();
   p.workspace_bytes = *ws;
+
+  // The exact kernel first, then the filter (the default); both workspaces start poisoned.
+  DeviceVec<uint8_t> d_ws_exact(std::vector<uint8_t>(*ws, 0xff));
+  p.workspace = d_ws_exact.data();
+  p.tensor_core_filter = false;
+  ASSERT_TRUE(HipPrefillMaskGpu(p, nullptr).ok());
+  DeviceVec<uint8_t> d_ws(std::vector<uint8_t>(*ws, 0xff));  // poison: -1 / NaN everywhere
+  p.workspace = d_ws.data();
+  p.tensor_core_filter = true;
   absl::StatusOr<HipPrefillPlan> plan = HipPrefillMaskGpu(p, nullptr);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  {
+    std::vector<uint8_t> h_exact(*ws), h_tc(*ws);
+    ASSERT_EQ(cudaMemcpy(h_exact.data(), d_ws_exact.data(), *ws, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(h_tc.data(), d_ws.data(), *ws, cudaMemcpyDeviceToHost), cudaSuccess);
+    int64_t first_diff = -1, diffs = 0;
+    for (size_t i = 0; i < *ws; ++i) {
+      if (h_exact[i] != h_tc[i]) {
+        if (first_diff < 0) first_diff = static_cast<int64_t>(i);
+        ++diffs;
+      }
+    }
+    EXPECT_EQ(diffs, 0) << "filter and exact workspaces differ in " << diffs << " of " << *ws
+                        << " bytes, first at byte " << first_diff;
+  }
+  if (c.data == Data::kNonFinite) return;  // the reference is not defined on NaN scores
+
   const int rows = plan->num_rows;
   const int lists = rows * c.kv_heads;
   EXPECT_EQ(plan->first_block, q_offset / cfg.block_q);
@@ -166,7 +268,7 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
       mp.group = group;
       mp.head_dim = d;
       mp.k = k.data() + int64_t{h} * d;
-      mp.k_token_stride = krow;
+      mp.k_token_stride = int64_t{c.kv_heads} * d;
       mp.num_kv = c.num_kv;
       mp.range_begin = range.begin;
       mp.range_end = range.end;
@@ -189,7 +291,7 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
       if (ref.kept[stages - 1].starts.size() < SplitChunks(ref.kept[stages - 2], 8).starts.size()) {
         ++scored_lists;
       }
-      if (c.keys == Keys::kAllEqual) {
+      if (c.data == Data::kAllEqualKeys) {
         // Every score ties: the lowest positions win.
         for (int i = 0; i < ref.count(); ++i) {
           EXPECT_EQ(ref.block_starts()[i], cfg.n_sink + cfg.block_size() * i) << what;
@@ -227,7 +329,7 @@ INSTANTIATE_TEST_SUITE_P(
         PrefillMaskCase{"t4k_small_g8_hd128", 4096, 4096, 16, 2, 128, kRel, Spec::kSmall},
         PrefillMaskCase{"t4k_small_g8_hd64_real", 4096, 4096, 8, 1, 64, kReal, Spec::kSmall},
         PrefillMaskCase{"t4k_small_ties", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
-                        Keys::kAllEqual},
+                        Data::kAllEqualKeys},
         // Chunked prefill: partial query blocks at both ends of the chunk.
         PrefillMaskCase{"t4k_small_chunk_off2005", 3505, 1500, 8, 2, 128, kRel, Spec::kSmall},
         PrefillMaskCase{"t4k_small_chunk_one_query", 4001, 1, 8, 2, 64, kChunk, Spec::kSmall},
@@ -242,7 +344,27 @@ INSTANTIATE_TEST_SUITE_P(
         PrefillMaskCase{"t256k_relative_g4", 262144 + 5, 100, 4, 1, 128, kRel, Spec::kDefault},
         PrefillMaskCase{"t256k_real_g4", 262144, 64, 4, 1, 128, kReal, Spec::kDefault},
         PrefillMaskCase{"t256k_chunk_indexed_g4", 262144, 64, 4, 1, 128, kChunk,
-                        Spec::kDefault}),
+                        Spec::kDefault},
+        // Adversarial data for the tensor-core filter (the exact-path comparison above is the
+        // sharpest check: any score bit that differs fails it).
+        PrefillMaskCase{"adv_near_tie_rows_rel", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
+                        Data::kNearTieRows},
+        PrefillMaskCase{"adv_near_tie_rows_real_hd64", 4096, 4096, 8, 2, 64, kReal,
+                        Spec::kSmall, Data::kNearTieRows},
+        PrefillMaskCase{"adv_near_tie_rows_t64k", 65536, 200, 8, 2, 128, kChunk,
+                        Spec::kDefault, Data::kNearTieRows},
+        PrefillMaskCase{"adv_duplicate_rows", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
+                        Data::kDuplicateRows},
+        PrefillMaskCase{"adv_all_equal_keys_g4_hd64", 4096, 4096, 4, 1, 64, kRel, Spec::kSmall,
+                        Data::kAllEqualKeys},
+        PrefillMaskCase{"adv_large", 4096, 4096, 8, 2, 128, kReal, Spec::kSmall, Data::kLarge},
+        PrefillMaskCase{"adv_tiny", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall, Data::kTiny},
+        PrefillMaskCase{"adv_subnormal", 4096, 2000, 8, 2, 64, kRel, Spec::kSmall,
+                        Data::kSubnormal},
+        PrefillMaskCase{"adv_huge_fallback", 4096, 2000, 8, 2, 128, kChunk, Spec::kSmall,
+                        Data::kHuge},
+        PrefillMaskCase{"adv_non_finite", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
+                        Data::kNonFinite}),
     Name);
 
 TEST(PrefillMaskGpuArgs, RejectsUnsupportedShapes) {

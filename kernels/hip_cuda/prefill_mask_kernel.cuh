@@ -75,6 +75,81 @@ __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* star
   block_count[i] = c;
 }
 
+// Builds scoring rows [tile * RT, tile * RT + RT) of plan row `rq` into `rows` (row stride
+// `row_stride` floats; rows past num_rows are zero); row index = group_row * group + head. Called
+// by all THREADS threads of the block (no barrier inside). Shared by the exact and the
+// tensor-core score kernels so that both see the very same fp32 rows.
+template <int HD, int THREADS, int RT>
+__device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
+                                            const RowQueries& rq, int kvh, int n_chunks,
+                                            int num_rows, int tile, float* rows,
+                                            int row_stride) {
+  constexpr int HALF = HD / 2;
+  const int stride = pa.stride_q;
+  const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
+  for (int e = threadIdx.x; e < RT * HALF; e += THREADS) {
+    const int local = e / HALF, i = e % HALF;
+    const int rr = tile * RT + local;
+    float o1 = 0.f, o2 = 0.f;
+    if (rr < num_rows) {
+      const int grp = rr / a.group, g = rr % a.group;
+      const int first = rq.qa + grp * stride, last = min(rq.qb, first + stride);
+      const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD;
+      for (int qi = first; qi < last; ++qi) {
+        const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, n_chunks);
+        const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
+        const float x1 = Bf16(qh[qi * q_row + i]), x2 = Bf16(qh[qi * q_row + i + HALF]);
+        const float c = cs[i], s = cs[i + HALF];
+        o1 = __fadd_rn(o1, __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+        o2 = __fadd_rn(o2, __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+      }
+      const float count = static_cast<float>(last - first);
+      o1 = __fdiv_rn(o1, count);
+      o2 = __fdiv_rn(o2, count);
+    }
+    rows[local * row_stride + i] = o1;
+    rows[local * row_stride + i + HALF] = o2;
+  }
+}
+
+// Loads the probe key of token `probe` (KV head kvh, batch 1) and rotates it at the pruning
+// position of (probe, side, chunk); calls emit(i4, k[4 i4 .. 4 i4 + 3], k[HALF + 4 i4 ..]) with
+// float4s of the rotated fp32 key, i4 < HD / 8, in ascending order.
+template <int HD, typename Emit>
+__device__ __forceinline__ void RotatedProbeKey(const StageArgs& a, int kvh, int32_t probe,
+                                                int side, int chunk, Emit&& emit) {
+  constexpr int HALF = HD / 2;
+  int rpos;
+  switch (a.pos_mode) {
+    case kPosReal: rpos = probe; break;
+    case kPosRelative: rpos = side; break;
+    default: rpos = chunk; break;
+  }
+  const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
+  // Batch 1: the tiered list of KV head kvh is kvh; contiguous keys start at row 0.
+  uint32_t kw[HD / 2];
+  LoadProbeKey<HD>(a.keys, kvh, static_cast<int64_t>(probe) * a.num_kv_heads + kvh, probe, kw);
+  float x[HD];
+#pragma unroll
+  for (int v = 0; v < HD / 8; ++v) {
+    Unpack8(make_uint4(kw[4 * v], kw[4 * v + 1], kw[4 * v + 2], kw[4 * v + 3]), x + 8 * v);
+  }
+#pragma unroll
+  for (int i4 = 0; i4 < HALF / 4; ++i4) {
+    const float4 cv = __ldg(reinterpret_cast<const float4*>(cs) + i4);
+    const float4 sv = __ldg(reinterpret_cast<const float4*>(cs + HALF) + i4);
+    const float cc[4] = {cv.x, cv.y, cv.z, cv.w}, ss[4] = {sv.x, sv.y, sv.z, sv.w};
+    float k1[4], k2[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = 4 * i4 + e;
+      k1[e] = __fsub_rn(__fmul_rn(x[i], cc[e]), __fmul_rn(x[i + HALF], ss[e]));
+      k2[e] = __fadd_rn(__fmul_rn(x[i + HALF], cc[e]), __fmul_rn(x[i], ss[e]));
+    }
+    emit(i4, make_float4(k1[0], k1[1], k1[2], k1[3]), make_float4(k2[0], k2[1], k2[2], k2[3]));
+  }
+}
+
 // Scores every chunk of the stage input of (row = blockIdx.z, kvh = blockIdx.y). Two threads per
 // chunk (lane parity: 0 = left probe, 1 = right probe). Each thread rotates its probe key into
 // fp32 registers once per descent step and dots it with every scoring row; the rows live in
@@ -99,33 +174,10 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
   const int num_groups = (rq.qb - rq.qa + stride - 1) / stride;
   const int num_rows = num_groups * a.group;
   const int num_tiles = (num_rows + RT - 1) / RT;
-  const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
 
   // Scoring rows [tile * RT, tile * RT + RT) into s_rows; row index = group_row * group + head.
   auto fill_tile = [&](int tile) {
-    for (int e = threadIdx.x; e < RT * HALF; e += THREADS) {
-      const int local = e / HALF, i = e % HALF;
-      const int rr = tile * RT + local;
-      float o1 = 0.f, o2 = 0.f;
-      if (rr < num_rows) {
-        const int grp = rr / a.group, g = rr % a.group;
-        const int first = rq.qa + grp * stride, last = min(rq.qb, first + stride);
-        const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD;
-        for (int qi = first; qi < last; ++qi) {
-          const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, in.n);
-          const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
-          const float x1 = Bf16(qh[qi * q_row + i]), x2 = Bf16(qh[qi * q_row + i + HALF]);
-          const float c = cs[i], s = cs[i + HALF];
-          o1 = __fadd_rn(o1, __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
-          o2 = __fadd_rn(o2, __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
-        }
-        const float count = static_cast<float>(last - first);
-        o1 = __fdiv_rn(o1, count);
-        o2 = __fdiv_rn(o2, count);
-      }
-      s_rows[local][i] = o1;
-      s_rows[local][i + HALF] = o2;
-    }
+    FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, &s_rows[0][0], HD);
   };
 
   const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
@@ -148,33 +200,16 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
     const bool has = descend || (single && side == 0);
     float kr[HD];  // the probe key, rotated, fp32
     if (has) {
-      int rpos;
-      switch (a.pos_mode) {
-        case kPosReal: rpos = probe; break;
-        case kPosRelative: rpos = side; break;
-        default: rpos = chunk; break;
-      }
-      const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
-      // Batch 1: the tiered list of KV head kvh is kvh; contiguous keys start at row 0.
-      uint32_t kw[HD / 2];
-      LoadProbeKey<HD>(a.keys, kvh, static_cast<int64_t>(probe) * a.num_kv_heads + kvh, probe, kw);
-      float x[HD];
-#pragma unroll
-      for (int v = 0; v < HD / 8; ++v) {
-        Unpack8(make_uint4(kw[4 * v], kw[4 * v + 1], kw[4 * v + 2], kw[4 * v + 3]), x + 8 * v);
-      }
-#pragma unroll
-      for (int i4 = 0; i4 < HALF / 4; ++i4) {
-        const float4 cv = __ldg(reinterpret_cast<const float4*>(cs) + i4);
-        const float4 sv = __ldg(reinterpret_cast<const float4*>(cs + HALF) + i4);
-        const float cc[4] = {cv.x, cv.y, cv.z, cv.w}, ss[4] = {sv.x, sv.y, sv.z, sv.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = 4 * i4 + e;
-          kr[i] = __fsub_rn(__fmul_rn(x[i], cc[e]), __fmul_rn(x[i + HALF], ss[e]));
-          kr[i + HALF] = __fadd_rn(__fmul_rn(x[i + HALF], cc[e]), __fmul_rn(x[i], ss[e]));
-        }
-      }
+      RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
+        kr[4 * i4] = k1.x;
+        kr[4 * i4 + 1] = k1.y;
+        kr[4 * i4 + 2] = k1.z;
+        kr[4 * i4 + 3] = k1.w;
+        kr[HALF + 4 * i4] = k2.x;
+        kr[HALF + 4 * i4 + 1] = k2.y;
+        kr[HALF + 4 * i4 + 2] = k2.z;
+        kr[HALF + 4 * i4 + 3] = k2.w;
+      });
     }
     float dot = kNegInf;
     for (int tile = 0; tile < num_tiles; ++tile) {

@@ -1,0 +1,344 @@
+// Filter-then-verify score kernel of the HiP prefill mask estimation: the same scores as
+// PrefillScoreKernel (prefill_mask_kernel.cuh), BIT FOR BIT, at a fraction of its CUDA-core work.
+//
+// A probe's score is max over the scoring rows r of dot(r, k), each dot a sequential fp32 sum
+// without FMA (the "exact" dot, equal to the CPU reference's). Per descent step and row tile:
+//   1. Filter: every (probe, row) dot approximately on the tensor cores. Each fp32 operand x is
+//      split into bf16 hi = RN(x) and lo = RN(x - hi); approx = sum hi*hi + hi*lo + lo*hi
+//      (mma.sync m16n8k16 bf16 -> fp32). |approx - exact| <= B = kTcDotBoundScale * (|r| + e) *
+//      (|k| + e) (TcDotBound below says why).
+//   2. T = max over the tile's rows of (approx - B), raised to the exact max of the tiles before;
+//      candidates = rows with approx + B >= T. The row holding the exact max over the tile has
+//      exact >= T (every approx - B is <= its exact dot), hence approx + B >= exact >= T: it is
+//      a candidate, and rows whose approx + B < T cannot exceed the current max.
+//   3. Verify: the probe's owner thread computes the candidates' dots exactly (the reference's
+//      sequential code path) in row order and keeps the max with the same `acc > dot` rule, so
+//      the result is the exact kernel's value (NaN never wins; equal values leave it unchanged).
+// Any non-finite approx, a norm past kTcNormMax (where the exact sums could overflow) or a
+// non-finite norm makes the probe's tile fall back to exact dots of all its rows.
+//
+// Layout: THREADS threads = THREADS / 2 chunks x (left, right) probe, as the exact kernel; probe
+// p of the block is thread p. Warp w computes the approx dots of its own 32 probes (two m16
+// tiles) against all RT rows (RT / 8 n8 tiles), so keys need only warp-level syncs. Shared
+// memory (dynamic): the tile's fp32 rows, the warp's fp32 rotated keys (both with a row stride
+// of HD + 8 floats: the 8-byte fragment loads of a half warp hit 16 distinct bank pairs), the
+// bounds' norms, the candidate masks and each probe's running exact max.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/hip_cuda/prefill_mask_kernel.cuh"
+
+namespace hipserve::kernels::hip_mask_internal {
+
+// Error bound of one approximate dot, head_dim n <= 128, for finite operands with norms below
+// kTcNormMax: |approx - exact| <= kTcDotBoundScale * (|r| + kTcNormFloor) * (|k| + kTcNormFloor).
+// Relative parts (u = 2^-24 fp32, u_b = 2^-8 bf16 unit roundoff), per element x = hi + lo + res:
+//   - split: |x - hi| <= u_b |x|, |lo| <= (1 + u_b) |x - hi|, |res| <= u_b |x - hi| <= 2^-16 |x|;
+//     the dropped terms lo_r lo_k + (hi_r + lo_r) res_k + res_r k sum to <= 3.1 * 2^-16 |r_i k_i|;
+//   - tensor-core accumulation: bf16 products are exact in fp32; each accumulation step (at most
+//     3 x 2 x n / 16 = 48 k8 groups for n = 128) may align and TRUNCATE, at most 2^-20 (16 ulp,
+//     a deliberately loose figure) of the running magnitude sum |c| + sum |products| <=
+//     1.02 sum |r_i k_i|: <= 48 * 2^-20 * 1.02 < 2^-14.3 of sum |r_i k_i|;
+//   - the exact path's own sequential rounding: gamma_n = n u / (1 - n u) <= 2^-16.9 for n = 128;
+//   - sum |r_i k_i| <= |r|_2 |k|_2 (Cauchy-Schwarz); the fp32 norms, the bound's product and the
+//     comparisons approx +- B round at relative 2^-17 or less.
+//   Total < 2^-13.2 |r| |k|: kTcDotBoundScale = 2^-10 leaves a margin of more than 9x.
+// Absolute parts (subnormals: bf16 lo values below 2^-126 rounded coarsely or flushed to zero by
+// the tensor cores, flushed fp32 products / partial sums, underflowed exact products, norms whose
+// squares underflow): each is at most 2^-119 (|r| + |k|) + 2^-112, below the bound's
+// 2^-60 (|r| + |k|) + 2^-110 from kTcNormFloor = 2^-50; a norm computed as 0 by underflow is
+// below 2^-71 < kTcNormFloor.
+// Overflow: with |r|, |k| <= kTcNormMax = 2^60 every product and partial sum is below 2^121
+// (no inf on either path); larger or non-finite norms take the exact fallback.
+inline constexpr float kTcDotBoundScale = 0x1p-10f;
+inline constexpr float kTcNormFloor = 0x1p-50f;
+inline constexpr float kTcNormMax = 0x1p60f;
+
+// Rows per tile (one 64-bit candidate mask per probe and tile).
+inline constexpr int kTcRowTile = 64;
+
+// The norm term of the bound: |v| + kTcNormFloor, or +inf (forces the exact fallback) when |v| is
+// past kTcNormMax or NaN.
+__device__ __forceinline__ float TcNormTerm(float sum_sq) {
+  const float n = sqrtf(sum_sq);
+  return n <= kTcNormMax ? n + kTcNormFloor : __int_as_float(0x7f800000);
+}
+
+// bf16 split of two fp32 values: hi = RN(x), lo = RN(x - hi) (x - hi is exact in fp32), packed
+// as mma operands (first value in the low half).
+__device__ __forceinline__ void TcSplit(float2 v, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
+  const __nv_bfloat162 l =
+      __floats2bfloat162_rn(__fsub_rn(v.x, __low2float(h)), __fsub_rn(v.y, __high2float(h)));
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
+}
+
+__device__ __forceinline__ void TcMma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                      uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Dynamic shared memory of PrefillScoreTcKernel<HD, THREADS, kTcRowTile>.
+template <int HD, int THREADS>
+struct TcScoreSmem {
+  static constexpr int kStride = HD + 8;  // floats per row / key
+  static constexpr int kRows = 0;                                  // [RT][kStride] fp32
+  static constexpr int kKeys = kRows + kTcRowTile * kStride;        // [THREADS][kStride] fp32
+  static constexpr int kRowNorm = kKeys + THREADS * kStride;        // [RT]
+  static constexpr int kKeyNorm = kRowNorm + kTcRowTile;            // [THREADS]
+  static constexpr int kRun = kKeyNorm + THREADS;                   // [THREADS]
+  static constexpr int kMask = kRun + THREADS;                      // [THREADS] uint64 (2 floats)
+  static constexpr int kFloats = kMask + 2 * THREADS;
+  static constexpr int kBytes = kFloats * 4;
+  static_assert(kMask % 2 == 0, "masks are 8-byte aligned");
+};
+
+template <int HD, int THREADS>
+__global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageArgs a,
+                                                                 const PrefillArgs pa) {
+  constexpr int RT = kTcRowTile;
+  constexpr int CPB = THREADS / 2;  // chunks per block
+  constexpr int HALF = HD / 2;
+  constexpr int KS = HD / 16;  // k16 steps
+  constexpr int NT = RT / 8;   // n8 tiles of rows
+  using L = TcScoreSmem<HD, THREADS>;
+  constexpr int S = L::kStride;
+  static_assert(THREADS % 32 == 0 && RT == 64 && HD % 16 == 0, "layout");
+  extern __shared__ __align__(16) float smem[];
+  float* s_rows = smem + L::kRows;
+  float* s_keys = smem + L::kKeys;
+  float* s_rnorm = smem + L::kRowNorm;
+  float* s_knorm = smem + L::kKeyNorm;
+  float* s_run = smem + L::kRun;
+  unsigned long long* s_mask = reinterpret_cast<unsigned long long*>(smem + L::kMask);
+
+  const int row = blockIdx.z, kvh = blockIdx.y;
+  const StageInput in = LoadStageInput(a, row, kvh);
+  if (!in.run || in.n <= a.keep || static_cast<int>(blockIdx.x) * CPB >= in.n) return;
+
+  const RowQueries rq = RowRange(pa, row);
+  const int stride = pa.stride_q;
+  const int num_groups = (rq.qb - rq.qa + stride - 1) / stride;
+  const int num_rows = num_groups * a.group;
+  const int num_tiles = (num_rows + RT - 1) / RT;
+
+  // Rows of `tile` and their norm terms; ends with a barrier.
+  auto fill_tile = [&](int tile) {
+    FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
+    __syncthreads();
+    for (int r = threadIdx.x; r < RT; r += THREADS) {
+      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S);
+      float ss = 0.f;
+#pragma unroll 8
+      for (int c4 = 0; c4 < HD / 4; ++c4) {
+        const float4 v = p[c4];
+        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+      }
+      s_rnorm[r] = TcNormTerm(ss);
+    }
+    __syncthreads();
+  };
+
+  const int lane = threadIdx.x & 31;
+  const int wbase = threadIdx.x - lane;  // the warp's first probe
+  const int g = lane >> 2, q4 = lane & 3;
+  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
+  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
+  const bool active = chunk < in.n;
+  int32_t lo = 0, hi = 0;
+  if (active) {
+    lo = in.Start(a, chunk);
+    hi = min(lo + a.chunk_size, in.range_end);
+  }
+  const float kNegInf = -__int_as_float(0x7f800000);
+  const float kFltMax = 3.402823466e38f;
+  float best = kNegInf;
+  float* my_key = s_keys + threadIdx.x * S;
+
+  for (int it = 0; it < a.iterations; ++it) {
+    const int32_t len = hi - lo;
+    const bool descend = active && len >= 2;
+    const bool single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
+    const int32_t mid = lo + len / 2;
+    const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
+    const bool has = descend || (single && side == 0);
+
+    __syncwarp();  // the previous step's readers of this warp's keys are done
+    if (has) {
+      float ss = 0.f;
+      RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
+        *reinterpret_cast<float4*>(my_key + 4 * i4) = k1;
+        *reinterpret_cast<float4*>(my_key + HALF + 4 * i4) = k2;
+        ss = fmaf(k1.x, k1.x, fmaf(k1.y, k1.y, fmaf(k1.z, k1.z, fmaf(k1.w, k1.w, ss))));
+        ss = fmaf(k2.x, k2.x, fmaf(k2.y, k2.y, fmaf(k2.z, k2.z, fmaf(k2.w, k2.w, ss))));
+      });
+      s_knorm[threadIdx.x] = TcNormTerm(ss);
+    } else {
+#pragma unroll
+      for (int c4 = 0; c4 < HD / 4; ++c4) {
+        *reinterpret_cast<float4*>(my_key + 4 * c4) = make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+      s_knorm[threadIdx.x] = 0.f;
+    }
+    s_run[threadIdx.x] = kNegInf;
+    __syncwarp();  // keys, norms and running maxima visible to the warp
+    const bool warp_has = __any_sync(0xffffffffu, has);
+
+    float dot = kNegInf;  // this thread's probe: exact max over the rows so far
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      if (num_tiles > 1 || it == 0) {
+        __syncthreads();  // previous readers of s_rows are done
+        fill_tile(tile);
+      }
+      const int rows_here = min(RT, num_rows - tile * RT);
+      if (warp_has) {  // warp-uniform
+        // 1. approx[mt][nt]: probes wbase + 16 mt + {g, g + 8}, rows 8 nt + 2 q4 + {0, 1}.
+        float acc[2][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+          }
+        }
+#pragma unroll 2
+        for (int ks = 0; ks < KS; ++ks) {
+          uint32_t ah[2][4], al[2][4];
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {  // a0: (g, 2q), a1: (g + 8, 2q), a2: (g, 2q + 8), a3
+              const float* kp = s_keys + (wbase + 16 * mt + 8 * (r & 1) + g) * S + 16 * ks +
+                                8 * (r >> 1) + 2 * q4;
+              TcSplit(*reinterpret_cast<const float2*>(kp), ah[mt][r], al[mt][r]);
+            }
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const float* rp = s_rows + (8 * nt + g) * S + 16 * ks + 2 * q4;
+            uint32_t bh0, bl0, bh1, bl1;
+            TcSplit(*reinterpret_cast<const float2*>(rp), bh0, bl0);
+            TcSplit(*reinterpret_cast<const float2*>(rp + 8), bh1, bl1);
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+              TcMma(acc[mt][nt], ah[mt], bh0, bh1);
+              TcMma(acc[mt][nt], ah[mt], bl0, bl1);
+              TcMma(acc[mt][nt], al[mt], bh0, bh1);
+            }
+          }
+        }
+        // 2. Bounds, threshold and candidate masks, per probe over its quad (4 lanes x 16 rows).
+        float rn[NT][2];  // this lane's rows' norm terms
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          const float2 v = *reinterpret_cast<const float2*>(s_rnorm + 8 * nt + 2 * q4);
+          rn[nt][0] = v.x;
+          rn[nt][1] = v.y;
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int p = wbase + 16 * mt + 8 * h + g;
+            const float kn = kTcDotBoundScale * s_knorm[p];
+            float t = kNegInf;
+            bool bad = false;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+              for (int j = 0; j < 2; ++j) {
+                const int col = 8 * nt + 2 * q4 + j;
+                if (col < rows_here) {
+                  const float v = acc[mt][nt][2 * h + j];
+                  const float b = kn * rn[nt][j];
+                  bad |= !(fabsf(v) <= kFltMax) || !(b <= kFltMax);
+                  t = fmaxf(t, v - b);
+                }
+              }
+            }
+            t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 1));
+            t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 2));
+            const unsigned quad = 0xfu << (lane & ~3);
+            bad = (__ballot_sync(0xffffffffu, bad) & quad) != 0;
+            t = fmaxf(t, s_run[p]);  // rows at or below the earlier tiles' max cannot change it
+            unsigned long long m = 0;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+              for (int j = 0; j < 2; ++j) {
+                const int col = 8 * nt + 2 * q4 + j;
+                const float v = acc[mt][nt][2 * h + j];
+                const float b = kn * rn[nt][j];
+                if (col < rows_here && (bad || v + b >= t)) m |= 1ull << col;
+              }
+            }
+            m |= __shfl_xor_sync(0xffffffffu, m, 1);
+            m |= __shfl_xor_sync(0xffffffffu, m, 2);
+            if (q4 == 0) s_mask[p] = m;
+          }
+        }
+        __syncwarp();
+        // 3. Verify: exact dots of this thread's candidates, two at a time, in row order.
+        unsigned long long m = has ? s_mask[threadIdx.x] : 0ull;
+        while (m != 0ull) {
+          const int r0 = __ffsll(static_cast<long long>(m)) - 1;
+          m &= m - 1;
+          const bool two = m != 0ull;
+          const int r1 = two ? __ffsll(static_cast<long long>(m)) - 1 : r0;
+          if (two) m &= m - 1;
+          const float4* p0 = reinterpret_cast<const float4*>(s_rows + r0 * S);
+          const float4* p1 = reinterpret_cast<const float4*>(s_rows + r1 * S);
+          const float4* kp = reinterpret_cast<const float4*>(my_key);
+          float x0 = 0.f, x1 = 0.f;
+#pragma unroll 8
+          for (int c4 = 0; c4 < HD / 4; ++c4) {
+            const float4 kv = kp[c4], u = p0[c4], w = p1[c4];
+            x0 = __fadd_rn(x0, __fmul_rn(u.x, kv.x));
+            x1 = __fadd_rn(x1, __fmul_rn(w.x, kv.x));
+            x0 = __fadd_rn(x0, __fmul_rn(u.y, kv.y));
+            x1 = __fadd_rn(x1, __fmul_rn(w.y, kv.y));
+            x0 = __fadd_rn(x0, __fmul_rn(u.z, kv.z));
+            x1 = __fadd_rn(x1, __fmul_rn(w.z, kv.z));
+            x0 = __fadd_rn(x0, __fmul_rn(u.w, kv.w));
+            x1 = __fadd_rn(x1, __fmul_rn(w.w, kv.w));
+          }
+          if (x0 > dot) dot = x0;  // NaN never wins
+          if (two && x1 > dot) dot = x1;
+        }
+        s_run[threadIdx.x] = dot;
+        __syncwarp();
+      }
+    }
+    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
+    const float sl = side == 0 ? dot : other;
+    const float sr = side == 0 ? other : dot;
+    if (descend) {
+      best = fmaxf(best, fmaxf(sl, sr));
+      if (sl >= sr) {
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    } else if (single) {
+      best = sl;
+      hi = lo;  // done
+    }
+  }
+  if (active && side == 0) {
+    // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
+    a.scores[(static_cast<int64_t>(row) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
+        __fadd_rn(best, 0.f);
+  }
+}
+
+}  // namespace hipserve::kernels::hip_mask_internal
