@@ -97,7 +97,8 @@ struct TcScoreSmem {
   static constexpr int kKeyNorm = kRowNorm + kTcRowTile;            // [THREADS]
   static constexpr int kRun = kKeyNorm + THREADS;                   // [THREADS]
   static constexpr int kMask = kRun + THREADS;                      // [THREADS] uint64 (2 floats)
-  static constexpr int kFloats = kMask + 2 * THREADS;
+  static constexpr int kTileBad = kMask + 2 * THREADS;              // int: a row norm is bad
+  static constexpr int kFloats = kTileBad + 4;
   static constexpr int kBytes = kFloats * 4;
   static_assert(kMask % 2 == 0, "masks are 8-byte aligned");
 };
@@ -120,6 +121,7 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
   float* s_knorm = smem + L::kKeyNorm;
   float* s_run = smem + L::kRun;
   unsigned long long* s_mask = reinterpret_cast<unsigned long long*>(smem + L::kMask);
+  int* s_tile_bad = reinterpret_cast<int*>(smem + L::kTileBad);
 
   const int row = blockIdx.z, kvh = blockIdx.y;
   const StageInput in = LoadStageInput(a, row, kvh);
@@ -131,9 +133,14 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
   const int num_rows = num_groups * a.group;
   const int num_tiles = (num_rows + RT - 1) / RT;
 
-  // Rows of `tile` and their norm terms; ends with a barrier.
+  const float kNegInf = -__int_as_float(0x7f800000);
+  const float kFltMax = 3.402823466e38f;
+
+  // Rows of `tile`, their norm terms (NaN for padding rows) and the tile's fallback flag; ends
+  // with a barrier.
   auto fill_tile = [&](int tile) {
     FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
+    if (threadIdx.x == 0) *s_tile_bad = 0;
     __syncthreads();
     for (int r = threadIdx.x; r < RT; r += THREADS) {
       const float4* p = reinterpret_cast<const float4*>(s_rows + r * S);
@@ -143,7 +150,10 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
         const float4 v = p[c4];
         ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
       }
-      s_rnorm[r] = TcNormTerm(ss);
+      const float term = TcNormTerm(ss);
+      const bool valid = tile * RT + r < num_rows;
+      s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
+      if (valid && !(term <= kFltMax)) *s_tile_bad = 1;
     }
     __syncthreads();
   };
@@ -159,8 +169,6 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     lo = in.Start(a, chunk);
     hi = min(lo + a.chunk_size, in.range_end);
   }
-  const float kNegInf = -__int_as_float(0x7f800000);
-  const float kFltMax = 3.402823466e38f;
   float best = kNegInf;
   float* my_key = s_keys + threadIdx.x * S;
 
@@ -238,6 +246,9 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
           }
         }
         // 2. Bounds, threshold and candidate masks, per probe over its quad (4 lanes x 16 rows).
+        // Padding rows have a NaN norm term: their bounds are NaN, which fmaxf skips and no
+        // comparison accepts. With finite norms <= kTcNormMax every approx, bound and T is
+        // finite (see kTcNormMax), so no per-dot check is needed.
         float rn[NT][2];  // this lane's rows' norm terms
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
@@ -252,44 +263,47 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
             const int p = wbase + 16 * mt + 8 * h + g;
             const float kn = kTcDotBoundScale * s_knorm[p];
             float t = kNegInf;
-            bool bad = false;
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-              for (int j = 0; j < 2; ++j) {
-                const int col = 8 * nt + 2 * q4 + j;
-                if (col < rows_here) {
-                  const float v = acc[mt][nt][2 * h + j];
-                  const float b = kn * rn[nt][j];
-                  bad |= !(fabsf(v) <= kFltMax) || !(b <= kFltMax);
-                  t = fmaxf(t, v - b);
-                }
-              }
+              for (int j = 0; j < 2; ++j) t = fmaxf(t, fmaf(-kn, rn[nt][j], acc[mt][nt][2 * h + j]));
             }
             t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 1));
             t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 2));
-            const unsigned quad = 0xfu << (lane & ~3);
-            bad = (__ballot_sync(0xffffffffu, bad) & quad) != 0;
             t = fmaxf(t, s_run[p]);  // rows at or below the earlier tiles' max cannot change it
-            unsigned long long m = 0;
+            // Bit 2 nt + j of lane q4's 16 = row 8 nt + 2 q4 + j; the quad's four 16-bit masks
+            // go to s_mask[p] at bit 16 q4 (the owner turns them back into row numbers).
+            uint32_t bits = 0;
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
               for (int j = 0; j < 2; ++j) {
-                const int col = 8 * nt + 2 * q4 + j;
-                const float v = acc[mt][nt][2 * h + j];
-                const float b = kn * rn[nt][j];
-                if (col < rows_here && (bad || v + b >= t)) m |= 1ull << col;
+                if (fmaf(kn, rn[nt][j], acc[mt][nt][2 * h + j]) >= t) bits |= 1u << (2 * nt + j);
               }
             }
-            m |= __shfl_xor_sync(0xffffffffu, m, 1);
-            m |= __shfl_xor_sync(0xffffffffu, m, 2);
-            if (q4 == 0) s_mask[p] = m;
+            uint32_t w = bits << (16 * (q4 & 1));
+            w |= __shfl_xor_sync(0xffffffffu, w, 1);
+            const uint32_t w2 = __shfl_xor_sync(0xffffffffu, w, 2);
+            if (q4 == 0) s_mask[p] = w | (static_cast<unsigned long long>(w2) << 32);
           }
         }
         __syncwarp();
-        // 3. Verify: exact dots of this thread's candidates, two at a time, in row order.
-        unsigned long long m = has ? s_mask[threadIdx.x] : 0ull;
+        // 3. Verify: exact dots of this thread's candidates, two at a time, in row order (the
+        // order does not matter for the value: NaN never wins, and -0 / +0 compare equal and end
+        // as +0). Fallback (a non-finite or too large norm): every row of the tile.
+        unsigned long long m = 0;
+        if (has) {
+          if (!(s_knorm[threadIdx.x] <= kFltMax) || *s_tile_bad != 0) {
+            m = rows_here == 64 ? ~0ull : (1ull << rows_here) - 1;
+          } else {
+            unsigned long long pm = s_mask[threadIdx.x];
+            while (pm != 0ull) {
+              const int b = __ffsll(static_cast<long long>(pm)) - 1;
+              pm &= pm - 1;
+              m |= 1ull << (8 * ((b & 15) >> 1) + 2 * (b >> 4) + (b & 1));
+            }
+          }
+        }
         while (m != 0ull) {
           const int r0 = __ffsll(static_cast<long long>(m)) - 1;
           m &= m - 1;
