@@ -76,39 +76,65 @@ __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* star
 }
 
 // Builds scoring rows [tile * RT, tile * RT + RT) of plan row `rq` into `rows` (row stride
-// `row_stride` floats; rows past num_rows are zero); row index = group_row * group + head. Called
-// by all THREADS threads of the block (no barrier inside). Shared by the exact and the
-// tensor-core score kernels so that both see the very same fp32 rows.
+// `row_stride` floats, a multiple of 4; rows past num_rows are zero); row index = group_row *
+// group + head. Called by all THREADS threads of the block (no barrier inside). Shared by the
+// exact and the tensor-core score kernels so that both see the very same fp32 rows. Each thread
+// builds 8 consecutive elements of each half at a time (16-byte loads of q and of the RoPE row,
+// all issued before the math, so a query costs one round of load latency, not eight); every
+// element still gets exactly the reference's operations in the reference's order.
 template <int HD, int THREADS, int RT>
 __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
                                             const RowQueries& rq, int kvh, int n_chunks,
                                             int num_rows, int tile, float* rows,
                                             int row_stride) {
   constexpr int HALF = HD / 2;
+  constexpr int V = 8;                // elements of each half per item
+  constexpr int PER_ROW = HALF / V;   // items per row
+  static_assert(HALF % V == 0, "head_dim must be a multiple of 16");
   const int stride = pa.stride_q;
   const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
-  for (int e = threadIdx.x; e < RT * HALF; e += THREADS) {
-    const int local = e / HALF, i = e % HALF;
+  for (int item = threadIdx.x; item < RT * PER_ROW; item += THREADS) {
+    const int local = item / PER_ROW, i0 = (item % PER_ROW) * V;
     const int rr = tile * RT + local;
-    float o1 = 0.f, o2 = 0.f;
+    float o1[V], o2[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) o1[e] = o2[e] = 0.f;
     if (rr < num_rows) {
       const int grp = rr / a.group, g = rr % a.group;
       const int first = rq.qa + grp * stride, last = min(rq.qb, first + stride);
-      const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD;
+      const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD + i0;
       for (int qi = first; qi < last; ++qi) {
         const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, n_chunks);
-        const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
-        const float x1 = Bf16(qh[qi * q_row + i]), x2 = Bf16(qh[qi * q_row + i + HALF]);
-        const float c = cs[i], s = cs[i + HALF];
-        o1 = __fadd_rn(o1, __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
-        o2 = __fadd_rn(o2, __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+        const float* cs = a.rope + static_cast<int64_t>(qpos) * HD + i0;
+        const uint4 u1 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row));
+        const uint4 u2 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row + HALF));
+        const float4 c0 = __ldg(reinterpret_cast<const float4*>(cs));
+        const float4 c1 = __ldg(reinterpret_cast<const float4*>(cs + 4));
+        const float4 s0 = __ldg(reinterpret_cast<const float4*>(cs + HALF));
+        const float4 s1 = __ldg(reinterpret_cast<const float4*>(cs + HALF + 4));
+        float x1[V], x2[V];
+        Unpack8(u1, x1);
+        Unpack8(u2, x2);
+        const float c[V] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+        const float sn[V] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          o1[e] = __fadd_rn(o1[e], __fsub_rn(__fmul_rn(x1[e], c[e]), __fmul_rn(x2[e], sn[e])));
+          o2[e] = __fadd_rn(o2[e], __fadd_rn(__fmul_rn(x2[e], c[e]), __fmul_rn(x1[e], sn[e])));
+        }
       }
       const float count = static_cast<float>(last - first);
-      o1 = __fdiv_rn(o1, count);
-      o2 = __fdiv_rn(o2, count);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        o1[e] = __fdiv_rn(o1[e], count);
+        o2[e] = __fdiv_rn(o2[e], count);
+      }
     }
-    rows[local * row_stride + i] = o1;
-    rows[local * row_stride + i + HALF] = o2;
+    float* out = rows + local * row_stride + i0;
+    *reinterpret_cast<float4*>(out) = make_float4(o1[0], o1[1], o1[2], o1[3]);
+    *reinterpret_cast<float4*>(out + 4) = make_float4(o1[4], o1[5], o1[6], o1[7]);
+    *reinterpret_cast<float4*>(out + HALF) = make_float4(o2[0], o2[1], o2[2], o2[3]);
+    *reinterpret_cast<float4*>(out + HALF + 4) = make_float4(o2[4], o2[5], o2[6], o2[7]);
   }
 }
 
