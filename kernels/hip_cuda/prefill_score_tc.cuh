@@ -14,15 +14,17 @@
 //   3. Verify: the probe's owner thread computes the candidates' dots exactly (the reference's
 //      sequential code path) in row order and keeps the max with the same `acc > dot` rule, so
 //      the result is the exact kernel's value (NaN never wins; equal values leave it unchanged).
-// Any non-finite approx, a norm past kTcNormMax (where the exact sums could overflow) or a
-// non-finite norm makes the probe's tile fall back to exact dots of all its rows.
+// A key or row norm that is non-finite or past kTcNormMax (the only ways an approx or a bound can
+// be non-finite, or an exact sum can overflow) makes the probe's tile fall back to exact dots of
+// all its rows.
 //
 // Layout: THREADS threads = THREADS / 2 chunks x (left, right) probe, as the exact kernel; probe
 // p of the block is thread p. Warp w computes the approx dots of its own 32 probes (two m16
 // tiles) against all RT rows (RT / 8 n8 tiles), so keys need only warp-level syncs. Shared
 // memory (dynamic): the tile's fp32 rows, the warp's fp32 rotated keys (both with a row stride
 // of HD + 8 floats: the 8-byte fragment loads of a half warp hit 16 distinct bank pairs), the
-// bounds' norms, the candidate masks and each probe's running exact max.
+// bounds' norms, the candidate masks, each probe's running exact max and the tile's fallback
+// flag.
 #pragma once
 
 #include <cuda_bf16.h>
