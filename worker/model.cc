@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/attention/dense_attention.h"
+#include "kernels/dtype/bf16.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
@@ -25,17 +26,34 @@ absl::Status CheckSize(const std::vector<float>& v, int64_t want, const std::str
   return absl::OkStatus();
 }
 
-absl::Status Linear(const float* x, const std::vector<float>& w, const std::vector<float>& bias,
-                    int rows, int out, int in, float* y) {
-  kernels::GemmParams p;
+// y[rows, w.n] = x[rows, w.k] w^T (+ bias): kernels::CpuMatmul (GEMV for decode rows).
+absl::Status Linear(const float* x, const CpuLinear& w, const std::vector<float>& bias, int rows,
+                    float* y) {
+  kernels::CpuMatmulParams p;
   p.a = x;
   p.b = w.data();
+  p.b_type = w.type;
   p.c = y;
   p.bias = bias.empty() ? nullptr : bias.data();
   p.m = rows;
-  p.n = out;
-  p.k = in;
-  return kernels::GemmRef(p);
+  p.n = w.n;
+  p.k = w.k;
+  return kernels::CpuMatmul(p);
+}
+
+// Points `out` at `w` ([n, k]) or, for bf16, converts it and frees the fp32 vector.
+void MakeLinear(std::vector<float>& w, int n, int k, kernels::CpuWeightType type, CpuLinear* out) {
+  out->type = type;
+  out->n = n;
+  out->k = k;
+  if (type == kernels::CpuWeightType::kBf16) {
+    out->bf16.resize(w.size());
+    kernels::FloatToBf16Array(w.data(), out->bf16.data(), static_cast<int64_t>(w.size()));
+    std::vector<float>().swap(w);
+    out->f32 = nullptr;
+  } else {
+    out->f32 = w.data();
+  }
 }
 
 absl::Status RmsNorm(const float* in, const std::vector<float>& weight, int rows, int dim,
@@ -52,6 +70,34 @@ absl::Status RmsNorm(const float* in, const std::vector<float>& weight, int rows
 }
 
 }  // namespace
+
+absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name) {
+  if (name == "fp32") return kernels::CpuWeightType::kFloat32;
+  if (name == "bf16") return kernels::CpuWeightType::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("cpu weights '", name, "' are unknown; use 'fp32' or 'bf16'"));
+}
+
+void Model::PrepareLinears() {
+  const ModelDims& d = weights_.dims;
+  const kernels::CpuWeightType t = options_.cpu_weights;
+  const int h = d.hidden, q = weights_.local_heads() * d.head_dim;
+  const int kv = weights_.local_kv_heads() * d.head_dim, inter = weights_.local_intermediate();
+  linears_.resize(d.num_layers);
+  for (int i = 0; i < d.num_layers; ++i) {
+    LayerWeights& l = weights_.layers[i];
+    LayerLinears& o = linears_[i];
+    MakeLinear(l.wq, q, h, t, &o.wq);
+    MakeLinear(l.wk, kv, h, t, &o.wk);
+    MakeLinear(l.wv, kv, h, t, &o.wv);
+    MakeLinear(l.wo, h, q, t, &o.wo);
+    MakeLinear(l.w_gate, inter, h, t, &o.gate);
+    MakeLinear(l.w_up, inter, h, t, &o.up);
+    MakeLinear(l.w_down, h, inter, t, &o.down);
+  }
+  MakeLinear(weights_.lm_head, static_cast<int>(weights_.vocab_end - weights_.vocab_begin), h, t,
+             &lm_head_);
+}
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicator* comm,
                                                      const ModelOptions& options) {
@@ -128,6 +174,7 @@ Model::Model(ModelWeights weights, Communicator* comm, const ModelOptions& optio
              std::unique_ptr<kvstore::SimpleKvStore> kv)
     : weights_(std::move(weights)), comm_(comm), options_(options), kv_(std::move(kv)) {
   max_context_ = options_.max_context > 0 ? options_.max_context : weights_.dims.max_context;
+  PrepareLinears();
 }
 
 absl::Status Model::Release(SequenceId seq) {
@@ -299,24 +346,25 @@ absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* s
   for (int li = 0; li < d.num_layers; ++li) {
     const LayerWeights& l = weights_.layers[li];
     RETURN_IF_ERROR(RmsNorm(x.data(), l.attn_norm, rows, h, d.rms_eps, norm.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), l.wq, l.bq, rows, lq, h, q.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), l.wk, l.bk, rows, lkv, h, k.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), l.wv, l.bv, rows, lkv, h, v.data()));
+    const LayerLinears& ll = linears_[li];
+    RETURN_IF_ERROR(Linear(norm.data(), ll.wq, l.bq, rows, q.data()));
+    RETURN_IF_ERROR(Linear(norm.data(), ll.wk, l.bk, rows, k.data()));
+    RETURN_IF_ERROR(Linear(norm.data(), ll.wv, l.bv, rows, v.data()));
     for (size_t i = 0; i < batch.work.size(); ++i) {
       const int r = offsets[i];
       RETURN_IF_ERROR(Attention(li, batch.work[i], q.data() + int64_t{r} * lq,
                                 k.data() + int64_t{r} * lkv, v.data() + int64_t{r} * lkv,
                                 attn.data() + int64_t{r} * lq));
     }
-    RETURN_IF_ERROR(Linear(attn.data(), l.wo, {}, rows, h, lq, proj.data()));
+    RETURN_IF_ERROR(Linear(attn.data(), ll.wo, {}, rows, proj.data()));
     RETURN_IF_ERROR(comm_->AllReduceSum(proj.data(), proj.size()));
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     RETURN_IF_ERROR(RmsNorm(x.data(), l.ffn_norm, rows, h, d.rms_eps, norm.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), l.w_gate, {}, rows, inter, h, gate.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), l.w_up, {}, rows, inter, h, up.data()));
+    RETURN_IF_ERROR(Linear(norm.data(), ll.gate, {}, rows, gate.data()));
+    RETURN_IF_ERROR(Linear(norm.data(), ll.up, {}, rows, up.data()));
     kernels::SwigluParams sw{gate.data(), up.data(), gate.data(), int64_t{rows} * inter};
     RETURN_IF_ERROR(kernels::SwigluRef(sw));
-    RETURN_IF_ERROR(Linear(gate.data(), l.w_down, {}, rows, h, inter, proj.data()));
+    RETURN_IF_ERROR(Linear(gate.data(), ll.down, {}, rows, proj.data()));
     RETURN_IF_ERROR(comm_->AllReduceSum(proj.data(), proj.size()));
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
@@ -343,7 +391,7 @@ absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* s
   std::vector<float> local_logits(int64_t{ns} * shard, -std::numeric_limits<float>::infinity());
   std::vector<float> tmp(int64_t{ns} * std::max(local, 1));
   if (local > 0) {
-    RETURN_IF_ERROR(Linear(last.data(), weights_.lm_head, {}, ns, local, h, tmp.data()));
+    RETURN_IF_ERROR(Linear(last.data(), lm_head_, {}, ns, tmp.data()));
     for (int i = 0; i < ns; ++i) {
       std::copy_n(tmp.data() + int64_t{i} * local, local, local_logits.data() + int64_t{i} * shard);
     }

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/strong_id.h"
+#include "kernels/cpu_gemv/gemv.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/sampling/sampling.h"
 #include "kvstore/simple_store.h"
@@ -36,6 +37,27 @@ struct ModelOptions {
   int max_context = 0;
   // KV budget over all sequences, in tokens (each token: all layers, K and V).
   int64_t kv_budget_tokens = 1 << 20;
+  // Storage of the linear weights (Q/K/V/O, MLP, LM head) on the CPU backend (--cpu_weights).
+  // kFloat32: as loaded. kBf16: rounded to bf16 (round-to-nearest-even) once in Create, the
+  // fp32 copies freed; products still accumulate in fp32 (kernels/cpu_gemv/gemv.h). Halves the
+  // bytes a decode step streams; logits move by ~1e-2 (tests/reference/logits_test.cc).
+  // Embeddings, norms and biases stay fp32 in both modes.
+  kernels::CpuWeightType cpu_weights = kernels::CpuWeightType::kFloat32;
+};
+
+// Parses "fp32" / "bf16" (the --cpu_weights flag values).
+absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name);
+
+// One linear weight [n, k] as the CPU forward pass reads it: fp32 (pointing into the Model's
+// ModelWeights) or an owned bf16 copy.
+struct CpuLinear {
+  kernels::CpuWeightType type = kernels::CpuWeightType::kFloat32;
+  const float* f32 = nullptr;
+  std::vector<uint16_t> bf16;
+  int n = 0, k = 0;
+  const void* data() const {
+    return type == kernels::CpuWeightType::kBf16 ? static_cast<const void*>(bf16.data()) : f32;
+  }
 };
 
 // One sequence's part of a step: append `tokens` at positions start_pos.. and optionally
@@ -80,6 +102,7 @@ class Model {
   void ReleaseAll();
 
   const ModelDims& dims() const { return weights_.dims; }
+  kernels::CpuWeightType cpu_weights() const { return options_.cpu_weights; }
   int max_context() const { return max_context_; }
   int64_t kv_tokens() const { return kv_->TokensInUse(); }
   int64_t kv_capacity_tokens() const { return options_.kv_budget_tokens; }
@@ -94,6 +117,12 @@ class Model {
   absl::Status Forward(const StepBatch& batch, std::vector<SampledToken>* out);
   absl::Status Attention(int layer, const SeqStep& s, const float* q, const float* k,
                          const float* v, float* out);
+  // Sets up linears_ / lm_head_ (converting to bf16 and freeing fp32 when asked).
+  void PrepareLinears();
+
+  struct LayerLinears {
+    CpuLinear wq, wk, wv, wo, gate, up, down;
+  };
 
   ModelWeights weights_;
   Communicator* comm_;
@@ -102,6 +131,8 @@ class Model {
   std::unique_ptr<kvstore::SimpleKvStore> kv_;
   absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
   std::unique_ptr<HipAttention> hip_;     // set when options_.attention == "hip"
+  std::vector<LayerLinears> linears_;     // [num_layers]
+  CpuLinear lm_head_;
   // When set, Forward copies the final hidden states (all rows, before the output norm) here.
   std::vector<float>* capture_hidden_ = nullptr;
 };

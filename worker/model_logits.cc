@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/gemm/gemm.h"
+#include "kernels/cpu_gemv/gemv.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "worker/model.h"
 
@@ -47,14 +47,15 @@ absl::StatusOr<std::vector<float>> Model::PrefillLogits(SequenceId seq,
   n.eps = d.rms_eps;
   RETURN_IF_ERROR(kernels::RmsNormRef(n));
   std::vector<float> logits(int64_t{rows} * d.vocab_size);
-  kernels::GemmParams g;
+  kernels::CpuMatmulParams g;
   g.a = hidden.data();
-  g.b = weights_.lm_head.data();
+  g.b = lm_head_.data();
+  g.b_type = lm_head_.type;
   g.c = logits.data();
   g.m = rows;
-  g.n = d.vocab_size;
-  g.k = d.hidden;
-  RETURN_IF_ERROR(kernels::GemmRef(g));
+  g.n = lm_head_.n;
+  g.k = lm_head_.k;
+  RETURN_IF_ERROR(kernels::CpuMatmul(g));
   return logits;
 }
 

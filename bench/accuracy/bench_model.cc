@@ -42,7 +42,8 @@ absl::StatusOr<BenchSource> LoadBenchSource(const std::string& model) {
 
 absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::string& mode,
                                           int max_context, const std::string& hip_config_json,
-                                          bool measure_recall) {
+                                          bool measure_recall,
+                                          const std::string& cpu_weights) {
   ASSIGN_OR_RETURN(worker::ModelWeights w, worker::ShardWeights(src.weights, 0, 1));
   BenchModel b;
   b.comm = worker::MakeLocalCommunicator();
@@ -58,6 +59,7 @@ absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::str
     return absl::InvalidArgumentError(
         absl::StrCat("unknown mode '", mode, "' (dense, hip, hip-noext)"));
   }
+  ASSIGN_OR_RETURN(o.cpu_weights, worker::ParseCpuWeights(cpu_weights));
   o.max_context = max_context;
   o.kv_budget_tokens = std::max<int64_t>(int64_t{max_context} + 1024, 1 << 16);
   ASSIGN_OR_RETURN(b.model, worker::Model::Create(std::move(w), b.comm.get(), o));

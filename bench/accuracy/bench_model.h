@@ -33,10 +33,12 @@ struct BenchModel {
 // `mode`: "dense", "hip" (HiP with `hip_config_json`, empty = HipConfig defaults, which have
 // context extension on) or "hip-noext" (the same with extend forced off: real positions).
 // measure_recall: HipAttentionOptions::measure_recall (HiP modes; slow diagnostic).
+// cpu_weights: ModelOptions::cpu_weights ("fp32" or "bf16").
 absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::string& mode,
                                           int max_context,
                                           const std::string& hip_config_json = "",
-                                          bool measure_recall = false);
+                                          bool measure_recall = false,
+                                          const std::string& cpu_weights = "fp32");
 
 // Greedy continuation of `prompt` (fed as one prefill step, then one token per step) on a new
 // sequence `seq`, at most max_new tokens, stopping after an EOS id. Releases the sequence.

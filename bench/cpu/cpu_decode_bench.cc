@@ -1,15 +1,15 @@
 // bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
 // Prefills --context tokens (one step, or --prefill-chunk at a time), then times --steps greedy
 // decode steps (batch 1). Reports prefill tok/s, decode tok/s (median and mean step time) and
-// the BLAS threads used. --breakdown additionally times, in isolation and with the exact shapes
-// Model::Step uses for one decode token at this context, the kernels a step is made of (all
-// layers): QKV/O/MLP GEMMs, the LM head, re-rotating every cached key (Model::Attention applies
-// RoPE to the whole un-rotated K cache each step), dense attention, copies; so the step time can
-// be attributed without a profiler.
+// the threads used. --cpu_weights picks the linear weights' storage (ModelOptions::cpu_weights:
+// fp32 as loaded, or bf16). --breakdown additionally times, in isolation and with the exact
+// shapes and kernels Model::Step uses for one decode token at this context (all layers): the
+// QKV/O/MLP products, the LM head and dense decode attention; so the step time can be
+// attributed without a profiler.
 //
 // Usage: bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64]
-//          [--attention=dense] [--prefill-chunk=0] [--breakdown] [--breakdown-only]
-//          [--json=PATH] [--commit=SHA]
+//          [--attention=dense] [--cpu_weights=fp32|bf16] [--prefill-chunk=0] [--breakdown]
+//          [--breakdown-only] [--json=PATH] [--commit=SHA]
 // --breakdown-only: only the kernel timings (seconds instead of a 4K prefill).
 #include <algorithm>
 #include <chrono>
@@ -25,11 +25,10 @@
 
 #include "absl/strings/numbers.h"
 #include "bench/accuracy/bench_model.h"
+#include "common/spin_pool.h"
 #include "kernels/attention/dense_attention.h"
-#include "kernels/gemm/gemm.h"
-#include "kernels/rmsnorm/rmsnorm.h"
-#include "kernels/rope/rope.h"
-#include "kernels/swiglu/swiglu.h"
+#include "kernels/cpu_gemv/gemv.h"
+#include "kernels/dtype/bf16.h"
 #include "nlohmann/json.hpp"
 
 namespace hipserve::bench {
@@ -65,17 +64,17 @@ std::string CpuModel() {
   return "unknown";
 }
 
-// Median process CPU seconds (all threads) of `reps` runs of fn, after one warm-up. CPU time,
-// not wall time, so that other jobs on a shared machine do not inflate it; comparable with
-// decode_cpu_ms_per_token.
+// Median wall seconds of `reps` runs of fn, after one warm-up. Wall time, because the kernels
+// run on two threads (CPU time would count both, and the pool's spin-waits); the median keeps
+// other jobs on a shared machine from skewing it much.
 template <typename F>
 double TimeIt(int reps, F fn) {
   fn();
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
-    const double c0 = ProcessCpuSeconds();
+    const auto c0 = Clock::now();
     fn();
-    t.push_back(ProcessCpuSeconds() - c0);
+    t.push_back(Since(c0));
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -88,8 +87,12 @@ void Check(const absl::Status& s) {
   }
 }
 
-// Per-decode-step cost of each piece, all layers, in seconds.
-nlohmann::json Breakdown(const worker::ModelWeights& w, int context) {
+// Per-decode-step cost of each piece, all layers, in seconds: the kernels Model::Step runs for
+// one token (CpuMatmul with m = 1 on `type` weights, DenseAttentionBlocked over `context`
+// keys), each over every layer's own weights / KV, so that, as in a real step, they stream from
+// memory rather than from a warm cache. Wall time (TimeIt).
+nlohmann::json Breakdown(const worker::ModelWeights& w, int context,
+                         kernels::CpuWeightType type) {
   const worker::ModelDims& d = w.dims;
   const int h = d.hidden, hd = d.head_dim, nh = d.num_heads, nkv = d.num_kv_heads;
   const int inter = d.intermediate, L = d.num_layers, T = context;
@@ -100,72 +103,78 @@ nlohmann::json Breakdown(const worker::ModelWeights& w, int context) {
     for (float& x : v) x = nd(rng);
     return v;
   };
-  std::vector<float> x = randv(h), y(std::max({h, inter, nh * hd, d.vocab_size}));
-  std::vector<float> y2(inter);
-  std::vector<float> kcache = randv(int64_t{T} * nkv * hd), vcache = randv(int64_t{T} * nkv * hd);
+  std::vector<float> x = randv(std::max(h, inter)), y(std::max({h, inter, nh * hd, d.vocab_size}));
+  std::vector<std::vector<float>> kcache, vcache;
+  for (int i = 0; i < L; ++i) {
+    kcache.push_back(randv(int64_t{T} * nkv * hd));
+    vcache.push_back(randv(int64_t{T} * nkv * hd));
+  }
   std::vector<float> q = randv(nh * hd), out(nh * hd);
-  std::vector<int32_t> pos(T);
-  for (int i = 0; i < T; ++i) pos[i] = i;
-  const worker::LayerWeights& l = w.layers[0];
-  auto gemv = [&](const std::vector<float>& wt, int n, int k, float* dst) {
-    kernels::GemmParams p;
+  // The weights in the benchmarked storage (bf16 copies made here when asked).
+  std::vector<std::vector<uint16_t>> bf16_store;
+  bf16_store.reserve(8 * L + 1);
+  auto weight = [&](const std::vector<float>& wt) -> const void* {
+    if (type == kernels::CpuWeightType::kFloat32) return wt.data();
+    bf16_store.emplace_back(wt.size());
+    kernels::FloatToBf16Array(wt.data(), bf16_store.back().data(), static_cast<int64_t>(wt.size()));
+    return bf16_store.back().data();
+  };
+  struct LayerPtrs {
+    const void *wq, *wk, *wv, *wo, *wg, *wu, *wd;
+  };
+  std::vector<LayerPtrs> lw;
+  for (const worker::LayerWeights& l : w.layers) {
+    lw.push_back({weight(l.wq), weight(l.wk), weight(l.wv), weight(l.wo), weight(l.w_gate),
+                  weight(l.w_up), weight(l.w_down)});
+  }
+  const void* lm = weight(w.lm_head);
+  auto gemv = [&](const void* wt, int n, int k) {
+    kernels::CpuMatmulParams p;
     p.a = x.data();
-    p.b = wt.data();
-    p.c = dst;
+    p.b = wt;
+    p.b_type = type;
+    p.c = y.data();
     p.m = 1;
     p.n = n;
     p.k = k;
-    Check(kernels::GemmRef(p));
+    Check(kernels::CpuMatmul(p));
   };
-  const int reps = 5;
+  const int reps = 9;
   nlohmann::json b;
-  // The per-layer pieces are timed on layer 0 and multiplied by the layer count.
-  b["gemm_qkv"] = L * TimeIt(reps, [&] {
-    gemv(l.wq, nh * hd, h, y.data());
-    gemv(l.wk, nkv * hd, h, y.data());
-    gemv(l.wv, nkv * hd, h, y.data());
+  b["gemm_qkv"] = TimeIt(reps, [&] {
+    for (const LayerPtrs& l : lw) {
+      gemv(l.wq, nh * hd, h);
+      gemv(l.wk, nkv * hd, h);
+      gemv(l.wv, nkv * hd, h);
+    }
   });
-  b["gemm_o"] = L * TimeIt(reps, [&] { gemv(l.wo, h, nh * hd, y.data()); });
-  std::vector<float> xin = randv(inter);
-  b["gemm_mlp"] = L * TimeIt(reps, [&] {
-    gemv(l.w_gate, inter, h, y.data());
-    gemv(l.w_up, inter, h, y2.data());
-    kernels::GemmParams p;
-    p.a = xin.data();
-    p.b = l.w_down.data();
-    p.c = y.data();
-    p.m = 1;
-    p.n = h;
-    p.k = inter;
-    Check(kernels::GemmRef(p));
+  b["gemm_o"] = TimeIt(reps, [&] {
+    for (const LayerPtrs& l : lw) gemv(l.wo, h, nh * hd);
   });
-  b["lm_head"] = TimeIt(reps, [&] { gemv(w.lm_head, d.vocab_size, h, y.data()); });
-  std::vector<float> kr;
-  b["k_cache_copy"] = L * TimeIt(reps, [&] { kr.assign(kcache.begin(), kcache.end()); });
-  b["rope_all_keys"] = L * TimeIt(reps, [&] {
-    kernels::RopeParams r;
-    r.x = kr.data();
-    r.positions = pos.data();
-    r.tokens = T;
-    r.heads = nkv;
-    r.head_dim = hd;
-    r.config = d.rope;
-    Check(kernels::RopeRef(r));
+  b["gemm_mlp"] = TimeIt(reps, [&] {
+    for (const LayerPtrs& l : lw) {
+      gemv(l.wg, inter, h);
+      gemv(l.wu, inter, h);
+      gemv(l.wd, h, inter);
+    }
   });
-  b["dense_attention"] = L * TimeIt(reps, [&] {
-    kernels::DenseAttentionParams a;
-    a.q = q.data();
-    a.k = kr.data();
-    a.v = vcache.data();
-    a.out = out.data();
-    a.num_q = 1;
-    a.num_kv = T;
-    a.num_heads = nh;
-    a.num_kv_heads = nkv;
-    a.head_dim = hd;
-    a.q_offset = T - 1;
-    a.scale = 1.f / std::sqrt(static_cast<float>(hd));
-    Check(kernels::DenseAttentionRef(a));
+  b["lm_head"] = TimeIt(reps, [&] { gemv(lm, d.vocab_size, h); });
+  b["dense_attention"] = TimeIt(reps, [&] {
+    for (int i = 0; i < L; ++i) {
+      kernels::DenseAttentionParams a;
+      a.q = q.data();
+      a.k = kcache[i].data();
+      a.v = vcache[i].data();
+      a.out = out.data();
+      a.num_q = 1;
+      a.num_kv = T;
+      a.num_heads = nh;
+      a.num_kv_heads = nkv;
+      a.head_dim = hd;
+      a.q_offset = T - 1;
+      a.scale = 1.f / std::sqrt(static_cast<float>(hd));
+      Check(kernels::DenseAttentionBlocked(a));
+    }
   });
   double sum = 0;
   for (auto& [k, v] : b.items()) sum += v.get<double>();
@@ -175,6 +184,7 @@ nlohmann::json Breakdown(const worker::ModelWeights& w, int context) {
 
 int Main(int argc, char** argv) {
   std::string model = "default", attention = "dense", json, commit = HIPSERVE_GIT_COMMIT;
+  std::string cpu_weights = "fp32";
   int context = 4096, steps = 64, chunk = 0;
   bool breakdown = false, breakdown_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -184,6 +194,10 @@ int Main(int argc, char** argv) {
     bool ok = true;
     if (k == "--model") model = v;
     else if (k == "--attention") attention = v;
+    else if (k == "--cpu_weights") {
+      cpu_weights = v;
+      ok = worker::ParseCpuWeights(v).ok();
+    }
     else if (k == "--json") json = v;
     else if (k == "--commit") commit = v;
     else if (k == "--context") ok = absl::SimpleAtoi(v, &context) && context > 1;
@@ -194,8 +208,10 @@ int Main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64] "
-                   "[--attention=dense] [--prefill-chunk=0] [--breakdown] [--json=PATH] "
-                   "[--commit=SHA]\n");
+                   "[--attention=dense] [--cpu_weights=fp32|bf16] [--prefill-chunk=0] "
+                   "[--breakdown] [--breakdown-only] [--json=PATH] [--commit=SHA]\n"
+                   "  --cpu_weights: linear weights kept in fp32 (as loaded) or rounded to bf16 "
+                   "(half the bytes per decode step; fp32 accumulation)\n");
       return 2;
     }
     if (!ok) {
@@ -210,14 +226,17 @@ int Main(int argc, char** argv) {
                  std::string(src.status().message()).c_str());
     return 1;
   }
+  const kernels::CpuWeightType wtype = *worker::ParseCpuWeights(cpu_weights);
+  const int pool_threads = common::SpinPool::Shared().threads();
   if (breakdown_only) {
-    nlohmann::json b = Breakdown(src->weights, context);
-    std::printf("per decode step at context %d, all layers, kernels timed alone (process CPU "
-                "ms, median of 5, BLAS %d threads):\n", context, BlasThreads());
+    nlohmann::json b = Breakdown(src->weights, context, wtype);
+    std::printf("per decode step at context %d, %s weights, all layers, kernels timed alone "
+                "(wall ms, median of 9, %d threads, %s):\n", context, cpu_weights.c_str(),
+                pool_threads, kernels::CpuIsaName(kernels::BestCpuIsa()));
     for (auto& [k, v] : b.items()) std::printf("  %-16s %8.2f ms\n", k.c_str(), 1e3 * v.get<double>());
     return 0;
   }
-  absl::StatusOr<BenchModel> bm = MakeBenchModel(*src, attention, context + steps);
+  absl::StatusOr<BenchModel> bm = MakeBenchModel(*src, attention, context + steps, "", false, cpu_weights);
   if (!bm.ok()) {
     std::fprintf(stderr, "attention %s: %s\n", attention.c_str(),
                  std::string(bm.status().message()).c_str());
@@ -289,9 +308,12 @@ int Main(int argc, char** argv) {
   doc["commit"] = commit;
   doc["model"] = model;
   doc["attention"] = attention;
+  doc["cpu_weights"] = cpu_weights;
   doc["machine"] = {{"cpu", CpuModel()},
                     {"hardware_threads", std::thread::hardware_concurrency()},
-                    {"blas_threads", BlasThreads()}};
+                    {"blas_threads", BlasThreads()},
+                    {"cpu_pool_threads", pool_threads},
+                    {"cpu_isa", kernels::CpuIsaName(kernels::BestCpuIsa())}};
   doc["context"] = context;
   doc["prefill_chunk"] = chunk;
   doc["prefill_seconds"] = prefill_s;
@@ -308,26 +330,27 @@ int Main(int argc, char** argv) {
   nlohmann::json ms = nlohmann::json::array();
   for (double s : step_s) ms.push_back(1e3 * s);
   doc["decode_step_ms"] = ms;
-  std::printf("E6 bench_cpu_decode  %s  commit %s  cpu %s (%u threads, BLAS %d)\n",
+  std::printf("E6 bench_cpu_decode  %s  commit %s  cpu %s (%u threads, BLAS %d, pool %d, %s)\n",
               doc["date"].get<std::string>().c_str(), commit.c_str(), CpuModel().c_str(),
-              std::thread::hardware_concurrency(), BlasThreads());
-  std::printf("context %d  attention %s  prefill %.1f tok/s (%.1f s)  decode %.2f tok/s "
+              std::thread::hardware_concurrency(), BlasThreads(), pool_threads,
+              kernels::CpuIsaName(kernels::BestCpuIsa()));
+  std::printf("context %d  attention %s  weights %s  prefill %.1f tok/s (%.1f s)  decode %.2f tok/s "
               "(median step %.1f ms, mean %.1f ms, %d steps)\n",
-              context, attention.c_str(), context / prefill_s, prefill_s, steps / total,
+              context, attention.c_str(), cpu_weights.c_str(), context / prefill_s, prefill_s, steps / total,
               1e3 * median, 1e3 * total / steps, steps);
   std::printf("CPU time: prefill %.1f s, decode %.1f ms/token (all threads)  load average "
               "%.1f -> %.1f (machine shared: wall time includes waiting for a core)\n",
               prefill_cpu_s, 1e3 * decode_cpu_s / steps, load_before, LoadAverage1());
   if (breakdown) {
     std::fprintf(stderr, "timing the pieces of one decode step at context %d\n", context);
-    nlohmann::json b = Breakdown(src->weights, context + steps / 2);
+    nlohmann::json b = Breakdown(src->weights, context + steps / 2, wtype);
     doc["breakdown_ms"] = nlohmann::json::object();
-    std::printf("per decode step, all layers, kernels timed alone (process CPU ms, median of 5; "
-                "%% of the measured decode CPU ms/token):\n");
+    std::printf("per decode step, all layers, kernels timed alone (wall ms, median of 9; "
+                "%% of the measured median decode step):\n");
     for (auto& [k, v] : b.items()) {
       doc["breakdown_ms"][k] = 1e3 * v.get<double>();
       std::printf("  %-16s %8.2f ms  (%4.1f%%)\n", k.c_str(), 1e3 * v.get<double>(),
-                  100 * v.get<double>() / (decode_cpu_s / steps));
+                  100 * v.get<double>() / median);
     }
   }
   if (!json.empty()) {

@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
+#include "common/spin_pool.h"
 #include "kernels/attention/dense_attention.h"
+#include "kernels/attention/dense_decode_chunk.h"
+#include "kernels/cpu_gemv/gemv.h"
 
 namespace hipserve::kernels {
 namespace {
@@ -23,41 +27,57 @@ void SoftmaxRow(float* row, int visible, int keys) {
   std::fill(row + visible, row + keys, 0.f);
 }
 
-// Few query rows (decode): one streaming pass over K and one over V for all heads. Token t's
-// K row ([kv_heads][head_dim], contiguous) is used by every query head while it is in L1;
-// sgemm would first pack K and V (an extra copy of the cache per step) for a product with
-// only a handful of rows.
-void DecodeAll(const DenseAttentionParams& p, std::vector<float>& scores) {
-  const int hd = p.head_dim, g = p.num_heads / p.num_kv_heads;
-  const int64_t kv_stride = int64_t{p.num_kv_heads} * hd;
+// Few query rows (decode): split-K over chunks of kDecodeChunk keys, spread over
+// common::SpinPool::Shared(). Each chunk reads its K and V rows once for all query rows (a token's
+// K row, [kv_heads][head_dim], serves every query head while it is in L1) and keeps its own
+// softmax max / sum / weighted V sum (dense_decode_chunk.inc, vectorised at the CPU's ISA); the
+// chunks are then merged with the usual rescaling. Chunking does not depend on the thread count,
+// so results are the same for any number of threads. sgemm would first pack K and V (an extra
+// copy of the cache per step) for a product with only a handful of rows.
+void DecodeAll(const DenseAttentionParams& p) {
+  using decode_internal::DecodeChunkArgs;
+  using decode_internal::kDecodeChunk;
+  const int hd = p.head_dim;
   const int keys = p.q_offset + p.num_q;
-  const int rows = p.num_q * p.num_heads;  // row r: query r / num_heads, head r % num_heads
-  scores.resize(int64_t{rows} * keys);
-  for (int t = 0; t < keys; ++t) {
-    const float* kt = p.k + t * kv_stride;
-    for (int r = 0; r < rows; ++r) {
-      const float* qr = p.q + int64_t{r} * hd;
-      const float* kh = kt + int64_t{(r % p.num_heads) / g} * hd;
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int x = 0; x < hd; ++x) dot += qr[x] * kh[x];
-      scores[int64_t{r} * keys + t] = dot * p.scale;
-    }
+  const int rows = p.num_q * p.num_heads;
+  const DecodeChunkArgs args{p.q,           p.k,         p.v,  int64_t{p.num_kv_heads} * hd,
+                             hd,            p.num_heads, p.num_heads / p.num_kv_heads,
+                             rows,          p.q_offset,  p.scale};
+  const int chunks = (keys + kDecodeChunk - 1) / kDecodeChunk;
+  // Per chunk: m, l ([rows] each) and o ([rows, hd]). Reused across calls (no per-step mallocs).
+  thread_local std::vector<float> part;
+  const int64_t per_chunk = int64_t{rows} * (hd + 2);
+  part.resize(chunks * per_chunk);
+  float* parts = part.data();
+  void (*chunk_fn)(const DecodeChunkArgs&, int, int, float*, float*, float*, float*);
+  switch (BestCpuIsa()) {
+    case CpuIsa::kAvx512: chunk_fn = decode_internal::DecodeChunkAvx512; break;
+    case CpuIsa::kAvx2: chunk_fn = decode_internal::DecodeChunkAvx2; break;
+    default: chunk_fn = decode_internal::DecodeChunkScalar; break;
   }
+  common::SpinPool::Shared().Run(chunks, [&](int c) {
+    thread_local std::vector<float> scores;
+    scores.resize(int64_t{rows} * kDecodeChunk);
+    float* base = parts + c * per_chunk;
+    chunk_fn(args, c * kDecodeChunk, std::min(keys, (c + 1) * kDecodeChunk), scores.data(),
+             base, base + rows, base + 2 * rows);
+  });
   for (int r = 0; r < rows; ++r) {
-    SoftmaxRow(scores.data() + int64_t{r} * keys, p.q_offset + r / p.num_heads + 1, keys);
-  }
-  std::fill(p.out, p.out + int64_t{rows} * hd, 0.f);
-  for (int t = 0; t < keys; ++t) {
-    const float* vt = p.v + t * kv_stride;
-    for (int r = 0; r < rows; ++r) {
-      const float w = scores[int64_t{r} * keys + t];
-      if (w == 0.f) continue;
-      const float* vh = vt + int64_t{(r % p.num_heads) / g} * hd;
-      float* o = p.out + int64_t{r} * hd;
-#pragma omp simd
-      for (int x = 0; x < hd; ++x) o[x] += w * vh[x];
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int c = 0; c < chunks; ++c) mx = std::max(mx, parts[c * per_chunk + r]);
+    float* out = p.out + int64_t{r} * hd;
+    std::fill(out, out + hd, 0.f);
+    float sum = 0.f;
+    for (int c = 0; c < chunks; ++c) {
+      const float* base = parts + c * per_chunk;
+      if (base[r] == -std::numeric_limits<float>::infinity()) continue;  // no visible key
+      const float w = std::exp(base[r] - mx);
+      sum += w * base[rows + r];
+      const float* o = base + 2 * rows + int64_t{r} * hd;
+      for (int x = 0; x < hd; ++x) out[x] += w * o[x];
     }
+    const float inv = 1.f / sum;
+    for (int x = 0; x < hd; ++x) out[x] *= inv;
   }
 }
 
@@ -68,8 +88,7 @@ absl::Status DenseAttentionBlocked(const DenseAttentionParams& p) {
   const int hd = p.head_dim, kvh = p.num_kv_heads, g = p.num_heads / p.num_kv_heads;
   const int64_t kv_stride = int64_t{kvh} * hd;  // between tokens of one KV head
   if (int64_t{p.num_q} * g <= 16) {
-    thread_local std::vector<float> decode_scores;
-    DecodeAll(p, decode_scores);
+    DecodeAll(p);
     return absl::OkStatus();
   }
   // Queries per block: bound the score matrix (rows = queries x group heads) to ~16M floats.

@@ -91,7 +91,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, DenseAttentionRefTest,
                                            AttnCase{5, 40, 6, 2, 16, 35, "chunked_prefill"},
                                            AttnCase{3, 40, 2, 2, 16, 10, "query_block_mid_cache"},
                                            AttnCase{150, 220, 9, 3, 64, 70,
-                                                    "several_query_blocks"}),
+                                                    "several_query_blocks"},
+                                           // Decode split over 256-key chunks (partial last).
+                                           AttnCase{1, 1000, 9, 3, 64, 999,
+                                                    "decode_smollm_chunks"},
+                                           // Query 0 sees no key of the last chunk.
+                                           AttnCase{3, 514, 4, 4, 8, 511,
+                                                    "decode_rows_without_keys_in_a_chunk"}),
                          [](const ::testing::TestParamInfo<AttnCase>& info) {
                            return info.param.name;
                          });

@@ -33,7 +33,7 @@ void GemvRangeScalar(const GemvTask& t, int n0, int n1) {
   }
 }
 
-#if !HIPSERVE_CPU_GEMV_X86
+#if !defined(__x86_64__)
 // Non-x86 builds compile no vector bodies; CpuIsaSupported reports them unsupported.
 void GemvRangeAvx2(const GemvTask& t, int n0, int n1) { GemvRangeScalar(t, n0, n1); }
 void GemvRangeAvx512(const GemvTask& t, int n0, int n1) { GemvRangeScalar(t, n0, n1); }
@@ -102,7 +102,7 @@ const char* CpuIsaName(CpuIsa isa) {
 bool CpuIsaSupported(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kScalar: return true;
-#if HIPSERVE_CPU_GEMV_X86
+#if defined(__x86_64__)
     case CpuIsa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case CpuIsa::kAvx512:
