@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "hipserve/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
+#include "worker/model.h"
 #include "worker/worker_service.h"
 
 namespace hipserve::worker {
@@ -92,6 +93,8 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   wo.rank = rank;
   wo.gpu_kv_bytes = o.gpu_kv_bytes;
   wo.host_kv_bytes = o.host_kv_bytes;
+  wo.cpu_weights = o.cpu_weights;
+  RETURN_IF_ERROR(ParseCpuWeights(o.cpu_weights).status());  // fail before registering
   WorkerService service(wo);
   grpc::ServerBuilder builder;
   int port = 0;

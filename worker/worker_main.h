@@ -18,6 +18,7 @@ struct WorkerMainOptions {
   std::string backend = "cpu";
   int64_t gpu_kv_bytes = 0;            // 0 = the coordinator's value
   int64_t host_kv_bytes = 0;           // 0 = the coordinator's value
+  std::string cpu_weights = "fp32";    // --cpu_weights: "fp32" or "bf16" (ModelOptions)
   double register_timeout_s = 300.0;   // keep retrying Register this long
 };
 

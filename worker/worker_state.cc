@@ -40,6 +40,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
   ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
   mo.max_context = req.max_context();
+  ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =
       options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();
   if (host_bytes > 0) {
@@ -64,12 +65,14 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   resp.set_num_heads(d.num_heads);
   resp.set_num_kv_heads(d.num_kv_heads);
   resp.set_head_dim(d.head_dim);
-  resp.set_dtype("fp32");
+  // Weights' storage; activations, KV and accumulation are fp32 either way.
+  resp.set_dtype(kernels::CpuWeightTypeName(model_->cpu_weights()));
   resp.set_backend(options_.backend);
   resp.set_kv_capacity_tokens(model_->kv_capacity_tokens());
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
-            << ", vocab " << d.vocab_size << ", max context " << model_->max_context();
+            << ", vocab " << d.vocab_size << ", max context " << model_->max_context()
+            << ", cpu weights " << kernels::CpuWeightTypeName(model_->cpu_weights());
   return resp;
 }
 

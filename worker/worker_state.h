@@ -19,6 +19,8 @@ struct WorkerOptions {
   // backend keeps all KV in host memory, so host_kv_bytes bounds it there.
   int64_t gpu_kv_bytes = 0;
   int64_t host_kv_bytes = 0;
+  // CPU backend: storage of the linear weights, "fp32" or "bf16" (ModelOptions::cpu_weights).
+  std::string cpu_weights = "fp32";
 };
 
 class WorkerState {

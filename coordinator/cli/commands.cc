@@ -82,6 +82,10 @@ int WorkerCommand(const std::vector<std::string>& args) {
           "This worker's GPU KV budget (e.g. 40GiB); 0 = the coordinator's --gpu_kv_bytes.");
   f.Bytes("host_kv_bytes", &o.host_kv_bytes,
           "This worker's host KV budget (its pod's memory share); 0 = the coordinator's.");
+  f.String("cpu_weights", &o.cpu_weights,
+           "CPU backend: linear weights kept in 'fp32' (as loaded) or rounded once to 'bf16' "
+           "(half the memory traffic per decode token, fp32 accumulation; logits move by "
+           "<~1%).");
   f.Double("register_timeout_s", &o.register_timeout_s,
            "Keep retrying registration this long before giving up.");
   if (int rc = ParseOrExit(f, args, "hipserve worker"); rc >= 0) return rc;

@@ -14,15 +14,18 @@
 namespace hipserve {
 namespace {
 
-// Runs the suite against a server in one attention mode ("dense" or "hip").
-template <const char* kAttention>
+// Runs the suite against a server in one attention mode ("dense" or "hip") and CPU weight
+// storage (--cpu_weights: "fp32" or "bf16").
+constexpr char kFp32[] = "fp32";
+template <const char* kAttention, const char* kCpuWeights = kFp32>
 class DefaultModelTestBase : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const char* path = std::getenv("HIPSERVE_DEFAULT_MODEL");
     if (path == nullptr) return;
     server_ = new testing::ServerProcess(
-        {std::string("--model=") + path, std::string("--attention=") + kAttention});
+        {std::string("--model=") + path, std::string("--attention=") + kAttention,
+         std::string("--cpu_weights=") + kCpuWeights});
     ASSERT_TRUE(server_->WaitForPort(60)) << server_->log();
     absl::Status ready = cli::WaitForReady(server_->address(), 120);
     ASSERT_TRUE(ready.ok()) << ready << "\n" << server_->log();
@@ -49,8 +52,8 @@ class DefaultModelTestBase : public ::testing::Test {
   static testing::ServerProcess* server_;
 };
 
-template <const char* kAttention>
-testing::ServerProcess* DefaultModelTestBase<kAttention>::server_ = nullptr;
+template <const char* kAttention, const char* kCpuWeights>
+testing::ServerProcess* DefaultModelTestBase<kAttention, kCpuWeights>::server_ = nullptr;
 
 constexpr char kDense[] = "dense";
 constexpr char kHip[] = "hip";
@@ -58,6 +61,28 @@ using DefaultModelTest = DefaultModelTestBase<kDense>;
 // HiP with the default budget (256 sink + 1024 window + 2048 selected) covers these short
 // prompts entirely, so it must give the dense answers token for token.
 using DefaultModelHipTest = DefaultModelTestBase<kHip>;
+// bf16 weights (--cpu_weights=bf16): logits move by < 1% of their range
+// (tests/reference/logits_test.cc), too little to flip this completion's greedy choices.
+constexpr char kBf16[] = "bf16";
+using DefaultModelBf16Test = DefaultModelTestBase<kDense, kBf16>;
+
+TEST_F(DefaultModelBf16Test, FixedGreedyCompletionEqualsFp32) {
+  v1::GenerateRequest req;
+  req.set_text("The three primary colors are");
+  req.mutable_sampling()->set_max_tokens(16);
+  req.mutable_sampling()->set_temperature(0);
+  v1::GenerateOnceResponse r = Once(req);
+  EXPECT_EQ(r.text(), " the primary colors of the RGB color model: red, blue, and green.");
+}
+
+TEST_F(DefaultModelBf16Test, ModelInfoSaysBf16) {
+  auto stub = v1::Generation::NewStub(
+      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.dtype(), "bf16");
+}
 
 TEST_F(DefaultModelHipTest, FixedGreedyCompletionEqualsDense) {
   v1::GenerateRequest req;
@@ -116,6 +141,7 @@ TEST_F(DefaultModelTest, ModelInfoDescribesSmolLM2) {
   EXPECT_EQ(info.hidden_size(), 576);
   EXPECT_EQ(info.num_heads(), 9);
   EXPECT_EQ(info.num_kv_heads(), 3);
+  EXPECT_EQ(info.dtype(), "fp32");
 }
 
 }  // namespace
