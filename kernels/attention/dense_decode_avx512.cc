@@ -1,5 +1,7 @@
 // DecodeChunkAvx512: dense_decode_chunk.inc compiled with this file's flags (see
 // kernels/CMakeLists.txt and dense_decode_chunk.h).
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "kernels/attention/dense_decode_chunk.h"
