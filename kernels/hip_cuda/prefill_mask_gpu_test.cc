@@ -40,11 +40,18 @@ enum class Data {
   kAllEqualKeys,   // every key the same: every probe score ties
   kNearTieRows,    // every query = one base vector, 1 element in 16 moved by +-1 bf16 ulp
   kDuplicateRows,  // every query (token and head) the same: all scoring rows equal
-  kLarge,          // q * 2^40, k * 2^20 (products ~2^60; the filter still runs)
+  kLarge,          // q * 2^40, k * 2^20 (products ~2^60; norms past 2^15: exact fallback)
   kTiny,           // q * 2^-60, k * 2^-60 (products ~2^-120; the bound's floor dominates)
   kSubnormal,      // q * 2^-70, k * 2^-70 (subnormal products)
   kHuge,           // q * 2^62 (row norms past kTcNormMax: exact fallback everywhere)
   kNonFinite,      // some keys inf / NaN, one query inf (only filter == exact is checked)
+  // The fp16 filter's edges: per-token power-of-two scales, q tokens from 2^-20 (fp16 subnormal
+  // elements) to 2^14 (row norms past kTcNormMax = 2^15: those tiles fall back), keys from 2^-22
+  // to 2^12 (key norms both sides of 2^15), so filtered and fallback probes / tiles mix.
+  kMixedScale,
+  // q * 2^-11 (some elements in the fp16 subnormal range, below 2^-14), k * 2^11 (key norms
+  // ~2^13.7, just inside kTcNormMax): the filter runs with the subnormal conversion error.
+  kHalfSubnormal,
 };
 
 struct PrefillMaskCase {
@@ -148,6 +155,21 @@ void MakeData(const PrefillMaskCase& c, uint64_t seed, std::vector<float>* q,
       break;
     case Data::kHuge:
       ScaleBy(q, 62);
+      break;
+    case Data::kMixedScale: {
+      for (int64_t t = 0; t < c.num_q; ++t) {
+        const int e = -20 + static_cast<int>((t * 7) % 35);  // -20 .. 14
+        for (int64_t i = 0; i < qrow; ++i) (*q)[t * qrow + i] = std::ldexp((*q)[t * qrow + i], e);
+      }
+      for (int64_t t = 0; t < c.num_kv; ++t) {
+        const int e = -22 + static_cast<int>((t * 13) % 35);  // -22 .. 12
+        for (int64_t i = 0; i < krow; ++i) (*k)[t * krow + i] = std::ldexp((*k)[t * krow + i], e);
+      }
+      break;
+    }
+    case Data::kHalfSubnormal:
+      ScaleBy(q, -11);
+      ScaleBy(k, 11);
       break;
     case Data::kNonFinite: {
       const float inf = std::numeric_limits<float>::infinity();
@@ -364,7 +386,13 @@ INSTANTIATE_TEST_SUITE_P(
         PrefillMaskCase{"adv_huge_fallback", 4096, 2000, 8, 2, 128, kChunk, Spec::kSmall,
                         Data::kHuge},
         PrefillMaskCase{"adv_non_finite", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
-                        Data::kNonFinite}),
+                        Data::kNonFinite},
+        PrefillMaskCase{"adv_mixed_scale", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
+                        Data::kMixedScale},
+        PrefillMaskCase{"adv_mixed_scale_real_hd64", 4096, 3000, 8, 2, 64, kReal, Spec::kSmall,
+                        Data::kMixedScale},
+        PrefillMaskCase{"adv_half_subnormal", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
+                        Data::kHalfSubnormal}),
     Name);
 
 TEST(PrefillMaskGpuArgs, RejectsUnsupportedShapes) {

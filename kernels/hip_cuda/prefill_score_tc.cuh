@@ -3,10 +3,11 @@
 //
 // A probe's score is max over the scoring rows r of dot(r, k), each dot a sequential fp32 sum
 // without FMA (the "exact" dot, equal to the CPU reference's). Per descent step and row tile:
-//   1. Filter: every (probe, row) dot approximately on the tensor cores. Each fp32 operand x is
-//      split into bf16 hi = RN(x) and lo = RN(x - hi); approx = sum hi*hi + hi*lo + lo*hi
-//      (mma.sync m16n8k16 bf16 -> fp32). |approx - exact| <= B = kTcDotBoundScale * (|r| + e) *
-//      (|k| + e) (TcDotBound below says why).
+//   1. Filter: every (probe, row) dot approximately on the tensor cores, ONE mma per k16 step:
+//      each fp32 operand x is rounded to fp16 (11 significant bits, unscaled: the fast path needs
+//      |r|, |k| <= kTcNormMax = 2^15, so no element overflows fp16), approx = sum fp16(r_i) *
+//      fp16(k_i) (mma.sync m16n8k16 f16 -> fp32). |approx - exact| <= B = kTcDotBoundScale *
+//      (|r| + F) * (|k| + F), F = kTcNormFloor (TcDotBound below says why).
 //   2. T = max over the tile's rows of (approx - B), raised to the exact max of the tiles before;
 //      candidates = rows with approx + B >= T. The row holding the exact max over the tile has
 //      exact >= T (every approx - B is <= its exact dot), hence approx + B >= exact >= T: it is
@@ -14,9 +15,9 @@
 //   3. Verify: the probe's owner thread computes the candidates' dots exactly (the reference's
 //      sequential code path) in row order and keeps the max with the same `acc > dot` rule, so
 //      the result is the exact kernel's value (NaN never wins; equal values leave it unchanged).
-// A key or row norm that is non-finite or past kTcNormMax (the only ways an approx or a bound can
-// be non-finite, or an exact sum can overflow) makes the probe's tile fall back to exact dots of
-// all its rows.
+// A key or row norm that is non-finite or past kTcNormMax (the only ways a converted operand, an
+// approx or a bound can be non-finite) makes the probe's tile fall back to exact dots of all its
+// rows.
 //
 // Layout: THREADS threads = THREADS / 2 chunks x (left, right) probe, as the exact kernel; probe
 // p of the block is thread p. Warp w computes the approx dots of its own 32 probes (two m16
@@ -24,10 +25,10 @@
 // memory (dynamic): the tile's fp32 rows, the warp's fp32 rotated keys (both with a row stride
 // of HD + 8 floats: the 8-byte fragment loads of a half warp hit 16 distinct bank pairs), the
 // bounds' norms, the candidate masks, each probe's running exact max and the tile's fallback
-// flag.
+// flag. Operands are rounded to fp16 as they are loaded into fragments (one cvt per pair).
 #pragma once
 
-#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -36,29 +37,33 @@
 
 namespace hipserve::kernels::hip_mask_internal {
 
-// Error bound of one approximate dot, head_dim n <= 128, for finite operands with norms below
-// kTcNormMax: |approx - exact| <= kTcDotBoundScale * (|r| + kTcNormFloor) * (|k| + kTcNormFloor).
-// Relative parts (u = 2^-24 fp32, u_b = 2^-8 bf16 unit roundoff), per element x = hi + lo + res:
-//   - split: |x - hi| <= u_b |x|, |lo| <= (1 + u_b) |x - hi|, |res| <= u_b |x - hi| <= 2^-16 |x|;
-//     the dropped terms lo_r lo_k + (hi_r + lo_r) res_k + res_r k sum to <= 3.1 * 2^-16 |r_i k_i|;
-//   - tensor-core accumulation: bf16 products are exact in fp32; each accumulation step (at most
-//     3 x 2 x n / 16 = 48 k8 groups for n = 128) may align and TRUNCATE, at most 2^-20 (16 ulp,
-//     a deliberately loose figure) of the running magnitude sum |c| + sum |products| <=
-//     1.02 sum |r_i k_i|: <= 48 * 2^-20 * 1.02 < 2^-14.3 of sum |r_i k_i|;
-//   - the exact path's own sequential rounding: gamma_n = n u / (1 - n u) <= 2^-16.9 for n = 128;
-//   - sum |r_i k_i| <= |r|_2 |k|_2 (Cauchy-Schwarz); the fp32 norms, the bound's product and the
-//     comparisons approx +- B round at relative 2^-17 or less.
-//   Total < 2^-13.2 |r| |k|: kTcDotBoundScale = 2^-10 leaves a margin of more than 9x.
-// Absolute parts (subnormals: bf16 lo values below 2^-126 rounded coarsely or flushed to zero by
-// the tensor cores, flushed fp32 products / partial sums, underflowed exact products, norms whose
-// squares underflow): each is at most 2^-119 (|r| + |k|) + 2^-112, below the bound's
-// 2^-60 (|r| + |k|) + 2^-110 from kTcNormFloor = 2^-50; a norm computed as 0 by underflow is
-// below 2^-71 < kTcNormFloor.
-// Overflow: with |r|, |k| <= kTcNormMax = 2^60 every product and partial sum is below 2^121
-// (no inf on either path); larger or non-finite norms take the exact fallback.
-inline constexpr float kTcDotBoundScale = 0x1p-10f;
-inline constexpr float kTcNormFloor = 0x1p-50f;
-inline constexpr float kTcNormMax = 0x1p60f;
+// Error bound of one approximate dot (TcDotBound), head_dim n <= 128, for finite operands with
+// norms |r|, |k| <= kTcNormMax = 2^15 (so every element is <= 2^15 < 65504: no fp16 overflow):
+//   - conversion: x~ = fp16_RN(x). For |x| >= 2^-14 (fp16 normal) |x~ - x| <= 2^-11 |x|; below,
+//     |x~ - x| <= 2^-14 even if the tensor cores flush fp16 subnormals to zero. So |x~ - x| <=
+//     2^-11 |x| + 2^-14 always.
+//   - products: fp16 x fp16 (11 x 11 significant bits) is exact in fp32. |r~ k~ - r k| per
+//     element <= (2 * 2^-11 + 2^-22) |r_i k_i| + 2^-14 (1 + 2^-10) (|r_i| + |k_i|) + 2^-28;
+//     summed over n <= 128 with sum |r_i k_i| <= |r||k| (Cauchy-Schwarz) and sum |x_i| <=
+//     sqrt(n) |x| = 2^3.5 |x|: <= 2^-9.99 |r||k| + 2^-10.4 (|r| + |k|) + 2^-20.9.
+//   - tensor-core accumulation: each step (at most n / 8 = 16 k8 groups for n = 128, one mma per
+//     k16) may align and TRUNCATE, at most 2^-20 (16 ulp, a deliberately loose figure) of the
+//     running magnitude sum <= 1.01 |r||k| + 2^-10 (|r| + |k|) + 2^-20: < 2^-15.9 of that sum
+//     (fp32 subnormal partial sums, flushed or not: < 2^-125 each, absorbed below).
+//   - the exact path's own sequential rounding: gamma_n = n u / (1 - n u) <= 2^-16.9 for n = 128
+//     (u = 2^-24), times sum |r_i k_i| <= |r||k|; its underflowed products < 2^-142 in all.
+//   - the norms (fp32 sums of squares with fmaf, sqrt), the bound's product and the comparisons
+//     approx +- B round at relative 2^-17 or less; squares that underflow make a norm low by at
+//     most 2^-59 absolute, far inside the bound's floor terms.
+//   Total < 2^-9.95 |r||k| + 2^-10.35 (|r| + |k|) + 2^-20.5. The bound
+//   2^-9 (|r| + 1)(|k| + 1) = 2^-9 |r||k| + 2^-9 (|r| + |k|) + 2^-9 covers it with a margin of
+//   more than 1.9x on every term (the relative term is dominated by the fp16 rounding 2^-10,
+//   which is exact analysis; the loose accumulation figure could be 30x worse and still fit).
+// Overflow: with |r|, |k| <= 2^15 every fp16 operand, product (<= 2^30) and partial sum is finite
+// on both paths; larger or non-finite norms take the exact fallback.
+inline constexpr float kTcDotBoundScale = 0x1p-9f;
+inline constexpr float kTcNormFloor = 1.0f;
+inline constexpr float kTcNormMax = 0x1p15f;
 
 // Rows per tile (one 64-bit candidate mask per probe and tile).
 inline constexpr int kTcRowTile = 64;
@@ -70,20 +75,17 @@ __device__ __forceinline__ float TcNormTerm(float sum_sq) {
   return n <= kTcNormMax ? n + kTcNormFloor : __int_as_float(0x7f800000);
 }
 
-// bf16 split of two fp32 values: hi = RN(x), lo = RN(x - hi) (x - hi is exact in fp32), packed
-// as mma operands (first value in the low half).
-__device__ __forceinline__ void TcSplit(float2 v, uint32_t& hi, uint32_t& lo) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
-  const __nv_bfloat162 l =
-      __floats2bfloat162_rn(__fsub_rn(v.x, __low2float(h)), __fsub_rn(v.y, __high2float(h)));
-  hi = *reinterpret_cast<const uint32_t*>(&h);
-  lo = *reinterpret_cast<const uint32_t*>(&l);
+// Two fp32 values rounded to fp16 (RN) and packed as an mma operand (first value in the low
+// half).
+__device__ __forceinline__ uint32_t TcHalf2(float2 v) {
+  const __half2 h = __floats2half2_rn(v.x, v.y);
+  return *reinterpret_cast<const uint32_t*>(&h);
 }
 
 __device__ __forceinline__ void TcMma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                       uint32_t b1) {
   asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -221,30 +223,25 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
             for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
           }
         }
-#pragma unroll 2
+#pragma unroll 4
         for (int ks = 0; ks < KS; ++ks) {
-          uint32_t ah[2][4], al[2][4];
+          uint32_t ah[2][4];
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
             for (int r = 0; r < 4; ++r) {  // a0: (g, 2q), a1: (g + 8, 2q), a2: (g, 2q + 8), a3
               const float* kp = s_keys + (wbase + 16 * mt + 8 * (r & 1) + g) * S + 16 * ks +
                                 8 * (r >> 1) + 2 * q4;
-              TcSplit(*reinterpret_cast<const float2*>(kp), ah[mt][r], al[mt][r]);
+              ah[mt][r] = TcHalf2(*reinterpret_cast<const float2*>(kp));
             }
           }
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             const float* rp = s_rows + (8 * nt + g) * S + 16 * ks + 2 * q4;
-            uint32_t bh0, bl0, bh1, bl1;
-            TcSplit(*reinterpret_cast<const float2*>(rp), bh0, bl0);
-            TcSplit(*reinterpret_cast<const float2*>(rp + 8), bh1, bl1);
+            const uint32_t b0 = TcHalf2(*reinterpret_cast<const float2*>(rp));
+            const uint32_t b1 = TcHalf2(*reinterpret_cast<const float2*>(rp + 8));
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-              TcMma(acc[mt][nt], ah[mt], bh0, bh1);
-              TcMma(acc[mt][nt], ah[mt], bl0, bl1);
-              TcMma(acc[mt][nt], al[mt], bh0, bh1);
-            }
+            for (int mt = 0; mt < 2; ++mt) TcMma(acc[mt][nt], ah[mt], b0, b1);
           }
         }
         // 2. Bounds, threshold and candidate masks, per probe over its quad (4 lanes x 16 rows).
