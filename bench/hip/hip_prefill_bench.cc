@@ -26,7 +26,9 @@
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
 //                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
-//                     [--commit SHA]
+//                     [--stages 0|1] [--commit SHA]
+// --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
+// (median of --reps each): successive differences are the stages' own times (score + select).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -62,6 +64,7 @@ struct Args {
   int bsa_tiered = 0;
   int exact = 1;
   int exact_1m = 0;
+  int stages = 0;
   std::string commit = "unknown";
 };
 
@@ -92,6 +95,8 @@ Args Parse(int argc, char** argv) {
       a.exact = std::atoi(next().c_str());
     } else if (s == "--exact_1m") {
       a.exact_1m = std::atoi(next().c_str());
+    } else if (s == "--stages") {
+      a.stages = std::atoi(next().c_str());
     } else if (s == "--commit") {
       a.commit = next();
     } else {
@@ -328,6 +333,26 @@ int Main(int argc, char** argv) {
     time_hip128(std::max(1, a.reps / 2), &hipx_ms, &maskx_ms, &bsax_ms);
     L.tc_filter = true;
   }
+  // Mask time with only the first 1, 2, .. stages (cumulative).
+  std::vector<double> stage_cum_ms;
+  if (a.stages) {
+    for (int ns = 1; ns <= L.spec.num_stages(); ++ns) {
+      Layer Ls = L;
+      Ls.spec.chunk_sizes.resize(ns);
+      Ls.spec.keep_tokens.resize(ns);
+      Ls.spec.stride_q.resize(ns);
+      auto mask_only = [&] {
+        BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(Ls, 0, T), s).status());
+      };
+      mask_only();
+      std::vector<double> t;
+      for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
+      stage_cum_ms.push_back(Median(t));
+      std::printf("  mask with stages 0..%d: %.2f ms (stage %d alone: %.2f ms)\n", ns - 1,
+                  stage_cum_ms.back(), ns - 1,
+                  stage_cum_ms.back() - (ns > 1 ? stage_cum_ms[ns - 2] : 0.0));
+    }
+  }
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
   for (int w = 0; w < 2; ++w) DenseChunk(L, 0, T, s);
   const int64_t bad_dense128 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
@@ -538,6 +563,14 @@ int Main(int argc, char** argv) {
                     dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms),
                     static_cast<long long>(ws_diff128));
       j += buf;
+    }
+    if (!stage_cum_ms.empty()) {
+      j += "  \"t128k_mask_first_stages_ms\": [";
+      for (size_t i = 0; i < stage_cum_ms.size(); ++i) {
+        std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", stage_cum_ms[i]);
+        j += buf;
+      }
+      j += "],\n";
     }
     if (a.exact_1m) {
       std::snprintf(buf, sizeof(buf),

@@ -91,6 +91,18 @@ __device__ __forceinline__ void TcMma(float (&c)[4], const uint32_t (&a)[4], uin
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Prefetches (into L2) the contiguous key row of token t, KV head kvh: the next descent step's
+// probe is one of two known tokens per side, so both are requested a step early and the
+// dependent load of the next step hits L2. A hint only (no effect on values); tiered sources
+// are not prefetched.
+template <int HD>
+__device__ __forceinline__ void TcPrefetchKey(const StageArgs& a, int kvh, int32_t t) {
+  const int bytes = HD * (a.keys.source == kKeysFp8 ? 1 : 2);
+  const uint8_t* p = a.keys.k + (static_cast<int64_t>(t) * a.num_kv_heads + kvh) * bytes;
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p + bytes - 1));
+}
+
 // Dynamic shared memory of PrefillScoreTcKernel<HD, THREADS, kTcRowTile>.
 template <int HD, int THREADS>
 struct TcScoreSmem {
@@ -184,6 +196,15 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
     const bool has = descend || (single && side == 0);
 
+    if (descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
+      // This side's probe of the next step, for either decision (the same formula as `probe`).
+      auto next_probe = [&](int32_t l, int32_t h) {
+        const int32_t m = l + (h - l) / 2;
+        return side == 0 ? l + (m - l) / 2 : m + (h - m) / 2;
+      };
+      if (mid - lo >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(lo, mid));
+      if (hi - mid >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(mid, hi));
+    }
     __syncwarp();  // the previous step's readers of this warp's keys are done
     if (has) {
       float ss = 0.f;
