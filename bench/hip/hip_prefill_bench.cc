@@ -26,7 +26,9 @@
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
 //                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
-//                     [--stages 0|1] [--commit SHA]
+//                     [--stages 0|1] [--prefetch_ab 0|1] [--commit SHA]
+// --prefetch_ab 1 also times the 128K mask with HipPrefillMaskGpuParams::prefetch_keys off
+// (median of --reps) and checks its workspace equals the default run's.
 // --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
 // (median of --reps each): successive differences are the stages' own times (score + select).
 #include <cuda_runtime.h>
@@ -65,6 +67,7 @@ struct Args {
   int exact = 1;
   int exact_1m = 0;
   int stages = 0;
+  int prefetch_ab = 0;
   std::string commit = "unknown";
 };
 
@@ -95,6 +98,8 @@ Args Parse(int argc, char** argv) {
       a.exact = std::atoi(next().c_str());
     } else if (s == "--exact_1m") {
       a.exact_1m = std::atoi(next().c_str());
+    } else if (s == "--prefetch_ab") {
+      a.prefetch_ab = std::atoi(next().c_str());
     } else if (s == "--stages") {
       a.stages = std::atoi(next().c_str());
     } else if (s == "--commit") {
@@ -118,6 +123,7 @@ struct Layer {
   kernels::HipConfig cfg;
   kernels::PruningSpec spec;
   bool tc_filter = true;  // HipPrefillMaskGpuParams::tensor_core_filter
+  bool prefetch = true;   // HipPrefillMaskGpuParams::prefetch_keys
 };
 
 kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
@@ -137,6 +143,7 @@ kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int nu
   p.workspace = L.ws;
   p.workspace_bytes = L.ws_bytes;
   p.tensor_core_filter = L.tc_filter;
+  p.prefetch_keys = L.prefetch;
   return p;
 }
 
@@ -254,6 +261,7 @@ int Main(int argc, char** argv) {
   BENCH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 
   Layer L;
+  int score_blocks_per_sm = 0;
   L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
   const int max_t = std::max(a.t128k, a.t1m);
@@ -293,6 +301,10 @@ int Main(int argc, char** argv) {
     L.ws_bytes = ws;
     BENCH_CUDA(cudaMalloc(&L.ws, ws));
     std::printf("mask workspace %.1f MB\n", ws / 1e6);
+    absl::StatusOr<int> bps = kernels::HipPrefillMaskScoreBlocksPerSm(kHeadDim);
+    BENCH_OK(bps.status());
+    score_blocks_per_sm = *bps;
+    std::printf("filter score kernel: %d blocks of 128 threads per SM\n", score_blocks_per_sm);
   }
   BENCH_CUDA(cudaStreamSynchronize(s));
 
@@ -332,6 +344,25 @@ int Main(int argc, char** argv) {
     ws_diff128 = BytesDiffering(ws_tc, WorkspaceCopy(L, s));
     time_hip128(std::max(1, a.reps / 2), &hipx_ms, &maskx_ms, &bsax_ms);
     L.tc_filter = true;
+  }
+  // Mask with the next-step key prefetch off.
+  double mask_noprefetch_ms = 0;
+  int64_t ws_diff_noprefetch = -1;
+  if (a.prefetch_ab) {
+    HipChunk(L, 0, T, s, nullptr);
+    const std::vector<uint8_t> ws_on = WorkspaceCopy(L, s);
+    L.prefetch = false;
+    auto mask_only = [&] {
+      BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s).status());
+    };
+    mask_only();
+    ws_diff_noprefetch = BytesDiffering(ws_on, WorkspaceCopy(L, s));
+    std::vector<double> t;
+    for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
+    mask_noprefetch_ms = Median(t);
+    L.prefetch = true;
+    std::printf("  mask without key prefetch: %.2f ms (workspace vs default: %lld bytes differ)\n",
+                mask_noprefetch_ms, static_cast<long long>(ws_diff_noprefetch));
   }
   // Mask time with only the first 1, 2, .. stages (cumulative).
   std::vector<double> stage_cum_ms;
@@ -538,6 +569,7 @@ int Main(int argc, char** argv) {
     j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
     j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
     j += "  \"driver\": " + std::to_string(driver) + ",\n";
+    j += "  \"score_kernel_blocks_per_sm\": " + std::to_string(score_blocks_per_sm) + ",\n";
     j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
     j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
          "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
@@ -562,6 +594,13 @@ int Main(int argc, char** argv) {
                     hipx_ms.size(), Median(hipx_ms), Median(maskx_ms), Median(bsax_ms),
                     dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms),
                     static_cast<long long>(ws_diff128));
+      j += buf;
+    }
+    if (a.prefetch_ab) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t128k_mask_no_prefetch\": {\"reps\": %d, \"mask_ms\": %.3f, "
+                    "\"workspace_bytes_differing\": %lld},\n",
+                    a.reps, mask_noprefetch_ms, static_cast<long long>(ws_diff_noprefetch));
       j += buf;
     }
     if (!stage_cum_ms.empty()) {
@@ -622,7 +661,7 @@ int Main(int argc, char** argv) {
   }
   const int64_t bad =
       bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
-  if (ws_diff128 > 0 || ws_diff1m > 0) return 4;  // the filter changed a score or a list
+  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0) return 4;  // the filter changed a score or a list
   return bad == 0 ? 0 : 3;
 }
 

@@ -164,6 +164,11 @@ absl::Status PrepareTcScore() {
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, kScoreThreads>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             hm::TcScoreSmem<HD, kScoreThreads>::kBytes));
+  // Two blocks per SM need the largest carveout (2 x 107 KB at head_dim 128): ask for it
+  // rather than leave it to the driver's choice.
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, kScoreThreads>,
+                                            cudaFuncAttributePreferredSharedMemoryCarveout,
+                                            cudaSharedmemCarveoutMaxShared));
   return absl::OkStatus();
 }
 
@@ -185,7 +190,23 @@ absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int6
   return absl::OkStatus();
 }
 
+template <int HD>
+absl::StatusOr<int> TcBlocksPerSm() {
+  if (absl::Status st = PrepareTcScore<HD>(); !st.ok()) return st;
+  int blocks = 0;
+  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &blocks, hm::PrefillScoreTcKernel<HD, kScoreThreads>, kScoreThreads,
+      hm::TcScoreSmem<HD, kScoreThreads>::kBytes));
+  return blocks;
+}
+
 }  // namespace
+
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim) {
+  if (head_dim == 128) return TcBlocksPerSm<128>();
+  if (head_dim == 64) return TcBlocksPerSm<64>();
+  return Invalid(absl::StrCat("head_dim ", head_dim, " is not supported (supported: 64, 128)"));
+}
 
 absl::StatusOr<int> HipPrefillMaskRopePositions(const HipPrefillMaskGpuParams& p) {
   if (absl::Status s = ValidateShape(p); !s.ok()) return s;
@@ -254,6 +275,7 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
   pa.num_q = p.num_q;
   pa.block_q = p.block_q;
   pa.first_block = FirstBlock(p);
+  pa.prefetch_keys = p.prefetch_keys ? 1 : 0;
   hm::PrefillRowLengthsKernel<<<static_cast<unsigned>(CeilDiv(rows, 256)), 256, 0, stream>>>(
       pa, rows, kv_len);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());

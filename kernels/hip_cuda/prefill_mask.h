@@ -86,6 +86,9 @@ struct HipPrefillMaskGpuParams {
   // the exact kernel. false: the exact kernel, every (probe, row) dot sequentially on CUDA cores
   // (the reference path; slower).
   bool tensor_core_filter = true;
+  // Filter kernel: prefetch into L2, one descent step ahead, the probe keys of both possible
+  // decisions (contiguous keys only). A performance hint; the results do not depend on it.
+  bool prefetch_keys = true;
 };
 
 // RoPE positions the call needs.
@@ -95,6 +98,9 @@ absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParam
 // The plan's layout for these params (pointers into p.workspace); valid after a successful
 // HipPrefillMaskGpu on `stream` has run.
 absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& p);
+// Resident blocks per SM of the filter score kernel for head_dim 64 / 128 (occupancy report for
+// benchmarks; sets the kernel's shared-memory attributes as a launch does).
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim);
 // Runs all stages on `stream` (a cudaStream_t) and returns the plan (as HipPrefillPlanFor).
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& p, void* stream);
 

@@ -19,6 +19,9 @@ absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParam
 absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams&) {
   return NoCuda("HipPrefillPlanFor");
 }
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int) {
+  return NoCuda("HipPrefillMaskScoreBlocksPerSm");
+}
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams&, void*) {
   return NoCuda("HipPrefillMaskGpu");
 }

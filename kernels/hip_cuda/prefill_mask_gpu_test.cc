@@ -3,9 +3,10 @@
 // (starts, count, range_end) and the final block list must be EXACTLY equal on the same bf16
 // inputs. Every case runs both score kernels (tensor-core filter-then-verify, the default, and
 // the exact one) and their whole workspaces (lists, counts and the last stage's chunk scores)
-// must be equal byte for byte. Adversarial inputs (near-tied, duplicated, huge, tiny, subnormal
-// and non-finite values) stress the filter's error bound and its fallback. Workspaces poisoned
-// (0xff) before each run. ctest label gpu; GTEST_SKIP without a device.
+// must be equal byte for byte (the filter also with its key prefetch off). Adversarial inputs
+// (near-tied, duplicated, huge, tiny, subnormal, fp16-range edges and non-finite values) stress
+// the filter's error bound and its fallback. Workspaces poisoned (0xff) before each run. ctest
+// label gpu; GTEST_SKIP without a device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -251,6 +252,20 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
     }
     EXPECT_EQ(diffs, 0) << "filter and exact workspaces differ in " << diffs << " of " << *ws
                         << " bytes, first at byte " << first_diff;
+  }
+  {
+    // The key prefetch is a hint only: the filter without it leaves the same workspace.
+    DeviceVec<uint8_t> d_ws_np(std::vector<uint8_t>(*ws, 0xff));
+    HipPrefillMaskGpuParams pn = p;
+    pn.workspace = d_ws_np.data();
+    pn.prefetch_keys = false;
+    ASSERT_TRUE(HipPrefillMaskGpu(pn, nullptr).ok());
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<uint8_t> h_exact(*ws), h_np(*ws);
+    ASSERT_EQ(cudaMemcpy(h_exact.data(), d_ws_exact.data(), *ws, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(h_np.data(), d_ws_np.data(), *ws, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_TRUE(h_exact == h_np) << "filter without key prefetch differs from the exact kernel";
   }
   if (c.data == Data::kNonFinite) return;  // the reference is not defined on NaN scores
 

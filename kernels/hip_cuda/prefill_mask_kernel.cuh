@@ -26,6 +26,7 @@ struct PrefillArgs {
   int block_q;
   int first_block;
   int stride_q;  // stride_q[s]
+  int prefetch_keys;  // HipPrefillMaskGpuParams::prefetch_keys (filter kernel only)
 };
 
 // Chunk-local query range [qa, qb) (indices into q) of plan row `row`.

@@ -158,18 +158,26 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
     if (threadIdx.x == 0) *s_tile_bad = 0;
     __syncthreads();
-    for (int r = threadIdx.x; r < RT; r += THREADS) {
-      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S);
-      float ss = 0.f;
-#pragma unroll 8
-      for (int c4 = 0; c4 < HD / 4; ++c4) {
-        const float4 v = p[c4];
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+    {
+      // Two threads per row (adjacent lanes), each half the row in four independent sums (the
+      // norm's rounding, any order, is inside the bound's allowance).
+      static_assert(THREADS == 2 * RT, "two threads per row");
+      const int r = threadIdx.x >> 1;
+      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S) + (threadIdx.x & 1);
+      float s4[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int c = 0; c < HD / 8; ++c) {
+        const float4 v = p[2 * c];
+        s4[c & 3] = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, s4[c & 3]))));
       }
+      float ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+      ss += __shfl_xor_sync(0xffffffffu, ss, 1);
       const float term = TcNormTerm(ss);
       const bool valid = tile * RT + r < num_rows;
-      s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
-      if (valid && !(term <= kFltMax)) *s_tile_bad = 1;
+      if ((threadIdx.x & 1) == 0) {
+        s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
+        if (valid && !(term <= kFltMax)) *s_tile_bad = 1;
+      }
     }
     __syncthreads();
   };
@@ -196,7 +204,7 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
     const bool has = descend || (single && side == 0);
 
-    if (descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
+    if (pa.prefetch_keys && descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
       // This side's probe of the next step, for either decision (the same formula as `probe`).
       auto next_probe = [&](int32_t l, int32_t h) {
         const int32_t m = l + (h - l) / 2;
@@ -207,14 +215,16 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     }
     __syncwarp();  // the previous step's readers of this warp's keys are done
     if (has) {
-      float ss = 0.f;
+      float s4[4] = {0.f, 0.f, 0.f, 0.f};  // four independent sums (short dependent chains)
       RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
         *reinterpret_cast<float4*>(my_key + 4 * i4) = k1;
         *reinterpret_cast<float4*>(my_key + HALF + 4 * i4) = k2;
-        ss = fmaf(k1.x, k1.x, fmaf(k1.y, k1.y, fmaf(k1.z, k1.z, fmaf(k1.w, k1.w, ss))));
-        ss = fmaf(k2.x, k2.x, fmaf(k2.y, k2.y, fmaf(k2.z, k2.z, fmaf(k2.w, k2.w, ss))));
+        s4[0] = fmaf(k1.x, k1.x, fmaf(k1.y, k1.y, s4[0]));
+        s4[1] = fmaf(k1.z, k1.z, fmaf(k1.w, k1.w, s4[1]));
+        s4[2] = fmaf(k2.x, k2.x, fmaf(k2.y, k2.y, s4[2]));
+        s4[3] = fmaf(k2.z, k2.z, fmaf(k2.w, k2.w, s4[3]));
       });
-      s_knorm[threadIdx.x] = TcNormTerm(ss);
+      s_knorm[threadIdx.x] = TcNormTerm((s4[0] + s4[1]) + (s4[2] + s4[3]));
     } else {
 #pragma unroll
       for (int c4 = 0; c4 < HD / 4; ++c4) {
@@ -282,12 +292,18 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
           for (int h = 0; h < 2; ++h) {
             const int p = wbase + 16 * mt + 8 * h + g;
             const float kn = kTcDotBoundScale * s_knorm[p];
-            float t = kNegInf;
+            float lo4[NT];  // max(approx - B) as a tree (fmaxf is exact and order-free)
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-              for (int j = 0; j < 2; ++j) t = fmaxf(t, fmaf(-kn, rn[nt][j], acc[mt][nt][2 * h + j]));
+              lo4[nt] = fmaxf(fmaf(-kn, rn[nt][0], acc[mt][nt][2 * h]),
+                              fmaf(-kn, rn[nt][1], acc[mt][nt][2 * h + 1]));
             }
+#pragma unroll
+            for (int w = NT / 2; w >= 1; w /= 2) {
+#pragma unroll
+              for (int nt = 0; nt < w; ++nt) lo4[nt] = fmaxf(lo4[nt], lo4[nt + w]);
+            }
+            float t = lo4[0];
             t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 1));
             t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 2));
             t = fmaxf(t, s_run[p]);  // rows at or below the earlier tiles' max cannot change it
