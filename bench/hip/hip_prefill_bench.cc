@@ -26,9 +26,10 @@
 //   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
 //                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
 //                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
-//                     [--stages 0|1] [--prefetch_ab 0|1] [--commit SHA]
-// --prefetch_ab 1 also times the 128K mask with HipPrefillMaskGpuParams::prefetch_keys off
-// (median of --reps) and checks its workspace equals the default run's.
+//                     [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--commit SHA]
+// --prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
+// prefetch_keys off / filter_block_threads = 256 (median of --reps) and check that the
+// workspace equals the default run's.
 // --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
 // (median of --reps each): successive differences are the stages' own times (score + select).
 #include <cuda_runtime.h>
@@ -68,6 +69,7 @@ struct Args {
   int exact_1m = 0;
   int stages = 0;
   int prefetch_ab = 0;
+  int threads_ab = 0;
   std::string commit = "unknown";
 };
 
@@ -100,6 +102,8 @@ Args Parse(int argc, char** argv) {
       a.exact_1m = std::atoi(next().c_str());
     } else if (s == "--prefetch_ab") {
       a.prefetch_ab = std::atoi(next().c_str());
+    } else if (s == "--threads_ab") {
+      a.threads_ab = std::atoi(next().c_str());
     } else if (s == "--stages") {
       a.stages = std::atoi(next().c_str());
     } else if (s == "--commit") {
@@ -124,6 +128,7 @@ struct Layer {
   kernels::PruningSpec spec;
   bool tc_filter = true;  // HipPrefillMaskGpuParams::tensor_core_filter
   bool prefetch = true;   // HipPrefillMaskGpuParams::prefetch_keys
+  int tc_threads = 128;   // HipPrefillMaskGpuParams::filter_block_threads
 };
 
 kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
@@ -144,6 +149,7 @@ kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int nu
   p.workspace_bytes = L.ws_bytes;
   p.tensor_core_filter = L.tc_filter;
   p.prefetch_keys = L.prefetch;
+  p.filter_block_threads = L.tc_threads;
   return p;
 }
 
@@ -261,7 +267,7 @@ int Main(int argc, char** argv) {
   BENCH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 
   Layer L;
-  int score_blocks_per_sm = 0;
+  int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0;
   L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
   const int max_t = std::max(a.t128k, a.t1m);
@@ -301,10 +307,14 @@ int Main(int argc, char** argv) {
     L.ws_bytes = ws;
     BENCH_CUDA(cudaMalloc(&L.ws, ws));
     std::printf("mask workspace %.1f MB\n", ws / 1e6);
-    absl::StatusOr<int> bps = kernels::HipPrefillMaskScoreBlocksPerSm(kHeadDim);
+    absl::StatusOr<int> bps = kernels::HipPrefillMaskScoreBlocksPerSm(kHeadDim, 128);
     BENCH_OK(bps.status());
     score_blocks_per_sm = *bps;
-    std::printf("filter score kernel: %d blocks of 128 threads per SM\n", score_blocks_per_sm);
+    bps = kernels::HipPrefillMaskScoreBlocksPerSm(kHeadDim, 256);
+    BENCH_OK(bps.status());
+    score_blocks_per_sm_256 = *bps;
+    std::printf("filter score kernel: %d blocks of 128 threads or %d of 256 per SM\n",
+                score_blocks_per_sm, score_blocks_per_sm_256);
   }
   BENCH_CUDA(cudaStreamSynchronize(s));
 
@@ -345,24 +355,34 @@ int Main(int argc, char** argv) {
     time_hip128(std::max(1, a.reps / 2), &hipx_ms, &maskx_ms, &bsax_ms);
     L.tc_filter = true;
   }
-  // Mask with the next-step key prefetch off.
-  double mask_noprefetch_ms = 0;
-  int64_t ws_diff_noprefetch = -1;
-  if (a.prefetch_ab) {
+  // Mask alone with a performance variant of the filter (prefetch off / 256-thread blocks); its
+  // workspace must equal the default's.
+  auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms,
+                          int64_t* diff) {
     HipChunk(L, 0, T, s, nullptr);
-    const std::vector<uint8_t> ws_on = WorkspaceCopy(L, s);
-    L.prefetch = false;
+    const std::vector<uint8_t> ws_default = WorkspaceCopy(L, s);
+    L.prefetch = prefetch;
+    L.tc_threads = threads;
     auto mask_only = [&] {
       BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s).status());
     };
     mask_only();
-    ws_diff_noprefetch = BytesDiffering(ws_on, WorkspaceCopy(L, s));
+    *diff = BytesDiffering(ws_default, WorkspaceCopy(L, s));
     std::vector<double> t;
     for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
-    mask_noprefetch_ms = Median(t);
+    *ms = Median(t);
     L.prefetch = true;
-    std::printf("  mask without key prefetch: %.2f ms (workspace vs default: %lld bytes differ)\n",
-                mask_noprefetch_ms, static_cast<long long>(ws_diff_noprefetch));
+    L.tc_threads = 128;
+    std::printf("  mask, %s: %.2f ms (workspace vs default: %lld bytes differ)\n", what, *ms,
+                static_cast<long long>(*diff));
+  };
+  double mask_noprefetch_ms = 0, mask_t256_ms = 0;
+  int64_t ws_diff_noprefetch = -1, ws_diff_t256 = -1;
+  if (a.prefetch_ab) {
+    time_variant("key prefetch off", false, 128, &mask_noprefetch_ms, &ws_diff_noprefetch);
+  }
+  if (a.threads_ab) {
+    time_variant("256-thread filter blocks", true, 256, &mask_t256_ms, &ws_diff_t256);
   }
   // Mask time with only the first 1, 2, .. stages (cumulative).
   std::vector<double> stage_cum_ms;
@@ -603,6 +623,14 @@ int Main(int argc, char** argv) {
                     a.reps, mask_noprefetch_ms, static_cast<long long>(ws_diff_noprefetch));
       j += buf;
     }
+    if (a.threads_ab) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t128k_mask_256_thread_blocks\": {\"reps\": %d, \"mask_ms\": %.3f, "
+                    "\"blocks_per_sm\": %d, \"workspace_bytes_differing\": %lld},\n",
+                    a.reps, mask_t256_ms, score_blocks_per_sm_256,
+                    static_cast<long long>(ws_diff_t256));
+      j += buf;
+    }
     if (!stage_cum_ms.empty()) {
       j += "  \"t128k_mask_first_stages_ms\": [";
       for (size_t i = 0; i < stage_cum_ms.size(); ++i) {
@@ -661,7 +689,7 @@ int Main(int argc, char** argv) {
   }
   const int64_t bad =
       bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
-  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0) return 4;  // the filter changed a score or a list
+  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0 || ws_diff_t256 > 0) return 4;  // the filter changed a score or a list
   return bad == 0 ? 0 : 3;
 }
 

@@ -18,7 +18,7 @@ namespace {
 namespace hm = hip_mask_internal;
 
 constexpr char kFn[] = "HipPrefillMaskGpu";
-constexpr int kScoreThreads = 128;
+constexpr int kScoreThreads = 128;  // exact kernel
 constexpr int kRowTile = 64;  // scoring rows staged in shared memory at a time
 constexpr int kSelectThreads = 1024;
 
@@ -158,53 +158,66 @@ Layout LayoutFor(const HipPrefillMaskGpuParams& p) {
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 // The filter-then-verify kernel's dynamic shared memory is > 48 KB: opt in (per call, since
-// the attribute is per device; not a stream operation, so graph capture is unaffected).
-template <int HD>
+// the attribute is per device; not a stream operation, so graph capture is unaffected). Ask for
+// the largest carveout too (2 x 107 KB at head_dim 128 with 128 threads) rather than leave it to
+// the driver's choice.
+template <int HD, int TT>
 absl::Status PrepareTcScore() {
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, kScoreThreads>,
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, TT>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            hm::TcScoreSmem<HD, kScoreThreads>::kBytes));
-  // Two blocks per SM need the largest carveout (2 x 107 KB at head_dim 128): ask for it
-  // rather than leave it to the driver's choice.
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, kScoreThreads>,
+                                            hm::TcScoreSmem<HD, TT>::kBytes));
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreTcKernel<HD, TT>,
                                             cudaFuncAttributePreferredSharedMemoryCarveout,
                                             cudaSharedmemCarveoutMaxShared));
   return absl::OkStatus();
 }
 
-template <int HD>
-absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
-                         int rows, int kv_heads, bool tc_filter, cudaStream_t stream) {
-  constexpr int cpb = kScoreThreads / 2;
-  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+template <int HD, int TT>
+absl::Status LaunchTcScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
+                           int rows, int kv_heads, cudaStream_t stream) {
+  if (absl::Status st = PrepareTcScore<HD, TT>(); !st.ok()) return st;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, TT / 2))), kv_heads,
                   rows);
-  if (tc_filter) {
-    if (absl::Status st = PrepareTcScore<HD>(); !st.ok()) return st;
-    hm::PrefillScoreTcKernel<HD, kScoreThreads>
-        <<<grid, kScoreThreads, hm::TcScoreSmem<HD, kScoreThreads>::kBytes, stream>>>(a, pa);
-  } else {
-    hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a,
-                                                                                          pa);
-  }
+  hm::PrefillScoreTcKernel<HD, TT><<<grid, TT, hm::TcScoreSmem<HD, TT>::kBytes, stream>>>(a, pa);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
 
 template <int HD>
+absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
+                         int rows, int kv_heads, bool tc_filter, int tc_threads,
+                         cudaStream_t stream) {
+  if (tc_filter) {
+    return tc_threads == 256 ? LaunchTcScore<HD, 256>(a, pa, max_n, rows, kv_heads, stream)
+                             : LaunchTcScore<HD, 128>(a, pa, max_n, rows, kv_heads, stream);
+  }
+  constexpr int cpb = kScoreThreads / 2;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+                  rows);
+  hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a, pa);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+template <int HD, int TT>
 absl::StatusOr<int> TcBlocksPerSm() {
-  if (absl::Status st = PrepareTcScore<HD>(); !st.ok()) return st;
+  if (absl::Status st = PrepareTcScore<HD, TT>(); !st.ok()) return st;
   int blocks = 0;
   CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, hm::PrefillScoreTcKernel<HD, kScoreThreads>, kScoreThreads,
-      hm::TcScoreSmem<HD, kScoreThreads>::kBytes));
+      &blocks, hm::PrefillScoreTcKernel<HD, TT>, TT, hm::TcScoreSmem<HD, TT>::kBytes));
   return blocks;
 }
 
 }  // namespace
 
-absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim) {
-  if (head_dim == 128) return TcBlocksPerSm<128>();
-  if (head_dim == 64) return TcBlocksPerSm<64>();
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim, int threads) {
+  if (threads != 128 && threads != 256) return Invalid("filter_block_threads must be 128 or 256");
+  if (head_dim == 128) {
+    return threads == 256 ? TcBlocksPerSm<128, 256>() : TcBlocksPerSm<128, 128>();
+  }
+  if (head_dim == 64) {
+    return threads == 256 ? TcBlocksPerSm<64, 256>() : TcBlocksPerSm<64, 128>();
+  }
   return Invalid(absl::StrCat("head_dim ", head_dim, " is not supported (supported: 64, 128)"));
 }
 
@@ -252,6 +265,10 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
   const PruningSpec& spec = *p.spec;
   const int stages = spec.num_stages();
   if (p.q == nullptr || p.rope == nullptr) return Invalid("q and rope must be non-null");
+  if (p.filter_block_threads != 128 && p.filter_block_threads != 256) {
+    return Invalid(absl::StrCat("filter_block_threads must be 128 or 256, got ",
+                                p.filter_block_threads));
+  }
   if (!Aligned16(p.q) || !Aligned16(p.rope)) return Invalid("q and rope must be 16-byte aligned");
   if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, NumKv(p));
       !st.ok()) {
@@ -327,9 +344,9 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
       const absl::Status st =
           p.head_dim == 128
               ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
-                                 stream)
+                                 p.filter_block_threads, stream)
               : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
-                                stream);
+                                p.filter_block_threads, stream);
       if (!st.ok()) return st;
     }
     hm::SelectKernel<kSelectThreads>

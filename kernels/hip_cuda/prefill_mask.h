@@ -89,6 +89,9 @@ struct HipPrefillMaskGpuParams {
   // Filter kernel: prefetch into L2, one descent step ahead, the probe keys of both possible
   // decisions (contiguous keys only). A performance hint; the results do not depend on it.
   bool prefetch_keys = true;
+  // Filter kernel block size: 128 threads (64 chunks, 2 blocks per SM at head_dim 128) or 256
+  // (128 chunks sharing each row tile, 1 block per SM). Performance only.
+  int filter_block_threads = 128;
 };
 
 // RoPE positions the call needs.
@@ -98,9 +101,10 @@ absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParam
 // The plan's layout for these params (pointers into p.workspace); valid after a successful
 // HipPrefillMaskGpu on `stream` has run.
 absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& p);
-// Resident blocks per SM of the filter score kernel for head_dim 64 / 128 (occupancy report for
-// benchmarks; sets the kernel's shared-memory attributes as a launch does).
-absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim);
+// Resident blocks per SM of the filter score kernel for head_dim 64 / 128 and a
+// filter_block_threads value (occupancy report for benchmarks; sets the kernel's shared-memory
+// attributes as a launch does).
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim, int threads);
 // Runs all stages on `stream` (a cudaStream_t) and returns the plan (as HipPrefillPlanFor).
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& p, void* stream);
 

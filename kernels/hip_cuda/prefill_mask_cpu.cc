@@ -19,7 +19,7 @@ absl::StatusOr<size_t> HipPrefillMaskWorkspaceBytes(const HipPrefillMaskGpuParam
 absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams&) {
   return NoCuda("HipPrefillPlanFor");
 }
-absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int) {
+absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int, int) {
   return NoCuda("HipPrefillMaskScoreBlocksPerSm");
 }
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams&, void*) {

@@ -3,7 +3,7 @@
 // (starts, count, range_end) and the final block list must be EXACTLY equal on the same bf16
 // inputs. Every case runs both score kernels (tensor-core filter-then-verify, the default, and
 // the exact one) and their whole workspaces (lists, counts and the last stage's chunk scores)
-// must be equal byte for byte (the filter also with its key prefetch off). Adversarial inputs
+// must be equal byte for byte (the filter also with key prefetch off / 256-thread blocks). Adversarial inputs
 // (near-tied, duplicated, huge, tiny, subnormal, fp16-range edges and non-finite values) stress
 // the filter's error bound and its fallback. Workspaces poisoned (0xff) before each run. ctest
 // label gpu; GTEST_SKIP without a device.
@@ -253,19 +253,23 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
     EXPECT_EQ(diffs, 0) << "filter and exact workspaces differ in " << diffs << " of " << *ws
                         << " bytes, first at byte " << first_diff;
   }
-  {
-    // The key prefetch is a hint only: the filter without it leaves the same workspace.
-    DeviceVec<uint8_t> d_ws_np(std::vector<uint8_t>(*ws, 0xff));
-    HipPrefillMaskGpuParams pn = p;
-    pn.workspace = d_ws_np.data();
-    pn.prefetch_keys = false;
-    ASSERT_TRUE(HipPrefillMaskGpu(pn, nullptr).ok());
+  // Performance-only variants of the filter leave the same workspace: key prefetch off, and
+  // 256-thread blocks.
+  for (int variant = 0; variant < 2; ++variant) {
+    DeviceVec<uint8_t> d_ws_v(std::vector<uint8_t>(*ws, 0xff));
+    HipPrefillMaskGpuParams pv = p;
+    pv.workspace = d_ws_v.data();
+    pv.prefetch_keys = variant != 0;
+    pv.filter_block_threads = variant == 0 ? 128 : 256;
+    ASSERT_TRUE(HipPrefillMaskGpu(pv, nullptr).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    std::vector<uint8_t> h_exact(*ws), h_np(*ws);
+    std::vector<uint8_t> h_exact(*ws), h_v(*ws);
     ASSERT_EQ(cudaMemcpy(h_exact.data(), d_ws_exact.data(), *ws, cudaMemcpyDeviceToHost),
               cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(h_np.data(), d_ws_np.data(), *ws, cudaMemcpyDeviceToHost), cudaSuccess);
-    EXPECT_TRUE(h_exact == h_np) << "filter without key prefetch differs from the exact kernel";
+    ASSERT_EQ(cudaMemcpy(h_v.data(), d_ws_v.data(), *ws, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_TRUE(h_exact == h_v) << (variant == 0 ? "filter without key prefetch"
+                                                 : "filter with 256-thread blocks")
+                                << " differs from the exact kernel";
   }
   if (c.data == Data::kNonFinite) return;  // the reference is not defined on NaN scores
 

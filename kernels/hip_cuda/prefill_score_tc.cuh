@@ -120,7 +120,7 @@ struct TcScoreSmem {
 };
 
 template <int HD, int THREADS>
-__global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageArgs a,
+__global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(const StageArgs a,
                                                                  const PrefillArgs pa) {
   constexpr int RT = kTcRowTile;
   constexpr int CPB = THREADS / 2;  // chunks per block
@@ -158,12 +158,12 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
     FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
     if (threadIdx.x == 0) *s_tile_bad = 0;
     __syncthreads();
-    {
-      // Two threads per row (adjacent lanes), each half the row in four independent sums (the
-      // norm's rounding, any order, is inside the bound's allowance).
-      static_assert(THREADS == 2 * RT, "two threads per row");
-      const int r = threadIdx.x >> 1;
-      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S) + (threadIdx.x & 1);
+    // Two threads per row (adjacent lanes), each half the row in four independent sums (the
+    // norm's rounding, any order, is inside the bound's allowance). Warp-uniform loop.
+    static_assert((2 * RT) % 32 == 0, "whole warps per pass");
+    for (int idx = threadIdx.x; idx < 2 * RT; idx += THREADS) {
+      const int r = idx >> 1;
+      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S) + (idx & 1);
       float s4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int c = 0; c < HD / 8; ++c) {
@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(THREADS, 2) PrefillScoreTcKernel(const StageAr
       ss += __shfl_xor_sync(0xffffffffu, ss, 1);
       const float term = TcNormTerm(ss);
       const bool valid = tile * RT + r < num_rows;
-      if ((threadIdx.x & 1) == 0) {
+      if ((idx & 1) == 0) {
         s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
         if (valid && !(term <= kFltMax)) *s_tile_bad = 1;
       }
