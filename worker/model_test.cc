@@ -2,19 +2,25 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "worker/builtin_model.h"
 
 namespace hipserve::worker {
 namespace {
 
 std::unique_ptr<Model> MakeModel(Communicator* comm, int max_context = 256,
-                                 int64_t budget = 1 << 20) {
+                                 int64_t budget = 1 << 20,
+                                 kernels::CpuWeightType weights =
+                                     kernels::CpuWeightType::kFloat32) {
   BuiltinModelOptions o;
   auto w = MakeBuiltinModel(o);
   EXPECT_TRUE(w.ok()) << w.status();
   ModelOptions mo;
   mo.max_context = max_context;
   mo.kv_budget_tokens = budget;
+  mo.cpu_weights = weights;
   auto m = Model::Create(*std::move(w), comm, mo);
   EXPECT_TRUE(m.ok()) << m.status();
   return std::move(m).value();
@@ -44,6 +50,50 @@ std::vector<SampledToken> Generate(Model& m, uint64_t seq, std::vector<int32_t> 
     b.work[0] = Work(seq, {(*r)[0].token}, pos);
   }
   return out;
+}
+
+TEST(ModelTest, ParseCpuWeights) {
+  EXPECT_EQ(*ParseCpuWeights("fp32"), kernels::CpuWeightType::kFloat32);
+  EXPECT_EQ(*ParseCpuWeights("bf16"), kernels::CpuWeightType::kBf16);
+  EXPECT_EQ(ParseCpuWeights("fp16").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCpuWeights("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// bf16 weights on the builtin model, whose weights are bf16 values already (builtin_model.cc):
+// rounding them changes nothing, so the bf16 model's logits must equal the fp32 model's up to
+// fp32 summation order (prefill: sgemm on bf16 widened per block; decode rows: the bf16 GEMV,
+// bitwise equal to the fp32 GEMV on such values), and decoding one token at a time must give
+// the logits of prefilling the same text. (The real model's bf16 rounding is checked in
+// tests/reference/logits_test.cc.)
+TEST(ModelTest, Bf16WeightsStayNearFp32AndDecodeMatchesPrefill) {
+  auto comm = MakeLocalCommunicator();
+  auto f32 = MakeModel(comm.get());
+  auto b16 = MakeModel(comm.get(), 256, 1 << 20, kernels::CpuWeightType::kBf16);
+  EXPECT_EQ(b16->cpu_weights(), kernels::CpuWeightType::kBf16);
+  const std::vector<int32_t> text = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108};
+  const int vocab = f32->dims().vocab_size;
+  auto lf = f32->PrefillLogits(SequenceId(1), text, 0);
+  auto lb = b16->PrefillLogits(SequenceId(1), text, 0);
+  ASSERT_TRUE(lf.ok() && lb.ok());
+  double scale = 1, worst = 0;
+  for (float v : *lf) scale = std::max(scale, std::abs(double{v}));
+  for (size_t i = 0; i < lf->size(); ++i) {
+    worst = std::max(worst, std::abs(double{(*lb)[i]} - (*lf)[i]));
+  }
+  EXPECT_LE(worst, 1e-5 * scale);
+  // The same text one token at a time (decode rows go through the GEMV).
+  std::vector<float> step_logits;
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto l = b16->PrefillLogits(SequenceId(2), {text[i]}, static_cast<int>(i));
+    ASSERT_TRUE(l.ok()) << l.status();
+    step_logits.insert(step_logits.end(), l->begin(), l->end());
+  }
+  ASSERT_EQ(step_logits.size(), lb->size());
+  double gap = 0;
+  for (size_t i = 0; i < lb->size(); ++i) {
+    gap = std::max(gap, std::abs(double{step_logits[i]} - (*lb)[i]));
+  }
+  EXPECT_LE(gap, 1e-4 * scale) << "vocab " << vocab;
 }
 
 TEST(ModelTest, IncrementalDecodeMatchesFullPrefill) {

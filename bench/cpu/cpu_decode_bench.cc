@@ -236,7 +236,8 @@ int Main(int argc, char** argv) {
     for (auto& [k, v] : b.items()) std::printf("  %-16s %8.2f ms\n", k.c_str(), 1e3 * v.get<double>());
     return 0;
   }
-  absl::StatusOr<BenchModel> bm = MakeBenchModel(*src, attention, context + steps, "", false, cpu_weights);
+  absl::StatusOr<BenchModel> bm =
+      MakeBenchModel(*src, attention, context + steps, "", false, cpu_weights);
   if (!bm.ok()) {
     std::fprintf(stderr, "attention %s: %s\n", attention.c_str(),
                  std::string(bm.status().message()).c_str());
@@ -334,10 +335,10 @@ int Main(int argc, char** argv) {
               doc["date"].get<std::string>().c_str(), commit.c_str(), CpuModel().c_str(),
               std::thread::hardware_concurrency(), BlasThreads(), pool_threads,
               kernels::CpuIsaName(kernels::BestCpuIsa()));
-  std::printf("context %d  attention %s  weights %s  prefill %.1f tok/s (%.1f s)  decode %.2f tok/s "
-              "(median step %.1f ms, mean %.1f ms, %d steps)\n",
-              context, attention.c_str(), cpu_weights.c_str(), context / prefill_s, prefill_s, steps / total,
-              1e3 * median, 1e3 * total / steps, steps);
+  std::printf("context %d  attention %s  weights %s  prefill %.1f tok/s (%.1f s)  decode "
+              "%.2f tok/s (median step %.1f ms, mean %.1f ms, %d steps)\n",
+              context, attention.c_str(), cpu_weights.c_str(), context / prefill_s, prefill_s,
+              steps / total, 1e3 * median, 1e3 * total / steps, steps);
   std::printf("CPU time: prefill %.1f s, decode %.1f ms/token (all threads)  load average "
               "%.1f -> %.1f (machine shared: wall time includes waiting for a core)\n",
               prefill_cpu_s, 1e3 * decode_cpu_s / steps, load_before, LoadAverage1());
