@@ -83,7 +83,9 @@ __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* star
 // builds 8 consecutive elements of each half at a time (16-byte loads of q and of the RoPE row,
 // all issued before the math, so a query costs one round of load latency, not eight); every
 // element still gets exactly the reference's operations in the reference's order.
-template <int HD, int THREADS, int RT>
+// kSwizzle: element c of tile row `local` is stored at column c ^ TcSwizzle(local) (see
+// prefill_score_tc.cuh); the values are the same.
+template <int HD, int THREADS, int RT, bool kSwizzle = false>
 __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
                                             const RowQueries& rq, int kvh, int n_chunks,
                                             int num_rows, int tile, float* rows,
@@ -131,11 +133,13 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
         o2[e] = __fdiv_rn(o2[e], count);
       }
     }
-    float* out = rows + local * row_stride + i0;
-    *reinterpret_cast<float4*>(out) = make_float4(o1[0], o1[1], o1[2], o1[3]);
-    *reinterpret_cast<float4*>(out + 4) = make_float4(o1[4], o1[5], o1[6], o1[7]);
-    *reinterpret_cast<float4*>(out + HALF) = make_float4(o2[0], o2[1], o2[2], o2[3]);
-    *reinterpret_cast<float4*>(out + HALF + 4) = make_float4(o2[4], o2[5], o2[6], o2[7]);
+    float* out = rows + local * row_stride;
+    const int sw = kSwizzle ? (local & 4) : 0;  // flips the 16-byte granule (i0 % 8 == 0)
+    *reinterpret_cast<float4*>(out + (i0 ^ sw)) = make_float4(o1[0], o1[1], o1[2], o1[3]);
+    *reinterpret_cast<float4*>(out + ((i0 + 4) ^ sw)) = make_float4(o1[4], o1[5], o1[6], o1[7]);
+    *reinterpret_cast<float4*>(out + ((HALF + i0) ^ sw)) = make_float4(o2[0], o2[1], o2[2], o2[3]);
+    *reinterpret_cast<float4*>(out + ((HALF + i0 + 4) ^ sw)) =
+        make_float4(o2[4], o2[5], o2[6], o2[7]);
   }
 }
 

@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   // Rows of `tile`, their norm terms (NaN for padding rows) and the tile's fallback flag; ends
   // with a barrier.
   auto fill_tile = [&](int tile) {
-    FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
+    FillRowTile<HD, THREADS, RT, true>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
     if (threadIdx.x == 0) *s_tile_bad = 0;
     __syncthreads();
     // Two threads per row (adjacent lanes), each half the row in four independent sums (the
@@ -195,6 +195,12 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   }
   float best = kNegInf;
   float* my_key = s_keys + threadIdx.x * S;
+  // Swizzle of the fp32 keys and rows in shared memory: element c of row / probe x sits at
+  // column c ^ (x & 4), i.e. rows with bit 2 set have their 16-byte granules swapped in pairs.
+  // The fragment loads (8 rows g of a half warp share the flip) stay conflict-free, and the
+  // per-lane 16-byte accesses of the key stores and the verification (8 lanes, 8 different rows
+  // at a 136-float stride) now hit 8 distinct bank quads instead of 4.
+  const int my_sw = threadIdx.x & 4;
 
   for (int it = 0; it < a.iterations; ++it) {
     const int32_t len = hi - lo;
@@ -217,8 +223,8 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
     if (has) {
       float s4[4] = {0.f, 0.f, 0.f, 0.f};  // four independent sums (short dependent chains)
       RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
-        *reinterpret_cast<float4*>(my_key + 4 * i4) = k1;
-        *reinterpret_cast<float4*>(my_key + HALF + 4 * i4) = k2;
+        *reinterpret_cast<float4*>(my_key + ((4 * i4) ^ my_sw)) = k1;
+        *reinterpret_cast<float4*>(my_key + ((HALF + 4 * i4) ^ my_sw)) = k2;
         s4[0] = fmaf(k1.x, k1.x, fmaf(k1.y, k1.y, s4[0]));
         s4[1] = fmaf(k1.z, k1.z, fmaf(k1.w, k1.w, s4[1]));
         s4[2] = fmaf(k2.x, k2.x, fmaf(k2.y, k2.y, s4[2]));
@@ -261,16 +267,18 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
             for (int r = 0; r < 4; ++r) {  // a0: (g, 2q), a1: (g + 8, 2q), a2: (g, 2q + 8), a3
-              const float* kp = s_keys + (wbase + 16 * mt + 8 * (r & 1) + g) * S + 16 * ks +
-                                8 * (r >> 1) + 2 * q4;
+              const float* kp = s_keys + (wbase + 16 * mt + 8 * (r & 1) + g) * S +
+                                ((16 * ks + 8 * (r >> 1) + 2 * q4) ^ (g & 4));
               ah[mt][r] = TcHalf2(*reinterpret_cast<const float2*>(kp));
             }
           }
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            const float* rp = s_rows + (8 * nt + g) * S + 16 * ks + 2 * q4;
-            const uint32_t b0 = TcHalf2(*reinterpret_cast<const float2*>(rp));
-            const uint32_t b1 = TcHalf2(*reinterpret_cast<const float2*>(rp + 8));
+            const float* rp = s_rows + (8 * nt + g) * S;
+            const uint32_t b0 =
+                TcHalf2(*reinterpret_cast<const float2*>(rp + ((16 * ks + 2 * q4) ^ (g & 4))));
+            const uint32_t b1 = TcHalf2(
+                *reinterpret_cast<const float2*>(rp + ((16 * ks + 8 + 2 * q4) ^ (g & 4))));
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt) TcMma(acc[mt][nt], ah[mt], b0, b1);
           }
@@ -349,18 +357,30 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           const float4* p0 = reinterpret_cast<const float4*>(s_rows + r0 * S);
           const float4* p1 = reinterpret_cast<const float4*>(s_rows + r1 * S);
           const float4* kp = reinterpret_cast<const float4*>(my_key);
+          const int s0 = (r0 >> 2) & 1, s1 = (r1 >> 2) & 1, sk = my_sw >> 2;  // granule flips
           float x0 = 0.f, x1 = 0.f;
+          if (__any_sync(__activemask(), two)) {
 #pragma unroll 8
-          for (int c4 = 0; c4 < HD / 4; ++c4) {
-            const float4 kv = kp[c4], u = p0[c4], w = p1[c4];
-            x0 = __fadd_rn(x0, __fmul_rn(u.x, kv.x));
-            x1 = __fadd_rn(x1, __fmul_rn(w.x, kv.x));
-            x0 = __fadd_rn(x0, __fmul_rn(u.y, kv.y));
-            x1 = __fadd_rn(x1, __fmul_rn(w.y, kv.y));
-            x0 = __fadd_rn(x0, __fmul_rn(u.z, kv.z));
-            x1 = __fadd_rn(x1, __fmul_rn(w.z, kv.z));
-            x0 = __fadd_rn(x0, __fmul_rn(u.w, kv.w));
-            x1 = __fadd_rn(x1, __fmul_rn(w.w, kv.w));
+            for (int c4 = 0; c4 < HD / 4; ++c4) {
+              const float4 kv = kp[c4 ^ sk], u = p0[c4 ^ s0], w = p1[c4 ^ s1];
+              x0 = __fadd_rn(x0, __fmul_rn(u.x, kv.x));
+              x1 = __fadd_rn(x1, __fmul_rn(w.x, kv.x));
+              x0 = __fadd_rn(x0, __fmul_rn(u.y, kv.y));
+              x1 = __fadd_rn(x1, __fmul_rn(w.y, kv.y));
+              x0 = __fadd_rn(x0, __fmul_rn(u.z, kv.z));
+              x1 = __fadd_rn(x1, __fmul_rn(w.z, kv.z));
+              x0 = __fadd_rn(x0, __fmul_rn(u.w, kv.w));
+              x1 = __fadd_rn(x1, __fmul_rn(w.w, kv.w));
+            }
+          } else {  // no lane of these has a second row: skip its loads (same x0 operations)
+#pragma unroll 8
+            for (int c4 = 0; c4 < HD / 4; ++c4) {
+              const float4 kv = kp[c4 ^ sk], u = p0[c4 ^ s0];
+              x0 = __fadd_rn(x0, __fmul_rn(u.x, kv.x));
+              x0 = __fadd_rn(x0, __fmul_rn(u.y, kv.y));
+              x0 = __fadd_rn(x0, __fmul_rn(u.z, kv.z));
+              x0 = __fadd_rn(x0, __fmul_rn(u.w, kv.w));
+            }
           }
           if (x0 > dot) dot = x0;  // NaN never wins
           if (two && x1 > dot) dot = x1;
