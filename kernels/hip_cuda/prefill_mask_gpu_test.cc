@@ -34,7 +34,9 @@ namespace {
 
 using testing::DeviceVec;
 
-enum class Spec { kSmall, kDefault, kLayer0 };
+// kSmallOddStride: kSmall with stride_q {3, 5, 2}: group query counts 3 and 5 (the division
+// path of the row averaging; powers of two take the exact-reciprocal product) besides 1, 2, 4.
+enum class Spec { kSmall, kDefault, kLayer0, kSmallOddStride };
 // Input data. Scales are powers of two, so scaled bf16 values stay exact.
 enum class Data {
   kRandom,         // q, k uniform in [-1, 1]
@@ -67,7 +69,7 @@ struct PrefillMaskCase {
 
 HipConfig ConfigFor(const PrefillMaskCase& c) {
   HipConfig cfg;
-  if (c.spec == Spec::kSmall) {
+  if (c.spec == Spec::kSmall || c.spec == Spec::kSmallOddStride) {
     // (64, 16, 8) keeping (512, 128, 64): every stage scores at a few thousand keys.
     cfg.n_sink = 16;
     cfg.n_window = 64;
@@ -75,6 +77,7 @@ HipConfig ConfigFor(const PrefillMaskCase& c) {
     cfg.stage_keep = {512, 128};
     cfg.k = 64;
     cfg.stride_q = {4, 2, 1};
+    if (c.spec == Spec::kSmallOddStride) cfg.stride_q = {3, 5, 2};
   }
   if (c.spec != Spec::kLayer0) cfg.layer_overrides.clear();
   cfg.extend = c.positions != PruningPositions::kReal;
@@ -373,6 +376,10 @@ INSTANTIATE_TEST_SUITE_P(
                         Data::kAllEqualKeys},
         // Chunked prefill: partial query blocks at both ends of the chunk.
         PrefillMaskCase{"t4k_small_chunk_off2005", 3505, 1500, 8, 2, 128, kRel, Spec::kSmall},
+        PrefillMaskCase{"t4k_small_odd_stride_rel", 4096 + 37, 4096 + 37, 8, 2, 128, kRel,
+                        Spec::kSmallOddStride},
+        PrefillMaskCase{"t4k_small_odd_stride_real_hd64", 4096, 3000, 8, 2, 64, kReal,
+                        Spec::kSmallOddStride},
         PrefillMaskCase{"t4k_small_chunk_one_query", 4001, 1, 8, 2, 64, kChunk, Spec::kSmall},
         // Default "3K" preset.
         PrefillMaskCase{"t4k_default_relative", 4096, 4096, 8, 2, 128, kRel, Spec::kDefault},

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/hip_cuda/mask_estimation_kernel.cuh"
 
@@ -85,11 +86,29 @@ __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* star
 // element still gets exactly the reference's operations in the reference's order.
 // kSwizzle: element c of tile row `local` is stored at column c ^ TcSwizzle(local) (see
 // prefill_score_tc.cuh); the values are the same.
-template <int HD, int THREADS, int RT, bool kSwizzle = false>
+//
+// Division by the group's query count: when the count is a power of two (1, 2, 4, ...: every
+// stride_q of the presets) the quotient is computed as a product with its exact reciprocal,
+// which is the same correctly rounded value (x / 2^j and x * 2^-j are the same real number, so
+// round to the same float, subnormals and specials included); otherwise __fdiv_rn.
+//
+// Row norms (optional, `norm` non-null): norm(local, sum_sq) is called once per tile row by one
+// lane, with the row's sum of squares over its final fp32 elements (fmaf, in an unspecified
+// order: a norm used only for the filter's error bound, which allows any order). The item loop
+// is warp-uniform for this (RT * PER_ROW is a multiple of THREADS; a row's items sit in
+// PER_ROW consecutive lanes of one warp).
+//
+// Extra output (optional, `extra` non-null): extra(local, i0, o1, o2) is called for every item
+// with its final elements [i0, i0 + 8) (o1) and [HALF + i0, HALF + i0 + 8) (o2) of tile row
+// `local` (zeros for padding rows), e.g. to store them in another layout as well.
+using FillHookNone = void (*)(int, float);
+template <int HD, int THREADS, int RT, bool kSwizzle = false, typename Norm = FillHookNone,
+          typename Extra = FillHookNone>
 __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
                                             const RowQueries& rq, int kvh, int n_chunks,
                                             int num_rows, int tile, float* rows,
-                                            int row_stride) {
+                                            int row_stride, Norm norm = nullptr,
+                                            Extra extra = nullptr) {
   constexpr int HALF = HD / 2;
   constexpr int V = 8;                // elements of each half per item
   constexpr int PER_ROW = HALF / V;   // items per row
@@ -126,12 +145,36 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
           o2[e] = __fadd_rn(o2[e], __fadd_rn(__fmul_rn(x2[e], c[e]), __fmul_rn(x1[e], sn[e])));
         }
       }
-      const float count = static_cast<float>(last - first);
+      const int n_q = last - first;
+      if ((n_q & (n_q - 1)) == 0) {  // power of two: exact reciprocal, same rounding
+        const float inv = __fdiv_rn(1.f, static_cast<float>(n_q));
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          o1[e] = __fmul_rn(o1[e], inv);
+          o2[e] = __fmul_rn(o2[e], inv);
+        }
+      } else {
+        const float count = static_cast<float>(n_q);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          o1[e] = __fdiv_rn(o1[e], count);
+          o2[e] = __fdiv_rn(o2[e], count);
+        }
+      }
+    }
+    if constexpr (!std::is_same_v<Extra, FillHookNone>) extra(local, i0, o1, o2);
+    if constexpr (!std::is_same_v<Norm, FillHookNone>) {
+      static_assert((RT * PER_ROW) % THREADS == 0 && THREADS % PER_ROW == 0 && 32 % PER_ROW == 0,
+                    "warp-uniform item loop, a row's items in one warp");
+      float s2[2] = {0.f, 0.f};
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        o1[e] = __fdiv_rn(o1[e], count);
-        o2[e] = __fdiv_rn(o2[e], count);
+        s2[e & 1] = fmaf(o1[e], o1[e], fmaf(o2[e], o2[e], s2[e & 1]));
       }
+      float ss = s2[0] + s2[1];
+#pragma unroll
+      for (int w = 1; w < PER_ROW; w *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, w);
+      if (item % PER_ROW == 0) norm(local, ss);
     }
     float* out = rows + local * row_stride;
     const int sw = kSwizzle ? (local & 4) : 0;  // flips the 16-byte granule (i0 % 8 == 0)

@@ -113,8 +113,13 @@ struct TcScoreSmem {
   static constexpr int kKeyNorm = kRowNorm + kTcRowTile;            // [THREADS]
   static constexpr int kRun = kKeyNorm + THREADS;                   // [THREADS]
   static constexpr int kMask = kRun + THREADS;                      // [THREADS] uint64 (2 floats)
-  static constexpr int kTileBad = kMask + 2 * THREADS;              // int: a row norm is bad
-  static constexpr int kFloats = kTileBad + 4;
+  // fp16 B fragments of the tile's rows, built once per tile by the fill (256-thread blocks
+  // only: 128-thread blocks would no longer fit two per SM): [RT / 8][HD / 16][32 lanes] x
+  // (b0, b1), the lane slot XORed with (k16 step & 3) (conflict-free stores from the fill; the
+  // reads of one slab are a permutation, conflict-free too). 4-byte words.
+  static constexpr bool kHalfB = THREADS >= 256;
+  static constexpr int kBh = kMask + 2 * THREADS;
+  static constexpr int kFloats = kBh + (kHalfB ? kTcRowTile * HD / 2 : 0);
   static constexpr int kBytes = kFloats * 4;
   static_assert(kMask % 2 == 0, "masks are 8-byte aligned");
 };
@@ -137,7 +142,7 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   float* s_knorm = smem + L::kKeyNorm;
   float* s_run = smem + L::kRun;
   unsigned long long* s_mask = reinterpret_cast<unsigned long long*>(smem + L::kMask);
-  int* s_tile_bad = reinterpret_cast<int*>(smem + L::kTileBad);
+  uint32_t* s_bh = reinterpret_cast<uint32_t*>(smem + L::kBh);
 
   const int row = blockIdx.z, kvh = blockIdx.y;
   const StageInput in = LoadStageInput(a, row, kvh);
@@ -152,35 +157,41 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   const float kNegInf = -__int_as_float(0x7f800000);
   const float kFltMax = 3.402823466e38f;
 
-  // Rows of `tile`, their norm terms (NaN for padding rows) and the tile's fallback flag; ends
-  // with a barrier.
-  auto fill_tile = [&](int tile) {
-    FillRowTile<HD, THREADS, RT, true>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S);
-    if (threadIdx.x == 0) *s_tile_bad = 0;
-    __syncthreads();
-    // Two threads per row (adjacent lanes), each half the row in four independent sums (the
-    // norm's rounding, any order, is inside the bound's allowance). Warp-uniform loop.
-    static_assert((2 * RT) % 32 == 0, "whole warps per pass");
-    for (int idx = threadIdx.x; idx < 2 * RT; idx += THREADS) {
-      const int r = idx >> 1;
-      const float4* p = reinterpret_cast<const float4*>(s_rows + r * S) + (idx & 1);
-      float s4[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int c = 0; c < HD / 8; ++c) {
-        const float4 v = p[2 * c];
-        s4[c & 3] = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, s4[c & 3]))));
-      }
-      float ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-      ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+  // Rows of `tile`, their norm terms (NaN for padding rows) and the tile's fallback flag (the
+  // return value, block-uniform); ends with a barrier. The norms come out of the fill itself
+  // (FillRowTile's norm hook: the PER_ROW lanes of a row reduce their elements' squares by
+  // shuffles), so the rows are not read back from shared memory for them.
+  auto fill_tile = [&](int tile) -> int {
+    int bad = 0;
+    auto norm = [&](int r, float ss) {
       const float term = TcNormTerm(ss);
       const bool valid = tile * RT + r < num_rows;
-      if ((idx & 1) == 0) {
-        s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
-        if (valid && !(term <= kFltMax)) *s_tile_bad = 1;
-      }
+      s_rnorm[r] = valid ? term : __int_as_float(0x7fc00000);
+      if (valid && !(term <= kFltMax)) bad = 1;
+    };
+    if constexpr (L::kHalfB) {
+      // Elements e0 .. e0 + 7 (e0 % 8 == 0) of row `local` = half j = (e0 / 8) & 1 of k16 step
+      // e0 / 16 for the quad lanes q4 = 0..3 of g = local % 8 (see the fragment reads below).
+      auto put = [&](int local, int e0, const float* o) {
+        const int ks = e0 >> 4, j = (e0 >> 3) & 1;
+        uint32_t* b = s_bh + ((local >> 3) * KS + ks) * 64 + j;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          b[2 * ((4 * (local & 7) + q) ^ (ks & 3))] = TcHalf2(make_float2(o[2 * q], o[2 * q + 1]));
+        }
+      };
+      FillRowTile<HD, THREADS, RT, true>(
+          a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S, norm,
+          [&](int local, int i0, const float(&o1)[8], const float(&o2)[8]) {
+            put(local, i0, o1);
+            put(local, HALF + i0, o2);
+          });
+    } else {
+      FillRowTile<HD, THREADS, RT, true>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S, norm);
     }
-    __syncthreads();
+    return __syncthreads_or(bad);
   };
+  int tile_bad = 0;  // the current tile has a non-finite or too large row norm
 
   const int lane = threadIdx.x & 31;
   const int wbase = threadIdx.x - lane;  // the warp's first probe
@@ -246,7 +257,7 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
     for (int tile = 0; tile < num_tiles; ++tile) {
       if (num_tiles > 1 || it == 0) {
         __syncthreads();  // previous readers of s_rows are done
-        fill_tile(tile);
+        tile_bad = fill_tile(tile);
       }
       const int rows_here = min(RT, num_rows - tile * RT);
       if (warp_has) {  // warp-uniform
@@ -274,11 +285,18 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           }
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            const float* rp = s_rows + (8 * nt + g) * S;
-            const uint32_t b0 =
-                TcHalf2(*reinterpret_cast<const float2*>(rp + ((16 * ks + 2 * q4) ^ (g & 4))));
-            const uint32_t b1 = TcHalf2(
-                *reinterpret_cast<const float2*>(rp + ((16 * ks + 8 + 2 * q4) ^ (g & 4))));
+            uint32_t b0, b1;
+            if constexpr (L::kHalfB) {
+              const uint2 b = *reinterpret_cast<const uint2*>(
+                  s_bh + (nt * KS + ks) * 64 + 2 * (lane ^ (ks & 3)));
+              b0 = b.x;
+              b1 = b.y;
+            } else {
+              const float* rp = s_rows + (8 * nt + g) * S;
+              b0 = TcHalf2(*reinterpret_cast<const float2*>(rp + ((16 * ks + 2 * q4) ^ (g & 4))));
+              b1 = TcHalf2(
+                  *reinterpret_cast<const float2*>(rp + ((16 * ks + 8 + 2 * q4) ^ (g & 4))));
+            }
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt) TcMma(acc[mt][nt], ah[mt], b0, b1);
           }
@@ -337,7 +355,7 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
         // as +0). Fallback (a non-finite or too large norm): every row of the tile.
         unsigned long long m = 0;
         if (has) {
-          if (!(s_knorm[threadIdx.x] <= kFltMax) || *s_tile_bad != 0) {
+          if (!(s_knorm[threadIdx.x] <= kFltMax) || tile_bad != 0) {
             m = rows_here == 64 ? ~0ull : (1ull << rows_here) - 1;
           } else {
             unsigned long long pm = s_mask[threadIdx.x];
@@ -348,7 +366,12 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
             }
           }
         }
-        while (m != 0ull) {
+        // Warp-uniform rounds (the enclosing branch is warp-uniform): in each, every lane with
+        // candidates left takes its next one or two; the two-row loop runs only when some lane
+        // has two (a uniform choice; a lane with one computes the same x0 either way).
+        while (__any_sync(0xffffffffu, m != 0ull)) {
+          const bool any_two = __any_sync(0xffffffffu, __popcll(m) >= 2);
+          if (m == 0ull) continue;
           const int r0 = __ffsll(static_cast<long long>(m)) - 1;
           m &= m - 1;
           const bool two = m != 0ull;
@@ -359,7 +382,7 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           const float4* kp = reinterpret_cast<const float4*>(my_key);
           const int s0 = (r0 >> 2) & 1, s1 = (r1 >> 2) & 1, sk = my_sw >> 2;  // granule flips
           float x0 = 0.f, x1 = 0.f;
-          if (__any_sync(__activemask(), two)) {
+          if (any_two) {
 #pragma unroll 8
             for (int c4 = 0; c4 < HD / 4; ++c4) {
               const float4 kv = kp[c4 ^ sk], u = p0[c4 ^ s0], w = p1[c4 ^ s1];
