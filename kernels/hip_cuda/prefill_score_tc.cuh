@@ -23,9 +23,14 @@
 // p of the block is thread p. Warp w computes the approx dots of its own 32 probes (two m16
 // tiles) against all RT rows (RT / 8 n8 tiles), so keys need only warp-level syncs. Shared
 // memory (dynamic): the tile's fp32 rows, the warp's fp32 rotated keys (both with a row stride
-// of HD + 8 floats: the 8-byte fragment loads of a half warp hit 16 distinct bank pairs), the
-// bounds' norms, the candidate masks, each probe's running exact max and the tile's fallback
-// flag. Operands are rounded to fp16 as they are loaded into fragments (one cvt per pair).
+// of HD + 8 floats: the 8-byte fragment loads of a half warp hit 16 distinct bank pairs; and
+// XOR-swizzled, element c of row / key x at column c ^ (x & 4), so the per-lane 16-byte key
+// stores and verification loads of 8 lanes hit 8 distinct bank quads), the bounds' norms, the
+// candidate masks and each probe's running exact max. The fill computes the rows' norms itself
+// (shuffles) and returns the tile's fallback flag through __syncthreads_or. Key operands are
+// rounded to fp16 as they are loaded into fragments (one cvt per pair); row operands too with
+// 128-thread blocks, while 256-thread blocks keep the tile's fp16 B fragments in shared memory,
+// written once per tile by the fill (kHalfB).
 #pragma once
 
 #include <cuda_fp16.h>
