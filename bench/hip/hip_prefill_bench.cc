@@ -28,8 +28,9 @@
 //                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
 //                     [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--commit SHA]
 // --prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
-// prefetch_keys off / filter_block_threads = 256 (median of --reps) and check that the
-// workspace equals the default run's.
+// prefetch_keys off / the other filter_block_threads value (128 or 256; median of --reps) and
+// check that the workspace equals the default run's; with --stages 1, --threads_ab 1 also
+// times the stage cuts with the other value.
 // --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
 // (median of --reps each): successive differences are the stages' own times (score + select).
 #include <cuda_runtime.h>
@@ -128,7 +129,7 @@ struct Layer {
   kernels::PruningSpec spec;
   bool tc_filter = true;  // HipPrefillMaskGpuParams::tensor_core_filter
   bool prefetch = true;   // HipPrefillMaskGpuParams::prefetch_keys
-  int tc_threads = 128;   // HipPrefillMaskGpuParams::filter_block_threads
+  int tc_threads = kernels::HipPrefillMaskGpuParams{}.filter_block_threads;  // the default
 };
 
 kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
@@ -357,6 +358,8 @@ int Main(int argc, char** argv) {
   }
   // Mask alone with a performance variant of the filter (prefetch off / 256-thread blocks); its
   // workspace must equal the default's.
+  const int kDefaultThreads = L.tc_threads;
+  const int other_threads = kDefaultThreads == 256 ? 128 : 256;
   auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms,
                           int64_t* diff) {
     HipChunk(L, 0, T, s, nullptr);
@@ -372,23 +375,28 @@ int Main(int argc, char** argv) {
     for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
     *ms = Median(t);
     L.prefetch = true;
-    L.tc_threads = 128;
+    L.tc_threads = kDefaultThreads;
     std::printf("  mask, %s: %.2f ms (workspace vs default: %lld bytes differ)\n", what, *ms,
                 static_cast<long long>(*diff));
   };
   double mask_noprefetch_ms = 0, mask_t256_ms = 0;
   int64_t ws_diff_noprefetch = -1, ws_diff_t256 = -1;
   if (a.prefetch_ab) {
-    time_variant("key prefetch off", false, 128, &mask_noprefetch_ms, &ws_diff_noprefetch);
+    time_variant("key prefetch off", false, kDefaultThreads, &mask_noprefetch_ms,
+                 &ws_diff_noprefetch);
   }
   if (a.threads_ab) {
-    time_variant("256-thread filter blocks", true, 256, &mask_t256_ms, &ws_diff_t256);
+    const std::string what = std::to_string(other_threads) + "-thread filter blocks";
+    time_variant(what.c_str(), true, other_threads, &mask_t256_ms, &ws_diff_t256);
   }
   // Mask time with only the first 1, 2, .. stages (cumulative).
-  std::vector<double> stage_cum_ms;
-  if (a.stages) {
+  std::vector<double> stage_cum_ms, stage_cum_other_ms;
+  for (int pass = 0; pass < (a.stages ? (a.threads_ab ? 2 : 1) : 0); ++pass) {
+    std::vector<double>& cum = pass == 0 ? stage_cum_ms : stage_cum_other_ms;
+    const int threads = pass == 0 ? kDefaultThreads : other_threads;
     for (int ns = 1; ns <= L.spec.num_stages(); ++ns) {
       Layer Ls = L;
+      Ls.tc_threads = threads;
       Ls.spec.chunk_sizes.resize(ns);
       Ls.spec.keep_tokens.resize(ns);
       Ls.spec.stride_q.resize(ns);
@@ -398,10 +406,9 @@ int Main(int argc, char** argv) {
       mask_only();
       std::vector<double> t;
       for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
-      stage_cum_ms.push_back(Median(t));
-      std::printf("  mask with stages 0..%d: %.2f ms (stage %d alone: %.2f ms)\n", ns - 1,
-                  stage_cum_ms.back(), ns - 1,
-                  stage_cum_ms.back() - (ns > 1 ? stage_cum_ms[ns - 2] : 0.0));
+      cum.push_back(Median(t));
+      std::printf("  %d-thread filter, mask with stages 0..%d: %.2f ms (stage %d alone: %.2f ms)\n",
+                  threads, ns - 1, cum.back(), ns - 1, cum.back() - (ns > 1 ? cum[ns - 2] : 0.0));
     }
   }
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
@@ -589,7 +596,10 @@ int Main(int argc, char** argv) {
     j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
     j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
     j += "  \"driver\": " + std::to_string(driver) + ",\n";
-    j += "  \"score_kernel_blocks_per_sm\": " + std::to_string(score_blocks_per_sm) + ",\n";
+    j += "  \"filter_block_threads\": " + std::to_string(L.tc_threads) + ",\n";
+    j += "  \"score_kernel_blocks_per_sm\": " +
+         std::to_string(L.tc_threads == 256 ? score_blocks_per_sm_256 : score_blocks_per_sm) +
+         ",\n";
     j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
     j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
          "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
@@ -625,9 +635,11 @@ int Main(int argc, char** argv) {
     }
     if (a.threads_ab) {
       std::snprintf(buf, sizeof(buf),
-                    "  \"t128k_mask_256_thread_blocks\": {\"reps\": %d, \"mask_ms\": %.3f, "
-                    "\"blocks_per_sm\": %d, \"workspace_bytes_differing\": %lld},\n",
-                    a.reps, mask_t256_ms, score_blocks_per_sm_256,
+                    "  \"t128k_mask_other_thread_blocks\": {\"threads\": %d, \"reps\": %d, "
+                    "\"mask_ms\": %.3f, \"blocks_per_sm\": %d, "
+                    "\"workspace_bytes_differing\": %lld},\n",
+                    other_threads, a.reps, mask_t256_ms,
+                    other_threads == 256 ? score_blocks_per_sm_256 : score_blocks_per_sm,
                     static_cast<long long>(ws_diff_t256));
       j += buf;
     }
@@ -635,6 +647,14 @@ int Main(int argc, char** argv) {
       j += "  \"t128k_mask_first_stages_ms\": [";
       for (size_t i = 0; i < stage_cum_ms.size(); ++i) {
         std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", stage_cum_ms[i]);
+        j += buf;
+      }
+      j += "],\n";
+    }
+    if (!stage_cum_other_ms.empty()) {
+      j += "  \"t128k_mask_first_stages_other_threads_ms\": [";
+      for (size_t i = 0; i < stage_cum_other_ms.size(); ++i) {
+        std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", stage_cum_other_ms[i]);
         j += buf;
       }
       j += "],\n";

@@ -89,10 +89,10 @@ struct HipPrefillMaskGpuParams {
   // Filter kernel: prefetch into L2, one descent step ahead, the probe keys of both possible
   // decisions (contiguous keys only). A performance hint; the results do not depend on it.
   bool prefetch_keys = true;
-  // Filter kernel block size: 128 threads (64 chunks, 2 blocks per SM at head_dim 128) or 256
-  // (128 chunks sharing each row tile, 1 block per SM, the tile's fp16 mma fragments built once
-  // per tile; ~5% faster at 128K on H100, bench/BENCHMARKS.md K4). Performance only.
-  int filter_block_threads = 128;
+  // Filter kernel block size: 256 (default: 128 chunks sharing each row tile, 1 block per SM;
+  // the tile's fp16 mma fragments are built once per tile, which only fits at this size) or 128
+  // (64 chunks, 2 blocks per SM at head_dim 128; fragments converted per warp). Performance only.
+  int filter_block_threads = 256;
 };
 
 // RoPE positions the call needs.

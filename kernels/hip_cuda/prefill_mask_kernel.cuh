@@ -102,8 +102,8 @@ __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* star
 // with its final elements [i0, i0 + 8) (o1) and [HALF + i0, HALF + i0 + 8) (o2) of tile row
 // `local` (zeros for padding rows), e.g. to store them in another layout as well.
 using FillHookNone = void (*)(int, float);
-template <int HD, int THREADS, int RT, bool kSwizzle = false, typename Norm = FillHookNone,
-          typename Extra = FillHookNone>
+template <int HD, int THREADS, int RT, bool kSwizzle = false, bool kBatchLoads = false,
+          typename Norm = FillHookNone, typename Extra = FillHookNone>
 __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
                                             const RowQueries& rq, int kvh, int n_chunks,
                                             int num_rows, int tile, float* rows,
@@ -115,7 +115,57 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
   static_assert(HALF % V == 0, "head_dim must be a multiple of 16");
   const int stride = pa.stride_q;
   const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
-  for (int item = threadIdx.x; item < RT * PER_ROW; item += THREADS) {
+  constexpr int ITEMS = (RT * PER_ROW + THREADS - 1) / THREADS;  // items per thread, at most
+  // One query's loads for an item: q (both halves) and its RoPE row (cos | sin).
+  struct QLoad {
+    uint4 u1, u2;
+    float4 c0, c1, s0, s1;
+  };
+  auto load = [&](const uint16_t* qh, int qi) {
+    const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, n_chunks);
+    const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
+    QLoad l;
+    l.u1 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row));
+    l.u2 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row + HALF));
+    l.c0 = __ldg(reinterpret_cast<const float4*>(cs));
+    l.c1 = __ldg(reinterpret_cast<const float4*>(cs + 4));
+    l.s0 = __ldg(reinterpret_cast<const float4*>(cs + HALF));
+    l.s1 = __ldg(reinterpret_cast<const float4*>(cs + HALF + 4));
+    return l;
+  };
+  auto apply = [&](const QLoad& l, float (&o1)[V], float (&o2)[V]) {
+    float x1[V], x2[V];
+    Unpack8(l.u1, x1);
+    Unpack8(l.u2, x2);
+    const float c[V] = {l.c0.x, l.c0.y, l.c0.z, l.c0.w, l.c1.x, l.c1.y, l.c1.z, l.c1.w};
+    const float sn[V] = {l.s0.x, l.s0.y, l.s0.z, l.s0.w, l.s1.x, l.s1.y, l.s1.z, l.s1.w};
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      o1[e] = __fadd_rn(o1[e], __fsub_rn(__fmul_rn(x1[e], c[e]), __fmul_rn(x2[e], sn[e])));
+      o2[e] = __fadd_rn(o2[e], __fadd_rn(__fmul_rn(x2[e], c[e]), __fmul_rn(x1[e], sn[e])));
+    }
+  };
+  // kBatchLoads: the first query of every item of this thread is loaded before any is used
+  // (one round of load latency per tile instead of one per item); the arithmetic and its order
+  // are unchanged.
+  QLoad pre[kBatchLoads ? ITEMS : 1];
+  if constexpr (kBatchLoads) {
+#pragma unroll
+    for (int k = 0; k < ITEMS; ++k) {
+      const int item = threadIdx.x + k * THREADS;
+      const int local = item / PER_ROW, i0 = (item % PER_ROW) * V;
+      const int rr = tile * RT + local;
+      if (item < RT * PER_ROW && rr < num_rows) {
+        const int grp = rr / a.group, g = rr % a.group;
+        pre[k] = load(pa.q + static_cast<int64_t>(kvh * a.group + g) * HD + i0,
+                      rq.qa + grp * stride);
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < ITEMS; ++k) {
+    const int item = threadIdx.x + k * THREADS;
+    if (item >= RT * PER_ROW) break;  // only when THREADS does not divide the items (no hooks)
     const int local = item / PER_ROW, i0 = (item % PER_ROW) * V;
     const int rr = tile * RT + local;
     float o1[V], o2[V];
@@ -125,26 +175,12 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
       const int grp = rr / a.group, g = rr % a.group;
       const int first = rq.qa + grp * stride, last = min(rq.qb, first + stride);
       const uint16_t* qh = pa.q + static_cast<int64_t>(kvh * a.group + g) * HD + i0;
-      for (int qi = first; qi < last; ++qi) {
-        const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, n_chunks);
-        const float* cs = a.rope + static_cast<int64_t>(qpos) * HD + i0;
-        const uint4 u1 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row));
-        const uint4 u2 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row + HALF));
-        const float4 c0 = __ldg(reinterpret_cast<const float4*>(cs));
-        const float4 c1 = __ldg(reinterpret_cast<const float4*>(cs + 4));
-        const float4 s0 = __ldg(reinterpret_cast<const float4*>(cs + HALF));
-        const float4 s1 = __ldg(reinterpret_cast<const float4*>(cs + HALF + 4));
-        float x1[V], x2[V];
-        Unpack8(u1, x1);
-        Unpack8(u2, x2);
-        const float c[V] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
-        const float sn[V] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
-#pragma unroll
-        for (int e = 0; e < V; ++e) {
-          o1[e] = __fadd_rn(o1[e], __fsub_rn(__fmul_rn(x1[e], c[e]), __fmul_rn(x2[e], sn[e])));
-          o2[e] = __fadd_rn(o2[e], __fadd_rn(__fmul_rn(x2[e], c[e]), __fmul_rn(x1[e], sn[e])));
-        }
+      int qi = first;
+      if constexpr (kBatchLoads) {
+        apply(pre[k], o1, o2);
+        ++qi;
       }
+      for (; qi < last; ++qi) apply(load(qh, qi), o1, o2);
       const int n_q = last - first;
       if ((n_q & (n_q - 1)) == 0) {  // power of two: exact reciprocal, same rounding
         const float inv = __fdiv_rn(1.f, static_cast<float>(n_q));

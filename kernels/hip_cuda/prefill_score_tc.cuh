@@ -166,6 +166,9 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   // return value, block-uniform); ends with a barrier. The norms come out of the fill itself
   // (FillRowTile's norm hook: the PER_ROW lanes of a row reduce their elements' squares by
   // shuffles), so the rows are not read back from shared memory for them.
+  // Batched first-query loads in the fill when a thread has at most two items per tile (with
+  // four, at head_dim 128 and 128 threads, the kernel would spill).
+  constexpr bool kBatchFill = RT * HD / 16 <= 2 * THREADS;
   auto fill_tile = [&](int tile) -> int {
     int bad = 0;
     auto norm = [&](int r, float ss) {
@@ -185,14 +188,15 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           b[2 * ((4 * (local & 7) + q) ^ (ks & 3))] = TcHalf2(make_float2(o[2 * q], o[2 * q + 1]));
         }
       };
-      FillRowTile<HD, THREADS, RT, true>(
+      FillRowTile<HD, THREADS, RT, true, kBatchFill>(
           a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S, norm,
           [&](int local, int i0, const float(&o1)[8], const float(&o2)[8]) {
             put(local, i0, o1);
             put(local, HALF + i0, o2);
           });
     } else {
-      FillRowTile<HD, THREADS, RT, true>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows, S, norm);
+      FillRowTile<HD, THREADS, RT, true, kBatchFill>(a, pa, rq, kvh, in.n, num_rows, tile,
+                                                     s_rows, S, norm);
     }
     return __syncthreads_or(bad);
   };
