@@ -121,9 +121,10 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
     uint4 u1, u2;
     float4 c0, c1, s0, s1;
   };
-  auto load = [&](const uint16_t* qh, int qi) {
+  // qh: the item's q elements (head and i0 applied); i0: the item's first element.
+  auto load = [&](const uint16_t* qh, int i0, int qi) {
     const int qpos = PrefillQueryPosition(a, pa.q_offset + qi, n_chunks);
-    const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
+    const float* cs = a.rope + static_cast<int64_t>(qpos) * HD + i0;
     QLoad l;
     l.u1 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row));
     l.u2 = __ldg(reinterpret_cast<const uint4*>(qh + qi * q_row + HALF));
@@ -157,7 +158,7 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
       const int rr = tile * RT + local;
       if (item < RT * PER_ROW && rr < num_rows) {
         const int grp = rr / a.group, g = rr % a.group;
-        pre[k] = load(pa.q + static_cast<int64_t>(kvh * a.group + g) * HD + i0,
+        pre[k] = load(pa.q + static_cast<int64_t>(kvh * a.group + g) * HD + i0, i0,
                       rq.qa + grp * stride);
       }
     }
@@ -180,7 +181,7 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
         apply(pre[k], o1, o2);
         ++qi;
       }
-      for (; qi < last; ++qi) apply(load(qh, qi), o1, o2);
+      for (; qi < last; ++qi) apply(load(qh, i0, qi), o1, o2);
       const int n_q = last - first;
       if ((n_q & (n_q - 1)) == 0) {  // power of two: exact reciprocal, same rounding
         const float inv = __fdiv_rn(1.f, static_cast<float>(n_q));
