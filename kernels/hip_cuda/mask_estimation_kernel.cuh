@@ -85,6 +85,68 @@ __device__ __forceinline__ StageInput LoadStageInput(const StageArgs& a, int b, 
   return in;
 }
 
+// One chunk's binary descent (HIP.md 2), shared by the decode and prefill score kernels. Two
+// lanes (threadIdx.x and threadIdx.x ^ 1) own a chunk: side 0 probes the left half, side 1 the
+// right. Per step: Step(it) sets this lane's probe; every lane of the warp then calls
+// Decide(score of its probe, -inf without one), which keeps the half whose probe scored higher
+// (left on ties) and the best score seen. Store() writes the chunk's score.
+struct ChunkDescent {
+  int side, chunk;
+  bool active;
+  int32_t lo = 0, hi = 0;
+  float best;
+  // Set by Step:
+  bool descend = false, single = false, has = false;
+  int32_t mid = 0, probe = 0;
+
+  __device__ __forceinline__ ChunkDescent(const StageArgs& a, const StageInput& in,
+                                          int chunks_per_block)
+      : side(threadIdx.x & 1),
+        chunk(static_cast<int>(blockIdx.x) * chunks_per_block + (threadIdx.x >> 1)),
+        active(chunk < in.n) {
+    best = -__int_as_float(0x7f800000);
+    if (active) {
+      lo = in.Start(a, chunk);
+      hi = min(lo + a.chunk_size, in.range_end);
+    }
+  }
+
+  __device__ __forceinline__ void Step(int it) {
+    const int32_t len = hi - lo;
+    descend = active && len >= 2;
+    single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
+    mid = lo + len / 2;
+    probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
+    has = descend || (single && side == 0);
+  }
+
+  // Called by every lane of the warp (a shuffle).
+  __device__ __forceinline__ void Decide(float dot) {
+    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
+    const float sl = side == 0 ? dot : other;
+    const float sr = side == 0 ? other : dot;
+    if (descend) {
+      best = fmaxf(best, fmaxf(sl, sr));
+      if (sl >= sr) {
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    } else if (single) {
+      best = sl;
+      hi = lo;  // done
+    }
+  }
+
+  // The score of list `list` (= sequence or plan row * num_kv_heads + kvh), from side 0.
+  __device__ __forceinline__ void Store(const StageArgs& a, int64_t list) const {
+    if (active && side == 0) {
+      // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
+      a.scores[list * a.score_stride + chunk] = __fadd_rn(best, 0.f);
+    }
+  }
+};
+
 __device__ __forceinline__ int QueryPosition(const StageArgs& a, int32_t t, int n_chunks) {
   switch (a.pos_mode) {
     case kPosReal:
@@ -147,26 +209,16 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   }
   __syncthreads();
 
-  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
-  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
-  const bool active = chunk < in.n;
-  int32_t lo = 0, hi = 0;
-  if (active) {
-    lo = in.Start(a, chunk);
-    hi = min(lo + a.chunk_size, in.range_end);
-  }
+  ChunkDescent d(a, in, CPB);
+  const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
   const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
   const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
   const float kNegInf = -__int_as_float(0x7f800000);
-  float best = kNegInf;
 
   for (int it = 0; it < a.iterations; ++it) {
-    const int32_t len = hi - lo;
-    const bool descend = active && len >= 2;
-    const bool single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
-    const int32_t mid = lo + len / 2;
-    const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
-    const bool has = descend || (single && side == 0);
+    d.Step(it);
+    const int32_t probe = d.probe;
+    const bool has = d.has;
     float dot = kNegInf;
     if (has) {
       int rpos;
@@ -214,26 +266,9 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
         if (g < a.group && acc[g] > dot) dot = acc[g];
       }
     }
-    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
-    const float sl = side == 0 ? dot : other;
-    const float sr = side == 0 ? other : dot;
-    if (descend) {
-      best = fmaxf(best, fmaxf(sl, sr));
-      if (sl >= sr) {
-        hi = mid;
-      } else {
-        lo = mid;
-      }
-    } else if (single) {
-      best = sl;
-      hi = lo;  // done
-    }
+    d.Decide(dot);
   }
-  if (active && side == 0) {
-    // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
-    a.scores[(static_cast<int64_t>(b) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
-        __fadd_rn(best, 0.f);
-  }
+  d.Store(a, static_cast<int64_t>(b) * a.num_kv_heads + kvh);
 }
 
 // Monotone map of a float (never NaN here) to uint32: larger float -> larger key.

@@ -291,24 +291,14 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
     FillRowTile<HD, THREADS, RT>(a, pa, rq, kvh, in.n, num_rows, tile, &s_rows[0][0], HD);
   };
 
-  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
-  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
-  const bool active = chunk < in.n;
-  int32_t lo = 0, hi = 0;
-  if (active) {
-    lo = in.Start(a, chunk);
-    hi = min(lo + a.chunk_size, in.range_end);
-  }
+  ChunkDescent d(a, in, CPB);
+  const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
   const float kNegInf = -__int_as_float(0x7f800000);
-  float best = kNegInf;
 
   for (int it = 0; it < a.iterations; ++it) {
-    const int32_t len = hi - lo;
-    const bool descend = active && len >= 2;
-    const bool single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
-    const int32_t mid = lo + len / 2;
-    const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
-    const bool has = descend || (single && side == 0);
+    d.Step(it);
+    const int32_t probe = d.probe;
+    const bool has = d.has;
     float kr[HD];  // the probe key, rotated, fp32
     if (has) {
       RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
@@ -351,26 +341,9 @@ __global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
         }
       }
     }
-    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
-    const float sl = side == 0 ? dot : other;
-    const float sr = side == 0 ? other : dot;
-    if (descend) {
-      best = fmaxf(best, fmaxf(sl, sr));
-      if (sl >= sr) {
-        hi = mid;
-      } else {
-        lo = mid;
-      }
-    } else if (single) {
-      best = sl;
-      hi = lo;  // done
-    }
+    d.Decide(dot);
   }
-  if (active && side == 0) {
-    // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
-    a.scores[(static_cast<int64_t>(row) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
-        __fadd_rn(best, 0.f);
-  }
+  d.Store(a, static_cast<int64_t>(row) * a.num_kv_heads + kvh);
 }
 
 }  // namespace hipserve::kernels::hip_mask_internal

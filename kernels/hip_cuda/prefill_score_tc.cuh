@@ -205,15 +205,8 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   const int lane = threadIdx.x & 31;
   const int wbase = threadIdx.x - lane;  // the warp's first probe
   const int g = lane >> 2, q4 = lane & 3;
-  const int side = threadIdx.x & 1;  // 0 = left probe, 1 = right probe
-  const int chunk = blockIdx.x * CPB + (threadIdx.x >> 1);
-  const bool active = chunk < in.n;
-  int32_t lo = 0, hi = 0;
-  if (active) {
-    lo = in.Start(a, chunk);
-    hi = min(lo + a.chunk_size, in.range_end);
-  }
-  float best = kNegInf;
+  ChunkDescent d(a, in, CPB);
+  const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
   float* my_key = s_keys + threadIdx.x * S;
   // Swizzle of the fp32 keys and rows in shared memory: element c of row / probe x sits at
   // column c ^ (x & 4), i.e. rows with bit 2 set have their 16-byte granules swapped in pairs.
@@ -223,21 +216,18 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
   const int my_sw = threadIdx.x & 4;
 
   for (int it = 0; it < a.iterations; ++it) {
-    const int32_t len = hi - lo;
-    const bool descend = active && len >= 2;
-    const bool single = active && it == 0 && len == 1;  // a one-key chunk: one left probe
-    const int32_t mid = lo + len / 2;
-    const int32_t probe = side == 0 ? (single ? lo : lo + (mid - lo) / 2) : mid + (hi - mid) / 2;
-    const bool has = descend || (single && side == 0);
+    d.Step(it);
+    const int32_t probe = d.probe;
+    const bool has = d.has;
 
-    if (pa.prefetch_keys && descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
+    if (pa.prefetch_keys && d.descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
       // This side's probe of the next step, for either decision (the same formula as `probe`).
       auto next_probe = [&](int32_t l, int32_t h) {
         const int32_t m = l + (h - l) / 2;
         return side == 0 ? l + (m - l) / 2 : m + (h - m) / 2;
       };
-      if (mid - lo >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(lo, mid));
-      if (hi - mid >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(mid, hi));
+      if (d.mid - d.lo >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(d.lo, d.mid));
+      if (d.hi - d.mid >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(d.mid, d.hi));
     }
     __syncwarp();  // the previous step's readers of this warp's keys are done
     if (has) {
@@ -421,26 +411,9 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
         __syncwarp();
       }
     }
-    const float other = __shfl_xor_sync(0xffffffffu, dot, 1);
-    const float sl = side == 0 ? dot : other;
-    const float sr = side == 0 ? other : dot;
-    if (descend) {
-      best = fmaxf(best, fmaxf(sl, sr));
-      if (sl >= sr) {
-        hi = mid;
-      } else {
-        lo = mid;
-      }
-    } else if (single) {
-      best = sl;
-      hi = lo;  // done
-    }
+    d.Decide(dot);
   }
-  if (active && side == 0) {
-    // +0.f turns -0 into +0: the selection compares -0 and +0 as equal, like the reference.
-    a.scores[(static_cast<int64_t>(row) * a.num_kv_heads + kvh) * a.score_stride + chunk] =
-        __fadd_rn(best, 0.f);
-  }
+  d.Store(a, static_cast<int64_t>(row) * a.num_kv_heads + kvh);
 }
 
 }  // namespace hipserve::kernels::hip_mask_internal
