@@ -1,16 +1,5 @@
-// bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
-// Prefills --context tokens (one step, or --prefill-chunk at a time), then times --steps greedy
-// decode steps (batch 1). Reports prefill tok/s, decode tok/s (median and mean step time) and
-// the threads used. --cpu_weights picks the linear weights' storage (ModelOptions::cpu_weights:
-// fp32 as loaded, or bf16). --breakdown additionally times, in isolation and with the exact
-// shapes and kernels Model::Step uses for one decode token at this context (all layers): the
-// QKV/O/MLP products, the LM head and dense decode attention; so the step time can be
-// attributed without a profiler.
-//
-// Usage: bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64]
-//          [--attention=dense] [--cpu_weights=fp32|bf16] [--prefill-chunk=0] [--breakdown]
-//          [--breakdown-only] [--json=PATH] [--commit=SHA]
-// --breakdown-only: only the kernel timings (seconds instead of a 4K prefill).
+// bench_cpu_decode: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -23,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "absl/strings/numbers.h"
 #include "bench/accuracy/bench_model.h"
 #include "common/spin_pool.h"
@@ -365,4 +355,26 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
+Prefills --context tokens (one step, or --prefill-chunk at a time), then times --steps greedy
+decode steps (batch 1). Reports prefill tok/s, decode tok/s (median and mean step time) and
+the threads used. --cpu_weights picks the linear weights' storage (ModelOptions::cpu_weights:
+fp32 as loaded, or bf16). --breakdown additionally times, in isolation and with the exact
+shapes and kernels Model::Step uses for one decode token at this context (all layers): the
+QKV/O/MLP products, the LM head and dense decode attention; so the step time can be
+attributed without a profiler.
+
+Usage: bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64]
+         [--attention=dense] [--cpu_weights=fp32|bf16] [--prefill-chunk=0] [--breakdown]
+         [--breakdown-only] [--json=PATH] [--commit=SHA]
+--breakdown-only: only the kernel timings (seconds instead of a 4K prefill).
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

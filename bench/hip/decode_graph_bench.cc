@@ -1,22 +1,5 @@
-// bench_decode_graph: one HiP decode step of the "8B layer" (kernels/testing/attention_cases.h)
-// through HipDecodeGraphs (kernels/hip_cuda/decode_graph.h), graph replay (Run) vs the same
-// launches one by one (RunEager), in the same run on the same buffers.
-//   cycle rows: time per step averaged over one (96, 24, 8) refresh cycle (lengths grow by one
-//     token a step); "aligned": every sequence on the same counter (K1's schedule); "staggered"
-//     (batch > 1): sequence b's counter is offset by 3 b steps, so most steps refresh some
-//     sequence from some stage.
-//   mode rows: 16 steps of one refresh mode (BSA only / all stages).
-// Every step includes the upload of lengths and start stages, the q copy in, the kernels (or
-// the graph launch) and the out copy; "+devio" rows skip the two copies (q written into
-// q_buffer() and out read from out_buffer() by the caller).
-// Batch > 1 shares one KV buffer: sequence b starts at row b * stride, stride = min(T,
-// (kv_rows - T) / (batch - 1)) (32 x 1M tokens would not fit a GPU).
-// Method (shared/BENCHMARKS.md): CUDA events around each cycle, warm-up, eager and graph reps
-// interleaved, median of --reps; q rotates over --rotations sets; outputs poisoned and checked
-// for NaN, and graph == eager bit for bit on a BSA-only step.
-//
-//   bench_decode_graph [--json out.json] [--lens 131072,1048576] [--batches 1,32] [--reps 20]
-//                      [--rotations 8] [--kv_rows 4194304] [--commit SHA]
+// bench_decode_graph: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/hip/hip_params.h"
@@ -348,4 +332,32 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_decode_graph: one HiP decode step of the "8B layer" (kernels/testing/attention_cases.h)
+through HipDecodeGraphs (kernels/hip_cuda/decode_graph.h), graph replay (Run) vs the same
+launches one by one (RunEager), in the same run on the same buffers.
+  cycle rows: time per step averaged over one (96, 24, 8) refresh cycle (lengths grow by one
+    token a step); "aligned": every sequence on the same counter (K1's schedule); "staggered"
+    (batch > 1): sequence b's counter is offset by 3 b steps, so most steps refresh some
+    sequence from some stage.
+  mode rows: 16 steps of one refresh mode (BSA only / all stages).
+Every step includes the upload of lengths and start stages, the q copy in, the kernels (or
+the graph launch) and the out copy; "+devio" rows skip the two copies (q written into
+q_buffer() and out read from out_buffer() by the caller).
+Batch > 1 shares one KV buffer: sequence b starts at row b * stride, stride = min(T,
+(kv_rows - T) / (batch - 1)) (32 x 1M tokens would not fit a GPU).
+Method (shared/BENCHMARKS.md): CUDA events around each cycle, warm-up, eager and graph reps
+interleaved, median of --reps; q rotates over --rotations sets; outputs poisoned and checked
+for NaN, and graph == eager bit for bit on a BSA-only step.
+
+  bench_decode_graph [--json out.json] [--lens 131072,1048576] [--batches 1,32] [--reps 20]
+                     [--rotations 8] [--kv_rows 4194304] [--commit SHA]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

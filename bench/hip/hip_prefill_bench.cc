@@ -1,38 +1,5 @@
-// bench_hip_prefill (K4): HiP prefill on the GPU (HipPrefillMaskGpu + BsaPrefillAttentionGpu, the
-// "3K" preset, relative pruning positions, streaming BSA positions, Llama 3.1 RoPE rotated
-// in-kernel from un-rotated keys) against our dense flash causal prefill
-// (DensePrefillAttentionGpu) in the same run, "8B layer" (32 query heads, 8 KV heads, head dim
-// 128, bf16, batch 1):
-//   - 128K causal, one call each (the whole prompt is one chunk);
-//   - 1M in 32K-query chunks (chunk c: q_offset = 32K c over the 32K (c + 1) keys so far),
-//     timed chunk by chunk with CUDA events inside full passes; the total is the sum.
-// Method (shared/BENCHMARKS.md): CUDA events on one stream, warm-up, median of --reps (128K) and
-// of --reps_long full passes (1M; multi-second, so fewer, printed and in the JSON); random bf16
-// data; outputs NaN-poisoned before and checked after. Dense TFLOP/s counts the causal half
-// (4 * sum over queries of keys seen * head_dim * heads); HiP's "eff" TFLOP/s divides the same
-// dense FLOPs by HiP's time. If --dense_1m sample, dense 1M is timed on a few chunks and
-// extrapolated (linear in the chunk index, which dense cost is); the output says so.
-// --bsa_fp8 1 (default) also times the BSA kernel alone at 128K on one plan with bf16 K/V and
-// with fp8 e5m2 K/V (random codes), alternating call by call, and prints fp8's time over bf16's.
-// --bsa_tiered 1 (needs --bsa_fp8 1; default 0) adds BSA-only rows at 128K reading K/V through a
-// tiered source (bf16 and fp8 banks at 100 / 90 / 50% hits, misses from fp8 pages in mapped
-// host memory) with the all-hot time of the same dtype from the same run
-// (hip_prefill_tiered_rows.h).
-// The mask runs with the tensor-core filter-then-verify score kernel (the default). --exact 1
-// (default) also times HiP at 128K with the exact score kernel (HipPrefillMaskGpuParams::
-// tensor_core_filter = false) in the same run, and --exact_1m 1 (default 0) one 1M pass with it;
-// each also checks that both kernels leave byte-identical mask workspaces (lists and scores).
-//
-//   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
-//                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
-//                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
-//                     [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--commit SHA]
-// --prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
-// prefetch_keys off / the other filter_block_threads value (128 or 256; median of --reps) and
-// check that the workspace equals the default run's; with --stages 1, --threads_ab 1 also
-// times the stage cuts with the other value.
-// --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
-// (median of --reps each): successive differences are the stages' own times (score + select).
+// bench_hip_prefill: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -44,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/hip/hip_prefill_tiered_rows.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
@@ -716,4 +684,48 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_hip_prefill (K4): HiP prefill on the GPU (HipPrefillMaskGpu + BsaPrefillAttentionGpu, the
+"3K" preset, relative pruning positions, streaming BSA positions, Llama 3.1 RoPE rotated
+in-kernel from un-rotated keys) against our dense flash causal prefill
+(DensePrefillAttentionGpu) in the same run, "8B layer" (32 query heads, 8 KV heads, head dim
+128, bf16, batch 1):
+  - 128K causal, one call each (the whole prompt is one chunk);
+  - 1M in 32K-query chunks (chunk c: q_offset = 32K c over the 32K (c + 1) keys so far),
+    timed chunk by chunk with CUDA events inside full passes; the total is the sum.
+Method (shared/BENCHMARKS.md): CUDA events on one stream, warm-up, median of --reps (128K) and
+of --reps_long full passes (1M; multi-second, so fewer, printed and in the JSON); random bf16
+data; outputs NaN-poisoned before and checked after. Dense TFLOP/s counts the causal half
+(4 * sum over queries of keys seen * head_dim * heads); HiP's "eff" TFLOP/s divides the same
+dense FLOPs by HiP's time. If --dense_1m sample, dense 1M is timed on a few chunks and
+extrapolated (linear in the chunk index, which dense cost is); the output says so.
+--bsa_fp8 1 (default) also times the BSA kernel alone at 128K on one plan with bf16 K/V and
+with fp8 e5m2 K/V (random codes), alternating call by call, and prints fp8's time over bf16's.
+--bsa_tiered 1 (needs --bsa_fp8 1; default 0) adds BSA-only rows at 128K reading K/V through a
+tiered source (bf16 and fp8 banks at 100 / 90 / 50% hits, misses from fp8 pages in mapped
+host memory) with the all-hot time of the same dtype from the same run
+(hip_prefill_tiered_rows.h).
+The mask runs with the tensor-core filter-then-verify score kernel (the default). --exact 1
+(default) also times HiP at 128K with the exact score kernel (HipPrefillMaskGpuParams::
+tensor_core_filter = false) in the same run, and --exact_1m 1 (default 0) one 1M pass with it;
+each also checks that both kernels leave byte-identical mask workspaces (lists and scores).
+
+  bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
+                    [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
+                    [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
+                    [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--commit SHA]
+--prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
+prefetch_keys off / the other filter_block_threads value (128 or 256; median of --reps) and
+check that the workspace equals the default run's; with --stages 1, --threads_ab 1 also
+times the stage cuts with the other value.
+--stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
+(median of --reps each): successive differences are the stages' own times (score + select).
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

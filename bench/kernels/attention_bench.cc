@@ -1,14 +1,5 @@
-// bench_attention: decode attention for the "8B layer" shape (32 query heads, 8 KV heads, head
-// dim 128, bf16, batch 1 by default): dense flash-decode (split-K) against HiP BSA decode
-// (k = 2048 selected keys in 8-key blocks + 256 sink + 1024 window, mask reused) at several T.
-// Method (bench/BENCHMARKS.md): CUDA events, warm-up, median of --reps; each timed repeat is
-// one cycle over --rotations input sets (different q, different KV rows via shifted kv_start,
-// different random block lists), so the BSA working set (~13.6 MB a call) is several times L2.
-// Each figure is timed twice: back-to-back stream launches, and replays of a CUDA graph of the
-// same cycle (what a decode loop would run). Outputs are poisoned (NaN) and checked after.
-//
-//   bench_attention [--json out.json] [--lens 32768,131072,1048576] [--batch 1] [--reps 20]
-//                   [--rotations 8] [--bsa_splits 8,13,26,52,104] [--commit SHA] [--device 0]
+// bench_attention: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/decode_attention.h"
@@ -369,4 +361,24 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_attention: decode attention for the "8B layer" shape (32 query heads, 8 KV heads, head
+dim 128, bf16, batch 1 by default): dense flash-decode (split-K) against HiP BSA decode
+(k = 2048 selected keys in 8-key blocks + 256 sink + 1024 window, mask reused) at several T.
+Method (bench/BENCHMARKS.md): CUDA events, warm-up, median of --reps; each timed repeat is
+one cycle over --rotations input sets (different q, different KV rows via shifted kv_start,
+different random block lists), so the BSA working set (~13.6 MB a call) is several times L2.
+Each figure is timed twice: back-to-back stream launches, and replays of a CUDA graph of the
+same cycle (what a decode loop would run). Outputs are poisoned (NaN) and checked after.
+
+  bench_attention [--json out.json] [--lens 32768,131072,1048576] [--batch 1] [--reps 20]
+                  [--rotations 8] [--bsa_splits 8,13,26,52,104] [--commit SHA] [--device 0]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

@@ -1,21 +1,5 @@
-// bench_decode_kv: decode attention reading the KV the way the serving system stores it, for the
-// "8B layer" (32 query heads, 8 KV heads, head dim 128, bf16 queries):
-//   fp8:    dense split-K decode and BSA decode (k = 2048 keys in 8-key blocks + 256 sink + 1024
-//           window, mask reused), K/V bf16 vs fp8 e5m2, batch 1, T = --lens; BSA also with
-//           in-kernel RoPE (un-rotated K, extend on: the serving configuration).
-//   tiered: BSA with RoPE from a fp8 bank + fp8 cold pages in pinned mapped host memory, T =
-//           --tier_len, with --hits of the tokens in the bank (misses read over PCIe), against
-//           the all-hot fp8 BSA of the same call; outputs must be bit-identical to it.
-//   K5:     batch --k5_batch at --k5_len each: HiP (GPU mask estimation on the (96, 24, 8)
-//           refresh cycle + BSA with RoPE), one 96-step CUDA graph / 96, vs dense split-K decode
-//           of the same batch; aggregate tokens/s.
-// Method (shared/BENCHMARKS.md): CUDA events, warm-up, median of --reps graph replays; inputs
-// rotate over query sets / KV offsets / block lists so the working set is several times L2;
-// outputs poisoned (NaN) and checked; bytes counted and GB/s printed.
-//
-//   bench_decode_kv [--json out.json] [--lens 131072,1048576] [--tier_len 1048576]
-//                   [--hits 1,0.9,0.5,0] [--k5_batch 32] [--k5_len 131072] [--reps 20]
-//                   [--rotations 8] [--skip fp8,tiered,k5] [--commit SHA]
+// bench_decode_kv: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -30,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
@@ -644,4 +629,31 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_decode_kv: decode attention reading the KV the way the serving system stores it, for the
+"8B layer" (32 query heads, 8 KV heads, head dim 128, bf16 queries):
+  fp8:    dense split-K decode and BSA decode (k = 2048 keys in 8-key blocks + 256 sink + 1024
+          window, mask reused), K/V bf16 vs fp8 e5m2, batch 1, T = --lens; BSA also with
+          in-kernel RoPE (un-rotated K, extend on: the serving configuration).
+  tiered: BSA with RoPE from a fp8 bank + fp8 cold pages in pinned mapped host memory, T =
+          --tier_len, with --hits of the tokens in the bank (misses read over PCIe), against
+          the all-hot fp8 BSA of the same call; outputs must be bit-identical to it.
+  K5:     batch --k5_batch at --k5_len each: HiP (GPU mask estimation on the (96, 24, 8)
+          refresh cycle + BSA with RoPE), one 96-step CUDA graph / 96, vs dense split-K decode
+          of the same batch; aggregate tokens/s.
+Method (shared/BENCHMARKS.md): CUDA events, warm-up, median of --reps graph replays; inputs
+rotate over query sets / KV offsets / block lists so the working set is several times L2;
+outputs poisoned (NaN) and checked; bytes counted and GB/s printed.
+
+  bench_decode_kv [--json out.json] [--lens 131072,1048576] [--tier_len 1048576]
+                  [--hits 1,0.9,0.5,0] [--k5_batch 32] [--k5_len 131072] [--reps 20]
+                  [--rotations 8] [--skip fp8,tiered,k5] [--commit SHA]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

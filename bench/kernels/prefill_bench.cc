@@ -1,15 +1,5 @@
-// bench_prefill: dense causal prefill attention for the "8B layer" shape (32 query heads, 8 KV
-// heads, head dim 128, bf16, batch 1) at several prompt lengths T (q_offset 0). Method
-// (bench/BENCHMARKS.md): CUDA events on one stream, 2 warm-up calls, median of --reps timed
-// calls (each call alone: one call at T = 8K is already ~0.1 ms of tensor-core work on 4096
-// blocks, launch overhead is negligible). TFLOP/s counts the causal half only:
-// 2 (QK^T and PV) * 2 (mul+add) * T^2/2 * head_dim * heads. The output is poisoned (NaN) before
-// the first call and scanned after. prefill_sdpa.py adds PyTorch SDPA figures from the same call.
-// --kv bf16,fp8 (default) times each length with bf16 K/V and then fp8 e5m2 K/V (random codes
-// from kvstore's encoder; same q, same kernel otherwise) and prints fp8's time over bf16's.
-//
-//   bench_prefill [--json out.json] [--lens 8192,32768,131072] [--reps 10] [--commit SHA]
-//                 [--heads 32] [--kv_heads 8] [--head_dim 128] [--kv bf16,fp8]
+// bench_prefill: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
 #include "kernels/attention_cuda/prefill_attention.h"
@@ -202,4 +193,25 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_prefill: dense causal prefill attention for the "8B layer" shape (32 query heads, 8 KV
+heads, head dim 128, bf16, batch 1) at several prompt lengths T (q_offset 0). Method
+(bench/BENCHMARKS.md): CUDA events on one stream, 2 warm-up calls, median of --reps timed
+calls (each call alone: one call at T = 8K is already ~0.1 ms of tensor-core work on 4096
+blocks, launch overhead is negligible). TFLOP/s counts the causal half only:
+2 (QK^T and PV) * 2 (mul+add) * T^2/2 * head_dim * heads. The output is poisoned (NaN) before
+the first call and scanned after. prefill_sdpa.py adds PyTorch SDPA figures from the same call.
+--kv bf16,fp8 (default) times each length with bf16 K/V and then fp8 e5m2 K/V (random codes
+from kvstore's encoder; same q, same kernel otherwise) and prints fp8's time over bf16's.
+
+  bench_prefill [--json out.json] [--lens 8192,32768,131072] [--reps 10] [--commit SHA]
+                [--heads 32] [--kv_heads 8] [--head_dim 128] [--kv bf16,fp8]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}

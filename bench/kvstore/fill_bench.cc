@@ -1,11 +1,5 @@
-// bench_kvstore_fill: how fast the batched cache fill moves a scattered set of cold tokens
-// (fp8 e5m2 rows in pinned, device-mapped host memory) into a device cache bank, compared with
-// a plain pinned host-to-device cudaMemcpy of the same number of bytes in the same run.
-// Median of --reps CUDA-event timings each. Goal: fill >= 60% of the memcpy bandwidth, in
-// the order TokenCache::Fill uses (sorted by source address); random order is reported too.
-//
-//   bench_kvstore_fill [--json out.json] [--tokens 262144] [--head_dim 128] [--reps 20]
-//                      [--cold_mib 1024] [--keys_only] [--device 0]
+// bench_kvstore_fill: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -17,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "kvstore/cache_ops.h"
 #include "kvstore/kv_types.h"
 
@@ -256,4 +251,21 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::kvstore
 
-int main(int argc, char** argv) { return hipserve::kvstore::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_kvstore_fill: how fast the batched cache fill moves a scattered set of cold tokens
+(fp8 e5m2 rows in pinned, device-mapped host memory) into a device cache bank, compared with
+a plain pinned host-to-device cudaMemcpy of the same number of bytes in the same run.
+Median of --reps CUDA-event timings each. Goal: fill >= 60% of the memcpy bandwidth, in
+the order TokenCache::Fill uses (sorted by source address); random order is reported too.
+
+  bench_kvstore_fill [--json out.json] [--tokens 262144] [--head_dim 128] [--reps 20]
+                     [--cold_mib 1024] [--keys_only] [--device 0]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::kvstore::Main(argc, argv);
+}
