@@ -133,15 +133,17 @@ absl::StatusOr<int> SmCount() {
 }
 
 // Resident blocks per SM of the kernel that this shape dispatches to (cached per instance).
+// Tiered shapes ask the contiguous instance of the same dtype, so their partition plan (and
+// hence their results) equals the all-hot one.
 template <bool BSA>
 struct BlocksPerSm {
-  template <int HD, int MAXG, bool FP8, int KU>
+  template <int HD, int MAXG, di::KvSrc SRC, int KU>
   absl::StatusOr<int> operator()() const {
     static int cached = 0;  // benign race: every thread computes the same value
     if (cached > 0) return cached;
     int n = 0;
     CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, di::DecodeKernel<HD, MAXG, BSA, FP8, KU>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
+        &n, di::DecodeKernel<HD, MAXG, BSA, SRC, KU>, di::kThreads, BSA ? 2048 * sizeof(int) : 0));
     cached = std::max(n, 1);
     return cached;
   }
@@ -149,8 +151,8 @@ struct BlocksPerSm {
 
 template <bool BSA>
 absl::StatusOr<int> BlocksPerSmFor(const DecodeAttentionGpuParams& p, int ku) {
-  return di::DispatchDecode<BSA>(p.head_dim, p.num_heads / p.num_kv_heads, p.kv_dtype, ku,
-                                 BlocksPerSm<BSA>{});
+  return di::DispatchDecode<BSA>(p.head_dim, p.num_heads / p.num_kv_heads, p.kv_dtype,
+                                 /*tiered=*/false, ku, BlocksPerSm<BSA>{});
 }
 
 // BSA keys per step: the requested 4 / 8, or automatically 4 when the (sequence, KV head)
@@ -224,10 +226,10 @@ struct Launch {
   int dyn_smem;
   cudaStream_t stream;
 
-  template <int HD, int MAXG, bool FP8, int KU>
+  template <int HD, int MAXG, di::KvSrc SRC, int KU>
   absl::Status operator()() const {
     const dim3 grid(a.num_splits, p.num_kv_heads, p.batch);
-    di::DecodeKernel<HD, MAXG, BSA, FP8, KU><<<grid, di::kThreads, dyn_smem, stream>>>(a);
+    di::DecodeKernel<HD, MAXG, BSA, SRC, KU><<<grid, di::kThreads, dyn_smem, stream>>>(a);
     CUDA_RETURN_IF_ERROR(cudaGetLastError());
     if (a.num_splits > 1) {
       di::MergeKernel<HD><<<p.batch * p.num_heads, di::kMergeThreads, 0, stream>>>(
@@ -240,8 +242,8 @@ struct Launch {
 
 template <bool BSA>
 absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p,
-                      const Plan& plan, int dyn_smem, cudaStream_t stream) {
-  return di::DispatchDecode<BSA>(p.head_dim, a.group, p.kv_dtype, plan.keys_per_step,
+                      const Plan& plan, int dyn_smem, cudaStream_t stream, bool tiered = false) {
+  return di::DispatchDecode<BSA>(p.head_dim, a.group, p.kv_dtype, tiered, plan.keys_per_step,
                                  Launch<BSA>{a, p, dyn_smem, stream});
 }
 
@@ -329,12 +331,12 @@ absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   a->n_window = p.n_window;
   a->rope = p.rope;
   a->extend = p.extend;
-  a->tiered = tiered;
+  a->bank_fp8 = p.attn.kv_dtype == KvDtype::kFp8E5m2;
   a->src = p.tiered;
   // A partition of `chunk` logical keys touches at most chunk / 8 + 2 blocks.
   a->block_smem = plan->chunk / kBsaBlockSize + 2;
   return Dispatch<true>(*a, p.attn, *plan, a->block_smem * static_cast<int>(sizeof(int)),
-                        static_cast<cudaStream_t>(stream));
+                        static_cast<cudaStream_t>(stream), tiered);
 }
 
 }  // namespace hipserve::kernels

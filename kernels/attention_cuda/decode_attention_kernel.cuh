@@ -13,17 +13,21 @@
 // otherwise an unnormalised partial (acc, m, l) that MergeKernel combines by log-sum-exp.
 // Scores live in the log2 domain (q is pre-scaled by scale * log2(e)), so exp is one ex2.
 //
-// K/V element type is a template parameter (FP8: fp8 e5m2, 8-byte loads per lane, decoded
-// exactly in registers; else bf16). BSA only, runtime-uniform options: in-kernel RoPE from a
-// device table (the query at T - 1, every key at the position BsaKeysForQuery gives it), and
-// tiered reads (each key through a slot table: bank row on the GPU or the fp8 cold page in
-// mapped host memory; kv_access.cuh).
+// The K/V source is a template parameter (KvSrc, decode_dispatch.cuh): contiguous bf16 rows,
+// contiguous fp8 e5m2 rows (8-byte loads per lane, decoded exactly in registers), or, BSA only,
+// tiered reads (each key through a slot table: bank row on the GPU, bf16 or fp8 by a
+// block-uniform flag, or the fp8 cold page in mapped host memory; kv_access.cuh). So the
+// contiguous paths carry no per-key source branches. BSA only, block-uniform option: in-kernel
+// RoPE from a device table (the query at T - 1, every key at the position BsaKeysForQuery gives
+// it); the kernel branches on it once and runs a key loop compiled with or without it.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/attention_cuda/decode_dispatch.cuh"
 #include "kernels/attention_cuda/kv_access.cuh"
 #include "kernels/attention_cuda/kv_source.h"
 
@@ -57,8 +61,8 @@ struct KernelArgs {
   int block_smem;  // ints of dynamic shared memory for the block list
   const float* rope;  // null: keys as stored; else [positions][HD] fp32 (cos | sin)
   bool extend;        // rope: streaming positions for sink + blocks (HIP.md 5)
-  bool tiered;        // keys / values through `src` instead of k / v / kv_start
-  TieredKvSource src;
+  bool bank_fp8;      // tiered: bank rows are fp8 e5m2 (else bf16)
+  TieredKvSource src;  // KvSrc::kTiered: keys / values from here, not k / v / kv_start
 };
 
 __device__ __forceinline__ float Ex2(float x) {
@@ -115,10 +119,13 @@ __device__ __forceinline__ void Rotate8(float (&x)[8], const float* row, int sub
   }
 }
 
-template <int HD, int MAXG, bool BSA, bool FP8, int KU>
+template <int HD, int MAXG, bool BSA, KvSrc SRC, int KU>
 __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
     DecodeKernel(const KernelArgs a) {
   namespace kva = kv_access;
+  static_assert(BSA || SRC != KvSrc::kTiered, "tiered reads are BSA only");
+  constexpr bool kTiered = SRC == KvSrc::kTiered;
+  constexpr bool FP8 = SRC == KvSrc::kFp8;  // contiguous rows are fp8 e5m2
   constexpr int kElem = FP8 ? 1 : 2;
   constexpr int kLanesPerKey = HD / 8;
   constexpr int kSlotsPerWarp = 32 / kLanesPerKey;
@@ -142,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   const int h0 = kvh * group;
 
   const int seq_len = a.kv_len[b];
-  const int64_t row0 = BSA && a.tiered ? 0 : a.kv_start[b];
+  const int64_t row0 = kTiered ? 0 : a.kv_start[b];
 
   // The logical key list of this (sequence, KV head) and its length.
   int n_s = 0, win_start = 0, n_blk_keys = 0, length = seq_len;
@@ -228,12 +235,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   }
   const int32_t* slots = nullptr;
   const uint64_t* pages = nullptr;
-  if constexpr (BSA) {
-    if (a.tiered) {
-      const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
-      slots = a.src.slot_table + list * a.src.slot_stride;
-      pages = a.src.cold_pages + list * a.src.page_stride;
-    }
+  if constexpr (kTiered) {
+    const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+    slots = a.src.slot_table + list * a.src.slot_stride;
+    pages = a.src.cold_pages + list * a.src.page_stride;
   }
 
   float m[MAXG], l[MAXG], acc[MAXG][8];
@@ -245,112 +250,130 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
     for (int j = 0; j < 8; ++j) acc[g][j] = 0.f;
   }
 
+  // Contiguous rows: this lane's 8 elements of key `pos` are at k / v + lane_off + pos * row_bytes.
+  const int64_t lane_off =
+      (row0 * a.num_kv_heads * HD + static_cast<int64_t>(kvh) * HD + sub * 8) * kElem;
+  const int row_bytes = a.num_kv_heads * HD * kElem;  // <= 65535 * 256
   const int64_t head_off = static_cast<int64_t>(kvh) * HD + sub * 8;
   const int64_t row_elems = static_cast<int64_t>(a.num_kv_heads) * HD;
+  const bool bank_fp8 = a.bank_fp8;
 
-  // Warp-uniform trip count (shuffles need the whole warp); keys past i1 are masked.
-  for (int wbase = i0 + warp * kSlotsPerWarp * kU; wbase < i1; wbase += kSlots * kU) {
-    const int base = wbase + slot_in_warp * kU;
-    uint4 kr[kU], vr[kU];
-    bool ok[kU], f8[kU];
-    int rpos[kU];  // RoPE position of the key (rope only)
+  // The key loop, with (kRope) or without in-kernel RoPE.
+  auto key_loop = [&](auto rope_c) {
+    constexpr bool kRope = BSA && decltype(rope_c)::value;
+    // Warp-uniform trip count (shuffles need the whole warp); keys past i1 are masked.
+    for (int wbase = i0 + warp * kSlotsPerWarp * kU; wbase < i1; wbase += kSlots * kU) {
+      const int base = wbase + slot_in_warp * kU;
+      uint4 kr[kU], vr[kU];
+      bool ok[kU], f8[kU];
+      int rpos[kU];  // RoPE position of the key (kRope only)
 #pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const int i = base + u;
-      int pos = i;
-      ok[u] = i < i1;
-      rpos[u] = i;
-      if constexpr (BSA) {
-        if (i < n_s) {
-          if (a.extend) rpos[u] = rope_base + i;
-        } else {
-          const int j = i - n_s;
-          if (j < n_blk_keys) {
-            pos = ok[u] ? sm_blocks[(j >> 3) - blk_lo] + (j & 7) : 0;
-            ok[u] = ok[u] && pos >= n_s && pos < win_start;
-            rpos[u] = a.extend ? rope_base + n_s + j - lead : pos;
+      for (int u = 0; u < kU; ++u) {
+        const int i = base + u;
+        int pos = i;
+        ok[u] = i < i1;
+        rpos[u] = i;
+        if constexpr (BSA) {
+          if (i < n_s) {
+            if (kRope && a.extend) rpos[u] = rope_base + i;
           } else {
-            pos = win_start + (j - n_blk_keys);
-            rpos[u] = pos;
+            const int j = i - n_s;
+            if (j < n_blk_keys) {
+              pos = ok[u] ? sm_blocks[(j >> 3) - blk_lo] + (j & 7) : 0;
+              ok[u] = ok[u] && pos >= n_s && pos < win_start;
+              if constexpr (kRope) rpos[u] = a.extend ? rope_base + n_s + j - lead : pos;
+            } else {
+              pos = win_start + (j - n_blk_keys);
+              rpos[u] = pos;
+            }
           }
+          if (kRope && !ok[u]) rpos[u] = 0;  // keeps the (unused) table read in range
         }
-        if (!ok[u]) rpos[u] = 0;  // keeps the (unused) table read in range
-      }
-      f8[u] = FP8;
-      if (ok[u]) {
-        if (BSA && a.tiered) {
-          const kva::RowRef r = kva::TieredRow<HD>(a.src, slots, pages, pos, sub * 8, FP8);
-          f8[u] = FP8 || r.fp8;
-          kr[u] = kva::LoadRef8(r.k, r.fp8, r.host);
-          vr[u] = kva::LoadRef8(r.v, r.fp8, r.host);
+        f8[u] = FP8;
+        if (ok[u]) {
+          if constexpr (kTiered) {
+            const kva::RowRef r =
+                kva::TieredRow<HD>(a.src, slots, pages, pos, sub * 8, bank_fp8);
+            f8[u] = r.fp8;
+            kr[u] = kva::LoadRef8(r.k, r.fp8, r.host);
+            vr[u] = kva::LoadRef8(r.v, r.fp8, r.host);
+          } else {
+            // Dense keys are consecutive: the compiler strength-reduces the full expression.
+            const int64_t off =
+                BSA ? lane_off + static_cast<int64_t>(pos) * row_bytes
+                    : ((row0 + pos) * row_elems + head_off) * kElem;
+            kr[u] = kva::LoadDevice8(a.k + off, FP8);
+            vr[u] = kva::LoadDevice8(a.v + off, FP8);
+          }
         } else {
-          const int64_t off = ((row0 + pos) * row_elems + head_off) * kElem;
-          kr[u] = kva::LoadDevice8(a.k + off, FP8);
-          vr[u] = kva::LoadDevice8(a.v + off, FP8);
+          kr[u] = make_uint4(0, 0, 0, 0);
+          vr[u] = make_uint4(0, 0, 0, 0);
         }
-      } else {
-        kr[u] = make_uint4(0, 0, 0, 0);
-        vr[u] = make_uint4(0, 0, 0, 0);
       }
-    }
 
-    float s[kU][MAXG];
+      float s[kU][MAXG];
 #pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      float kf[8];
-      kva::ToFloat8(kr[u], FP8 || f8[u], kf);
-      if constexpr (BSA) {
-        if (rope) Rotate8<HD>(kf, a.rope + static_cast<int64_t>(rpos[u]) * HD, sub);
+      for (int u = 0; u < kU; ++u) {
+        float kf[8];
+        kva::ToFloat8(kr[u], kTiered ? f8[u] : FP8, kf);
+        if constexpr (kRope) {
+          Rotate8<HD>(kf, a.rope + static_cast<int64_t>(rpos[u]) * HD, sub);
+        }
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+          float d = 0.f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) d = fmaf(q[g][j], kf[j], d);
+          s[u][g] = d;
+        }
       }
+#pragma unroll
+      for (int off = kLanesPerKey / 2; off > 0; off >>= 1) {
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+#pragma unroll
+          for (int g = 0; g < MAXG; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+        }
+      }
+
+      float vf[kU][8];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) kva::ToFloat8(vr[u], kTiered ? f8[u] : FP8, vf[u]);
+
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) {
-        float d = 0.f;
+        float mt = kNegInf;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) d = fmaf(q[g][j], kf[j], d);
-        s[u][g] = d;
+        for (int u = 0; u < kU; ++u) {
+          if (!ok[u]) s[u][g] = kNegInf;
+          mt = fmaxf(mt, s[u][g]);
+        }
+        const float mn = fmaxf(m[g], mt);
+        if (mn == kNegInf) continue;         // nothing valid yet for this slot
+        const float alpha = Ex2(m[g] - mn);  // 0 when m was -inf
+        float p[kU];
+        float ps = 0.f;
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          p[u] = Ex2(s[u][g] - mn);  // 0 for masked keys
+          ps += p[u];
+        }
+        l[g] = fmaf(l[g], alpha, ps);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          float x = acc[g][j] * alpha;
+#pragma unroll
+          for (int u = 0; u < kU; ++u) x = fmaf(p[u], vf[u][j], x);
+          acc[g][j] = x;
+        }
+        m[g] = mn;
       }
     }
-#pragma unroll
-    for (int off = kLanesPerKey / 2; off > 0; off >>= 1) {
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-#pragma unroll
-        for (int g = 0; g < MAXG; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
-      }
-    }
-
-    float vf[kU][8];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) kva::ToFloat8(vr[u], FP8 || f8[u], vf[u]);
-
-#pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-      float mt = kNegInf;
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        if (!ok[u]) s[u][g] = kNegInf;
-        mt = fmaxf(mt, s[u][g]);
-      }
-      const float mn = fmaxf(m[g], mt);
-      if (mn == kNegInf) continue;         // nothing valid yet for this slot
-      const float alpha = Ex2(m[g] - mn);  // 0 when m was -inf
-      float p[kU];
-      float ps = 0.f;
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        p[u] = Ex2(s[u][g] - mn);  // 0 for masked keys
-        ps += p[u];
-      }
-      l[g] = fmaf(l[g], alpha, ps);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        float x = acc[g][j] * alpha;
-#pragma unroll
-        for (int u = 0; u < kU; ++u) x = fmaf(p[u], vf[u][j], x);
-        acc[g][j] = x;
-      }
-      m[g] = mn;
-    }
+  };
+  if (rope) {
+    key_loop(std::true_type{});
+  } else {
+    key_loop(std::false_type{});
   }
 
   // Merge the slots of this block.

@@ -1,9 +1,12 @@
 // The declared instantiation set of the decode kernels, in one place: head_dim {64, 128} x
-// KV dtype {bf16, fp8 e5m2} x (group bound, keys per step) in {(4, 4), (8, 2)} for dense and
-// {(4, 8), (4, 4), (8, 2)} for BSA. In-kernel RoPE and tiered reads are block-uniform runtime
-// options of the BSA kernels, not template parameters, so a 2-core build compiles 20 decode
-// kernels. Anything outside the set is InvalidArgument naming
-// the supported values. Included only by decode_attention.cu.
+// K/V source x (group bound, keys per step) in {(4, 4), (8, 2)} for dense and
+// {(4, 8), (4, 4), (8, 2)} for BSA. The source is the K/V element type of contiguous rows
+// (bf16, fp8 e5m2) and, for BSA only, tiered reads (slot table -> bf16 / fp8 bank row or fp8
+// cold page; the bank type is a block-uniform runtime value there). In-kernel RoPE is a
+// block-uniform runtime option of the BSA kernels, branched on once per block (the key loop is
+// compiled with and without it), so a 2-core build compiles 8 dense + 18 BSA decode kernels.
+// Anything outside the set is InvalidArgument naming the supported values. Included only by
+// decode_attention.cu.
 #pragma once
 
 #include <type_traits>
@@ -13,6 +16,10 @@
 #include "kernels/attention_cuda/kv_source.h"
 
 namespace hipserve::kernels::decode_attention_internal {
+
+// Where a decode kernel instance reads K/V from: contiguous bf16 or fp8 e5m2 rows (k / v /
+// kv_start), or a TieredKvSource (BSA only).
+enum class KvSrc : int { kBf16 = 0, kFp8 = 1, kTiered = 2 };
 
 inline absl::Status CheckKvDtype(const char* fn, KvDtype d) {
   switch (d) {
@@ -31,20 +38,25 @@ inline int KeysPerStep(bool bsa, int group, int bsa_keys) {
   return bsa ? bsa_keys : 4;
 }
 
-// Calls fn.template operator()<HD, MAXG, FP8, KU>() for the instance that serves the shape.
+// Calls fn.template operator()<HD, MAXG, SRC, KU>() for the instance that serves the shape.
 // Requires a validated shape (head_dim 64 / 128, group 1..8, a supported dtype); `ku` from
-// KeysPerStep. kBsa = false never instantiates KU = 8.
+// KeysPerStep; `tiered` selects KvSrc::kTiered (whatever the bank dtype). kBsa = false never
+// instantiates KU = 8 or kTiered.
 template <bool kBsa, typename Fn>
-auto DispatchDecode(int head_dim, int group, KvDtype dtype, int ku, Fn&& fn) {
+auto DispatchDecode(int head_dim, int group, KvDtype dtype, bool tiered, int ku, Fn&& fn) {
   const bool fp8 = dtype == KvDtype::kFp8E5m2;
-  auto by_dim = [&](auto maxg, auto ku_c) {
-    constexpr int kMaxg = decltype(maxg)::value, kKu = decltype(ku_c)::value;
-    if (head_dim == 64) {
-      return fp8 ? fn.template operator()<64, kMaxg, true, kKu>()
-                 : fn.template operator()<64, kMaxg, false, kKu>();
+  auto by_src = [&](auto hd, auto maxg, auto ku_c) {
+    constexpr int kHd = decltype(hd)::value, kMaxg = decltype(maxg)::value;
+    constexpr int kKu = decltype(ku_c)::value;
+    if constexpr (kBsa) {
+      if (tiered) return fn.template operator()<kHd, kMaxg, KvSrc::kTiered, kKu>();
     }
-    return fp8 ? fn.template operator()<128, kMaxg, true, kKu>()
-               : fn.template operator()<128, kMaxg, false, kKu>();
+    return fp8 ? fn.template operator()<kHd, kMaxg, KvSrc::kFp8, kKu>()
+               : fn.template operator()<kHd, kMaxg, KvSrc::kBf16, kKu>();
+  };
+  auto by_dim = [&](auto maxg, auto ku_c) {
+    if (head_dim == 64) return by_src(std::integral_constant<int, 64>{}, maxg, ku_c);
+    return by_src(std::integral_constant<int, 128>{}, maxg, ku_c);
   };
   using I2 = std::integral_constant<int, 2>;
   using I4 = std::integral_constant<int, 4>;
