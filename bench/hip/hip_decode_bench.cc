@@ -1,27 +1,5 @@
-// bench_hip_decode: HiP decode for the "8B layer" (32 query heads, 8 KV heads, head dim 128,
-// bf16, batch 1): GPU mask estimation (kernels/hip_cuda, relative pruning positions, Llama 3.1
-// RoPE, the "3K" preset) + BSA decode (kernels/attention_cuda) against dense flash decode in the
-// same run.
-//   K2: all three stages recomputed + BSA, per step.
-//   K1: time per step over one (96, 24, 8) refresh cycle (1 full, 3 from stage 2, 8 from stage 3,
-//       84 BSA only), measured as a CUDA graph of the 96 steps (the sequence grows by one token
-//       per step), / 96; plus the per-kind components.
-//   A1: needle spans (32 consecutive keys along the group's mean query, planted at random
-//       places in random keys): relative L2 error of the HiP output vs dense attention in fp64
-//       on the host; also the dense GPU kernel's error and an "oracle" floor (BSA over exactly
-//       the blocks covering the needles).
-// Method (shared/BENCHMARKS.md): CUDA events, warm-up, median of --reps; inputs rotate over
-// --rotations query sets and KV row offsets (the 1M KV is 4.3 GB, far beyond L2); outputs
-// poisoned and checked; bytes counted and GB/s printed.
-//
-//   S1: a full mask refresh (all stages, K2's mask half) with the probe keys read the way they
-//       are stored: contiguous bf16 (the baseline, same run), contiguous fp8 e5m2, and tiered
-//       (bf16 mask-cache bank via the slot table, misses straight from fp8 cold pages in mapped
-//       pinned host memory) at --src_hits mask-cache hit rates; GB/s over PCIe for the misses.
-//
-//   bench_hip_decode [--json out.json] [--lens 131072,1048576] [--a1_lens 131072,1048576]
-//                    [--reps 20] [--rotations 8] [--spans 4] [--commit SHA]
-//                    [--src_lens 1048576|none] [--src_hits 99,90,50]
+// bench_hip_decode: what it measures, how, and every flag are in kUsage at the end of this file
+// (printed by --help).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_help.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
@@ -644,4 +623,37 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_hip_decode: HiP decode for the "8B layer" (32 query heads, 8 KV heads, head dim 128,
+bf16, batch 1): GPU mask estimation (kernels/hip_cuda, relative pruning positions, Llama 3.1
+RoPE, the "3K" preset) + BSA decode (kernels/attention_cuda) against dense flash decode in the
+same run.
+  K2: all three stages recomputed + BSA, per step.
+  K1: time per step over one (96, 24, 8) refresh cycle (1 full, 3 from stage 2, 8 from stage 3,
+      84 BSA only), measured as a CUDA graph of the 96 steps (the sequence grows by one token
+      per step), / 96; plus the per-kind components.
+  A1: needle spans (32 consecutive keys along the group's mean query, planted at random
+      places in random keys): relative L2 error of the HiP output vs dense attention in fp64
+      on the host; also the dense GPU kernel's error and an "oracle" floor (BSA over exactly
+      the blocks covering the needles).
+Method (shared/BENCHMARKS.md): CUDA events, warm-up, median of --reps; inputs rotate over
+--rotations query sets and KV row offsets (the 1M KV is 4.3 GB, far beyond L2); outputs
+poisoned and checked; bytes counted and GB/s printed.
+
+  S1: a full mask refresh (all stages, K2's mask half) with the probe keys read the way they
+      are stored: contiguous bf16 (the baseline, same run), contiguous fp8 e5m2, and tiered
+      (bf16 mask-cache bank via the slot table, misses straight from fp8 cold pages in mapped
+      pinned host memory) at --src_hits mask-cache hit rates; GB/s over PCIe for the misses.
+
+  bench_hip_decode [--json out.json] [--lens 131072,1048576] [--a1_lens 131072,1048576]
+                   [--reps 20] [--rotations 8] [--spans 4] [--commit SHA]
+                   [--src_lens 1048576|none] [--src_hits 99,90,50]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::bench::HandleHelp(argc, argv, kUsage);
+  return hipserve::bench::Main(argc, argv);
+}
