@@ -1,36 +1,31 @@
-// ParallelFor: runs fn(i) for every i in [0, n) on up to `threads` threads (the calling thread
-// included) and waits for all of them. Work is handed out one index at a time from a shared
-// counter, so uneven items balance. For CPU compute inside one call (e.g. the HiP reference
-// attention over KV heads and query blocks); it owns no threads between calls.
+// ParallelFor: runs fn(i) for every i in [0, n) and waits for all of them. threads <= 1 (or
+// n <= 1) runs inline on the caller; otherwise the calls fan out over the process-wide CPU pool
+// (common::SpinPool::Shared(): HIPSERVE_CPU_THREADS or the hardware threads, the caller
+// included), whose workers persist between calls, so a region per layer and step costs no
+// thread start-up. Items are claimed one at a time, so uneven items balance.
 //
 // fn must be safe to call concurrently for distinct i. The result is the error of the lowest
-// failing index (indices after a failure may still run), or OK. threads <= 1 or n <= 1 runs
-// inline on the caller.
+// failing index (indices after a failure still run), or OK.
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <functional>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/spin_pool.h"
 
 namespace hipserve::common {
 
 inline absl::Status ParallelFor(int n, int threads, const std::function<absl::Status(int)>& fn) {
   if (n <= 0) return absl::OkStatus();
   std::vector<absl::Status> status(n);
-  std::atomic<int> next{0};
-  auto worker = [&] {
-    for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) status[i] = fn(i);
-  };
-  const int extra = std::max(0, std::min(threads, n) - 1);
-  std::vector<std::thread> pool;
-  pool.reserve(extra);
-  for (int t = 0; t < extra; ++t) pool.emplace_back(worker);
-  worker();
-  for (std::thread& t : pool) t.join();
+  if (threads <= 1 || n <= 1) {
+    for (int i = 0; i < n; ++i) status[i] = fn(i);
+  } else {
+    SpinPool::Shared().Run(n, [&](int i) { status[i] = fn(i); });
+  }
   for (const absl::Status& s : status) {
     if (!s.ok()) return s;
   }

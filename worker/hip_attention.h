@@ -38,8 +38,9 @@ struct HipAttentionOptions {
   // last query of every query block, measure the dense attention mass the selection keeps
   // (kernels/hip/selection_recall.h) and accumulate it per layer (recall_stats()).
   bool measure_recall = false;
-  // Threads for mask estimation and BSA inside one Run (0 = the machine's hardware threads).
-  // Results do not depend on it.
+  // Parallelism of mask estimation and BSA inside one Run: 1 runs inline; anything else (0 =
+  // the machine's hardware threads) fans out over the shared CPU pool (common::ParallelFor,
+  // sized by HIPSERVE_CPU_THREADS). Results do not depend on it.
   int threads = 0;
 };
 

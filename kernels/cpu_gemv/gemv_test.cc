@@ -5,12 +5,14 @@
 // or a dropped tail element is off by ~|x_i w_i| / sum, far more.
 #include "kernels/cpu_gemv/gemv.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/parallel_for.h"
 #include "common/spin_pool.h"
 #include "gtest/gtest.h"
 #include "kernels/dtype/bf16.h"
@@ -202,6 +204,24 @@ TEST(SpinPoolTest, RunsEveryItemOnceNestedAndRepeated) {
       EXPECT_EQ(inner, 3);
     });
     for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << "rep " << rep << " item " << i;
+  }
+}
+
+// ParallelFor on the shared pool (threads > 1) and inline (threads 1): every index runs once,
+// and the result is the error of the lowest failing index.
+TEST(ParallelForTest, RunsEveryIndexOnceAndReturnsTheLowestError) {
+  for (int threads : {1, 4}) {
+    std::vector<std::atomic<int>> hits(101);
+    absl::Status st = common::ParallelFor(101, threads, [&](int i) {
+      ++hits[i];
+      if (i == 77) return absl::InternalError("77");
+      if (i == 40) return absl::InvalidArgumentError("40");
+      return absl::OkStatus();
+    });
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << threads;
+    EXPECT_EQ(st.message(), "40") << threads;
+    for (int i = 0; i < 101; ++i) ASSERT_EQ(hits[i].load(), 1) << threads << " " << i;
+    EXPECT_TRUE(common::ParallelFor(0, threads, [](int) { return absl::UnknownError("x"); }).ok());
   }
 }
 
