@@ -612,34 +612,20 @@ int Main(int argc, char** argv) {
       j += buf;
     }
     if (!stage_cum_ms.empty()) {
-      j += "  \"t128k_mask_first_stages_ms\": [";
-      for (size_t i = 0; i < stage_cum_ms.size(); ++i) {
-        std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", stage_cum_ms[i]);
-        j += buf;
-      }
-      j += "],\n";
+      j += "  \"t128k_mask_first_stages_ms\": " + JsonNumbers(stage_cum_ms) + ",\n";
     }
     if (!stage_cum_other_ms.empty()) {
-      j += "  \"t128k_mask_first_stages_other_threads_ms\": [";
-      for (size_t i = 0; i < stage_cum_other_ms.size(); ++i) {
-        std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", stage_cum_other_ms[i]);
-        j += buf;
-      }
-      j += "],\n";
+      j += "  \"t128k_mask_first_stages_other_threads_ms\": " + JsonNumbers(stage_cum_other_ms) +
+           ",\n";
     }
     if (a.exact_1m) {
       std::snprintf(buf, sizeof(buf),
                     "  \"t1m_exact_score_kernel\": {\"passes\": 1, \"hip_ms\": %.1f, "
                     "\"ratio_dense_over_hip\": %.3f, \"hip_exact_over_filter\": %.3f, "
-                    "\"last_chunk_workspace_bytes_differing\": %lld, \"chunk_mask_ms\": [",
+                    "\"last_chunk_workspace_bytes_differing\": %lld, \"chunk_mask_ms\": ",
                     hipx1m, dense1m > 0 ? dense1m / hipx1m : 0.0, hipx1m / hip1m,
                     static_cast<long long>(ws_diff1m));
-      j += buf;
-      for (int c = 0; c < n_chunks; ++c) {
-        std::snprintf(buf, sizeof(buf), "%s%.3f", c ? ", " : "", maskx_chunk[c]);
-        j += buf;
-      }
-      j += "]},\n";
+      j += buf + JsonNumbers(maskx_chunk) + "},\n";
     }
     if (a.bsa_fp8) {
       std::snprintf(buf, sizeof(buf),
@@ -677,7 +663,8 @@ int Main(int argc, char** argv) {
   }
   const int64_t bad =
       bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
-  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0 || ws_diff_t256 > 0) return 4;  // the filter changed a score or a list
+  // 4: the filter (or a performance knob) changed a score or a list.
+  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0 || ws_diff_t256 > 0) return 4;
   return bad == 0 ? 0 : 3;
 }
 

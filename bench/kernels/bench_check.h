@@ -51,6 +51,17 @@ inline double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// "[a, b, c]" with 3 decimals, for the JSON the benches write.
+inline std::string JsonNumbers(const std::vector<double>& v) {
+  std::string out = "[";
+  char buf[32];
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), "%s%.3f", i ? ", " : "", v[i]);
+    out += buf;
+  }
+  return out + "]";
+}
+
 // Writes `text` to `path` and says so; false (with a message) when the file can't be written.
 inline bool WriteTextFile(const std::string& path, const std::string& text) {
   FILE* f = std::fopen(path.c_str(), "w");
