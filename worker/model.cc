@@ -190,9 +190,10 @@ void Model::ReleaseAll() {
   if (hip_ != nullptr) hip_->ReleaseAll();
 }
 
-absl::Status Model::Validate(const StepBatch& batch) const {
+absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* failed) const {
   absl::flat_hash_set<SequenceId> seen;
   for (const SeqStep& s : batch.work) {
+    *failed = s.seq;
     const std::string who = absl::StrCat("sequence ", s.seq.value(), ": ");
     if (!seen.insert(s.seq).second) {
       return absl::InvalidArgumentError(who + "appears twice in one step");
@@ -219,14 +220,16 @@ absl::Status Model::Validate(const StepBatch& batch) const {
           who, have + s.tokens.size(), " tokens exceed the maximum context ", max_context_));
     }
   }
+  failed->reset();
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<SampledToken>> Model::Step(const StepBatch& batch) {
+  last_failed_.reset();
   for (SequenceId seq : batch.release) {
     if (kv_->Contains(seq)) RETURN_IF_ERROR(Release(seq));
   }
-  RETURN_IF_ERROR(Validate(batch));
+  RETURN_IF_ERROR(Validate(batch, &last_failed_));
   // Remember lengths so that a failure rolls every sequence back.
   std::vector<std::pair<SequenceId, int64_t>> before;
   for (const SeqStep& s : batch.work) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,10 @@ class Model {
   absl::StatusOr<std::vector<float>> PrefillLogits(SequenceId seq,
                                                    const std::vector<int32_t>& tokens,
                                                    int start_pos);
+  // After a failed Step: the sequence the failure belongs to (a validation error names one
+  // sequence; an error of the whole batch, e.g. a backend failure, names none). Reset by every
+  // Step. The scheduler fails only that request and retries the rest.
+  std::optional<SequenceId> last_failed_sequence() const { return last_failed_; }
   // Frees a sequence's KV. NotFound when unknown.
   absl::Status Release(SequenceId seq);
   // Frees every sequence.
@@ -113,7 +118,8 @@ class Model {
  private:
   Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
         std::unique_ptr<kvstore::SimpleKvStore> kv);
-  absl::Status Validate(const StepBatch& batch) const;
+  // On failure sets *failed to the offending sequence.
+  absl::Status Validate(const StepBatch& batch, std::optional<SequenceId>* failed) const;
   absl::Status Forward(const StepBatch& batch, std::vector<SampledToken>* out);
   absl::Status Attention(int layer, const SeqStep& s, const float* q, const float* k,
                          const float* v, float* out);
@@ -129,6 +135,7 @@ class Model {
   ModelOptions options_;
   int max_context_;
   std::unique_ptr<kvstore::SimpleKvStore> kv_;
+  std::optional<SequenceId> last_failed_;
   absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
   std::unique_ptr<HipAttention> hip_;     // set when options_.attention == "hip"
   std::vector<LayerLinears> linears_;     // [num_layers]
