@@ -152,15 +152,19 @@ RemoteWorkerGroup::~RemoteWorkerGroup() {
   }
 }
 
-absl::StatusOr<std::vector<StepToken>> RemoteWorkerGroup::Step(const StepPlan& plan) {
-  if (!healthy_.load()) return absl::UnavailableError("worker group is broken");
+StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
+  StepOutcome outcome;
+  if (!healthy_.load()) {
+    outcome.status = absl::UnavailableError("worker group is broken");
+    return outcome;
+  }
   control::StepRequest req;
   req.set_step_id(next_step_id_++);
   req.set_heartbeat(plan.work.empty() && plan.release.empty());
-  for (uint64_t id : plan.release) req.add_release_seq_ids(id);
+  for (SequenceId id : plan.release) req.add_release_seq_ids(id.value());
   for (const WorkItem& item : plan.work) {
     control::SeqWork* w = req.add_work();
-    w->set_seq_id(item.seq_id);
+    w->set_seq_id(item.seq_id.value());
     w->mutable_tokens()->Add(item.tokens.begin(), item.tokens.end());
     w->set_start_pos(item.start_pos);
     w->set_sample(item.sample);
@@ -187,38 +191,44 @@ absl::StatusOr<std::vector<StepToken>> RemoteWorkerGroup::Step(const StepPlan& p
   for (size_t r = 0; r < workers_.size(); ++r) {
     if (!workers_[r].stream->Write(req)) {
       healthy_.store(false);
-      return absl::UnavailableError(absl::StrCat("lost worker rank ", r, " (",
-                                                 workers_[r].address, ")"));
+      outcome.status = absl::UnavailableError(
+          absl::StrCat("lost worker rank ", r, " (", workers_[r].address, ")"));
+      return outcome;
     }
   }
-  std::vector<StepToken> tokens;
   absl::Status error;
   for (size_t r = 0; r < workers_.size(); ++r) {
     control::StepResult result;
     if (!workers_[r].stream->Read(&result) || result.step_id() != req.step_id()) {
       healthy_.store(false);
-      return absl::UnavailableError(absl::StrCat("lost worker rank ", r, " (",
-                                                 workers_[r].address, ")"));
+      outcome = StepOutcome();
+      outcome.status = absl::UnavailableError(
+          absl::StrCat("lost worker rank ", r, " (", workers_[r].address, ")"));
+      return outcome;
     }
     if (!result.error().empty()) {
       if (error.ok()) {
         error = absl::Status(static_cast<absl::StatusCode>(result.error_code()),
                              result.error());
+        // A rejection with an OK code would read as success.
+        if (error.ok()) error = absl::UnknownError(result.error());
+        if (result.has_failed_seq_id()) outcome.failed_seq = SequenceId(result.failed_seq_id());
       }
       continue;
     }
     if (r == 0) {
       for (const control::SeqOutput& o : result.outputs()) {
-        tokens.push_back(StepToken{o.seq_id(), o.token(), o.logprob()});
+        outcome.tokens.push_back(StepToken{SequenceId(o.seq_id()), o.token(), o.logprob()});
       }
     }
   }
   if (!error.ok()) {
     // A rejected step must not come back as UNAVAILABLE (that means "group broken").
     if (absl::IsUnavailable(error)) error = absl::InternalError(error.message());
-    return error;
+    outcome.status = std::move(error);
+    outcome.tokens.clear();
   }
-  return tokens;
+  return outcome;
 }
 
 }  // namespace hipserve::coordinator

@@ -21,7 +21,8 @@ class RemoteWorkerGroup final : public WorkerGroup {
   // Connects to `addresses[r]` for rank r, sends Configure (rank and world size filled in)
   // to all ranks in parallel and opens the Step streams. A step that takes longer than
   // `step_timeout_s` (a hung worker) cancels the streams: the group turns unhealthy and the
-  // step fails with UNAVAILABLE instead of blocking the scheduler forever.
+  // step fails with UNAVAILABLE instead of blocking the scheduler forever. A rejected step
+  // reports the first failing rank's error and the sequence it names (failed_seq_id).
   static absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> Connect(
       const std::vector<std::string>& addresses, const v1::control::ConfigureRequest& base,
       double timeout_s, double step_timeout_s = 600);
@@ -29,7 +30,7 @@ class RemoteWorkerGroup final : public WorkerGroup {
 
   int world_size() const override { return static_cast<int>(workers_.size()); }
   const GroupModelInfo& model_info() const override { return info_; }
-  absl::StatusOr<std::vector<StepToken>> Step(const StepPlan& plan) override;
+  StepOutcome Step(const StepPlan& plan) override;
   bool healthy() const override { return healthy_.load(); }
 
  private:

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 
 namespace hipserve::coordinator {
 namespace {
@@ -48,6 +49,111 @@ class HungWorker final : public control::Worker::CallbackService {
   }
 };
 
+// A worker that configures fine and rejects every step with `code`, naming `failed_seq` in
+// the result's field when set.
+class RejectingWorker final : public control::Worker::CallbackService {
+ public:
+  RejectingWorker(absl::StatusCode code, std::optional<uint64_t> failed_seq)
+      : code_(code), failed_seq_(failed_seq) {}
+  grpc::ServerUnaryReactor* Configure(grpc::CallbackServerContext* ctx,
+                                      const control::ConfigureRequest*,
+                                      control::ConfigureResponse* resp) override {
+    resp->set_model_name("rejecting");
+    resp->set_max_context(64);
+    resp->mutable_tokenizer()->set_model("byte");
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+  grpc::ServerBidiReactor<control::StepRequest, control::StepResult>* Step(
+      grpc::CallbackServerContext*) override {
+    class Rejecter final
+        : public grpc::ServerBidiReactor<control::StepRequest, control::StepResult> {
+     public:
+      Rejecter(absl::StatusCode code, std::optional<uint64_t> failed_seq)
+          : code_(code), failed_seq_(failed_seq) {
+        StartRead(&req_);
+      }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        result_.Clear();
+        result_.set_step_id(req_.step_id());
+        // The text names sequence 1 on purpose: only the field may count.
+        result_.set_error("sequence 1: not the one");
+        result_.set_error_code(static_cast<int>(code_));
+        if (failed_seq_) result_.set_failed_seq_id(*failed_seq_);
+        StartWrite(&result_);
+      }
+      void OnWriteDone(bool ok) override {
+        if (ok) StartRead(&req_);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      absl::StatusCode code_;
+      std::optional<uint64_t> failed_seq_;
+      control::StepRequest req_;
+      control::StepResult result_;
+    };
+    return new Rejecter(code_, failed_seq_);
+  }
+
+ private:
+  absl::StatusCode code_;
+  std::optional<uint64_t> failed_seq_;
+};
+
+StepOutcome StepOnRejectingWorker(absl::StatusCode code, std::optional<uint64_t> failed_seq,
+                                  bool* healthy) {
+  RejectingWorker service(code, failed_seq);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_NE(server, nullptr);
+  auto group = RemoteWorkerGroup::Connect({"127.0.0.1:" + std::to_string(port)},
+                                          control::ConfigureRequest(), 10);
+  EXPECT_TRUE(group.ok()) << group.status();
+  if (!group.ok()) return StepOutcome();
+  StepPlan plan;
+  for (uint64_t id : {1, 2}) {
+    WorkItem item;
+    item.seq_id = SequenceId(id);
+    item.tokens = {1, 2, 3};
+    item.sample = true;
+    plan.work.push_back(item);
+  }
+  StepOutcome outcome = (*group)->Step(plan);
+  *healthy = (*group)->healthy();
+  group->reset();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  return outcome;
+}
+
+TEST(RemoteWorkerGroupTest, RejectedStepNamesTheFailedSequenceFromTheField) {
+  bool healthy = false;
+  StepOutcome o = StepOnRejectingWorker(absl::StatusCode::kInvalidArgument, 2, &healthy);
+  EXPECT_EQ(o.status.code(), absl::StatusCode::kInvalidArgument) << o.status;
+  EXPECT_EQ(o.status.message(), "sequence 1: not the one");
+  ASSERT_TRUE(o.failed_seq.has_value());
+  EXPECT_EQ(*o.failed_seq, SequenceId(2));
+  EXPECT_TRUE(o.tokens.empty());
+  EXPECT_TRUE(healthy);
+}
+
+TEST(RemoteWorkerGroupTest, RejectedStepWithoutTheFieldNamesNoSequence) {
+  bool healthy = false;
+  StepOutcome o = StepOnRejectingWorker(absl::StatusCode::kUnavailable, std::nullopt, &healthy);
+  // A rejection never reads as a broken group.
+  EXPECT_EQ(o.status.code(), absl::StatusCode::kInternal) << o.status;
+  EXPECT_FALSE(o.failed_seq.has_value());
+  EXPECT_TRUE(healthy);
+}
+
 TEST(RemoteWorkerGroupTest, HungWorkerFailsTheStepWithUnavailable) {
   HungWorker service;
   grpc::ServerBuilder builder;
@@ -63,15 +169,15 @@ TEST(RemoteWorkerGroupTest, HungWorkerFailsTheStepWithUnavailable) {
   EXPECT_TRUE((*group)->healthy());
   StepPlan plan;
   WorkItem item;
-  item.seq_id = 1;
+  item.seq_id = SequenceId(1);
   item.tokens = {1, 2, 3};
   item.sample = true;
   plan.work.push_back(item);
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<StepToken>> r = (*group)->Step(plan);
+  StepOutcome r = (*group)->Step(plan);
   const double waited =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
   EXPECT_FALSE((*group)->healthy());
   EXPECT_GE(waited, 0.4);
   EXPECT_LT(waited, 10.0);

@@ -1,26 +1,27 @@
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
+#include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace hipserve::coordinator {
 
-struct Scheduler::Sequence {
+struct SchedulerCore::Sequence {
   SequenceRequest req;
-  uint64_t seq_id = 0;
-  uint64_t epoch = 0;           // group the sequence's KV lives on
-  int64_t reservation = 0;      // KV tokens reserved at admission
-  int kv_len = 0;               // tokens in the workers' KV
-  int prefilled = 0;            // prompt tokens sent
+  SequenceId seq_id;
+  uint64_t epoch = 0;       // group the sequence's KV lives on
+  int64_t reservation = 0;  // KV tokens reserved at admission
+  int kv_len = 0;           // tokens in the workers' KV
+  int prefilled = 0;        // prompt tokens sent
   bool sent_any = false;
   bool cancel = false;
   bool finished = false;
   std::vector<int32_t> generated;
   std::unique_ptr<IncrementalDecoder> decoder;
-  std::string pending_text;     // decoded but not yet emitted (possible stop-string prefix)
+  std::string pending_text;  // decoded but not yet emitted (possible stop-string prefix)
   size_t max_stop_len = 0;
   std::vector<int32_t> pending_ids;
   Clock::time_point admitted, first_token, last_token;
@@ -38,32 +39,36 @@ size_t Utf8SafePrefix(const std::string& s, size_t n) {
 
 }  // namespace
 
-Scheduler::Scheduler(const SchedulerOptions& options)
-    : options_(options), thread_([this] { Loop(); }) {}
-
-Scheduler::~Scheduler() { Stop(); }
-
-void Scheduler::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
+void Deliver(const SinkEvents& events) {
+  for (const SinkEvent& e : events) {
+    if (e.sink == nullptr) continue;
+    switch (e.kind) {
+      case SinkEvent::Kind::kPrefillProgress:
+        e.sink->OnPrefillProgress(e.processed, e.total);
+        break;
+      case SinkEvent::Kind::kTokens:
+        e.sink->OnTokens(e.ids, e.text, e.completion_tokens);
+        break;
+      case SinkEvent::Kind::kFinish:
+        e.sink->OnFinish(e.finish);
+        break;
+    }
   }
-  cv_.notify_all();
-  thread_.join();
-  std::lock_guard<std::mutex> lock(mu_);
-  FailAll(absl::UnavailableError("server is shutting down"));
 }
 
-void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
-                               std::shared_ptr<const Tokenizer> tok) {
-  std::lock_guard<std::mutex> lock(mu_);
+// ---------------------------------------------------------------------------------------------
+// SchedulerCore
+
+SchedulerCore::SchedulerCore(const SchedulerOptions& options) : options_(options) {}
+
+SchedulerCore::~SchedulerCore() = default;
+
+void SchedulerCore::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
+                                   std::shared_ptr<const Tokenizer> tok, SinkEvents* events) {
   // Sequences on the old group lost their KV.
   for (auto& s : active_) {
-    if (!s->finished) {
-      FinishSequence(*s, FinishReason::kError,
-                     absl::UnavailableError("worker group was reconfigured"));
-    }
+    FinishSequence(*s, FinishReason::kError,
+                   absl::UnavailableError("worker group was reconfigured"), events);
   }
   active_.clear();
   pending_release_.clear();
@@ -74,15 +79,12 @@ void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
     options_.kv_budget_tokens = group_->model_info().kv_capacity_tokens;
   }
   ++group_epoch_;
-  cv_.notify_all();
 }
 
-absl::Status Scheduler::Submit(SequenceRequest request) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_) return absl::UnavailableError("server is shutting down");
+absl::Status SchedulerCore::Submit(SequenceRequest request) {
   if (static_cast<int>(queue_.size()) >= options_.max_queue) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request queue is full (", queue_.size(), " waiting, limit ", options_.max_queue, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("request queue is full (", queue_.size(),
+                                                     " waiting, limit ", options_.max_queue, ")"));
   }
   const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
   if (need > options_.kv_budget_tokens) {
@@ -96,17 +98,17 @@ absl::Status Scheduler::Submit(SequenceRequest request) {
   }
   auto s = std::make_unique<Sequence>();
   s->req = std::move(request);
-  s->seq_id = next_seq_id_++;
+  s->seq_id = SequenceId(next_seq_id_++);
   s->reservation = need;
-  for (const std::string& stop : s->req.stop) s->max_stop_len = std::max(s->max_stop_len, stop.size());
+  for (const std::string& stop : s->req.stop) {
+    s->max_stop_len = std::max(s->max_stop_len, stop.size());
+  }
   by_id_[s->req.request_id] = s.get();
   queue_.push_back(std::move(s));
-  cv_.notify_all();
   return absl::OkStatus();
 }
 
-int Scheduler::Abort(const std::vector<std::string>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+int SchedulerCore::Abort(const std::vector<std::string>& ids, SinkEvents* events) {
   int found = 0;
   for (const std::string& id : ids) {
     auto it = by_id_.find(id);
@@ -114,12 +116,24 @@ int Scheduler::Abort(const std::vector<std::string>& ids) {
     it->second->cancel = true;
     ++found;
   }
-  if (found > 0) cv_.notify_all();
+  if (found == 0) return 0;
+  // Queued requests hold no KV: they end now.
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if ((*it)->cancel) {
+      FinishSequence(**it, FinishReason::kAbort, absl::OkStatus(), events);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   return found;
 }
 
-SchedulerStats Scheduler::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+bool SchedulerCore::HasWork() const {
+  return group_ != nullptr && (!active_.empty() || !queue_.empty() || !pending_release_.empty());
+}
+
+SchedulerStats SchedulerCore::Stats() const {
   SchedulerStats st;
   st.active = static_cast<int>(active_.size());
   st.queued = static_cast<int>(queue_.size());
@@ -129,11 +143,16 @@ SchedulerStats Scheduler::Stats() const {
   return st;
 }
 
-void Scheduler::FinishSequence(Sequence& s, FinishReason reason, absl::Status status) {
+void SchedulerCore::FinishSequence(Sequence& s, FinishReason reason, absl::Status status,
+                                   SinkEvents* events) {
   if (s.finished) return;
   s.finished = true;
   const Clock::time_point now = Clock::now();
-  FinishInfo info;
+  SinkEvent e;
+  e.kind = SinkEvent::Kind::kFinish;
+  e.sink = s.req.sink;
+  e.request_id = s.req.request_id;
+  FinishInfo& info = e.finish;
   info.reason = status.ok() ? reason : FinishReason::kError;
   info.status = std::move(status);
   info.prompt_tokens = static_cast<int>(s.req.prompt.size());
@@ -150,58 +169,48 @@ void Scheduler::FinishSequence(Sequence& s, FinishReason reason, absl::Status st
   if (s.sent_any && s.epoch == group_epoch_) pending_release_.push_back(s.seq_id);
   if (s.admitted != Clock::time_point()) kv_reserved_ -= s.reservation;
   by_id_.erase(s.req.request_id);
-  if (s.req.sink) s.req.sink->OnFinish(info);
+  events->push_back(std::move(e));
 }
 
-void Scheduler::FailAll(const absl::Status& status) {
-  for (auto& s : active_) FinishSequence(*s, FinishReason::kError, status);
-  for (auto& s : queue_) FinishSequence(*s, FinishReason::kError, status);
+void SchedulerCore::FailAll(const absl::Status& status, SinkEvents* events) {
+  for (auto& s : active_) FinishSequence(*s, FinishReason::kError, status, events);
+  for (auto& s : queue_) FinishSequence(*s, FinishReason::kError, status, events);
   active_.clear();
   queue_.clear();
 }
 
-void Scheduler::AdmitLocked() {
-  // Cancelled requests still in the queue finish without running.
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    if ((*it)->cancel) {
-      FinishSequence(**it, FinishReason::kAbort, absl::OkStatus());
-      it = queue_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  while (!queue_.empty() && static_cast<int>(active_.size()) < options_.max_batch &&
-         kv_reserved_ + queue_.front()->reservation <= options_.kv_budget_tokens) {
-    std::unique_ptr<Sequence> s = std::move(queue_.front());
-    queue_.pop_front();
-    s->admitted = Clock::now();
-    s->epoch = group_epoch_;
-    s->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_);
-    kv_reserved_ += s->reservation;
-    active_.push_back(std::move(s));
-  }
+void SchedulerCore::RemoveFinished() {
+  active_.erase(std::remove_if(active_.begin(), active_.end(),
+                               [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
+                active_.end());
 }
 
-void Scheduler::OnToken(Sequence& s, int32_t token) {
+void SchedulerCore::OnToken(Sequence& s, int32_t token, SinkEvents* events) {
   const Clock::time_point now = Clock::now();
   if (s.generated.empty()) s.first_token = now;
   s.last_token = now;
   s.generated.push_back(token);
   ++generated_;
   const int completion = static_cast<int>(s.generated.size());
-  SequenceSink* sink = s.req.sink.get();
   auto emit = [&](size_t text_len) {
     std::string text = s.pending_text.substr(0, text_len);
     s.pending_text.erase(0, text_len);
-    if (sink && (!s.pending_ids.empty() || !text.empty())) {
-      sink->OnTokens(s.pending_ids, text, completion);
+    if (!s.pending_ids.empty() || !text.empty()) {
+      SinkEvent e;
+      e.kind = SinkEvent::Kind::kTokens;
+      e.sink = s.req.sink;
+      e.request_id = s.req.request_id;
+      e.ids = std::move(s.pending_ids);
+      e.text = std::move(text);
+      e.completion_tokens = completion;
+      events->push_back(std::move(e));
     }
     s.pending_ids.clear();
   };
   if (!s.req.ignore_eos && tokenizer_->IsEos(token)) {
     s.pending_text += s.decoder->Flush();
     emit(s.pending_text.size());
-    FinishSequence(s, FinishReason::kEos, absl::OkStatus());
+    FinishSequence(s, FinishReason::kEos, absl::OkStatus(), events);
     return;
   }
   s.pending_ids.push_back(token);
@@ -215,19 +224,20 @@ void Scheduler::OnToken(Sequence& s, int32_t token) {
   }
   if (best != std::string::npos) {
     emit(best);
-    FinishSequence(s, FinishReason::kStop, absl::OkStatus());
+    FinishSequence(s, FinishReason::kStop, absl::OkStatus(), events);
     return;
   }
-  const bool stop_id = std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(),
-                                 token) != s.req.stop_token_ids.end();
+  const bool stop_id = std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(), token) !=
+                       s.req.stop_token_ids.end();
   const int max_context = group_ ? group_->model_info().max_context : 0;
-  const bool length = completion >= s.req.max_tokens ||
-                      (max_context > 0 &&
-                       static_cast<int>(s.req.prompt.size()) + completion >= max_context);
+  const bool length =
+      completion >= s.req.max_tokens ||
+      (max_context > 0 && static_cast<int>(s.req.prompt.size()) + completion >= max_context);
   if (stop_id || length) {
     s.pending_text += s.decoder->Flush();
     emit(s.pending_text.size());
-    FinishSequence(s, stop_id ? FinishReason::kStop : FinishReason::kLength, absl::OkStatus());
+    FinishSequence(s, stop_id ? FinishReason::kStop : FinishReason::kLength, absl::OkStatus(),
+                   events);
     return;
   }
   size_t keep = s.max_stop_len > 0 ? s.max_stop_len - 1 : 0;
@@ -235,114 +245,241 @@ void Scheduler::OnToken(Sequence& s, int32_t token) {
   emit(Utf8SafePrefix(s.pending_text, n));
 }
 
+PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
+  PlannedStep step;
+  if (group_ == nullptr) return step;
+  step.group = group_;
+  step.epoch = group_epoch_;
+  // Aborted requests end; queued ones that can no longer fit the budget (it follows the
+  // group's capacity) fail rather than wait forever.
+  for (auto& s : active_) {
+    if (s->cancel) FinishSequence(*s, FinishReason::kAbort, absl::OkStatus(), events);
+  }
+  RemoveFinished();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Sequence& s = **it;
+    if (s.cancel) {
+      FinishSequence(s, FinishReason::kAbort, absl::OkStatus(), events);
+    } else if (s.reservation > options_.kv_budget_tokens) {
+      FinishSequence(s, FinishReason::kError,
+                     absl::ResourceExhaustedError(absl::StrCat(
+                         "request needs ", s.reservation, " KV tokens; the workers' KV budget is ",
+                         options_.kv_budget_tokens)),
+                     events);
+    }
+    it = s.finished ? queue_.erase(it) : std::next(it);
+  }
+  while (!queue_.empty() && static_cast<int>(active_.size()) < options_.max_batch &&
+         kv_reserved_ + queue_.front()->reservation <= options_.kv_budget_tokens) {
+    std::unique_ptr<Sequence> s = std::move(queue_.front());
+    queue_.pop_front();
+    s->admitted = Clock::now();
+    s->epoch = group_epoch_;
+    s->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_);
+    kv_reserved_ += s->reservation;
+    active_.push_back(std::move(s));
+  }
+
+  step.plan.release.swap(pending_release_);
+  int prefill_budget = options_.chunk_tokens;
+  for (auto& sp : active_) {
+    Sequence& s = *sp;
+    WorkItem item;
+    item.seq_id = s.seq_id;
+    item.start_pos = s.kv_len;
+    item.sampling = s.req.sampling;
+    item.sample_index = s.generated.size();
+    const int prompt_len = static_cast<int>(s.req.prompt.size());
+    if (s.prefilled < prompt_len) {
+      if (prefill_budget <= 0) continue;
+      const int n = std::min(prompt_len - s.prefilled, prefill_budget);
+      prefill_budget -= n;
+      item.tokens.assign(s.req.prompt.begin() + s.prefilled,
+                         s.req.prompt.begin() + s.prefilled + n);
+      item.sample = s.prefilled + n == prompt_len;
+    } else {
+      item.tokens = {s.generated.back()};
+      item.sample = true;
+    }
+    step.plan.work.push_back(std::move(item));
+  }
+  return step;
+}
+
+void SchedulerCore::ApplyResult(const PlannedStep& step, const StepOutcome& outcome,
+                                SinkEvents* events) {
+  // Reconfigured meanwhile (or never planned): the sequences already failed.
+  if (step.group == nullptr || step.epoch != group_epoch_) return;
+  absl::flat_hash_map<SequenceId, Sequence*> planned;
+  for (auto& s : active_) planned[s->seq_id] = s.get();
+  std::vector<Sequence*> in_plan;  // parallel to step.plan.work; null when gone
+  for (const WorkItem& item : step.plan.work) {
+    auto it = planned.find(item.seq_id);
+    in_plan.push_back(it == planned.end() ? nullptr : it->second);
+  }
+  const absl::Status& status = outcome.status;
+  if (!status.ok()) {
+    if (absl::IsUnavailable(status) || !step.group->healthy()) {
+      LOG(ERROR) << "worker group failed: " << status;
+      FailAll(absl::UnavailableError(absl::StrCat("worker group failed: ", status.message())),
+              events);
+      group_ = nullptr;
+      pending_release_.clear();
+      return;
+    }
+    // The step was rejected as a whole and no KV changed. Fail the sequence it names (or
+    // all of them when it names none, or one that is not in the step) and let the rest retry.
+    if (outcome.failed_seq) {
+      LOG(WARNING) << "step rejected for sequence " << *outcome.failed_seq << ": " << status;
+    } else {
+      LOG(WARNING) << "step rejected: " << status;
+    }
+    Sequence* named = nullptr;
+    if (outcome.failed_seq) {
+      for (Sequence* s : in_plan) {
+        if (s != nullptr && s->seq_id == *outcome.failed_seq) named = s;
+      }
+    }
+    if (named != nullptr) {
+      FinishSequence(*named, FinishReason::kError, status, events);
+    } else {
+      for (Sequence* s : in_plan) {
+        if (s != nullptr) FinishSequence(*s, FinishReason::kError, status, events);
+      }
+    }
+    RemoveFinished();
+    return;
+  }
+  ++steps_;
+  absl::flat_hash_map<SequenceId, int32_t> sampled;
+  for (const StepToken& t : outcome.tokens) sampled[t.seq_id] = t.token;
+  for (size_t i = 0; i < in_plan.size(); ++i) {
+    if (in_plan[i] == nullptr) continue;
+    Sequence& s = *in_plan[i];
+    const WorkItem& item = step.plan.work[i];
+    s.sent_any = true;
+    s.kv_len += static_cast<int>(item.tokens.size());
+    const int prompt_len = static_cast<int>(s.req.prompt.size());
+    if (s.prefilled < prompt_len) {
+      s.prefilled += static_cast<int>(item.tokens.size());
+      if (s.req.report_prefill_progress) {
+        SinkEvent e;
+        e.kind = SinkEvent::Kind::kPrefillProgress;
+        e.sink = s.req.sink;
+        e.request_id = s.req.request_id;
+        e.processed = s.prefilled;
+        e.total = prompt_len;
+        events->push_back(std::move(e));
+      }
+    }
+    if (s.finished) continue;
+    if (item.sample) {
+      auto it = sampled.find(s.seq_id);
+      if (it == sampled.end()) {
+        FinishSequence(s, FinishReason::kError,
+                       absl::InternalError("worker returned no token for the sequence"), events);
+        continue;
+      }
+      OnToken(s, it->second, events);
+    }
+  }
+  RemoveFinished();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler
+
+Scheduler::Scheduler(const SchedulerOptions& options)
+    : core_(options), heartbeat_s_(options.heartbeat_s), thread_([this] { Loop(); }) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::unique_lock<std::mutex> lock(mu_);
+  loop_ended_ = true;
+  core_.FailAll(absl::UnavailableError("server is shutting down"), &outbox_);
+  FlushLocked(lock);
+}
+
+void Scheduler::FlushLocked(std::unique_lock<std::mutex>& lock) {
+  if (outbox_.empty()) return;
+  if (!loop_ended_) {
+    cv_.notify_all();  // the loop thread delivers, keeping each request's events in order
+    return;
+  }
+  SinkEvents events;
+  events.swap(outbox_);
+  lock.unlock();
+  Deliver(events);
+  lock.lock();
+}
+
+void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
+                               std::shared_ptr<const Tokenizer> tok) {
+  std::unique_lock<std::mutex> lock(mu_);
+  core_.SetWorkerGroup(std::move(group), std::move(tok), &outbox_);
+  cv_.notify_all();
+  FlushLocked(lock);
+}
+
+absl::Status Scheduler::Submit(SequenceRequest request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return absl::UnavailableError("server is shutting down");
+  RETURN_IF_ERROR(core_.Submit(std::move(request)));
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+int Scheduler::Abort(const std::vector<std::string>& ids) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const int found = core_.Abort(ids, &outbox_);
+  if (found > 0) cv_.notify_all();
+  FlushLocked(lock);
+  return found;
+}
+
+SchedulerStats Scheduler::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return core_.Stats();
+}
+
 void Scheduler::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   Clock::time_point last_step = Clock::now();
-  const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(options_.heartbeat_s * 1000));
-  while (true) {
-    cv_.wait_for(lock, heartbeat, [&] {
-      return stopping_ || (group_ != nullptr && (!active_.empty() || !queue_.empty() ||
-                                                 !pending_release_.empty()));
-    });
-    if (stopping_) return;
-    if (group_ == nullptr) continue;
-    AdmitLocked();
-    for (auto& s : active_) {
-      if (s->cancel) FinishSequence(*s, FinishReason::kAbort, absl::OkStatus());
-    }
-    active_.erase(std::remove_if(active_.begin(), active_.end(),
-                                 [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
-                  active_.end());
-
-    StepPlan plan;
-    plan.release.swap(pending_release_);
-    std::vector<Sequence*> in_plan;
-    int prefill_budget = options_.chunk_tokens;
-    for (auto& sp : active_) {
-      Sequence& s = *sp;
-      WorkItem item;
-      item.seq_id = s.seq_id;
-      item.start_pos = s.kv_len;
-      item.sampling = s.req.sampling;
-      item.sample_index = s.generated.size();
-      const int prompt_len = static_cast<int>(s.req.prompt.size());
-      if (s.prefilled < prompt_len) {
-        if (prefill_budget <= 0) continue;
-        const int n = std::min(prompt_len - s.prefilled, prefill_budget);
-        prefill_budget -= n;
-        item.tokens.assign(s.req.prompt.begin() + s.prefilled,
-                           s.req.prompt.begin() + s.prefilled + n);
-        item.sample = s.prefilled + n == prompt_len;
-      } else {
-        item.tokens = {s.generated.back()};
-        item.sample = true;
-      }
-      plan.work.push_back(std::move(item));
-      in_plan.push_back(&s);
-    }
-    const bool idle = plan.work.empty() && plan.release.empty();
-    if (idle && Clock::now() - last_step < heartbeat) continue;
-
-    std::shared_ptr<WorkerGroup> group = group_;
-    const uint64_t epoch = group_epoch_;
+  const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(heartbeat_s_ * 1000));
+  // Delivers what is in the outbox with the lock released.
+  auto deliver = [&] {
+    if (outbox_.empty()) return;
+    SinkEvents events;
+    events.swap(outbox_);
     lock.unlock();
-    absl::StatusOr<std::vector<StepToken>> result = group->Step(plan);
+    Deliver(events);
     lock.lock();
-    last_step = Clock::now();
-    if (epoch != group_epoch_) continue;  // reconfigured meanwhile; sequences already failed
-    if (!result.ok()) {
-      if (absl::IsUnavailable(result.status()) || !group->healthy()) {
-        LOG(ERROR) << "worker group failed: " << result.status();
-        FailAll(absl::UnavailableError(
-            absl::StrCat("worker group failed: ", result.status().message())));
-        group_ = nullptr;
-        continue;
-      }
-      // The step was rejected as a whole and no KV changed. Fail the sequences it names (or
-      // all of them when it names none) and let the rest retry.
-      LOG(WARNING) << "step rejected: " << result.status();
-      bool named = false;
-      for (Sequence* s : in_plan) {
-        if (absl::StrContains(result.status().message(),
-                              absl::StrCat("sequence ", s->seq_id, ":"))) {
-          FinishSequence(*s, FinishReason::kError, result.status());
-          named = true;
-        }
-      }
-      if (!named) {
-        for (Sequence* s : in_plan) FinishSequence(*s, FinishReason::kError, result.status());
-      }
+  };
+  while (true) {
+    cv_.wait_for(lock, heartbeat, [&] { return stopping_ || !outbox_.empty() || core_.HasWork(); });
+    if (stopping_) return;  // Stop delivers what is left
+    PlannedStep step = core_.PlanStep(&outbox_);
+    if (step.group == nullptr || (step.idle() && Clock::now() - last_step < heartbeat)) {
+      deliver();
       continue;
     }
-    ++steps_;
-    absl::flat_hash_map<uint64_t, int32_t> sampled;
-    for (const StepToken& t : *result) sampled[t.seq_id] = t.token;
-    for (size_t i = 0; i < in_plan.size(); ++i) {
-      Sequence& s = *in_plan[i];
-      const WorkItem& item = plan.work[i];
-      s.sent_any = true;
-      s.kv_len += static_cast<int>(item.tokens.size());
-      const int prompt_len = static_cast<int>(s.req.prompt.size());
-      if (s.prefilled < prompt_len) {
-        s.prefilled += static_cast<int>(item.tokens.size());
-        if (s.req.report_prefill_progress && s.req.sink) {
-          s.req.sink->OnPrefillProgress(s.prefilled, prompt_len);
-        }
-      }
-      if (s.finished) continue;
-      if (item.sample) {
-        auto it = sampled.find(s.seq_id);
-        if (it == sampled.end()) {
-          FinishSequence(s, FinishReason::kError,
-                         absl::InternalError("worker returned no token for the sequence"));
-          continue;
-        }
-        OnToken(s, it->second);
-      }
-    }
-    active_.erase(std::remove_if(active_.begin(), active_.end(),
-                                 [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
-                  active_.end());
+    SinkEvents events;
+    events.swap(outbox_);
+    lock.unlock();
+    Deliver(events);
+    StepOutcome outcome = step.group->Step(step.plan);
+    lock.lock();
+    last_step = Clock::now();
+    core_.ApplyResult(step, outcome, &outbox_);
+    deliver();
   }
 }
 

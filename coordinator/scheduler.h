@@ -1,9 +1,13 @@
 // Scheduler: admits requests, builds steps (prefill chunks + decode tokens) and turns sampled
 // tokens into text, stop decisions and events for each request's sink.
 //
-// Owns one loop thread and the active/queued sequences. Submit/Abort/Stats are thread-safe.
-// The WorkerGroup is swapped in with SetWorkerGroup (on (re)configuration); while there is
-// none, submitted requests wait in the queue. Sinks are called from the loop thread only.
+// Two layers:
+//  - SchedulerCore holds the queued and active sequences and makes every decision: PlanStep
+//    (queue and active state -> the next step) and ApplyResult (a step's outcome -> state
+//    changes and the sink events they cause). No threads, locks or clocks to wait on; tests
+//    drive it step by step.
+//  - Scheduler runs a SchedulerCore on one loop thread: plans under its lock, runs the step on
+//    the WorkerGroup and delivers sink events with the lock released.
 #pragma once
 
 #include <chrono>
@@ -40,7 +44,9 @@ struct FinishInfo {
   absl::Status status;
 };
 
-// Receives one request's events, in order, from the scheduler thread. OnFinish is last.
+// Receives one request's events, in order, OnFinish last. Called without the scheduler's lock
+// held (a sink may call Submit, Abort or Stats), from the loop thread, or after the loop has
+// ended from the thread calling Stop, SetWorkerGroup or Abort.
 class SequenceSink {
  public:
   virtual ~SequenceSink() = default;
@@ -66,11 +72,11 @@ struct SequenceRequest {
 };
 
 struct SchedulerOptions {
-  int max_batch = 32;              // sequences per step
-  int chunk_tokens = 512;          // prefill tokens per step over all sequences
-  int max_queue = 256;             // waiting requests; more -> RESOURCE_EXHAUSTED
+  int max_batch = 32;                  // sequences per step
+  int chunk_tokens = 512;              // prefill tokens per step over all sequences
+  int max_queue = 256;                 // waiting requests; more -> RESOURCE_EXHAUSTED
   int64_t kv_budget_tokens = 1 << 20;  // admitted prompt+max_tokens over active sequences
-  double heartbeat_s = 5.0;        // idle heartbeat on the step stream
+  double heartbeat_s = 5.0;            // idle heartbeat on the step stream
 };
 
 struct SchedulerStats {
@@ -81,6 +87,95 @@ struct SchedulerStats {
   uint64_t generated_tokens = 0;
 };
 
+// One call to make on a request's sink. Produced by SchedulerCore under the scheduler's lock,
+// delivered (Deliver) after it is released. Holds the sink alive until then.
+struct SinkEvent {
+  enum class Kind { kPrefillProgress, kTokens, kFinish };
+  Kind kind = Kind::kTokens;
+  std::shared_ptr<SequenceSink> sink;
+  std::string request_id;
+  int processed = 0, total = 0;  // kPrefillProgress
+  std::vector<int32_t> ids;      // kTokens
+  std::string text;              // kTokens
+  int completion_tokens = 0;     // kTokens
+  FinishInfo finish;             // kFinish
+};
+using SinkEvents = std::vector<SinkEvent>;
+
+// Calls the sinks, in order. Events without a sink are skipped.
+void Deliver(const SinkEvents& events);
+
+// A step chosen by SchedulerCore::PlanStep, to run on `group` and hand back to ApplyResult.
+struct PlannedStep {
+  std::shared_ptr<WorkerGroup> group;  // null: no group installed, nothing to run
+  uint64_t epoch = 0;                  // the group installation it was planned for
+  StepPlan plan;
+  bool idle() const { return plan.work.empty() && plan.release.empty(); }
+};
+
+// The scheduler's state and decisions. Owns the queued and active sequences. Not thread-safe:
+// Scheduler calls it under its lock; tests call it directly. Sinks are never called from here;
+// every method that ends or advances a request appends SinkEvents to `events` instead.
+// At most one planned step may be outstanding: PlanStep, then ApplyResult, then PlanStep.
+class SchedulerCore {
+ public:
+  explicit SchedulerCore(const SchedulerOptions& options);
+  ~SchedulerCore();
+  SchedulerCore(const SchedulerCore&) = delete;
+  SchedulerCore& operator=(const SchedulerCore&) = delete;
+
+  // See Scheduler::SetWorkerGroup.
+  void SetWorkerGroup(std::shared_ptr<WorkerGroup> group, std::shared_ptr<const Tokenizer> tok,
+                      SinkEvents* events);
+  // See Scheduler::Submit.
+  absl::Status Submit(SequenceRequest request);
+  // Queued requests finish with kAbort at once; active ones at the next PlanStep (their KV is
+  // released by the step after). Returns how many of `request_ids` were found.
+  int Abort(const std::vector<std::string>& request_ids, SinkEvents* events);
+  // Whether PlanStep has something to do: a group is installed and a sequence is queued or
+  // active, or KV waits to be released.
+  bool HasWork() const;
+
+  // Admits queued requests (max_batch, KV budget), finishes aborted ones and plans the next
+  // step: KV to release, one decode token per decoding sequence and prefill chunks within
+  // chunk_tokens, in admission order. A queued request that no longer fits the KV budget (it
+  // follows the group's capacity) fails with RESOURCE_EXHAUSTED. Without a group it plans
+  // nothing (group is null).
+  PlannedStep PlanStep(SinkEvents* events);
+  // Applies what the group reported for `step`: new tokens, stop decisions and finishes.
+  // A rejected step fails the sequence it names (or every sequence in it when it names none)
+  // and leaves the others to run again; UNAVAILABLE fails every request and drops the group.
+  // A step planned for a group that was replaced since is ignored.
+  void ApplyResult(const PlannedStep& step, const StepOutcome& outcome, SinkEvents* events);
+  // Finishes every queued and active request with `status`.
+  void FailAll(const absl::Status& status, SinkEvents* events);
+
+  SchedulerStats Stats() const;
+
+ private:
+  struct Sequence;
+  void FinishSequence(Sequence& s, FinishReason reason, absl::Status status, SinkEvents* events);
+  void OnToken(Sequence& s, int32_t token, SinkEvents* events);
+  void RemoveFinished();
+
+  SchedulerOptions options_;
+  std::deque<std::unique_ptr<Sequence>> queue_;
+  std::vector<std::unique_ptr<Sequence>> active_;  // admission order
+  absl::flat_hash_map<std::string, Sequence*> by_id_;
+  std::vector<SequenceId> pending_release_;
+  std::shared_ptr<WorkerGroup> group_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  uint64_t group_epoch_ = 0;
+  uint64_t next_seq_id_ = 1;
+  int64_t kv_reserved_ = 0;
+  uint64_t steps_ = 0;
+  uint64_t generated_ = 0;
+};
+
+// Thread-safe front of SchedulerCore with one loop thread that plans, runs steps and delivers
+// sink events outside the lock (see SequenceSink). Submit/Abort/Stats/SetWorkerGroup may be
+// called from any thread. The WorkerGroup is swapped in with SetWorkerGroup (on
+// (re)configuration); while there is none, submitted requests wait in the queue.
 class Scheduler {
  public:
   explicit Scheduler(const SchedulerOptions& options);
@@ -98,29 +193,18 @@ class Scheduler {
   void Stop();
 
  private:
-  struct Sequence;
   void Loop();
-  void AdmitLocked();
-  void FinishSequence(Sequence& s, FinishReason reason, absl::Status status);
-  void OnToken(Sequence& s, int32_t token);
-  void FailAll(const absl::Status& status);
+  // Hands the outbox to the loop thread, or delivers it here once the loop has ended.
+  void FlushLocked(std::unique_lock<std::mutex>& lock);
 
-  SchedulerOptions options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::deque<std::unique_ptr<Sequence>> queue_;
-  std::vector<std::unique_ptr<Sequence>> active_;
-  absl::flat_hash_map<std::string, Sequence*> by_id_;
-  std::vector<uint64_t> pending_release_;
-  std::shared_ptr<WorkerGroup> group_;
-  std::shared_ptr<const Tokenizer> tokenizer_;
-  uint64_t group_epoch_ = 0;
-  uint64_t next_seq_id_ = 1;
-  int64_t kv_reserved_ = 0;
-  uint64_t steps_ = 0;
-  uint64_t generated_ = 0;
-  std::thread thread_;
+  bool loop_ended_ = false;  // set by Stop after the join: the caller thread delivers
+  SchedulerCore core_;       // guarded by mu_
+  SinkEvents outbox_;        // guarded by mu_; delivered in order by one thread at a time
+  double heartbeat_s_;
+  std::thread thread_;  // last: starts after the members above exist
 };
 
 }  // namespace hipserve::coordinator

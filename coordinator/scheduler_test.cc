@@ -2,15 +2,20 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
-#include <thread>
+#include <optional>
 
 namespace hipserve::coordinator {
 namespace {
 
+SequenceId Seq(uint64_t id) { return SequenceId(id); }
+
 // Scripted group: sequence s emits script[s][i] as its i-th sampled token. Records plans.
+// Thread-safe, so the threaded Scheduler tests can use it too.
 class FakeGroup final : public WorkerGroup {
  public:
   explicit FakeGroup(std::vector<std::vector<int32_t>> scripts) : scripts_(std::move(scripts)) {
@@ -20,28 +25,36 @@ class FakeGroup final : public WorkerGroup {
   }
   int world_size() const override { return 1; }
   const GroupModelInfo& model_info() const override { return info_; }
-  bool healthy() const override { return !broken_; }
-  absl::StatusOr<std::vector<StepToken>> Step(const StepPlan& plan) override {
+  bool healthy() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !broken_;
+  }
+  StepOutcome Step(const StepPlan& plan) override {
     std::unique_lock<std::mutex> lock(mu_);
     // While held, every step waits: a test can act on a sequence that cannot finish meanwhile.
     gate_cv_.wait(lock, [&] { return !held_; });
     plans_.push_back(plan);
-    if (fail_next_ == 1) {
-      broken_ = true;
-      return absl::UnavailableError("worker died");
+    for (SequenceId id : plan.release) {
+      released_.push_back(id.value());
+      kv_.erase(id.value());
     }
-    std::vector<StepToken> out;
+    StepOutcome out;
+    if (break_next_) {
+      broken_ = true;
+      out.status = absl::UnavailableError("worker died");
+      return out;
+    }
     for (const WorkItem& w : plan.work) {
-      int& emitted = emitted_[w.seq_id];
-      EXPECT_EQ(w.start_pos, kv_[w.seq_id]) << "positions must be contiguous";
-      kv_[w.seq_id] += static_cast<int>(w.tokens.size());
+      const uint64_t id = w.seq_id.value();
+      EXPECT_EQ(w.start_pos, kv_[id]) << "positions must be contiguous";
+      kv_[id] += static_cast<int>(w.tokens.size());
       if (!w.sample) continue;
+      int& emitted = emitted_[id];
       EXPECT_EQ(w.sample_index, static_cast<uint64_t>(emitted));
-      const auto& script = scripts_[(w.seq_id - 1) % scripts_.size()];
-      out.push_back(StepToken{w.seq_id, script[emitted % script.size()], 0.f});
+      const auto& script = scripts_[(id - 1) % scripts_.size()];
+      out.tokens.push_back(StepToken{w.seq_id, script[emitted % script.size()], 0.f});
       ++emitted;
     }
-    for (uint64_t id : plan.release) released_.push_back(id);
     return out;
   }
   std::vector<uint64_t> released() {
@@ -54,7 +67,7 @@ class FakeGroup final : public WorkerGroup {
   }
   void BreakNext() {
     std::lock_guard<std::mutex> lock(mu_);
-    fail_next_ = 1;
+    break_next_ = true;
   }
   void Hold(bool held) {
     {
@@ -63,15 +76,16 @@ class FakeGroup final : public WorkerGroup {
     }
     gate_cv_.notify_all();
   }
+  void set_kv_capacity(int64_t tokens) { info_.kv_capacity_tokens = tokens; }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<std::vector<int32_t>> scripts_;
   GroupModelInfo info_;
   std::map<uint64_t, int> emitted_, kv_;
   std::vector<uint64_t> released_;
   std::vector<StepPlan> plans_;
-  int fail_next_ = 0;
+  bool break_next_ = false;
   bool broken_ = false;
   bool held_ = false;
   std::condition_variable gate_cv_;
@@ -84,24 +98,29 @@ class RecordingSink final : public SequenceSink {
     progress.push_back(processed);
   }
   void OnTokens(const std::vector<int32_t>& ids, const std::string& t, int) override {
+    if (on_tokens) on_tokens();
     std::lock_guard<std::mutex> lock(mu_);
     tokens.insert(tokens.end(), ids.begin(), ids.end());
     text += t;
   }
   void OnFinish(const FinishInfo& info) override {
     std::lock_guard<std::mutex> lock(mu_);
+    ++finishes;
     finish = info;
     done = true;
     cv_.notify_all();
   }
+  // For the threaded tests: waits for OnFinish (no sleeping).
   bool Wait() {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return done; });
   }
+  std::function<void()> on_tokens;  // called without the sink's lock
   std::vector<int> progress;
   std::vector<int32_t> tokens;
   std::string text;
   FinishInfo finish;
+  int finishes = 0;
   bool done = false;
 
  private:
@@ -109,33 +128,468 @@ class RecordingSink final : public SequenceSink {
   std::condition_variable cv_;
 };
 
-std::vector<int32_t> Bytes(const std::string& s) { return std::vector<int32_t>(s.begin(), s.end()); }
+std::vector<int32_t> Bytes(const std::string& s) {
+  return std::vector<int32_t>(s.begin(), s.end());
+}
+
+std::shared_ptr<const Tokenizer> ByteTokenizer() {
+  auto tok = Tokenizer::Create(MakeByteTokenizerSpec());
+  EXPECT_TRUE(tok.ok());
+  return std::shared_ptr<const Tokenizer>(std::move(*tok));
+}
+
+SequenceRequest Request(const std::string& id, std::vector<int32_t> prompt, int max_tokens,
+                        std::vector<std::string> stop, std::shared_ptr<RecordingSink> sink) {
+  SequenceRequest r;
+  r.request_id = id;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.stop = std::move(stop);
+  r.report_prefill_progress = true;
+  r.sink = std::move(sink);
+  return r;
+}
+
+// Drives a SchedulerCore step by step on the calling thread: plan, run on the fake group,
+// apply, deliver. No threads, no sleeps.
+struct CoreHarness {
+  explicit CoreHarness(std::vector<std::vector<int32_t>> scripts, SchedulerOptions o = {})
+      : core(o), group(std::make_shared<FakeGroup>(std::move(scripts))) {
+    SinkEvents events;
+    core.SetWorkerGroup(group, ByteTokenizer(), &events);
+    EXPECT_TRUE(events.empty());
+  }
+  std::shared_ptr<RecordingSink> Submit(const std::string& id, std::vector<int32_t> prompt,
+                                        int max_tokens, std::vector<std::string> stop = {}) {
+    auto sink = std::make_shared<RecordingSink>();
+    EXPECT_TRUE(
+        core.Submit(Request(id, std::move(prompt), max_tokens, std::move(stop), sink)).ok());
+    return sink;
+  }
+  // Plans a step; false when there is nothing to run.
+  bool Plan() {
+    events.clear();
+    step = core.PlanStep(&events);
+    return step.group != nullptr && !step.idle();
+  }
+  // Runs the planned step on the fake group (or applies `outcome` instead) and delivers.
+  void Apply(std::optional<StepOutcome> outcome = std::nullopt) {
+    if (!outcome) outcome = group->Step(step.plan);
+    core.ApplyResult(step, *outcome, &events);
+    Deliver(events);
+  }
+  bool StepOnce() {
+    if (!Plan()) {
+      Deliver(events);
+      return false;
+    }
+    Apply();
+    return true;
+  }
+  int RunUntilIdle(int max_steps = 1000) {
+    int n = 0;
+    while (n < max_steps && StepOnce()) ++n;
+    return n;
+  }
+  SchedulerCore core;
+  std::shared_ptr<FakeGroup> group;
+  PlannedStep step;
+  SinkEvents events;
+};
+
+std::vector<uint64_t> WorkIds(const StepPlan& plan) {
+  std::vector<uint64_t> ids;
+  for (const WorkItem& w : plan.work) ids.push_back(w.seq_id.value());
+  return ids;
+}
+
+std::vector<uint64_t> ReleaseIds(const StepPlan& plan) {
+  std::vector<uint64_t> ids;
+  for (SequenceId id : plan.release) ids.push_back(id.value());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Planning and result application, driven directly.
+
+TEST(SchedulerCoreTest, StopStringIsCutAndNeverPartiallyEmitted) {
+  CoreHarness h({Bytes("Hello, world! The END is here")});
+  auto sink = h.Submit("a", Bytes("prompt"), 100, {"END"});
+  h.RunUntilIdle();
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->finish.reason, FinishReason::kStop);
+  EXPECT_EQ(sink->text, "Hello, world! The ");
+}
+
+TEST(SchedulerCoreTest, MaxTokensGivesLengthAndExactCount) {
+  CoreHarness h({Bytes("abcdefghij")});
+  auto sink = h.Submit("a", Bytes("p"), 7);
+  EXPECT_EQ(h.RunUntilIdle(), 8);  // 7 tokens, then the release of the KV
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->finish.reason, FinishReason::kLength);
+  EXPECT_EQ(sink->text, "abcdefg");
+  EXPECT_EQ(sink->finish.completion_tokens, 7);
+  EXPECT_EQ(sink->finish.prompt_tokens, 1);
+  EXPECT_EQ(sink->finishes, 1);
+}
+
+TEST(SchedulerCoreTest, EosEndsWithoutEmittingIt) {
+  CoreHarness h({{'o', 'k', 256, 'x'}});
+  auto sink = h.Submit("a", Bytes("p"), 10);
+  h.RunUntilIdle();
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->finish.reason, FinishReason::kEos);
+  EXPECT_EQ(sink->text, "ok");
+  EXPECT_EQ(sink->tokens, (std::vector<int32_t>{'o', 'k'}));
+}
+
+TEST(SchedulerCoreTest, MultiByteCharactersAreEmittedWhole) {
+  CoreHarness h({{0xE2, 0x82, 0xAC, 'x'}});  // "€x"
+  auto sink = h.Submit("a", Bytes("p"), 4);
+  // After the first two bytes nothing may be emitted yet.
+  ASSERT_TRUE(h.StepOnce());
+  ASSERT_TRUE(h.StepOnce());
+  EXPECT_EQ(sink->text, "");
+  h.RunUntilIdle();
+  EXPECT_EQ(sink->text,
+            "\xE2\x82\xAC"
+            "x");
+}
+
+TEST(SchedulerCoreTest, ChunkedPrefillReportsProgressAndKeepsPositions) {
+  SchedulerOptions o;
+  o.chunk_tokens = 4;
+  CoreHarness h({Bytes("z")}, o);
+  auto sink = h.Submit("a", std::vector<int32_t>(10, 'q'), 2);
+  h.RunUntilIdle();
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->progress, (std::vector<int>{4, 8, 10}));
+  EXPECT_EQ(sink->text, "zz");
+  std::vector<int> starts, sizes;
+  for (const StepPlan& p : h.group->plans()) {
+    if (p.work.empty()) continue;
+    starts.push_back(p.work[0].start_pos);
+    sizes.push_back(static_cast<int>(p.work[0].tokens.size()));
+  }
+  EXPECT_EQ(starts, (std::vector<int>{0, 4, 8, 10}));
+  EXPECT_EQ(sizes, (std::vector<int>{4, 4, 2, 1}));
+}
+
+TEST(SchedulerCoreTest, PrefillBudgetIsSharedAndDecodeIsNotHeldBack) {
+  SchedulerOptions o;
+  o.chunk_tokens = 4;
+  CoreHarness h({Bytes("xyz")}, o);
+  h.Submit("a", Bytes("pp"), 3);
+  ASSERT_TRUE(h.StepOnce());  // a prefills (2 tokens) and samples
+  h.Submit("b", std::vector<int32_t>(6, 'q'), 3);
+  h.Submit("c", std::vector<int32_t>(6, 'q'), 3);
+  ASSERT_TRUE(h.Plan());
+  // a decodes one token; b takes the whole prefill budget; c waits.
+  ASSERT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(h.step.plan.work[0].tokens.size(), 1u);
+  EXPECT_TRUE(h.step.plan.work[0].sample);
+  EXPECT_EQ(h.step.plan.work[1].tokens.size(), 4u);
+  EXPECT_FALSE(h.step.plan.work[1].sample);
+  h.Apply();
+}
+
+TEST(SchedulerCoreTest, ContextLimitGivesLength) {
+  CoreHarness h({Bytes("y")});  // fake max_context = 64
+  auto sink = h.Submit("a", std::vector<int32_t>(60, 'q'), 100);
+  h.RunUntilIdle();
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->finish.reason, FinishReason::kLength);
+  EXPECT_EQ(sink->finish.completion_tokens, 4);
+}
+
+TEST(SchedulerCoreTest, FinishedSequencesAreReleased) {
+  CoreHarness h({Bytes("ab")});
+  auto s1 = h.Submit("a", Bytes("p"), 2);
+  auto s2 = h.Submit("b", Bytes("q"), 3);
+  h.RunUntilIdle();
+  ASSERT_TRUE(s1->done);
+  ASSERT_TRUE(s2->done);
+  auto released = h.group->released();
+  std::sort(released.begin(), released.end());
+  EXPECT_EQ(released, (std::vector<uint64_t>{1, 2}));
+  EXPECT_FALSE(h.core.HasWork());
+  EXPECT_EQ(h.core.Stats().active, 0);
+  EXPECT_EQ(h.core.Stats().kv_tokens_reserved, 0);
+  EXPECT_EQ(h.core.Stats().generated_tokens, 5u);
+}
+
+TEST(SchedulerCoreTest, MaxBatchAndKvBudgetLimitAdmission) {
+  SchedulerOptions o;
+  o.max_batch = 2;
+  o.kv_budget_tokens = 100;
+  CoreHarness h({Bytes("abc")}, o);
+  h.Submit("a", Bytes("p"), 3);
+  h.Submit("b", Bytes("p"), 3);
+  h.Submit("c", Bytes("p"), 3);
+  ASSERT_TRUE(h.Plan());
+  EXPECT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(h.core.Stats().queued, 1);
+  EXPECT_EQ(h.core.Stats().kv_tokens_reserved, 8);
+  h.Apply();
+
+  SchedulerOptions tight;
+  tight.kv_budget_tokens = 6;  // one request of 4 at a time
+  CoreHarness t({Bytes("abc")}, tight);
+  t.Submit("a", Bytes("p"), 3);
+  t.Submit("b", Bytes("p"), 3);
+  ASSERT_TRUE(t.Plan());
+  EXPECT_EQ(WorkIds(t.step.plan), (std::vector<uint64_t>{1}));
+  t.Apply();
+}
+
+TEST(SchedulerCoreTest, QueueLimitIsResourceExhausted) {
+  SchedulerOptions o;
+  o.max_queue = 2;
+  SchedulerCore core(o);  // no group: requests stay queued
+  EXPECT_TRUE(core.Submit(Request("a", {1}, 1, {}, nullptr)).ok());
+  EXPECT_TRUE(core.Submit(Request("b", {1}, 1, {}, nullptr)).ok());
+  absl::Status full = core.Submit(Request("c", {1}, 1, {}, nullptr));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_NE(full.message().find("queue is full"), std::string::npos) << full;
+  EXPECT_EQ(core.Stats().queued, 2);
+  // Without a group nothing is planned.
+  SinkEvents events;
+  PlannedStep step = core.PlanStep(&events);
+  EXPECT_EQ(step.group, nullptr);
+  EXPECT_TRUE(events.empty());
+  EXPECT_FALSE(core.HasWork());
+  // Room again once a queued request is aborted.
+  EXPECT_EQ(core.Abort({"a"}, &events), 1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, SinkEvent::Kind::kFinish);
+  EXPECT_EQ(events[0].finish.reason, FinishReason::kAbort);
+  EXPECT_TRUE(core.Submit(Request("c", {1}, 1, {}, nullptr)).ok());
+}
+
+TEST(SchedulerCoreTest, BudgetAndDuplicateIds) {
+  SchedulerOptions o;
+  o.kv_budget_tokens = 10;
+  SchedulerCore core(o);
+  absl::Status st = core.Submit(Request("big", std::vector<int32_t>(8, 1), 5, {}, nullptr));
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("13"), std::string::npos) << st;
+  EXPECT_TRUE(core.Submit(Request("dup", {1}, 1, {}, nullptr)).ok());
+  EXPECT_EQ(core.Submit(Request("dup", {1}, 1, {}, nullptr)).code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST(SchedulerCoreTest, QueuedRequestBeyondTheGroupsCapacityFails) {
+  SchedulerCore core(SchedulerOptions{});
+  auto sink = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(core.Submit(Request("a", std::vector<int32_t>(20, 'q'), 10, {}, sink)).ok());
+  auto group = std::make_shared<FakeGroup>(std::vector<std::vector<int32_t>>{Bytes("x")});
+  group->set_kv_capacity(16);  // smaller than the 30 tokens the request needs
+  SinkEvents events;
+  core.SetWorkerGroup(group, ByteTokenizer(), &events);
+  PlannedStep step = core.PlanStep(&events);
+  EXPECT_TRUE(step.idle());
+  Deliver(events);
+  ASSERT_TRUE(sink->done);
+  EXPECT_EQ(sink->finish.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(core.HasWork());
+}
+
+// The rejected-step branch: the error names one sequence in a field; only it fails.
+TEST(SchedulerCoreTest, RejectedStepFailsOnlyTheNamedSequence) {
+  CoreHarness h({Bytes("abcdef")});
+  auto a = h.Submit("a", Bytes("pa"), 4);
+  auto b = h.Submit("b", Bytes("pb"), 4);
+  auto c = h.Submit("c", Bytes("pc"), 4);
+  ASSERT_TRUE(h.StepOnce());  // prefill all three; each sampled 'a'
+  ASSERT_TRUE(h.Plan());
+  ASSERT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{1, 2, 3}));
+  const StepPlan rejected = h.step.plan;
+  StepOutcome outcome;
+  // The message names another sequence on purpose: only the field counts.
+  outcome.status = absl::InvalidArgumentError("sequence 1: token id 999 outside the vocabulary");
+  outcome.failed_seq = Seq(2);
+  h.Apply(outcome);
+  ASSERT_TRUE(b->done);
+  EXPECT_EQ(b->finish.reason, FinishReason::kError);
+  EXPECT_EQ(b->finish.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->text, "a");
+  EXPECT_FALSE(a->done);
+  EXPECT_FALSE(c->done);
+  EXPECT_EQ(h.core.Stats().active, 2);
+  EXPECT_EQ(h.core.Stats().steps, 1u);  // the rejected step does not count
+
+  // Next step: b's KV is released; a and c retry the same work at the same positions.
+  ASSERT_TRUE(h.Plan());
+  EXPECT_EQ(ReleaseIds(h.step.plan), (std::vector<uint64_t>{2}));
+  ASSERT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(h.step.plan.work[0].start_pos, rejected.work[0].start_pos);
+  EXPECT_EQ(h.step.plan.work[0].tokens, rejected.work[0].tokens);
+  EXPECT_EQ(h.step.plan.work[0].sample_index, rejected.work[0].sample_index);
+  EXPECT_EQ(h.step.plan.work[1].start_pos, rejected.work[2].start_pos);
+  h.Apply();
+  h.RunUntilIdle();
+  ASSERT_TRUE(a->done);
+  ASSERT_TRUE(c->done);
+  EXPECT_EQ(a->finish.reason, FinishReason::kLength);
+  EXPECT_EQ(a->text, "abcd");
+  EXPECT_EQ(c->text, "abcd");
+  EXPECT_EQ(b->finishes, 1);
+}
+
+TEST(SchedulerCoreTest, RejectedFirstStepOfASequenceReleasesNothing) {
+  CoreHarness h({Bytes("abc")});
+  auto a = h.Submit("a", Bytes("pa"), 2);
+  auto b = h.Submit("b", Bytes("pb"), 2);
+  ASSERT_TRUE(h.Plan());
+  StepOutcome outcome;
+  outcome.status = absl::FailedPreconditionError("bad positions");
+  outcome.failed_seq = Seq(1);
+  h.Apply(outcome);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(h.Plan());
+  EXPECT_TRUE(h.step.plan.release.empty());  // a never reached the workers' KV
+  EXPECT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{2}));
+  h.Apply();
+  h.RunUntilIdle();
+  EXPECT_EQ(b->text, "ab");
+}
+
+// An error naming no sequence fails every sequence in the step, even when its text looks like
+// it names one; requests not in the step go on.
+TEST(SchedulerCoreTest, RejectedStepNamingNoSequenceFailsTheWholeStep) {
+  SchedulerOptions o;
+  o.max_batch = 2;
+  CoreHarness h({Bytes("xyz")}, o);
+  auto a = h.Submit("a", Bytes("p"), 2);
+  auto b = h.Submit("b", Bytes("p"), 2);
+  auto c = h.Submit("c", Bytes("p"), 2);
+  ASSERT_TRUE(h.Plan());
+  ASSERT_EQ(WorkIds(h.step.plan), (std::vector<uint64_t>{1, 2}));
+  StepOutcome outcome;
+  outcome.status = absl::InternalError("sequence 2: backend failed");
+  h.Apply(outcome);
+  ASSERT_TRUE(a->done);
+  ASSERT_TRUE(b->done);
+  EXPECT_EQ(a->finish.reason, FinishReason::kError);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(b->finish.status.code(), absl::StatusCode::kInternal);
+  EXPECT_FALSE(c->done);
+  h.RunUntilIdle();
+  ASSERT_TRUE(c->done);
+  EXPECT_EQ(c->finish.reason, FinishReason::kLength);
+  EXPECT_EQ(c->text, "xy");
+  EXPECT_TRUE(h.group->healthy());
+}
+
+TEST(SchedulerCoreTest, RejectedStepNamingASequenceNotInTheStepFailsTheWholeStep) {
+  CoreHarness h({Bytes("xyz")});
+  auto a = h.Submit("a", Bytes("p"), 2);
+  auto b = h.Submit("b", Bytes("p"), 2);
+  ASSERT_TRUE(h.Plan());
+  StepOutcome outcome;
+  outcome.status = absl::InvalidArgumentError("unknown");
+  outcome.failed_seq = Seq(77);
+  h.Apply(outcome);
+  EXPECT_TRUE(a->done);
+  EXPECT_TRUE(b->done);
+  EXPECT_FALSE(h.core.HasWork());
+}
+
+TEST(SchedulerCoreTest, UnavailableFailsEveryRequestAndDropsTheGroup) {
+  SchedulerOptions o;
+  o.max_batch = 1;
+  CoreHarness h({Bytes("abcdefghijklmnop")}, o);
+  auto a = h.Submit("a", Bytes("p"), 50);
+  auto queued = h.Submit("b", Bytes("p"), 50);
+  ASSERT_TRUE(h.StepOnce());
+  h.group->BreakNext();
+  ASSERT_TRUE(h.Plan());
+  h.Apply();
+  ASSERT_TRUE(a->done);
+  ASSERT_TRUE(queued->done);
+  EXPECT_EQ(a->finish.reason, FinishReason::kError);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(queued->finish.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(h.core.HasWork());
+  SinkEvents events;
+  EXPECT_EQ(h.core.PlanStep(&events).group, nullptr);
+}
+
+TEST(SchedulerCoreTest, AbortFinishesWithAbortAndReleasesKv) {
+  CoreHarness h({Bytes("abcdefghijklmnop")});
+  auto a = h.Submit("a", Bytes("p"), 100000);
+  ASSERT_TRUE(h.StepOnce());
+  ASSERT_TRUE(h.StepOnce());
+  SinkEvents events;
+  EXPECT_EQ(h.core.Abort({"a", "zzz"}, &events), 1);
+  EXPECT_TRUE(events.empty());  // active: ends at the next plan
+  EXPECT_EQ(h.core.Abort({"a"}, &events), 1);  // still live until the next plan
+  ASSERT_TRUE(h.Plan());  // only the release
+  EXPECT_TRUE(h.step.plan.work.empty());
+  EXPECT_EQ(ReleaseIds(h.step.plan), (std::vector<uint64_t>{1}));
+  ASSERT_EQ(h.events.size(), 1u);
+  Deliver(h.events);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.reason, FinishReason::kAbort);
+  EXPECT_EQ(a->finish.completion_tokens, 2);
+  EXPECT_EQ(a->text, "ab");
+}
+
+TEST(SchedulerCoreTest, ReconfigurationFailsActiveRequestsAndIgnoresTheOldStep) {
+  CoreHarness h({Bytes("abcdef")});
+  auto a = h.Submit("a", Bytes("p"), 5);
+  ASSERT_TRUE(h.Plan());
+  StepOutcome outcome = h.group->Step(h.step.plan);
+  SinkEvents events;
+  auto fresh = std::make_shared<FakeGroup>(std::vector<std::vector<int32_t>>{Bytes("z")});
+  h.core.SetWorkerGroup(fresh, ByteTokenizer(), &events);
+  Deliver(events);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kUnavailable);
+  events.clear();
+  h.core.ApplyResult(h.step, outcome, &events);  // planned for the old group
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(a->finishes, 1);
+  EXPECT_EQ(h.core.Stats().steps, 0u);
+}
+
+TEST(SchedulerCoreTest, MissingTokenFailsThatSequence) {
+  CoreHarness h({Bytes("abc")});
+  auto a = h.Submit("a", Bytes("p"), 3);
+  auto b = h.Submit("b", Bytes("p"), 3);
+  ASSERT_TRUE(h.Plan());
+  StepOutcome outcome = h.group->Step(h.step.plan);
+  ASSERT_EQ(outcome.tokens.size(), 2u);
+  outcome.tokens.erase(outcome.tokens.begin());  // nothing for a
+  h.Apply(outcome);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kInternal);
+  EXPECT_FALSE(b->done);
+  EXPECT_EQ(b->text, "a");
+}
+
+// ----------------------------------------------------------------------------------------------
+// The threaded Scheduler around the core. These wait on the sinks' condition variables.
 
 struct Harness {
   explicit Harness(std::vector<std::vector<int32_t>> scripts, SchedulerOptions o = {})
       : scheduler(o), group(std::make_shared<FakeGroup>(std::move(scripts))) {
-    auto tok = Tokenizer::Create(MakeByteTokenizerSpec());
-    EXPECT_TRUE(tok.ok());
-    scheduler.SetWorkerGroup(group, std::shared_ptr<const Tokenizer>(std::move(*tok)));
+    scheduler.SetWorkerGroup(group, ByteTokenizer());
   }
   std::shared_ptr<RecordingSink> Submit(const std::string& id, std::vector<int32_t> prompt,
                                         int max_tokens, std::vector<std::string> stop = {}) {
-    SequenceRequest r;
-    r.request_id = id;
-    r.prompt = std::move(prompt);
-    r.max_tokens = max_tokens;
-    r.stop = std::move(stop);
-    r.report_prefill_progress = true;
     auto sink = std::make_shared<RecordingSink>();
-    r.sink = sink;
-    EXPECT_TRUE(scheduler.Submit(std::move(r)).ok());
+    EXPECT_TRUE(
+        scheduler.Submit(Request(id, std::move(prompt), max_tokens, std::move(stop), sink)).ok());
     return sink;
   }
   Scheduler scheduler;
   std::shared_ptr<FakeGroup> group;
 };
 
-TEST(SchedulerTest, StopStringIsCutAndNeverPartiallyEmitted) {
+TEST(SchedulerTest, GeneratesOnItsLoopThread) {
   Harness h({Bytes("Hello, world! The END is here")});
   auto sink = h.Submit("a", Bytes("prompt"), 100, {"END"});
   ASSERT_TRUE(sink->Wait());
@@ -143,84 +597,30 @@ TEST(SchedulerTest, StopStringIsCutAndNeverPartiallyEmitted) {
   EXPECT_EQ(sink->text, "Hello, world! The ");
 }
 
-TEST(SchedulerTest, MaxTokensGivesLengthAndExactCount) {
-  Harness h({Bytes("abcdefghij")});
-  auto sink = h.Submit("a", Bytes("p"), 7);
+TEST(SchedulerTest, SinksRunOutsideTheLock) {
+  Harness h({Bytes("abcdef")});
+  auto sink = std::make_shared<RecordingSink>();
+  int seen_active = -1;
+  // Would deadlock if the scheduler's lock were held while the sink runs.
+  sink->on_tokens = [&] { seen_active = h.scheduler.Stats().active; };
+  ASSERT_TRUE(h.scheduler.Submit(Request("a", Bytes("p"), 3, {}, sink)).ok());
   ASSERT_TRUE(sink->Wait());
-  EXPECT_EQ(sink->finish.reason, FinishReason::kLength);
-  EXPECT_EQ(sink->text, "abcdefg");
-  EXPECT_EQ(sink->finish.completion_tokens, 7);
-  EXPECT_EQ(sink->finish.prompt_tokens, 1);
-}
-
-TEST(SchedulerTest, EosEndsWithoutEmittingIt) {
-  Harness h({{'o', 'k', 256, 'x'}});
-  auto sink = h.Submit("a", Bytes("p"), 10);
-  ASSERT_TRUE(sink->Wait());
-  EXPECT_EQ(sink->finish.reason, FinishReason::kEos);
-  EXPECT_EQ(sink->text, "ok");
-  EXPECT_EQ(sink->tokens, (std::vector<int32_t>{'o', 'k'}));
-}
-
-TEST(SchedulerTest, MultiByteCharactersAreEmittedWhole) {
-  Harness h({{0xE2, 0x82, 0xAC, 'x'}});  // "€x"
-  auto sink = h.Submit("a", Bytes("p"), 4);
-  ASSERT_TRUE(sink->Wait());
-  EXPECT_EQ(sink->text, "\xE2\x82\xAC" "x");
-}
-
-TEST(SchedulerTest, ChunkedPrefillReportsProgressAndKeepsPositions) {
-  SchedulerOptions o;
-  o.chunk_tokens = 4;
-  Harness h({Bytes("z")}, o);
-  auto sink = h.Submit("a", std::vector<int32_t>(10, 'q'), 2);
-  ASSERT_TRUE(sink->Wait());
-  EXPECT_EQ(sink->progress, (std::vector<int>{4, 8, 10}));
-  EXPECT_EQ(sink->text, "zz");
-}
-
-TEST(SchedulerTest, ContextLimitGivesLength) {
-  Harness h({Bytes("y")});  // fake max_context = 64
-  auto sink = h.Submit("a", std::vector<int32_t>(60, 'q'), 100);
-  ASSERT_TRUE(sink->Wait());
-  EXPECT_EQ(sink->finish.reason, FinishReason::kLength);
-  EXPECT_EQ(sink->finish.completion_tokens, 4);
-}
-
-TEST(SchedulerTest, FinishedSequencesAreReleased) {
-  Harness h({Bytes("ab")});
-  auto s1 = h.Submit("a", Bytes("p"), 2);
-  auto s2 = h.Submit("b", Bytes("q"), 3);
-  ASSERT_TRUE(s1->Wait());
-  ASSERT_TRUE(s2->Wait());
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (h.group->released().size() < 2 && std::chrono::steady_clock::now() < end) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  auto released = h.group->released();
-  std::sort(released.begin(), released.end());
-  EXPECT_EQ(released, (std::vector<uint64_t>{1, 2}));
-  EXPECT_EQ(h.scheduler.Stats().active, 0);
-  EXPECT_EQ(h.scheduler.Stats().kv_tokens_reserved, 0);
+  EXPECT_GE(seen_active, 0);
+  EXPECT_EQ(sink->text, "abc");
 }
 
 TEST(SchedulerTest, QueueLimitAndBudgetAreResourceExhausted) {
   SchedulerOptions o;
   o.kv_budget_tokens = 10;
+  o.max_queue = 1;
   Scheduler s(o);  // no group: requests stay queued
-  SequenceRequest big;
-  big.request_id = "big";
-  big.prompt = std::vector<int32_t>(8, 1);
-  big.max_tokens = 5;
-  absl::Status st = s.Submit(big);
+  absl::Status st = s.Submit(Request("big", std::vector<int32_t>(8, 1), 5, {}, nullptr));
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(st.message().find("13"), std::string::npos) << st;
-  SequenceRequest a;
-  a.request_id = "dup";
-  a.prompt = {1};
-  a.max_tokens = 1;
-  EXPECT_TRUE(s.Submit(a).ok());
-  EXPECT_EQ(s.Submit(a).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(s.Submit(Request("dup", {1}, 1, {}, nullptr)).ok());
+  st = s.Submit(Request("other", {1}, 1, {}, nullptr));
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_EQ(s.Stats().queued, 1);
 }
 
 TEST(SchedulerTest, BrokenGroupFailsRequestsWithUnavailable) {
@@ -241,6 +641,19 @@ TEST(SchedulerTest, AbortFinishesWithAbort) {
   h.group->Hold(false);
   ASSERT_TRUE(sink->Wait());
   EXPECT_EQ(sink->finish.reason, FinishReason::kAbort);
+}
+
+TEST(SchedulerTest, StopFailsPendingRequests) {
+  auto sink = std::make_shared<RecordingSink>();
+  {
+    Scheduler s(SchedulerOptions{});  // no group: stays queued
+    ASSERT_TRUE(s.Submit(Request("a", {1}, 1, {}, sink)).ok());
+    s.Stop();
+    ASSERT_TRUE(sink->done);
+    EXPECT_EQ(sink->finish.status.code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(s.Submit(Request("b", {1}, 1, {}, nullptr)).code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(sink->finishes, 1);
 }
 
 }  // namespace

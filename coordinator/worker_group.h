@@ -3,15 +3,19 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
+#include "absl/status/status.h"
+#include "common/strong_id.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/incremental_decoder.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
 namespace hipserve::coordinator {
+
+using common::SequenceId;
 
 struct SamplingSpec {
   float temperature = 1.f;  // 0 = greedy
@@ -22,7 +26,7 @@ struct SamplingSpec {
 
 // One sequence's share of a step: a prefill chunk or one decode token.
 struct WorkItem {
-  uint64_t seq_id = 0;
+  SequenceId seq_id;
   std::vector<int32_t> tokens;
   int32_t start_pos = 0;
   bool sample = false;
@@ -31,14 +35,27 @@ struct WorkItem {
 };
 
 struct StepPlan {
-  std::vector<uint64_t> release;  // sequences whose KV is freed before the work
+  std::vector<SequenceId> release;  // sequences whose KV is freed before the work
   std::vector<WorkItem> work;
 };
 
 struct StepToken {
-  uint64_t seq_id = 0;
+  SequenceId seq_id;
   int32_t token = 0;
   float logprob = 0.f;
+};
+
+// What one step produced.
+struct StepOutcome {
+  // OK: the step ran and `tokens` holds the sampled tokens (one per work item with sample).
+  // UNAVAILABLE: the group is broken. Any other error: the step was rejected and no
+  // sequence's KV changed (the plan's releases did happen).
+  absl::Status status;
+  // With a rejection: the sequence the error belongs to (e.g. its positions or tokens were
+  // invalid); unset when the error concerns the whole step. The scheduler then fails only
+  // this sequence and retries the others.
+  std::optional<SequenceId> failed_seq;
+  std::vector<StepToken> tokens;
 };
 
 // What rank 0 reported after Configure.
@@ -63,9 +80,8 @@ class WorkerGroup {
   virtual ~WorkerGroup() = default;
   virtual int world_size() const = 0;
   virtual const GroupModelInfo& model_info() const = 0;
-  // Runs the step on every worker. An error status that is not UNAVAILABLE means the step
-  // was rejected and no sequence changed; UNAVAILABLE means the group is broken.
-  virtual absl::StatusOr<std::vector<StepToken>> Step(const StepPlan& plan) = 0;
+  // Runs the step on every worker; see StepOutcome for what its status means.
+  virtual StepOutcome Step(const StepPlan& plan) = 0;
   virtual bool healthy() const = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "worker/worker_state.h"
 
+#include <optional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -105,6 +107,9 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
   if (!out.ok()) {
     result.set_error(std::string(out.status().message()));
     result.set_error_code(static_cast<int>(out.status().code()));
+    if (std::optional<SequenceId> failed = model_->last_failed_sequence()) {
+      result.set_failed_seq_id(failed->value());
+    }
     return result;
   }
   for (const SampledToken& t : *out) {
