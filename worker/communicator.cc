@@ -1,6 +1,6 @@
 #include "worker/communicator.h"
 
-#include <algorithm>
+#include <cstring>
 
 namespace hipserve::worker {
 namespace {
@@ -9,12 +9,21 @@ class LocalCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
-  absl::Status AllReduceSum(float*, int64_t) override { return absl::OkStatus(); }
-  absl::Status AllGather(const float* in, int64_t count, float* out) override {
-    if (in != out) std::copy(in, in + count, out);
+  absl::Status AllReduceSum(void*, int64_t, kernels::DType, void*) override {
     return absl::OkStatus();
   }
-  absl::Status Broadcast(float*, int64_t, int root) override {
+  absl::Status AllGather(const void* in, int64_t count, kernels::DType dtype, void* out,
+                         void*) override {
+    if (in != out) {
+      return absl::InvalidArgumentError(
+          "the local communicator gathers in place only (in == out): its buffers may be device "
+          "memory it cannot copy");
+    }
+    (void)count;
+    (void)dtype;
+    return absl::OkStatus();
+  }
+  absl::Status Broadcast(void*, int64_t, kernels::DType, int root, void*) override {
     return root == 0 ? absl::OkStatus() : absl::InvalidArgumentError("root outside world of 1");
   }
   absl::Status Barrier() override { return absl::OkStatus(); }

@@ -1,75 +1,14 @@
 #include "worker/model.h"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/attention/dense_attention.h"
-#include "kernels/dtype/bf16.h"
-#include "kernels/embedding/embedding.h"
-#include "kernels/gemm/gemm.h"
-#include "kernels/rmsnorm/rmsnorm.h"
-#include "kernels/rope/rope.h"
-#include "kernels/swiglu/swiglu.h"
+#include "worker/cpu_backend.h"
+#include "worker/cuda_backend.h"
 
 namespace hipserve::worker {
-namespace {
-
-absl::Status CheckSize(const std::vector<float>& v, int64_t want, const std::string& name) {
-  if (static_cast<int64_t>(v.size()) != want) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("weight ", name, " has ", v.size(), " values, expected ", want));
-  }
-  return absl::OkStatus();
-}
-
-// y[rows, w.n] = x[rows, w.k] w^T (+ bias): kernels::CpuMatmul (GEMV for decode rows).
-absl::Status Linear(const float* x, const CpuLinear& w, const std::vector<float>& bias, int rows,
-                    float* y) {
-  kernels::CpuMatmulParams p;
-  p.a = x;
-  p.b = w.data();
-  p.b_type = w.type;
-  p.c = y;
-  p.bias = bias.empty() ? nullptr : bias.data();
-  p.m = rows;
-  p.n = w.n;
-  p.k = w.k;
-  return kernels::CpuMatmul(p);
-}
-
-// Points `out` at `w` ([n, k]) or, for bf16, converts it and frees the fp32 vector.
-void MakeLinear(std::vector<float>& w, int n, int k, kernels::CpuWeightType type, CpuLinear* out) {
-  out->type = type;
-  out->n = n;
-  out->k = k;
-  if (type == kernels::CpuWeightType::kBf16) {
-    out->bf16.resize(w.size());
-    kernels::FloatToBf16Array(w.data(), out->bf16.data(), static_cast<int64_t>(w.size()));
-    std::vector<float>().swap(w);
-    out->f32 = nullptr;
-  } else {
-    out->f32 = w.data();
-  }
-}
-
-absl::Status RmsNorm(const float* in, const std::vector<float>& weight, int rows, int dim,
-                     float eps, float* out) {
-  kernels::RmsNormParams p;
-  p.in = in;
-  p.weight = weight.data();
-  p.out = out;
-  p.residual = nullptr;
-  p.rows = rows;
-  p.dim = dim;
-  p.eps = eps;
-  return kernels::RmsNormRef(p);
-}
-
-}  // namespace
 
 absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name) {
   if (name == "fp32") return kernels::CpuWeightType::kFloat32;
@@ -78,30 +17,8 @@ absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name) 
       absl::StrCat("cpu weights '", name, "' are unknown; use 'fp32' or 'bf16'"));
 }
 
-void Model::PrepareLinears() {
-  const ModelDims& d = weights_.dims;
-  const kernels::CpuWeightType t = options_.cpu_weights;
-  const int h = d.hidden, q = weights_.local_heads() * d.head_dim;
-  const int kv = weights_.local_kv_heads() * d.head_dim, inter = weights_.local_intermediate();
-  linears_.resize(d.num_layers);
-  for (int i = 0; i < d.num_layers; ++i) {
-    LayerWeights& l = weights_.layers[i];
-    LayerLinears& o = linears_[i];
-    MakeLinear(l.wq, q, h, t, &o.wq);
-    MakeLinear(l.wk, kv, h, t, &o.wk);
-    MakeLinear(l.wv, kv, h, t, &o.wv);
-    MakeLinear(l.wo, h, q, t, &o.wo);
-    MakeLinear(l.w_gate, inter, h, t, &o.gate);
-    MakeLinear(l.w_up, inter, h, t, &o.up);
-    MakeLinear(l.w_down, h, inter, t, &o.down);
-  }
-  MakeLinear(weights_.lm_head, static_cast<int>(weights_.vocab_end - weights_.vocab_begin), h, t,
-             &lm_head_);
-}
-
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicator* comm,
                                                      const ModelOptions& options) {
-  const ModelDims& d = w.dims;
   if (comm == nullptr) return absl::InvalidArgumentError("Model needs a communicator");
   if (comm->world_size() != w.world_size || comm->rank() != w.rank) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -112,82 +29,47 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
     return absl::InvalidArgumentError(absl::StrCat(
         "attention mode '", options.attention, "' is unknown; use 'dense' or 'hip'"));
   }
-  if (d.num_layers <= 0 || d.hidden <= 0 || d.head_dim <= 0 || d.num_heads <= 0 ||
-      d.num_kv_heads <= 0 || d.num_heads % d.num_kv_heads != 0 ||
-      d.num_kv_heads % w.world_size != 0) {
-    return absl::InvalidArgumentError("inconsistent model dimensions");
+  RETURN_IF_ERROR(CheckWeights(w));
+  ModelWeights header;  // everything but the tensors, kept by the Model
+  header.dims = w.dims;
+  header.rank = w.rank;
+  header.world_size = w.world_size;
+  header.vocab_begin = w.vocab_begin;
+  header.vocab_end = w.vocab_end;
+  std::unique_ptr<ForwardBackend> backend;
+  if (options.backend == "cpu") {
+    ASSIGN_OR_RETURN(backend, MakeCpuBackend(std::move(w), options));
+  } else if (options.backend == "cuda") {
+    ASSIGN_OR_RETURN(backend, MakeCudaBackend(std::move(w), options));
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend '", options.backend, "' is unknown; use 'cpu' or 'cuda'"));
   }
-  const int64_t h = d.hidden, hd = d.head_dim;
-  const int64_t vocab_rows = w.vocab_end - w.vocab_begin;
-  RETURN_IF_ERROR(CheckSize(w.token_embd, vocab_rows * h, "token_embd"));
-  RETURN_IF_ERROR(CheckSize(w.lm_head, vocab_rows * h, "lm_head"));
-  RETURN_IF_ERROR(CheckSize(w.output_norm, h, "output_norm"));
-  if (static_cast<int>(w.layers.size()) != d.num_layers) {
-    return absl::InvalidArgumentError("layer count does not match dims");
-  }
-  const int64_t q = w.local_heads() * hd, kv = w.local_kv_heads() * hd;
-  const int64_t inter = w.local_intermediate();
-  for (int i = 0; i < d.num_layers; ++i) {
-    const LayerWeights& l = w.layers[i];
-    const std::string p = absl::StrCat("layers.", i, ".");
-    RETURN_IF_ERROR(CheckSize(l.attn_norm, h, p + "attn_norm"));
-    RETURN_IF_ERROR(CheckSize(l.wq, q * h, p + "wq"));
-    RETURN_IF_ERROR(CheckSize(l.wk, kv * h, p + "wk"));
-    RETURN_IF_ERROR(CheckSize(l.wv, kv * h, p + "wv"));
-    RETURN_IF_ERROR(CheckSize(l.wo, h * q, p + "wo"));
-    RETURN_IF_ERROR(CheckSize(l.ffn_norm, h, p + "ffn_norm"));
-    RETURN_IF_ERROR(CheckSize(l.w_gate, inter * h, p + "w_gate"));
-    RETURN_IF_ERROR(CheckSize(l.w_up, inter * h, p + "w_up"));
-    RETURN_IF_ERROR(CheckSize(l.w_down, h * inter, p + "w_down"));
-    if (!l.bq.empty()) {
-      RETURN_IF_ERROR(CheckSize(l.bq, q, p + "bq"));
-      RETURN_IF_ERROR(CheckSize(l.bk, kv, p + "bk"));
-      RETURN_IF_ERROR(CheckSize(l.bv, kv, p + "bv"));
-    }
-  }
-  kvstore::SimpleKvStoreOptions kv_options;
-  kv_options.num_layers = d.num_layers;
-  kv_options.num_kv_heads = w.local_kv_heads();
-  kv_options.head_dim = d.head_dim;
-  kv_options.max_tokens_total = options.kv_budget_tokens;
-  std::unique_ptr<HipAttention> hip;
-  if (options.attention == "hip") {
-    HipAttentionOptions ho;
-    ho.config = options.hip;
-    ho.rope = d.rope;
-    ho.num_layers = d.num_layers;
-    ho.num_heads = w.local_heads();
-    ho.num_kv_heads = w.local_kv_heads();
-    ho.head_dim = d.head_dim;
-    ho.pretrained_context = d.max_context;
-    ho.measure_recall = options.hip_measure_recall;
-    ASSIGN_OR_RETURN(hip, HipAttention::Create(ho));
-  }
-  ASSIGN_OR_RETURN(kvstore::SimpleKvStore * store, kvstore::SimpleKvStore::Create(kv_options));
-  auto model = std::unique_ptr<Model>(
-      new Model(std::move(w), comm, options, std::unique_ptr<kvstore::SimpleKvStore>(store)));
-  model->hip_ = std::move(hip);
-  return model;
+  return std::unique_ptr<Model>(new Model(header, comm, options, std::move(backend)));
 }
 
-Model::Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
-             std::unique_ptr<kvstore::SimpleKvStore> kv)
-    : weights_(std::move(weights)), comm_(comm), options_(options), kv_(std::move(kv)) {
-  max_context_ = options_.max_context > 0 ? options_.max_context : weights_.dims.max_context;
-  PrepareLinears();
+Model::Model(const ModelWeights& w, Communicator* comm, const ModelOptions& options,
+             std::unique_ptr<ForwardBackend> backend)
+    : dims_(w.dims),
+      rank_(w.rank),
+      world_size_(w.world_size),
+      vocab_begin_(w.vocab_begin),
+      vocab_end_(w.vocab_end),
+      comm_(comm),
+      options_(options),
+      backend_(std::move(backend)) {
+  max_context_ = options_.max_context > 0 ? options_.max_context : dims_.max_context;
 }
 
 absl::Status Model::Release(SequenceId seq) {
-  RETURN_IF_ERROR(kv_->Free(seq));
+  RETURN_IF_ERROR(backend_->Free(seq));
   live_.erase(seq);
-  if (hip_ != nullptr) hip_->Release(seq);
   return absl::OkStatus();
 }
 
 void Model::ReleaseAll() {
-  for (SequenceId seq : live_) kv_->Free(seq).IgnoreError();
+  for (SequenceId seq : live_) backend_->Free(seq).IgnoreError();
   live_.clear();
-  if (hip_ != nullptr) hip_->ReleaseAll();
 }
 
 absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* failed) const {
@@ -200,16 +82,16 @@ absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* 
     }
     if (s.tokens.empty()) return absl::InvalidArgumentError(who + "no tokens");
     for (int32_t t : s.tokens) {
-      if (t < 0 || t >= weights_.dims.vocab_size) {
+      if (t < 0 || t >= dims_.vocab_size) {
         return absl::InvalidArgumentError(absl::StrCat(
-            who, "token id ", t, " outside the vocabulary [0, ", weights_.dims.vocab_size, ")"));
+            who, "token id ", t, " outside the vocabulary [0, ", dims_.vocab_size, ")"));
       }
     }
     const bool released =
         std::find(batch.release.begin(), batch.release.end(), s.seq) != batch.release.end();
     int64_t have = 0;
-    if (!released && kv_->Contains(s.seq)) {
-      ASSIGN_OR_RETURN(have, kv_->Length(s.seq));
+    if (!released && backend_->Contains(s.seq)) {
+      ASSIGN_OR_RETURN(have, backend_->Length(s.seq));
     }
     if (s.start_pos != have) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -227,36 +109,38 @@ absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* 
 absl::StatusOr<std::vector<SampledToken>> Model::Step(const StepBatch& batch) {
   last_failed_.reset();
   for (SequenceId seq : batch.release) {
-    if (kv_->Contains(seq)) RETURN_IF_ERROR(Release(seq));
+    if (backend_->Contains(seq)) RETURN_IF_ERROR(Release(seq));
   }
+  return RunStep(batch, /*all_logits=*/false, nullptr);
+}
+
+absl::StatusOr<std::vector<SampledToken>> Model::RunStep(const StepBatch& batch, bool all_logits,
+                                                         std::vector<float>* logits_out) {
   RETURN_IF_ERROR(Validate(batch, &last_failed_));
   // Remember lengths so that a failure rolls every sequence back.
   std::vector<std::pair<SequenceId, int64_t>> before;
   for (const SeqStep& s : batch.work) {
-    if (!kv_->Contains(s.seq)) {
-      RETURN_IF_ERROR(kv_->AddSequence(s.seq));
+    if (!backend_->Contains(s.seq)) {
+      RETURN_IF_ERROR(backend_->AddSequence(s.seq));
       live_.insert(s.seq);
       before.emplace_back(s.seq, -1);
     } else {
       before.emplace_back(s.seq, s.start_pos);
     }
   }
-  HipAttention::Snapshot hip_before;
-  if (hip_ != nullptr) {
-    std::vector<SequenceId> seqs;
-    for (const SeqStep& s : batch.work) seqs.push_back(s.seq);
-    hip_before = hip_->Save(seqs);
-  }
+  std::vector<SequenceId> seqs;
+  for (const SeqStep& s : batch.work) seqs.push_back(s.seq);
+  std::unique_ptr<BackendCheckpoint> checkpoint = backend_->Save(seqs);
   std::vector<SampledToken> out;
-  absl::Status status = Forward(batch, &out);
+  absl::Status status = Forward(batch, all_logits, &out, logits_out);
   if (!status.ok()) {
-    if (hip_ != nullptr) hip_->Restore(hip_before);
+    backend_->Restore(*checkpoint);
     for (const auto& [seq, len] : before) {
       if (len < 0) {
-        kv_->Free(seq).IgnoreError();
+        backend_->Free(seq).IgnoreError();
         live_.erase(seq);
       } else {
-        kv_->Truncate(seq, len).IgnoreError();
+        backend_->Truncate(seq, len).IgnoreError();
       }
     }
     return status;
@@ -264,158 +148,72 @@ absl::StatusOr<std::vector<SampledToken>> Model::Step(const StepBatch& batch) {
   return out;
 }
 
-absl::Status Model::Attention(int layer, const SeqStep& s, const float* q, const float* k,
-                              const float* v, float* out) {
-  const ModelDims& d = weights_.dims;
-  const int n = static_cast<int>(s.tokens.size());
-  const int lh = weights_.local_heads(), lkv = weights_.local_kv_heads(), hd = d.head_dim;
-  if (hip_ != nullptr) {
-    // HiP stores keys without RoPE and rotates what it reads with its own, possibly rewritten,
-    // positions (HIP.md 5).
-    RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k, v, n));
-    ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
-    return hip_->Run(s.seq, layer, q, n, s.start_pos, view.k, view.v,
-                     static_cast<int>(view.tokens), out);
-  }
-  // Dense attention only ever uses real positions, so keys are rotated once, when appended,
-  // and stored rotated: no per-step pass over the whole cache.
-  std::vector<int32_t> positions(n);
-  for (int i = 0; i < n; ++i) positions[i] = s.start_pos + i;
-  std::vector<float> k_rot(k, k + int64_t{n} * lkv * hd);
-  kernels::RopeParams rk;
-  rk.x = k_rot.data();
-  rk.positions = positions.data();
-  rk.tokens = n;
-  rk.heads = lkv;
-  rk.head_dim = hd;
-  rk.config = d.rope;
-  RETURN_IF_ERROR(kernels::RopeRef(rk));
-  std::vector<float> q_rot(q, q + int64_t{n} * lh * hd);
-  kernels::RopeParams rq = rk;
-  rq.x = q_rot.data();
-  rq.heads = lh;
-  RETURN_IF_ERROR(kernels::RopeRef(rq));
-  RETURN_IF_ERROR(kv_->Append(s.seq, common::LayerId(layer), k_rot.data(), v, n));
-  ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, common::LayerId(layer)));
-  kernels::DenseAttentionParams a;
-  a.q = q_rot.data();
-  a.k = view.k;
-  a.v = view.v;
-  a.out = out;
-  a.num_q = n;
-  a.num_kv = static_cast<int>(view.tokens);
-  a.num_heads = lh;
-  a.num_kv_heads = lkv;
-  a.head_dim = hd;
-  a.q_offset = s.start_pos;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  return kernels::DenseAttentionBlocked(a);
-}
-
-absl::Status Model::Forward(const StepBatch& batch, std::vector<SampledToken>* sampled) {
-  const ModelDims& d = weights_.dims;
-  const int h = d.hidden, hd = d.head_dim;
-  const int lq = weights_.local_heads() * hd, lkv = weights_.local_kv_heads() * hd;
-  const int inter = weights_.local_intermediate();
-  std::vector<int32_t> ids;
-  std::vector<int> offsets;  // first row of each work item
+absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
+                            std::vector<SampledToken>* sampled, std::vector<float>* logits_out) {
+  StepLayout layout;
   for (const SeqStep& s : batch.work) {
-    offsets.push_back(static_cast<int>(ids.size()));
-    ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
-  }
-  const int rows = static_cast<int>(ids.size());
-  if (rows == 0) return absl::OkStatus();
-  if (hip_ != nullptr) {
-    for (const SeqStep& s : batch.work) {
-      hip_->BeginStep(s.seq, s.start_pos, static_cast<int>(s.tokens.size()));
+    StepLayout::Item it;
+    it.seq = s.seq;
+    it.row = layout.rows();
+    it.tokens = static_cast<int>(s.tokens.size());
+    it.start_pos = s.start_pos;
+    layout.items.push_back(it);
+    layout.ids.insert(layout.ids.end(), s.tokens.begin(), s.tokens.end());
+    for (int i = 0; i < it.tokens; ++i) layout.positions.push_back(s.start_pos + i);
+    if (all_logits) {
+      for (int i = 0; i < it.tokens; ++i) layout.logit_rows.push_back(it.row + i);
+    } else if (s.sample) {
+      layout.logit_rows.push_back(it.row + it.tokens - 1);
     }
   }
-
-  std::vector<float> x(int64_t{rows} * h);
-  kernels::EmbeddingParams e;
-  e.table = weights_.token_embd.data();
-  e.vocab_begin = weights_.vocab_begin;
-  e.vocab_end = weights_.vocab_end;
-  e.hidden = h;
-  e.ids = ids.data();
-  e.num_tokens = rows;
-  e.out = x.data();
-  RETURN_IF_ERROR(kernels::EmbeddingRef(e));
-  RETURN_IF_ERROR(comm_->AllReduceSum(x.data(), x.size()));  // vocab-sharded rows
-
-  std::vector<float> norm(x.size()), q(int64_t{rows} * lq), k(int64_t{rows} * lkv),
-      v(int64_t{rows} * lkv), attn(int64_t{rows} * lq), proj(x.size()),
-      gate(int64_t{rows} * inter), up(int64_t{rows} * inter);
-  for (int li = 0; li < d.num_layers; ++li) {
-    const LayerWeights& l = weights_.layers[li];
-    RETURN_IF_ERROR(RmsNorm(x.data(), l.attn_norm, rows, h, d.rms_eps, norm.data()));
-    const LayerLinears& ll = linears_[li];
-    RETURN_IF_ERROR(Linear(norm.data(), ll.wq, l.bq, rows, q.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), ll.wk, l.bk, rows, k.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), ll.wv, l.bv, rows, v.data()));
-    for (size_t i = 0; i < batch.work.size(); ++i) {
-      const int r = offsets[i];
-      RETURN_IF_ERROR(Attention(li, batch.work[i], q.data() + int64_t{r} * lq,
-                                k.data() + int64_t{r} * lkv, v.data() + int64_t{r} * lkv,
-                                attn.data() + int64_t{r} * lq));
-    }
-    RETURN_IF_ERROR(Linear(attn.data(), ll.wo, {}, rows, proj.data()));
-    RETURN_IF_ERROR(comm_->AllReduceSum(proj.data(), proj.size()));
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
-    RETURN_IF_ERROR(RmsNorm(x.data(), l.ffn_norm, rows, h, d.rms_eps, norm.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), ll.gate, {}, rows, gate.data()));
-    RETURN_IF_ERROR(Linear(norm.data(), ll.up, {}, rows, up.data()));
-    kernels::SwigluParams sw{gate.data(), up.data(), gate.data(), int64_t{rows} * inter};
-    RETURN_IF_ERROR(kernels::SwigluRef(sw));
-    RETURN_IF_ERROR(Linear(gate.data(), ll.down, {}, rows, proj.data()));
-    RETURN_IF_ERROR(comm_->AllReduceSum(proj.data(), proj.size()));
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
-  }
-  if (capture_hidden_ != nullptr) *capture_hidden_ = x;  // PrefillLogits (model_logits.cc)
-
-  // Logits for the last token of each sampled sequence.
-  std::vector<int> sample_rows;
-  for (size_t i = 0; i < batch.work.size(); ++i) {
-    if (batch.work[i].sample) {
-      sample_rows.push_back(offsets[i] + static_cast<int>(batch.work[i].tokens.size()) - 1);
-    }
-  }
-  if (sample_rows.empty()) return absl::OkStatus();
-  const int ns = static_cast<int>(sample_rows.size());
-  std::vector<float> last(int64_t{ns} * h);
-  for (int i = 0; i < ns; ++i) {
-    std::copy_n(x.data() + int64_t{sample_rows[i]} * h, h, last.data() + int64_t{i} * h);
-  }
-  RETURN_IF_ERROR(RmsNorm(last.data(), weights_.output_norm, ns, h, d.rms_eps, last.data()));
+  if (layout.rows() == 0) return absl::OkStatus();
   // Each rank computes its vocab shard, padded to an equal width so AllGather can stack them.
-  const int ws = weights_.world_size;
-  const int shard = (d.vocab_size + ws - 1) / ws;
-  const int local = static_cast<int>(weights_.vocab_end - weights_.vocab_begin);
-  std::vector<float> local_logits(int64_t{ns} * shard, -std::numeric_limits<float>::infinity());
-  std::vector<float> tmp(int64_t{ns} * std::max(local, 1));
-  if (local > 0) {
-    RETURN_IF_ERROR(Linear(last.data(), lm_head_, {}, ns, tmp.data()));
-    for (int i = 0; i < ns; ++i) {
-      std::copy_n(tmp.data() + int64_t{i} * local, local, local_logits.data() + int64_t{i} * shard);
+  const int shard = (dims_.vocab_size + world_size_ - 1) / world_size_;
+  ASSIGN_OR_RETURN(StepBuffers b, backend_->BeginStep(layout, world_size_, shard));
+  ForwardBackend& be = *backend_;
+  RETURN_IF_ERROR(be.Embed(b.x));
+  RETURN_IF_ERROR(AllReduce(b.x));  // vocab-sharded rows
+  for (int li = 0; li < dims_.num_layers; ++li) {
+    if (li == 0) {
+      RETURN_IF_ERROR(be.RmsNorm(b.x, li, NormId::kAttn, b.norm));
+    } else {  // the previous layer's MLP output joins the residual here
+      RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, li, NormId::kAttn, b.norm));
     }
+    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWq, b.q));
+    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWk, b.k));
+    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWv, b.v));
+    RETURN_IF_ERROR(be.Attention(li, b.q, b.k, b.v, b.attn));
+    RETURN_IF_ERROR(be.Linear(b.attn, li, LinearId::kWo, b.proj));
+    RETURN_IF_ERROR(AllReduce(b.proj));
+    RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, li, NormId::kFfn, b.norm));
+    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kGate, b.gate));
+    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kUp, b.up));
+    RETURN_IF_ERROR(be.Swiglu(b.gate, b.up));
+    RETURN_IF_ERROR(be.Linear(b.gate, li, LinearId::kDown, b.proj));
+    RETURN_IF_ERROR(AllReduce(b.proj));
   }
-  std::vector<float> gathered(int64_t{ws} * ns * shard);
-  RETURN_IF_ERROR(comm_->AllGather(local_logits.data(), local_logits.size(), gathered.data()));
-  if (weights_.rank != 0) return absl::OkStatus();
-  std::vector<float> logits(d.vocab_size);
-  int si = 0;
+  RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, 0, NormId::kOutput, b.norm));
+  if (layout.logit_rows.empty()) return be.Finish();
+  RETURN_IF_ERROR(be.LmHead(b.norm, b.logits));
+  RETURN_IF_ERROR(comm_->AllGather(b.logits.data, b.logits.numel(), b.logits.dtype,
+                                   b.gathered.data, be.stream()));
+  if (rank_ != 0) return be.Finish();
+  if (logits_out != nullptr) {
+    ASSIGN_OR_RETURN(*logits_out, be.ReadLogits(b.gathered, world_size_, dims_.vocab_size));
+    return be.Finish();
+  }
+  std::vector<kernels::SamplingOptions> options;
+  std::vector<SequenceId> seqs;
   for (const SeqStep& s : batch.work) {
     if (!s.sample) continue;
-    for (int r = 0; r < ws; ++r) {
-      const int begin = r * shard;
-      const int count = std::min(shard, d.vocab_size - begin);
-      if (count <= 0) break;
-      std::copy_n(gathered.data() + (int64_t{r} * ns + si) * shard, count, logits.data() + begin);
-    }
-    ASSIGN_OR_RETURN(kernels::SampleResult r,
-                     kernels::SampleRef(logits.data(), d.vocab_size, s.sampling));
-    sampled->push_back(SampledToken{s.seq, r.token, r.logprob});
-    ++si;
+    options.push_back(s.sampling);
+    seqs.push_back(s.seq);
+  }
+  ASSIGN_OR_RETURN(std::vector<kernels::SampleResult> r,
+                   be.Sample(b.gathered, world_size_, dims_.vocab_size, options));
+  RETURN_IF_ERROR(be.Finish());
+  for (size_t i = 0; i < r.size(); ++i) {
+    sampled->push_back(SampledToken{seqs[i], r[i].token, r[i].logprob});
   }
   return absl::OkStatus();
 }

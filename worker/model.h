@@ -1,6 +1,10 @@
-// Model: one rank's share of a Llama-family decoder and the KV of its sequences.
+// Model: one rank's share of a Llama-family decoder and the KV of its sequences, over one
+// forward backend (worker/forward_backend.h: CPU or CUDA, chosen by ModelOptions::backend).
 //
-// Owns its weights shard and KV store; borrows the Communicator (must outlive the Model).
+// The one backend-neutral home of the step logic: validation, rollback of a failed step, batch
+// layout, the forward pass's sequence of operations and collectives, sampling bookkeeping. The
+// backend owns the weights, activations, KV and attention state. Owns the backend; borrows the
+// Communicator (must outlive the Model).
 // Thread-safety: not thread-safe; one thread (the worker's step executor) drives it.
 // A failed Step leaves every sequence exactly as it was before the step.
 #pragma once
@@ -14,52 +18,16 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/strong_id.h"
-#include "kernels/cpu_gemv/gemv.h"
-#include "kernels/hip/hip_params.h"
 #include "kernels/sampling/sampling.h"
-#include "kvstore/simple_store.h"
 #include "worker/communicator.h"
+#include "worker/forward_backend.h"
 #include "worker/hip_attention.h"
+#include "worker/model_options.h"
 #include "worker/weights.h"
 
 namespace hipserve::worker {
 
 using common::SequenceId;
-
-struct ModelOptions {
-  // "dense" (exact causal attention) or "hip" (HiP sparse attention, HIP.md; see
-  // worker/hip_attention.h).
-  std::string attention = "dense";
-  // HiP parameters, used when attention == "hip" (see worker/hip_config.h for the JSON form).
-  kernels::HipConfig hip;
-  // Diagnostic: HipAttentionOptions::measure_recall (benchmarks only; slow).
-  bool hip_measure_recall = false;
-  // Longest sequence accepted (prompt + generated). 0 = the model's pretrained length.
-  int max_context = 0;
-  // KV budget over all sequences, in tokens (each token: all layers, K and V).
-  int64_t kv_budget_tokens = 1 << 20;
-  // Storage of the linear weights (Q/K/V/O, MLP, LM head) on the CPU backend (--cpu_weights).
-  // kFloat32: as loaded. kBf16: rounded to bf16 (round-to-nearest-even) once in Create, the
-  // fp32 copies freed; products still accumulate in fp32 (kernels/cpu_gemv/gemv.h). Halves the
-  // bytes a decode step streams; logits move by ~1e-2 (tests/reference/logits_test.cc).
-  // Embeddings, norms and biases stay fp32 in both modes.
-  kernels::CpuWeightType cpu_weights = kernels::CpuWeightType::kFloat32;
-};
-
-// Parses "fp32" / "bf16" (the --cpu_weights flag values).
-absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name);
-
-// One linear weight [n, k] as the CPU forward pass reads it: fp32 (pointing into the Model's
-// ModelWeights) or an owned bf16 copy.
-struct CpuLinear {
-  kernels::CpuWeightType type = kernels::CpuWeightType::kFloat32;
-  const float* f32 = nullptr;
-  std::vector<uint16_t> bf16;
-  int n = 0, k = 0;
-  const void* data() const {
-    return type == kernels::CpuWeightType::kBf16 ? static_cast<const void*>(bf16.data()) : f32;
-  }
-};
 
 // One sequence's part of a step: append `tokens` at positions start_pos.. and optionally
 // sample the next token after the last one.
@@ -106,42 +74,42 @@ class Model {
   // Frees every sequence.
   void ReleaseAll();
 
-  const ModelDims& dims() const { return weights_.dims; }
-  kernels::CpuWeightType cpu_weights() const { return options_.cpu_weights; }
+  const ModelDims& dims() const { return dims_; }
+  // The backend's name ("cpu" / "cuda") and weight dtype ("fp32", "bf16").
+  std::string backend_name() const { return backend_->name(); }
+  std::string dtype_name() const { return backend_->dtype_name(); }
   int max_context() const { return max_context_; }
-  int64_t kv_tokens() const { return kv_->TokensInUse(); }
-  int64_t kv_capacity_tokens() const { return options_.kv_budget_tokens; }
-  int num_sequences() const { return kv_->NumSequences(); }
-  // The HiP state (per-sequence schedule and mask cache); nullptr unless attention == "hip".
-  const HipAttention* hip() const { return hip_.get(); }
+  int64_t kv_tokens() const { return backend_->TokensInUse(); }
+  int64_t kv_capacity_tokens() const { return backend_->CapacityTokens(); }
+  int num_sequences() const { return backend_->NumSequences(); }
+  // The HiP state (per-sequence schedule and mask cache) of the CPU backend in hip mode;
+  // nullptr otherwise.
+  const HipAttention* hip() const { return backend_->hip(); }
 
  private:
-  Model(ModelWeights weights, Communicator* comm, const ModelOptions& options,
-        std::unique_ptr<kvstore::SimpleKvStore> kv);
+  Model(const ModelWeights& weights, Communicator* comm, const ModelOptions& options,
+        std::unique_ptr<ForwardBackend> backend);
   // On failure sets *failed to the offending sequence.
   absl::Status Validate(const StepBatch& batch, std::optional<SequenceId>* failed) const;
-  absl::Status Forward(const StepBatch& batch, std::vector<SampledToken>* out);
-  absl::Status Attention(int layer, const SeqStep& s, const float* q, const float* k,
-                         const float* v, float* out);
-  // Sets up linears_ / lm_head_ (converting to bf16 and freeing fp32 when asked).
-  void PrepareLinears();
+  // Runs the layers; samples (or, with logits_out, returns every logit row) on rank 0.
+  absl::Status Forward(const StepBatch& batch, bool all_logits, std::vector<SampledToken>* out,
+                       std::vector<float>* logits_out);
+  // Step's body after release; all_logits as Forward.
+  absl::StatusOr<std::vector<SampledToken>> RunStep(const StepBatch& batch, bool all_logits,
+                                                    std::vector<float>* logits_out);
+  absl::Status AllReduce(const Tensor& t) {
+    return comm_->AllReduceSum(t.data, t.numel(), t.dtype, backend_->stream());
+  }
 
-  struct LayerLinears {
-    CpuLinear wq, wk, wv, wo, gate, up, down;
-  };
-
-  ModelWeights weights_;
+  ModelDims dims_;
+  int rank_ = 0, world_size_ = 1;
+  int64_t vocab_begin_ = 0, vocab_end_ = 0;
   Communicator* comm_;
   ModelOptions options_;
   int max_context_;
-  std::unique_ptr<kvstore::SimpleKvStore> kv_;
+  std::unique_ptr<ForwardBackend> backend_;
   std::optional<SequenceId> last_failed_;
-  absl::flat_hash_set<SequenceId> live_;  // sequences with KV in kv_
-  std::unique_ptr<HipAttention> hip_;     // set when options_.attention == "hip"
-  std::vector<LayerLinears> linears_;     // [num_layers]
-  CpuLinear lm_head_;
-  // When set, Forward copies the final hidden states (all rows, before the output norm) here.
-  std::vector<float>* capture_hidden_ = nullptr;
+  absl::flat_hash_set<SequenceId> live_;  // sequences with KV in the backend
 };
 
 }  // namespace hipserve::worker

@@ -3,11 +3,13 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/builtin_model.h"
 #include "worker/loader/load.h"
+#include "worker/random_model.h"
 
 namespace hipserve::worker {
 
@@ -85,7 +87,70 @@ absl::StatusOr<LoadedSource> FromLoaded(loader::LoadedModel m) {
   return src;
 }
 
+// Byte tokenizer: ids 0..255 are bytes, then <|endoftext|>, <|im_start|>, <|im_end|>.
+// The coordinator rebuilds the table itself (raw bytes are not valid proto strings).
+v1::control::TokenizerSpec ByteTokenizer() {
+  v1::control::TokenizerSpec t;
+  t.set_model("byte");
+  t.set_bos_token_id(-1);
+  t.add_eos_token_ids(256);
+  t.add_eos_token_ids(258);
+  return t;
+}
+
+// The character of byte b in GPT-2's byte-level alphabet (printable Latin-1 bytes are
+// themselves, the others U+0100.. in byte order), UTF-8 encoded.
+std::string ByteLevelChar(int b) {
+  int cp = b;
+  const auto printable = [](int i) {
+    return (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || i >= 0xAE;
+  };
+  if (!printable(b)) {
+    cp = 256;
+    for (int i = 0; i < b; ++i) cp += printable(i) ? 0 : 1;
+  }
+  if (cp < 0x80) return std::string(1, static_cast<char>(cp));
+  return {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+}
+
 }  // namespace
+
+absl::StatusOr<v1::control::TokenizerSpec> ByteLevelTokenizerSpec(int vocab_size) {
+  if (vocab_size < 259) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("byte-level tokenizer needs a vocabulary of >= 259, not ", vocab_size));
+  }
+  v1::control::TokenizerSpec t;
+  t.set_model("gpt2");
+  t.set_pre("gpt2");
+  constexpr int kNormal = 1, kControl = 3;
+  for (int b = 0; b < 256; ++b) {
+    t.add_tokens(ByteLevelChar(b));
+    t.add_token_types(kNormal);
+  }
+  for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
+    t.add_tokens(special);
+    t.add_token_types(kControl);
+  }
+  const std::string space = ByteLevelChar(' ');
+  for (int id = 259; id < vocab_size; ++id) {
+    std::string word;
+    for (int64_t n = id - 259 + 1; n > 0; n = (n - 1) / 26) {
+      word.insert(word.begin(), static_cast<char>('a' + (n - 1) % 26));
+    }
+    t.add_tokens(space + word);
+    t.add_token_types(kNormal);
+  }
+  t.set_bos_token_id(-1);
+  t.add_eos_token_ids(256);
+  t.add_eos_token_ids(258);
+  t.set_add_bos(false);
+  t.set_chat_template(
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+      "{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  return t;
+}
 
 std::string DefaultModelPath() {
   const char* cache = std::getenv("HIPSERVE_MODEL_CACHE");
@@ -100,12 +165,15 @@ absl::StatusOr<LoadedSource> LoadModelSource(const std::string& model, uint64_t 
     BuiltinModelOptions o;
     if (seed != 0) o.seed = seed;
     ASSIGN_OR_RETURN(src.weights, MakeBuiltinModel(o));
-    // Byte tokenizer: ids 0..255 are bytes, then <|endoftext|>, <|im_start|>, <|im_end|>.
-    // The coordinator rebuilds the table itself (raw bytes are not valid proto strings).
-    src.tokenizer.set_model("byte");
-    src.tokenizer.set_bos_token_id(-1);
-    src.tokenizer.add_eos_token_ids(256);
-    src.tokenizer.add_eos_token_ids(258);
+    src.tokenizer = ByteTokenizer();
+    return src;
+  }
+  if (absl::StartsWith(model, kRandomModelPrefix)) {
+    RandomWeightsOptions o;
+    if (seed != 0) o.seed = seed;
+    ASSIGN_OR_RETURN(src.weights,
+                     MakeRandomModel(model.substr(sizeof(kRandomModelPrefix) - 1), o));
+    ASSIGN_OR_RETURN(src.tokenizer, ByteLevelTokenizerSpec(src.weights.dims.vocab_size));
     return src;
   }
   if (model.empty()) return absl::InvalidArgumentError("--model is empty");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/device.h"
 #include "worker/builtin_model.h"
 
 namespace hipserve::worker {
@@ -52,6 +53,28 @@ std::vector<SampledToken> Generate(Model& m, uint64_t seq, std::vector<int32_t> 
   return out;
 }
 
+TEST(ModelTest, BackendIsChosenByName) {
+  auto comm = MakeLocalCommunicator();
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  ASSERT_TRUE(w.ok());
+  ModelOptions mo;
+  mo.backend = "tpu";
+  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  mo.backend = "cpu";
+  auto cpu = Model::Create(*w, comm.get(), mo);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ((*cpu)->backend_name(), "cpu");
+  if (kernels::CudaDeviceCount() == 0) {
+    // No device (or a CPU build): a clear refusal, never a crash.
+    mo.backend = "cuda";
+    const absl::StatusCode code = Model::Create(*w, comm.get(), mo).status().code();
+    EXPECT_TRUE(code == absl::StatusCode::kUnimplemented ||
+                code == absl::StatusCode::kUnavailable)
+        << code;
+  }
+}
+
 TEST(ModelTest, ParseCpuWeights) {
   EXPECT_EQ(*ParseCpuWeights("fp32"), kernels::CpuWeightType::kFloat32);
   EXPECT_EQ(*ParseCpuWeights("bf16"), kernels::CpuWeightType::kBf16);
@@ -69,7 +92,7 @@ TEST(ModelTest, Bf16WeightsStayNearFp32AndDecodeMatchesPrefill) {
   auto comm = MakeLocalCommunicator();
   auto f32 = MakeModel(comm.get());
   auto b16 = MakeModel(comm.get(), 256, 1 << 20, kernels::CpuWeightType::kBf16);
-  EXPECT_EQ(b16->cpu_weights(), kernels::CpuWeightType::kBf16);
+  EXPECT_EQ(b16->dtype_name(), "bf16");
   const std::vector<int32_t> text = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108};
   const int vocab = f32->dims().vocab_size;
   auto lf = f32->PrefillLogits(SequenceId(1), text, 0);

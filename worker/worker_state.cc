@@ -68,13 +68,13 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   resp.set_num_kv_heads(d.num_kv_heads);
   resp.set_head_dim(d.head_dim);
   // Weights' storage; activations, KV and accumulation are fp32 either way.
-  resp.set_dtype(kernels::CpuWeightTypeName(model_->cpu_weights()));
+  resp.set_dtype(model_->dtype_name());
   resp.set_backend(options_.backend);
   resp.set_kv_capacity_tokens(model_->kv_capacity_tokens());
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context()
-            << ", cpu weights " << kernels::CpuWeightTypeName(model_->cpu_weights());
+            << ", backend " << model_->backend_name() << ", weights " << model_->dtype_name();
   return resp;
 }
 

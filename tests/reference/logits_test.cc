@@ -244,7 +244,7 @@ using ReferenceLogitsBf16Test = ReferenceFixture<kernels::CpuWeightType::kBf16>;
 
 TEST_F(ReferenceLogitsBf16Test, LastPositionLogitsNearFp32) {
   ASSERT_NE(fp32_model_, nullptr);
-  EXPECT_EQ(model_->cpu_weights(), kernels::CpuWeightType::kBf16);
+  EXPECT_EQ(model_->dtype_name(), "bf16");
   const int vocab = model_->dims().vocab_size;
   int seq = 200;
   double worst_rel = 0;

@@ -1,0 +1,765 @@
+// CudaBackend (worker/cuda_backend.h). Host code only: every device computation is a call into
+// kernels/ (each tested against its CPU reference); this file owns memory, the KV pool's row
+// ranges, the stream and the order of the calls.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "kernels/attention_cuda/decode_attention.h"
+#include "kernels/attention_cuda/prefill_attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/device.h"
+#include "kernels/dtype/bf16.h"
+#include "kernels/embedding/embedding.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rope/rope.h"
+#include "kernels/sampling/sampling.h"
+#include "kernels/swiglu/swiglu.h"
+#include "worker/cpu_backend.h"
+#include "worker/cuda_backend.h"
+
+namespace hipserve::worker {
+namespace {
+
+using common::SequenceId;
+using kernels::DType;
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+constexpr int kPoolGranule = 64;     // KV rows are handed out in multiples of this
+constexpr int kLogitRowsPlanned = 256;  // logit rows sized in the plan; more grow on demand
+
+std::string GiB(int64_t bytes) { return absl::StrCat(bytes / kMiB, " MiB"); }
+
+// A device allocation freed with the owner.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&&) = delete;
+  ~DeviceBuffer() { Reset(); }
+  absl::Status Allocate(int64_t bytes) {
+    Reset();
+    if (bytes <= 0) return absl::OkStatus();
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, static_cast<size_t>(bytes)));
+    bytes_ = bytes;
+    return absl::OkStatus();
+  }
+  void Reset() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  void* get() const { return ptr_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+// Uploads fp32 host values as bf16 and frees the host vector.
+absl::Status UploadBf16(std::vector<float>& host, DeviceBuffer* dev) {
+  if (host.empty()) return absl::OkStatus();
+  std::vector<uint16_t> bf(host.size());
+  kernels::FloatToBf16Array(host.data(), bf.data(), static_cast<int64_t>(host.size()));
+  std::vector<float>().swap(host);
+  RETURN_IF_ERROR(dev->Allocate(static_cast<int64_t>(bf.size()) * 2));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(dev->get(), bf.data(), bf.size() * 2, cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
+// First-fit allocator of row ranges [0, rows) with coalescing free ranges.
+class RangeAllocator {
+ public:
+  explicit RangeAllocator(int64_t rows) : rows_(rows) {
+    if (rows > 0) free_[0] = rows;
+  }
+  // Start of a free range of `n` rows, or -1.
+  int64_t Allocate(int64_t n) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < n) continue;
+      const int64_t start = it->first, len = it->second;
+      free_.erase(it);
+      if (len > n) free_[start + n] = len - n;
+      return start;
+    }
+    return -1;
+  }
+  // Grows [start, start + n) in place to `want` rows when the rows after it are free.
+  bool Extend(int64_t start, int64_t n, int64_t want) {
+    auto it = free_.find(start + n);
+    if (it == free_.end() || n + it->second < want) return false;
+    const int64_t rest = n + it->second - want;
+    free_.erase(it);
+    if (rest > 0) free_[start + want] = rest;
+    return true;
+  }
+  void Free(int64_t start, int64_t n) {
+    if (n <= 0) return;
+    auto next = free_.lower_bound(start);
+    if (next != free_.end() && next->first == start + n) {
+      n += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == start) {
+        prev->second += n;
+        return;
+      }
+    }
+    free_[start] = n;
+  }
+  int64_t LargestFree() const {
+    int64_t m = 0;
+    for (const auto& [s, n] : free_) m = std::max(m, n);
+    return m;
+  }
+  int64_t rows() const { return rows_; }
+
+ private:
+  int64_t rows_;
+  std::map<int64_t, int64_t> free_;  // start -> length
+};
+
+struct LayerDev {
+  DeviceBuffer attn_norm, ffn_norm;
+  DeviceBuffer wq, wk, wv, wo, gate, up, down;
+  DeviceBuffer bq, bk, bv;
+};
+
+class CheckpointNone final : public BackendCheckpoint {};
+
+class CudaBackend final : public ForwardBackend {
+ public:
+  ~CudaBackend() override {
+    if (stream_ != nullptr) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+  }
+
+  static absl::StatusOr<std::unique_ptr<ForwardBackend>> Create(ModelWeights w,
+                                                                const ModelOptions& o);
+
+  std::string name() const override { return "cuda"; }
+  void* stream() override { return stream_; }
+  std::string dtype_name() const override { return "bf16"; }
+
+  bool Contains(SequenceId seq) const override { return seqs_.contains(seq); }
+  absl::StatusOr<int64_t> Length(SequenceId seq) const override {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("sequence ", seq.value()));
+    return it->second.len;
+  }
+  absl::Status AddSequence(SequenceId seq) override {
+    if (!seqs_.emplace(seq, Seq{}).second) {
+      return absl::AlreadyExistsError(absl::StrCat("sequence ", seq.value(), " exists"));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Truncate(SequenceId seq, int64_t tokens) override {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("sequence ", seq.value()));
+    if (tokens < 0 || tokens > it->second.len) {
+      return absl::InvalidArgumentError(absl::StrCat("truncate to ", tokens, " of ",
+                                                     it->second.len, " tokens"));
+    }
+    tokens_in_use_ -= it->second.len - tokens;
+    it->second.len = tokens;
+    return absl::OkStatus();
+  }
+  absl::Status Free(SequenceId seq) override {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("sequence ", seq.value()));
+    pool_->Free(it->second.start, it->second.cap);
+    tokens_in_use_ -= it->second.len;
+    seqs_.erase(it);
+    return absl::OkStatus();
+  }
+  int64_t TokensInUse() const override { return tokens_in_use_; }
+  int64_t CapacityTokens() const override { return pool_->rows(); }
+  int NumSequences() const override { return static_cast<int>(seqs_.size()); }
+  std::unique_ptr<BackendCheckpoint> Save(const std::vector<SequenceId>&) const override {
+    return std::make_unique<CheckpointNone>();  // dense attention keeps no per-step state
+  }
+  void Restore(const BackendCheckpoint&) override {}
+
+  absl::StatusOr<StepBuffers> BeginStep(const StepLayout& layout, int world_size,
+                                        int vocab_shard) override;
+  absl::Status Embed(const Tensor& x) override {
+    kernels::EmbeddingGpuParams e;
+    e.table = embd_.get();
+    e.vocab_begin = vocab_begin_;
+    e.vocab_end = vocab_end_;
+    e.hidden = dims_.hidden;
+    e.ids = static_cast<const int32_t*>(ids_dev_.get());
+    e.num_tokens = static_cast<int>(x.rows);
+    e.out = x.data;
+    return kernels::EmbeddingGpu(e, stream_);
+  }
+  absl::Status RmsNorm(const Tensor& in, int layer, NormId norm, const Tensor& out) override {
+    return Norm(in, nullptr, layer, norm, out);
+  }
+  absl::Status AddRmsNorm(const Tensor& residual, const Tensor& in, int layer, NormId norm,
+                          const Tensor& out) override {
+    return Norm(in, &residual, layer, norm, out);
+  }
+  absl::Status Linear(const Tensor& in, int layer, LinearId id, const Tensor& out) override;
+  absl::Status Swiglu(const Tensor& gate, const Tensor& up) override {
+    kernels::SwigluGpuParams p;
+    p.gate = gate.data;
+    p.up = up.data;
+    p.out = gate.data;
+    p.rows = static_cast<int>(gate.rows);
+    p.cols = static_cast<int>(gate.cols);
+    return kernels::SwigluGpu(p, stream_);
+  }
+  absl::Status Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& out) override;
+  absl::Status LmHead(const Tensor& normed, const Tensor& logits) override;
+  absl::StatusOr<std::vector<kernels::SampleResult>> Sample(
+      const Tensor& gathered, int world_size, int vocab_size,
+      const std::vector<kernels::SamplingOptions>& options) override;
+  absl::StatusOr<std::vector<float>> ReadLogits(const Tensor& gathered, int world_size,
+                                                int vocab_size) override {
+    std::vector<float> host(gathered.numel());
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), gathered.data, host.size() * 4,
+                                         cudaMemcpyDeviceToHost, stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    const int rows = static_cast<int>(gathered.rows / world_size);
+    std::vector<float> out(int64_t{rows} * vocab_size);
+    UnshardLogits(host.data(), world_size, rows, static_cast<int>(gathered.cols), vocab_size,
+                  out.data());
+    return out;
+  }
+  absl::Status Finish() override {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Seq {
+    int64_t start = 0;  // first pool row
+    int64_t cap = 0;    // rows owned
+    int64_t len = 0;    // rows holding tokens
+  };
+  // A run of consecutive single-token items served by one decode call.
+  struct DecodeRun {
+    int first_item = 0, count = 0;
+    int max_len = 0;
+  };
+
+  CudaBackend() = default;
+  absl::Status Norm(const Tensor& in, const Tensor* residual, int layer, NormId norm,
+                    const Tensor& out);
+  // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place.
+  absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
+  uint16_t* PoolK(int layer) const {
+    return static_cast<uint16_t*>(pool_dev_.get()) + (int64_t{layer} * 2) * pool_->rows() * row_;
+  }
+  uint16_t* PoolV(int layer) const { return PoolK(layer) + pool_->rows() * row_; }
+  absl::Status EnsureBuffer(DeviceBuffer* b, int64_t bytes) {
+    if (b->bytes() >= bytes) return absl::OkStatus();
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the old buffer may be in use
+    return b->Allocate(bytes);
+  }
+
+  ModelDims dims_;
+  int64_t vocab_begin_ = 0, vocab_end_ = 0;
+  int local_heads_ = 0, local_kv_heads_ = 0, local_inter_ = 0;
+  int64_t row_ = 0;  // KV elements per token and layer (local_kv_heads * head_dim)
+  int max_rows_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<kernels::GemmGpuContext> gemm_;
+  DeviceBuffer embd_, lm_head_, output_norm_;
+  std::vector<LayerDev> layers_;
+  DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, up (bf16)
+  DeviceBuffer lm_in_, logits_dev_, gathered_dev_;
+  DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
+  DeviceBuffer pool_dev_;
+  std::unique_ptr<RangeAllocator> pool_;
+  absl::flat_hash_map<SequenceId, Seq> seqs_;
+  int64_t tokens_in_use_ = 0;
+  const StepLayout* layout_ = nullptr;
+  std::vector<DecodeRun> decode_runs_;
+  // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
+  int decode_items_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights w,
+                                                                    const ModelOptions& o) {
+  RETURN_IF_ERROR(CheckWeights(w));
+  if (kernels::CudaDeviceCount() <= o.cuda.device) {
+    return absl::UnavailableError(absl::StrCat("backend 'cuda': no CUDA device ", o.cuda.device,
+                                               " (", kernels::CudaDeviceCount(), " visible)"));
+  }
+  if (o.attention != "dense") {
+    return absl::UnimplementedError(
+        "backend 'cuda' runs dense attention so far; HiP attention on the GPU forward pass is "
+        "not wired yet (use --attention=dense, or --backend=cpu for HiP)");
+  }
+  const ModelDims& d = w.dims;
+  if (d.head_dim != 64 && d.head_dim != 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend 'cuda' supports head_dim 64 and 128; model '", d.name, "' has ", d.head_dim));
+  }
+  const int group = d.num_heads / d.num_kv_heads;
+  if (group > 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend 'cuda' supports 1..8 query heads per KV head; model '", d.name, "' has ", group));
+  }
+  if (w.world_size != 1) {
+    return absl::UnimplementedError("backend 'cuda' runs one rank so far (tensor parallelism "
+                                    "needs the NCCL communicator)");
+  }
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(o.cuda.device));
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const int64_t budget = o.cuda.gpu_memory_bytes > 0
+                             ? o.cuda.gpu_memory_bytes
+                             : static_cast<int64_t>(static_cast<double>(free_bytes) * 0.9);
+
+  auto b = std::unique_ptr<CudaBackend>(new CudaBackend());
+  b->dims_ = d;
+  b->vocab_begin_ = w.vocab_begin;
+  b->vocab_end_ = w.vocab_end;
+  b->local_heads_ = w.local_heads();
+  b->local_kv_heads_ = w.local_kv_heads();
+  b->local_inter_ = w.local_intermediate();
+  b->row_ = int64_t{b->local_kv_heads_} * d.head_dim;
+  b->max_rows_ = std::max(1, o.cuda.max_step_rows);
+
+  // ---- Memory plan ----
+  const int64_t h = d.hidden, q = int64_t{b->local_heads_} * d.head_dim, kv = b->row_;
+  const int64_t inter = b->local_inter_, vrows = w.vocab_end - w.vocab_begin;
+  int64_t weight_elems = 2 * vrows * h + h;
+  for (const LayerWeights& l : w.layers) {
+    weight_elems += 2 * h + (q + 2 * kv) * h + h * q + 3 * inter * h;
+    weight_elems += static_cast<int64_t>(l.bq.size() + l.bk.size() + l.bv.size());
+  }
+  const int64_t weight_bytes = weight_elems * 2;
+  const int64_t R = b->max_rows_;
+  const int64_t act_elems = R * (3 * h + 2 * q + 2 * kv + 2 * inter);
+  const int64_t logits_bytes = int64_t{kLogitRowsPlanned} * (vrows * 4 + h * 2);
+  const int64_t gemm_ws = int64_t{32} * kMiB;
+  const int64_t misc = 64 * kMiB;  // ids, positions, decode metadata and workspace, sampling
+  const int64_t work_bytes = act_elems * 2 + logits_bytes + gemm_ws + misc;
+  const int64_t kv_row_bytes = int64_t{d.num_layers} * 2 * kv * 2;  // K+V, all layers, bf16
+  if (weight_bytes + work_bytes > budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model '", d.name, "' does not fit the GPU memory budget: bf16 weights ", GiB(weight_bytes),
+        " + workspaces ", GiB(work_bytes), " (", R, " rows per step) > budget ", GiB(budget),
+        " (device ", o.cuda.device, ": ", GiB(static_cast<int64_t>(free_bytes)), " free of ",
+        GiB(static_cast<int64_t>(total_bytes)), "; --gpu_memory_bytes sets the budget)"));
+  }
+  int64_t pool_rows = (budget - weight_bytes - work_bytes) / kv_row_bytes;
+  pool_rows = std::min<int64_t>(pool_rows, o.kv_budget_tokens);
+  pool_rows = pool_rows / kPoolGranule * kPoolGranule;
+  if (pool_rows < kPoolGranule) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no GPU memory left for KV after weights (", GiB(weight_bytes), ") and workspaces (",
+        GiB(work_bytes), ") within the budget of ", GiB(budget)));
+  }
+  LOG(INFO) << "cuda memory plan (device " << o.cuda.device << ", budget " << GiB(budget)
+            << ", free " << GiB(static_cast<int64_t>(free_bytes)) << "): weights "
+            << GiB(weight_bytes) << ", workspaces " << GiB(work_bytes) << " (" << R
+            << " rows per step), KV pool " << GiB(pool_rows * kv_row_bytes) << " = " << pool_rows
+            << " tokens of " << kv_row_bytes << " bytes";
+
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
+  ASSIGN_OR_RETURN(b->gemm_, kernels::GemmGpuContext::Create());
+  // ---- Weights ----
+  RETURN_IF_ERROR(UploadBf16(w.token_embd, &b->embd_));
+  RETURN_IF_ERROR(UploadBf16(w.lm_head, &b->lm_head_));
+  RETURN_IF_ERROR(UploadBf16(w.output_norm, &b->output_norm_));
+  b->layers_.resize(d.num_layers);
+  for (int i = 0; i < d.num_layers; ++i) {
+    LayerWeights& l = w.layers[i];
+    LayerDev& o2 = b->layers_[i];
+    RETURN_IF_ERROR(UploadBf16(l.attn_norm, &o2.attn_norm));
+    RETURN_IF_ERROR(UploadBf16(l.ffn_norm, &o2.ffn_norm));
+    RETURN_IF_ERROR(UploadBf16(l.wq, &o2.wq));
+    RETURN_IF_ERROR(UploadBf16(l.wk, &o2.wk));
+    RETURN_IF_ERROR(UploadBf16(l.wv, &o2.wv));
+    RETURN_IF_ERROR(UploadBf16(l.wo, &o2.wo));
+    RETURN_IF_ERROR(UploadBf16(l.w_gate, &o2.gate));
+    RETURN_IF_ERROR(UploadBf16(l.w_up, &o2.up));
+    RETURN_IF_ERROR(UploadBf16(l.w_down, &o2.down));
+    RETURN_IF_ERROR(UploadBf16(l.bq, &o2.bq));
+    RETURN_IF_ERROR(UploadBf16(l.bk, &o2.bk));
+    RETURN_IF_ERROR(UploadBf16(l.bv, &o2.bv));
+  }
+  // ---- Workspaces and KV pool ----
+  RETURN_IF_ERROR(b->acts_.Allocate(act_elems * 2));
+  RETURN_IF_ERROR(b->lm_in_.Allocate(int64_t{kLogitRowsPlanned} * h * 2));
+  RETURN_IF_ERROR(b->logits_dev_.Allocate(int64_t{kLogitRowsPlanned} * vrows * 4));
+  RETURN_IF_ERROR(b->ids_dev_.Allocate(R * 4));
+  RETURN_IF_ERROR(b->pos_dev_.Allocate(R * 4));
+  RETURN_IF_ERROR(b->pool_dev_.Allocate(pool_rows * kv_row_bytes));
+  b->pool_ = std::make_unique<RangeAllocator>(pool_rows);
+  CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  return std::unique_ptr<ForwardBackend>(std::move(b));
+}
+
+absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
+  if (rows <= s->cap) return absl::OkStatus();
+  int64_t want = std::max<int64_t>({rows, 2 * s->cap, kPoolGranule});
+  want = (want + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
+  if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
+    s->cap = want;
+    return absl::OkStatus();
+  }
+  int64_t start = pool_->Allocate(want);
+  if (start < 0 && want > rows) {  // doubling did not fit: take exactly what is needed
+    want = (rows + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
+    if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
+      s->cap = want;
+      return absl::OkStatus();
+    }
+    start = pool_->Allocate(want);
+  }
+  if (start < 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "GPU KV pool full: sequence ", id.value(), " needs ", rows, " tokens; ", TokensInUse(),
+        " of ", pool_->rows(), " tokens in use, largest free range ", pool_->LargestFree()));
+  }
+  if (s->len > 0) {  // move the sequence's K/V of every layer to the new range
+    const size_t bytes = static_cast<size_t>(s->len * row_ * 2);
+    for (int l = 0; l < dims_.num_layers; ++l) {
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolK(l) + start * row_, PoolK(l) + s->start * row_,
+                                           bytes, cudaMemcpyDeviceToDevice, stream_));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolV(l) + start * row_, PoolV(l) + s->start * row_,
+                                           bytes, cudaMemcpyDeviceToDevice, stream_));
+    }
+  }
+  if (s->cap > 0) pool_->Free(s->start, s->cap);
+  s->start = start;
+  s->cap = want;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int world_size,
+                                                   int vocab_shard) {
+  const int64_t rows = layout.rows(), lr = static_cast<int64_t>(layout.logit_rows.size());
+  if (rows > max_rows_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step of ", rows, " tokens exceeds the cuda backend's ", max_rows_,
+        " rows per step (CudaBackendOptions::max_step_rows)"));
+  }
+  if (world_size != 1 || vocab_shard != vocab_end_ - vocab_begin_) {
+    return absl::UnimplementedError("backend 'cuda' runs one rank so far");
+  }
+  layout_ = &layout;
+  // KV rows for every item (lengths are set now; a failed step is truncated back by Model).
+  for (const StepLayout::Item& it : layout.items) {
+    auto f = seqs_.find(it.seq);
+    if (f == seqs_.end()) {
+      return absl::InternalError(absl::StrCat("sequence ", it.seq.value(), " was not added"));
+    }
+    Seq& s = f->second;
+    RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
+    tokens_in_use_ += int64_t{it.start_pos} + it.tokens - s.len;
+    s.len = int64_t{it.start_pos} + it.tokens;
+  }
+  // Decode runs: maximal runs of consecutive single-token items, one decode call each.
+  decode_runs_.clear();
+  std::vector<int64_t> starts;
+  std::vector<int32_t> lens;
+  for (int i = 0; i < static_cast<int>(layout.items.size()); ++i) {
+    const StepLayout::Item& it = layout.items[i];
+    if (it.tokens != 1) continue;
+    if (decode_runs_.empty() ||
+        decode_runs_.back().first_item + decode_runs_.back().count != i) {
+      decode_runs_.push_back(DecodeRun{i, 0, 0});
+    }
+    DecodeRun& run = decode_runs_.back();
+    ++run.count;
+    run.max_len = std::max(run.max_len, it.start_pos + 1);
+    starts.push_back(seqs_.at(it.seq).start);
+    lens.push_back(it.start_pos + 1);
+  }
+  decode_items_ = static_cast<int>(starts.size());
+  if (decode_items_ > 0) {
+    const int64_t meta = decode_items_ * int64_t{12};
+    RETURN_IF_ERROR(EnsureBuffer(&decode_meta_dev_, meta));
+    std::vector<uint8_t> host(meta);
+    std::copy_n(reinterpret_cast<const uint8_t*>(starts.data()), decode_items_ * 8, host.data());
+    std::copy_n(reinterpret_cast<const uint8_t*>(lens.data()), decode_items_ * 4,
+                host.data() + decode_items_ * 8);
+    // Pageable source: the call returns once `host` is staged, so it may go out of scope.
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(decode_meta_dev_.get(), host.data(), meta,
+                                         cudaMemcpyHostToDevice, stream_));
+  }
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids_dev_.get(), layout.ids.data(), rows * 4,
+                                       cudaMemcpyHostToDevice, stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pos_dev_.get(), layout.positions.data(), rows * 4,
+                                       cudaMemcpyHostToDevice, stream_));
+  const int64_t h = dims_.hidden, q = int64_t{local_heads_} * dims_.head_dim, kv = row_;
+  uint16_t* p = static_cast<uint16_t*>(acts_.get());
+  auto take = [&](int64_t cols) {
+    Tensor t{p, DType::kBf16, rows, cols};
+    p += max_rows_ * cols;
+    return t;
+  };
+  StepBuffers b;
+  b.x = take(h);
+  b.norm = take(h);
+  b.proj = take(h);
+  b.q = take(q);
+  b.attn = take(q);
+  b.k = take(kv);
+  b.v = take(kv);
+  b.gate = take(local_inter_);
+  b.up = take(local_inter_);
+  RETURN_IF_ERROR(EnsureBuffer(&lm_in_, std::max<int64_t>(lr, 1) * h * 2));
+  RETURN_IF_ERROR(EnsureBuffer(&logits_dev_, std::max<int64_t>(lr, 1) * vocab_shard * 4));
+  b.logits = Tensor{logits_dev_.get(), DType::kFloat32, lr, vocab_shard};
+  b.gathered = b.logits;
+  return b;
+}
+
+absl::Status CudaBackend::Norm(const Tensor& in, const Tensor* residual, int layer, NormId norm,
+                               const Tensor& out) {
+  const void* weight = nullptr;
+  switch (norm) {
+    case NormId::kAttn:
+      weight = layers_[layer].attn_norm.get();
+      break;
+    case NormId::kFfn:
+      weight = layers_[layer].ffn_norm.get();
+      break;
+    case NormId::kOutput:
+      weight = output_norm_.get();
+      break;
+  }
+  kernels::RmsNormGpuParams p;
+  p.in = in.data;
+  p.weight = weight;
+  p.out = out.data;
+  p.residual = residual == nullptr ? nullptr : residual->data;
+  p.rows = static_cast<int>(in.rows);
+  p.dim = static_cast<int>(in.cols);
+  p.eps = dims_.rms_eps;
+  return kernels::RmsNormGpu(p, stream_);
+}
+
+absl::Status CudaBackend::Linear(const Tensor& in, int layer, LinearId id, const Tensor& out) {
+  const LayerDev& l = layers_[layer];
+  const DeviceBuffer* w = nullptr;
+  const DeviceBuffer* bias = nullptr;
+  switch (id) {
+    case LinearId::kWq:
+      w = &l.wq;
+      bias = &l.bq;
+      break;
+    case LinearId::kWk:
+      w = &l.wk;
+      bias = &l.bk;
+      break;
+    case LinearId::kWv:
+      w = &l.wv;
+      bias = &l.bv;
+      break;
+    case LinearId::kWo:
+      w = &l.wo;
+      break;
+    case LinearId::kGate:
+      w = &l.gate;
+      break;
+    case LinearId::kUp:
+      w = &l.up;
+      break;
+    case LinearId::kDown:
+      w = &l.down;
+      break;
+  }
+  kernels::GemmGpuParams g;
+  g.context = gemm_.get();
+  g.a = in.data;
+  g.b = w->get();
+  g.c = out.data;
+  g.bias = (bias == nullptr || bias->get() == nullptr) ? nullptr : bias->get();
+  g.m = static_cast<int>(in.rows);
+  g.n = static_cast<int>(out.cols);
+  g.k = static_cast<int>(in.cols);
+  g.c_type = kernels::GemmGpuOutType::kBf16;
+  return kernels::GemmGpu(g, stream_);
+}
+
+absl::Status CudaBackend::Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& out) {
+  const int hd = dims_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Dense attention uses real positions only: rotate q and the new keys once; keys are stored
+  // rotated.
+  kernels::RopeGpuParams r;
+  r.x = q.data;
+  r.positions = static_cast<const int32_t*>(pos_dev_.get());
+  r.tokens = static_cast<int>(q.rows);
+  r.heads = local_heads_;
+  r.head_dim = hd;
+  r.config = dims_.rope;
+  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
+  r.x = k.data;
+  r.heads = local_kv_heads_;
+  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
+  uint16_t* pk = PoolK(layer);
+  uint16_t* pv = PoolV(layer);
+  const uint16_t* kin = static_cast<const uint16_t*>(k.data);
+  const uint16_t* vin = static_cast<const uint16_t*>(v.data);
+  for (const StepLayout::Item& it : layout_->items) {
+    const Seq& s = seqs_.at(it.seq);
+    const size_t bytes = static_cast<size_t>(int64_t{it.tokens} * row_ * 2);
+    const int64_t dst = (s.start + it.start_pos) * row_;
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pk + dst, kin + it.row * row_, bytes,
+                                         cudaMemcpyDeviceToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pv + dst, vin + it.row * row_, bytes,
+                                         cudaMemcpyDeviceToDevice, stream_));
+  }
+  const int64_t lq = q.cols;
+  uint16_t* qd = static_cast<uint16_t*>(q.data);
+  uint16_t* od = static_cast<uint16_t*>(out.data);
+  for (const StepLayout::Item& it : layout_->items) {
+    if (it.tokens == 1) continue;  // in a decode run
+    const Seq& s = seqs_.at(it.seq);
+    kernels::DensePrefillAttentionGpuParams a;
+    a.q = qd + it.row * lq;
+    a.k = pk + s.start * row_;
+    a.v = pv + s.start * row_;
+    a.kv_dtype = kernels::KvDtype::kBf16;
+    a.out = od + it.row * lq;
+    a.num_q = it.tokens;
+    a.q_offset = it.start_pos;
+    a.num_heads = local_heads_;
+    a.num_kv_heads = local_kv_heads_;
+    a.head_dim = hd;
+    a.scale = scale;
+    RETURN_IF_ERROR(kernels::DensePrefillAttentionGpu(a, stream_));
+  }
+  int meta_index = 0;
+  const int64_t* starts = static_cast<const int64_t*>(decode_meta_dev_.get());
+  const int32_t* lens = reinterpret_cast<const int32_t*>(starts + decode_items_);
+  for (const DecodeRun& run : decode_runs_) {
+    const StepLayout::Item& first = layout_->items[run.first_item];
+    kernels::DecodeAttentionGpuParams a;
+    a.q = qd + first.row * lq;
+    a.k = pk;
+    a.v = pv;
+    a.kv_dtype = kernels::KvDtype::kBf16;
+    a.out = od + first.row * lq;
+    a.kv_start = starts + meta_index;
+    a.kv_len = lens + meta_index;
+    a.batch = run.count;
+    a.num_heads = local_heads_;
+    a.num_kv_heads = local_kv_heads_;
+    a.head_dim = hd;
+    a.max_kv_len = run.max_len;
+    a.scale = scale;
+    ASSIGN_OR_RETURN(size_t ws, kernels::DenseDecodeAttentionWorkspaceBytes(a));
+    RETURN_IF_ERROR(EnsureBuffer(&decode_ws_, static_cast<int64_t>(ws)));
+    a.workspace = decode_ws_.get();
+    a.workspace_bytes = static_cast<size_t>(decode_ws_.bytes());
+    RETURN_IF_ERROR(kernels::DenseDecodeAttentionGpu(a, stream_));
+    meta_index += run.count;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::LmHead(const Tensor& normed, const Tensor& logits) {
+  const int64_t h = dims_.hidden;
+  const int ns = static_cast<int>(logits.rows);
+  if (ns == 0) return absl::OkStatus();
+  const uint16_t* src = static_cast<const uint16_t*>(normed.data);
+  uint16_t* dst = static_cast<uint16_t*>(lm_in_.get());
+  // Gather the logit rows; runs of consecutive rows move in one copy.
+  for (int i = 0; i < ns;) {
+    int j = i + 1;
+    while (j < ns && layout_->logit_rows[j] == layout_->logit_rows[j - 1] + 1) ++j;
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + int64_t{i} * h,
+                                         src + int64_t{layout_->logit_rows[i]} * h,
+                                         static_cast<size_t>((j - i) * h * 2),
+                                         cudaMemcpyDeviceToDevice, stream_));
+    i = j;
+  }
+  kernels::GemmGpuParams g;
+  g.context = gemm_.get();
+  g.a = dst;
+  g.b = lm_head_.get();
+  g.c = logits.data;
+  g.m = ns;
+  g.n = static_cast<int>(vocab_end_ - vocab_begin_);
+  g.k = static_cast<int>(h);
+  g.c_type = kernels::GemmGpuOutType::kFloat32;
+  return kernels::GemmGpu(g, stream_);
+}
+
+absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
+    const Tensor& gathered, int world_size, int vocab_size,
+    const std::vector<kernels::SamplingOptions>& options) {
+  const int n = static_cast<int>(options.size());
+  if (n == 0) return std::vector<kernels::SampleResult>{};
+  if (world_size != 1 || gathered.rows != n) {
+    return absl::InternalError(absl::StrCat("sample: ", gathered.rows, " logit rows for ", n,
+                                            " sequences on ", world_size, " ranks"));
+  }
+  const int64_t opt_bytes = int64_t{n} * static_cast<int64_t>(sizeof(kernels::SamplingOptions));
+  RETURN_IF_ERROR(EnsureBuffer(&options_dev_, opt_bytes));
+  RETURN_IF_ERROR(EnsureBuffer(&sampled_dev_, int64_t{n} * 8));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(options_dev_.get(), options.data(), opt_bytes,
+                                       cudaMemcpyHostToDevice, stream_));
+  int32_t* tokens = static_cast<int32_t*>(sampled_dev_.get());
+  float* logprobs = reinterpret_cast<float*>(tokens + n);
+  kernels::SamplingGpuParams p;
+  p.logits = static_cast<const float*>(gathered.data);
+  p.batch = n;
+  p.vocab = vocab_size;
+  p.row_stride = gathered.cols;
+  p.options = static_cast<const kernels::SamplingOptions*>(options_dev_.get());
+  p.tokens = tokens;
+  p.logprobs = logprobs;
+  RETURN_IF_ERROR(kernels::SampleGpu(p, stream_));
+  std::vector<int32_t> host_tokens(n);
+  std::vector<float> host_logprobs(n);
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_tokens.data(), tokens, n * 4, cudaMemcpyDeviceToHost,
+                                       stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_logprobs.data(), logprobs, n * 4,
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  std::vector<kernels::SampleResult> out(n);
+  for (int i = 0; i < n; ++i) {
+    if (host_tokens[i] < 0) {
+      return absl::InternalError(absl::StrCat("sampling produced no token for row ", i,
+                                              " (non-finite logits?)"));
+    }
+    out[i].token = host_tokens[i];
+    out[i].logprob = host_logprobs[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights weights,
+                                                                const ModelOptions& options) {
+  return CudaBackend::Create(std::move(weights), options);
+}
+
+}  // namespace hipserve::worker

@@ -1,0 +1,32 @@
+// CudaBackend: the ForwardBackend on one CUDA device. bf16 weights (converted once at Create,
+// quantized GGUF tensors arrive dequantized from the loader) and activations in device memory,
+// fp32 accumulation; every op is one of the tested kernels (kernels/*: embedding, RMSNorm with
+// fused residual, cuBLASLt GEMM, RoPE, SwiGLU, dense flash prefill and split-K decode attention,
+// sampling) queued on the backend's stream.
+//
+// KV: bf16, rotated keys, per layer one device pool [pool_rows][local_kv_heads][head_dim] for K
+// and one for V; each sequence owns a contiguous row range (grown by doubling, moved when its
+// neighbour is taken), which the decode kernel reads through per-sequence row offsets. Memory
+// plan: weights + workspaces + KV pool within CudaBackendOptions::gpu_memory_bytes, logged at
+// Create; Create fails ResourceExhausted naming the numbers when the weights do not fit.
+//
+// Not yet: HiP attention (Create fails Unimplemented for attention == "hip"), the paged tiered
+// kvstore with the fp8 host tier, CUDA graphs for decode.
+//
+// CPU builds (HIPSERVE_CUDA=OFF) link cuda_backend_cpu.cc, whose MakeCudaBackend returns
+// Unimplemented. A machine without a device gets Unavailable.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "worker/forward_backend.h"
+#include "worker/model_options.h"
+#include "worker/weights.h"
+
+namespace hipserve::worker {
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights weights,
+                                                                const ModelOptions& options);
+
+}  // namespace hipserve::worker

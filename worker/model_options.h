@@ -1,0 +1,56 @@
+// ModelOptions: how one rank's Model runs (backend, attention mode, budgets). Plain data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/cpu_gemv/gemv.h"
+#include "kernels/dtype/dtype.h"
+#include "kernels/hip/hip_params.h"
+
+namespace hipserve::worker {
+
+// CUDA backend only (worker/cuda_backend.h).
+struct CudaBackendOptions {
+  int device = 0;  // CUDA device ordinal
+  // GPU memory the backend may use for weights, KV and workspaces; 0 = 90% of the memory free
+  // when the backend starts. Weights that do not fit fail Create with the numbers named; the KV
+  // pool gets what remains after weights and workspaces.
+  int64_t gpu_memory_bytes = 0;
+  // Largest number of rows (tokens over all sequences) of one step; sizes the activation
+  // workspaces once, at Create, so they count in the memory plan. Longer steps fail
+  // InvalidArgument (the scheduler's prefill chunk stays below it).
+  int max_step_rows = 4096;
+};
+
+struct ModelOptions {
+  // Forward backend: "cpu" (fp32 reference, worker/cpu_backend.h) or "cuda" (bf16 on the GPU,
+  // worker/cuda_backend.h; Create fails Unimplemented on builds without CUDA and Unavailable
+  // without a device).
+  std::string backend = "cpu";
+  // "dense" (exact causal attention) or "hip" (HiP sparse attention, HIP.md; see
+  // worker/hip_attention.h).
+  std::string attention = "dense";
+  // HiP parameters, used when attention == "hip" (see worker/hip_config.h for the JSON form).
+  kernels::HipConfig hip;
+  // Diagnostic: HipAttentionOptions::measure_recall (benchmarks only; slow).
+  bool hip_measure_recall = false;
+  // Longest sequence accepted (prompt + generated). 0 = the model's pretrained length.
+  int max_context = 0;
+  // KV budget over all sequences, in tokens (each token: all layers, K and V). The CUDA backend
+  // caps it further by the GPU memory left after weights.
+  int64_t kv_budget_tokens = 1 << 20;
+  // Storage of the linear weights (Q/K/V/O, MLP, LM head) on the CPU backend (--cpu_weights).
+  // kFloat32: as loaded. kBf16: rounded to bf16 (round-to-nearest-even) once in Create, the
+  // fp32 copies freed; products still accumulate in fp32 (kernels/cpu_gemv/gemv.h). Halves the
+  // bytes a decode step streams; logits move by ~1e-2 (tests/reference/logits_test.cc).
+  // Embeddings, norms and biases stay fp32 in both modes.
+  kernels::CpuWeightType cpu_weights = kernels::CpuWeightType::kFloat32;
+  CudaBackendOptions cuda;
+};
+
+// Parses "fp32" / "bf16" (the --cpu_weights flag values).
+absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name);
+
+}  // namespace hipserve::worker
