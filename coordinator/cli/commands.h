@@ -12,6 +12,7 @@ int CoordinatorCommand(const std::vector<std::string>& args);
 int WorkerCommand(const std::vector<std::string>& args);
 int GenerateCommand(const std::vector<std::string>& args);
 int InspectCommand(const std::vector<std::string>& args);
+int BenchCommand(const std::vector<std::string>& args);  // bench_command.cc
 
 // Shared: SIGINT/SIGTERM set this flag.
 void InstallStopSignals();

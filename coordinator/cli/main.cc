@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "  worker       one tensor-parallel worker that registers with a coordinator\n"
     "  generate     send a prompt to a running server and stream the answer\n"
     "  inspect      print a running server's model and load information\n"
+    "  bench        load-test a running server (TTFT, inter-token latency, tokens/s)\n"
     "  version      print the version\n"
     "\n"
     "Run 'hipserve <command> --help' for the flags of each command.\n";
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "worker") return cli::WorkerCommand(args);
   if (cmd == "generate") return cli::GenerateCommand(args);
   if (cmd == "inspect") return cli::InspectCommand(args);
+  if (cmd == "bench") return cli::BenchCommand(args);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "hipserve " << HIPSERVE_VERSION << "\n";
     return 0;
