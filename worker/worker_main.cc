@@ -13,12 +13,20 @@
 #include "common/status_macros.h"
 #include "hipserve/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
+#include "kernels/device.h"
 #include "worker/model.h"
 #include "worker/worker_service.h"
 
 namespace hipserve::worker {
 
 namespace control = v1::control;
+
+absl::StatusOr<std::string> ResolveBackend(const std::string& backend) {
+  if (backend == "cpu" || backend == "cuda") return backend;
+  if (backend == "auto") return kernels::CudaDeviceCount() > 0 ? "cuda" : "cpu";
+  return absl::InvalidArgumentError(
+      absl::StrCat("--backend='", backend, "' is unknown; use 'cpu', 'cuda' or 'auto'"));
+}
 
 absl::StatusOr<int> RankFromHostname(const std::string& hostname) {
   size_t dash = hostname.rfind('-');
@@ -89,7 +97,10 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   }
   common::SetLogPrefix(absl::StrCat("worker[", rank, "]"));
   WorkerOptions wo;
-  wo.backend = o.backend;
+  ASSIGN_OR_RETURN(wo.backend, ResolveBackend(o.backend));
+  LOG(INFO) << "backend " << wo.backend << " (--backend=" << o.backend << ", "
+            << kernels::CudaDeviceCount() << " CUDA devices visible)";
+  wo.gpu_memory_bytes = o.gpu_memory_bytes;
   wo.rank = rank;
   wo.gpu_kv_bytes = o.gpu_kv_bytes;
   wo.host_kv_bytes = o.host_kv_bytes;
@@ -114,7 +125,9 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   } else if (absl::EndsWith(advertise, ":0")) {
     advertise = absl::StrCat(advertise.substr(0, advertise.size() - 1), port);
   }
-  absl::Status reg = Register(o, rank, advertise, stop);
+  WorkerMainOptions resolved = o;  // Register reports the backend this worker runs
+  resolved.backend = wo.backend;
+  absl::Status reg = Register(resolved, rank, advertise, stop);
   if (!reg.ok()) {
     server->Shutdown();
     return reg;
@@ -127,7 +140,7 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
     if (service.open_streams().load() == 0 &&
         std::chrono::steady_clock::now() - last_announce > std::chrono::seconds(5)) {
       last_announce = std::chrono::steady_clock::now();
-      WorkerMainOptions once = o;
+      WorkerMainOptions once = resolved;
       once.register_timeout_s = 0;
       absl::Status s = Register(once, rank, advertise, stop, /*log_success=*/false);
       if (!s.ok()) LOG(DEBUG) << "re-announce: " << s;

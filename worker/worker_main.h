@@ -15,8 +15,9 @@ struct WorkerMainOptions {
   int rank = 0;                        // -1: take the trailing number of the hostname
   std::string listen = "0.0.0.0:0";    // where this worker's Worker service binds (port 0 = any)
   std::string advertise;               // host:port the coordinator dials; "" = derived
-  std::string backend = "cpu";
+  std::string backend = "auto";        // "cpu", "cuda", or "auto" (cuda when a device is visible)
   int64_t gpu_kv_bytes = 0;            // 0 = the coordinator's value
+  int64_t gpu_memory_bytes = 0;        // CUDA backend budget; 0 = 90% of free device memory
   int64_t host_kv_bytes = 0;           // 0 = the coordinator's value
   std::string cpu_weights = "fp32";    // --cpu_weights: "fp32" or "bf16" (ModelOptions)
   double register_timeout_s = 300.0;   // keep retrying Register this long
@@ -24,6 +25,10 @@ struct WorkerMainOptions {
 
 // `stop` is polled; set it from a signal handler to end the worker. Returns when stopped.
 absl::Status RunWorker(const WorkerMainOptions& options, const std::atomic<bool>* stop);
+
+// "auto" -> "cuda" when a CUDA device is visible, else "cpu"; "cpu" / "cuda" unchanged;
+// anything else InvalidArgument.
+absl::StatusOr<std::string> ResolveBackend(const std::string& backend);
 
 // "name-3" -> 3 (StatefulSet ordinal). InvalidArgument when there is no trailing number.
 absl::StatusOr<int> RankFromHostname(const std::string& hostname);

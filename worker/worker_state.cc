@@ -24,9 +24,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
     return absl::InvalidArgumentError(absl::StrCat("configure for rank ", req.rank(),
                                                    " sent to worker rank ", options_.rank));
   }
-  if (options_.backend != "cpu") {
-    return absl::UnimplementedError(absl::StrCat(
-        "backend '", options_.backend, "': only the cpu forward pass exists so far"));
+  if (options_.backend != "cpu" && options_.backend != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend '", options_.backend, "' is unknown; use 'cpu' or 'cuda'"));
   }
   if (req.world_size() != 1) {
     return absl::UnimplementedError(
@@ -42,10 +42,23 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
   ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
   mo.max_context = req.max_context();
+  mo.backend = options_.backend;
+  mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
   ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =
       options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();
-  if (host_bytes > 0) {
+  const int64_t gpu_bytes = options_.gpu_kv_bytes > 0 ? options_.gpu_kv_bytes : req.gpu_kv_bytes();
+  if (mo.backend == "cuda" && gpu_bytes > 0) {
+    // bf16 K and V for every layer and local KV head, in GPU memory.
+    const int64_t per_token =
+        int64_t{shard.dims.num_layers} * shard.local_kv_heads() * shard.dims.head_dim * 2 * 2;
+    mo.kv_budget_tokens = gpu_bytes / per_token;
+    if (mo.kv_budget_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GPU KV budget of ", gpu_bytes, " bytes holds no token of this model (", per_token,
+          " bytes per token)"));
+    }
+  } else if (mo.backend == "cpu" && host_bytes > 0) {
     // fp32 K and V for every layer and local KV head.
     const int64_t per_token = int64_t{shard.dims.num_layers} * shard.local_kv_heads() *
                               shard.dims.head_dim * 2 * static_cast<int64_t>(sizeof(float));
@@ -67,7 +80,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   resp.set_num_heads(d.num_heads);
   resp.set_num_kv_heads(d.num_kv_heads);
   resp.set_head_dim(d.head_dim);
-  // Weights' storage; activations, KV and accumulation are fp32 either way.
+  // Weights' storage (CPU: fp32 or bf16, fp32 activations and KV; CUDA: bf16 throughout).
   resp.set_dtype(model_->dtype_name());
   resp.set_backend(options_.backend);
   resp.set_kv_capacity_tokens(model_->kv_capacity_tokens());

@@ -13,14 +13,19 @@
 namespace hipserve::worker {
 
 struct WorkerOptions {
-  std::string backend = "cpu";  // "cpu"; "cuda" arrives with the GPU forward pass
+  std::string backend = "cpu";  // "cpu" or "cuda" (ModelOptions::backend)
   int rank = 0;
   // This worker's KV budgets; 0 = use the values the coordinator sends in Configure. The CPU
-  // backend keeps all KV in host memory, so host_kv_bytes bounds it there.
+  // backend keeps all KV in host memory, so host_kv_bytes bounds it there; the CUDA backend
+  // keeps it in GPU memory (bf16), bounded by gpu_kv_bytes and by what gpu_memory_bytes leaves
+  // after the weights.
   int64_t gpu_kv_bytes = 0;
   int64_t host_kv_bytes = 0;
   // CPU backend: storage of the linear weights, "fp32" or "bf16" (ModelOptions::cpu_weights).
   std::string cpu_weights = "fp32";
+  // CUDA backend: GPU memory for weights + workspaces + KV (CudaBackendOptions); 0 = 90% of
+  // the device's free memory at Configure.
+  int64_t gpu_memory_bytes = 0;
 };
 
 class WorkerState {

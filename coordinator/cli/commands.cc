@@ -77,7 +77,12 @@ int WorkerCommand(const std::vector<std::string>& args) {
   f.String("listen", &o.listen, "Address this worker's control service binds to (port 0 = any).");
   f.String("advertise", &o.advertise,
            "Address the coordinator dials to reach this worker; empty = hostname:bound port.");
-  f.String("backend", &o.backend, "Compute backend: 'cpu' or 'cuda'.");
+  f.String("backend", &o.backend,
+           "Compute backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU; dense attention "
+           "so far) or 'auto' (cuda when a CUDA device is visible, else cpu).");
+  f.Bytes("gpu_memory_bytes", &o.gpu_memory_bytes,
+          "CUDA backend: GPU memory for weights, workspaces and KV (e.g. 60GiB); 0 = 90% of "
+          "the device's free memory. The plan is logged at startup.");
   f.Bytes("gpu_kv_bytes", &o.gpu_kv_bytes,
           "This worker's GPU KV budget (e.g. 40GiB); 0 = the coordinator's --gpu_kv_bytes.");
   f.Bytes("host_kv_bytes", &o.host_kv_bytes,

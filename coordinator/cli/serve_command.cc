@@ -13,6 +13,7 @@
 #include "coordinator/cli/client.h"
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/coordinator_flags.h"
+#include "kernels/device.h"
 
 namespace hipserve::cli {
 
@@ -72,7 +73,8 @@ int ReapExited(std::vector<pid_t>& children, int* exit_status) {
 int ServeCommand(const std::string& self, const std::vector<std::string>& args) {
   coordinator::CoordinatorOptions o;
   int tp = 1;
-  std::string backend = "cpu", port_file, cpu_weights = "fp32";
+  std::string backend = "auto", port_file, cpu_weights = "fp32";
+  int64_t gpu_memory_bytes = 0;
   GenerateClientOptions client;
   int max_tokens = 64;
   double temperature = 0.0;
@@ -83,7 +85,13 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
             "gRPC API, prints the answer and exits (a smoke test of the full path).");
   AddCoordinatorFlags(f, &o);
   f.Int("tp", &tp, "Tensor-parallel degree: worker processes to start (one per GPU).");
-  f.String("backend", &backend, "Worker backend: 'cpu' (fp32 reference) or 'cuda'.");
+  f.String("backend", &backend,
+           "Worker backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU; dense attention "
+           "so far) or 'auto' (cuda when a CUDA device is visible and attention is dense, else "
+           "cpu). The choice is printed at startup.");
+  f.Bytes("gpu_memory_bytes", &gpu_memory_bytes,
+          "CUDA backend: GPU memory per worker for weights, workspaces and KV (e.g. 60GiB); "
+          "0 = 90% of the device's free memory.");
   f.String("cpu_weights", &cpu_weights,
            "CPU backend: linear weights kept in 'fp32' (as loaded) or rounded once to 'bf16' "
            "(half the memory traffic per decode token, fp32 accumulation; logits move by "
@@ -111,6 +119,23 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     std::cerr << "hipserve serve: --cpu_weights must be 'fp32' or 'bf16'\n";
     return 2;
   }
+  if (backend == "auto") {
+    const int devices = kernels::CudaDeviceCount();
+    if (devices > 0 && o.attention == "dense") {
+      backend = "cuda";
+    } else {
+      backend = "cpu";
+    }
+    std::cerr << "hipserve serve: backend " << backend << " (" << devices
+              << " CUDA devices visible"
+              << (devices > 0 && o.attention != "dense"
+                      ? "; HiP attention runs on the cpu backend until the GPU HiP path lands"
+                      : "")
+              << ")\n";
+  } else if (backend != "cpu" && backend != "cuda") {
+    std::cerr << "hipserve serve: --backend must be 'cpu', 'cuda' or 'auto'\n";
+    return 2;
+  }
   o.world_size = tp;
   o.control_host = "127.0.0.1";
   o.control_port = 0;
@@ -125,7 +150,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     children.push_back(SpawnWorker(
         self, {"worker", absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
                absl::StrCat("--rank=", r), "--listen=127.0.0.1:0", "--backend=" + backend,
-               "--cpu_weights=" + cpu_weights}));
+               "--cpu_weights=" + cpu_weights,
+               absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)}));
     if (children.back() < 0) {
       std::cerr << "hipserve serve: cannot start worker " << r << "\n";
       StopChildren(children);
