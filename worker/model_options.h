@@ -21,7 +21,7 @@ struct CudaBackendOptions {
   // Largest number of rows (tokens over all sequences) of one step; sizes the activation
   // workspaces once, at Create, so they count in the memory plan. Longer steps fail
   // InvalidArgument (the scheduler's prefill chunk stays below it).
-  int max_step_rows = 4096;
+  int max_step_rows = 8192;
 };
 
 struct ModelOptions {
