@@ -10,6 +10,10 @@
 #include "common/parallel_for.h"
 #include "kernels/dtype/bf16.h"
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 namespace hipserve::worker {
 namespace {
 
@@ -32,13 +36,13 @@ inline float NormalIsh(uint64_t r) {
   return static_cast<float>((static_cast<double>(s) - kMean) * kInvStd);
 }
 
-// One tensor to fill: values std * NormalIsh(Mix(key + (i + 1) * golden)), or all `std` when
-// constant (norm weights).
+// One tensor to fill: values scale * NormalIsh(Mix(key + (i + 1) * golden)), or all `scale`
+// when constant (norm weights).
 struct TensorJob {
   std::vector<float>* data;
   int64_t size;
   uint64_t key;
-  float std;
+  float scale;
   bool constant;
 };
 
@@ -97,6 +101,23 @@ const Preset kPresets[] = {
      }},
 };
 
+// Sizes v to n values. First touch (page faults and zeroing) dominates the generation of large
+// models, so large tensors ask for transparent huge pages first (where THP is "madvise").
+void Allocate(std::vector<float>* v, int64_t n) {
+#ifdef __linux__
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (n * static_cast<int64_t>(sizeof(float)) >= int64_t{16} << 20) {
+    v->reserve(n);  // large: mmap'ed by malloc, not touched yet
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(v->data()) + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(v->data() + n) & ~(kHuge - 1);
+    if (end > begin) {
+      madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // a hint only
+    }
+  }
+#endif
+  v->resize(n);
+}
+
 }  // namespace
 
 std::vector<std::string> RandomModelPresetNames() {
@@ -144,8 +165,8 @@ absl::StatusOr<ModelWeights> MakeRandomWeights(const ModelDims& d,
   const int64_t kv_rows = int64_t{d.num_kv_heads} * d.head_dim;
   const float inv_h = 1.f / std::sqrt(static_cast<float>(h));
   std::vector<TensorJob> tensors;
-  auto add = [&](std::vector<float>* v, int64_t size, uint64_t id, float std, bool constant) {
-    tensors.push_back({v, size, Mix(Mix(options.seed) ^ Mix(id * kGolden + 1)), std, constant});
+  auto add = [&](std::vector<float>* v, int64_t size, uint64_t id, float scale, bool constant) {
+    tensors.push_back({v, size, Mix(Mix(options.seed) ^ Mix(id * kGolden + 1)), scale, constant});
   };
   add(&w.token_embd, vocab * h, kTokenEmbd, 1.f, false);
   add(&w.lm_head, vocab * h, kLmHead, 3.f * inv_h, false);
@@ -175,10 +196,15 @@ absl::StatusOr<ModelWeights> MakeRandomWeights(const ModelDims& d,
 
   // Allocation (zero fill and page faults) in parallel, one tensor per item.
   absl::Status st = common::ParallelFor(static_cast<int>(tensors.size()), threads, [&](int i) {
-    tensors[i].data->resize(tensors[i].size);
+    Allocate(tensors[i].data, tensors[i].size);
     return absl::OkStatus();
   });
   if (!st.ok()) return st;
+  if (large) {
+    LOG(INFO) << "allocated in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+              << " s";
+  }
 
   // Values in chunks of every tensor: a chunk's values depend only on (key, index).
   constexpr int64_t kChunk = int64_t{1} << 20;
@@ -198,11 +224,11 @@ absl::StatusOr<ModelWeights> MakeRandomWeights(const ModelDims& d,
     const TensorJob& t = tensors[ch.tensor];
     float* out = t.data->data();
     if (t.constant) {
-      const float v = kernels::RoundToBf16(t.std);
+      const float v = kernels::RoundToBf16(t.scale);
       for (int64_t i = ch.begin; i < ch.end; ++i) out[i] = v;
     } else {
       for (int64_t i = ch.begin; i < ch.end; ++i) {
-        out[i] = t.std * NormalIsh(Mix(t.key + static_cast<uint64_t>(i + 1) * kGolden));
+        out[i] = t.scale * NormalIsh(Mix(t.key + static_cast<uint64_t>(i + 1) * kGolden));
       }
       kernels::RoundToBf16InPlace(out + ch.begin, ch.end - ch.begin);
     }

@@ -8,7 +8,10 @@ namespace hipserve::cli {
 void AddCoordinatorFlags(FlagSet& f, coordinator::CoordinatorOptions* o) {
   f.String("model", &o->model,
            "Model to serve: 'default' (SmolLM2-135M-Instruct, fetched by scripts/fetch-model.sh), "
-           "'builtin:tiny' (seeded random tiny Llama), a .gguf file or a Hugging Face directory.");
+           "'builtin:tiny' (seeded random tiny Llama), 'random:llama-3.1-8b' (Llama-3.1-8B's shape "
+           "and RoPE, seeded random weights, byte-level tokenizer; ~32 GB RAM; also "
+           "random:llama-3.1-8b-2l, random:tiny-llama3), a .gguf file or a Hugging Face "
+           "directory.");
   f.String("host", &o->host, "Address the public gRPC API binds to.");
   f.Int("port", &o->port, "Public gRPC port (0 = pick a free one; see --port_file).");
   f.String("attention", &o->attention, "Default attention: 'dense' or 'hip'.");
