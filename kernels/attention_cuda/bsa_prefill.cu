@@ -9,9 +9,14 @@
 #include "kernels/attention_cuda/bsa_prefill.h"
 #include "kernels/attention_cuda/bsa_prefill_kernel.cuh"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
+using internal::CheckKvDtype;
+using internal::Invalid;
 
 namespace bi = bsa_prefill_internal;
 static_assert(bi::kBM == kBsaPrefillBlockQ, "query tile must be one plan row");
@@ -19,92 +24,71 @@ static_assert(bi::kBM == kBsaPrefillBlockQ, "query tile must be one plan row");
 constexpr char kFn[] = "BsaPrefillAttentionGpu";
 constexpr int kMaxListInts = 16384;  // sink + selected keys per plan row (64 KiB of smem)
 
-absl::Status Invalid(const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
-}
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
-absl::Status CheckKvDtype(KvDtype d) {
-  switch (d) {
-    case KvDtype::kBf16:
-    case KvDtype::kFp8E5m2:
-      return absl::OkStatus();
-  }
-  return Invalid(absl::StrCat("kv_dtype ", static_cast<int>(d),
-                              " is not supported (supported: bf16, fp8_e5m2)"));
-}
-
 // k / v, or the tiered source (which replaces them).
 absl::Status ValidateKvPointers(const BsaPrefillGpuParams& p) {
   const TieredKvSource& t = p.tiered;
   if (t.slot_table == nullptr) {
-    if (p.k == nullptr || p.v == nullptr) return Invalid("k and v must be non-null");
-    if (!Aligned16(p.k) || !Aligned16(p.v)) return Invalid("k and v must be 16-byte aligned");
+    if (p.k == nullptr || p.v == nullptr) return Invalid(kFn, "k and v must be non-null");
+    if (!Aligned16(p.k) || !Aligned16(p.v)) return Invalid(kFn, "k and v must be 16-byte aligned");
     return absl::OkStatus();
   }
-  if (t.bank_k == nullptr || t.bank_v == nullptr || t.cold_pages == nullptr) {
-    return Invalid("tiered: bank_k, bank_v and cold_pages must be non-null");
-  }
-  if (!Aligned16(t.bank_k) || !Aligned16(t.bank_v)) {
-    return Invalid("tiered: bank_k and bank_v must be 16-byte aligned");
-  }
+  if (absl::Status s = internal::CheckTieredKvPointers(kFn, t); !s.ok()) return s;
   const int64_t num_kv = int64_t{p.q_offset} + p.num_q;
   const int64_t pages = (num_kv + kKvPageTokens - 1) / kKvPageTokens;
   if (t.slot_stride < num_kv || t.page_stride < pages) {
-    return Invalid(absl::StrCat("tiered: slot_stride ", t.slot_stride, " / page_stride ",
-                                t.page_stride, " must be >= num_kv ", num_kv, " / ", pages,
-                                " pages"));
+    return Invalid(
+        kFn, absl::StrCat("tiered: slot_stride ", t.slot_stride, " / page_stride ", t.page_stride,
+                          " must be >= num_kv ", num_kv, " / ", pages, " pages"));
   }
   return absl::OkStatus();
 }
 
 absl::Status Validate(const BsaPrefillGpuParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) {
-    return Invalid(
-        absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+    return Invalid(kFn,
+                   absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
-  if (absl::Status s = CheckKvDtype(p.kv_dtype); !s.ok()) return s;
+  if (absl::Status s = CheckKvDtype(kFn, p.kv_dtype); !s.ok()) return s;
   if (p.num_q <= 0 || p.q_offset < 0 || int64_t{p.q_offset} + p.num_q >= (int64_t{1} << 30)) {
-    return Invalid(absl::StrCat("need num_q > 0, q_offset >= 0, q_offset + num_q < 2^30; got ",
-                                p.num_q, ", ", p.q_offset));
+    return Invalid(kFn, absl::StrCat("need num_q > 0, q_offset >= 0, q_offset + num_q < 2^30; got ",
+                                     p.num_q, ", ", p.q_offset));
   }
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0 ||
       p.num_heads > 65535) {
-    return Invalid(absl::StrCat("num_heads (", p.num_heads,
-                                ") must be a positive multiple of num_kv_heads (", p.num_kv_heads,
-                                "), at most 65535"));
+    return Invalid(kFn, absl::StrCat("num_heads (", p.num_heads,
+                                     ") must be a positive multiple of num_kv_heads (",
+                                     p.num_kv_heads, "), at most 65535"));
   }
   const int first_block = p.q_offset / kBsaPrefillBlockQ;
   const int rows = (p.q_offset + p.num_q - 1) / kBsaPrefillBlockQ - first_block + 1;
   if (p.first_block != first_block || p.num_rows != rows) {
-    return Invalid(absl::StrCat("plan geometry (first_block ", p.first_block, ", num_rows ",
-                                p.num_rows, ") does not match 64-query blocks of the chunk (",
-                                first_block, ", ", rows, ")"));
+    return Invalid(kFn, absl::StrCat("plan geometry (first_block ", p.first_block, ", num_rows ",
+                                     p.num_rows, ") does not match 64-query blocks of the chunk (",
+                                     first_block, ", ", rows, ")"));
   }
-  if (rows > 65535) return Invalid("more than 65535 query blocks in one call");
+  if (rows > 65535) return Invalid(kFn, "more than 65535 query blocks in one call");
   if (p.max_blocks < 0 || p.block_size <= 0 || p.n_sink < 0 || p.n_window < 0) {
-    return Invalid("need max_blocks >= 0, block_size > 0, n_sink >= 0, n_window >= 0");
+    return Invalid(kFn, "need max_blocks >= 0, block_size > 0, n_sink >= 0, n_window >= 0");
   }
   if (int64_t{p.n_sink} + int64_t{p.max_blocks} * p.block_size > kMaxListInts) {
-    return Invalid(absl::StrCat("n_sink + max_blocks * block_size must be <= ", kMaxListInts));
+    return Invalid(kFn, absl::StrCat("n_sink + max_blocks * block_size must be <= ", kMaxListInts));
   }
   if (p.max_blocks > 0 && (p.block_starts == nullptr || p.block_count == nullptr)) {
-    return Invalid("block_starts / block_count are null");
+    return Invalid(kFn, "block_starts / block_count are null");
   }
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) {
-    return Invalid(absl::StrCat("scale must be finite and > 0, got ", p.scale));
+    return Invalid(kFn, absl::StrCat("scale must be finite and > 0, got ", p.scale));
   }
   if (absl::Status s = ValidateKvPointers(p); !s.ok()) return s;
   if (p.q == nullptr || p.out == nullptr || p.rope == nullptr) {
-    return Invalid("q, out and rope must be non-null");
+    return Invalid(kFn, "q, out and rope must be non-null");
   }
   if (!Aligned16(p.q) || !Aligned16(p.out) || !Aligned16(p.rope)) {
-    return Invalid("q, out and rope must be 16-byte aligned");
+    return Invalid(kFn, "q, out and rope must be 16-byte aligned");
   }
   if (p.rope_positions < p.q_offset + p.num_q) {
-    return Invalid(absl::StrCat("rope table covers ", p.rope_positions, " positions; need ",
-                                p.q_offset + p.num_q));
+    return Invalid(kFn, absl::StrCat("rope table covers ", p.rope_positions, " positions; need ",
+                                     p.q_offset + p.num_q));
   }
   return absl::OkStatus();
 }
@@ -167,7 +151,7 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
       return p.head_dim == 64 ? Launch<64, KvPath::kTiered>(a, s)
                               : Launch<128, KvPath::kTiered>(a, s);
   }
-  return Invalid("unknown K/V path");
+  return Invalid(kFn, "unknown K/V path");
 }
 
 }  // namespace hipserve::kernels

@@ -11,6 +11,7 @@
 #include "kernels/attention_cuda/decode_attention_kernel.cuh"
 #include "kernels/attention_cuda/decode_dispatch.cuh"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 
 namespace hipserve::kernels {
 namespace {
@@ -30,11 +31,9 @@ struct Plan {
   size_t workspace_bytes = 0;
 };
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-absl::Status Invalid(const char* fn, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(fn, ": ", what));
-}
+using internal::Aligned16;
+using internal::CeilDiv;
+using internal::Invalid;
 
 absl::Status ValidateShape(const char* fn, const DecodeAttentionGpuParams& p) {
   if (p.batch <= 0) return Invalid(fn, absl::StrCat("batch must be > 0, got ", p.batch));
@@ -66,7 +65,7 @@ absl::Status ValidateShape(const char* fn, const DecodeAttentionGpuParams& p) {
   if (p.batch > 65535 || p.num_kv_heads > 65535) {
     return Invalid(fn, "batch and num_kv_heads must be <= 65535");
   }
-  return di::CheckKvDtype(fn, p.kv_dtype);
+  return internal::CheckKvDtype(fn, p.kv_dtype);
 }
 
 absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
@@ -94,8 +93,6 @@ absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
   return absl::OkStatus();
 }
 
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
 // `tiered`: K/V come from a TieredKvSource, so k, v and kv_start are not read.
 absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p,
                               bool tiered = false) {
@@ -112,15 +109,7 @@ absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p,
 
 absl::Status ValidateBsaOptions(const char* fn, const BsaDecodeGpuParams& p) {
   if (p.rope != nullptr && !Aligned16(p.rope)) return Invalid(fn, "rope must be 16-byte aligned");
-  if (p.tiered.slot_table != nullptr) {
-    const TieredKvSource& t = p.tiered;
-    if (t.bank_k == nullptr || t.bank_v == nullptr || t.cold_pages == nullptr) {
-      return Invalid(fn, "tiered: bank_k, bank_v and cold_pages must be non-null");
-    }
-    if (!Aligned16(t.bank_k) || !Aligned16(t.bank_v)) {
-      return Invalid(fn, "tiered: bank_k and bank_v must be 16-byte aligned");
-    }
-  }
+  if (p.tiered.slot_table != nullptr) return internal::CheckTieredKvPointers(fn, p.tiered);
   return absl::OkStatus();
 }
 

@@ -5,14 +5,12 @@
 // cold page; the bank type is a block-uniform runtime value there). In-kernel RoPE is a
 // block-uniform runtime option of the BSA kernels, branched on once per block (the key loop is
 // compiled with and without it), so a 2-core build compiles 8 dense + 18 BSA decode kernels.
-// Anything outside the set is InvalidArgument naming the supported values. Included only by
-// decode_attention.cu.
+// Anything outside the set is InvalidArgument naming the supported values (decode_attention.cu's
+// checks, kernels/cuda/param_checks.h for the dtype). Included only by decode_attention.cu.
 #pragma once
 
 #include <type_traits>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda/kv_source.h"
 
 namespace hipserve::kernels::decode_attention_internal {
@@ -20,16 +18,6 @@ namespace hipserve::kernels::decode_attention_internal {
 // Where a decode kernel instance reads K/V from: contiguous bf16 or fp8 e5m2 rows (k / v /
 // kv_start), or a TieredKvSource (BSA only).
 enum class KvSrc : int { kBf16 = 0, kFp8 = 1, kTiered = 2 };
-
-inline absl::Status CheckKvDtype(const char* fn, KvDtype d) {
-  switch (d) {
-    case KvDtype::kBf16:
-    case KvDtype::kFp8E5m2:
-      return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(fn, ": kv_dtype ", static_cast<int>(d),
-                                                 " is not supported (supported: bf16, fp8_e5m2)"));
-}
 
 // Keys per slot step of the instance: wide groups (5..8) always 2; dense 4; BSA 8 or 4
 // (`bsa_keys`, already resolved).

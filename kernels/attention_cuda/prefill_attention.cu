@@ -9,55 +9,45 @@
 #include "kernels/attention_cuda/prefill_attention.h"
 #include "kernels/attention_cuda/prefill_attention_kernel.cuh"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
+using internal::CheckKvDtype;
+using internal::Invalid;
 
 namespace pi = prefill_attention_internal;
 static_assert(pi::kBM == kPrefillBlockM && pi::kBN == kPrefillBlockN, "tile sizes out of sync");
 
 constexpr char kFn[] = "DensePrefillAttentionGpu";
 
-absl::Status Invalid(const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
-}
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
-absl::Status CheckKvDtype(KvDtype d) {
-  switch (d) {
-    case KvDtype::kBf16:
-    case KvDtype::kFp8E5m2:
-      return absl::OkStatus();
-  }
-  return Invalid(absl::StrCat("kv_dtype ", static_cast<int>(d),
-                              " is not supported (supported: bf16, fp8_e5m2)"));
-}
-
 absl::Status Validate(const DensePrefillAttentionGpuParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) {
-    return Invalid(absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+    return Invalid(kFn,
+                   absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
-  if (absl::Status s = CheckKvDtype(p.kv_dtype); !s.ok()) return s;
-  if (p.num_q <= 0) return Invalid(absl::StrCat("num_q must be > 0, got ", p.num_q));
-  if (p.q_offset < 0) return Invalid(absl::StrCat("q_offset must be >= 0, got ", p.q_offset));
+  if (absl::Status s = CheckKvDtype(kFn, p.kv_dtype); !s.ok()) return s;
+  if (p.num_q <= 0) return Invalid(kFn, absl::StrCat("num_q must be > 0, got ", p.num_q));
+  if (p.q_offset < 0) return Invalid(kFn, absl::StrCat("q_offset must be >= 0, got ", p.q_offset));
   if (int64_t{p.q_offset} + p.num_q > (int64_t{1} << 31) - 1) {
-    return Invalid("q_offset + num_q must fit in int32");
+    return Invalid(kFn, "q_offset + num_q must fit in int32");
   }
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {
-    return Invalid(absl::StrCat("num_heads (", p.num_heads,
-                                ") must be a positive multiple of num_kv_heads (", p.num_kv_heads,
-                                ")"));
+    return Invalid(
+        kFn, absl::StrCat("num_heads (", p.num_heads,
+                          ") must be a positive multiple of num_kv_heads (", p.num_kv_heads, ")"));
   }
-  if (p.num_heads > 65535) return Invalid("num_heads must be <= 65535");
+  if (p.num_heads > 65535) return Invalid(kFn, "num_heads must be <= 65535");
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) {
-    return Invalid(absl::StrCat("scale must be finite and > 0, got ", p.scale));
+    return Invalid(kFn, absl::StrCat("scale must be finite and > 0, got ", p.scale));
   }
   if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr) {
-    return Invalid("q, k, v and out must be non-null");
+    return Invalid(kFn, "q, k, v and out must be non-null");
   }
   if (!Aligned16(p.q) || !Aligned16(p.k) || !Aligned16(p.v) || !Aligned16(p.out)) {
-    return Invalid("q, k, v and out must be 16-byte aligned");
+    return Invalid(kFn, "q, k, v and out must be 16-byte aligned");
   }
   return absl::OkStatus();
 }
@@ -97,7 +87,7 @@ absl::Status DensePrefillAttentionGpu(const DensePrefillAttentionGpuParams& p, v
   a.num_q_tiles = (p.num_q + pi::kBM - 1) / pi::kBM;
   a.scale_log2 = p.scale * 1.4426950408889634f;
   if (a.num_q_tiles > 65535) {
-    return Invalid(absl::StrCat("num_q ", p.num_q, " needs more than 65535 query tiles"));
+    return Invalid(kFn, absl::StrCat("num_q ", p.num_q, " needs more than 65535 query tiles"));
   }
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool fp8 = p.kv_dtype == KvDtype::kFp8E5m2;

@@ -6,11 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/embedding/embedding_kernel.cuh"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
 
 absl::Status Validate(const EmbeddingGpuParams& p) {
   if (p.table == nullptr) return absl::InvalidArgumentError("EmbeddingGpu: table is null");
@@ -35,8 +38,6 @@ absl::Status Validate(const EmbeddingGpuParams& p) {
   }
   return absl::OkStatus();
 }
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 int ThreadsFor(int units) { return std::min(std::max((units + 31) / 32 * 32, 32), 256); }
 

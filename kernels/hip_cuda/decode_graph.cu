@@ -12,19 +12,17 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda/decode_attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/hip_cuda/decode_graph.h"
 #include "kernels/hip_cuda/decode_graph_plan.h"
 
 namespace hipserve::kernels {
 namespace {
 
+using internal::Aligned16;
+using internal::Invalid;
+
 constexpr char kFn[] = "HipDecodeGraphs";
-
-absl::Status Invalid(const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
-}
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 class DecodeGraphsImpl : public HipDecodeGraphs {
  public:
@@ -44,7 +42,7 @@ class DecodeGraphsImpl : public HipDecodeGraphs {
   absl::StatusOr<int> BucketFor(int batch) const override {
     const int i = BatchBucketIndex(opt_.batch_buckets, batch);
     if (i < 0) {
-      return Invalid(absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
+      return Invalid(kFn, absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
     }
     return opt_.batch_buckets[i];
   }
@@ -176,21 +174,23 @@ absl::Status DecodeGraphsImpl::LaunchKernels(int batch, int mode, cudaStream_t s
 
 absl::Status DecodeGraphsImpl::Init() {
   const HipDecodeGraphOptions& o = opt_;
-  if (absl::Status s = ValidateHipConfig(o.config); !s.ok()) return Invalid(std::string(s.message()));
-  if (o.layer < 0) return Invalid(absl::StrCat("layer must be >= 0, got ", o.layer));
+  if (absl::Status s = ValidateHipConfig(o.config); !s.ok())
+    return Invalid(kFn, std::string(s.message()));
+  if (o.layer < 0) return Invalid(kFn, absl::StrCat("layer must be >= 0, got ", o.layer));
   if (absl::Status s = ValidateBatchBuckets(o.batch_buckets); !s.ok()) {
-    return Invalid(std::string(s.message()));
+    return Invalid(kFn, std::string(s.message()));
   }
-  if (o.max_kv_len <= 0) return Invalid(absl::StrCat("max_kv_len must be > 0, got ", o.max_kv_len));
-  if (o.kv_rows < 1) return Invalid(absl::StrCat("kv_rows must be >= 1, got ", o.kv_rows));
+  if (o.max_kv_len <= 0)
+    return Invalid(kFn, absl::StrCat("max_kv_len must be > 0, got ", o.max_kv_len));
+  if (o.kv_rows < 1) return Invalid(kFn, absl::StrCat("kv_rows must be >= 1, got ", o.kv_rows));
   if (o.staging_depth < 1) {
-    return Invalid(absl::StrCat("staging_depth must be >= 1, got ", o.staging_depth));
+    return Invalid(kFn, absl::StrCat("staging_depth must be >= 1, got ", o.staging_depth));
   }
   if (t_.k == nullptr || t_.v == nullptr || t_.rope == nullptr) {
-    return Invalid("tensors k, v and rope must be non-null");
+    return Invalid(kFn, "tensors k, v and rope must be non-null");
   }
   if (!Aligned16(t_.k) || !Aligned16(t_.v) || !Aligned16(t_.rope)) {
-    return Invalid("tensors k, v and rope must be 16-byte aligned");
+    return Invalid(kFn, "tensors k, v and rope must be 16-byte aligned");
   }
   spec_ = PruningSpecForLayer(o.config, o.layer);
   stages_ = spec_.num_stages();
@@ -200,9 +200,9 @@ absl::Status DecodeGraphsImpl::Init() {
   if (!rope_need.ok()) return rope_need.status();
   const int need = o.bsa_rope ? std::max(*rope_need, o.max_kv_len) : *rope_need;
   if (t_.rope_positions < need) {
-    return Invalid(absl::StrCat("rope table covers ", t_.rope_positions, " positions; ", need,
-                                " needed (mask", o.bsa_rope ? " and in-kernel BSA RoPE" : "",
-                                ")"));
+    return Invalid(kFn,
+                   absl::StrCat("rope table covers ", t_.rope_positions, " positions; ", need,
+                                " needed (mask", o.bsa_rope ? " and in-kernel BSA RoPE" : "", ")"));
   }
   absl::StatusOr<size_t> mws = HipDecodeMaskWorkspaceBytes(MaskParams(max_batch_, 0));
   if (!mws.ok()) return mws.status();
@@ -280,32 +280,35 @@ absl::Status DecodeGraphsImpl::Init() {
 
 absl::Status DecodeGraphsImpl::ValidateStep(const HipDecodeStep& st) const {
   if (st.batch < 1 || st.batch > max_batch_) {
-    return Invalid(absl::StrCat("batch ", st.batch, " outside [1, ", max_batch_, "]"));
+    return Invalid(kFn, absl::StrCat("batch ", st.batch, " outside [1, ", max_batch_, "]"));
   }
   if (st.kv_len == nullptr || st.kv_start == nullptr || st.start_stage == nullptr) {
-    return Invalid("kv_len, kv_start and start_stage must be non-null host arrays");
+    return Invalid(kFn, "kv_len, kv_start and start_stage must be non-null host arrays");
   }
   if ((st.q != nullptr && !Aligned16(st.q)) || (st.out != nullptr && !Aligned16(st.out))) {
-    return Invalid("q and out must be 16-byte aligned");
+    return Invalid(kFn, "q and out must be 16-byte aligned");
   }
   for (int b = 0; b < st.batch; ++b) {
     const int32_t len = st.kv_len[b];
     const int64_t start = st.kv_start[b];
     if (len < 1 || len > opt_.max_kv_len) {
-      return Invalid(absl::StrCat("kv_len[", b, "] = ", len, " outside [1, max_kv_len = ",
-                                  opt_.max_kv_len, "]"));
+      return Invalid(kFn, absl::StrCat("kv_len[", b, "] = ", len,
+                                       " outside [1, max_kv_len = ", opt_.max_kv_len, "]"));
     }
     if (start < 0 || start + len > opt_.kv_rows) {
-      return Invalid(absl::StrCat("kv_start[", b, "] = ", start, " with kv_len ", len,
-                                  " exceeds kv_rows ", opt_.kv_rows));
+      return Invalid(kFn, absl::StrCat("kv_start[", b, "] = ", start, " with kv_len ", len,
+                                       " exceeds kv_rows ", opt_.kv_rows));
     }
     const int32_t ss = st.start_stage[b];
     if (ss < kRefreshBsaOnly || ss >= stages_) {
-      return Invalid(absl::StrCat("start_stage[", b, "] = ", ss, " outside [-1, ", stages_, ")"));
+      return Invalid(kFn,
+                     absl::StrCat("start_stage[", b, "] = ", ss, " outside [-1, ", stages_, ")"));
     }
     if (ss != 0 && !ready_[b]) {
-      return Invalid(absl::StrCat("slot ", b, " holds no mask yet (new or padded since); its "
-                                  "first step must recompute from stage 0, got ", ss));
+      return Invalid(kFn, absl::StrCat("slot ", b,
+                                       " holds no mask yet (new or padded since); its "
+                                       "first step must recompute from stage 0, got ",
+                                       ss));
     }
   }
   return absl::OkStatus();
@@ -314,7 +317,7 @@ absl::Status DecodeGraphsImpl::ValidateStep(const HipDecodeStep& st) const {
 absl::Status DecodeGraphsImpl::Enqueue(const HipDecodeStep& st, cudaStream_t s, bool graph) {
   if (absl::Status v = ValidateStep(st); !v.ok()) return v;
   absl::StatusOr<int> mode = RefreshModeFor(absl::MakeConstSpan(st.start_stage, st.batch), stages_);
-  if (!mode.ok()) return Invalid(std::string(mode.status().message()));
+  if (!mode.ok()) return Invalid(kFn, std::string(mode.status().message()));
   const int bi = BatchBucketIndex(opt_.batch_buckets, st.batch);
   const int bucket = opt_.batch_buckets[bi];
 
@@ -368,8 +371,8 @@ absl::Status DecodeGraphsImpl::Enqueue(const HipDecodeStep& st, cudaStream_t s, 
 
 absl::Status DecodeGraphsImpl::MoveSlot(int from, int to, void* stream) {
   if (from < 0 || from >= max_batch_ || to < 0 || to >= max_batch_) {
-    return Invalid(absl::StrCat("MoveSlot(", from, ", ", to, "): slots are in [0, ", max_batch_,
-                                ")"));
+    return Invalid(
+        kFn, absl::StrCat("MoveSlot(", from, ", ", to, "): slots are in [0, ", max_batch_, ")"));
   }
   if (from == to) return absl::OkStatus();
   cudaStream_t s = static_cast<cudaStream_t>(stream);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/hip_cuda/mask_estimation_kernel.cuh"
 #include "kernels/hip_cuda/mask_key_source.h"
@@ -14,23 +15,16 @@
 namespace hipserve::kernels {
 namespace {
 
+using internal::Aligned16;
+using internal::CeilDiv;
+using internal::CeilLog2;
+using internal::Invalid;
+
 namespace hm = hip_mask_internal;
 
 constexpr char kFn[] = "HipDecodeMaskGpu";
 constexpr int kScoreThreads = 64;  // ~200 registers a thread: 10 warps an SM either way
 constexpr int kSelectThreads = 1024;
-
-absl::Status Invalid(const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
-}
-
-int CeilLog2(int c) {
-  int it = 0;
-  while ((int64_t{1} << it) < c) ++it;
-  return it;
-}
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Chunks in stage s's input at most (stage 0: from max_kv_len).
 int64_t MaxStageInput(const HipDecodeMaskGpuParams& p, int s) {
@@ -43,41 +37,46 @@ int64_t MaxStageInput(const HipDecodeMaskGpuParams& p, int s) {
 }
 
 absl::Status ValidateShape(const HipDecodeMaskGpuParams& p) {
-  if (p.batch <= 0 || p.batch > 65535) return Invalid(absl::StrCat("batch must be in [1, 65535], got ", p.batch));
+  if (p.batch <= 0 || p.batch > 65535)
+    return Invalid(kFn, absl::StrCat("batch must be in [1, 65535], got ", p.batch));
   if (p.num_kv_heads <= 0 || p.num_kv_heads > 65535 || p.num_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0) {
-    return Invalid(absl::StrCat("num_heads (", p.num_heads, ") must be a positive multiple of num_kv_heads (",
-                                p.num_kv_heads, ")"));
+    return Invalid(
+        kFn, absl::StrCat("num_heads (", p.num_heads,
+                          ") must be a positive multiple of num_kv_heads (", p.num_kv_heads, ")"));
   }
   const int group = p.num_heads / p.num_kv_heads;
   if (group > 8) {
-    return Invalid(absl::StrCat("group size ", group, " is not supported (supported: 1..8)"));
+    return Invalid(kFn, absl::StrCat("group size ", group, " is not supported (supported: 1..8)"));
   }
   if (p.head_dim != 64 && p.head_dim != 128) {
-    return Invalid(absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+    return Invalid(kFn,
+                   absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
-  if (p.max_kv_len <= 0) return Invalid(absl::StrCat("max_kv_len must be > 0, got ", p.max_kv_len));
-  if (p.n_sink < 0) return Invalid(absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
-  if (p.spec == nullptr) return Invalid("spec is null");
+  if (p.max_kv_len <= 0)
+    return Invalid(kFn, absl::StrCat("max_kv_len must be > 0, got ", p.max_kv_len));
+  if (p.n_sink < 0) return Invalid(kFn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
+  if (p.spec == nullptr) return Invalid(kFn, "spec is null");
   const PruningSpec& s = *p.spec;
   const int stages = s.num_stages();
   if (stages < 1 || stages > kHipGpuMaxStages || static_cast<int>(s.keep_tokens.size()) != stages) {
-    return Invalid(absl::StrCat("spec must have 1..", kHipGpuMaxStages,
-                                " stages with one keep_tokens entry each; got ", stages));
+    return Invalid(kFn, absl::StrCat("spec must have 1..", kHipGpuMaxStages,
+                                     " stages with one keep_tokens entry each; got ", stages));
   }
-  if (s.n_window < 0) return Invalid("spec.n_window must be >= 0");
+  if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 || s.keep_tokens[i] % s.chunk_sizes[i] != 0 ||
         (i > 0 && s.chunk_sizes[i - 1] % s.chunk_sizes[i] != 0)) {
-      return Invalid(absl::StrCat("spec stage ", i, " is inconsistent (chunk ", s.chunk_sizes[i],
+      return Invalid(kFn,
+                     absl::StrCat("spec stage ", i, " is inconsistent (chunk ", s.chunk_sizes[i],
                                   ", keep ", s.keep_tokens[i], "); see ValidateHipConfig"));
     }
   }
   if (int64_t{p.max_kv_len} + s.chunk_sizes[0] >= (int64_t{1} << 31)) {
-    return Invalid("max_kv_len too large for int32 positions");
+    return Invalid(kFn, "max_kv_len too large for int32 positions");
   }
   if (p.start_stage < 0 || p.start_stage >= stages) {
-    return Invalid(absl::StrCat("start_stage ", p.start_stage, " outside [0, ", stages, ")"));
+    return Invalid(kFn, absl::StrCat("start_stage ", p.start_stage, " outside [0, ", stages, ")"));
   }
   return absl::OkStatus();
 }
@@ -103,8 +102,6 @@ int64_t ScoreStride(const HipDecodeMaskGpuParams& p) {
   for (int s = 0; s < p.spec->num_stages(); ++s) n = std::max(n, MaxStageInput(p, s));
   return (n + 3) / 4 * 4;
 }
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 template <int HD, int MAXG>
 absl::Status LaunchScore(const hm::StageArgs& a, int64_t max_n, int batch, int kv_heads,
@@ -137,7 +134,7 @@ absl::StatusOr<int> HipDecodeMaskRopePositions(const HipDecodeMaskGpuParams& p) 
 
 absl::StatusOr<size_t> HipDecodeMaskWorkspaceBytes(const HipDecodeMaskGpuParams& p) {
   if (absl::Status s = ValidateShape(p); !s.ok()) return s;
-  if (MaxStageInput(p, 0) > (int64_t{1} << 30)) return Invalid("too many stage-1 chunks");
+  if (MaxStageInput(p, 0) > (int64_t{1} << 30)) return Invalid(kFn, "too many stage-1 chunks");
   return static_cast<size_t>(int64_t{p.batch} * p.num_kv_heads * ScoreStride(p) * sizeof(float));
 }
 
@@ -148,9 +145,10 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
   const bool tiered = p.tiered.slot_table != nullptr;
   if (p.q == nullptr || p.kv_len == nullptr || p.rope == nullptr ||
       (!tiered && p.kv_start == nullptr)) {
-    return Invalid("q, kv_len, rope and (without a tiered source) kv_start must be non-null");
+    return Invalid(kFn, "q, kv_len, rope and (without a tiered source) kv_start must be non-null");
   }
-  if (!Aligned16(p.q) || !Aligned16(p.rope)) return Invalid("q and rope must be 16-byte aligned");
+  if (!Aligned16(p.q) || !Aligned16(p.rope))
+    return Invalid(kFn, "q and rope must be 16-byte aligned");
   if (absl::Status st =
           hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len);
       !st.ok()) {
@@ -158,19 +156,20 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
   }
   const int needed = RopePositionsNeeded(p);
   if (p.rope_positions < needed) {
-    return Invalid(absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
+    return Invalid(kFn,
+                   absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
                                 PruningPositionsName(spec.positions), " pruning needs ", needed));
   }
   for (int s = std::max(0, p.start_stage - 1); s < stages; ++s) {
     if (p.state.starts[s] == nullptr || p.state.count[s] == nullptr ||
         p.state.range_end[s] == nullptr) {
-      return Invalid(absl::StrCat("state lists of stage ", s, " must be non-null"));
+      return Invalid(kFn, absl::StrCat("state lists of stage ", s, " must be non-null"));
     }
   }
   const size_t ws = static_cast<size_t>(int64_t{p.batch} * p.num_kv_heads * ScoreStride(p) * sizeof(float));
   if (p.workspace == nullptr || p.workspace_bytes < ws || !Aligned16(p.workspace)) {
-    return Invalid(absl::StrCat("workspace of ", ws, " bytes (16-byte aligned) needed, got ",
-                                p.workspace_bytes));
+    return Invalid(kFn, absl::StrCat("workspace of ", ws, " bytes (16-byte aligned) needed, got ",
+                                     p.workspace_bytes));
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   const int group = p.num_heads / p.num_kv_heads;

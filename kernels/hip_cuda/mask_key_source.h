@@ -3,11 +3,11 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda/kv_source.h"
+#include "kernels/cuda/param_checks.h"
 
 namespace hipserve::kernels::hip_mask_internal {
 
@@ -15,31 +15,26 @@ namespace hipserve::kernels::hip_mask_internal {
 // for tokens [0, max_len) of every list. `fn` prefixes the InvalidArgument messages.
 inline absl::Status ValidateMaskKeySource(const char* fn, KvDtype dtype, const void* k,
                                           const TieredKvSource& tiered, int64_t max_len) {
-  auto invalid = [fn](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(fn, ": ", what));
-  };
-  if (dtype != KvDtype::kBf16 && dtype != KvDtype::kFp8E5m2) {
-    return invalid(absl::StrCat("k_dtype ", static_cast<int>(dtype),
-                                " is not supported (supported: bf16, fp8_e5m2)"));
-  }
-  auto aligned16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  using internal::Aligned16;
+  using internal::Invalid;
+  if (absl::Status s = internal::CheckKvDtype(fn, dtype, "k_dtype"); !s.ok()) return s;
   if (tiered.slot_table == nullptr) {
-    if (k == nullptr) return invalid("k must be non-null (or pass a tiered source)");
-    if (!aligned16(k)) return invalid("k must be 16-byte aligned");
+    if (k == nullptr) return Invalid(fn, "k must be non-null (or pass a tiered source)");
+    if (!Aligned16(k)) return Invalid(fn, "k must be 16-byte aligned");
     return absl::OkStatus();
   }
   if (tiered.bank_k == nullptr || tiered.cold_pages == nullptr) {
-    return invalid("tiered: bank_k and cold_pages must be non-null");
+    return Invalid(fn, "tiered: bank_k and cold_pages must be non-null");
   }
-  if (!aligned16(tiered.bank_k)) return invalid("tiered: bank_k must be 16-byte aligned");
+  if (!Aligned16(tiered.bank_k)) return Invalid(fn, "tiered: bank_k must be 16-byte aligned");
   if (tiered.slot_stride < max_len) {
-    return invalid(absl::StrCat("tiered.slot_stride ", tiered.slot_stride, " < ", max_len,
-                                " tokens"));
+    return Invalid(
+        fn, absl::StrCat("tiered.slot_stride ", tiered.slot_stride, " < ", max_len, " tokens"));
   }
   const int64_t pages = (max_len + kKvPageTokens - 1) / kKvPageTokens;
   if (tiered.page_stride < pages) {
-    return invalid(absl::StrCat("tiered.page_stride ", tiered.page_stride, " < ", pages,
-                                " pages of ", max_len, " tokens"));
+    return Invalid(fn, absl::StrCat("tiered.page_stride ", tiered.page_stride, " < ", pages,
+                                    " pages of ", max_len, " tokens"));
   }
   return absl::OkStatus();
 }

@@ -7,13 +7,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/hip_cuda/prefill_mask.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/hip_cuda/mask_key_source.h"
+#include "kernels/hip_cuda/prefill_mask.h"
 #include "kernels/hip_cuda/prefill_mask_kernel.cuh"
 #include "kernels/hip_cuda/prefill_score_tc.cuh"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
+using internal::CeilDiv;
+using internal::CeilLog2;
+using internal::Invalid;
 
 namespace hm = hip_mask_internal;
 
@@ -22,17 +28,6 @@ constexpr int kScoreThreads = 128;  // exact kernel
 constexpr int kRowTile = 64;  // scoring rows staged in shared memory at a time
 constexpr int kSelectThreads = 1024;
 
-absl::Status Invalid(const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kFn, ": ", what));
-}
-
-int CeilLog2(int c) {
-  int it = 0;
-  while ((int64_t{1} << it) < c) ++it;
-  return it;
-}
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t Align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
 
 int NumKv(const HipPrefillMaskGpuParams& p) { return p.q_offset + p.num_q; }
@@ -60,52 +55,53 @@ int64_t ScoreStride(const HipPrefillMaskGpuParams& p) {
 
 absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
   if (p.num_q <= 0 || p.q_offset < 0 || int64_t{p.q_offset} + p.num_q >= (int64_t{1} << 30)) {
-    return Invalid(absl::StrCat("need num_q > 0, q_offset >= 0 and q_offset + num_q < 2^30; got ",
+    return Invalid(kFn,
+                   absl::StrCat("need num_q > 0, q_offset >= 0 and q_offset + num_q < 2^30; got ",
                                 p.num_q, ", ", p.q_offset));
   }
   if (p.num_kv_heads <= 0 || p.num_kv_heads > 65535 || p.num_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0) {
-    return Invalid(absl::StrCat("num_heads (", p.num_heads,
-                                ") must be a positive multiple of num_kv_heads (", p.num_kv_heads,
-                                ")"));
+    return Invalid(
+        kFn, absl::StrCat("num_heads (", p.num_heads,
+                          ") must be a positive multiple of num_kv_heads (", p.num_kv_heads, ")"));
   }
   const int group = p.num_heads / p.num_kv_heads;
   if (group > 8) {
-    return Invalid(absl::StrCat("group size ", group, " is not supported (supported: 1..8)"));
+    return Invalid(kFn, absl::StrCat("group size ", group, " is not supported (supported: 1..8)"));
   }
   if (p.head_dim != 64 && p.head_dim != 128) {
-    return Invalid(
-        absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
+    return Invalid(kFn,
+                   absl::StrCat("head_dim ", p.head_dim, " is not supported (supported: 64, 128)"));
   }
   if (p.block_q <= 0 || p.block_q > 1024) {
-    return Invalid(absl::StrCat("block_q must be in [1, 1024], got ", p.block_q));
+    return Invalid(kFn, absl::StrCat("block_q must be in [1, 1024], got ", p.block_q));
   }
-  if (p.n_sink < 0) return Invalid(absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
-  if (p.spec == nullptr) return Invalid("spec is null");
+  if (p.n_sink < 0) return Invalid(kFn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
+  if (p.spec == nullptr) return Invalid(kFn, "spec is null");
   const PruningSpec& s = *p.spec;
   const int stages = s.num_stages();
   if (stages < 1 || stages > kHipGpuMaxStages ||
       static_cast<int>(s.keep_tokens.size()) != stages ||
       static_cast<int>(s.stride_q.size()) != stages) {
-    return Invalid(absl::StrCat("spec must have 1..", kHipGpuMaxStages,
-                                " stages with one keep_tokens and stride_q entry each; got ",
-                                stages));
+    return Invalid(
+        kFn, absl::StrCat("spec must have 1..", kHipGpuMaxStages,
+                          " stages with one keep_tokens and stride_q entry each; got ", stages));
   }
-  if (s.n_window < 0) return Invalid("spec.n_window must be >= 0");
+  if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
         s.keep_tokens[i] % s.chunk_sizes[i] != 0 || s.stride_q[i] <= 0 ||
         (i > 0 && s.chunk_sizes[i - 1] % s.chunk_sizes[i] != 0)) {
-      return Invalid(absl::StrCat("spec stage ", i, " is inconsistent (chunk ", s.chunk_sizes[i],
-                                  ", keep ", s.keep_tokens[i], ", stride_q ", s.stride_q[i],
-                                  "); see ValidateHipConfig"));
+      return Invalid(kFn, absl::StrCat("spec stage ", i, " is inconsistent (chunk ",
+                                       s.chunk_sizes[i], ", keep ", s.keep_tokens[i], ", stride_q ",
+                                       s.stride_q[i], "); see ValidateHipConfig"));
     }
   }
   if (NumRows(p) > 65535) {
-    return Invalid(absl::StrCat("the chunk spans ", NumRows(p),
-                                " query blocks; at most 65535 per call"));
+    return Invalid(
+        kFn, absl::StrCat("the chunk spans ", NumRows(p), " query blocks; at most 65535 per call"));
   }
-  if (MaxStageInput(p, 0) > (int64_t{1} << 24)) return Invalid("too many stage-1 chunks");
+  if (MaxStageInput(p, 0) > (int64_t{1} << 24)) return Invalid(kFn, "too many stage-1 chunks");
   return absl::OkStatus();
 }
 
@@ -154,8 +150,6 @@ Layout LayoutFor(const HipPrefillMaskGpuParams& p) {
   l.total = at;
   return l;
 }
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 // The filter-then-verify kernel's dynamic shared memory is > 48 KB: opt in (per call, since
 // the attribute is per device; not a stream operation, so graph capture is unaffected). Ask for
@@ -211,14 +205,16 @@ absl::StatusOr<int> TcBlocksPerSm() {
 }  // namespace
 
 absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim, int threads) {
-  if (threads != 128 && threads != 256) return Invalid("filter_block_threads must be 128 or 256");
+  if (threads != 128 && threads != 256)
+    return Invalid(kFn, "filter_block_threads must be 128 or 256");
   if (head_dim == 128) {
     return threads == 256 ? TcBlocksPerSm<128, 256>() : TcBlocksPerSm<128, 128>();
   }
   if (head_dim == 64) {
     return threads == 256 ? TcBlocksPerSm<64, 256>() : TcBlocksPerSm<64, 128>();
   }
-  return Invalid(absl::StrCat("head_dim ", head_dim, " is not supported (supported: 64, 128)"));
+  return Invalid(kFn,
+                 absl::StrCat("head_dim ", head_dim, " is not supported (supported: 64, 128)"));
 }
 
 absl::StatusOr<int> HipPrefillMaskRopePositions(const HipPrefillMaskGpuParams& p) {
@@ -236,8 +232,8 @@ absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& 
   const Layout l = LayoutFor(p);
   if (p.workspace == nullptr || p.workspace_bytes < static_cast<size_t>(l.total) ||
       !Aligned16(p.workspace)) {
-    return Invalid(absl::StrCat("workspace of ", l.total, " bytes (16-byte aligned) needed, got ",
-                                p.workspace_bytes));
+    return Invalid(kFn, absl::StrCat("workspace of ", l.total,
+                                     " bytes (16-byte aligned) needed, got ", p.workspace_bytes));
   }
   char* ws = static_cast<char*>(p.workspace);
   HipPrefillPlan plan;
@@ -264,19 +260,21 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
   if (!plan.ok()) return plan.status();
   const PruningSpec& spec = *p.spec;
   const int stages = spec.num_stages();
-  if (p.q == nullptr || p.rope == nullptr) return Invalid("q and rope must be non-null");
+  if (p.q == nullptr || p.rope == nullptr) return Invalid(kFn, "q and rope must be non-null");
   if (p.filter_block_threads != 128 && p.filter_block_threads != 256) {
-    return Invalid(absl::StrCat("filter_block_threads must be 128 or 256, got ",
-                                p.filter_block_threads));
+    return Invalid(
+        kFn, absl::StrCat("filter_block_threads must be 128 or 256, got ", p.filter_block_threads));
   }
-  if (!Aligned16(p.q) || !Aligned16(p.rope)) return Invalid("q and rope must be 16-byte aligned");
+  if (!Aligned16(p.q) || !Aligned16(p.rope))
+    return Invalid(kFn, "q and rope must be 16-byte aligned");
   if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, NumKv(p));
       !st.ok()) {
     return st;
   }
   const int needed = RopePositionsNeeded(p);
   if (p.rope_positions < needed) {
-    return Invalid(absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
+    return Invalid(kFn,
+                   absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
                                 PruningPositionsName(spec.positions), " pruning needs ", needed));
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);

@@ -7,11 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rmsnorm/rmsnorm_kernel.cuh"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
 
 constexpr int kVecWidth = 8;  // bf16 values per 16-byte load
 constexpr int kMaxThreads = 1024;
@@ -32,8 +35,6 @@ absl::Status Validate(const RmsNormGpuParams& p) {
   }
   return absl::OkStatus();
 }
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 int ThreadsFor(int packs) {
   const int rounded = (packs + 31) / 32 * 32;

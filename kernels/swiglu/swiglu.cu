@@ -6,11 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/param_checks.h"
 #include "kernels/swiglu/swiglu.h"
 #include "kernels/swiglu/swiglu_kernel.cuh"
 
 namespace hipserve::kernels {
 namespace {
+
+using internal::Aligned16;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 132 * 16;  // grid-stride beyond: enough to fill an H100
@@ -31,8 +34,6 @@ absl::Status Validate(const SwigluGpuParams& p) {
   }
   return absl::OkStatus();
 }
-
-bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 template <int N>
 absl::Status Launch(const SwigluGpuParams& p, int64_t in_stride, cudaStream_t stream) {
