@@ -1,7 +1,9 @@
 // fp8 e5m2 <-> bf16 codec used by the cold tier and the cache banks (rules in kvstore/FORMAT.md).
 //
-// Header-only, usable from host code and CUDA device code. All values are raw bit patterns:
-// bf16 as uint16_t, fp8 e5m2 as uint8_t.
+// Header-only; the fp8 codec is usable from host code and CUDA device code. All values are raw
+// bit patterns: bf16 as uint16_t, fp8 e5m2 as uint8_t. The bf16 <-> float codec is kernels'
+// (kernels/dtype/bf16.h on the host, kernels/cuda/bf16_pack.cuh on the device); kvstore names
+// it here for its callers.
 // Encode (bf16 -> e5m2): round to nearest, ties to even; finite values beyond the largest
 // finite e5m2 (57344) saturate to +-57344; +-Inf stays +-Inf (0x7C/0xFC); NaN becomes
 // sign|0x7F; bf16 subnormals and magnitudes below 2^-17 become signed zero.
@@ -9,7 +11,8 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
+
+#include "kernels/dtype/bf16.h"
 
 #if defined(__CUDACC__)
 #define HIPSERVE_HD __host__ __device__ __forceinline__
@@ -59,22 +62,8 @@ HIPSERVE_HD uint16_t Fp8E5m2ToBf16(uint8_t c) {
   return sign | static_cast<uint16_t>(((ef + 112) << 7) | (mf << 5));
 }
 
-// bf16 <-> float helpers (host and device). FloatToBf16 rounds to nearest even; NaN stays NaN.
-HIPSERVE_HD float Bf16ToFloat(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-HIPSERVE_HD uint16_t FloatToBf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof(u));
-  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0) {
-    return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN, sign kept
-  }
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
+// bf16 <-> float on the host (round to nearest even; NaN stays NaN): kernels/dtype/bf16.h.
+using kernels::Bf16ToFloat;
+using kernels::FloatToBf16;
 
 }  // namespace hipserve::kvstore

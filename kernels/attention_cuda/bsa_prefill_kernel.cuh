@@ -29,6 +29,7 @@
 #include "kernels/attention_cuda/kv_access.cuh"
 #include "kernels/attention_cuda/kv_source.h"
 #include "kernels/attention_cuda/prefill_attention_kernel.cuh"
+#include "kernels/cuda/bf16_pack.cuh"
 
 namespace hipserve::kernels::bsa_prefill_internal {
 
@@ -81,11 +82,11 @@ __device__ __forceinline__ void Rotate8(uint4& lo, uint4& hi, const float* cs, i
   uint32_t wl[4] = {lo.x, lo.y, lo.z, lo.w}, wh[4] = {hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const float a0 = __uint_as_float(wl[j] << 16), a1 = __uint_as_float(wl[j] & 0xffff0000u);
-    const float b0 = __uint_as_float(wh[j] << 16), b1 = __uint_as_float(wh[j] & 0xffff0000u);
+    const float a0 = cuda_util::Bf16LoToFloat(wl[j]), a1 = cuda_util::Bf16HiToFloat(wl[j]);
+    const float b0 = cuda_util::Bf16LoToFloat(wh[j]), b1 = cuda_util::Bf16HiToFloat(wh[j]);
     const float c0 = c[2 * j], c1 = c[2 * j + 1], s0 = s[2 * j], s1 = s[2 * j + 1];
-    wl[j] = pa::PackBf16(a0 * c0 - b0 * s0, a1 * c1 - b1 * s1);
-    wh[j] = pa::PackBf16(b0 * c0 + a0 * s0, b1 * c1 + a1 * s1);
+    wl[j] = cuda_util::PackBf16x2(a0 * c0 - b0 * s0, a1 * c1 - b1 * s1);
+    wh[j] = cuda_util::PackBf16x2(b0 * c0 + a0 * s0, b1 * c1 + a1 * s1);
   }
   lo = make_uint4(wl[0], wl[1], wl[2], wl[3]);
   hi = make_uint4(wh[0], wh[1], wh[2], wh[3]);
@@ -480,8 +481,8 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
         const float p3 = pa::Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
         l[0] += p0 + p1;
         l[1] += p2 + p3;
-        pf[i / 2][(i & 1) * 2 + 0] = pa::PackBf16(p0, p1);
-        pf[i / 2][(i & 1) * 2 + 1] = pa::PackBf16(p2, p3);
+        pf[i / 2][(i & 1) * 2 + 0] = cuda_util::PackBf16x2(p0, p1);
+        pf[i / 2][(i & 1) * 2 + 1] = cuda_util::PackBf16x2(p2, p3);
       }
 #pragma unroll
       for (int kk = 0; kk < kNTiles / 2; ++kk) {
@@ -515,11 +516,11 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     const int c = i * 8 + 2 * tq;
     if (pos0 >= p_first && pos0 < p_end) {
       *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos0 - a.q_offset) * a.q_row + c) =
-          pa::PackBf16(o[i][0] * inv0, o[i][1] * inv0);
+          cuda_util::PackBf16x2(o[i][0] * inv0, o[i][1] * inv0);
     }
     if (pos1 >= p_first && pos1 < p_end) {
       *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos1 - a.q_offset) * a.q_row + c) =
-          pa::PackBf16(o[i][2] * inv1, o[i][3] * inv1);
+          cuda_util::PackBf16x2(o[i][2] * inv1, o[i][3] * inv1);
     }
   }
 }

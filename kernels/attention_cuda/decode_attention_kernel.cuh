@@ -30,6 +30,7 @@
 #include "kernels/attention_cuda/decode_dispatch.cuh"
 #include "kernels/attention_cuda/kv_access.cuh"
 #include "kernels/attention_cuda/kv_source.h"
+#include "kernels/cuda/bf16_pack.cuh"
 
 namespace hipserve::kernels::decode_attention_internal {
 
@@ -69,20 +70,6 @@ __device__ __forceinline__ float Ex2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-}
-
-// 8 bf16 (one 16-byte load) -> 8 floats.
-__device__ __forceinline__ void Unpack8(const uint4& r, float (&f)[8]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
-__device__ __forceinline__ uint16_t ToBf16(float f) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
 // Keys per slot step (KU) and the register budget it needs. Dense: 4 keys (2 for wide groups)
@@ -183,7 +170,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   for (int g = 0; g < MAXG; ++g) {
     if (g < group) {
       const uint4 r = *reinterpret_cast<const uint4*>(a.q + (bh0 + g) * HD + sub * 8);
-      Unpack8(r, q[g]);
+      cuda_util::Bf16x8ToFloat(r, q[g]);
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) q[g][j] = 0.f;
@@ -414,8 +401,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
     const int64_t bh = bh0 + g;
     if (a.num_splits == 1) {
       const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-      const uint32_t lo = ToBf16(o.x * inv) | (static_cast<uint32_t>(ToBf16(o.y * inv)) << 16);
-      const uint32_t hi = ToBf16(o.z * inv) | (static_cast<uint32_t>(ToBf16(o.w * inv)) << 16);
+      const uint32_t lo = cuda_util::FloatToBf16Bits(o.x * inv) |
+                          (static_cast<uint32_t>(cuda_util::FloatToBf16Bits(o.y * inv)) << 16);
+      const uint32_t hi = cuda_util::FloatToBf16Bits(o.z * inv) |
+                          (static_cast<uint32_t>(cuda_util::FloatToBf16Bits(o.w * inv)) << 16);
       *reinterpret_cast<uint2*>(a.out + bh * HD + d) = make_uint2(lo, hi);
     } else {
       const int64_t part = bh * a.num_splits + split;
@@ -488,8 +477,10 @@ __global__ void __launch_bounds__(kMergeThreads)
       lsum += sm_ml[p].y;
     }
     const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-    const uint32_t lo = ToBf16(o.x * inv) | (static_cast<uint32_t>(ToBf16(o.y * inv)) << 16);
-    const uint32_t hi = ToBf16(o.z * inv) | (static_cast<uint32_t>(ToBf16(o.w * inv)) << 16);
+    const uint32_t lo = cuda_util::FloatToBf16Bits(o.x * inv) |
+                        (static_cast<uint32_t>(cuda_util::FloatToBf16Bits(o.y * inv)) << 16);
+    const uint32_t hi = cuda_util::FloatToBf16Bits(o.z * inv) |
+                        (static_cast<uint32_t>(cuda_util::FloatToBf16Bits(o.w * inv)) << 16);
     *reinterpret_cast<uint2*>(out + bh * HD + d4 * 4) = make_uint2(lo, hi);
   }
 }

@@ -1,5 +1,6 @@
 // Device-side K/V element access for the decode kernels: raw loads of one lane's 8 elements of a
-// row (bf16: 16 bytes, fp8 e5m2: 8 bytes), their exact conversion to fp32, and the address of a
+// row (bf16: 16 bytes, fp8 e5m2: 8 bytes), their exact conversion to fp32 (bf16 through
+// kernels/cuda/bf16_pack.cuh), and the address of a
 // token's rows in a TieredKvSource (kv_source.h). Included only by .cu files.
 #pragma once
 
@@ -8,18 +9,9 @@
 #include <cstdint>
 
 #include "kernels/attention_cuda/kv_source.h"
+#include "kernels/cuda/bf16_pack.cuh"
 
 namespace hipserve::kernels::kv_access {
-
-// 8 bf16 (one 16-byte load) -> 8 floats (exact).
-__device__ __forceinline__ void Bf16x8ToFloat(const uint4& r, float (&f)[8]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
 
 // 8 fp8 e5m2 codes (r.x, r.y; byte i = element i) -> 8 floats. Exact: an e5m2 code is the high
 // byte of the fp16 encoding of the same value (sign, 5-bit exponent with bias 15, top 2
@@ -45,7 +37,7 @@ __device__ __forceinline__ void ToFloat8(const uint4& r, bool fp8, float (&f)[8]
   if (fp8) {
     Fp8x8ToFloat(r, f);
   } else {
-    Bf16x8ToFloat(r, f);
+    cuda_util::Bf16x8ToFloat(r, f);
   }
 }
 

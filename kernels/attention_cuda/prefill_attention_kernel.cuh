@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "kernels/attention_cuda/kv_access.cuh"
+#include "kernels/cuda/bf16_pack.cuh"
 
 namespace hipserve::kernels::prefill_attention_internal {
 
@@ -109,11 +110,6 @@ __device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // Stages `rows` rows of HD bf16 starting at global row `row0` (row stride `stride` elements)
 // into a swizzled shared tile; rows at or past `limit` are zero-filled.
 template <int HD, int ROWS>
@@ -138,8 +134,8 @@ __device__ __forceinline__ void LoadTile(uint16_t* smem, const uint16_t* g, int6
 __device__ __forceinline__ uint4 Fp8x8ToBf16x8(uint32_t w0, uint32_t w1) {
   float f[8];
   kv_access::Fp8x8ToFloat(make_uint4(w0, w1, 0u, 0u), f);
-  return make_uint4(PackBf16(f[0], f[1]), PackBf16(f[2], f[3]), PackBf16(f[4], f[5]),
-                    PackBf16(f[6], f[7]));
+  return make_uint4(cuda_util::PackBf16x2(f[0], f[1]), cuda_util::PackBf16x2(f[2], f[3]),
+                    cuda_util::PackBf16x2(f[4], f[5]), cuda_util::PackBf16x2(f[6], f[7]));
 }
 
 // Stages `rows` rows of HD fp8 codes starting at global row `row0` (row stride `stride` bytes)
@@ -334,8 +330,8 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
         const float p3 = Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
         l[0] += p0 + p1;
         l[1] += p2 + p3;
-        pf[i / 2][(i & 1) * 2 + 0] = PackBf16(p0, p1);
-        pf[i / 2][(i & 1) * 2 + 1] = PackBf16(p2, p3);
+        pf[i / 2][(i & 1) * 2 + 0] = cuda_util::PackBf16x2(p0, p1);
+        pf[i / 2][(i & 1) * 2 + 1] = cuda_util::PackBf16x2(p2, p3);
       }
       // O += P V.
 #pragma unroll
@@ -371,11 +367,11 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
     const int c = i * 8 + 2 * t;
     if (row0 < a.num_q) {
       *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row0) * a.q_row + c) =
-          PackBf16(o[i][0] * inv0, o[i][1] * inv0);
+          cuda_util::PackBf16x2(o[i][0] * inv0, o[i][1] * inv0);
     }
     if (row1 < a.num_q) {
       *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row1) * a.q_row + c) =
-          PackBf16(o[i][2] * inv1, o[i][3] * inv1);
+          cuda_util::PackBf16x2(o[i][2] * inv1, o[i][3] * inv1);
     }
   }
 }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/bf16_pack.cuh"
 #include "kernels/hip_cuda/mask_key_load.cuh"
 
 namespace hipserve::kernels::hip_mask_internal {
@@ -158,18 +159,6 @@ __device__ __forceinline__ int QueryPosition(const StageArgs& a, int32_t t, int 
   }
 }
 
-__device__ __forceinline__ float Bf16(uint16_t v) { return __uint_as_float(uint32_t{v} << 16); }
-
-// Unpacks 8 bf16 from a uint4.
-__device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 // Scores every chunk of the stage input. Two lanes per chunk (lane parity: 0 = left probe,
 // 1 = right probe); each lane keeps its probe key in registers (packed bf16), rotates it element
 // by element and accumulates the dot products of all the group's query heads at once (one fp32
@@ -197,7 +186,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
       const int g = e / HALF, i = e % HALF;
       float o1 = 0.f, o2 = 0.f;
       if (g < a.group) {
-        const float x1 = Bf16(qb[g * HD + i]), x2 = Bf16(qb[g * HD + i + HALF]);
+        const float x1 = cuda_util::Bf16BitsToFloat(qb[g * HD + i]),
+                    x2 = cuda_util::Bf16BitsToFloat(qb[g * HD + i + HALF]);
         o1 = __fsub_rn(__fmul_rn(x1, cs[i]), __fmul_rn(x2, cs[i + HALF]));
         o2 = __fadd_rn(__fmul_rn(x2, cs[i]), __fmul_rn(x1, cs[i + HALF]));
         o1 = __fdiv_rn(__fadd_rn(0.f, o1), 1.f);
@@ -245,8 +235,8 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
           for (int e = 0; e < 4; ++e) {
             const int i = c4 * 4 + e;  // pair index
             const uint32_t w1 = kw[i >> 1], w2 = kw[(i + HALF) >> 1];
-            const float x1 = __uint_as_float((i & 1) ? (w1 & 0xffff0000u) : (w1 << 16));
-            const float x2 = __uint_as_float((i & 1) ? (w2 & 0xffff0000u) : (w2 << 16));
+            const float x1 = cuda_util::Bf16PairElemToFloat(w1, i & 1);
+            const float x2 = cuda_util::Bf16PairElemToFloat(w2, i & 1);
             r[e] = pass == 0 ? __fsub_rn(__fmul_rn(x1, cc[e]), __fmul_rn(x2, ss[e]))
                              : __fadd_rn(__fmul_rn(x2, cc[e]), __fmul_rn(x1, ss[e]));
           }

@@ -16,6 +16,7 @@
 
 #include "kernels/attention_cuda/kv_access.cuh"
 #include "kernels/attention_cuda/kv_source.h"
+#include "kernels/cuda/bf16_pack.cuh"
 
 namespace hipserve::kernels::hip_mask_internal {
 
@@ -42,11 +43,6 @@ inline KeyArgs MakeKeyArgs(KvDtype dtype, const void* k, const TieredKvSource& t
   if (ka.tiered.bank_v == nullptr) ka.tiered.bank_v = ka.tiered.bank_k;
   ka.source = tiered.slot_table != nullptr ? kKeysTiered : (fp8 ? kKeysFp8 : kKeysBf16);
   return ka;
-}
-
-// Two exact bf16 values held as fp32 -> one packed bf16 pair (`lo` in the low half).
-__device__ __forceinline__ uint32_t PackBf16Pair(float lo, float hi) {
-  return (__float_as_uint(lo) >> 16) | (__float_as_uint(hi) & 0xffff0000u);
 }
 
 // Loads the probe key of token `t` as packed bf16 pairs: element 2i in the low half of kw[i].
@@ -100,8 +96,8 @@ __device__ __forceinline__ void LoadProbeKey(const KeyArgs& ka, int64_t list, in
     for (int j = HD / 4 - 1; j >= 0; --j) {
       float f[8];
       kv_access::Fp8x8ToFloat(make_uint4(kw[j], 0u, 0u, 0u), f);
-      kw[2 * j] = PackBf16Pair(f[0], f[1]);
-      kw[2 * j + 1] = PackBf16Pair(f[2], f[3]);
+      kw[2 * j] = cuda_util::PackExactBf16x2(f[0], f[1]);
+      kw[2 * j + 1] = cuda_util::PackExactBf16x2(f[2], f[3]);
     }
   }
 }

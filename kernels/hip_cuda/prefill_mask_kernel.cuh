@@ -136,8 +136,8 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
   };
   auto apply = [&](const QLoad& l, float (&o1)[V], float (&o2)[V]) {
     float x1[V], x2[V];
-    Unpack8(l.u1, x1);
-    Unpack8(l.u2, x2);
+    cuda_util::Bf16x8ToFloat(l.u1, x1);
+    cuda_util::Bf16x8ToFloat(l.u2, x2);
     const float c[V] = {l.c0.x, l.c0.y, l.c0.z, l.c0.w, l.c1.x, l.c1.y, l.c1.z, l.c1.w};
     const float sn[V] = {l.s0.x, l.s0.y, l.s0.z, l.s0.w, l.s1.x, l.s1.y, l.s1.z, l.s1.w};
 #pragma unroll
@@ -243,7 +243,8 @@ __device__ __forceinline__ void RotatedProbeKey(const StageArgs& a, int kvh, int
   float x[HD];
 #pragma unroll
   for (int v = 0; v < HD / 8; ++v) {
-    Unpack8(make_uint4(kw[4 * v], kw[4 * v + 1], kw[4 * v + 2], kw[4 * v + 3]), x + 8 * v);
+    cuda_util::Bf16x8ToFloat(make_uint4(kw[4 * v], kw[4 * v + 1], kw[4 * v + 2], kw[4 * v + 3]),
+                             x + 8 * v);
   }
 #pragma unroll
   for (int i4 = 0; i4 < HALF / 4; ++i4) {
