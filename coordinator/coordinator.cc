@@ -6,13 +6,17 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "coordinator/generation_service.h"
 #include "coordinator/remote_worker_group.h"
 #include "hipserve/v1/worker.grpc.pb.h"
+#include "proto/grpc_status.h"
 
 namespace hipserve::coordinator {
 
@@ -23,32 +27,47 @@ inline constexpr char kReadinessService[] = "hipserve.v1.Generation";
 // Worker registrations, shared by the Control service and the configuration thread.
 class Registry {
  public:
-  explicit Registry(int world_size) : addresses_(world_size) {}
+  struct Entry {
+    std::string address;   // empty = not registered
+    std::string instance;  // RegisterRequest.instance_id ("" from older workers)
+    std::string hostname;
+  };
 
-  absl::Status Register(int rank, const std::string& address) {
+  explicit Registry(int world_size) : entries_(world_size) {}
+
+  int world_size() const { return static_cast<int>(entries_.size()); }
+
+  // The current holder of `rank` (empty address when none). Caller checked the range.
+  Entry Holder(int rank) const {
     std::lock_guard<std::mutex> lock(mu_);
-    if (rank < 0 || rank >= static_cast<int>(addresses_.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " outside world of ",
-                                                     addresses_.size()));
-    }
-    if (address.empty()) return absl::InvalidArgumentError("worker address is empty");
-    if (addresses_[rank] != address) {
-      if (!addresses_[rank].empty()) {
-        LOG(WARNING) << "rank " << rank << " re-registered from " << address << " (was "
-                     << addresses_[rank] << "); reconfiguring the group";
-      }
-      addresses_[rank] = address;
-      ++generation_;
-      cv_.notify_all();
-    }
-    return absl::OkStatus();
+    return entries_[rank];
   }
 
-  int Registered() const {
+  // Records `e` for `rank`. A new address or instance (a restarted worker) changes the group;
+  // so does any registration after MarkStale (the running group broke and must be rebuilt).
+  void Register(int rank, const Entry& e) {
     std::lock_guard<std::mutex> lock(mu_);
-    int n = 0;
-    for (const auto& a : addresses_) n += a.empty() ? 0 : 1;
-    return n;
+    Entry& cur = entries_[rank];
+    if (cur.address != e.address || cur.instance != e.instance) {
+      if (!cur.address.empty()) {
+        LOG(WARNING) << "rank " << rank << " re-registered from " << e.address << " (was "
+                     << cur.address << "); reconfiguring the group";
+      } else {
+        LOG(INFO) << "worker rank " << rank << " registered from " << e.address << " (host "
+                  << e.hostname << ")";
+      }
+      cur = e;
+      Bump();
+    } else if (stale_) {
+      Bump();
+    }
+  }
+
+  // The running group broke: the next registration (a restarted worker, or a surviving one
+  // announcing itself again) rebuilds it.
+  void MarkStale() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stale_ = true;
   }
 
   // Waits until every rank is registered and the set differs from `seen_generation`, or
@@ -56,10 +75,12 @@ class Registry {
   bool WaitForChange(uint64_t* seen_generation, std::vector<std::string>* out,
                      const std::atomic<bool>* stop, std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return *stop || (Complete() && generation_ != *seen_generation); });
+    cv_.wait_for(lock, timeout,
+                 [&] { return *stop || (Complete() && generation_ != *seen_generation); });
     if (*stop || !Complete() || generation_ == *seen_generation) return false;
     *seen_generation = generation_;
-    *out = addresses_;
+    out->clear();
+    for (const Entry& e : entries_) out->push_back(e.address);
     return true;
   }
 
@@ -67,45 +88,186 @@ class Registry {
   std::mutex& mu() { return mu_; }
 
  private:
+  void Bump() {
+    stale_ = false;
+    ++generation_;
+    cv_.notify_all();
+  }
   bool Complete() const {
-    for (const auto& a : addresses_) if (a.empty()) return false;
+    for (const auto& e : entries_) {
+      if (e.address.empty()) return false;
+    }
     return true;
   }
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::string> addresses_;
+  std::vector<Entry> entries_;
   uint64_t generation_ = 0;
+  bool stale_ = false;
+};
+
+// The workers' rendezvous store (Control.StoreSet / StoreGet): keys of the configuration in
+// progress only. Begin() starts a configuration under a fresh prefix; Abandon() makes every
+// rank still waiting on the old one fail at once (ABORTED) instead of at its timeout.
+class RendezvousTable {
+ public:
+  void Begin(const std::string& prefix) {
+    std::lock_guard<std::mutex> lock(mu_);
+    values_.clear();
+    prefix_ = prefix;
+  }
+  void Abandon() {
+    std::lock_guard<std::mutex> lock(mu_);
+    values_.clear();
+    prefix_.clear();
+  }
+  absl::Status Set(const std::string& key, const std::string& value) {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(CheckLocked(key));
+    values_[key] = value;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> Get(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(CheckLocked(key));
+    auto it = values_.find(key);
+    if (it == values_.end()) return absl::NotFoundError(absl::StrCat("'", key, "' not set yet"));
+    return it->second;
+  }
+
+ private:
+  absl::Status CheckLocked(const std::string& key) const {
+    if (prefix_.empty() || !absl::StartsWith(key, prefix_)) {
+      return absl::AbortedError(absl::StrCat(
+          "rendezvous key '", key, "' belongs to a configuration that was abandoned or "
+          "superseded", prefix_.empty() ? "" : absl::StrCat(" (current: '", prefix_, "')")));
+    }
+    return absl::OkStatus();
+  }
+  mutable std::mutex mu_;
+  std::string prefix_;
+  std::map<std::string, std::string> values_;
 };
 
 class ControlService final : public control::Control::CallbackService {
  public:
-  ControlService(Registry* registry, int world_size)
-      : registry_(registry), world_size_(world_size) {}
+  ControlService(Registry* registry, RendezvousTable* table, const CoordinatorOptions* options)
+      : registry_(registry), table_(table), options_(options) {}
+
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const control::RegisterRequest* req,
                                      control::RegisterResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    absl::Status s = registry_->Register(req->rank(), req->address());
-    if (s.ok()) {
-      LOG(INFO) << "worker rank " << req->rank() << " registered from " << req->address()
-                << " (" << req->backend() << ", host " << req->hostname() << ")";
-      resp->set_world_size(world_size_);
-      reactor->Finish(grpc::Status::OK);
-    } else {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                   std::string(s.message())));
+    resp->set_world_size(registry_->world_size());
+    absl::Status s = Check(*req);
+    if (!s.ok()) {
+      LOG(WARNING) << "refused worker " << req->address() << ": " << s.message();
+      reactor->Finish(proto::ToGrpcStatus(s));
+      return reactor;
     }
+    Registry::Entry entry{req->address(), req->instance_id(), req->hostname()};
+    Registry::Entry holder = registry_->Holder(req->rank());
+    if (holder.address.empty() || holder.instance == req->instance_id() ||
+        holder.instance.empty()) {
+      Accept(reactor, *req, entry);
+      return reactor;
+    }
+    // Another worker process held this rank. A restart replaces it; a second live worker
+    // with the same --rank is refused. Ask the holder's address who answers there.
+    ProbeThenRegister(reactor, *req, entry, holder);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* StoreSet(grpc::CallbackServerContext* ctx,
+                                     const control::StoreSetRequest* req,
+                                     control::StoreSetResponse*) override {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(proto::ToGrpcStatus(table_->Set(req->key(), req->value())));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* StoreGet(grpc::CallbackServerContext* ctx,
+                                     const control::StoreGetRequest* req,
+                                     control::StoreGetResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    absl::StatusOr<std::string> v = table_->Get(req->key());
+    if (v.ok()) resp->set_value(*std::move(v));
+    reactor->Finish(proto::ToGrpcStatus(v.status()));
     return reactor;
   }
 
  private:
+  absl::Status Check(const control::RegisterRequest& req) const {
+    const int world = registry_->world_size();
+    if (req.rank() < 0 || req.rank() >= world) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker rank ", req.rank(), " is outside this coordinator's world of ", world,
+          " (ranks 0..", world - 1, ")"));
+    }
+    if (req.address().empty()) return absl::InvalidArgumentError("worker address is empty");
+    if (req.expected_world_size() > 0 && req.expected_world_size() != world) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker rank ", req.rank(), " expects world size ", req.expected_world_size(),
+          " but this coordinator runs world size ", world));
+    }
+    if (!req.expected_model().empty() && req.expected_model() != options_->model) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker rank ", req.rank(), " expects model '", req.expected_model(),
+          "' but this coordinator serves '", options_->model, "'"));
+    }
+    return absl::OkStatus();
+  }
+
+  void Accept(grpc::ServerUnaryReactor* reactor, const control::RegisterRequest& req,
+              const Registry::Entry& entry) {
+    registry_->Register(req.rank(), entry);
+    reactor->Finish(grpc::Status::OK);
+  }
+
+  void ProbeThenRegister(grpc::ServerUnaryReactor* reactor, const control::RegisterRequest& req,
+                         const Registry::Entry& entry, const Registry::Entry& holder) {
+    struct Probe {
+      std::unique_ptr<control::Worker::Stub> stub;
+      grpc::ClientContext ctx;
+      control::StatsRequest req;
+      control::StatsResponse resp;
+      control::RegisterRequest reg;
+      Registry::Entry entry, holder;
+    };
+    auto* p = new Probe;
+    p->stub = control::Worker::NewStub(
+        grpc::CreateChannel(holder.address, grpc::InsecureChannelCredentials()));
+    p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1500));
+    p->reg = req;
+    p->entry = entry;
+    p->holder = holder;
+    p->stub->async()->Stats(&p->ctx, &p->req, &p->resp, [this, p, reactor](grpc::Status s) {
+      if (s.ok() && p->resp.instance_id() == p->holder.instance) {
+        const std::string msg = absl::StrCat(
+            "duplicate rank ", p->reg.rank(), ": a live worker at ", p->holder.address,
+            " (host ", p->holder.hostname, ") already holds rank ", p->reg.rank(), " of ",
+            registry_->world_size(), "; refusing the second worker at ", p->reg.address(),
+            " (host ", p->reg.hostname(), ")");
+        LOG(WARNING) << msg;
+        reactor->Finish(grpc::Status(grpc::StatusCode::ALREADY_EXISTS, msg));
+      } else {
+        // The holder is gone (or another process answers at its address): a restart.
+        Accept(reactor, p->reg, p->entry);
+      }
+      delete p;
+    });
+  }
+
   Registry* registry_;
-  int world_size_;
+  RendezvousTable* table_;
+  const CoordinatorOptions* options_;
 };
 
 struct Coordinator::Impl {
   CoordinatorOptions options;
   Registry registry;
+  RendezvousTable rendezvous;
+  uint64_t attempts = 0;  // configuration attempts (rendezvous prefixes)
   Scheduler scheduler;
   GenerationService generation;
   ControlService control;
@@ -124,7 +286,7 @@ struct Coordinator::Impl {
         registry(o.world_size),
         scheduler(o.scheduler),
         generation(&scheduler, MakeServiceOptions(o), [this] { return WorkersReady(); }),
-        control(&registry, o.world_size) {}
+        control(&registry, &rendezvous, &options) {}
 
   static GenerationServiceOptions MakeServiceOptions(const CoordinatorOptions& o) {
     GenerationServiceOptions g;
@@ -148,6 +310,7 @@ struct Coordinator::Impl {
   void ConfigLoop() {
     uint64_t seen = 0;
     for (;;) {
+      std::shared_ptr<WorkerGroup> broken;
       std::vector<std::string> addresses;
       bool changed = registry.WaitForChange(&seen, &addresses, &stop,
                                             std::chrono::milliseconds(500));
@@ -160,7 +323,16 @@ struct Coordinator::Impl {
           ready = false;
           SetServing(false);
           generation.SetModel(nullptr);
+          broken = group;
+          group.reset();
         }
+      }
+      if (broken != nullptr) {
+        // Drop the broken group (its streams are cancelled, the workers free their KV and
+        // announce themselves again); the next registration rebuilds the group.
+        scheduler.SetWorkerGroup(nullptr, nullptr);
+        broken.reset();
+        registry.MarkStale();
       }
       if (!changed) continue;
       {
@@ -179,10 +351,16 @@ struct Coordinator::Impl {
       req.set_gpu_kv_bytes(options.gpu_kv_bytes);
       req.set_host_kv_bytes(options.host_kv_bytes);
       req.set_seed(options.seed);
-      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g =
-          RemoteWorkerGroup::Connect(addresses, req, options.configure_timeout_s,
-                                     options.step_timeout_s);
+      // A fresh rendezvous prefix per attempt: ranks of an abandoned attempt never meet ranks
+      // of this one.
+      const std::string prefix = absl::StrCat("cfg", ++attempts, "/");
+      rendezvous.Begin(prefix);
+      req.set_comm_bootstrap(prefix);
+      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g = RemoteWorkerGroup::Connect(
+          addresses, req, options.configure_timeout_s, options.step_timeout_s,
+          [this] { rendezvous.Abandon(); });
       if (!g.ok()) {
+        rendezvous.Abandon();
         LOG(ERROR) << "configuration failed: " << g.status();
         std::lock_guard<std::mutex> lock(mu);
         configure_status = g.status();

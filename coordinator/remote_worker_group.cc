@@ -48,7 +48,7 @@ grpc::ChannelArguments ChannelArgs() {
 
 absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
     const std::vector<std::string>& addresses, const control::ConfigureRequest& base,
-    double timeout_s, double step_timeout_s) {
+    double timeout_s, double step_timeout_s, std::function<void()> on_rank_failure) {
   if (addresses.empty()) return absl::InvalidArgumentError("no workers");
   std::unique_ptr<RemoteWorkerGroup> group(new RemoteWorkerGroup());
   const int world = static_cast<int>(addresses.size());
@@ -72,6 +72,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
       control::ConfigureResponse resp;
       grpc::Status s = group->workers_[r].stub->Configure(&ctx, req, &resp);
       if (!s.ok()) {
+        if (on_rank_failure) on_rank_failure();
         absl::Status st = proto::FromGrpcStatus(s);
         return absl::Status(st.code(), absl::StrCat("worker rank ", r, " (", addresses[r],
                                                     ") failed to configure: ", st.message()));
@@ -81,6 +82,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   }
   absl::Status first_error;
   control::ConfigureResponse rank0;
+  std::vector<control::ConfigureResponse> responses(world);
   int64_t capacity = 0;
   for (int r = 0; r < world; ++r) {
     absl::StatusOr<control::ConfigureResponse> resp = futures[r].get();
@@ -89,10 +91,27 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
       continue;
     }
     if (r == 0) rank0 = *resp;
+    responses[r] = *resp;
     const int64_t c = resp->kv_capacity_tokens();
     if (c > 0 && (capacity == 0 || c < capacity)) capacity = c;
   }
   if (!first_error.ok()) return first_error;
+  // Every rank must hold a shard of the same model.
+  for (int r = 1; r < world; ++r) {
+    const control::ConfigureResponse& a = rank0;
+    const control::ConfigureResponse& b = responses[r];
+    const auto shape = [](const control::ConfigureResponse& c) {
+      return absl::StrCat("'", c.model_name(), "' (vocab ", c.vocab_size(), ", ", c.num_layers(),
+                          " layers, hidden ", c.hidden_size(), ", ", c.num_heads(), " heads, ",
+                          c.num_kv_heads(), " KV heads, head_dim ", c.head_dim(), ", ",
+                          c.backend(), ")");
+    };
+    if (shape(a) != shape(b)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker rank ", r, " (", addresses[r], ") loaded model ", shape(b), " but rank 0 (",
+          addresses[0], ") loaded ", shape(a), "; every rank must serve the same model"));
+    }
+  }
   GroupModelInfo& info = group->info_;
   info.name = rank0.model_name();
   info.vocab_size = rank0.vocab_size();

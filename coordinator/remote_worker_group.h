@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -23,9 +24,14 @@ class RemoteWorkerGroup final : public WorkerGroup {
   // `step_timeout_s` (a hung worker) cancels the streams: the group turns unhealthy and the
   // step fails with UNAVAILABLE instead of blocking the scheduler forever. A rejected step
   // reports the first failing rank's error and the sequence it names (failed_seq_id).
+  // `on_rank_failure` (optional) runs as soon as one rank's Configure fails, while the others
+  // may still wait for it in the communicator rendezvous (the coordinator abandons that
+  // rendezvous so they fail at once). Ranks that loaded a different model (name or shape
+  // differing from rank 0's) are refused with FailedPrecondition naming both.
   static absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> Connect(
       const std::vector<std::string>& addresses, const v1::control::ConfigureRequest& base,
-      double timeout_s, double step_timeout_s = 600);
+      double timeout_s, double step_timeout_s = 600,
+      std::function<void()> on_rank_failure = nullptr);
   ~RemoteWorkerGroup() override;
 
   int world_size() const override { return static_cast<int>(workers_.size()); }

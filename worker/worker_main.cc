@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -15,6 +16,7 @@
 #include "proto/grpc_status.h"
 #include "kernels/device.h"
 #include "worker/model.h"
+#include "worker/nccl_communicator.h"
 #include "worker/worker_service.h"
 
 namespace hipserve::worker {
@@ -26,6 +28,15 @@ absl::StatusOr<std::string> ResolveBackend(const std::string& backend) {
   if (backend == "auto") return kernels::CudaDeviceCount() > 0 ? "cuda" : "cpu";
   return absl::InvalidArgumentError(
       absl::StrCat("--backend='", backend, "' is unknown; use 'cpu', 'cuda' or 'auto'"));
+}
+
+std::string HostOfAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host;
 }
 
 absl::StatusOr<int> RankFromHostname(const std::string& hostname) {
@@ -48,8 +59,15 @@ std::string Hostname() {
   return buf;
 }
 
+std::string NewInstanceId() {
+  std::random_device rd;
+  return absl::StrCat(absl::Hex(rd(), absl::kZeroPad8), absl::Hex(rd(), absl::kZeroPad8), "-",
+                      getpid());
+}
+
 absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& advertise,
-                      const std::atomic<bool>* stop, bool log_success = true) {
+                      const std::string& instance_id, const std::atomic<bool>* stop,
+                      bool log_success = true) {
   auto channel = grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials());
   auto stub = control::Control::NewStub(channel);
   control::RegisterRequest req;
@@ -57,6 +75,9 @@ absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& a
   req.set_address(advertise);
   req.set_backend(o.backend);
   req.set_hostname(Hostname());
+  req.set_instance_id(instance_id);
+  req.set_expected_world_size(o.expected_world_size);
+  req.set_expected_model(o.expected_model);
   const auto deadline =
       std::chrono::steady_clock::now() +
       std::chrono::milliseconds(static_cast<int64_t>(o.register_timeout_s * 1000));
@@ -96,6 +117,7 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
     ASSIGN_OR_RETURN(rank, RankFromHostname(Hostname()));
   }
   common::SetLogPrefix(absl::StrCat("worker[", rank, "]"));
+  SetNcclEnvironmentDefaults();  // before any NCCL communicator exists
   WorkerOptions wo;
   ASSIGN_OR_RETURN(wo.backend, ResolveBackend(o.backend));
   LOG(INFO) << "backend " << wo.backend << " (--backend=" << o.backend << ", "
@@ -106,6 +128,13 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   wo.host_kv_bytes = o.host_kv_bytes;
   wo.cpu_weights = o.cpu_weights;
   RETURN_IF_ERROR(ParseCpuWeights(o.cpu_weights).status());  // fail before registering
+  wo.coordinator = o.coordinator;
+  wo.collective_timeout_s = o.collective_timeout_s;
+  wo.rendezvous_timeout_s = o.rendezvous_timeout_s;
+  wo.force_nccl = o.force_nccl;
+  wo.instance_id = NewInstanceId();
+  const std::string instance_id = wo.instance_id;
+  // comm_host is known only once the port is bound (below); WorkerState reads it at Configure.
   WorkerService service(wo);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -125,9 +154,10 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   } else if (absl::EndsWith(advertise, ":0")) {
     advertise = absl::StrCat(advertise.substr(0, advertise.size() - 1), port);
   }
+  service.set_comm_host(o.comm_host.empty() ? HostOfAddress(advertise) : o.comm_host);
   WorkerMainOptions resolved = o;  // Register reports the backend this worker runs
   resolved.backend = wo.backend;
-  absl::Status reg = Register(resolved, rank, advertise, stop);
+  absl::Status reg = Register(resolved, rank, advertise, instance_id, stop);
   if (!reg.ok()) {
     server->Shutdown();
     return reg;
@@ -142,7 +172,8 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
       last_announce = std::chrono::steady_clock::now();
       WorkerMainOptions once = resolved;
       once.register_timeout_s = 0;
-      absl::Status s = Register(once, rank, advertise, stop, /*log_success=*/false);
+      absl::Status s =
+          Register(once, rank, advertise, instance_id, stop, /*log_success=*/false);
       if (!s.ok()) LOG(DEBUG) << "re-announce: " << s;
     }
   }

@@ -21,6 +21,15 @@ struct WorkerMainOptions {
   int64_t host_kv_bytes = 0;           // 0 = the coordinator's value
   std::string cpu_weights = "fp32";    // --cpu_weights: "fp32" or "bf16" (ModelOptions)
   double register_timeout_s = 300.0;   // keep retrying Register this long
+  // Tensor parallelism: the address the Gloo TCP device binds to and peers connect to; "" =
+  // the host of the advertised address.
+  std::string comm_host;
+  double collective_timeout_s = 300;   // one collective (a dead or stalled peer -> error)
+  double rendezvous_timeout_s = 300;   // all ranks joining the communicator at Configure
+  bool force_nccl = false;             // NCCL at world size 1 too (or HIPSERVE_FORCE_NCCL=1)
+  // Refuse to join a coordinator whose world size / model differs (0 / "" = accept any).
+  int expected_world_size = 0;
+  std::string expected_model;
 };
 
 // `stop` is polled; set it from a signal handler to end the worker. Returns when stopped.
@@ -29,6 +38,9 @@ absl::Status RunWorker(const WorkerMainOptions& options, const std::atomic<bool>
 // "auto" -> "cuda" when a CUDA device is visible, else "cpu"; "cpu" / "cuda" unchanged;
 // anything else InvalidArgument.
 absl::StatusOr<std::string> ResolveBackend(const std::string& backend);
+
+// "host:port" / "[v6]:port" -> "host" / "v6".
+std::string HostOfAddress(const std::string& address);
 
 // "name-3" -> 3 (StatefulSet ordinal). InvalidArgument when there is no trailing number.
 absl::StatusOr<int> RankFromHostname(const std::string& hostname);

@@ -38,6 +38,8 @@ class WorkerService final : public v1::control::Worker::CallbackService {
   // Runs `fn` on the model thread (used by the Step reactor).
   void Post(std::function<void()> fn) { executor_->Post(std::move(fn)); }
   WorkerState& state() { return state_; }
+  // Before registering only (no Configure can run yet).
+  void set_comm_host(std::string host) { state_.set_comm_host(std::move(host)); }
   std::atomic<int>& open_streams() { return open_streams_; }
 
  private:

@@ -1,5 +1,6 @@
 #include "worker/worker_state.h"
 
+#include <cstdlib>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -7,6 +8,8 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/builtin_model.h"
+#include "worker/gloo_communicator.h"
+#include "worker/nccl_communicator.h"
 #include "worker/hip_config.h"
 #include "worker/model_source.h"
 
@@ -28,15 +31,21 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
     return absl::InvalidArgumentError(
         absl::StrCat("backend '", options_.backend, "' is unknown; use 'cpu' or 'cuda'"));
   }
-  if (req.world_size() != 1) {
-    return absl::UnimplementedError(
-        "tensor parallelism > 1 needs the Gloo/NCCL communicator, not built yet");
-  }
+  // The old model borrows the old communicator: drop both before building the new ones.
   model_.reset();
-  comm_ = MakeLocalCommunicator();
+  comm_.reset();
+  comm_kind_.clear();
   ASSIGN_OR_RETURN(LoadedSource source, LoadModelSource(req.model(), req.seed()));
+  const int kv_heads = source.weights.dims.num_kv_heads;
+  if (kv_heads % req.world_size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor-parallel degree ", req.world_size(), " does not divide the ", kv_heads,
+        " KV heads of ", source.weights.dims.name, " (use a --tp that divides ", kv_heads, ")"));
+  }
+  // Shard before joining the peers: a model that cannot be split fails every rank at once.
   ASSIGN_OR_RETURN(ModelWeights shard,
                    ShardWeights(std::move(source.weights), req.rank(), req.world_size()));
+  ASSIGN_OR_RETURN(comm_, MakeCommunicator(req));
   ModelOptions mo;
   mo.attention = req.attention().empty() ? "dense" : req.attention();
   // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
@@ -87,8 +96,48 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context()
-            << ", backend " << model_->backend_name() << ", weights " << model_->dtype_name();
+            << ", backend " << model_->backend_name() << ", weights " << model_->dtype_name()
+            << ", rank " << req.rank() << " of " << req.world_size() << " (" << comm_kind_
+            << " communicator)";
   return resp;
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> WorkerState::MakeCommunicator(
+    const control::ConfigureRequest& req) {
+  const char* env = std::getenv("HIPSERVE_FORCE_NCCL");
+  const bool force_nccl = options_.force_nccl || (env != nullptr && std::string(env) == "1");
+  const bool nccl = options_.backend == "cuda" && (req.world_size() > 1 || force_nccl);
+  if (req.world_size() == 1 && !nccl) {
+    comm_kind_ = "local";
+    return MakeLocalCommunicator();
+  }
+  if (options_.coordinator.empty() || req.comm_bootstrap().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "world size ", req.world_size(), " needs a rendezvous through the coordinator, but ",
+        options_.coordinator.empty() ? "this worker has no coordinator address"
+                                     : "Configure carried no comm_bootstrap prefix"));
+  }
+  std::shared_ptr<RendezvousStore> store =
+      MakeCoordinatorStore(options_.coordinator, req.comm_bootstrap());
+  const absl::Duration timeout = absl::Seconds(options_.collective_timeout_s);
+  const absl::Duration rendezvous = absl::Seconds(options_.rendezvous_timeout_s);
+  if (nccl) {
+    NcclOptions o;
+    o.rank = req.rank();
+    o.world_size = req.world_size();
+    o.timeout = timeout;
+    o.rendezvous_timeout = rendezvous;
+    comm_kind_ = "nccl";
+    return MakeNcclCommunicator(o, std::move(store));
+  }
+  GlooOptions o;
+  o.rank = req.rank();
+  o.world_size = req.world_size();
+  o.hostname = options_.comm_host;
+  o.timeout = timeout;
+  o.rendezvous_timeout = rendezvous;
+  comm_kind_ = "gloo";
+  return MakeGlooCommunicator(o, std::move(store));
 }
 
 control::StepResult WorkerState::Step(const control::StepRequest& req) {
@@ -146,6 +195,7 @@ absl::Status WorkerState::Release(const control::ReleaseRequest& req) {
 control::StatsResponse WorkerState::Stats() const {
   control::StatsResponse r;
   r.set_steps(steps_);
+  r.set_instance_id(options_.instance_id);
   if (model_ != nullptr) {
     r.set_kv_tokens(model_->kv_tokens());
     r.set_sequences(model_->num_sequences());
