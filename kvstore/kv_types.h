@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/strong_id.h"
+#include "kernels/dtype/dtype.h"
 
 namespace hipserve::kvstore {
 
@@ -16,28 +17,12 @@ using common::SequenceId;
 // V [64][head_dim] (kvstore/FORMAT.md).
 inline constexpr int kPageTokens = 64;
 
-// Element type of hot pages and cache banks. The cold tier is always kFp8E5m2.
-enum class KvDtype { kBf16, kFp8E5m2 };
+// Element type of hot pages and cache banks. The cold tier is always kFp8E5m2. One type with
+// the kernels' (kernels/dtype/dtype.h), so stores hand it to kernels without a cast.
+using KvDtype = kernels::KvDtype;
 
-inline int DtypeBytes(KvDtype dtype) {
-  switch (dtype) {
-    case KvDtype::kBf16:
-      return 2;
-    case KvDtype::kFp8E5m2:
-      return 1;
-  }
-  return 0;
-}
-
-inline const char* DtypeName(KvDtype dtype) {
-  switch (dtype) {
-    case KvDtype::kBf16:
-      return "bf16";
-    case KvDtype::kFp8E5m2:
-      return "fp8_e5m2";
-  }
-  return "?";
-}
+inline int DtypeBytes(KvDtype dtype) { return kernels::KvDtypeBytes(dtype); }
+inline const char* DtypeName(KvDtype dtype) { return kernels::KvDtypeName(dtype); }
 
 // Bytes of one page (K and V) with `head_dim` elements of `elem_bytes` per token row.
 inline int64_t PageBytes(int head_dim, int elem_bytes) {

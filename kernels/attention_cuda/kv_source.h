@@ -1,28 +1,16 @@
 // Where decode kernels read K/V from, in the layouts the serving system stores them (HIP.md 7,
 // kvstore/FORMAT.md). Plain host-visible structs, no CUDA types. kernels/ does not depend on
-// kvstore: the few definitions both need are mirrored here, and kvstore/tiered_layout_test.cc
-// checks the mirror (static_asserts on the constants / enum values, and that the addresses a
-// kernel computes from `TieredKvSource` equal PagedKvStore::ColdRowAddresses).
+// kvstore (kvstore depends on kernels: its KvDtype is kernels::KvDtype, kernels/dtype/dtype.h).
+// The page geometry is mirrored here, and kvstore/tiered_layout_test.cc checks the mirror (a
+// static_assert on the constant, and that the addresses a kernel computes from `TieredKvSource`
+// equal PagedKvStore::ColdRowAddresses).
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/dtype/dtype.h"  // KvDtype, KvDtypeName
+
 namespace hipserve::kernels {
-
-// Element type of K/V rows in device memory or a cache bank. Same values as kvstore::KvDtype.
-// fp8 e5m2 codes decode exactly (every e5m2 value is an fp16 / bf16 / fp32 value; e5m2 is the
-// top byte of the fp16 encoding), bit-identical to kvstore::Fp8E5m2ToBf16.
-enum class KvDtype : int { kBf16 = 0, kFp8E5m2 = 1 };
-
-inline const char* KvDtypeName(KvDtype d) {
-  switch (d) {
-    case KvDtype::kBf16:
-      return "bf16";
-    case KvDtype::kFp8E5m2:
-      return "fp8_e5m2";
-  }
-  return "?";
-}
 
 // Tokens per cold page (kvstore::kPageTokens). A cold page holds one layer and one KV head:
 // K [64][head_dim] fp8 e5m2, then V [64][head_dim] fp8 e5m2 (V row = K row + 64 * head_dim).
