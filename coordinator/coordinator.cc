@@ -237,12 +237,16 @@ class ControlService final : public control::Control::CallbackService {
     auto* p = new Probe;
     p->stub = control::Worker::NewStub(
         grpc::CreateChannel(holder.address, grpc::InsecureChannelCredentials()));
-    p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1500));
+    p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     p->reg = req;
     p->entry = entry;
     p->holder = holder;
     p->stub->async()->Stats(&p->ctx, &p->req, &p->resp, [this, p, reactor](grpc::Status s) {
-      if (s.ok() && p->resp.instance_id() == p->holder.instance) {
+      // Alive: it answers as itself, or it is reachable but busy (its model thread answers
+      // Stats after the step in progress).
+      const bool alive = s.ok() ? p->resp.instance_id() == p->holder.instance
+                                : s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+      if (alive) {
         const std::string msg = absl::StrCat(
             "duplicate rank ", p->reg.rank(), ": a live worker at ", p->holder.address,
             " (host ", p->holder.hostname, ") already holds rank ", p->reg.rank(), " of ",

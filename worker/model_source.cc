@@ -161,8 +161,14 @@ std::string DefaultModelPath() {
 
 absl::StatusOr<LoadedSource> LoadModelSource(const std::string& model, uint64_t seed) {
   LoadedSource src;
-  if (model == kBuiltinTiny) {
+  if (model == kBuiltinTiny || model == "builtin:tiny6") {
     BuiltinModelOptions o;
+    if (model != kBuiltinTiny) {  // 6 KV heads: tensor-parallel tests at TP = 1, 2, 3
+      o.hidden = 96;
+      o.intermediate = 192;
+      o.num_heads = 12;
+      o.num_kv_heads = 6;
+    }
     if (seed != 0) o.seed = seed;
     ASSIGN_OR_RETURN(src.weights, MakeBuiltinModel(o));
     src.tokenizer = ByteTokenizer();

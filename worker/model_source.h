@@ -2,6 +2,7 @@
 // rank 0 hands to the coordinator.
 //   "default"                 SmolLM2-135M-Instruct from scripts/fetch-model.sh's cache
 //   "builtin:tiny"            seeded random tiny Llama, byte tokenizer (tests, smoke runs)
+//   "builtin:tiny6"           the same with 6 KV heads / 12 heads (TP = 1, 2, 3 tests)
 //   "random:NAME"             a real model's shape with seeded random weights and a byte-level
 //                             tokenizer, e.g. random:llama-3.1-8b (worker/random_model.h)
 //   /path/model.gguf          GGUF file

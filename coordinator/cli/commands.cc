@@ -53,6 +53,9 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
   f.Int("control_port", &o.control_port, "Control-plane port workers register with.");
   f.Int("world_size", &o.world_size, "Workers (tensor-parallel ranks) to wait for.");
   f.String("port_file", &port_file, "Write the bound public port to this file once listening.");
+  std::string control_port_file;
+  f.String("control_port_file", &control_port_file,
+           "Write the bound control-plane port to this file once listening (--control_port=0).");
   if (int rc = ParseOrExit(f, args, "hipserve coordinator"); rc >= 0) return rc;
   InstallStopSignals();
   auto c = coordinator::Coordinator::Start(o);
@@ -60,6 +63,7 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
     std::cerr << "hipserve coordinator: " << c.status().message() << "\n";
     return 1;
   }
+  if (!control_port_file.empty()) WritePortFile(control_port_file, (*c)->control_port());
   if (!port_file.empty()) WritePortFile(port_file, (*c)->port());
   while (!StopRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   (*c)->Shutdown();
@@ -93,6 +97,22 @@ int WorkerCommand(const std::vector<std::string>& args) {
            "<~1%).");
   f.Double("register_timeout_s", &o.register_timeout_s,
            "Keep retrying registration this long before giving up.");
+  f.String("comm_host", &o.comm_host,
+           "Tensor parallelism (--world_size > 1 on the coordinator): address the Gloo TCP "
+           "transport binds to and peers connect to; empty = the host of --advertise (or of "
+           "--listen / the hostname).");
+  f.Double("collective_timeout_s", &o.collective_timeout_s,
+           "Longest wait for one collective (all-reduce, all-gather) with the other ranks: a "
+           "dead or stalled peer fails the step after this, never hangs it.");
+  f.Double("rendezvous_timeout_s", &o.rendezvous_timeout_s,
+           "Longest wait at Configure for every rank to join the communicator.");
+  f.Bool("force_nccl", &o.force_nccl,
+         "CUDA backend: use the NCCL communicator at world size 1 too (also "
+         "HIPSERVE_FORCE_NCCL=1); exercises the NCCL path on one GPU.");
+  f.Int("world_size", &o.expected_world_size,
+        "Refuse to join a coordinator whose --world_size differs (0 = accept any).");
+  f.String("model", &o.expected_model,
+           "Refuse to join a coordinator serving a different --model (empty = accept any).");
   if (int rc = ParseOrExit(f, args, "hipserve worker"); rc >= 0) return rc;
   InstallStopSignals();
   absl::Status s = worker::RunWorker(o, StopFlag());
