@@ -64,6 +64,10 @@ void MakeLinear(std::vector<float>& w, const std::vector<float>* bias, int n, in
 
 float* F(const Tensor& t) { return static_cast<float*>(t.data); }
 
+void RoundVector(std::vector<float>& v) {
+  kernels::RoundToBf16InPlace(v.data(), static_cast<int64_t>(v.size()));
+}
+
 class CheckpointImpl final : public BackendCheckpoint {
  public:
   HipAttention::Snapshot hip;
@@ -74,6 +78,17 @@ class CpuBackend final : public ForwardBackend {
   CpuBackend(ModelWeights w, const ModelOptions& o, std::unique_ptr<kvstore::SimpleKvStore> kv,
              std::unique_ptr<HipAttention> hip)
       : w_(std::move(w)), options_(o), kv_(std::move(kv)), hip_(std::move(hip)) {
+    emulate_ = options_.cpu_emulate_bf16;
+    if (emulate_) {
+      options_.cpu_weights = kernels::CpuWeightType::kBf16;
+      RoundVector(w_.token_embd);
+      RoundVector(w_.output_norm);
+      for (LayerWeights& l : w_.layers) {
+        for (std::vector<float>* v : {&l.attn_norm, &l.ffn_norm, &l.bq, &l.bk, &l.bv}) {
+          RoundVector(*v);
+        }
+      }
+    }
     PrepareLinears();
   }
 
@@ -144,7 +159,8 @@ class CpuBackend final : public ForwardBackend {
     e.ids = layout_->ids.data();
     e.num_tokens = layout_->rows();
     e.out = F(x);
-    return kernels::EmbeddingRef(e);
+    RETURN_IF_ERROR(kernels::EmbeddingRef(e));
+    return Round(x);
   }
 
   absl::Status RmsNorm(const Tensor& in, int layer, NormId norm, const Tensor& out) override {
@@ -166,12 +182,14 @@ class CpuBackend final : public ForwardBackend {
     p.m = static_cast<int>(in.rows);
     p.n = w.n;
     p.k = w.k;
-    return kernels::CpuMatmul(p);
+    RETURN_IF_ERROR(kernels::CpuMatmul(p));
+    return Round(out);
   }
 
   absl::Status Swiglu(const Tensor& gate, const Tensor& up) override {
     kernels::SwigluParams sw{F(gate), F(up), F(gate), gate.numel()};
-    return kernels::SwigluRef(sw);
+    RETURN_IF_ERROR(kernels::SwigluRef(sw));
+    return Round(gate);
   }
 
   absl::Status Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -181,7 +199,7 @@ class CpuBackend final : public ForwardBackend {
       RETURN_IF_ERROR(AttentionItem(layer, it, F(q) + it.row * lq, F(k) + it.row * lkv,
                                     F(v) + it.row * lkv, F(out) + it.row * lq));
     }
-    return absl::OkStatus();
+    return Round(out);
   }
 
   absl::Status LmHead(const Tensor& normed, const Tensor& logits) override {
@@ -289,7 +307,15 @@ class CpuBackend final : public ForwardBackend {
     p.rows = static_cast<int>(in.rows);
     p.dim = static_cast<int>(in.cols);
     p.eps = w_.dims.rms_eps;
-    return kernels::RmsNormRef(p);
+    RETURN_IF_ERROR(kernels::RmsNormRef(p));
+    if (residual != nullptr) RETURN_IF_ERROR(Round(*residual));
+    return Round(out);
+  }
+
+  // Rounds a stored activation to bf16 when emulating the CUDA backend.
+  absl::Status Round(const Tensor& t) {
+    if (emulate_) kernels::RoundToBf16InPlace(F(t), t.numel());
+    return absl::OkStatus();
   }
 
   void PrepareLinears() {
@@ -338,11 +364,13 @@ class CpuBackend final : public ForwardBackend {
     rk.head_dim = hd;
     rk.config = d.rope;
     RETURN_IF_ERROR(kernels::RopeRef(rk));
+    if (emulate_) RoundVector(k_rot);
     std::vector<float> q_rot(q, q + int64_t{n} * lh * hd);
     kernels::RopeParams rq = rk;
     rq.x = q_rot.data();
     rq.heads = lh;
     RETURN_IF_ERROR(kernels::RopeRef(rq));
+    if (emulate_) RoundVector(q_rot);
     RETURN_IF_ERROR(kv_->Append(s.seq, LayerId(layer), k_rot.data(), v, n));
     ASSIGN_OR_RETURN(kvstore::KvView view, kv_->View(s.seq, LayerId(layer)));
     kernels::DenseAttentionParams a;
@@ -368,6 +396,7 @@ class CpuBackend final : public ForwardBackend {
   CpuLinear lm_head_;
   std::vector<float> buffers_[11];
   const StepLayout* layout_ = nullptr;  // the step in progress (valid until the next BeginStep)
+  bool emulate_ = false;                // ModelOptions::cpu_emulate_bf16
 };
 
 }  // namespace

@@ -47,6 +47,12 @@ struct ModelOptions {
   // bytes a decode step streams; logits move by ~1e-2 (tests/reference/logits_test.cc).
   // Embeddings, norms and biases stay fp32 in both modes.
   kernels::CpuWeightType cpu_weights = kernels::CpuWeightType::kFloat32;
+  // CPU backend: emulate where the CUDA backend stores bf16 (DESIGN.md "Numerics"): every
+  // weight (embeddings, norms, biases too; linear weights as with cpu_weights = kBf16) and every
+  // stored activation (each op's output, the residual stream, q after RoPE, K/V in the cache)
+  // is rounded to bf16, math stays fp32. The CPU then differs from the GPU only by summation
+  // order (A5 tests). Off by default: it costs accuracy, not speed.
+  bool cpu_emulate_bf16 = false;
   CudaBackendOptions cuda;
 };
 

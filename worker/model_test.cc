@@ -75,6 +75,34 @@ TEST(ModelTest, BackendIsChosenByName) {
   }
 }
 
+// cpu_emulate_bf16 rounds what the GPU stores as bf16: logits move a little (never nothing,
+// never much) and stay finite.
+TEST(ModelTest, EmulatedBf16ActivationsStayCloseToFp32) {
+  auto comm = MakeLocalCommunicator();
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  ASSERT_TRUE(w.ok());
+  ModelOptions exact;
+  ModelOptions emulated;
+  emulated.cpu_emulate_bf16 = true;
+  auto a = Model::Create(*w, comm.get(), exact);
+  auto b = Model::Create(*w, comm.get(), emulated);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back((i * 37 + 11) % 256);
+  auto la = (*a)->PrefillLogits(SequenceId(1), ids, 0);
+  auto lb = (*b)->PrefillLogits(SequenceId(1), ids, 0);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  ASSERT_EQ(la->size(), lb->size());
+  float range = 0, worst = 0;
+  for (float x : *la) range = std::max(range, std::fabs(x));
+  for (size_t i = 0; i < la->size(); ++i) {
+    ASSERT_TRUE(std::isfinite((*lb)[i]));
+    worst = std::max(worst, std::fabs((*la)[i] - (*lb)[i]));
+  }
+  EXPECT_GT(worst, 0.f);  // the rounding happened
+  EXPECT_LT(worst, 0.05f * range);
+}
+
 TEST(ModelTest, ParseCpuWeights) {
   EXPECT_EQ(*ParseCpuWeights("fp32"), kernels::CpuWeightType::kFloat32);
   EXPECT_EQ(*ParseCpuWeights("bf16"), kernels::CpuWeightType::kBf16);
