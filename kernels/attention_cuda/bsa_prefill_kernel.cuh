@@ -1,7 +1,8 @@
 // Device code of the HiP BSA prefill attention; see bsa_prefill.h for the contract and the
 // phase A / phase B construction. Included only by bsa_prefill.cu. Tensor-core building blocks
-// (swizzled tiles, cp.async, ldmatrix, mma.sync, fragment layouts) come from the dense prefill
-// kernel's header.
+// (swizzled tiles, cp.async, ldmatrix, mma.sync, fragment layouts) and the flash main loop
+// (pa::AttendTile, pa::StoreRows; this kernel's masking is the BsaMask policy) come from the
+// dense prefill kernel's header.
 //
 // Block = (query head, plan row); 4 warps, warp w owns tile rows [16 w, 16 w + 16). Shared
 // memory: the rotated Q tile, two stages of K and V tiles (64 keys), the key list L of phase A,
@@ -70,6 +71,35 @@ template <int HD>
 constexpr int TileBytes() {
   return (kBM + 4 * kBN) * HD * 2;
 }
+
+// Mask policy of pa::AttendTile. Phase A (list slots): slot n0 + column is visible to a row
+// below its prefix M (m0, m1). Phase B (window keys): key n0 + column is visible in
+// [window_first, position] of the row.
+struct BsaMask {
+  bool phase_a;
+  int n0;              // slot / key of column 0
+  int m0, m1;          // phase A prefixes of rows g, g + 8
+  int32_t wf0, wf1;    // window_first of rows g, g + 8
+  int32_t pos0, pos1;  // positions of rows g, g + 8
+  int tq;              // lane & 3
+  __device__ __forceinline__ void operator()(float (&s)[pa::kNTiles][4]) const {
+#pragma unroll
+    for (int i = 0; i < pa::kNTiles; ++i) {
+      const int c0 = n0 + i * 8 + 2 * tq;
+      if (phase_a) {
+        if (c0 >= m0) s[i][0] = kNegInf;
+        if (c0 + 1 >= m0) s[i][1] = kNegInf;
+        if (c0 >= m1) s[i][2] = kNegInf;
+        if (c0 + 1 >= m1) s[i][3] = kNegInf;
+      } else {
+        if (c0 < wf0 || c0 > pos0) s[i][0] = kNegInf;
+        if (c0 + 1 < wf0 || c0 + 1 > pos0) s[i][1] = kNegInf;
+        if (c0 < wf1 || c0 > pos1) s[i][2] = kNegInf;
+        if (c0 + 1 < wf1 || c0 + 1 > pos1) s[i][3] = kNegInf;
+      }
+    }
+  }
+};
 
 // x1 (8 bf16 at lo) and x2 (8 bf16 at hi) rotated by (cos, sin) of `cs` at pair offset u8; the
 // results replace them as bf16.
@@ -373,7 +403,6 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
   pa::CpAsyncCommit();
 
   constexpr int kKSteps = HD / 16;
-  constexpr int kNTiles = kBN / 8;
   constexpr int kDTiles = HD / 8;
   float o[kDTiles][4];
 #pragma unroll
@@ -398,15 +427,7 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     rotate_k(t, stage);
     if (new_q) rotate_q(t < n_a);
     __syncthreads();
-    if (new_q) {
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        const int r = warp * 16 + (lane & 15);
-        const int c = ks * 16 + (lane >> 4) * 8;
-        pa::LdMatrixX4(pa::SmemAddr(sq + pa::Swz<HD>(r, c)), qf[ks][0], qf[ks][1], qf[ks][2],
-                       qf[ks][3]);
-      }
-    }
+    if (new_q) pa::LoadQFragments<HD>(sq, warp, lane, qf);
     const bool phase_a = t < n_a;
     const int n0 = phase_a ? t * kBN : b_begin + (t - n_a) * kBN;  // slot / key of column 0
     // Does any row of this warp see a column of this tile?
@@ -416,86 +437,8 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     if (__any_sync(0xffffffffu, see)) {
       const uint16_t* tk = FP8 ? dec_k : sk + stage * kBN * HD;
       const uint16_t* tv = FP8 ? dec_v : sv + stage * kBN * HD;
-      float s[kNTiles][4];
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-          const int c = ks * 16 + ((lane >> 3) & 1) * 8;
-          uint32_t b0r, b1r, b2r, b3r;
-          pa::LdMatrixX4(pa::SmemAddr(tk + pa::Swz<HD>(r, c)), b0r, b1r, b2r, b3r);
-          pa::Mma16816(s[2 * np], qf[ks], b0r, b1r);
-          pa::Mma16816(s[2 * np + 1], qf[ks], b2r, b3r);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        const int c0 = n0 + i * 8 + 2 * tq;
-        if (phase_a) {
-          if (c0 >= m0) s[i][0] = kNegInf;
-          if (c0 + 1 >= m0) s[i][1] = kNegInf;
-          if (c0 >= m1) s[i][2] = kNegInf;
-          if (c0 + 1 >= m1) s[i][3] = kNegInf;
-        } else {
-          if (c0 < wf0 || c0 > pos0) s[i][0] = kNegInf;
-          if (c0 + 1 < wf0 || c0 + 1 > pos0) s[i][1] = kNegInf;
-          if (c0 < wf1 || c0 > pos1) s[i][2] = kNegInf;
-          if (c0 + 1 < wf1 || c0 + 1 > pos1) s[i][3] = kNegInf;
-        }
-      }
-      float mx[2] = {m[0], m[1]};
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        mx[0] = fmaxf(mx[0], fmaxf(s[i][0], s[i][1]));
-        mx[1] = fmaxf(mx[1], fmaxf(s[i][2], s[i][3]));
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      }
-      float base[2], corr[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        base[r] = mx[r] == kNegInf ? 0.f : mx[r] * a.scale_log2;
-        corr[r] = pa::Ex2(m[r] * a.scale_log2 - base[r]);
-        m[r] = mx[r];
-        l[r] *= corr[r];
-      }
-#pragma unroll
-      for (int i = 0; i < kDTiles; ++i) {
-        o[i][0] *= corr[0];
-        o[i][1] *= corr[0];
-        o[i][2] *= corr[1];
-        o[i][3] *= corr[1];
-      }
-      uint32_t pf[kNTiles / 2][4];
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        const float p0 = pa::Ex2(fmaf(s[i][0], a.scale_log2, -base[0]));
-        const float p1 = pa::Ex2(fmaf(s[i][1], a.scale_log2, -base[0]));
-        const float p2 = pa::Ex2(fmaf(s[i][2], a.scale_log2, -base[1]));
-        const float p3 = pa::Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
-        l[0] += p0 + p1;
-        l[1] += p2 + p3;
-        pf[i / 2][(i & 1) * 2 + 0] = cuda_util::PackBf16x2(p0, p1);
-        pf[i / 2][(i & 1) * 2 + 1] = cuda_util::PackBf16x2(p2, p3);
-      }
-#pragma unroll
-      for (int kk = 0; kk < kNTiles / 2; ++kk) {
-#pragma unroll
-        for (int dp = 0; dp < kDTiles / 2; ++dp) {
-          const int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-          const int c = dp * 16 + (lane >> 4) * 8;
-          uint32_t b0r, b1r, b2r, b3r;
-          pa::LdMatrixX4Trans(pa::SmemAddr(tv + pa::Swz<HD>(r, c)), b0r, b1r, b2r, b3r);
-          pa::Mma16816(o[2 * dp], pf[kk], b0r, b1r);
-          pa::Mma16816(o[2 * dp + 1], pf[kk], b2r, b3r);
-        }
-      }
+      const BsaMask mask{phase_a, n0, m0, m1, wf0, wf1, pos0, pos1, tq};
+      pa::AttendTile<HD>(qf, tk, tv, a.scale_log2, lane, mask, o, m, l);
     }
     // Tiered, kHoldRegs: tile t + 1's fp8 rows.
     if (kHoldRegs && t + 1 < n_tiles) store_regs(stage ^ 1, 0, kTierChunks);
@@ -503,26 +446,11 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
   }
   pa::CpAsyncWait<0>();
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
-  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
   uint16_t* out = a.out + static_cast<int64_t>(head) * HD;
-#pragma unroll
-  for (int i = 0; i < kDTiles; ++i) {
-    const int c = i * 8 + 2 * tq;
-    if (pos0 >= p_first && pos0 < p_end) {
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos0 - a.q_offset) * a.q_row + c) =
-          cuda_util::PackBf16x2(o[i][0] * inv0, o[i][1] * inv0);
-    }
-    if (pos1 >= p_first && pos1 < p_end) {
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(pos1 - a.q_offset) * a.q_row + c) =
-          cuda_util::PackBf16x2(o[i][2] * inv1, o[i][3] * inv1);
-    }
-  }
+  pa::StoreRows<HD>(
+      o, l, lane, pos0 >= p_first && pos0 < p_end, pos1 >= p_first && pos1 < p_end, [&](int r) {
+        return out + static_cast<int64_t>((r == 0 ? pos0 : pos1) - a.q_offset) * a.q_row;
+      });
 }
 
 }  // namespace hipserve::kernels::bsa_prefill_internal

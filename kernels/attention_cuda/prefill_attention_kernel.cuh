@@ -9,6 +9,8 @@
 // (causal / past the end), updates its online softmax (max m, sum l per row; log2 domain), turns
 // the probabilities into bf16 A fragments in registers (the C layout of two n8 tiles is the A
 // layout of one k16 step) and accumulates O += P V (V fragments by ldmatrix.trans).
+// That per-tile loop (AttendTile, masking as a policy: CausalMask here, BsaMask in
+// bsa_prefill_kernel.cuh) and the epilogue (StoreRows) are shared with the BSA prefill kernel.
 //
 // fp8 e5m2 K/V (FP8 = true): the two stages hold the raw bytes ([kBN][HD] per tile, not
 // swizzled: cp.async copies 16 codes per request); after a stage lands, the block decodes it
@@ -181,6 +183,157 @@ __device__ __forceinline__ void DecodeTileFp8(const uint8_t* raw, uint16_t* dst)
   }
 }
 
+// ---- The flash main loop shared by the dense and the BSA prefill kernels (FlashAttention-3's
+// split: one tile loop, the masking as a policy). Per key tile and warp (16 query rows, this
+// thread's rows g and g + 8): S = Q K^T, `mask(s)` sets the scores of keys the row does not see
+// to -inf, online softmax update (max m, sum l; log2 domain), O += P V. The kernels keep their
+// own staging (which keys a tile holds, how they reach shared memory).
+
+inline constexpr int kNTiles = kBN / 8;  // n8 tiles of S
+
+// This warp's Q fragments (A operand, k16 steps over the head dim) from the swizzled Q tile.
+template <int HD>
+__device__ __forceinline__ void LoadQFragments(const uint16_t* sq, int warp, int lane,
+                                               uint32_t (&qf)[HD / 16][4]) {
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) {
+    const int r = warp * 16 + (lane & 15);
+    const int c = ks * 16 + (lane >> 4) * 8;
+    LdMatrixX4(SmemAddr(sq + Swz<HD>(r, c)), qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3]);
+  }
+}
+
+// One key tile (kBN keys: swizzled bf16 tiles tk, tv) of the online softmax. Mask: a policy
+// with `void operator()(float (&s)[kNTiles][4]) const` (CausalMask below, BsaMask in
+// bsa_prefill_kernel.cuh); s[i][0..1] are row g's keys 8 i + 2 t, + 1, s[i][2..3] row g + 8's.
+template <int HD, typename Mask>
+__device__ __forceinline__ void AttendTile(const uint32_t (&qf)[HD / 16][4], const uint16_t* tk,
+                                           const uint16_t* tv, float scale_log2, int lane,
+                                           const Mask& mask, float (&o)[HD / 8][4], float (&m)[2],
+                                           float (&l)[2]) {
+  constexpr int kKSteps = HD / 16;  // k16 steps over the head dim
+  constexpr int kDTiles = HD / 8;   // n8 tiles of O
+  float s[kNTiles][4];
+#pragma unroll
+  for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+  for (int ks = 0; ks < kKSteps; ++ks) {
+#pragma unroll
+    for (int np = 0; np < kNTiles / 2; ++np) {
+      const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+      const int c = ks * 16 + ((lane >> 3) & 1) * 8;
+      uint32_t b0, b1, b2, b3;
+      LdMatrixX4(SmemAddr(tk + Swz<HD>(r, c)), b0, b1, b2, b3);
+      Mma16816(s[2 * np], qf[ks], b0, b1);
+      Mma16816(s[2 * np + 1], qf[ks], b2, b3);
+    }
+  }
+  mask(s);
+  // Online softmax, log2 domain.
+  float mx[2] = {m[0], m[1]};
+#pragma unroll
+  for (int i = 0; i < kNTiles; ++i) {
+    mx[0] = fmaxf(mx[0], fmaxf(s[i][0], s[i][1]));
+    mx[1] = fmaxf(mx[1], fmaxf(s[i][2], s[i][3]));
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+  }
+  float base[2], corr[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    // A row with every key masked so far (padding rows) keeps max -inf: use 0 as the base.
+    base[r] = mx[r] == kNegInf ? 0.f : mx[r] * scale_log2;
+    corr[r] = Ex2(m[r] * scale_log2 - base[r]);  // m = -inf -> 0
+    m[r] = mx[r];
+    l[r] *= corr[r];
+  }
+#pragma unroll
+  for (int i = 0; i < kDTiles; ++i) {
+    o[i][0] *= corr[0];
+    o[i][1] *= corr[0];
+    o[i][2] *= corr[1];
+    o[i][3] *= corr[1];
+  }
+  uint32_t pf[kNTiles / 2][4];
+#pragma unroll
+  for (int i = 0; i < kNTiles; ++i) {
+    const float p0 = Ex2(fmaf(s[i][0], scale_log2, -base[0]));
+    const float p1 = Ex2(fmaf(s[i][1], scale_log2, -base[0]));
+    const float p2 = Ex2(fmaf(s[i][2], scale_log2, -base[1]));
+    const float p3 = Ex2(fmaf(s[i][3], scale_log2, -base[1]));
+    l[0] += p0 + p1;
+    l[1] += p2 + p3;
+    pf[i / 2][(i & 1) * 2 + 0] = cuda_util::PackBf16x2(p0, p1);
+    pf[i / 2][(i & 1) * 2 + 1] = cuda_util::PackBf16x2(p2, p3);
+  }
+  // O += P V.
+#pragma unroll
+  for (int kk = 0; kk < kNTiles / 2; ++kk) {
+#pragma unroll
+    for (int dp = 0; dp < kDTiles / 2; ++dp) {
+      const int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+      const int c = dp * 16 + (lane >> 4) * 8;
+      uint32_t b0, b1, b2, b3;
+      LdMatrixX4Trans(SmemAddr(tv + Swz<HD>(r, c)), b0, b1, b2, b3);
+      Mma16816(o[2 * dp], pf[kk], b0, b1);
+      Mma16816(o[2 * dp + 1], pf[kk], b2, b3);
+    }
+  }
+}
+
+// Finishes the row sums across the 4 lanes of a row, normalises and stores this thread's two
+// output rows as bf16: row g (when ok0) at row_out(0), row g + 8 (when ok1) at row_out(1)
+// (`row_out(r)`: the row's first element; evaluated where it is stored, so the kernels keep
+// their own row arithmetic).
+template <int HD, typename RowOut>
+__device__ __forceinline__ void StoreRows(const float (&o)[HD / 8][4], float (&l)[2], int lane,
+                                          bool ok0, bool ok1, const RowOut& row_out) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
+  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
+  const int t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < HD / 8; ++i) {
+    const int c = i * 8 + 2 * t;
+    if (ok0) {
+      *reinterpret_cast<uint32_t*>(row_out(0) + c) =
+          cuda_util::PackBf16x2(o[i][0] * inv0, o[i][1] * inv0);
+    }
+    if (ok1) {
+      *reinterpret_cast<uint32_t*>(row_out(1) + c) =
+          cuda_util::PackBf16x2(o[i][2] * inv1, o[i][3] * inv1);
+    }
+  }
+}
+
+// Dense causal mask: key n0 + column > the row's position is invisible (this also covers keys
+// past num_kv for real rows). Only tiles reaching past the warp's first row need it.
+struct CausalMask {
+  int n0;          // key of column 0
+  int pos0, pos1;  // positions of this thread's rows g, g + 8
+  int first_pos;   // position of the warp's first row
+  int t;           // lane & 3
+  __device__ __forceinline__ void operator()(float (&s)[kNTiles][4]) const {
+    if (n0 + kBN - 1 > first_pos) {
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        const int key = n0 + i * 8 + 2 * t;
+        if (key > pos0) s[i][0] = kNegInf;
+        if (key + 1 > pos0) s[i][1] = kNegInf;
+        if (key > pos1) s[i][2] = kNegInf;
+        if (key + 1 > pos1) s[i][3] = kNegInf;
+      }
+    }
+  }
+};
+
 template <int HD, bool FP8>
 __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a) {
   extern __shared__ __align__(128) uint16_t smem[];
@@ -225,7 +378,6 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
   CpAsyncCommit();
 
   constexpr int kKSteps = HD / 16;  // k16 steps over the head dim
-  constexpr int kNTiles = kBN / 8;  // n8 tiles of S
   constexpr int kDTiles = HD / 8;   // n8 tiles of O
 
   float o[kDTiles][4];
@@ -254,126 +406,24 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillKernel(const KernelArgs a)
       DecodeTileFp8<HD, kBN>(raw_v + stage * kBN * HD, dec_v);
       __syncthreads();
     }
-    if (j == 0) {
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        const int r = warp * 16 + (lane & 15);
-        const int c = ks * 16 + (lane >> 4) * 8;
-        LdMatrixX4(SmemAddr(sq + Swz<HD>(r, c)), qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3]);
-      }
-    }
+    if (j == 0) LoadQFragments<HD>(sq, warp, lane, qf);
     const int n0 = j * kBN;
     // Whole tile in this warp's future (diagonal tile, early rows): nothing to do.
     if (n0 <= warp_last_pos) {
       const uint16_t* tk = FP8 ? dec_k : sk + stage * kBN * HD;
       const uint16_t* tv = FP8 ? dec_v : sv + stage * kBN * HD;
-      float s[kNTiles][4];
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-          const int c = ks * 16 + ((lane >> 3) & 1) * 8;
-          uint32_t b0, b1, b2, b3;
-          LdMatrixX4(SmemAddr(tk + Swz<HD>(r, c)), b0, b1, b2, b3);
-          Mma16816(s[2 * np], qf[ks], b0, b1);
-          Mma16816(s[2 * np + 1], qf[ks], b2, b3);
-        }
-      }
-      // Mask keys past the row's position (covers keys past num_kv for real rows too).
-      if (n0 + kBN - 1 > a.q_offset + q0 + warp * 16) {
-#pragma unroll
-        for (int i = 0; i < kNTiles; ++i) {
-          const int key = n0 + i * 8 + 2 * t;
-          if (key > pos0) s[i][0] = kNegInf;
-          if (key + 1 > pos0) s[i][1] = kNegInf;
-          if (key > pos1) s[i][2] = kNegInf;
-          if (key + 1 > pos1) s[i][3] = kNegInf;
-        }
-      }
-      // Online softmax, log2 domain.
-      float mx[2] = {m[0], m[1]};
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        mx[0] = fmaxf(mx[0], fmaxf(s[i][0], s[i][1]));
-        mx[1] = fmaxf(mx[1], fmaxf(s[i][2], s[i][3]));
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      }
-      float base[2], corr[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        // A row with every key masked so far (padding rows) keeps max -inf: use 0 as the base.
-        base[r] = mx[r] == kNegInf ? 0.f : mx[r] * a.scale_log2;
-        corr[r] = Ex2(m[r] * a.scale_log2 - base[r]);  // m = -inf -> 0
-        m[r] = mx[r];
-        l[r] *= corr[r];
-      }
-#pragma unroll
-      for (int i = 0; i < kDTiles; ++i) {
-        o[i][0] *= corr[0];
-        o[i][1] *= corr[0];
-        o[i][2] *= corr[1];
-        o[i][3] *= corr[1];
-      }
-      uint32_t pf[kNTiles / 2][4];
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        const float p0 = Ex2(fmaf(s[i][0], a.scale_log2, -base[0]));
-        const float p1 = Ex2(fmaf(s[i][1], a.scale_log2, -base[0]));
-        const float p2 = Ex2(fmaf(s[i][2], a.scale_log2, -base[1]));
-        const float p3 = Ex2(fmaf(s[i][3], a.scale_log2, -base[1]));
-        l[0] += p0 + p1;
-        l[1] += p2 + p3;
-        pf[i / 2][(i & 1) * 2 + 0] = cuda_util::PackBf16x2(p0, p1);
-        pf[i / 2][(i & 1) * 2 + 1] = cuda_util::PackBf16x2(p2, p3);
-      }
-      // O += P V.
-#pragma unroll
-      for (int kk = 0; kk < kNTiles / 2; ++kk) {
-#pragma unroll
-        for (int dp = 0; dp < kDTiles / 2; ++dp) {
-          const int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-          const int c = dp * 16 + (lane >> 4) * 8;
-          uint32_t b0, b1, b2, b3;
-          LdMatrixX4Trans(SmemAddr(tv + Swz<HD>(r, c)), b0, b1, b2, b3);
-          Mma16816(o[2 * dp], pf[kk], b0, b1);
-          Mma16816(o[2 * dp + 1], pf[kk], b2, b3);
-        }
-      }
+      const CausalMask mask{n0, pos0, pos1, a.q_offset + q0 + warp * 16, t};
+      AttendTile<HD>(qf, tk, tv, a.scale_log2, lane, mask, o, m, l);
     }
     __syncthreads();  // the stage (fp8: and the decoded tiles) is overwritten next iteration
   }
   CpAsyncWait<0>();
 
-  // Finish the row sums across the 4 lanes of a row, normalise, store bf16.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const float inv0 = l[0] > 0.f ? 1.f / l[0] : 0.f;
-  const float inv1 = l[1] > 0.f ? 1.f / l[1] : 0.f;
   const int row0 = q0 + warp * 16 + g;
   const int row1 = row0 + 8;
   uint16_t* out = a.out + static_cast<int64_t>(head) * HD;
-#pragma unroll
-  for (int i = 0; i < kDTiles; ++i) {
-    const int c = i * 8 + 2 * t;
-    if (row0 < a.num_q) {
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row0) * a.q_row + c) =
-          cuda_util::PackBf16x2(o[i][0] * inv0, o[i][1] * inv0);
-    }
-    if (row1 < a.num_q) {
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row1) * a.q_row + c) =
-          cuda_util::PackBf16x2(o[i][2] * inv1, o[i][3] * inv1);
-    }
-  }
+  StoreRows<HD>(o, l, lane, row0 < a.num_q, row1 < a.num_q,
+                [&](int r) { return out + static_cast<int64_t>(r == 0 ? row0 : row1) * a.q_row; });
 }
 
 }  // namespace hipserve::kernels::prefill_attention_internal
