@@ -1,0 +1,628 @@
+// CudaHipAttention (see the header): the GPU twin of HipAttention over the HiP CUDA kernels.
+#include "worker/cuda_hip_attention.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/attention_cuda/bsa_prefill.h"
+#include "kernels/attention_cuda/decode_attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/hip/rope_table.h"
+#include "kernels/hip_cuda/mask_estimation.h"
+#include "kernels/hip_cuda/prefill_mask.h"
+
+namespace hipserve::worker {
+
+using common::SequenceId;
+
+namespace cuda_hip_internal {
+
+constexpr size_t kAlign = 256;  // workspace regions and pooled blocks
+inline size_t AlignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+// Fixed-size device blocks carved from cudaMalloc'ed slabs. Blocks given back are reused by
+// later Runs; that is safe because every use of a block is ordered on the one stream (header's
+// stream rule): a reuse is enqueued after the last kernel that read the block.
+class DeviceBlockPool {
+ public:
+  explicit DeviceBlockPool(size_t block_bytes) : block_bytes_(AlignUp(block_bytes, kAlign)) {}
+  ~DeviceBlockPool() {
+    for (void* slab : slabs_) cudaFree(slab);
+  }
+  DeviceBlockPool(const DeviceBlockPool&) = delete;
+  DeviceBlockPool& operator=(const DeviceBlockPool&) = delete;
+
+  absl::StatusOr<char*> Acquire() {
+    if (free_.empty()) {
+      void* slab = nullptr;
+      CUDA_RETURN_IF_ERROR(cudaMalloc(&slab, block_bytes_ * kSlabBlocks));
+      slabs_.push_back(slab);
+      for (int i = kSlabBlocks - 1; i >= 0; --i) {
+        free_.push_back(static_cast<char*>(slab) + static_cast<size_t>(i) * block_bytes_);
+      }
+    }
+    char* block = free_.back();
+    free_.pop_back();
+    return block;
+  }
+  void Give(char* block) { free_.push_back(block); }
+
+ private:
+  static constexpr int kSlabBlocks = 32;
+  size_t block_bytes_;
+  std::vector<void*> slabs_;
+  std::vector<char*> free_;
+};
+
+// One stage's kept list of one (sequence, layer), every KV head: the HipDecodeMaskGpuState
+// arrays of batch 1. Returned to its pool when the last holder (state or snapshot) drops it.
+struct StageList {
+  std::shared_ptr<DeviceBlockPool> pool;
+  char* mem = nullptr;
+  int32_t* starts = nullptr;     // [num_kv_heads][keep_chunks(s)]
+  int32_t* count = nullptr;      // [num_kv_heads]
+  int32_t* range_end = nullptr;  // [num_kv_heads]
+  ~StageList() {
+    if (mem != nullptr) pool->Give(mem);
+  }
+};
+
+// Bytes of a StageList block and its layout.
+inline size_t StageListBytes(int kv_heads, int max_keep) {
+  return AlignUp(size_t{4} * kv_heads * max_keep, 16) + 2 * AlignUp(size_t{4} * kv_heads, 16);
+}
+
+absl::StatusOr<std::shared_ptr<StageList>> NewStageList(
+    const std::shared_ptr<DeviceBlockPool>& pool, int kv_heads, int max_keep) {
+  auto list = std::make_shared<StageList>();
+  ASSIGN_OR_RETURN(char* mem, pool->Acquire());
+  list->pool = pool;
+  list->mem = mem;
+  list->starts = reinterpret_cast<int32_t*>(mem);
+  char* p = mem + AlignUp(size_t{4} * kv_heads * max_keep, 16);
+  list->count = reinterpret_cast<int32_t*>(p);
+  list->range_end = reinterpret_cast<int32_t*>(p + AlignUp(size_t{4} * kv_heads, 16));
+  return list;
+}
+
+using StageLists = std::array<std::shared_ptr<StageList>, kernels::kHipGpuMaxStages>;
+
+// kv_start[i] = 0, kv_len[i] = first_len + i: the single-query rows of a step are queries at
+// consecutive positions of one sequence whose keys start at row 0 of k / v.
+__global__ void FillLensKernel(int64_t* kv_start, int32_t* kv_len, int n, int32_t first_len) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) {
+    kv_start[i] = 0;
+    kv_len[i] = first_len + i;
+  }
+}
+
+}  // namespace cuda_hip_internal
+
+namespace chi = cuda_hip_internal;
+
+struct CudaHipAttention::SeqState {
+  HipStepInfo step;
+  int64_t next_decode_step = 0;
+  // [num_layers]: every stage's kept list from the latest refresh; all null = nothing cached.
+  std::vector<chi::StageLists> cache;
+};
+
+struct CudaHipAttention::Impl {
+  Impl(const HipAttentionOptions& o, kernels::RopeTable table)
+      : options(o), rope_host(std::move(table)) {}
+  ~Impl() {
+    cudaDeviceSynchronize();  // nothing of ours may still be running
+    cudaFree(rope);
+    cudaFree(workspace);
+  }
+
+  absl::Status EnsureRope(int positions, cudaStream_t stream);
+  absl::Status EnsureWorkspace(size_t bytes, cudaStream_t stream);
+
+  HipAttentionOptions options;
+  kernels::RopeTable rope_host;                   // the CPU reference's table, grown alike
+  std::vector<kernels::PruningSpec> specs;       // [num_layers], extension on
+  std::vector<kernels::PruningSpec> specs_real;  // [num_layers], real positions
+  int extend_min_tokens = 0;
+  std::vector<int> max_keep;                                   // [stages], over layers
+  std::vector<std::shared_ptr<chi::DeviceBlockPool>> pools;    // [stages]
+  float* rope = nullptr;  // device [rope_positions][head_dim] fp32 (HipRopeRows)
+  int rope_positions = 0;
+  char* workspace = nullptr;  // device, shared by all Runs
+  size_t workspace_bytes = 0;
+  absl::flat_hash_map<SequenceId, SeqState> states;
+
+  // What the latest Run attended with (for LastRunBlocks); pointers into the workspace or a
+  // held list.
+  struct LastRun {
+    bool valid = false;
+    int num_q = 0;
+    int start_pos = 0;
+    int rows_q = 0;   // queries in 64-query prefill rows (the first rows_q of the Run)
+    int single = 0;   // queries with a row each (tail or decode), the last `single`
+    kernels::HipPrefillPlan plan;
+    const int32_t* single_starts = nullptr;  // [single][num_kv_heads][single_stride]
+    const int32_t* single_count = nullptr;   // [single][num_kv_heads]
+    int single_stride = 0;
+    std::shared_ptr<chi::StageList> hold;  // the decode list, kept alive
+  };
+  LastRun last;
+};
+
+absl::Status CudaHipAttention::Impl::EnsureRope(int positions, cudaStream_t stream) {
+  if (positions <= rope_positions) return absl::OkStatus();
+  // Geometric growth, so that decode does not rebuild the table every step.
+  const int n = std::max(positions, 2 * rope_positions);
+  RETURN_IF_ERROR(rope_host.Reserve(n));
+  const std::vector<float> rows = kernels::HipRopeRows(rope_host, n);
+  float* fresh = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&fresh, rows.size() * sizeof(float)));
+  const cudaError_t copied =
+      cudaMemcpy(fresh, rows.data(), rows.size() * sizeof(float), cudaMemcpyHostToDevice);
+  if (copied != cudaSuccess) {
+    cudaFree(fresh);
+    CUDA_RETURN_IF_ERROR(copied);
+  }
+  if (rope != nullptr) {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // the old table may be in use
+    cudaFree(rope);
+  }
+  rope = fresh;
+  rope_positions = n;
+  return absl::OkStatus();
+}
+
+absl::Status CudaHipAttention::Impl::EnsureWorkspace(size_t bytes, cudaStream_t stream) {
+  if (bytes <= workspace_bytes) return absl::OkStatus();
+  const size_t n = std::max(bytes, workspace_bytes + workspace_bytes / 2);
+  if (workspace != nullptr) {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // the old one may be in use
+    cudaFree(workspace);
+    workspace = nullptr;
+    workspace_bytes = 0;
+  }
+  void* fresh = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&fresh, n));
+  workspace = static_cast<char*>(fresh);
+  workspace_bytes = n;
+  return absl::OkStatus();
+}
+
+CudaHipAttention::CudaHipAttention(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaHipAttention::~CudaHipAttention() = default;
+
+absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
+    const HipAttentionOptions& o) {
+  if (o.num_layers <= 0 || o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
+      o.head_dim % 2 != 0 || o.num_heads % o.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CudaHipAttention: bad shape: layers ", o.num_layers, ", heads ", o.num_heads,
+        ", kv heads ", o.num_kv_heads, ", head_dim ", o.head_dim));
+  }
+  if (o.head_dim != 64 && o.head_dim != 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CudaHipAttention: head_dim ", o.head_dim, " is not supported (supported: 64, 128)"));
+  }
+  if (o.num_heads / o.num_kv_heads > 8) {
+    return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: group size ",
+                                                   o.num_heads / o.num_kv_heads,
+                                                   " is not supported (supported: 1..8)"));
+  }
+  if (o.measure_recall) {
+    return absl::InvalidArgumentError(
+        "CudaHipAttention: measure_recall is supported by the CPU HipAttention only");
+  }
+  RETURN_IF_ERROR(kernels::ValidateHipConfig(o.config));
+  const kernels::HipConfig& cfg = o.config;
+  if (cfg.block_q != kernels::kBsaPrefillBlockQ) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CudaHipAttention: block_q ", cfg.block_q, " is not supported (supported: ",
+                     kernels::kBsaPrefillBlockQ, ")"));
+  }
+  if (cfg.block_size() != kernels::kBsaBlockSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CudaHipAttention: last chunk size ", cfg.block_size(),
+        " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
+  }
+  if (cfg.num_stages() > kernels::kHipGpuMaxStages) {
+    return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: ", cfg.num_stages(),
+                                                   " stages are not supported (supported: 1..",
+                                                   kernels::kHipGpuMaxStages, ")"));
+  }
+  ASSIGN_OR_RETURN(kernels::RopeTable rope,
+                   kernels::RopeTable::Create(o.rope, o.head_dim, cfg.n_window + 2));
+  auto impl = std::make_unique<Impl>(o, std::move(rope));
+  impl->max_keep.assign(cfg.num_stages(), 0);
+  for (int l = 0; l < o.num_layers; ++l) {
+    impl->specs.push_back(kernels::PruningSpecForLayer(cfg, l));
+    kernels::HipConfig real = cfg;
+    real.extend = false;
+    impl->specs_real.push_back(kernels::PruningSpecForLayer(real, l));
+    for (const kernels::PruningSpec* spec : {&impl->specs.back(), &impl->specs_real.back()}) {
+      for (int s = 0; s < cfg.num_stages(); ++s) {
+        impl->max_keep[s] = std::max(impl->max_keep[s], spec->keep_chunks(s));
+      }
+    }
+  }
+  for (int s = 0; s < cfg.num_stages(); ++s) {
+    impl->pools.push_back(std::make_shared<chi::DeviceBlockPool>(
+        chi::StageListBytes(o.num_kv_heads, impl->max_keep[s])));
+  }
+  impl->extend_min_tokens = cfg.extend_min_tokens >= 0 ? cfg.extend_min_tokens
+                                                       : std::max(o.pretrained_context, 0);
+  RETURN_IF_ERROR(impl->EnsureRope(std::max(cfg.n_window + 2, 8192), nullptr));
+  return std::unique_ptr<CudaHipAttention>(new CudaHipAttention(std::move(impl)));
+}
+
+// The schedule of HipAttention::BeginStep (a private copy: see the header of the test / the
+// report for the proposed shared helper in worker/hip_attention.h).
+void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
+  Impl& m = *impl_;
+  SeqState& st = m.states[seq];
+  if (st.cache.empty()) st.cache.resize(m.options.num_layers);
+  if (num_tokens == 1 && start_pos > 0) {
+    st.step.decode = true;
+    st.step.decode_step = st.next_decode_step++;
+    st.step.refresh_stage = kernels::DecodeRefreshStage(m.options.config, st.step.decode_step);
+  } else {
+    st.step = HipStepInfo{};
+    st.next_decode_step = 0;
+    for (chi::StageLists& lists : st.cache) lists = chi::StageLists{};
+  }
+}
+
+absl::StatusOr<HipStepInfo> CudaHipAttention::CurrentStep(SequenceId seq) const {
+  auto it = impl_->states.find(seq);
+  if (it == impl_->states.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("CudaHipAttention: no state for sequence ", seq.value()));
+  }
+  return it->second.step;
+}
+
+absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int num_q,
+                                   int start_pos, const void* k, const void* v, int num_kv,
+                                   void* out, void* stream) {
+  Impl& m = *impl_;
+  m.last = Impl::LastRun{};  // also drops the held list, so it does not count as shared
+  auto it = m.states.find(seq);
+  if (it == m.states.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CudaHipAttention: BeginStep was not called for sequence ", seq.value()));
+  }
+  SeqState& st = it->second;
+  if (layer < 0 || layer >= m.options.num_layers || num_q <= 0 || start_pos < 0 ||
+      start_pos + num_q != num_kv) {
+    return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: bad call: layer ", layer,
+                                                   ", num_q ", num_q, ", start_pos ", start_pos,
+                                                   ", num_kv ", num_kv));
+  }
+  if (q == nullptr || k == nullptr || v == nullptr || out == nullptr) {
+    return absl::InvalidArgumentError("CudaHipAttention: q, k, v and out must be non-null");
+  }
+  if (st.step.decode && num_q != 1) {
+    return absl::FailedPreconditionError(
+        "CudaHipAttention: decode step with more than one query");
+  }
+  const kernels::HipConfig& cfg = m.options.config;
+  // Extension only beyond extend_min_tokens, decided per step (as HipAttention::Run).
+  const bool extend = cfg.extend && num_kv > m.extend_min_tokens;
+  const kernels::PruningSpec& spec = extend ? m.specs[layer] : m.specs_real[layer];
+  const int stages = spec.num_stages();
+  const int kvh = m.options.num_kv_heads, d = m.options.head_dim, heads = m.options.num_heads;
+  const int64_t q_row = int64_t{heads} * d;  // elements per query row of q / out
+  const bool decode = st.step.decode;
+  // Queries [0, rows_q) form 64-query rows aligned to absolute positions (prefill mask +
+  // prefill BSA); the last `single` queries get a row each (decode mask + decode BSA): the
+  // prefill tail (HipConfig::tail_queries), or the decode query.
+  const int single = decode ? num_q : std::min(num_q, cfg.tail_queries);
+  const int rows_q = num_q - single;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  const auto* q16 = static_cast<const uint16_t*>(q);
+  auto* out16 = static_cast<uint16_t*>(out);
+
+  // Workspace layout: regions carved in order (offsets; the base is known after growing).
+  size_t ws_used = 0;
+  auto take = [&ws_used](size_t bytes) {
+    const size_t at = ws_used;
+    ws_used += chi::AlignUp(std::max<size_t>(bytes, 16), chi::kAlign);
+    return at;
+  };
+  int rope_need = std::max(num_kv + 1, cfg.n_window + 2);
+
+  kernels::HipPrefillMaskGpuParams pm;
+  size_t pm_at = 0;
+  if (rows_q > 0) {
+    pm.q = q;
+    pm.k = k;
+    pm.num_q = rows_q;
+    pm.q_offset = start_pos;
+    pm.num_heads = heads;
+    pm.num_kv_heads = kvh;
+    pm.head_dim = d;
+    pm.block_q = cfg.block_q;
+    pm.n_sink = cfg.n_sink;
+    pm.spec = &spec;
+    ASSIGN_OR_RETURN(pm.workspace_bytes, kernels::HipPrefillMaskWorkspaceBytes(pm));
+    ASSIGN_OR_RETURN(const int need, kernels::HipPrefillMaskRopePositions(pm));
+    rope_need = std::max(rope_need, need);
+    pm_at = take(pm.workspace_bytes);
+  }
+
+  kernels::HipDecodeMaskGpuParams dm;
+  kernels::BsaDecodeGpuParams bd;
+  bool run_mask = false;
+  chi::StageLists lists;  // decode: the lists this step uses (fresh ones for written stages)
+  size_t kv_start_at = 0, kv_len_at = 0, mask_ws_at = 0, bsa_ws_at = 0;
+  std::array<size_t, kernels::kHipGpuMaxStages> tail_starts_at{}, tail_count_at{}, tail_end_at{};
+  if (single > 0) {
+    int start_stage = 0;
+    if (decode) {
+      chi::StageLists& cache = st.cache[layer];
+      const bool cached = cache[stages - 1] != nullptr;
+      start_stage = cached ? st.step.refresh_stage : 0;  // nothing to reuse or restart from
+      run_mask = start_stage >= 0;
+      for (int s = 0; s < stages; ++s) {
+        // A stage this step writes gets a fresh list unless nobody else (a snapshot) holds the
+        // cached one; the stages before it are read (or reused) as cached.
+        if (run_mask && s >= start_stage &&
+            (cache[s] == nullptr || cache[s].use_count() > 1)) {
+          ASSIGN_OR_RETURN(lists[s], chi::NewStageList(m.pools[s], kvh, m.max_keep[s]));
+        } else {
+          lists[s] = cache[s];
+        }
+      }
+    } else {
+      run_mask = true;
+      for (int s = 0; s < stages; ++s) {
+        tail_starts_at[s] = take(size_t{4} * single * kvh * spec.keep_chunks(s));
+        tail_count_at[s] = take(size_t{4} * single * kvh);
+        tail_end_at[s] = take(size_t{4} * single * kvh);
+      }
+    }
+    kv_start_at = take(size_t{8} * single);
+    kv_len_at = take(size_t{4} * single);
+    dm.q = q16 + int64_t{rows_q} * q_row;
+    dm.k = k;
+    dm.batch = single;
+    dm.num_heads = heads;
+    dm.num_kv_heads = kvh;
+    dm.head_dim = d;
+    dm.max_kv_len = num_kv;
+    dm.n_sink = cfg.n_sink;
+    dm.spec = &spec;
+    dm.start_stage = std::max(start_stage, 0);
+    if (run_mask) {
+      ASSIGN_OR_RETURN(dm.workspace_bytes, kernels::HipDecodeMaskWorkspaceBytes(dm));
+      ASSIGN_OR_RETURN(const int need, kernels::HipDecodeMaskRopePositions(dm));
+      rope_need = std::max(rope_need, need);
+      mask_ws_at = take(dm.workspace_bytes);
+    }
+  }
+
+  RETURN_IF_ERROR(m.EnsureRope(rope_need, cs));
+  if (single > 0) {
+    bd.attn.q = dm.q;
+    bd.attn.k = k;
+    bd.attn.v = v;
+    bd.attn.out = out16 + int64_t{rows_q} * q_row;
+    bd.attn.batch = single;
+    bd.attn.num_heads = heads;
+    bd.attn.num_kv_heads = kvh;
+    bd.attn.head_dim = d;
+    bd.attn.max_kv_len = num_kv;
+    bd.attn.scale = scale;
+    bd.max_blocks = spec.keep_chunks(stages - 1);
+    bd.n_sink = cfg.n_sink;
+    bd.n_window = cfg.n_window;
+    bd.rope = m.rope;
+    bd.rope_positions = m.rope_positions;
+    bd.extend = extend;
+    ASSIGN_OR_RETURN(bd.attn.workspace_bytes, kernels::BsaDecodeAttentionWorkspaceBytes(bd));
+    bsa_ws_at = take(bd.attn.workspace_bytes);
+  }
+  RETURN_IF_ERROR(m.EnsureWorkspace(ws_used, cs));
+  char* ws = m.workspace;
+
+  Impl::LastRun last;
+  last.num_q = num_q;
+  last.start_pos = start_pos;
+  last.rows_q = rows_q;
+  last.single = single;
+  if (rows_q > 0) {
+    pm.rope = m.rope;
+    pm.rope_positions = m.rope_positions;
+    pm.workspace = ws + pm_at;
+    ASSIGN_OR_RETURN(last.plan, kernels::HipPrefillMaskGpu(pm, cs));
+    kernels::BsaPrefillGpuParams bp;
+    bp.q = q;
+    bp.k = k;
+    bp.v = v;
+    bp.out = out;
+    bp.num_q = rows_q;
+    bp.q_offset = start_pos;
+    bp.num_heads = heads;
+    bp.num_kv_heads = kvh;
+    bp.head_dim = d;
+    kernels::SetBsaPrefillPlan(last.plan, &bp);
+    bp.n_sink = cfg.n_sink;
+    bp.n_window = cfg.n_window;
+    bp.extend = extend;
+    bp.rope = m.rope;
+    bp.rope_positions = m.rope_positions;
+    bp.scale = scale;
+    RETURN_IF_ERROR(kernels::BsaPrefillAttentionGpu(bp, cs));
+  }
+  if (single > 0) {
+    auto* kv_start = reinterpret_cast<int64_t*>(ws + kv_start_at);
+    auto* kv_len = reinterpret_cast<int32_t*>(ws + kv_len_at);
+    chi::FillLensKernel<<<(single + 255) / 256, 256, 0, cs>>>(kv_start, kv_len, single,
+                                                               start_pos + rows_q + 1);
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    kernels::HipDecodeMaskGpuState state;
+    for (int s = 0; s < stages; ++s) {
+      if (decode) {
+        state.starts[s] = lists[s]->starts;
+        state.count[s] = lists[s]->count;
+        state.range_end[s] = lists[s]->range_end;
+      } else {
+        state.starts[s] = reinterpret_cast<int32_t*>(ws + tail_starts_at[s]);
+        state.count[s] = reinterpret_cast<int32_t*>(ws + tail_count_at[s]);
+        state.range_end[s] = reinterpret_cast<int32_t*>(ws + tail_end_at[s]);
+      }
+    }
+    if (run_mask) {
+      dm.kv_start = kv_start;
+      dm.kv_len = kv_len;
+      dm.rope = m.rope;
+      dm.rope_positions = m.rope_positions;
+      dm.state = state;
+      dm.workspace = ws + mask_ws_at;
+      RETURN_IF_ERROR(kernels::HipDecodeMaskGpu(dm, cs));
+      if (decode) st.cache[layer] = lists;
+    }
+    bd.attn.kv_start = kv_start;
+    bd.attn.kv_len = kv_len;
+    bd.attn.workspace = ws + bsa_ws_at;
+    bd.block_starts = state.starts[stages - 1];
+    bd.block_count = state.count[stages - 1];
+    RETURN_IF_ERROR(kernels::BsaDecodeAttentionGpu(bd, cs));
+    last.single_starts = state.starts[stages - 1];
+    last.single_count = state.count[stages - 1];
+    last.single_stride = bd.max_blocks;
+    if (decode) last.hold = lists[stages - 1];
+  }
+  last.valid = true;
+  m.last = std::move(last);
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Host copy of `n` int32 at `src` (device) on `stream`, synchronised.
+absl::Status CopyToHost(const int32_t* src, size_t n, std::vector<int32_t>* dst,
+                        cudaStream_t stream) {
+  dst->resize(n);
+  if (n == 0) return absl::OkStatus();
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(dst->data(), src, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return absl::OkStatus();
+}
+
+absl::Status BadCount(int count, int max) {
+  return absl::InternalError(absl::StrCat("CudaHipAttention: device block count ", count,
+                                          " outside [0, ", max, "]"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> CudaHipAttention::CachedBlocks(SequenceId seq, int layer,
+                                                                    int kv_head,
+                                                                    void* stream) const {
+  const Impl& m = *impl_;
+  auto it = m.states.find(seq);
+  const int stages = m.options.config.num_stages();
+  if (it == m.states.end() || layer < 0 || layer >= m.options.num_layers || kv_head < 0 ||
+      kv_head >= m.options.num_kv_heads || it->second.cache[layer][stages - 1] == nullptr) {
+    return absl::NotFoundError("CudaHipAttention: no cached blocks");
+  }
+  const chi::StageList& list = *it->second.cache[layer][stages - 1];
+  const int stride = m.specs[layer].keep_chunks(stages - 1);
+  cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  std::vector<int32_t> count, starts;
+  RETURN_IF_ERROR(CopyToHost(list.count + kv_head, 1, &count, cs));
+  if (count[0] < 0 || count[0] > stride) return BadCount(count[0], stride);
+  RETURN_IF_ERROR(CopyToHost(list.starts + int64_t{kv_head} * stride, count[0], &starts, cs));
+  return starts;
+}
+
+absl::StatusOr<CudaHipAttention::RunBlocks> CudaHipAttention::LastRunBlocks(void* stream) const {
+  const Impl& m = *impl_;
+  const Impl::LastRun& last = m.last;
+  if (!last.valid) {
+    return absl::FailedPreconditionError("CudaHipAttention: no successful Run to report");
+  }
+  const int kvh = m.options.num_kv_heads;
+  cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  RunBlocks rb;
+  rb.num_q = last.num_q;
+  rb.num_kv_heads = kvh;
+  rb.lists.resize(static_cast<size_t>(last.num_q) * kvh);
+  std::vector<int32_t> starts, counts;
+  if (last.rows_q > 0) {
+    const kernels::HipPrefillPlan& plan = last.plan;
+    RETURN_IF_ERROR(CopyToHost(plan.block_starts,
+                               static_cast<size_t>(plan.num_rows) * kvh * plan.max_blocks, &starts,
+                               cs));
+    RETURN_IF_ERROR(
+        CopyToHost(plan.block_count, static_cast<size_t>(plan.num_rows) * kvh, &counts, cs));
+    for (int i = 0; i < last.rows_q; ++i) {
+      const int row = (last.start_pos + i) / plan.block_q - plan.first_block;
+      for (int h = 0; h < kvh; ++h) {
+        const size_t entry = static_cast<size_t>(row) * kvh + h;
+        const int c = counts[entry];
+        if (c < 0 || c > plan.max_blocks) return BadCount(c, plan.max_blocks);
+        const int32_t* first = starts.data() + entry * plan.max_blocks;
+        rb.lists[static_cast<size_t>(i) * kvh + h].assign(first, first + c);
+      }
+    }
+  }
+  if (last.single > 0) {
+    const size_t entries = static_cast<size_t>(last.single) * kvh;
+    RETURN_IF_ERROR(CopyToHost(last.single_starts, entries * last.single_stride, &starts, cs));
+    RETURN_IF_ERROR(CopyToHost(last.single_count, entries, &counts, cs));
+    for (size_t e = 0; e < entries; ++e) {
+      const int c = counts[e];
+      if (c < 0 || c > last.single_stride) return BadCount(c, last.single_stride);
+      const int32_t* first = starts.data() + e * last.single_stride;
+      rb.lists[static_cast<size_t>(last.rows_q) * kvh + e].assign(first, first + c);
+    }
+  }
+  return rb;
+}
+
+CudaHipAttention::Snapshot CudaHipAttention::Save(const std::vector<SequenceId>& seqs) const {
+  Snapshot snap;
+  for (SequenceId seq : seqs) {
+    auto it = impl_->states.find(seq);
+    snap.emplace_back(seq, it == impl_->states.end()
+                               ? nullptr
+                               : std::make_shared<const SeqState>(it->second));
+  }
+  return snap;
+}
+
+void CudaHipAttention::Restore(const Snapshot& snapshot) {
+  for (const auto& [seq, state] : snapshot) {
+    if (state == nullptr) {
+      impl_->states.erase(seq);
+    } else {
+      impl_->states[seq] = *state;
+    }
+  }
+}
+
+void CudaHipAttention::Release(SequenceId seq) { impl_->states.erase(seq); }
+
+void CudaHipAttention::ReleaseAll() { impl_->states.clear(); }
+
+int CudaHipAttention::num_sequences() const { return static_cast<int>(impl_->states.size()); }
+
+const kernels::HipConfig& CudaHipAttention::config() const { return impl_->options.config; }
+
+int CudaHipAttention::extend_min_tokens() const { return impl_->extend_min_tokens; }
+
+}  // namespace hipserve::worker

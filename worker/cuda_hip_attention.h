@@ -1,0 +1,109 @@
+// CudaHipAttention: HiP sparse attention for the worker's CUDA forward pass, the GPU twin of
+// HipAttention (worker/hip_attention.h). Same options, same per-sequence schedule (BeginStep),
+// same selection, called per (sequence, layer) exactly as the CPU backend calls
+// HipAttention::Run, on bf16 device tensors. Built on the tested kernels:
+//   - prefill rows (64-query blocks aligned to absolute positions): HipPrefillMaskGpu
+//     (kernels/hip_cuda/prefill_mask.h) + BsaPrefillAttentionGpu (attention_cuda/bsa_prefill.h);
+//   - the last HipConfig::tail_queries queries of a prefill step (one row each) and decode
+//     steps: HipDecodeMaskGpu (hip_cuda/mask_estimation.h; batch = those queries, kv_start 0,
+//     kv_len = position + 1) + BsaDecodeAttentionGpu (attention_cuda/decode_attention.h) with
+//     in-kernel RoPE and the HIP.md 5 position rewrites;
+//   - decode mask reuse (HIP.md 4): each sequence keeps per layer the kept list of every stage
+//     in device memory; a step restarts from its refresh stage or reuses the final list.
+// The selected block lists equal HipAttention's exactly (the kernels are bit-exact against the
+// CPU reference); outputs agree within bf16 rounding (bf16 q/k/v/out, fp32 math).
+//
+// Supported (Create returns InvalidArgument otherwise): head_dim 64 or 128, group
+// (num_heads / num_kv_heads) 1..8, config.block_q == 64, last chunk size 8, at most 4 stages.
+// measure_recall is CPU-only (InvalidArgument); options.threads is ignored.
+//
+// Owns (device memory, cudaMalloc): the RoPE table (HipRopeRows layout, grown geometrically),
+// one workspace shared by all Runs (grown geometrically), and pooled per-(sequence, layer,
+// stage) mask lists. Growing a table or workspace synchronises the Run's stream once.
+// Stream rule: Runs of one object must be ordered on one stream (or the caller serialises
+// them): they share the workspace, and pooled list buffers are recycled in stream order.
+// Lifetime: the destructor synchronises the device; snapshots may outlive the object.
+// Thread-safety: not thread-safe; driven by the backend's thread.
+// Host syncs: none in a Run, except when the RoPE table or workspace grows.
+// CUDA builds only (compiled with cuda_backend.cu); the header carries no CUDA types.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/strong_id.h"
+#include "kernels/hip/hip_params.h"
+#include "worker/hip_attention.h"
+
+namespace hipserve::worker {
+
+class CudaHipAttention {
+ public:
+  // Validates `options` (as HipAttention::Create, plus the GPU limits above) and allocates the
+  // initial RoPE table on the current device.
+  static absl::StatusOr<std::unique_ptr<CudaHipAttention>> Create(
+      const HipAttentionOptions& options);
+  ~CudaHipAttention();
+  CudaHipAttention(const CudaHipAttention&) = delete;
+  CudaHipAttention& operator=(const CudaHipAttention&) = delete;
+
+  // As HipAttention::BeginStep: one token at start_pos > 0 is decode step i (i = decode steps
+  // since the last prefill chunk, refresh stage DecodeRefreshStage(config, i)); anything else
+  // is a prefill chunk, which resets the counter and drops the cached lists. Host only.
+  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens);
+
+  // Attention of one layer for the step's num_q queries at positions start_pos.. over all
+  // num_kv = start_pos + num_q keys of the sequence. Device tensors, bf16 (uint16_t storage),
+  // 16-byte aligned, contiguous rows:
+  //   q:    [num_q][num_heads][head_dim], un-rotated
+  //   k, v: [num_kv][num_kv_heads][head_dim], the sequence's rows (k un-rotated)
+  //   out:  [num_q][num_heads][head_dim]; must not alias q, k, v
+  // Enqueued on `stream` (a cudaStream_t; null = legacy default stream); asynchronous.
+  absl::Status Run(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
+                   const void* k, const void* v, int num_kv, void* out, void* stream);
+
+  // The decision of BeginStep for the sequence's current step (NotFound before any).
+  absl::StatusOr<HipStepInfo> CurrentStep(common::SequenceId seq) const;
+
+  // Diagnostics and tests (copy from the device and synchronise `stream`):
+  // Final block starts cached for (seq, layer, kv_head) by the latest decode step, as
+  // HipAttention::CachedBlocks; NotFound when there is none.
+  absl::StatusOr<std::vector<int32_t>> CachedBlocks(common::SequenceId seq, int layer,
+                                                    int kv_head, void* stream) const;
+  // The block lists the latest Run attended with: lists[i * num_kv_heads + kvh] = ascending
+  // block starts of query i of that Run (queries of one prefill row share a list). Valid until
+  // the next Run; FailedPrecondition when there was no successful Run since.
+  struct RunBlocks {
+    int num_q = 0;
+    int num_kv_heads = 0;
+    std::vector<std::vector<int32_t>> lists;  // [num_q * num_kv_heads]
+  };
+  absl::StatusOr<RunBlocks> LastRunBlocks(void* stream) const;
+
+  // Saved state of some sequences (absent ones included), for rolling a failed step back, as
+  // HipAttention::Save / Restore. Cheap: the saved lists are shared, and a Run never writes a
+  // list buffer that a snapshot still holds (it takes a fresh one from the pool).
+  struct SeqState;  // defined in cuda_hip_attention.cu
+  using Snapshot = std::vector<std::pair<common::SequenceId, std::shared_ptr<const SeqState>>>;
+  Snapshot Save(const std::vector<common::SequenceId>& seqs) const;
+  void Restore(const Snapshot& snapshot);
+
+  // Drop a sequence's state (its list buffers go back to the pool once no snapshot holds them).
+  void Release(common::SequenceId seq);
+  void ReleaseAll();
+  int num_sequences() const;
+  const kernels::HipConfig& config() const;
+  // Keys a sequence must exceed for its steps to use the context extension (config.extend on).
+  int extend_min_tokens() const;
+
+ private:
+  struct Impl;
+  explicit CudaHipAttention(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hipserve::worker
