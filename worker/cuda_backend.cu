@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -28,6 +30,7 @@
 #include "kernels/swiglu/swiglu.h"
 #include "worker/cpu_backend.h"
 #include "worker/cuda_backend.h"
+#include "worker/cuda_hip_attention.h"
 
 namespace hipserve::worker {
 namespace {
@@ -138,13 +141,94 @@ class RangeAllocator {
   std::map<int64_t, int64_t> free_;  // start -> length
 };
 
+// Per-phase GPU time of steps, from CUDA events around every op (HIPSERVE_PROFILE=1; off by
+// default: events cost ~1 us each). Sums are read after the step's final synchronisation and
+// logged every kProfileEvery steps of each kind (decode: every item one token; else prefill):
+// mean ms per step of GEMMs, attention, the other ops (embedding, norms, SwiGLU), LM head with
+// sampling, and the step's host wall time from BeginStep to Finish (the rest is host work,
+// launch gaps and the copies).
+class StepProfiler {
+ public:
+  enum Phase { kGemm = 0, kAttention, kOther, kLmHead, kPhases };
+  static constexpr int kProfileEvery = 100;
+  explicit StepProfiler(bool on) : on_(on) {}
+  ~StepProfiler() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  bool on() const { return on_; }
+  void BeginStep(bool decode, int rows) {
+    if (!on_) return;
+    used_ = 0;
+    marks_.clear();
+    decode_ = decode;
+    rows_ = rows;
+    t0_ = std::chrono::steady_clock::now();
+  }
+  // Records an event; a phase's time is the span between its Mark and the next Mark.
+  void Mark(cudaStream_t s, int phase) {
+    if (!on_) return;
+    if (used_ == static_cast<int>(events_.size())) {
+      cudaEvent_t e;
+      if (cudaEventCreate(&e) != cudaSuccess) return;
+      events_.push_back(e);
+    }
+    cudaEventRecord(events_[used_], s);
+    marks_.push_back(phase);
+    ++used_;
+  }
+  // After the stream is synchronised.
+  void EndStep(cudaStream_t s) {
+    if (!on_ || used_ == 0) return;
+    Mark(s, -1);
+    cudaStreamSynchronize(s);
+    Sums& sum = decode_ ? decode_sums_ : prefill_sums_;
+    for (int i = 0; i + 1 < used_; ++i) {
+      float ms = 0;
+      if (marks_[i] >= 0 && cudaEventElapsedTime(&ms, events_[i], events_[i + 1]) == cudaSuccess) {
+        sum.ms[marks_[i]] += ms;
+      }
+    }
+    sum.wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)
+                       .count();
+    sum.rows += rows_;
+    if (++sum.steps == kProfileEvery) {
+      const double n = sum.steps;
+      LOG(INFO) << "profile " << (decode_ ? "decode" : "prefill") << " (" << sum.steps
+                << " steps, " << sum.rows / n << " rows/step): gemm " << sum.ms[kGemm] / n
+                << " ms, attention " << sum.ms[kAttention] / n << " ms, other "
+                << sum.ms[kOther] / n << " ms, lm_head+sample " << sum.ms[kLmHead] / n
+                << " ms; step wall " << sum.wall_ms / n << " ms";
+      sum = Sums{};
+    }
+  }
+
+ private:
+  struct Sums {
+    double ms[kPhases] = {};
+    double wall_ms = 0;
+    int64_t rows = 0;
+    int steps = 0;
+  };
+  bool on_;
+  std::vector<cudaEvent_t> events_;
+  std::vector<int> marks_;
+  int used_ = 0;
+  bool decode_ = false;
+  int rows_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+  Sums decode_sums_, prefill_sums_;
+};
+
 struct LayerDev {
   DeviceBuffer attn_norm, ffn_norm;
   DeviceBuffer wq, wk, wv, wo, gate, up, down;
   DeviceBuffer bq, bk, bv;
 };
 
-class CheckpointNone final : public BackendCheckpoint {};
+class CudaCheckpoint final : public BackendCheckpoint {
+ public:
+  CudaHipAttention::Snapshot hip;  // empty in dense mode
+};
 
 class CudaBackend final : public ForwardBackend {
  public:
@@ -191,15 +275,20 @@ class CudaBackend final : public ForwardBackend {
     pool_->Free(it->second.start, it->second.cap);
     tokens_in_use_ -= it->second.len;
     seqs_.erase(it);
+    if (hip_ != nullptr) hip_->Release(seq);
     return absl::OkStatus();
   }
   int64_t TokensInUse() const override { return tokens_in_use_; }
   int64_t CapacityTokens() const override { return pool_->rows(); }
   int NumSequences() const override { return static_cast<int>(seqs_.size()); }
-  std::unique_ptr<BackendCheckpoint> Save(const std::vector<SequenceId>&) const override {
-    return std::make_unique<CheckpointNone>();  // dense attention keeps no per-step state
+  std::unique_ptr<BackendCheckpoint> Save(const std::vector<SequenceId>& seqs) const override {
+    auto c = std::make_unique<CudaCheckpoint>();
+    if (hip_ != nullptr) c->hip = hip_->Save(seqs);  // dense attention keeps no step state
+    return c;
   }
-  void Restore(const BackendCheckpoint&) override {}
+  void Restore(const BackendCheckpoint& checkpoint) override {
+    if (hip_ != nullptr) hip_->Restore(static_cast<const CudaCheckpoint&>(checkpoint).hip);
+  }
 
   absl::StatusOr<StepBuffers> BeginStep(const StepLayout& layout, int world_size,
                                         int vocab_shard) override;
@@ -212,6 +301,7 @@ class CudaBackend final : public ForwardBackend {
     e.ids = static_cast<const int32_t*>(ids_dev_.get());
     e.num_tokens = static_cast<int>(x.rows);
     e.out = x.data;
+    prof_.Mark(stream_, StepProfiler::kOther);
     return kernels::EmbeddingGpu(e, stream_);
   }
   absl::Status RmsNorm(const Tensor& in, int layer, NormId norm, const Tensor& out) override {
@@ -229,6 +319,7 @@ class CudaBackend final : public ForwardBackend {
     p.out = gate.data;
     p.rows = static_cast<int>(gate.rows);
     p.cols = static_cast<int>(gate.cols);
+    prof_.Mark(stream_, StepProfiler::kOther);
     return kernels::SwigluGpu(p, stream_);
   }
   absl::Status Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -252,6 +343,7 @@ class CudaBackend final : public ForwardBackend {
   absl::Status Finish() override {
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    prof_.EndStep(stream_);
     return absl::OkStatus();
   }
 
@@ -270,6 +362,10 @@ class CudaBackend final : public ForwardBackend {
   CudaBackend() = default;
   absl::Status Norm(const Tensor& in, const Tensor* residual, int layer, NormId norm,
                     const Tensor& out);
+  // Appends the step's K/V rows of `layer` to every item's pool range.
+  absl::Status AppendKv(int layer, const Tensor& k, const Tensor& v);
+  absl::Status DenseAttention(int layer, const Tensor& q, const Tensor& out);
+  absl::Status HipAttentionRun(int layer, const Tensor& q, const Tensor& out);
   // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
   uint16_t* PoolK(int layer) const {
@@ -296,9 +392,13 @@ class CudaBackend final : public ForwardBackend {
   DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
   DeviceBuffer pool_dev_;
   std::unique_ptr<RangeAllocator> pool_;
+  // HiP mode: keys stay un-rotated in the pool and are rotated at use (HIP.md 5).
+  std::unique_ptr<CudaHipAttention> hip_;
   absl::flat_hash_map<SequenceId, Seq> seqs_;
   int64_t tokens_in_use_ = 0;
   const StepLayout* layout_ = nullptr;
+  StepProfiler prof_{std::getenv("HIPSERVE_PROFILE") != nullptr &&
+                     std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
@@ -310,11 +410,6 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   if (kernels::CudaDeviceCount() <= o.cuda.device) {
     return absl::UnavailableError(absl::StrCat("backend 'cuda': no CUDA device ", o.cuda.device,
                                                " (", kernels::CudaDeviceCount(), " visible)"));
-  }
-  if (o.attention != "dense") {
-    return absl::UnimplementedError(
-        "backend 'cuda' runs dense attention so far; HiP attention on the GPU forward pass is "
-        "not wired yet (use --attention=dense, or --backend=cpu for HiP)");
   }
   const ModelDims& d = w.dims;
   if (d.head_dim != 64 && d.head_dim != 128) {
@@ -385,6 +480,18 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
             << " tokens of " << kv_row_bytes << " bytes";
 
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
+  if (o.attention == "hip") {
+    HipAttentionOptions ho;
+    ho.config = o.hip;
+    ho.rope = d.rope;
+    ho.num_layers = d.num_layers;
+    ho.num_heads = w.local_heads();
+    ho.num_kv_heads = w.local_kv_heads();
+    ho.head_dim = d.head_dim;
+    ho.pretrained_context = d.max_context;
+    ho.measure_recall = o.hip_measure_recall;
+    ASSIGN_OR_RETURN(b->hip_, CudaHipAttention::Create(ho));
+  }
   ASSIGN_OR_RETURN(b->gemm_, kernels::GemmGpuContext::Create());
   // ---- Weights ----
   RETURN_IF_ERROR(UploadBf16(w.token_embd, &b->embd_));
@@ -468,6 +575,9 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
     return absl::UnimplementedError("backend 'cuda' runs one rank so far");
   }
   layout_ = &layout;
+  prof_.BeginStep(std::all_of(layout.items.begin(), layout.items.end(),
+                              [](const StepLayout::Item& it) { return it.tokens == 1; }),
+                  layout.rows());
   // KV rows for every item (lengths are set now; a failed step is truncated back by Model).
   for (const StepLayout::Item& it : layout.items) {
     auto f = seqs_.find(it.seq);
@@ -478,6 +588,9 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
     RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
     tokens_in_use_ += int64_t{it.start_pos} + it.tokens - s.len;
     s.len = int64_t{it.start_pos} + it.tokens;
+  }
+  if (hip_ != nullptr) {
+    for (const StepLayout::Item& it : layout.items) hip_->BeginStep(it.seq, it.start_pos, it.tokens);
   }
   // Decode runs: maximal runs of consecutive single-token items, one decode call each.
   decode_runs_.clear();
@@ -558,6 +671,7 @@ absl::Status CudaBackend::Norm(const Tensor& in, const Tensor* residual, int lay
   p.rows = static_cast<int>(in.rows);
   p.dim = static_cast<int>(in.cols);
   p.eps = dims_.rms_eps;
+  prof_.Mark(stream_, StepProfiler::kOther);
   return kernels::RmsNormGpu(p, stream_);
 }
 
@@ -601,26 +715,11 @@ absl::Status CudaBackend::Linear(const Tensor& in, int layer, LinearId id, const
   g.n = static_cast<int>(out.cols);
   g.k = static_cast<int>(in.cols);
   g.c_type = kernels::GemmGpuOutType::kBf16;
+  prof_.Mark(stream_, StepProfiler::kGemm);
   return kernels::GemmGpu(g, stream_);
 }
 
-absl::Status CudaBackend::Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& out) {
-  const int hd = dims_.head_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Dense attention uses real positions only: rotate q and the new keys once; keys are stored
-  // rotated.
-  kernels::RopeGpuParams r;
-  r.x = q.data;
-  r.positions = static_cast<const int32_t*>(pos_dev_.get());
-  r.tokens = static_cast<int>(q.rows);
-  r.heads = local_heads_;
-  r.head_dim = hd;
-  r.config = dims_.rope;
-  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
-  r.x = k.data;
-  r.heads = local_kv_heads_;
-  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
+absl::Status CudaBackend::AppendKv(int layer, const Tensor& k, const Tensor& v) {
   uint16_t* pk = PoolK(layer);
   uint16_t* pv = PoolV(layer);
   const uint16_t* kin = static_cast<const uint16_t*>(k.data);
@@ -634,6 +733,51 @@ absl::Status CudaBackend::Attention(int layer, const Tensor& q, const Tensor& k,
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pv + dst, vin + it.row * row_, bytes,
                                          cudaMemcpyDeviceToDevice, stream_));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& out) {
+  prof_.Mark(stream_, StepProfiler::kAttention);
+  if (hip_ != nullptr) {
+    RETURN_IF_ERROR(AppendKv(layer, k, v));  // un-rotated
+    return HipAttentionRun(layer, q, out);
+  }
+  // Dense attention uses real positions only: rotate q and the new keys once; keys are stored
+  // rotated.
+  kernels::RopeGpuParams r;
+  r.x = q.data;
+  r.positions = static_cast<const int32_t*>(pos_dev_.get());
+  r.tokens = static_cast<int>(q.rows);
+  r.heads = local_heads_;
+  r.head_dim = dims_.head_dim;
+  r.config = dims_.rope;
+  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
+  r.x = k.data;
+  r.heads = local_kv_heads_;
+  RETURN_IF_ERROR(kernels::RopeGpu(r, stream_));
+  RETURN_IF_ERROR(AppendKv(layer, k, v));
+  return DenseAttention(layer, q, out);
+}
+
+absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tensor& out) {
+  const int64_t lq = q.cols;
+  const uint16_t* qd = static_cast<const uint16_t*>(q.data);
+  uint16_t* od = static_cast<uint16_t*>(out.data);
+  for (const StepLayout::Item& it : layout_->items) {
+    const Seq& s = seqs_.at(it.seq);
+    RETURN_IF_ERROR(hip_->Run(it.seq, layer, qd + it.row * lq, it.tokens, it.start_pos,
+                              PoolK(layer) + s.start * row_, PoolV(layer) + s.start * row_,
+                              it.start_pos + it.tokens, od + it.row * lq, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::DenseAttention(int layer, const Tensor& q, const Tensor& out) {
+  const int hd = dims_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  uint16_t* pk = PoolK(layer);
+  uint16_t* pv = PoolV(layer);
   const int64_t lq = q.cols;
   uint16_t* qd = static_cast<uint16_t*>(q.data);
   uint16_t* od = static_cast<uint16_t*>(out.data);
@@ -687,6 +831,7 @@ absl::Status CudaBackend::LmHead(const Tensor& normed, const Tensor& logits) {
   const int64_t h = dims_.hidden;
   const int ns = static_cast<int>(logits.rows);
   if (ns == 0) return absl::OkStatus();
+  prof_.Mark(stream_, StepProfiler::kLmHead);
   const uint16_t* src = static_cast<const uint16_t*>(normed.data);
   uint16_t* dst = static_cast<uint16_t*>(lm_in_.get());
   // Gather the logit rows; runs of consecutive rows move in one copy.

@@ -4,14 +4,18 @@
 // fused residual, cuBLASLt GEMM, RoPE, SwiGLU, dense flash prefill and split-K decode attention,
 // sampling) queued on the backend's stream.
 //
-// KV: bf16, rotated keys, per layer one device pool [pool_rows][local_kv_heads][head_dim] for K
+// Attention: dense (keys stored rotated) or HiP (worker/cuda_hip_attention.h: keys stored
+// un-rotated and rotated at use with the HIP.md 5 position rewrites; the same schedule and block
+// lists as the CPU backend's HipAttention).
+//
+// KV: bf16, per layer one device pool [pool_rows][local_kv_heads][head_dim] for K
 // and one for V; each sequence owns a contiguous row range (grown by doubling, moved when its
 // neighbour is taken), which the decode kernel reads through per-sequence row offsets. Memory
 // plan: weights + workspaces + KV pool within CudaBackendOptions::gpu_memory_bytes, logged at
 // Create; Create fails ResourceExhausted naming the numbers when the weights do not fit.
 //
-// Not yet: HiP attention (Create fails Unimplemented for attention == "hip"), the paged tiered
-// kvstore with the fp8 host tier, CUDA graphs for decode.
+// Not yet: the paged tiered kvstore with the fp8 host tier (offload), CUDA graphs for decode,
+// batched HiP decode across sequences (one HiP call per sequence and layer today), TP > 1.
 //
 // CPU builds (HIPSERVE_CUDA=OFF) link cuda_backend_cpu.cc, whose MakeCudaBackend returns
 // Unimplemented. A machine without a device gets Unavailable.

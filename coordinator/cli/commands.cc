@@ -82,8 +82,8 @@ int WorkerCommand(const std::vector<std::string>& args) {
   f.String("advertise", &o.advertise,
            "Address the coordinator dials to reach this worker; empty = hostname:bound port.");
   f.String("backend", &o.backend,
-           "Compute backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU; dense attention "
-           "so far) or 'auto' (cuda when a CUDA device is visible, else cpu).");
+           "Compute backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU, dense or HiP "
+           "attention) or 'auto' (cuda when a CUDA device is visible, else cpu).");
   f.Bytes("gpu_memory_bytes", &o.gpu_memory_bytes,
           "CUDA backend: GPU memory for weights, workspaces and KV (e.g. 60GiB); 0 = 90% of "
           "the device's free memory. The plan is logged at startup.");

@@ -86,9 +86,9 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   AddCoordinatorFlags(f, &o);
   f.Int("tp", &tp, "Tensor-parallel degree: worker processes to start (one per GPU).");
   f.String("backend", &backend,
-           "Worker backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU; dense attention "
-           "so far) or 'auto' (cuda when a CUDA device is visible and attention is dense, else "
-           "cpu). The choice is printed at startup.");
+           "Worker backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU, dense or HiP "
+           "attention) or 'auto' (cuda when a CUDA device is visible, else cpu). The choice is "
+           "printed at startup.");
   f.Bytes("gpu_memory_bytes", &gpu_memory_bytes,
           "CUDA backend: GPU memory per worker for weights, workspaces and KV (e.g. 60GiB); "
           "0 = 90% of the device's free memory.");
@@ -121,17 +121,9 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   }
   if (backend == "auto") {
     const int devices = kernels::CudaDeviceCount();
-    if (devices > 0 && o.attention == "dense") {
-      backend = "cuda";
-    } else {
-      backend = "cpu";
-    }
-    std::cerr << "hipserve serve: backend " << backend << " (" << devices
-              << " CUDA devices visible"
-              << (devices > 0 && o.attention != "dense"
-                      ? "; HiP attention runs on the cpu backend until the GPU HiP path lands"
-                      : "")
-              << ")\n";
+    backend = devices > 0 ? "cuda" : "cpu";
+    std::cerr << "hipserve serve: backend " << backend << " (--backend=auto, " << devices
+              << " CUDA devices visible)\n";
   } else if (backend != "cpu" && backend != "cuda") {
     std::cerr << "hipserve serve: --backend must be 'cpu', 'cuda' or 'auto'\n";
     return 2;
