@@ -225,6 +225,16 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
           absl::StrCat("lost worker rank ", r, " (", workers_[r].address, ")"));
       return outcome;
     }
+    if (!result.error().empty() && result.group_broken()) {
+      // This rank's communicator failed: the others are stuck in (or failed) the same
+      // collective. Cancel every stream so that no read waits for a dead or stalled rank.
+      healthy_.store(false);
+      for (Remote& w : workers_) w.stream_ctx->TryCancel();
+      outcome = StepOutcome();
+      outcome.status = absl::UnavailableError(absl::StrCat(
+          "worker rank ", r, " (", workers_[r].address, ") lost its peers: ", result.error()));
+      return outcome;
+    }
     if (!result.error().empty()) {
       if (error.ok()) {
         error = absl::Status(static_cast<absl::StatusCode>(result.error_code()),

@@ -172,6 +172,12 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
     if (std::optional<SequenceId> failed = model_->last_failed_sequence()) {
       result.set_failed_seq_id(failed->value());
     }
+    // The communicators report a dead or stalled peer as Unavailable / DeadlineExceeded and
+    // stay broken; so does a lost device. Nothing but a new Configure recovers from those.
+    if (comm_kind_ != "local" && (absl::IsUnavailable(out.status()) ||
+                                  absl::IsDeadlineExceeded(out.status()))) {
+      result.set_group_broken(true);
+    }
     return result;
   }
   for (const SampledToken& t : *out) {

@@ -252,11 +252,13 @@ class MultiProcessTest : public ::testing::Test {
     address_ = "127.0.0.1:" + std::to_string(port);
     control_ = "127.0.0.1:" + std::to_string(control);
   }
-  std::unique_ptr<Proc> StartWorker(int rank, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"worker", "--coordinator=" + control_,
-                                     "--rank=" + std::to_string(rank), "--listen=127.0.0.1:0",
-                                     "--backend=cpu", "--collective_timeout_s=20",
-                                     "--register_timeout_s=30"};
+  std::unique_ptr<Proc> StartWorker(int rank, std::vector<std::string> extra = {},
+                                    int collective_timeout_s = 20) {
+    std::vector<std::string> args = {
+        "worker", "--coordinator=" + control_, "--rank=" + std::to_string(rank),
+        "--listen=127.0.0.1:0", "--backend=cpu",
+        "--collective_timeout_s=" + std::to_string(collective_timeout_s),
+        "--register_timeout_s=30"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<Proc>(args);
   }
@@ -343,6 +345,39 @@ TEST_F(MultiProcessTest, SameTokensRefusalsAndRecoveryFromAKilledWorker) {
   std::cout << "serving again "
             << std::chrono::duration<double>(Clock::now() - restarted).count()
             << " s after the restart\n";
+  Generated after = Greedy(address_, kPrompt, 32);
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.ids, before.ids);
+}
+
+// A stalled worker (SIGSTOP): its peer's collective times out (2 s here), the stream ends
+// UNAVAILABLE without waiting for the step watchdog, and once the worker resumes the group is
+// rebuilt and gives the same tokens.
+TEST_F(MultiProcessTest, StalledWorkerFailsTheStreamAfterTheCollectiveTimeout) {
+  StartCoordinator();
+  workers_.push_back(StartWorker(0, {}, /*collective_timeout_s=*/2));
+  workers_.push_back(StartWorker(1, {}, /*collective_timeout_s=*/2));
+  absl::Status ready = cli::WaitForReady(address_, 60);
+  ASSERT_TRUE(ready.ok()) << ready;
+  Generated before = Greedy(address_, kPrompt, 32);
+  ASSERT_TRUE(before.status.ok()) << before.status.error_message();
+
+  Clock::time_point stopped;
+  Generated cut = Greedy(address_, kPrompt, 3500, [&] {
+    workers_[1]->Signal(SIGSTOP);
+    stopped = Clock::now();
+  });
+  const double took = std::chrono::duration<double>(cut.end - stopped).count();
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << cut.status.error_message();
+  EXPECT_NE(cut.status.error_message().find("no answer within 2s"), std::string::npos)
+      << cut.status.error_message();
+  EXPECT_LT(took, 10.0) << "stream ended " << took << " s after the stall";
+  std::cout << "stream ended (" << cut.status.error_message() << ") " << took
+            << " s after the stall\n";
+  workers_[1]->Signal(SIGCONT);
+  ready = cli::WaitForReady(address_, 60);
+  ASSERT_TRUE(ready.ok()) << ready;
   Generated after = Greedy(address_, kPrompt, 32);
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
   EXPECT_EQ(after.ids, before.ids);
