@@ -4,7 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -136,6 +138,12 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   if (!c.ok()) {
     std::cerr << "hipserve serve: " << c.status().message() << "\n";
     return 1;
+  }
+  if (backend == "cpu" && tp > 1 && std::getenv("HIPSERVE_CPU_THREADS") == nullptr) {
+    // CPU workers of one machine share its cores: each gets its share, not all of them (every
+    // worker's spin pool would otherwise oversubscribe the machine tp times).
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    setenv("HIPSERVE_CPU_THREADS", std::to_string(std::max(1, cores / tp)).c_str(), 1);
   }
   std::vector<pid_t> children;
   for (int r = 0; r < tp; ++r) {
