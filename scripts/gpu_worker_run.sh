@@ -7,6 +7,9 @@
 #   BUNDLE=.carry/hb.txz PHASE=tests bash scripts/gpu_worker_run.sh   # GPU tests + serve smoke
 #   BUNDLE=.carry/hb.txz PHASE=bench bash scripts/gpu_worker_run.sh   # 8B preset through gRPC
 #   PHASE=a5 bash scripts/gpu_worker_run.sh    # SmolLM2 A5 + README question (model in cache)
+#   PHASE=e3e4 bash scripts/gpu_worker_run.sh  # 8B preset: TTFT at 128K and 32 streams, HiP vs
+#                                              # dense, each mode its own server, one call
+#   OLD=dir PHASE=kernels bash scripts/gpu_worker_run.sh   # prefill kernels, old vs new build
 # Env: OUT (results folder, default /tmp/out), COMMIT (recorded in the JSON names),
 #      BENCH_CASES (space-separated "name:prompt_tokens:max_tokens:concurrency:requests").
 # Every process gets NCCL_NVLS_ENABLE=0.
@@ -74,6 +77,43 @@ a5)
   stop_server
   grep -E "backend|memory plan" "$OUT/serve_default.log" | head -5
   ;;
+e3e4)
+  # E3: TTFT of a 128K prompt; E4 (reduced to what fits without offload): 32 streams.
+  CASES=${BENCH_CASES:-"e3-128k:131072:16:1:1 e4-c32-8k:8192:64:32:32"}
+  for mode in dense hip; do
+    t0=$(date +%s)
+    export HIPSERVE_PROFILE=1
+    serve_wait 50081 "$OUT/serve_8b_$mode.log" --model=random:llama-3.1-8b \
+      --backend=cuda --attention=$mode --chunk=4096 --max_context=200000 ${HIP_FLAGS:-} ||
+      { tail -30 "$OUT/serve_8b_$mode.log"; continue; }
+    echo "$mode: 8B preset ready after $(( $(date +%s) - t0 )) s"
+    for c in $CASES; do
+      IFS=: read -r name p m conc n <<<"$c"
+      "$H" bench --server=localhost:50081 --prompt_tokens="$p" --max_tokens="$m" \
+        --concurrency="$conc" --num_requests="$n" --warmup_requests=0 --timeout_s=400 \
+        --noprogress --json_out="$OUT/bench-8b-$mode-$name-$COMMIT.json" 2>&1 | tail -12
+    done
+    stop_server
+    grep -E "profile" "$OUT/serve_8b_$mode.log" | tail -4
+  done
+  ;;
+kernels)
+  # The prefill kernels of this build against an older one (OLD: a bundle dir with bin/), in
+  # one call on one card, alternating old/new.
+  for t in attention_prefill_gpu_test bsa_prefill_gpu_test; do
+    (cd / && "$B/bin/$t") 2>&1 | grep -E "^\[  (PASSED|FAILED)|tests ran" | tee "$OUT/$t.txt"
+  done
+  for round in 1 2; do
+    for which in old new; do
+      dir=$B; [[ $which == old ]] && dir=$OLD
+      "$dir/bin/bench_prefill" --lens 32768,131072 --reps 10 --kv bf16 \
+        --json "$OUT/prefill-$which-$round.json" --commit "$which" 2>&1 | tail -6
+      "$dir/bin/bench_hip_prefill" --dense_1m none --exact 0 --reps 5 --reps_long 1 \
+        --t1m 131072 --bsa_fp8 1 --json "$OUT/hip_prefill-$which-$round.json" --commit "$which" \
+        2>&1 | tail -14
+    done
+  done
+  ;;
 *)
-  echo "PHASE must be tests, bench or a5"; exit 2 ;;
+  echo "PHASE must be tests, bench, a5, e3e4 or kernels"; exit 2 ;;
 esac
