@@ -265,19 +265,13 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
   return std::unique_ptr<CudaHipAttention>(new CudaHipAttention(std::move(impl)));
 }
 
-// The schedule of HipAttention::BeginStep (a private copy: see the header of the test / the
-// report for the proposed shared helper in worker/hip_attention.h).
+// The schedule is HipAttention's (NextHipStep, worker/hip_attention.h).
 void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
   Impl& m = *impl_;
   SeqState& st = m.states[seq];
   if (st.cache.empty()) st.cache.resize(m.options.num_layers);
-  if (num_tokens == 1 && start_pos > 0) {
-    st.step.decode = true;
-    st.step.decode_step = st.next_decode_step++;
-    st.step.refresh_stage = kernels::DecodeRefreshStage(m.options.config, st.step.decode_step);
-  } else {
-    st.step = HipStepInfo{};
-    st.next_decode_step = 0;
+  st.step = NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step);
+  if (!st.step.decode) {
     for (chi::StageLists& lists : st.cache) lists = chi::StageLists{};
   }
 }

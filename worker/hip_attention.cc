@@ -54,20 +54,26 @@ absl::Status HipAttention::EnsureRope(int positions) {
   return rope_.Reserve(std::max(positions, 2 * rope_.num_positions()));
 }
 
+HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
+                        int64_t* next_decode_step) {
+  HipStepInfo step;
+  if (num_tokens == 1 && start_pos > 0) {
+    step.decode = true;
+    step.decode_step = (*next_decode_step)++;
+    step.refresh_stage = kernels::DecodeRefreshStage(config, step.decode_step);
+  } else {
+    *next_decode_step = 0;
+  }
+  return step;
+}
+
 void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
   SeqState& st = states_[seq];
   if (st.cache.empty()) {
     st.cache.resize(static_cast<size_t>(options_.num_layers) * options_.num_kv_heads);
   }
-  if (num_tokens == 1 && start_pos > 0) {
-    st.step.decode = true;
-    st.step.decode_step = st.next_decode_step++;
-    st.step.refresh_stage = kernels::DecodeRefreshStage(options_.config, st.step.decode_step);
-  } else {
-    st.step = HipStepInfo{};
-    st.next_decode_step = 0;
-    std::fill(st.cache.begin(), st.cache.end(), nullptr);
-  }
+  st.step = NextHipStep(options_.config, start_pos, num_tokens, &st.next_decode_step);
+  if (!st.step.decode) std::fill(st.cache.begin(), st.cache.end(), nullptr);
 }
 
 absl::StatusOr<HipStepInfo> HipAttention::CurrentStep(SequenceId seq) const {

@@ -66,6 +66,13 @@ struct HipStepInfo {
   int refresh_stage = 0;
 };
 
+// The per-sequence schedule (HIP.md 4), shared by HipAttention and CudaHipAttention: a step of
+// one token at start_pos > 0 is decode step i = *next_decode_step (which advances), refreshing
+// from DecodeRefreshStage(config, i); anything else is a prefill chunk, which restarts the count
+// (result.decode == false: the caller drops its cached masks).
+HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
+                        int64_t* next_decode_step);
+
 class HipAttention {
  public:
   static absl::StatusOr<std::unique_ptr<HipAttention>> Create(const HipAttentionOptions& options);
