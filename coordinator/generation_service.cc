@@ -390,6 +390,18 @@ grpc::ServerUnaryReactor* GenerationService::GetServerInfo(
   response->set_kv_tokens_in_use(st.kv_tokens_reserved);
   response->set_steps(st.steps);
   response->set_generated_tokens(st.generated_tokens);
+  if (m) {
+    const GroupModelInfo::MemoryPlan& mp = m->info.memory;
+    v1::MemoryPlan* out = response->mutable_memory_plan();
+    out->set_device(mp.device);
+    out->set_budget_bytes(mp.budget_bytes);
+    out->set_weights_bytes(mp.weights_bytes);
+    out->set_workspace_bytes(mp.workspace_bytes);
+    out->set_kv_bytes(mp.kv_bytes);
+    out->set_kv_tokens(mp.kv_tokens);
+    response->set_kv_capacity_tokens(m->info.kv_capacity_tokens);
+    response->set_backend(m->info.backend);
+  }
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -124,6 +124,13 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   info.dtype = rank0.dtype();
   info.backend = rank0.backend();
   info.kv_capacity_tokens = capacity;
+  const control::WorkerMemoryPlan& mp = rank0.memory_plan();
+  info.memory.device = mp.device();
+  info.memory.budget_bytes = mp.budget_bytes();
+  info.memory.weights_bytes = mp.weights_bytes();
+  info.memory.workspace_bytes = mp.workspace_bytes();
+  info.memory.kv_bytes = mp.kv_bytes();
+  info.memory.kv_tokens = mp.kv_tokens();
   info.tokenizer = FromProto(rank0.tokenizer());
   for (Remote& w : group->workers_) {
     w.stream_ctx = std::make_unique<grpc::ClientContext>();

@@ -72,6 +72,11 @@ struct GroupModelInfo {
   std::string backend;
   int64_t kv_capacity_tokens = 0;  // smallest over the ranks; 0 = unknown
   TokenizerSpec tokenizer;
+  // Rank 0's memory plan (ConfigureResponse.memory_plan), reported by GetServerInfo.
+  struct MemoryPlan {
+    std::string device;
+    int64_t budget_bytes = 0, weights_bytes = 0, workspace_bytes = 0, kv_bytes = 0, kv_tokens = 0;
+  } memory;
 };
 
 // Thread-safety: Step is called by one thread (the scheduler); healthy() from any thread.

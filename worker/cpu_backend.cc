@@ -98,6 +98,22 @@ class CpuBackend final : public ForwardBackend {
     return kernels::CpuWeightTypeName(options_.cpu_weights);
   }
 
+  MemoryPlan memory_plan() const override {
+    const ModelDims& d = w_.dims;
+    MemoryPlan m;
+    m.device = "cpu";
+    const int64_t wsize = options_.cpu_weights == kernels::CpuWeightType::kBf16 ? 2 : 4;
+    const int64_t h = d.hidden, q = int64_t{w_.local_heads()} * d.head_dim;
+    const int64_t kv = int64_t{w_.local_kv_heads()} * d.head_dim, inter = w_.local_intermediate();
+    const int64_t vrows = w_.vocab_end - w_.vocab_begin;
+    const int64_t linear = d.num_layers * ((q + 2 * kv) * h + h * q + 3 * inter * h) + vrows * h;
+    m.weights_bytes = linear * wsize + (vrows * h + (2 * d.num_layers + 1) * h) * 4;
+    m.kv_tokens = options_.kv_budget_tokens;
+    m.kv_bytes = m.kv_tokens * d.num_layers * 2 * kv * 4;  // fp32 K and V
+    m.budget_bytes = m.weights_bytes + m.kv_bytes;
+    return m;
+  }
+
   bool Contains(SequenceId seq) const override { return kv_->Contains(seq); }
   absl::StatusOr<int64_t> Length(SequenceId seq) const override { return kv_->Length(seq); }
   absl::Status AddSequence(SequenceId seq) override { return kv_->AddSequence(seq); }

@@ -245,6 +245,7 @@ class CudaBackend final : public ForwardBackend {
   std::string name() const override { return "cuda"; }
   void* stream() override { return stream_; }
   std::string dtype_name() const override { return "bf16"; }
+  MemoryPlan memory_plan() const override { return plan_; }
 
   bool Contains(SequenceId seq) const override { return seqs_.contains(seq); }
   absl::StatusOr<int64_t> Length(SequenceId seq) const override {
@@ -379,6 +380,7 @@ class CudaBackend final : public ForwardBackend {
   }
 
   ModelDims dims_;
+  MemoryPlan plan_;
   int64_t vocab_begin_ = 0, vocab_end_ = 0;
   int local_heads_ = 0, local_kv_heads_ = 0, local_inter_ = 0;
   int64_t row_ = 0;  // KV elements per token and layer (local_kv_heads * head_dim)
@@ -479,6 +481,14 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
             << " rows per step), KV pool " << GiB(pool_rows * kv_row_bytes) << " = " << pool_rows
             << " tokens of " << kv_row_bytes << " bytes";
 
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, o.cuda.device));
+  b->plan_.device = absl::StrCat("cuda:", o.cuda.device, " ", prop.name);
+  b->plan_.budget_bytes = budget;
+  b->plan_.weights_bytes = weight_bytes;
+  b->plan_.workspace_bytes = work_bytes;
+  b->plan_.kv_bytes = pool_rows * kv_row_bytes;
+  b->plan_.kv_tokens = pool_rows;
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   if (o.attention == "hip") {
     HipAttentionOptions ho;

@@ -74,6 +74,16 @@ struct StepBuffers {
   Tensor gathered;  // [world_size * logit_rows, vocab_shard] fp32; == logits when world is 1
 };
 
+// Where a backend's memory goes, decided at creation (GetServerInfo reports rank 0's).
+struct MemoryPlan {
+  std::string device;           // "cuda:0 <name>", "cpu"
+  int64_t budget_bytes = 0;     // what the backend may use
+  int64_t weights_bytes = 0;
+  int64_t workspace_bytes = 0;
+  int64_t kv_bytes = 0;         // the KV pool (CUDA) or budget (CPU)
+  int64_t kv_tokens = 0;
+};
+
 // Opaque per-backend state saved before a step and restored if it fails (HiP schedules, ...).
 class BackendCheckpoint {
  public:
@@ -88,6 +98,7 @@ class ForwardBackend {
   virtual void* stream() = 0;
   // What GetModelInfo reports as the weight/activation dtype ("fp32", "bf16", ...).
   virtual std::string dtype_name() const = 0;
+  virtual MemoryPlan memory_plan() const = 0;
 
   // ---- Sequences' KV -------------------------------------------------------------------
   virtual bool Contains(common::SequenceId seq) const = 0;

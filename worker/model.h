@@ -78,6 +78,7 @@ class Model {
   // The backend's name ("cpu" / "cuda") and weight dtype ("fp32", "bf16").
   std::string backend_name() const { return backend_->name(); }
   std::string dtype_name() const { return backend_->dtype_name(); }
+  MemoryPlan memory_plan() const { return backend_->memory_plan(); }
   int max_context() const { return max_context_; }
   int64_t kv_tokens() const { return backend_->TokensInUse(); }
   int64_t kv_capacity_tokens() const { return backend_->CapacityTokens(); }

@@ -93,6 +93,14 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   resp.set_dtype(model_->dtype_name());
   resp.set_backend(options_.backend);
   resp.set_kv_capacity_tokens(model_->kv_capacity_tokens());
+  const MemoryPlan plan = model_->memory_plan();
+  control::WorkerMemoryPlan* mp = resp.mutable_memory_plan();
+  mp->set_device(plan.device);
+  mp->set_budget_bytes(plan.budget_bytes);
+  mp->set_weights_bytes(plan.weights_bytes);
+  mp->set_workspace_bytes(plan.workspace_bytes);
+  mp->set_kv_bytes(plan.kv_bytes);
+  mp->set_kv_tokens(plan.kv_tokens);
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context()

@@ -231,6 +231,22 @@ int ActiveRequests(v1::Generation::Stub* stub) {
   return info.active_requests() + info.queued_requests();
 }
 
+// GetServerInfo reports the worker's memory plan and the KV capacity admission uses.
+TEST_F(ServeTest, ServerInfoReportsTheMemoryPlan) {
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  v1::ServerInfo info;
+  ASSERT_TRUE(stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info).ok());
+  EXPECT_EQ(info.backend(), "cpu");
+  EXPECT_EQ(info.memory_plan().device(), "cpu");
+  EXPECT_GT(info.memory_plan().weights_bytes(), 0);
+  EXPECT_GT(info.memory_plan().kv_tokens(), 0);
+  EXPECT_GT(info.memory_plan().kv_bytes(), 0);
+  EXPECT_GE(info.memory_plan().budget_bytes(),
+            info.memory_plan().weights_bytes() + info.memory_plan().kv_bytes());
+  EXPECT_EQ(info.kv_capacity_tokens(), info.memory_plan().kv_tokens());
+}
+
 TEST_F(ServeTest, ClientCancellationStopsTheSequence) {
   auto stub = Stub();
   grpc::ClientContext ctx;
