@@ -17,17 +17,60 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags/flags.h"
 #include "coordinator/cli/bench_stats.h"
 #include "coordinator/cli/client.h"
 #include "coordinator/cli/commands.h"
-#include "coordinator/cli/flags.h"
 #include "hipserve/v1/generate.grpc.pb.h"
 #include "proto/grpc_status.h"
 
 #ifndef HIPSERVE_VERSION
 #define HIPSERVE_VERSION "0.0.0"
 #endif
+
+using hipserve::cli::BenchOptions;
+
+ABSL_FLAG(std::string, bench_server, BenchOptions().server, "Server address (host:port).");
+ABSL_FLAG(int, bench_concurrency, BenchOptions().concurrency,
+          "Requests in flight at once (client streams), >= 1.");
+ABSL_FLAG(int, bench_prompt_tokens, BenchOptions().prompt_tokens,
+          "Prompt length in tokens, >= 0. Without --prompt_file: random token ids, uniform over "
+          "the server's vocabulary (GetModelInfo) minus its EOS ids, different for each request "
+          "and reproducible with --seed; 0 = 128. With --prompt_file: the file's tokens cut or "
+          "repeated to this length; 0 = the whole file.");
+ABSL_FLAG(std::string, bench_prompt_file, BenchOptions().prompt_file,
+          "Text file used as the prompt of every request instead of random ids (tokenized once "
+          "by the server's Tokenize call).");
+ABSL_FLAG(int, bench_max_tokens, BenchOptions().max_tokens,
+          "Output tokens per request, >= 1 (exact: requests set ignore_eos).");
+ABSL_FLAG(int, bench_num_requests, BenchOptions().num_requests,
+          "Measured requests to send, >= 0; 0 = 100, or no limit when --duration_s is set. With "
+          "both, whichever ends first.");
+ABSL_FLAG(double, bench_duration_s, BenchOptions().duration_s,
+          "Send measured requests for this many seconds (requests in flight then finish and "
+          "count); 0 = no time limit.");
+ABSL_FLAG(int, bench_warmup_requests, BenchOptions().warmup_requests,
+          "Unmeasured requests sent first (same concurrency, prompts and lengths); -1 = as many "
+          "as --concurrency, 0 = none.");
+ABSL_FLAG(uint64_t, bench_seed, BenchOptions().seed,
+          "Seed of the random prompt ids; request i also samples with seed + i.");
+ABSL_FLAG(double, bench_temperature, BenchOptions().temperature,
+          "Sampling temperature in [0, 100]; 0 = greedy.");
+ABSL_FLAG(double, bench_timeout_s, BenchOptions().timeout_s,
+          "Deadline of each request in seconds, > 0.");
+ABSL_FLAG(double, bench_wait_ready_s, BenchOptions().wait_ready_s,
+          "Wait up to this many seconds for the server to report ready (grpc.health.v1) before "
+          "starting; 0 = do not wait.");
+ABSL_FLAG(std::string, bench_json_out, BenchOptions().json_out,
+          "Write config, model information, per-request records and summary as JSON to this "
+          "file (times in seconds); empty = no file.");
+ABSL_FLAG(bool, bench_progress, BenchOptions().progress,
+          "Show progress on stderr: a bar when stderr is a terminal, otherwise one line every "
+          "--progress_interval_s. --noprogress turns it off.");
+ABSL_FLAG(double, bench_progress_interval_s, BenchOptions().progress_interval_s,
+          "Seconds between progress lines when stderr is not a terminal, > 0.");
 
 namespace hipserve::cli {
 
@@ -618,62 +661,35 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
 }
 
 int BenchCommand(const std::vector<std::string>& args) {
+  static const flags::CommandSpec kSpec{
+      "hipserve bench",
+      "Load generator for a running server: sends streaming Generate requests from\n"
+      "--concurrency client streams (each starts its next request when one finishes) and\n"
+      "measures time to first token (TTFT), inter-token latency (ITL), request latency,\n"
+      "tokens/s per stream (after the first token) and in aggregate (output tokens over\n"
+      "the wall time of the measured requests; warm-up excluded). Prints a table to\n"
+      "stdout, progress to stderr; --json_out writes config, model, per-request records\n"
+      "and summary (scripts/plot_bench.py draws a PNG from it). Requests set ignore_eos,\n"
+      "so every request generates exactly --max_tokens tokens. Exit status: 0 ok, 1 the\n"
+      "server failed or any measured request failed, 2 bad flags.",
+      {"bench_"}};
+  if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   BenchOptions o;
-  FlagSet f("hipserve bench",
-            "Load generator for a running server: sends streaming Generate requests from\n"
-            "--concurrency client streams (each starts its next request when one finishes) and\n"
-            "measures time to first token (TTFT), inter-token latency (ITL), request latency,\n"
-            "tokens/s per stream (after the first token) and in aggregate (output tokens over\n"
-            "the wall time of the measured requests; warm-up excluded). Prints a table to\n"
-            "stdout, progress to stderr; --json_out writes config, model, per-request records\n"
-            "and summary (scripts/plot_bench.py draws a PNG from it). Requests set ignore_eos,\n"
-            "so every request generates exactly --max_tokens tokens. Exit status: 0 ok, 1 the\n"
-            "server failed or any measured request failed, 2 bad flags.");
-  f.String("server", &o.server, "Server address (host:port).");
-  f.Int("concurrency", &o.concurrency, "Requests in flight at once (client streams), >= 1.");
-  f.Int("prompt_tokens", &o.prompt_tokens,
-        "Prompt length in tokens. Without --prompt_file: random token ids, uniform over the "
-        "server's vocabulary (GetModelInfo) minus its EOS ids, different for each request and "
-        "reproducible with --seed; 0 = 128. With --prompt_file: the file's tokens cut or "
-        "repeated to this length; 0 = the whole file.");
-  f.String("prompt_file", &o.prompt_file,
-           "Text file used as the prompt of every request instead of random ids (tokenized "
-           "once by the server's Tokenize call).");
-  f.Int("max_tokens", &o.max_tokens,
-        "Output tokens per request, >= 1 (exact: requests set ignore_eos).");
-  f.Int("num_requests", &o.num_requests,
-        "Measured requests to send; 0 = 100, or no limit when --duration_s is set. With both, "
-        "whichever ends first.");
-  f.Double("duration_s", &o.duration_s,
-           "Send measured requests for this many seconds (requests in flight then finish and "
-           "count); 0 = no time limit.");
-  f.Int("warmup_requests", &o.warmup_requests,
-        "Unmeasured requests sent first (same concurrency, prompts and lengths); -1 = as many "
-        "as --concurrency, 0 = none.");
-  f.Uint64("seed", &o.seed,
-           "Seed of the random prompt ids; request i also samples with seed + i.");
-  f.Double("temperature", &o.temperature, "Sampling temperature in [0, 100]; 0 = greedy.");
-  f.Double("timeout_s", &o.timeout_s, "Deadline of each request in seconds, > 0.");
-  f.Double("wait_ready_s", &o.wait_ready_s,
-           "Wait up to this many seconds for the server to report ready (grpc.health.v1) "
-           "before starting; 0 = do not wait.");
-  f.String("json_out", &o.json_out,
-           "Write config, model information, per-request records and summary as JSON to this "
-           "file (times in seconds); empty = no file.");
-  f.Bool("progress", &o.progress,
-         "Show progress on stderr: a bar when stderr is a terminal, otherwise one line every "
-         "--progress_interval_s. --noprogress turns it off.");
-  f.Double("progress_interval_s", &o.progress_interval_s,
-           "Seconds between progress lines when stderr is not a terminal, > 0.");
-  absl::Status ps = f.Parse(args);
-  if (absl::IsNotFound(ps)) {
-    std::cout << f.Usage();
-    return 0;
-  }
-  if (!ps.ok()) {
-    std::cerr << "hipserve bench: " << ps.message() << "\n";
-    return 2;
-  }
+  o.server = absl::GetFlag(FLAGS_bench_server);
+  o.concurrency = absl::GetFlag(FLAGS_bench_concurrency);
+  o.prompt_tokens = absl::GetFlag(FLAGS_bench_prompt_tokens);
+  o.prompt_file = absl::GetFlag(FLAGS_bench_prompt_file);
+  o.max_tokens = absl::GetFlag(FLAGS_bench_max_tokens);
+  o.num_requests = absl::GetFlag(FLAGS_bench_num_requests);
+  o.duration_s = absl::GetFlag(FLAGS_bench_duration_s);
+  o.warmup_requests = absl::GetFlag(FLAGS_bench_warmup_requests);
+  o.seed = absl::GetFlag(FLAGS_bench_seed);
+  o.temperature = absl::GetFlag(FLAGS_bench_temperature);
+  o.timeout_s = absl::GetFlag(FLAGS_bench_timeout_s);
+  o.wait_ready_s = absl::GetFlag(FLAGS_bench_wait_ready_s);
+  o.json_out = absl::GetFlag(FLAGS_bench_json_out);
+  o.progress = absl::GetFlag(FLAGS_bench_progress);
+  o.progress_interval_s = absl::GetFlag(FLAGS_bench_progress_interval_s);
   if (absl::Status s = ValidateBenchOptions(o); !s.ok()) {
     std::cerr << "hipserve bench: " << s.message() << "\n";
     return 2;

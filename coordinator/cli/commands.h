@@ -1,4 +1,6 @@
-// Subcommands of the `hipserve` binary. Each parses its own flags and returns an exit code.
+// Subcommands of the `hipserve` binary, one .cc each (serve_command.cc, coordinator_command.cc,
+// worker_command.cc, generate_command.cc, inspect_command.cc, bench_command.cc): each defines
+// its flags there as absl flags named <command>_<flag>, parses them and returns an exit code.
 #pragma once
 
 #include <atomic>

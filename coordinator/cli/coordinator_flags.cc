@@ -3,39 +3,93 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "common/flags/flags.h"
+#include "common/status_macros.h"
+
+using hipserve::coordinator::CoordinatorOptions;
+using hipserve::flags::ByteSize;
+
+ABSL_FLAG(std::string, server_model, CoordinatorOptions().model,
+          "Model to serve: 'default' (SmolLM2-135M-Instruct, fetched by scripts/fetch-model.sh), "
+          "'builtin:tiny' (seeded random tiny Llama), 'random:llama-3.1-8b' (Llama-3.1-8B's shape "
+          "and RoPE, seeded random weights, byte-level tokenizer; ~32 GB RAM; also "
+          "random:llama-3.1-8b-2l, random:tiny-llama3), a .gguf file or a Hugging Face "
+          "directory.");
+ABSL_FLAG(std::string, server_host, CoordinatorOptions().host,
+          "Address the public gRPC API binds to.");
+ABSL_FLAG(int, server_port, CoordinatorOptions().port,
+          "Public gRPC port in [0, 65535] (0 = pick a free one; see --port_file).");
+ABSL_FLAG(std::string, server_attention, CoordinatorOptions().attention,
+          "Default attention: 'dense' or 'hip'.");
+ABSL_FLAG(std::string, server_hip_config, CoordinatorOptions().hip_config_json,
+          "HiP parameters as JSON, e.g. '{\"mask_refresh_interval\":[96,24,8]}'.");
+ABSL_FLAG(int, server_max_context, CoordinatorOptions().max_context,
+          "Longest sequence (prompt + output), >= 0; 0 = the model's.");
+ABSL_FLAG(uint64_t, server_seed, CoordinatorOptions().seed,
+          "Seed of the builtin model's weights (0 = default).");
+ABSL_FLAG(ByteSize, server_gpu_kv_bytes, ByteSize{CoordinatorOptions().gpu_kv_bytes},
+          "GPU KV budget per worker (e.g. 40GiB); 0 = default.");
+ABSL_FLAG(ByteSize, server_host_kv_bytes, ByteSize{CoordinatorOptions().host_kv_bytes},
+          "Host KV budget per worker (the CPU backend keeps all KV there): a hard limit, never "
+          "guessed from free memory; divide a pod's memory by its ranks.");
+ABSL_FLAG(int, server_default_max_tokens, CoordinatorOptions().default_max_tokens,
+          "max_tokens used when a request does not set it, >= 1.");
+ABSL_FLAG(int, server_max_tokens_limit, CoordinatorOptions().max_tokens_limit,
+          "Largest max_tokens a request may ask for, >= 1.");
+ABSL_FLAG(int, server_max_prompt_tokens, CoordinatorOptions().max_prompt_tokens,
+          "Longest prompt accepted, in tokens, >= 1.");
+ABSL_FLAG(int, server_max_batch, CoordinatorOptions().scheduler.max_batch,
+          "Sequences batched into one step, >= 1.");
+ABSL_FLAG(int, server_chunk, CoordinatorOptions().scheduler.chunk_tokens,
+          "Prefill tokens per step (chunked prefill), >= 1.");
+ABSL_FLAG(int, server_max_queue, CoordinatorOptions().scheduler.max_queue,
+          "Requests allowed to wait, >= 0; more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, server_configure_timeout_s, CoordinatorOptions().configure_timeout_s,
+          "How long a worker may take to load the model and connect, in seconds, > 0.");
+ABSL_FLAG(double, server_step_timeout_s, CoordinatorOptions().step_timeout_s,
+          "Longest a step may take before its workers count as lost (readiness then goes "
+          "NOT_SERVING and running requests fail with UNAVAILABLE), in seconds, > 0.");
+
 namespace hipserve::cli {
 
-void AddCoordinatorFlags(FlagSet& f, coordinator::CoordinatorOptions* o) {
-  f.String("model", &o->model,
-           "Model to serve: 'default' (SmolLM2-135M-Instruct, fetched by scripts/fetch-model.sh), "
-           "'builtin:tiny' (seeded random tiny Llama), 'random:llama-3.1-8b' (Llama-3.1-8B's shape "
-           "and RoPE, seeded random weights, byte-level tokenizer; ~32 GB RAM; also "
-           "random:llama-3.1-8b-2l, random:tiny-llama3), a .gguf file or a Hugging Face "
-           "directory.");
-  f.String("host", &o->host, "Address the public gRPC API binds to.");
-  f.Int("port", &o->port, "Public gRPC port (0 = pick a free one; see --port_file).");
-  f.String("attention", &o->attention, "Default attention: 'dense' or 'hip'.");
-  f.String("hip_config", &o->hip_config_json,
-           "HiP parameters as JSON, e.g. '{\"mask_refresh_interval\":[96,24,8]}'.");
-  f.Int("max_context", &o->max_context, "Longest sequence (prompt + output); 0 = the model's.");
-  f.Uint64("seed", &o->seed, "Seed of the builtin model's weights (0 = default).");
-  f.Bytes("gpu_kv_bytes", &o->gpu_kv_bytes, "GPU KV budget per worker (e.g. 40GiB); 0 = default.");
-  f.Bytes("host_kv_bytes", &o->host_kv_bytes,
-          "Host KV budget per worker (the CPU backend keeps all KV there): a hard limit, "
-          "never guessed from free memory; divide a pod's memory by its ranks.");
-  f.Int("default_max_tokens", &o->default_max_tokens,
-        "max_tokens used when a request does not set it.");
-  f.Int("max_tokens_limit", &o->max_tokens_limit, "Largest max_tokens a request may ask for.");
-  f.Int("max_prompt_tokens", &o->max_prompt_tokens, "Longest prompt accepted, in tokens.");
-  f.Int("max_batch", &o->scheduler.max_batch, "Sequences batched into one step.");
-  f.Int("chunk", &o->scheduler.chunk_tokens, "Prefill tokens per step (chunked prefill).");
-  f.Int("max_queue", &o->scheduler.max_queue,
-        "Requests allowed to wait; more get RESOURCE_EXHAUSTED.");
-  f.Double("configure_timeout_s", &o->configure_timeout_s,
-           "How long a worker may take to load the model and connect.");
-  f.Double("step_timeout_s", &o->step_timeout_s,
-           "Longest a step may take before its workers count as lost (readiness then goes "
-           "NOT_SERVING and running requests fail with UNAVAILABLE).");
+absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
+  using flags::CheckFlag;
+  CoordinatorOptions o;
+  o.model = absl::GetFlag(FLAGS_server_model);
+  o.host = absl::GetFlag(FLAGS_server_host);
+  o.port = absl::GetFlag(FLAGS_server_port);
+  o.attention = absl::GetFlag(FLAGS_server_attention);
+  o.hip_config_json = absl::GetFlag(FLAGS_server_hip_config);
+  o.max_context = absl::GetFlag(FLAGS_server_max_context);
+  o.seed = absl::GetFlag(FLAGS_server_seed);
+  o.gpu_kv_bytes = absl::GetFlag(FLAGS_server_gpu_kv_bytes).bytes;
+  o.host_kv_bytes = absl::GetFlag(FLAGS_server_host_kv_bytes).bytes;
+  o.default_max_tokens = absl::GetFlag(FLAGS_server_default_max_tokens);
+  o.max_tokens_limit = absl::GetFlag(FLAGS_server_max_tokens_limit);
+  o.max_prompt_tokens = absl::GetFlag(FLAGS_server_max_prompt_tokens);
+  o.scheduler.max_batch = absl::GetFlag(FLAGS_server_max_batch);
+  o.scheduler.chunk_tokens = absl::GetFlag(FLAGS_server_chunk);
+  o.scheduler.max_queue = absl::GetFlag(FLAGS_server_max_queue);
+  o.configure_timeout_s = absl::GetFlag(FLAGS_server_configure_timeout_s);
+  o.step_timeout_s = absl::GetFlag(FLAGS_server_step_timeout_s);
+  RETURN_IF_ERROR(CheckFlag(o.port >= 0 && o.port <= 65535, "port", "in [0, 65535]", o.port));
+  RETURN_IF_ERROR(CheckFlag(o.max_context >= 0, "max_context", ">= 0", o.max_context));
+  RETURN_IF_ERROR(
+      CheckFlag(o.default_max_tokens >= 1, "default_max_tokens", ">= 1", o.default_max_tokens));
+  RETURN_IF_ERROR(
+      CheckFlag(o.max_tokens_limit >= 1, "max_tokens_limit", ">= 1", o.max_tokens_limit));
+  RETURN_IF_ERROR(
+      CheckFlag(o.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1", o.max_prompt_tokens));
+  RETURN_IF_ERROR(CheckFlag(o.scheduler.max_batch >= 1, "max_batch", ">= 1", o.scheduler.max_batch));
+  RETURN_IF_ERROR(
+      CheckFlag(o.scheduler.chunk_tokens >= 1, "chunk", ">= 1", o.scheduler.chunk_tokens));
+  RETURN_IF_ERROR(CheckFlag(o.scheduler.max_queue >= 0, "max_queue", ">= 0", o.scheduler.max_queue));
+  RETURN_IF_ERROR(CheckFlag(o.configure_timeout_s > 0, "configure_timeout_s", "> 0",
+                            o.configure_timeout_s));
+  RETURN_IF_ERROR(CheckFlag(o.step_timeout_s > 0, "step_timeout_s", "> 0", o.step_timeout_s));
+  return o;
 }
 
 bool WritePortFile(const std::string& path, int port) {

@@ -1,12 +1,21 @@
-// Registers the CoordinatorOptions flags shared by `serve` and `coordinator`.
+// The CoordinatorOptions flags shared by `hipserve serve` and `hipserve coordinator`: absl flags
+// named server_<flag> (see common/flags/flags.h for how a command owns them).
 #pragma once
 
-#include "coordinator/cli/flags.h"
+#include <string>
+
+#include "absl/status/status.h"
 #include "coordinator/coordinator.h"
 
 namespace hipserve::cli {
 
-void AddCoordinatorFlags(FlagSet& flags, coordinator::CoordinatorOptions* o);
+// The prefix of the shared flags' absl names; list it in CommandSpec::prefixes.
+inline constexpr char kServerFlagPrefix[] = "server_";
+
+// CoordinatorOptions from the parsed flags. InvalidArgument naming the flag when a value is out
+// of range.
+absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags();
+
 // Writes the port to `path` atomically (tests read it to find an ephemeral port).
 bool WritePortFile(const std::string& path, int port);
 

@@ -10,12 +10,40 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags/flags.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "coordinator/cli/client.h"
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/coordinator_flags.h"
 #include "kernels/device.h"
+
+ABSL_FLAG(int, serve_tp, 1,
+          "Tensor-parallel degree: worker processes to start (one per GPU), >= 1.");
+ABSL_FLAG(std::string, serve_backend, "auto",
+          "Worker backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU, dense or HiP "
+          "attention) or 'auto' (cuda when a CUDA device is visible, else cpu). The choice is "
+          "printed at startup.");
+ABSL_FLAG(hipserve::flags::ByteSize, serve_gpu_memory_bytes, hipserve::flags::ByteSize{},
+          "CUDA backend: GPU memory per worker for weights, workspaces and KV (e.g. 60GiB); "
+          "0 = 90% of the device's free memory.");
+ABSL_FLAG(std::string, serve_cpu_weights, "fp32",
+          "CPU backend: linear weights kept in 'fp32' (as loaded) or rounded once to 'bf16' "
+          "(half the memory traffic per decode token, fp32 accumulation; logits move by "
+          "<~1%).");
+ABSL_FLAG(std::string, serve_port_file, "",
+          "Write the bound public port to this file once listening.");
+ABSL_FLAG(std::string, serve_prompt, "",
+          "Answer this prompt through the gRPC API, print, exit.");
+ABSL_FLAG(bool, serve_chat, false,
+          "With --prompt: send it as a chat message (model's template).");
+ABSL_FLAG(int, serve_max_tokens, 64, "With --prompt: tokens to generate, >= 1.");
+ABSL_FLAG(double, serve_temperature, 0.0,
+          "With --prompt: sampling temperature (0 = greedy).");
+ABSL_FLAG(double, serve_ready_timeout_s, 600,
+          "How long to wait for the workers to be ready, in seconds, > 0.");
 
 namespace hipserve::cli {
 
@@ -70,65 +98,57 @@ int ReapExited(std::vector<pid_t>& children, int* exit_status) {
   return -1;
 }
 
+// Range checks of serve's own flags (the shared ones: CoordinatorOptionsFromFlags).
+absl::Status CheckServeFlags() {
+  const int tp = absl::GetFlag(FLAGS_serve_tp);
+  RETURN_IF_ERROR(flags::CheckFlag(tp > 0, "tp", "> 0", tp));
+  const std::string backend = absl::GetFlag(FLAGS_serve_backend);
+  if (backend != "cpu" && backend != "cuda" && backend != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend must be 'cpu', 'cuda' or 'auto', got '", backend, "'"));
+  }
+  const std::string cpu_weights = absl::GetFlag(FLAGS_serve_cpu_weights);
+  if (cpu_weights != "fp32" && cpu_weights != "bf16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cpu_weights must be 'fp32' or 'bf16', got '", cpu_weights, "'"));
+  }
+  const int max_tokens = absl::GetFlag(FLAGS_serve_max_tokens);
+  RETURN_IF_ERROR(flags::CheckFlag(max_tokens >= 1, "max_tokens", ">= 1", max_tokens));
+  const double ready_timeout_s = absl::GetFlag(FLAGS_serve_ready_timeout_s);
+  return flags::CheckFlag(ready_timeout_s > 0, "ready_timeout_s", "> 0", ready_timeout_s);
+}
+
 }  // namespace
 
 int ServeCommand(const std::string& self, const std::vector<std::string>& args) {
-  coordinator::CoordinatorOptions o;
-  int tp = 1;
-  std::string backend = "auto", port_file, cpu_weights = "fp32";
-  int64_t gpu_memory_bytes = 0;
+  static const flags::CommandSpec kSpec{
+      "hipserve serve",
+      "Runs the whole server on this machine: the coordinator (public gRPC API on --port)\n"
+      "and --tp worker processes. With --prompt it answers that one prompt through the\n"
+      "gRPC API, prints the answer and exits (a smoke test of the full path).",
+      {"serve_", kServerFlagPrefix}};
+  if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
+  absl::StatusOr<coordinator::CoordinatorOptions> options = CoordinatorOptionsFromFlags();
+  absl::Status valid = options.ok() ? CheckServeFlags() : options.status();
+  if (!valid.ok()) {
+    std::cerr << "hipserve serve: " << valid.message() << "\n";
+    return 2;
+  }
+  coordinator::CoordinatorOptions& o = *options;
+  const int tp = absl::GetFlag(FLAGS_serve_tp);
+  std::string backend = absl::GetFlag(FLAGS_serve_backend);
+  const std::string cpu_weights = absl::GetFlag(FLAGS_serve_cpu_weights);
+  const double ready_timeout_s = absl::GetFlag(FLAGS_serve_ready_timeout_s);
+  const std::string port_file = absl::GetFlag(FLAGS_serve_port_file);
+  const int64_t gpu_memory_bytes = absl::GetFlag(FLAGS_serve_gpu_memory_bytes).bytes;
   GenerateClientOptions client;
-  int max_tokens = 64;
-  double temperature = 0.0;
-  double ready_timeout_s = 600;
-  FlagSet f("hipserve serve",
-            "Runs the whole server on this machine: the coordinator (public gRPC API on --port)\n"
-            "and --tp worker processes. With --prompt it answers that one prompt through the\n"
-            "gRPC API, prints the answer and exits (a smoke test of the full path).");
-  AddCoordinatorFlags(f, &o);
-  f.Int("tp", &tp, "Tensor-parallel degree: worker processes to start (one per GPU).");
-  f.String("backend", &backend,
-           "Worker backend: 'cpu' (fp32 reference), 'cuda' (bf16 on the GPU, dense or HiP "
-           "attention) or 'auto' (cuda when a CUDA device is visible, else cpu). The choice is "
-           "printed at startup.");
-  f.Bytes("gpu_memory_bytes", &gpu_memory_bytes,
-          "CUDA backend: GPU memory per worker for weights, workspaces and KV (e.g. 60GiB); "
-          "0 = 90% of the device's free memory.");
-  f.String("cpu_weights", &cpu_weights,
-           "CPU backend: linear weights kept in 'fp32' (as loaded) or rounded once to 'bf16' "
-           "(half the memory traffic per decode token, fp32 accumulation; logits move by "
-           "<~1%).");
-  f.String("port_file", &port_file, "Write the bound public port to this file once listening.");
-  f.String("prompt", &client.prompt, "Answer this prompt through the gRPC API, print, exit.");
-  f.Bool("chat", &client.chat, "With --prompt: send it as a chat message (model's template).");
-  f.Int("max_tokens", &max_tokens, "With --prompt: tokens to generate.");
-  f.Double("temperature", &temperature, "With --prompt: sampling temperature (0 = greedy).");
-  f.Double("ready_timeout_s", &ready_timeout_s, "How long to wait for the workers to be ready.");
-  absl::Status ps = f.Parse(args);
-  if (absl::IsNotFound(ps)) {
-    std::cout << f.Usage();
-    return 0;
-  }
-  if (!ps.ok()) {
-    std::cerr << "hipserve serve: " << ps.message() << "\n";
-    return 2;
-  }
-  if (tp <= 0) {
-    std::cerr << "hipserve serve: --tp must be > 0\n";
-    return 2;
-  }
-  if (cpu_weights != "fp32" && cpu_weights != "bf16") {
-    std::cerr << "hipserve serve: --cpu_weights must be 'fp32' or 'bf16'\n";
-    return 2;
-  }
+  client.prompt = absl::GetFlag(FLAGS_serve_prompt);
+  client.chat = absl::GetFlag(FLAGS_serve_chat);
   if (backend == "auto") {
     const int devices = kernels::CudaDeviceCount();
     backend = devices > 0 ? "cuda" : "cpu";
     std::cerr << "hipserve serve: backend " << backend << " (--backend=auto, " << devices
               << " CUDA devices visible)\n";
-  } else if (backend != "cpu" && backend != "cuda") {
-    std::cerr << "hipserve serve: --backend must be 'cpu', 'cuda' or 'auto'\n";
-    return 2;
   }
   o.world_size = tp;
   o.control_host = "127.0.0.1";
@@ -193,8 +213,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
       }
     } else if (!prompt_done) {
       client.server = absl::StrCat("127.0.0.1:", (*c)->port());
-      client.max_tokens = max_tokens;
-      client.temperature = static_cast<float>(temperature);
+      client.max_tokens = absl::GetFlag(FLAGS_serve_max_tokens);
+      client.temperature = static_cast<float>(absl::GetFlag(FLAGS_serve_temperature));
       client.wait_ready_s = 30;
       absl::Status gs = RunGenerate(client, std::cout, std::cerr);
       if (!gs.ok()) {
