@@ -50,6 +50,7 @@ name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
 day=$(date -u +%Y%m%d)
 commit=${COMMIT:-unknown}
+echo "$commit" >"$OUT/commit.txt"  # scripts/gpu_status_update.py stamps the docs with it
 phase=${PHASE:-all}
 
 if [[ $phase == tests || $phase == all ]]; then

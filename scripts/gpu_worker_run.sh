@@ -18,6 +18,7 @@ export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 COMMIT=${COMMIT:-unknown}
+echo "$COMMIT" >"$OUT/commit.txt"  # scripts/gpu_status_update.py stamps the docs with it
 PHASE=${PHASE:-tests}
 ROOT=/tmp/hipserve-bundle
 if [[ -n "${BUNDLE:-}" ]]; then

@@ -26,7 +26,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config binutils
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgloo-dev libopenblas-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev clang-format
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh) and runs every CPU test. GPU tests (label gpu) are not run here;
-# see docs/GPU.md.
+# Sets up (scripts/setup.sh), checks the formatting (scripts/check_format.sh) and runs every CPU
+# test. GPU tests (label gpu) are not run here; see docs/GPU.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Every C++/CUDA file formatted (.clang-format); fails listing the ones that are not.
+scripts/check_format.sh
 export HIPSERVE_DEFAULT_MODEL
 HIPSERVE_DEFAULT_MODEL="$(scripts/fetch-model.sh | tail -n1)"
 # ThreadSanitizer over the concurrent KV store (small: only kvstore and common are built).
