@@ -26,12 +26,45 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/accuracy/bench_model.h"
+#include "common/flags/flags.h"
 #include "nlohmann/json.hpp"
+
+// Flags ('-' and '_' are interchangeable: --max-new = --max_new). The defaults keep one run under
+// ~10 minutes on 2 CPU cores (the dense CPU attention is O(T^2) scalar code: a 2K prefill takes
+// ~40 s, 4K ~2.5 min, 8K ~10 min on an idle machine). Full BENCHMARKS.md coverage:
+// --tests=a2,a3,a4 --contexts=2048,4096,8192 --ppl-contexts=4096,8192 (hours on 2 cores).
+using hipserve::flags::DoubleList;
+using hipserve::flags::IntList;
+ABSL_FLAG(std::string, model, "default", "Model: 'default' (SmolLM2-135M) or a GGUF / HF path.");
+ABSL_FLAG(std::vector<std::string>, tests, (std::vector<std::string>{"a2", "a4"}),
+          "Benchmarks to run, comma-separated: a2, a3, a4.");
+ABSL_FLAG(std::vector<std::string>, attention, (std::vector<std::string>{"dense", "hip"}),
+          "Attention modes, comma-separated: dense, hip.");
+ABSL_FLAG(IntList, contexts, IntList{{2048}}, "A2: context lengths in tokens.");
+ABSL_FLAG(DoubleList, depths, (DoubleList{{0.1, 0.5, 0.9}}),
+          "A2: needle depths as fractions of the context.");
+ABSL_FLAG(int, trials, 1, "A2/A3: needles per context and depth, > 0.");
+ABSL_FLAG(IntList, a3_contexts, (IntList{{16384, 32768}}), "A3: context lengths in tokens.");
+ABSL_FLAG(std::string, a3_attention, "hip", "A3: attention mode.");
+ABSL_FLAG(IntList, ppl_contexts, IntList{{4096}}, "A4: perplexity window lengths in tokens.");
+ABSL_FLAG(std::string, text, HIPSERVE_BENCH_DATA "/kjv_genesis_1-20.txt",
+          "Text of the haystack (A2/A3) and of the perplexity (A4).");
+ABSL_FLAG(int, chunk, 512, "Prefill chunk in tokens, > 0.");
+ABSL_FLAG(int, max_new, 8, "A2/A3: tokens generated after the question, > 0.");
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(std::string, commit, HIPSERVE_GIT_COMMIT, "Commit recorded in the JSON.");
+ABSL_FLAG(std::string, hip_config, "",
+          "HiP parameters as JSON (worker::ParseHipConfig); empty = defaults.");
+ABSL_FLAG(bool, recall, false,
+          "HiP modes: print per layer the share of dense attention mass the selection keeps "
+          "(sink+window only / selected / oracle with the same block count), for the last query "
+          "of every query block; slow.");
 
 namespace hipserve::bench {
 namespace {
@@ -41,90 +74,49 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The parsed flags (defaults and meaning: the ABSL_FLAG definitions above).
 struct Flags {
-  std::string model = "default";
-  // Defaults keep one run under ~10 minutes on 2 CPU cores (the dense CPU attention is
-  // O(T^2) scalar code: a 2K prefill takes ~40 s, 4K ~2.5 min, 8K ~10 min on an idle machine).
-  // Full BENCHMARKS.md coverage: --tests=a2,a3,a4 --contexts=2048,4096,8192
-  // --ppl-contexts=4096,8192 (hours on 2 cores).
-  std::vector<std::string> tests = {"a2", "a4"};
-  std::vector<std::string> attention = {"dense", "hip"};
-  std::vector<int> contexts = {2048};
-  std::vector<double> depths = {0.1, 0.5, 0.9};
+  std::string model;
+  std::vector<std::string> tests;
+  std::vector<std::string> attention;
+  std::vector<int> contexts;
+  std::vector<double> depths;
   int trials = 1;
-  std::vector<int> a3_contexts = {16384, 32768};
-  std::string a3_attention = "hip";
-  std::vector<int> ppl_contexts = {4096};
-  std::string text = HIPSERVE_BENCH_DATA "/kjv_genesis_1-20.txt";
+  std::vector<int> a3_contexts;
+  std::string a3_attention;
+  std::vector<int> ppl_contexts;
+  std::string text;
   int chunk = 512;
   int max_new = 8;
   std::string json;
-  std::string commit = HIPSERVE_GIT_COMMIT;
-  std::string hip_config;  // JSON for worker::ParseHipConfig; empty = defaults
-  // HiP modes: measure per layer how much dense attention mass the selection keeps, for the
-  // last query of every query block (slow: one dense pass per block).
+  std::string commit;
+  std::string hip_config;
   bool recall = false;
 };
 
-template <typename T>
-bool ParseList(const std::string& v, std::vector<T>* out) {
-  out->clear();
-  for (absl::string_view p : absl::StrSplit(v, ',', absl::SkipEmpty())) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      out->emplace_back(p);
-    } else if constexpr (std::is_same_v<T, int>) {
-      int x;
-      if (!absl::SimpleAtoi(p, &x)) return false;
-      out->push_back(x);
-    } else {
-      double x;
-      if (!absl::SimpleAtod(p, &x)) return false;
-      out->push_back(x);
-    }
-  }
-  return true;
-}
-
-bool ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    const size_t eq = a.find('=');
-    const std::string k = a.substr(0, eq), v = eq == std::string::npos ? "" : a.substr(eq + 1);
-    bool ok = true;
-    if (k == "--model") f->model = v;
-    else if (k == "--tests") ok = ParseList(v, &f->tests);
-    else if (k == "--attention") ok = ParseList(v, &f->attention);
-    else if (k == "--contexts") ok = ParseList(v, &f->contexts);
-    else if (k == "--depths") ok = ParseList(v, &f->depths);
-    else if (k == "--trials") ok = absl::SimpleAtoi(v, &f->trials) && f->trials > 0;
-    else if (k == "--a3-contexts") ok = ParseList(v, &f->a3_contexts);
-    else if (k == "--a3-attention") f->a3_attention = v;
-    else if (k == "--ppl-contexts") ok = ParseList(v, &f->ppl_contexts);
-    else if (k == "--text") f->text = v;
-    else if (k == "--chunk") ok = absl::SimpleAtoi(v, &f->chunk) && f->chunk > 0;
-    else if (k == "--max-new") ok = absl::SimpleAtoi(v, &f->max_new) && f->max_new > 0;
-    else if (k == "--json") f->json = v;
-    else if (k == "--commit") f->commit = v;
-    else if (k == "--hip-config") f->hip_config = v;
-    else if (k == "--recall") f->recall = (v.empty() || v == "true" || v == "1");
-    else if (k == "--help" || k == "-h") {
-      std::fprintf(stderr,
-                   "bench_accuracy [--model=default|PATH] [--tests=a2,a4] "
-                   "[--attention=dense,hip] [--contexts=2048] "
-                   "[--depths=0.1,0.5,0.9] [--trials=1] [--hip-config=JSON] "
-                   "[--a3-contexts=16384,32768] "
-                   "[--a3-attention=hip] [--ppl-contexts=4096] [--text=PATH] "
-                   "[--chunk=512] [--max-new=8] [--json=PATH] [--commit=SHA] [--recall]\n"
-                   "  --recall  HiP modes: print per layer the share of dense attention mass "
-                   "that the selection keeps (sink+window only / selected / oracle with the "
-                   "same block count), for the last query of every query block; slow\n");
-      return false;
-    } else {
-      std::fprintf(stderr, "unknown flag %s (try --help)\n", a.c_str());
-      return false;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "bad value for %s: '%s'\n", k.c_str(), v.c_str());
+// Fills `f` from the flags; false (after printing the error) when a value is out of range.
+bool ParseFlags(Flags* f) {
+  f->model = absl::GetFlag(FLAGS_model);
+  f->tests = absl::GetFlag(FLAGS_tests);
+  f->attention = absl::GetFlag(FLAGS_attention);
+  f->contexts = absl::GetFlag(FLAGS_contexts).values;
+  f->depths = absl::GetFlag(FLAGS_depths).values;
+  f->trials = absl::GetFlag(FLAGS_trials);
+  f->a3_contexts = absl::GetFlag(FLAGS_a3_contexts).values;
+  f->a3_attention = absl::GetFlag(FLAGS_a3_attention);
+  f->ppl_contexts = absl::GetFlag(FLAGS_ppl_contexts).values;
+  f->text = absl::GetFlag(FLAGS_text);
+  f->chunk = absl::GetFlag(FLAGS_chunk);
+  f->max_new = absl::GetFlag(FLAGS_max_new);
+  f->json = absl::GetFlag(FLAGS_json);
+  f->commit = absl::GetFlag(FLAGS_commit);
+  f->hip_config = absl::GetFlag(FLAGS_hip_config);
+  f->recall = absl::GetFlag(FLAGS_recall);
+  for (const absl::Status& s : {flags::CheckFlag(f->trials > 0, "trials", "> 0", f->trials),
+                                flags::CheckFlag(f->chunk > 0, "chunk", "> 0", f->chunk),
+                                flags::CheckFlag(f->max_new > 0, "max_new", "> 0", f->max_new)}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "bench_accuracy: %s\n", std::string(s.message()).c_str());
       return false;
     }
   }
@@ -332,9 +324,9 @@ nlohmann::json RunPerplexity(const BenchSource& src, const Flags& f, const std::
   return out;
 }
 
-int Main(int argc, char** argv) {
+int Main() {
   Flags f;
-  if (!ParseFlags(argc, argv, &f)) return 2;
+  if (!ParseFlags(&f)) return 2;
   const auto t_start = Clock::now();
   std::fprintf(stderr, "loading %s\n", f.model.c_str());
   absl::StatusOr<BenchSource> src = LoadBenchSource(f.model);
@@ -446,4 +438,24 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hipserve::bench
 
-int main(int argc, char** argv) { return hipserve::bench::Main(argc, argv); }
+namespace {
+
+constexpr char kUsage[] = R"(bench_accuracy: BENCHMARKS.md A2-A4 on the real default model, CPU backend.
+A2: needle retrieval at --contexts and --depths; A3: needle retrieval at the long
+--a3-contexts; A4: perplexity of --text at --ppl-contexts; each for every --attention mode.
+--recall (HiP modes): print per layer the share of dense attention mass that the selection
+keeps (sink+window only / selected / oracle with the same block count), for the last query
+of every query block; slow.
+
+Usage: bench_accuracy [--model=default|PATH] [--tests=a2,a4] [--attention=dense,hip]
+         [--contexts=2048] [--depths=0.1,0.5,0.9] [--trials=1] [--hip-config=JSON]
+         [--a3-contexts=16384,32768] [--a3-attention=hip] [--ppl-contexts=4096] [--text=PATH]
+         [--chunk=512] [--max-new=8] [--json=PATH] [--commit=SHA] [--recall]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main();
+}

@@ -12,14 +12,31 @@
 #include <thread>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "common/flags/flags.h"
 #include "bench/accuracy/bench_model.h"
 #include "common/spin_pool.h"
 #include "kernels/attention/dense_attention.h"
 #include "kernels/cpu_gemv/gemv.h"
 #include "kernels/dtype/bf16.h"
 #include "nlohmann/json.hpp"
+
+// Flags: see kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, model, "default", "Model: 'default' (SmolLM2-135M) or a GGUF / HF path.");
+ABSL_FLAG(std::string, attention, "dense", "Attention of the decode steps: dense or hip.");
+ABSL_FLAG(std::string, cpu_weights, "fp32",
+          "Linear weights kept in fp32 (as loaded) or rounded to bf16 (half the bytes per decode "
+          "step; fp32 accumulation).");
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(std::string, commit, HIPSERVE_GIT_COMMIT, "Commit recorded in the JSON.");
+ABSL_FLAG(int, context, 4096, "Prefilled tokens before the timed decode steps, > 1.");
+ABSL_FLAG(int, steps, 64, "Timed greedy decode steps (batch 1), > 0.");
+ABSL_FLAG(int, prefill_chunk, 0, "Prefill this many tokens per step, >= 0; 0 = one step.");
+ABSL_FLAG(bool, breakdown, false,
+          "Also time each kernel of one decode step alone (QKV/O/MLP, LM head, attention).");
+ABSL_FLAG(bool, breakdown_only, false,
+          "Only the kernel timings of --breakdown (seconds instead of a 4K prefill).");
 
 namespace hipserve::bench {
 namespace {
@@ -172,40 +189,23 @@ nlohmann::json Breakdown(const worker::ModelWeights& w, int context,
   return b;
 }
 
-int Main(int argc, char** argv) {
-  std::string model = "default", attention = "dense", json, commit = HIPSERVE_GIT_COMMIT;
-  std::string cpu_weights = "fp32";
-  int context = 4096, steps = 64, chunk = 0;
-  bool breakdown = false, breakdown_only = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const size_t eq = a.find('=');
-    const std::string k = a.substr(0, eq), v = eq == std::string::npos ? "" : a.substr(eq + 1);
-    bool ok = true;
-    if (k == "--model") model = v;
-    else if (k == "--attention") attention = v;
-    else if (k == "--cpu_weights") {
-      cpu_weights = v;
-      ok = worker::ParseCpuWeights(v).ok();
-    }
-    else if (k == "--json") json = v;
-    else if (k == "--commit") commit = v;
-    else if (k == "--context") ok = absl::SimpleAtoi(v, &context) && context > 1;
-    else if (k == "--steps") ok = absl::SimpleAtoi(v, &steps) && steps > 0;
-    else if (k == "--prefill-chunk") ok = absl::SimpleAtoi(v, &chunk) && chunk >= 0;
-    else if (k == "--breakdown") breakdown = true;
-    else if (k == "--breakdown-only") breakdown = breakdown_only = true;
-    else {
-      std::fprintf(stderr,
-                   "bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64] "
-                   "[--attention=dense] [--cpu_weights=fp32|bf16] [--prefill-chunk=0] "
-                   "[--breakdown] [--breakdown-only] [--json=PATH] [--commit=SHA]\n"
-                   "  --cpu_weights: linear weights kept in fp32 (as loaded) or rounded to bf16 "
-                   "(half the bytes per decode step; fp32 accumulation)\n");
-      return 2;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "bad value for %s\n", k.c_str());
+int Main() {
+  const std::string model = absl::GetFlag(FLAGS_model), attention = absl::GetFlag(FLAGS_attention);
+  const std::string json = absl::GetFlag(FLAGS_json), commit = absl::GetFlag(FLAGS_commit);
+  const std::string cpu_weights = absl::GetFlag(FLAGS_cpu_weights);
+  const int context = absl::GetFlag(FLAGS_context), steps = absl::GetFlag(FLAGS_steps);
+  const int chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  const bool breakdown_only = absl::GetFlag(FLAGS_breakdown_only);
+  const bool breakdown = absl::GetFlag(FLAGS_breakdown) || breakdown_only;
+  for (const absl::Status& s :
+       {flags::CheckFlag(context > 1, "context", "> 1", context),
+        flags::CheckFlag(steps > 0, "steps", "> 0", steps),
+        flags::CheckFlag(chunk >= 0, "prefill_chunk", ">= 0", chunk),
+        worker::ParseCpuWeights(cpu_weights).ok()
+            ? absl::OkStatus()
+            : absl::InvalidArgumentError("--cpu_weights must be fp32 or bf16, got " + cpu_weights)}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "bench_cpu_decode: %s\n", std::string(s.message()).c_str());
       return 2;
     }
   }
@@ -375,6 +375,6 @@ Usage: bench_cpu_decode [--model=default|PATH] [--context=4096] [--steps=64]
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main();
 }

@@ -159,6 +159,7 @@ std::string TypeName(const absl::CommandLineFlag& f) {
   if (f.IsOfType<StringList>()) return "string, repeatable";
   if (f.IsOfType<IntList>()) return "ints, comma-separated";
   if (f.IsOfType<DoubleList>()) return "numbers, comma-separated";
+  if (f.IsOfType<std::vector<std::string>>()) return "strings, comma-separated";
   return "value";
 }
 
