@@ -36,11 +36,16 @@ std::string& PrefixStorage() {
 
 char LevelChar(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return 'D';
-    case LogLevel::kInfo: return 'I';
-    case LogLevel::kWarning: return 'W';
-    case LogLevel::kError: return 'E';
-    case LogLevel::kFatal: return 'F';
+    case LogLevel::kDebug:
+      return 'D';
+    case LogLevel::kInfo:
+      return 'I';
+    case LogLevel::kWarning:
+      return 'W';
+    case LogLevel::kError:
+      return 'E';
+    case LogLevel::kFatal:
+      return 'F';
   }
   return '?';
 }
@@ -60,13 +65,12 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   int ms = static_cast<int>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-      1000);
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm_buf;
   gmtime_r(&t, &tm_buf);
   char time_str[32];
-  std::snprintf(time_str, sizeof(time_str), "%02d:%02d:%02d.%03d", tm_buf.tm_hour,
-                tm_buf.tm_min, tm_buf.tm_sec, ms);
+  std::snprintf(time_str, sizeof(time_str), "%02d:%02d:%02d.%03d", tm_buf.tm_hour, tm_buf.tm_min,
+                tm_buf.tm_sec, ms);
   std::string prefix;
   {
     std::lock_guard<std::mutex> lock(PrefixMutex());

@@ -44,38 +44,36 @@ struct LogVoidify {
 #define HIPSERVE_LOG_LEVEL_ERROR ::hipserve::common::LogLevel::kError
 #define HIPSERVE_LOG_LEVEL_FATAL ::hipserve::common::LogLevel::kFatal
 
-#define LOG(level)                                                             \
-  (HIPSERVE_LOG_LEVEL_##level < ::hipserve::common::MinLogLevel())             \
-      ? (void)0                                                                \
-      : ::hipserve::common::LogVoidify() &                                     \
-            ::hipserve::common::LogMessage(HIPSERVE_LOG_LEVEL_##level, __FILE__, \
-                                           __LINE__)                           \
+#define LOG(level)                                                                         \
+  (HIPSERVE_LOG_LEVEL_##level < ::hipserve::common::MinLogLevel())                         \
+      ? (void)0                                                                            \
+      : ::hipserve::common::LogVoidify() &                                                 \
+            ::hipserve::common::LogMessage(HIPSERVE_LOG_LEVEL_##level, __FILE__, __LINE__) \
                 .stream()
 
-#define CHECK(cond)                                                                     \
-  (cond) ? (void)0                                                                      \
-         : ::hipserve::common::LogVoidify() &                                           \
-               ::hipserve::common::LogMessage(::hipserve::common::LogLevel::kFatal,     \
-                                              __FILE__, __LINE__)                       \
-                       .stream()                                                        \
+#define CHECK(cond)                                                                           \
+  (cond) ? (void)0                                                                            \
+         : ::hipserve::common::LogVoidify() &                                                 \
+               ::hipserve::common::LogMessage(::hipserve::common::LogLevel::kFatal, __FILE__, \
+                                              __LINE__)                                       \
+                       .stream()                                                              \
                    << "CHECK failed: " #cond " "
 
-#define CHECK_OP_IMPL(a, b, op)                                                          \
-  ((a)op(b)) ? (void)0                                                                   \
-             : ::hipserve::common::LogVoidify() &                                        \
-                   ::hipserve::common::LogMessage(::hipserve::common::LogLevel::kFatal,  \
-                                                  __FILE__, __LINE__)                    \
-                           .stream()                                                     \
-                       << "CHECK failed: " #a " " #op " " #b " (" << (a) << " vs " << (b) \
-                       << ") "
+#define CHECK_OP_IMPL(a, b, op)                                                                   \
+  ((a)op(b)) ? (void)0                                                                            \
+             : ::hipserve::common::LogVoidify() &                                                 \
+                   ::hipserve::common::LogMessage(::hipserve::common::LogLevel::kFatal, __FILE__, \
+                                                  __LINE__)                                       \
+                           .stream()                                                              \
+                       << "CHECK failed: " #a " " #op " " #b " (" << (a) << " vs " << (b) << ") "
 #define CHECK_EQ(a, b) CHECK_OP_IMPL(a, b, ==)
 #define CHECK_NE(a, b) CHECK_OP_IMPL(a, b, !=)
 #define CHECK_LT(a, b) CHECK_OP_IMPL(a, b, <)
 #define CHECK_LE(a, b) CHECK_OP_IMPL(a, b, <=)
 #define CHECK_GT(a, b) CHECK_OP_IMPL(a, b, >)
 #define CHECK_GE(a, b) CHECK_OP_IMPL(a, b, >=)
-#define CHECK_OK(expr)                                 \
-  do {                                                 \
-    ::absl::Status _hipserve_check_status = (expr);    \
+#define CHECK_OK(expr)                                            \
+  do {                                                            \
+    ::absl::Status _hipserve_check_status = (expr);               \
     CHECK(_hipserve_check_status.ok()) << _hipserve_check_status; \
   } while (0)

@@ -37,7 +37,8 @@ class SpinPool {
   // fn: any callable taking int. Runs fn(0..n-1); returns when every call has returned.
   template <typename F>
   void Run(int n, const F& fn) {
-    RunImpl(n, [](const void* ctx, int i) { (*static_cast<const F*>(ctx))(i); }, &fn);
+    RunImpl(
+        n, [](const void* ctx, int i) { (*static_cast<const F*>(ctx))(i); }, &fn);
   }
 
  private:

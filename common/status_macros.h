@@ -8,9 +8,9 @@
 #define HIPSERVE_CONCAT(a, b) HIPSERVE_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK absl::Status.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::absl::Status _hipserve_status = (expr);          \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status _hipserve_status = (expr);            \
     if (!_hipserve_status.ok()) return _hipserve_status; \
   } while (0)
 

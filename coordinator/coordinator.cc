@@ -138,9 +138,11 @@ class RendezvousTable {
  private:
   absl::Status CheckLocked(const std::string& key) const {
     if (prefix_.empty() || !absl::StartsWith(key, prefix_)) {
-      return absl::AbortedError(absl::StrCat(
-          "rendezvous key '", key, "' belongs to a configuration that was abandoned or "
-          "superseded", prefix_.empty() ? "" : absl::StrCat(" (current: '", prefix_, "')")));
+      return absl::AbortedError(
+          absl::StrCat("rendezvous key '", key,
+                       "' belongs to a configuration that was abandoned or "
+                       "superseded",
+                       prefix_.empty() ? "" : absl::StrCat(" (current: '", prefix_, "')")));
     }
     return absl::OkStatus();
   }
@@ -200,20 +202,20 @@ class ControlService final : public control::Control::CallbackService {
   absl::Status Check(const control::RegisterRequest& req) const {
     const int world = registry_->world_size();
     if (req.rank() < 0 || req.rank() >= world) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "worker rank ", req.rank(), " is outside this coordinator's world of ", world,
-          " (ranks 0..", world - 1, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("worker rank ", req.rank(),
+                                                     " is outside this coordinator's world of ",
+                                                     world, " (ranks 0..", world - 1, ")"));
     }
     if (req.address().empty()) return absl::InvalidArgumentError("worker address is empty");
     if (req.expected_world_size() > 0 && req.expected_world_size() != world) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "worker rank ", req.rank(), " expects world size ", req.expected_world_size(),
-          " but this coordinator runs world size ", world));
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker rank ", req.rank(), " expects world size ",
+                       req.expected_world_size(), " but this coordinator runs world size ", world));
     }
     if (!req.expected_model().empty() && req.expected_model() != options_->model) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "worker rank ", req.rank(), " expects model '", req.expected_model(),
-          "' but this coordinator serves '", options_->model, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker rank ", req.rank(), " expects model '", req.expected_model(),
+                       "' but this coordinator serves '", options_->model, "'"));
     }
     return absl::OkStatus();
   }
@@ -247,11 +249,11 @@ class ControlService final : public control::Control::CallbackService {
       const bool alive = s.ok() ? p->resp.instance_id() == p->holder.instance
                                 : s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
       if (alive) {
-        const std::string msg = absl::StrCat(
-            "duplicate rank ", p->reg.rank(), ": a live worker at ", p->holder.address,
-            " (host ", p->holder.hostname, ") already holds rank ", p->reg.rank(), " of ",
-            registry_->world_size(), "; refusing the second worker at ", p->reg.address(),
-            " (host ", p->reg.hostname(), ")");
+        const std::string msg =
+            absl::StrCat("duplicate rank ", p->reg.rank(), ": a live worker at ", p->holder.address,
+                         " (host ", p->holder.hostname, ") already holds rank ", p->reg.rank(),
+                         " of ", registry_->world_size(), "; refusing the second worker at ",
+                         p->reg.address(), " (host ", p->reg.hostname(), ")");
         LOG(WARNING) << msg;
         reactor->Finish(grpc::Status(grpc::StatusCode::ALREADY_EXISTS, msg));
       } else {
@@ -316,8 +318,8 @@ struct Coordinator::Impl {
     for (;;) {
       std::shared_ptr<WorkerGroup> broken;
       std::vector<std::string> addresses;
-      bool changed = registry.WaitForChange(&seen, &addresses, &stop,
-                                            std::chrono::milliseconds(500));
+      bool changed =
+          registry.WaitForChange(&seen, &addresses, &stop, std::chrono::milliseconds(500));
       {
         std::lock_guard<std::mutex> lock(mu);
         if (stop) return;
@@ -360,9 +362,9 @@ struct Coordinator::Impl {
       const std::string prefix = absl::StrCat("cfg", ++attempts, "/");
       rendezvous.Begin(prefix);
       req.set_comm_bootstrap(prefix);
-      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g = RemoteWorkerGroup::Connect(
-          addresses, req, options.configure_timeout_s, options.step_timeout_s,
-          [this] { rendezvous.Abandon(); });
+      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g =
+          RemoteWorkerGroup::Connect(addresses, req, options.configure_timeout_s,
+                                     options.step_timeout_s, [this] { rendezvous.Abandon(); });
       if (!g.ok()) {
         rendezvous.Abandon();
         LOG(ERROR) << "configuration failed: " << g.status();

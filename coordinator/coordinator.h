@@ -17,24 +17,24 @@
 namespace hipserve::coordinator {
 
 struct CoordinatorOptions {
-  std::string host = "0.0.0.0";       // public API bind address
-  int port = 50051;                   // 0 = pick a free port (see Coordinator::port())
+  std::string host = "0.0.0.0";  // public API bind address
+  int port = 50051;              // 0 = pick a free port (see Coordinator::port())
   std::string control_host = "0.0.0.0";
-  int control_port = 50052;           // 0 = pick a free port
-  int world_size = 1;                 // workers (tensor-parallel ranks) to wait for
+  int control_port = 50052;       // 0 = pick a free port
+  int world_size = 1;             // workers (tensor-parallel ranks) to wait for
   std::string model = "default";  // SmolLM2-135M-Instruct (scripts/fetch-model.sh)
   std::string attention = "dense";
   std::string hip_config_json;
-  int max_context = 0;                // 0 = the model's own
-  uint64_t seed = 0;                  // builtin model seed (0 = default)
+  int max_context = 0;  // 0 = the model's own
+  uint64_t seed = 0;    // builtin model seed (0 = default)
   int64_t gpu_kv_bytes = 0;
   int64_t host_kv_bytes = int64_t{4} << 30;  // per worker; a hard limit, never guessed
   int default_max_tokens = 256;
   int max_tokens_limit = 1 << 20;
   int max_prompt_tokens = 1 << 30;
-  double configure_timeout_s = 600;   // model load + communicator setup per worker
-  double step_timeout_s = 600;        // one step (a long prefill chunk on CPU included); a
-                                      // worker slower than this is treated as lost
+  double configure_timeout_s = 600;  // model load + communicator setup per worker
+  double step_timeout_s = 600;       // one step (a long prefill chunk on CPU included); a
+                                     // worker slower than this is treated as lost
   SchedulerOptions scheduler;
 };
 

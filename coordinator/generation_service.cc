@@ -12,11 +12,16 @@ namespace {
 
 v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
-    case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
-    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
+    case FinishReason::kAbort:
+      return v1::FINISH_REASON_ABORT;
+    case FinishReason::kError:
+      return v1::FINISH_REASON_ERROR;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -200,8 +205,7 @@ class OnceReactor final : public grpc::ServerUnaryReactor {
 
 class OnceSink final : public SequenceSink {
  public:
-  OnceSink(OnceReactor* reactor, std::string request_id, int prompt_tokens)
-      : reactor_(reactor) {
+  OnceSink(OnceReactor* reactor, std::string request_id, int prompt_tokens) : reactor_(reactor) {
     reactor_->AddRef();
     response_.set_request_id(std::move(request_id));
     response_.set_prompt_tokens(prompt_tokens);
@@ -246,8 +250,7 @@ void ToProto(const FinishInfo& info, v1::FinalInfo* out) {
   if (!info.status.ok()) out->set_error_message(std::string(info.status.message()));
 }
 
-GenerationService::GenerationService(Scheduler* scheduler,
-                                     const GenerationServiceOptions& options,
+GenerationService::GenerationService(Scheduler* scheduler, const GenerationServiceOptions& options,
                                      std::function<int()> workers_ready)
     : scheduler_(scheduler), options_(options), workers_ready_(std::move(workers_ready)) {}
 
@@ -378,9 +381,9 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
   return reactor;
 }
 
-grpc::ServerUnaryReactor* GenerationService::GetServerInfo(
-    grpc::CallbackServerContext* ctx, const v1::GetServerInfoRequest* request,
-    v1::ServerInfo* response) {
+grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetServerInfoRequest* request,
+                                                           v1::ServerInfo* response) {
   SchedulerStats st = scheduler_->Stats();
   std::shared_ptr<const ServingModel> m = model();
   response->set_active_requests(st.active);

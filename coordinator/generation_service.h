@@ -38,8 +38,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   grpc::ServerUnaryReactor* GenerateOnce(grpc::CallbackServerContext* ctx,
                                          const v1::GenerateRequest* request,
                                          v1::GenerateOnceResponse* response) override;
-  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx,
-                                  const v1::AbortRequest* request,
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx, const v1::AbortRequest* request,
                                   v1::AbortResponse* response) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,
                                      const v1::TokenizeRequest* request,

@@ -56,29 +56,30 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   for (int r = 0; r < world; ++r) {
     Remote& w = group->workers_[r];
     w.address = addresses[r];
-    w.stub = control::Worker::NewStub(grpc::CreateCustomChannel(
-        addresses[r], grpc::InsecureChannelCredentials(), ChannelArgs()));
+    w.stub = control::Worker::NewStub(
+        grpc::CreateCustomChannel(addresses[r], grpc::InsecureChannelCredentials(), ChannelArgs()));
   }
   // Configure all ranks concurrently: they build the communicator together.
   std::vector<std::future<absl::StatusOr<control::ConfigureResponse>>> futures;
   for (int r = 0; r < world; ++r) {
-    futures.push_back(std::async(std::launch::async, [&, r]() -> absl::StatusOr<control::ConfigureResponse> {
-      control::ConfigureRequest req = base;
-      req.set_rank(r);
-      req.set_world_size(world);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
-      control::ConfigureResponse resp;
-      grpc::Status s = group->workers_[r].stub->Configure(&ctx, req, &resp);
-      if (!s.ok()) {
-        if (on_rank_failure) on_rank_failure();
-        absl::Status st = proto::FromGrpcStatus(s);
-        return absl::Status(st.code(), absl::StrCat("worker rank ", r, " (", addresses[r],
-                                                    ") failed to configure: ", st.message()));
-      }
-      return resp;
-    }));
+    futures.push_back(
+        std::async(std::launch::async, [&, r]() -> absl::StatusOr<control::ConfigureResponse> {
+          control::ConfigureRequest req = base;
+          req.set_rank(r);
+          req.set_world_size(world);
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+          control::ConfigureResponse resp;
+          grpc::Status s = group->workers_[r].stub->Configure(&ctx, req, &resp);
+          if (!s.ok()) {
+            if (on_rank_failure) on_rank_failure();
+            absl::Status st = proto::FromGrpcStatus(s);
+            return absl::Status(st.code(), absl::StrCat("worker rank ", r, " (", addresses[r],
+                                                        ") failed to configure: ", st.message()));
+          }
+          return resp;
+        }));
   }
   absl::Status first_error;
   control::ConfigureResponse rank0;
@@ -103,8 +104,8 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
     const auto shape = [](const control::ConfigureResponse& c) {
       return absl::StrCat("'", c.model_name(), "' (vocab ", c.vocab_size(), ", ", c.num_layers(),
                           " layers, hidden ", c.hidden_size(), ", ", c.num_heads(), " heads, ",
-                          c.num_kv_heads(), " KV heads, head_dim ", c.head_dim(), ", ",
-                          c.backend(), ")");
+                          c.num_kv_heads(), " KV heads, head_dim ", c.head_dim(), ", ", c.backend(),
+                          ")");
     };
     if (shape(a) != shape(b)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -244,8 +245,7 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
     }
     if (!result.error().empty()) {
       if (error.ok()) {
-        error = absl::Status(static_cast<absl::StatusCode>(result.error_code()),
-                             result.error());
+        error = absl::Status(static_cast<absl::StatusCode>(result.error_code()), result.error());
         // A rejection with an OK code would read as success.
         if (error.ok()) error = absl::UnknownError(result.error());
         if (result.has_failed_seq_id()) outcome.failed_seq = SequenceId(result.failed_seq_id());

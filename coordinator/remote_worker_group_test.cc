@@ -160,8 +160,8 @@ TEST(RemoteWorkerGroupTest, RejectedStepWithoutTheFieldNamesNoSequence) {
 
 TEST(RemoteWorkerGroupTest, BrokenCommunicatorBreaksTheGroup) {
   bool healthy = true;
-  StepOutcome o = StepOnRejectingWorker(absl::StatusCode::kDeadlineExceeded, std::nullopt,
-                                        &healthy, /*group_broken=*/true);
+  StepOutcome o = StepOnRejectingWorker(absl::StatusCode::kDeadlineExceeded, std::nullopt, &healthy,
+                                        /*group_broken=*/true);
   EXPECT_EQ(o.status.code(), absl::StatusCode::kUnavailable) << o.status;
   EXPECT_NE(o.status.message().find("worker rank 0"), std::string::npos) << o.status;
   EXPECT_FALSE(healthy);
@@ -179,8 +179,9 @@ class ConfigWorker final : public control::Worker::CallbackService {
     resp->set_vocab_size(vocab_);
     resp->mutable_tokenizer()->set_model("byte");
     auto* r = ctx->DefaultReactor();
-    r->Finish(error_.ok() ? grpc::Status::OK
-                          : grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(error_.message())));
+    r->Finish(error_.ok()
+                  ? grpc::Status::OK
+                  : grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(error_.message())));
     return r;
   }
 

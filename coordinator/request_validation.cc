@@ -115,7 +115,8 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
       return Invalid(absl::StrCat("hip.attention = ", wanted, ", but this server runs '",
                                   limits.attention,
                                   "' attention and cannot switch per request yet (start it "
-                                  "with --attention=", wanted, ")"));
+                                  "with --attention=",
+                                  wanted, ")"));
     }
   }
   if (hip.mask_refresh_interval_size() != 0) {

@@ -12,8 +12,8 @@
 namespace hipserve::coordinator {
 
 struct RequestLimits {
-  int max_context = 0;          // model's (prompt + generated) limit
-  int default_max_tokens = 256; // when sampling.max_tokens is unset
+  int max_context = 0;           // model's (prompt + generated) limit
+  int default_max_tokens = 256;  // when sampling.max_tokens is unset
   int max_tokens_limit = 1 << 20;
   int max_prompt_tokens = 1 << 30;
   int max_stop_strings = 16;

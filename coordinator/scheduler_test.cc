@@ -524,9 +524,9 @@ TEST(SchedulerCoreTest, AbortFinishesWithAbortAndReleasesKv) {
   ASSERT_TRUE(h.StepOnce());
   SinkEvents events;
   EXPECT_EQ(h.core.Abort({"a", "zzz"}, &events), 1);
-  EXPECT_TRUE(events.empty());  // active: ends at the next plan
+  EXPECT_TRUE(events.empty());                 // active: ends at the next plan
   EXPECT_EQ(h.core.Abort({"a"}, &events), 1);  // still live until the next plan
-  ASSERT_TRUE(h.Plan());  // only the release
+  ASSERT_TRUE(h.Plan());                       // only the release
   EXPECT_TRUE(h.step.plan.work.empty());
   EXPECT_EQ(ReleaseIds(h.step.plan), (std::vector<uint64_t>{1}));
   ASSERT_EQ(h.events.size(), 1u);

@@ -49,10 +49,11 @@ Result RunScript(Memory* memory, KvDtype dtype) {
   EXPECT_TRUE(store.Append(seq, LayerId(0), k.data(), v.data(), n).ok());
 
   std::vector<int64_t> warm, want;
-  for (int64_t t = 0; t < n; t += 7) warm.push_back(t);       // some get evicted (> 64 slots)
+  for (int64_t t = 0; t < n; t += 7) warm.push_back(t);  // some get evicted (> 64 slots)
   for (int64_t t = 3; t < n; t += 13) want.push_back(t);
-  for (int64_t i = static_cast<int64_t>(warm.size()) - 40; i < static_cast<int64_t>(warm.size()); ++i) {
-    want.push_back(warm[i]);                                  // guaranteed sa hits
+  for (int64_t i = static_cast<int64_t>(warm.size()) - 40; i < static_cast<int64_t>(warm.size());
+       ++i) {
+    want.push_back(warm[i]);  // guaranteed sa hits
   }
   for (TokenCache* c : {store.sa_cache(LayerId(0)), store.mask_cache(LayerId(0))}) {
     for (int h = 0; h < kHeads; ++h) {
@@ -114,7 +115,8 @@ Result RunScript(Memory* memory, KvDtype dtype) {
   // The CPU path must also agree with the cold tier itself.
   for (int64_t i = 0; i < m && !memory->OnDevice(); ++i) {
     std::vector<uint16_t> ck(kDim), cv(kDim);
-    EXPECT_TRUE(store.ReadCold(seq, LayerId(0), KvHeadId(h), want[i], 1, ck.data(), cv.data()).ok());
+    EXPECT_TRUE(
+        store.ReadCold(seq, LayerId(0), KvHeadId(h), want[i], 1, ck.data(), cv.data()).ok());
     EXPECT_EQ(std::vector<uint16_t>(r.k.begin() + i * kDim, r.k.begin() + (i + 1) * kDim), ck);
     EXPECT_EQ(std::vector<uint16_t>(r.v.begin() + i * kDim, r.v.begin() + (i + 1) * kDim), cv);
   }
@@ -140,8 +142,7 @@ TEST_P(CacheGpuTest, KernelReadsThroughCachesLikeTheCpuPath) {
   EXPECT_EQ(got.mask_k, want.mask_k);
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CacheGpuTest,
-                         ::testing::Values(KvDtype::kBf16, KvDtype::kFp8E5m2),
+INSTANTIATE_TEST_SUITE_P(Dtypes, CacheGpuTest, ::testing::Values(KvDtype::kBf16, KvDtype::kFp8E5m2),
                          [](const ::testing::TestParamInfo<KvDtype>& info) {
                            return std::string(DtypeName(info.param));
                          });

@@ -75,20 +75,21 @@ __global__ void GatherKernel(CacheGatherParams p, int vecs, int parts) {
     const int part = rem / vecs;
     const int vec = rem - part * vecs;
     const int32_t row = p.rows[tok];
-    uint4* out = reinterpret_cast<uint4*>((part == 0 ? p.out_k : p.out_v) + tok * p.head_dim) +
-                 2 * vec;
+    uint4* out =
+        reinterpret_cast<uint4*>((part == 0 ? p.out_k : p.out_v) + tok * p.head_dim) + 2 * vec;
     const void* bank = part == 0 ? p.bank_k : p.bank_v;
     if (row >= 0 && bf16) {
-      const uint4* src =
-          reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(bank) + int64_t{row} * p.head_dim) +
-          2 * vec;
+      const uint4* src = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(bank) +
+                                                        int64_t{row} * p.head_dim) +
+                         2 * vec;
       out[0] = src[0];
       out[1] = src[1];
       continue;
     }
     const uint8_t* src8 =
-        row >= 0 ? static_cast<const uint8_t*>(bank) + int64_t{row} * p.head_dim + vec * 16
-                 : reinterpret_cast<const uint8_t*>(p.src[tok]) + part * p.v_offset_bytes + vec * 16;
+        row >= 0
+            ? static_cast<const uint8_t*>(bank) + int64_t{row} * p.head_dim + vec * 16
+            : reinterpret_cast<const uint8_t*>(p.src[tok]) + part * p.v_offset_bytes + vec * 16;
     const uint4 in = *reinterpret_cast<const uint4*>(src8);
     const uint8_t* b = reinterpret_cast<const uint8_t*>(&in);
     uint32_t w[8];
@@ -113,8 +114,8 @@ absl::Status Check(int64_t n, int head_dim) {
 absl::Status LaunchStatus(const char* what) {
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
-    return absl::InternalError(absl::StrCat(what, " launch: ", cudaGetErrorName(err), " (",
-                                            cudaGetErrorString(err), ")"));
+    return absl::InternalError(
+        absl::StrCat(what, " launch: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")"));
   }
   return absl::OkStatus();
 }

@@ -20,9 +20,9 @@ struct CacheFillParams {
   void* bank_k = nullptr;  // [bank_rows][head_dim] bank_dtype
   void* bank_v = nullptr;  // [bank_rows][head_dim] bank_dtype, or null (mask cache: keys only)
   KvDtype bank_dtype = KvDtype::kBf16;
-  const int32_t* rows = nullptr;   // [n] destination bank row per token
-  const uint64_t* src = nullptr;   // [n] address of the token's fp8 K row; V row at +v_offset
-  int64_t v_offset_bytes = 0;      // kPageTokens * head_dim for the cold page layout
+  const int32_t* rows = nullptr;  // [n] destination bank row per token
+  const uint64_t* src = nullptr;  // [n] address of the token's fp8 K row; V row at +v_offset
+  int64_t v_offset_bytes = 0;     // kPageTokens * head_dim for the cold page layout
   int64_t n = 0;
   int head_dim = 0;  // multiple of 16
 };
@@ -35,7 +35,7 @@ struct CacheGatherParams {
   const uint64_t* src = nullptr;  // [n] fp8 K row address (cold tier); V row at +v_offset
   int64_t v_offset_bytes = 0;
   int64_t n = 0;
-  int head_dim = 0;          // multiple of 16
+  int head_dim = 0;           // multiple of 16
   uint16_t* out_k = nullptr;  // [n][head_dim] bf16
   uint16_t* out_v = nullptr;  // [n][head_dim] bf16, or null
 };

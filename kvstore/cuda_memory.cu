@@ -29,8 +29,8 @@ class CudaMemory : public Memory {
     if (err != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free error state of an allocation failure
       if (err == cudaErrorMemoryAllocation) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "CudaMemory: allocation of ", bytes, " bytes failed on device ", device_));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("CudaMemory: allocation of ", bytes, " bytes failed on device ", device_));
       }
       return CudaError(err, "allocate", device_);
     }

@@ -18,7 +18,8 @@ bool FaultyMemory::Trip(std::atomic<int64_t>& countdown) {
 
 absl::StatusOr<void*> FaultyMemory::Allocate(MemoryKind kind, int64_t bytes) {
   allocations_.fetch_add(1);
-  if (Trip(alloc_countdown_)) return absl::InternalError("FaultyMemory: injected allocation failure");
+  if (Trip(alloc_countdown_))
+    return absl::InternalError("FaultyMemory: injected allocation failure");
   return base_->Allocate(kind, bytes);
 }
 

@@ -79,23 +79,23 @@ TEST(Fp8E5m2Test, DecodeIsExactForAllCodes) {
 
 TEST(Fp8E5m2Test, DocumentedEdgeCases) {
   EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(57344.0f)), 0x7B);
-  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1e30f)), 0x7B);     // saturates
+  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1e30f)), 0x7B);  // saturates
   EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(-1e30f)), 0xFB);
-  EXPECT_EQ(Bf16ToFp8E5m2(0x7F80), 0x7C);                  // +Inf
-  EXPECT_EQ(Bf16ToFp8E5m2(0xFF80), 0xFC);                  // -Inf
-  EXPECT_EQ(Bf16ToFp8E5m2(0x7FC1), 0x7F);                  // NaN
-  EXPECT_EQ(Bf16ToFp8E5m2(0x8000), 0x80);                  // -0
+  EXPECT_EQ(Bf16ToFp8E5m2(0x7F80), 0x7C);                              // +Inf
+  EXPECT_EQ(Bf16ToFp8E5m2(0xFF80), 0xFC);                              // -Inf
+  EXPECT_EQ(Bf16ToFp8E5m2(0x7FC1), 0x7F);                              // NaN
+  EXPECT_EQ(Bf16ToFp8E5m2(0x8000), 0x80);                              // -0
   EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(std::ldexp(1.0f, -17))), 0x00);  // tie -> even (0)
   EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(std::ldexp(1.5f, -17))), 0x01);
-  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1.125f)), 0x3C);     // tie between 1.0 and 1.25 -> 1.0
-  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1.375f)), 0x3E);     // tie between 1.25 and 1.5 -> 1.5
+  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1.125f)), 0x3C);  // tie between 1.0 and 1.25 -> 1.0
+  EXPECT_EQ(Bf16ToFp8E5m2(FloatToBf16(1.375f)), 0x3E);  // tie between 1.25 and 1.5 -> 1.5
   EXPECT_EQ(Fp8E5m2ToBf16(0x7F), 0x7FC0);
 }
 
 TEST(Fp8E5m2Test, FloatToBf16RoundsToNearestEven) {
   EXPECT_EQ(FloatToBf16(1.0f), 0x3F80);
-  EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);   // tie -> even
-  EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(3.0f, -8)), 0x3F82);   // tie -> even (up)
+  EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);  // tie -> even
+  EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(3.0f, -8)), 0x3F82);  // tie -> even (up)
   EXPECT_EQ(Bf16ToFloat(0x3F81), 1.0f + std::ldexp(1.0f, -7));
 }
 

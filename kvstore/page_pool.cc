@@ -51,8 +51,8 @@ absl::Status PagePool::AddChunk() {
 absl::Status PagePool::Allocate(int64_t n, std::vector<PageId>* out) {
   if (n < 0) return absl::InvalidArgumentError("PagePool: negative page count");
   if (n > free_pages()) {
-    return absl::ResourceExhaustedError(absl::StrCat("need ", n, " pages, ", free_pages(), " of ",
-                                                     capacity_pages_, " free"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("need ", n, " pages, ", free_pages(), " of ", capacity_pages_, " free"));
   }
   const size_t start = out->size();
   for (int64_t i = 0; i < n; ++i) {
@@ -80,8 +80,8 @@ absl::Status PagePool::Allocate(int64_t n, std::vector<PageId>* out) {
 
 void PagePool::Release(PageId page) {
   const int64_t id = page.value();
-  CHECK(id >= 0 && id < next_fresh_ && in_use_[id]) << "PagePool: release of page " << id
-                                                    << " that is not allocated";
+  CHECK(id >= 0 && id < next_fresh_ && in_use_[id])
+      << "PagePool: release of page " << id << " that is not allocated";
   in_use_[id] = false;
   --used_pages_;
   free_list_.push_back(id);

@@ -37,9 +37,9 @@ absl::StatusOr<std::unique_ptr<PagedKvStore>> PagedKvStore::Create(const KvStore
                               (o.sa_cache_tokens > 0 ? TokenCache::DeviceBytes(sa) : 0);
     store->cache_bytes_ = per_layer * o.num_layers;
     if (store->cache_bytes_ > o.gpu_kv_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "KV caches need ", store->cache_bytes_, " device bytes (", o.num_layers, " layers x ",
-          per_layer, "), more than --gpu_kv_bytes=", o.gpu_kv_bytes));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("KV caches need ", store->cache_bytes_, " device bytes (", o.num_layers,
+                       " layers x ", per_layer, "), more than --gpu_kv_bytes=", o.gpu_kv_bytes));
     }
     for (int l = 0; l < o.num_layers; ++l) {
       if (o.mask_cache_tokens > 0) {
@@ -51,15 +51,14 @@ absl::StatusOr<std::unique_ptr<PagedKvStore>> PagedKvStore::Create(const KvStore
         store->sa_caches_.push_back(std::move(c));
       }
     }
-    store->cold_ = std::make_unique<PagePool>(memory, MemoryKind::kHostMapped,
-                                              store->cold_page_bytes_,
-                                              o.host_kv_bytes / store->cold_page_bytes_,
-                                              o.cold_chunk_bytes / store->cold_page_bytes_);
+    store->cold_ = std::make_unique<PagePool>(
+        memory, MemoryKind::kHostMapped, store->cold_page_bytes_,
+        o.host_kv_bytes / store->cold_page_bytes_, o.cold_chunk_bytes / store->cold_page_bytes_);
   }
-  store->hot_ = std::make_unique<PagePool>(
-      memory, MemoryKind::kDevice, store->hot_page_bytes_,
-      (o.gpu_kv_bytes - store->cache_bytes_) / store->hot_page_bytes_,
-      o.hot_chunk_bytes / store->hot_page_bytes_);
+  store->hot_ =
+      std::make_unique<PagePool>(memory, MemoryKind::kDevice, store->hot_page_bytes_,
+                                 (o.gpu_kv_bytes - store->cache_bytes_) / store->hot_page_bytes_,
+                                 o.hot_chunk_bytes / store->hot_page_bytes_);
   return store;
 }
 
@@ -96,8 +95,8 @@ absl::Status PagedKvStore::Free(SequenceId seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) {
-    return absl::NotFoundError(absl::StrCat("free of unknown (or already freed) sequence ",
-                                            seq.value()));
+    return absl::NotFoundError(
+        absl::StrCat("free of unknown (or already freed) sequence ", seq.value()));
   }
   if (it->second.busy) {
     return absl::FailedPreconditionError(
@@ -160,8 +159,8 @@ absl::StatusOr<std::vector<uint64_t>> PagedKvStore::ColdRowAddresses(
   std::vector<uint64_t> out(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= t.length) {
-      return absl::OutOfRangeError(absl::StrCat("token ", tokens[i], " of a ", t.length,
-                                                "-token layer"));
+      return absl::OutOfRangeError(
+          absl::StrCat("token ", tokens[i], " of a ", t.length, "-token layer"));
     }
     const PageRef& ref = t.pages[(tokens[i] / kPageTokens) * options_.num_kv_heads + head.value()];
     out[i] = reinterpret_cast<uint64_t>(static_cast<const char*>(cold_->DeviceAddress(ref.cold)) +
@@ -185,7 +184,7 @@ absl::Status PagedKvStore::FillCache(TokenCache* cache, LayerId layer, const Fil
   for (size_t i = 0; i < plan.entries.size(); ++i) {
     const FillPlan::Entry& e = plan.entries[i];
     ASSIGN_OR_RETURN(std::vector<uint64_t> one,
-                        ColdRowAddresses(plan.seq, layer, e.head, absl::MakeConstSpan(&e.token, 1)));
+                     ColdRowAddresses(plan.seq, layer, e.head, absl::MakeConstSpan(&e.token, 1)));
     src[i] = one[0];
   }
   return cache->Fill(plan, src);
@@ -205,9 +204,9 @@ KvBytes PagedKvStore::BytesFor(int64_t tokens) const {
 std::string PagedKvStore::BudgetMessage(int64_t hot_need, int64_t cold_need) const {
   std::string msg = absl::StrCat(
       "hot tier (--gpu_kv_bytes=", options_.gpu_kv_bytes, "): need ", hot_need, " pages (",
-      hot_need * hot_page_bytes_, " bytes), ", hot_->free_pages(), " of ",
-      hot_->capacity_pages(), " pages free (", hot_->used_pages() * hot_page_bytes_ + cache_bytes_,
-      " bytes used incl. ", cache_bytes_, " of caches)");
+      hot_need * hot_page_bytes_, " bytes), ", hot_->free_pages(), " of ", hot_->capacity_pages(),
+      " pages free (", hot_->used_pages() * hot_page_bytes_ + cache_bytes_, " bytes used incl. ",
+      cache_bytes_, " of caches)");
   if (cold_ != nullptr) {
     absl::StrAppend(&msg, "; cold tier (--host_kv_bytes=", options_.host_kv_bytes, "): need ",
                     cold_need, " pages (", cold_need * cold_page_bytes_, " bytes), ",
@@ -222,9 +221,9 @@ absl::Status PagedKvStore::WouldFit(int64_t tokens) const {
   const bool hot_ok = b.hot_pages <= hot_->free_pages();
   const bool cold_ok = cold_ == nullptr || b.cold_pages <= cold_->free_pages();
   if (hot_ok && cold_ok) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat("a sequence of ", tokens,
-                                                   " tokens does not fit: ",
-                                                   BudgetMessage(b.hot_pages, b.cold_pages)));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("a sequence of ", tokens,
+                   " tokens does not fit: ", BudgetMessage(b.hot_pages, b.cold_pages)));
 }
 
 KvStoreStats PagedKvStore::Stats() const {

@@ -90,7 +90,7 @@ class PagedKvStore {
   absl::Status Free(SequenceId seq);
 
   bool Contains(SequenceId seq) const;
-  absl::StatusOr<int64_t> Length(SequenceId seq) const;                  // layer 0
+  absl::StatusOr<int64_t> Length(SequenceId seq) const;  // layer 0
   absl::StatusOr<int64_t> LayerLength(SequenceId seq, LayerId layer) const;
 
   // Tokens [begin, begin + n) of one (layer, head) as bf16 bits [n][head_dim]: hot pages as

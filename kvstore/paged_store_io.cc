@@ -50,8 +50,8 @@ absl::Status PagedKvStore::Append(SequenceId seq, LayerId layer, const uint16_t*
                                   const uint16_t* v, int64_t n) {
   const int l = layer.value();
   if (l < 0 || l >= options_.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", l, " out of range [0, ",
-                                                   options_.num_layers, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", l, " out of range [0, ", options_.num_layers, ")"));
   }
   if (n < 0 || (n > 0 && (k == nullptr || v == nullptr))) {
     return absl::InvalidArgumentError(absl::StrCat("append of ", n, " tokens with null data"));
@@ -99,9 +99,8 @@ absl::Status PagedKvStore::Append(SequenceId seq, LayerId layer, const uint16_t*
     if (reused > static_cast<int64_t>(leaving.size()) ||
         (cold_ != nullptr && need_cold > cold_->free_pages())) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "KV budget: appending ", n, " tokens to sequence ", seq.value(), " layer ", l, " (",
-          len, " held): ", BudgetMessage(need_hot - static_cast<int64_t>(leaving.size()),
-                                         need_cold)));
+          "KV budget: appending ", n, " tokens to sequence ", seq.value(), " layer ", l, " (", len,
+          " held): ", BudgetMessage(need_hot - static_cast<int64_t>(leaving.size()), need_cold)));
     }
     if (need_cold > 0) RETURN_IF_ERROR(cold_->Allocate(need_cold, &new_cold));
     absl::Status hs = hot_->Allocate(from_pool, &new_hot);
@@ -163,8 +162,8 @@ absl::Status PagedKvStore::Append(SequenceId seq, LayerId layer, const uint16_t*
           ToHot(src + ((t0 + r) * heads + w.head) * hd, hd, options_.hot_dtype,
                 staging.data() + int64_t{r} * hd * eb);
         }
-        status = memory_->Copy(w.hot + page_row0 * hd * eb, staging.data(),
-                               int64_t{rows} * hd * eb);
+        status =
+            memory_->Copy(w.hot + page_row0 * hd * eb, staging.data(), int64_t{rows} * hd * eb);
       }
     }
     if (!status.ok()) break;
@@ -229,8 +228,8 @@ absl::Status PagedKvStore::Truncate(SequenceId seq, int64_t tokens) {
         absl::StrCat("truncate of sequence ", seq.value(), " while an append is in flight"));
   }
   if (tokens < 0 || tokens > s.layers[0].length) {
-    return absl::InvalidArgumentError(absl::StrCat("truncate to ", tokens, " of a ",
-                                                   s.layers[0].length, "-token sequence"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("truncate to ", tokens, " of a ", s.layers[0].length, "-token sequence"));
   }
   const int heads = options_.num_kv_heads;
   const int64_t pages = (tokens + kPageTokens - 1) / kPageTokens;

@@ -31,7 +31,7 @@ KvStoreOptions BaseOptions(bool offload) {
   o.n_window = 128;  // 3 window pages (2 + 1)
   o.mask_cache_tokens = 8;
   o.sa_cache_tokens = 4;
-  o.hot_chunk_bytes = kHotPage;    // one page per chunk: every page is an allocation
+  o.hot_chunk_bytes = kHotPage;  // one page per chunk: every page is an allocation
   o.cold_chunk_bytes = 2 * kColdPage;
   return o;
 }
@@ -86,11 +86,13 @@ class PagedStoreTest : public ::testing::Test {
           const bool hot = store_->Locate(seq, LayerId(l), p)->hot;
           auto wk = Slice(mk, kHeads, kDim, h, p * 64, rows, !hot);
           auto wv = Slice(mv, kHeads, kDim, h, p * 64, rows, !hot);
-          ASSERT_EQ(std::vector<uint16_t>(k.begin() + p * 64 * kDim,
-                                          k.begin() + (p * 64 + rows) * kDim), wk)
+          ASSERT_EQ(
+              std::vector<uint16_t>(k.begin() + p * 64 * kDim, k.begin() + (p * 64 + rows) * kDim),
+              wk)
               << "layer " << l << " head " << h << " page " << p;
-          ASSERT_EQ(std::vector<uint16_t>(v.begin() + p * 64 * kDim,
-                                          v.begin() + (p * 64 + rows) * kDim), wv);
+          ASSERT_EQ(
+              std::vector<uint16_t>(v.begin() + p * 64 * kDim, v.begin() + (p * 64 + rows) * kDim),
+              wv);
         }
         if (offload) {
           ASSERT_TRUE(
@@ -175,7 +177,7 @@ TEST_F(PagedStoreTest, OffloadKeepsSinkWindowNewestHotAndEverythingCold) {
   ASSERT_TRUE(store_->AddSequence(a).ok());
   ASSERT_TRUE(AppendAll(a, 300, 1).ok());  // prefill chunk: pages 0..4
   for (int i = 0; i < 150; ++i) ASSERT_TRUE(AppendAll(a, 1, 100 + i).ok());  // decode
-  const int64_t pages = (450 + 63) / 64;  // 8
+  const int64_t pages = (450 + 63) / 64;                                     // 8
   for (int l = 0; l < kLayers; ++l) {
     for (int64_t p = 0; p < pages; ++p) {
       auto loc = store_->Locate(a, LayerId(l), p);

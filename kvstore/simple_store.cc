@@ -37,16 +37,15 @@ absl::Status SimpleKvStore::Append(SequenceId seq, LayerId layer, const float* k
   const int64_t have = static_cast<int64_t>(l.k.size()) / stride;
   if (layer.value() == 0) {
     if (tokens_in_use_ + n > options_.max_tokens_total) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "KV budget: ", tokens_in_use_, " tokens in use + ", n, " requested > ",
-          options_.max_tokens_total, " allowed"));
+      return absl::ResourceExhaustedError(absl::StrCat("KV budget: ", tokens_in_use_,
+                                                       " tokens in use + ", n, " requested > ",
+                                                       options_.max_tokens_total, " allowed"));
     }
     tokens_in_use_ += n;
     s.length += n;
   } else if (have + n > s.length) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("layer ", layer.value(), " would hold ", have + n, " tokens, layer 0 holds ",
-                     s.length));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "layer ", layer.value(), " would hold ", have + n, " tokens, layer 0 holds ", s.length));
   }
   l.k.insert(l.k.end(), k, k + n * stride);
   l.v.insert(l.v.end(), v, v + n * stride);

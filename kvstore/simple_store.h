@@ -23,9 +23,9 @@ using common::LayerId;
 using common::SequenceId;
 
 struct SimpleKvStoreOptions {
-  int num_layers = 0;     // layers held per sequence (> 0)
-  int num_kv_heads = 0;   // local KV heads (> 0)
-  int head_dim = 0;       // (> 0)
+  int num_layers = 0;                  // layers held per sequence (> 0)
+  int num_kv_heads = 0;                // local KV heads (> 0)
+  int head_dim = 0;                    // (> 0)
   int64_t max_tokens_total = 1 << 20;  // budget over all sequences; appends beyond fail
 };
 

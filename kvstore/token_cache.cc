@@ -18,7 +18,9 @@ int64_t ScratchTokens(const TokenCacheOptions& o) {
   return std::min<int64_t>(o.fill_batch_tokens, int64_t{o.num_kv_heads} * o.slots_per_head);
 }
 
-int64_t ScratchSrcOffset(const TokenCacheOptions& o) { return (ScratchTokens(o) * 4 + 15) / 16 * 16; }
+int64_t ScratchSrcOffset(const TokenCacheOptions& o) {
+  return (ScratchTokens(o) * 4 + 15) / 16 * 16;
+}
 
 }  // namespace
 
@@ -38,11 +40,10 @@ TokenCache::TokenCache(const TokenCacheOptions& options, Memory* memory)
 absl::StatusOr<std::unique_ptr<TokenCache>> TokenCache::Create(const TokenCacheOptions& o,
                                                                Memory* memory) {
   if (o.num_kv_heads <= 0 || o.slots_per_head <= 0 || o.head_dim <= 0 || o.head_dim % 16 != 0 ||
-      o.fill_batch_tokens <= 0 ||
-      int64_t{o.num_kv_heads} * o.slots_per_head > INT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TokenCache: bad shape heads=", o.num_kv_heads, " slots=", o.slots_per_head,
-        " head_dim=", o.head_dim, " fill_batch_tokens=", o.fill_batch_tokens));
+      o.fill_batch_tokens <= 0 || int64_t{o.num_kv_heads} * o.slots_per_head > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TokenCache: bad shape heads=", o.num_kv_heads, " slots=", o.slots_per_head,
+                     " head_dim=", o.head_dim, " fill_batch_tokens=", o.fill_batch_tokens));
   }
   std::unique_ptr<TokenCache> cache(new TokenCache(o, memory));
   absl::StatusOr<void*> k = memory->Allocate(MemoryKind::kDevice, BankBytes(o));
@@ -70,9 +71,8 @@ TokenCache::~TokenCache() {
 
 absl::Status TokenCache::CheckHead(KvHeadId head) const {
   if (head.value() < 0 || head.value() >= options_.num_kv_heads) {
-    return absl::InvalidArgumentError(absl::StrCat("TokenCache: KV head ", head.value(),
-                                                   " out of range [0, ", options_.num_kv_heads,
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TokenCache: KV head ", head.value(), " out of range [0, ", options_.num_kv_heads, ")"));
   }
   return absl::OkStatus();
 }
@@ -80,8 +80,14 @@ absl::Status TokenCache::CheckHead(KvHeadId head) const {
 void TokenCache::Unlink(int32_t row) {
   const int h = row / options_.slots_per_head;
   Slot& s = slots_[row];
-  if (s.prev >= 0) slots_[s.prev].next = s.next; else lru_head_[h] = s.next;
-  if (s.next >= 0) slots_[s.next].prev = s.prev; else mru_tail_[h] = s.prev;
+  if (s.prev >= 0)
+    slots_[s.prev].next = s.next;
+  else
+    lru_head_[h] = s.next;
+  if (s.next >= 0)
+    slots_[s.next].prev = s.prev;
+  else
+    mru_tail_[h] = s.prev;
   s.prev = s.next = -1;
 }
 
@@ -90,7 +96,10 @@ void TokenCache::PushMru(int32_t row) {
   Slot& s = slots_[row];
   s.prev = mru_tail_[h];
   s.next = -1;
-  if (mru_tail_[h] >= 0) slots_[mru_tail_[h]].next = row; else lru_head_[h] = row;
+  if (mru_tail_[h] >= 0)
+    slots_[mru_tail_[h]].next = row;
+  else
+    lru_head_[h] = row;
   mru_tail_[h] = row;
 }
 
@@ -99,7 +108,10 @@ void TokenCache::PushLru(int32_t row) {
   Slot& s = slots_[row];
   s.next = lru_head_[h];
   s.prev = -1;
-  if (lru_head_[h] >= 0) slots_[lru_head_[h]].prev = row; else mru_tail_[h] = row;
+  if (lru_head_[h] >= 0)
+    slots_[lru_head_[h]].prev = row;
+  else
+    mru_tail_[h] = row;
   lru_head_[h] = row;
 }
 

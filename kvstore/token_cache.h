@@ -27,13 +27,13 @@
 namespace hipserve::kvstore {
 
 struct TokenCacheOptions {
-  int num_kv_heads = 0;    // > 0
-  int slots_per_head = 0;  // > 0
-  int head_dim = 0;        // > 0, multiple of 16
-  bool with_values = false;             // false: mask cache (K only); true: sa cache (K and V)
-  KvDtype dtype = KvDtype::kBf16;       // bank element type
-  int64_t cold_v_offset_bytes = 0;      // V row = K row + this (kPageTokens * head_dim)
-  int fill_batch_tokens = 65536;        // tokens per fill launch; sizes the device scratch
+  int num_kv_heads = 0;             // > 0
+  int slots_per_head = 0;           // > 0
+  int head_dim = 0;                 // > 0, multiple of 16
+  bool with_values = false;         // false: mask cache (K only); true: sa cache (K and V)
+  KvDtype dtype = KvDtype::kBf16;   // bank element type
+  int64_t cold_v_offset_bytes = 0;  // V row = K row + this (kPageTokens * head_dim)
+  int fill_batch_tokens = 65536;    // tokens per fill launch; sizes the device scratch
 };
 
 struct CacheStats {

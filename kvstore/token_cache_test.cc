@@ -126,9 +126,9 @@ TEST_F(TokenCacheTest, InvalidateAndBadHead) {
   c->Invalidate(SequenceId(2), 0);
   EXPECT_EQ(c->Entries(), 1);
   std::vector<int32_t> rows(1);
-  EXPECT_EQ(c->Lookup(SequenceId(1), KvHeadId(2), std::vector<int64_t>{1}, absl::MakeSpan(rows))
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      c->Lookup(SequenceId(1), KvHeadId(2), std::vector<int64_t>{1}, absl::MakeSpan(rows)).code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(TokenCacheTest, FailedFillMarksRowsAbsent) {

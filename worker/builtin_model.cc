@@ -44,8 +44,8 @@ std::vector<float> SliceRows(const std::vector<float>& m, int64_t cols, int64_t 
   return std::vector<float>(m.begin() + begin * cols, m.begin() + end * cols);
 }
 
-std::vector<float> SliceCols(const std::vector<float>& m, int64_t rows, int64_t cols,
-                             int64_t begin, int64_t end) {
+std::vector<float> SliceCols(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t begin,
+                             int64_t end) {
   std::vector<float> out;
   out.reserve(rows * (end - begin));
   for (int64_t r = 0; r < rows; ++r) {
@@ -108,9 +108,9 @@ absl::StatusOr<ModelWeights> ShardWeights(ModelWeights full, int rank, int world
         absl::StrCat("rank ", rank, " outside a tensor-parallel group of ", world_size));
   }
   if (d.num_kv_heads % world_size != 0 || d.intermediate % world_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor parallel degree ", world_size, " must divide num_kv_heads (", d.num_kv_heads,
-        ") and intermediate size (", d.intermediate, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor parallel degree ", world_size, " must divide num_kv_heads (",
+                     d.num_kv_heads, ") and intermediate size (", d.intermediate, ")"));
   }
   if (world_size == 1) return std::move(full);  // no copy of a multi-GB model
   ModelWeights w;
@@ -146,8 +146,8 @@ absl::StatusOr<ModelWeights> ShardWeights(ModelWeights full, int rank, int world
     l.wo = SliceCols(f.wo, d.hidden, q_total, rank * q_per, (rank + 1) * q_per);
     l.w_gate = SliceRows(f.w_gate, d.hidden, rank * inter_per, (rank + 1) * inter_per);
     l.w_up = SliceRows(f.w_up, d.hidden, rank * inter_per, (rank + 1) * inter_per);
-    l.w_down = SliceCols(f.w_down, d.hidden, d.intermediate, rank * inter_per,
-                         (rank + 1) * inter_per);
+    l.w_down =
+        SliceCols(f.w_down, d.hidden, d.intermediate, rank * inter_per, (rank + 1) * inter_per);
   }
   return w;
 }

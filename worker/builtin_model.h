@@ -10,8 +10,8 @@
 namespace hipserve::worker {
 
 struct BuiltinModelOptions {
-  uint64_t seed = 1234;     // weights are a pure function of the seed and shape
-  int vocab_size = 259;     // 256 bytes + 3 specials: matches the "byte" tokenizer
+  uint64_t seed = 1234;  // weights are a pure function of the seed and shape
+  int vocab_size = 259;  // 256 bytes + 3 specials: matches the "byte" tokenizer
   int hidden = 64;
   int intermediate = 128;
   int num_layers = 2;

@@ -63,7 +63,7 @@ TEST_P(GlooWorldTest, AllReduceSumIsExactOnIntegerValuedData) {
     }
     ASSERT_TRUE(comm.AllReduceSum(f.data(), n, DType::kFloat32, nullptr).ok());
     ASSERT_TRUE(comm.AllReduceSum(i32.data(), n, DType::kInt32, nullptr).ok());
-    const int tri = world * (world + 1) / 2;  // sum of (rank + 1)
+    const int tri = world * (world + 1) / 2;    // sum of (rank + 1)
     const int ranks = world * (world - 1) / 2;  // sum of rank
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(f[i], static_cast<float>(tri * (i % 1000) - ranks)) << "fp32 element " << i;

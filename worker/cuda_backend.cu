@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <string>
@@ -39,7 +39,7 @@ using common::SequenceId;
 using kernels::DType;
 
 constexpr int64_t kMiB = int64_t{1} << 20;
-constexpr int kPoolGranule = 64;     // KV rows are handed out in multiples of this
+constexpr int kPoolGranule = 64;        // KV rows are handed out in multiples of this
 constexpr int kLogitRowsPlanned = 256;  // logit rows sized in the plan; more grow on demand
 
 std::string GiB(int64_t bytes) { return absl::StrCat(bytes / kMiB, " MiB"); }
@@ -188,16 +188,16 @@ class StepProfiler {
         sum.ms[marks_[i]] += ms;
       }
     }
-    sum.wall_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)
-                       .count();
+    sum.wall_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
     sum.rows += rows_;
     if (++sum.steps == kProfileEvery) {
       const double n = sum.steps;
-      LOG(INFO) << "profile " << (decode_ ? "decode" : "prefill") << " (" << sum.steps
-                << " steps, " << sum.rows / n << " rows/step): gemm " << sum.ms[kGemm] / n
-                << " ms, attention " << sum.ms[kAttention] / n << " ms, other "
-                << sum.ms[kOther] / n << " ms, lm_head+sample " << sum.ms[kLmHead] / n
-                << " ms; step wall " << sum.wall_ms / n << " ms";
+      LOG(INFO) << "profile " << (decode_ ? "decode" : "prefill") << " (" << sum.steps << " steps, "
+                << sum.rows / n << " rows/step): gemm " << sum.ms[kGemm] / n << " ms, attention "
+                << sum.ms[kAttention] / n << " ms, other " << sum.ms[kOther] / n
+                << " ms, lm_head+sample " << sum.ms[kLmHead] / n << " ms; step wall "
+                << sum.wall_ms / n << " ms";
       sum = Sums{};
     }
   }
@@ -263,8 +263,8 @@ class CudaBackend final : public ForwardBackend {
     auto it = seqs_.find(seq);
     if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("sequence ", seq.value()));
     if (tokens < 0 || tokens > it->second.len) {
-      return absl::InvalidArgumentError(absl::StrCat("truncate to ", tokens, " of ",
-                                                     it->second.len, " tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("truncate to ", tokens, " of ", it->second.len, " tokens"));
     }
     tokens_in_use_ -= it->second.len - tokens;
     it->second.len = tokens;
@@ -424,8 +424,9 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
         "backend 'cuda' supports 1..8 query heads per KV head; model '", d.name, "' has ", group));
   }
   if (w.world_size != 1) {
-    return absl::UnimplementedError("backend 'cuda' runs one rank so far (tensor parallelism "
-                                    "needs the NCCL communicator)");
+    return absl::UnimplementedError(
+        "backend 'cuda' runs one rank so far (tensor parallelism "
+        "needs the NCCL communicator)");
   }
   CUDA_RETURN_IF_ERROR(cudaSetDevice(o.cuda.device));
   size_t free_bytes = 0, total_bytes = 0;
@@ -577,9 +578,9 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
                                                    int vocab_shard) {
   const int64_t rows = layout.rows(), lr = static_cast<int64_t>(layout.logit_rows.size());
   if (rows > max_rows_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "step of ", rows, " tokens exceeds the cuda backend's ", max_rows_,
-        " rows per step (CudaBackendOptions::max_step_rows)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("step of ", rows, " tokens exceeds the cuda backend's ", max_rows_,
+                     " rows per step (CudaBackendOptions::max_step_rows)"));
   }
   if (world_size != 1 || vocab_shard != vocab_end_ - vocab_begin_) {
     return absl::UnimplementedError("backend 'cuda' runs one rank so far");
@@ -600,7 +601,8 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
     s.len = int64_t{it.start_pos} + it.tokens;
   }
   if (hip_ != nullptr) {
-    for (const StepLayout::Item& it : layout.items) hip_->BeginStep(it.seq, it.start_pos, it.tokens);
+    for (const StepLayout::Item& it : layout.items)
+      hip_->BeginStep(it.seq, it.start_pos, it.tokens);
   }
   // Decode runs: maximal runs of consecutive single-token items, one decode call each.
   decode_runs_.clear();
@@ -609,8 +611,7 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   for (int i = 0; i < static_cast<int>(layout.items.size()); ++i) {
     const StepLayout::Item& it = layout.items[i];
     if (it.tokens != 1) continue;
-    if (decode_runs_.empty() ||
-        decode_runs_.back().first_item + decode_runs_.back().count != i) {
+    if (decode_runs_.empty() || decode_runs_.back().first_item + decode_runs_.back().count != i) {
       decode_runs_.push_back(DecodeRun{i, 0, 0});
     }
     DecodeRun& run = decode_runs_.back();
@@ -738,10 +739,10 @@ absl::Status CudaBackend::AppendKv(int layer, const Tensor& k, const Tensor& v) 
     const Seq& s = seqs_.at(it.seq);
     const size_t bytes = static_cast<size_t>(int64_t{it.tokens} * row_ * 2);
     const int64_t dst = (s.start + it.start_pos) * row_;
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pk + dst, kin + it.row * row_, bytes,
-                                         cudaMemcpyDeviceToDevice, stream_));
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pv + dst, vin + it.row * row_, bytes,
-                                         cudaMemcpyDeviceToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(pk + dst, kin + it.row * row_, bytes, cudaMemcpyDeviceToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(pv + dst, vin + it.row * row_, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
   return absl::OkStatus();
 }
@@ -848,10 +849,9 @@ absl::Status CudaBackend::LmHead(const Tensor& normed, const Tensor& logits) {
   for (int i = 0; i < ns;) {
     int j = i + 1;
     while (j < ns && layout_->logit_rows[j] == layout_->logit_rows[j - 1] + 1) ++j;
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + int64_t{i} * h,
-                                         src + int64_t{layout_->logit_rows[i]} * h,
-                                         static_cast<size_t>((j - i) * h * 2),
-                                         cudaMemcpyDeviceToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(dst + int64_t{i} * h, src + int64_t{layout_->logit_rows[i]} * h,
+                        static_cast<size_t>((j - i) * h * 2), cudaMemcpyDeviceToDevice, stream_));
     i = j;
   }
   kernels::GemmGpuParams g;
@@ -893,16 +893,16 @@ absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
   RETURN_IF_ERROR(kernels::SampleGpu(p, stream_));
   std::vector<int32_t> host_tokens(n);
   std::vector<float> host_logprobs(n);
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_tokens.data(), tokens, n * 4, cudaMemcpyDeviceToHost,
-                                       stream_));
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_logprobs.data(), logprobs, n * 4,
-                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(host_tokens.data(), tokens, n * 4, cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(host_logprobs.data(), logprobs, n * 4, cudaMemcpyDeviceToHost, stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   std::vector<kernels::SampleResult> out(n);
   for (int i = 0; i < n; ++i) {
     if (host_tokens[i] < 0) {
-      return absl::InternalError(absl::StrCat("sampling produced no token for row ", i,
-                                              " (non-finite logits?)"));
+      return absl::InternalError(
+          absl::StrCat("sampling produced no token for row ", i, " (non-finite logits?)"));
     }
     out[i].token = host_tokens[i];
     out[i].logprob = host_logprobs[i];

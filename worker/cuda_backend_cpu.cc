@@ -3,8 +3,7 @@
 
 namespace hipserve::worker {
 
-absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights,
-                                                                const ModelOptions&) {
+absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights, const ModelOptions&) {
   return absl::UnimplementedError(
       "backend 'cuda': this build has no CUDA support (configure with -DHIPSERVE_CUDA=ON and "
       "nvcc present); use --backend=cpu");

@@ -33,8 +33,7 @@ absl::StatusOr<ModelWeights> TestWeights(std::string* name) {
   }
   const char* require = std::getenv("HIPSERVE_A5_REQUIRE_MODEL");
   if (require != nullptr && std::string(require) == "1") {
-    return absl::NotFoundError("HIPSERVE_A5_REQUIRE_MODEL=1 but no model at " +
-                               DefaultModelPath());
+    return absl::NotFoundError("HIPSERVE_A5_REQUIRE_MODEL=1 but no model at " + DefaultModelPath());
   }
   *name = "builtin (head_dim 64)";
   BuiltinModelOptions o;

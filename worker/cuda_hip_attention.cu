@@ -1,6 +1,4 @@
 // CudaHipAttention (see the header): the GPU twin of HipAttention over the HiP CUDA kernels.
-#include "worker/cuda_hip_attention.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -20,6 +18,7 @@
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/hip_cuda/prefill_mask.h"
+#include "worker/cuda_hip_attention.h"
 
 namespace hipserve::worker {
 
@@ -131,12 +130,12 @@ struct CudaHipAttention::Impl {
   absl::Status EnsureWorkspace(size_t bytes, cudaStream_t stream);
 
   HipAttentionOptions options;
-  kernels::RopeTable rope_host;                   // the CPU reference's table, grown alike
+  kernels::RopeTable rope_host;                  // the CPU reference's table, grown alike
   std::vector<kernels::PruningSpec> specs;       // [num_layers], extension on
   std::vector<kernels::PruningSpec> specs_real;  // [num_layers], real positions
   int extend_min_tokens = 0;
-  std::vector<int> max_keep;                                   // [stages], over layers
-  std::vector<std::shared_ptr<chi::DeviceBlockPool>> pools;    // [stages]
+  std::vector<int> max_keep;                                 // [stages], over layers
+  std::vector<std::shared_ptr<chi::DeviceBlockPool>> pools;  // [stages]
   float* rope = nullptr;  // device [rope_positions][head_dim] fp32 (HipRopeRows)
   int rope_positions = 0;
   char* workspace = nullptr;  // device, shared by all Runs
@@ -149,8 +148,8 @@ struct CudaHipAttention::Impl {
     bool valid = false;
     int num_q = 0;
     int start_pos = 0;
-    int rows_q = 0;   // queries in 64-query prefill rows (the first rows_q of the Run)
-    int single = 0;   // queries with a row each (tail or decode), the last `single`
+    int rows_q = 0;  // queries in 64-query prefill rows (the first rows_q of the Run)
+    int single = 0;  // queries with a row each (tail or decode), the last `single`
     kernels::HipPrefillPlan plan;
     const int32_t* single_starts = nullptr;  // [single][num_kv_heads][single_stride]
     const int32_t* single_count = nullptr;   // [single][num_kv_heads]
@@ -206,13 +205,13 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
     const HipAttentionOptions& o) {
   if (o.num_layers <= 0 || o.num_heads <= 0 || o.num_kv_heads <= 0 || o.head_dim <= 0 ||
       o.head_dim % 2 != 0 || o.num_heads % o.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CudaHipAttention: bad shape: layers ", o.num_layers, ", heads ", o.num_heads,
-        ", kv heads ", o.num_kv_heads, ", head_dim ", o.head_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CudaHipAttention: bad shape: layers ", o.num_layers, ", heads ", o.num_heads,
+                     ", kv heads ", o.num_kv_heads, ", head_dim ", o.head_dim));
   }
   if (o.head_dim != 64 && o.head_dim != 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CudaHipAttention: head_dim ", o.head_dim, " is not supported (supported: 64, 128)"));
+    return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: head_dim ", o.head_dim,
+                                                   " is not supported (supported: 64, 128)"));
   }
   if (o.num_heads / o.num_kv_heads > 8) {
     return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: group size ",
@@ -227,13 +226,13 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
   const kernels::HipConfig& cfg = o.config;
   if (cfg.block_q != kernels::kBsaPrefillBlockQ) {
     return absl::InvalidArgumentError(
-        absl::StrCat("CudaHipAttention: block_q ", cfg.block_q, " is not supported (supported: ",
-                     kernels::kBsaPrefillBlockQ, ")"));
+        absl::StrCat("CudaHipAttention: block_q ", cfg.block_q,
+                     " is not supported (supported: ", kernels::kBsaPrefillBlockQ, ")"));
   }
   if (cfg.block_size() != kernels::kBsaBlockSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CudaHipAttention: last chunk size ", cfg.block_size(),
-        " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CudaHipAttention: last chunk size ", cfg.block_size(),
+                     " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
   }
   if (cfg.num_stages() > kernels::kHipGpuMaxStages) {
     return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: ", cfg.num_stages(),
@@ -259,8 +258,8 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
     impl->pools.push_back(std::make_shared<chi::DeviceBlockPool>(
         chi::StageListBytes(o.num_kv_heads, impl->max_keep[s])));
   }
-  impl->extend_min_tokens = cfg.extend_min_tokens >= 0 ? cfg.extend_min_tokens
-                                                       : std::max(o.pretrained_context, 0);
+  impl->extend_min_tokens =
+      cfg.extend_min_tokens >= 0 ? cfg.extend_min_tokens : std::max(o.pretrained_context, 0);
   RETURN_IF_ERROR(impl->EnsureRope(std::max(cfg.n_window + 2, 8192), nullptr));
   return std::unique_ptr<CudaHipAttention>(new CudaHipAttention(std::move(impl)));
 }
@@ -306,8 +305,7 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
     return absl::InvalidArgumentError("CudaHipAttention: q, k, v and out must be non-null");
   }
   if (st.step.decode && num_q != 1) {
-    return absl::FailedPreconditionError(
-        "CudaHipAttention: decode step with more than one query");
+    return absl::FailedPreconditionError("CudaHipAttention: decode step with more than one query");
   }
   const kernels::HipConfig& cfg = m.options.config;
   // Extension only beyond extend_min_tokens, decided per step (as HipAttention::Run).
@@ -371,8 +369,7 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
       for (int s = 0; s < stages; ++s) {
         // A stage this step writes gets a fresh list unless nobody else (a snapshot) holds the
         // cached one; the stages before it are read (or reused) as cached.
-        if (run_mask && s >= start_stage &&
-            (cache[s] == nullptr || cache[s].use_count() > 1)) {
+        if (run_mask && s >= start_stage && (cache[s] == nullptr || cache[s].use_count() > 1)) {
           ASSIGN_OR_RETURN(lists[s], chi::NewStageList(m.pools[s], kvh, m.max_keep[s]));
         } else {
           lists[s] = cache[s];
@@ -463,7 +460,7 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
     auto* kv_start = reinterpret_cast<int64_t*>(ws + kv_start_at);
     auto* kv_len = reinterpret_cast<int32_t*>(ws + kv_len_at);
     chi::FillLensKernel<<<(single + 255) / 256, 256, 0, cs>>>(kv_start, kv_len, single,
-                                                               start_pos + rows_q + 1);
+                                                              start_pos + rows_q + 1);
     CUDA_RETURN_IF_ERROR(cudaGetLastError());
     kernels::HipDecodeMaskGpuState state;
     for (int s = 0; s < stages; ++s) {
@@ -517,8 +514,8 @@ absl::Status CopyToHost(const int32_t* src, size_t n, std::vector<int32_t>* dst,
 }
 
 absl::Status BadCount(int count, int max) {
-  return absl::InternalError(absl::StrCat("CudaHipAttention: device block count ", count,
-                                          " outside [0, ", max, "]"));
+  return absl::InternalError(
+      absl::StrCat("CudaHipAttention: device block count ", count, " outside [0, ", max, "]"));
 }
 
 }  // namespace
@@ -592,9 +589,8 @@ CudaHipAttention::Snapshot CudaHipAttention::Save(const std::vector<SequenceId>&
   Snapshot snap;
   for (SequenceId seq : seqs) {
     auto it = impl_->states.find(seq);
-    snap.emplace_back(seq, it == impl_->states.end()
-                               ? nullptr
-                               : std::make_shared<const SeqState>(it->second));
+    snap.emplace_back(
+        seq, it == impl_->states.end() ? nullptr : std::make_shared<const SeqState>(it->second));
   }
   return snap;
 }

@@ -72,8 +72,8 @@ class CudaHipAttention {
   // Diagnostics and tests (copy from the device and synchronise `stream`):
   // Final block starts cached for (seq, layer, kv_head) by the latest decode step, as
   // HipAttention::CachedBlocks; NotFound when there is none.
-  absl::StatusOr<std::vector<int32_t>> CachedBlocks(common::SequenceId seq, int layer,
-                                                    int kv_head, void* stream) const;
+  absl::StatusOr<std::vector<int32_t>> CachedBlocks(common::SequenceId seq, int layer, int kv_head,
+                                                    void* stream) const;
   // The block lists the latest Run attended with: lists[i * num_kv_heads + kvh] = ascending
   // block starts of query i of that Run (queries of one prefill row share a list). Valid until
   // the next Run; FailedPrecondition when there was no successful Run since.

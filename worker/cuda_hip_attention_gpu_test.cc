@@ -286,12 +286,10 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
     const bool extend = cfg.extend && num_kv > cpu.extend_min_tokens();
     for (int l = 0; l < kLayers; ++l) {
       ASSERT_EQ(cudaMemcpy(static_cast<uint16_t*>(k_dev[l]->get()) + start * kvrow,
-                           k_bits[l].data() + start * kvrow, n * kvrow * 2,
-                           cudaMemcpyHostToDevice),
+                           k_bits[l].data() + start * kvrow, n * kvrow * 2, cudaMemcpyHostToDevice),
                 cudaSuccess);
       ASSERT_EQ(cudaMemcpy(static_cast<uint16_t*>(v_dev[l]->get()) + start * kvrow,
-                           v_bits[l].data() + start * kvrow, n * kvrow * 2,
-                           cudaMemcpyHostToDevice),
+                           v_bits[l].data() + start * kvrow, n * kvrow * 2, cudaMemcpyHostToDevice),
                 cudaSuccess);
     }
     for (int l = 0; l < kLayers; ++l) {
@@ -346,8 +344,7 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
           const std::vector<int32_t>& g = blocks->lists[static_cast<size_t>(i) * s.kvh + h];
           const std::vector<int32_t>& w = want[static_cast<size_t>(i) * s.kvh + h];
           const int pos = start + i;
-          const int candidates =
-              std::max(0, pos - cfg.n_window - cfg.n_sink + kBlock - 1) / kBlock;
+          const int candidates = std::max(0, pos - cfg.n_window - cfg.n_sink + kBlock - 1) / kBlock;
           nonempty_lists += !g.empty();
           pruned_lists += !g.empty() && static_cast<int>(g.size()) < candidates;
           if (g != w) {
@@ -363,9 +360,9 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
 
       // Output.
       const std::vector<double> ref = kernels::testing::ToDouble(cpu_out);
-      const std::vector<double> naive = NaiveBf16(cfg, extend, rope, s, q.data(), n, start,
-                                                  k_host[l].data(), v_host[l].data(),
-                                                  blocks->lists);
+      const std::vector<double> naive =
+          NaiveBf16(cfg, extend, rope, s, q.data(), n, start, k_host[l].data(), v_host[l].data(),
+                    blocks->lists);
       EXPECT_TRUE(kernels::testing::MatchesReference(got, naive, ref, 0x1.0p-16))
           << where << " (query = index / " << qrow << ")";
       const kernels::testing::ErrorStats e = kernels::testing::Errors(got, ref);
@@ -397,8 +394,8 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
           auto gc = gpu.CachedBlocks(seq, l, h, stream);
           ASSERT_EQ(cached != nullptr, gc.ok()) << c.name << " after Restore: " << gc.status();
           if (cached != nullptr) {
-            EXPECT_EQ(*gc, *cached) << c.name << " layer " << l << " kv head " << h
-                                    << ": CachedBlocks after Restore";
+            EXPECT_EQ(*gc, *cached)
+                << c.name << " layer " << l << " kv head " << h << ": CachedBlocks after Restore";
           }
         }
       }
@@ -415,7 +412,8 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
       refresh_seen.size() > 2 ? refresh_seen[2] : 0, refresh_seen.size() > 3 ? refresh_seen[3] : 0);
   EXPECT_EQ(list_mismatches, 0) << c.name;
   if (c.decode_steps >= 13) {
-    for (int r = 0; r <= cfg.num_stages(); ++r) EXPECT_GT(refresh_seen[r], 0) << "refresh " << r - 1;
+    for (int r = 0; r <= cfg.num_stages(); ++r)
+      EXPECT_GT(refresh_seen[r], 0) << "refresh " << r - 1;
   }
   if (c.expect_pruning) {
     EXPECT_GT(pruned_lists, 0) << c.name << ": no selection dropped a candidate block";
@@ -464,20 +462,18 @@ TEST(CudaHipAttentionGpuErrors, RejectsUnsupportedAndMisuse) {
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   DeviceBuffer buf(1 << 16);
   const SequenceId seq(1);
-  EXPECT_EQ((*gpu)->Run(seq, 0, buf.get(), 1, 0, buf.get(), buf.get(), 1, buf.get(), nullptr)
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ((*gpu)->LastRunBlocks(nullptr).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      (*gpu)->Run(seq, 0, buf.get(), 1, 0, buf.get(), buf.get(), 1, buf.get(), nullptr).code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*gpu)->LastRunBlocks(nullptr).status().code(), absl::StatusCode::kFailedPrecondition);
   (*gpu)->BeginStep(seq, 0, 4);
-  EXPECT_EQ((*gpu)->Run(seq, 0, buf.get(), 4, 0, buf.get(), buf.get(), 5, buf.get(), nullptr)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*gpu)->Run(seq, 1, buf.get(), 4, 0, buf.get(), buf.get(), 4, buf.get(), nullptr)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*gpu)->CachedBlocks(seq, 0, 0, nullptr).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      (*gpu)->Run(seq, 0, buf.get(), 4, 0, buf.get(), buf.get(), 5, buf.get(), nullptr).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (*gpu)->Run(seq, 1, buf.get(), 4, 0, buf.get(), buf.get(), 4, buf.get(), nullptr).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gpu)->CachedBlocks(seq, 0, 0, nullptr).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -76,11 +76,11 @@ struct StepBuffers {
 
 // Where a backend's memory goes, decided at creation (GetServerInfo reports rank 0's).
 struct MemoryPlan {
-  std::string device;           // "cuda:0 <name>", "cpu"
-  int64_t budget_bytes = 0;     // what the backend may use
+  std::string device;        // "cuda:0 <name>", "cpu"
+  int64_t budget_bytes = 0;  // what the backend may use
   int64_t weights_bytes = 0;
   int64_t workspace_bytes = 0;
-  int64_t kv_bytes = 0;         // the KV pool (CUDA) or budget (CPU)
+  int64_t kv_bytes = 0;  // the KV pool (CUDA) or budget (CPU)
   int64_t kv_tokens = 0;
 };
 
@@ -126,8 +126,8 @@ class ForwardBackend {
   // out = rmsnorm(in) * weight.
   virtual absl::Status RmsNorm(const Tensor& in, int layer, NormId norm, const Tensor& out) = 0;
   // residual += in; out = rmsnorm(residual) * weight.
-  virtual absl::Status AddRmsNorm(const Tensor& residual, const Tensor& in, int layer,
-                                  NormId norm, const Tensor& out) = 0;
+  virtual absl::Status AddRmsNorm(const Tensor& residual, const Tensor& in, int layer, NormId norm,
+                                  const Tensor& out) = 0;
   // out = in W^T (+ bias).
   virtual absl::Status Linear(const Tensor& in, int layer, LinearId w, const Tensor& out) = 0;
   // gate = silu(gate) * up.

@@ -96,21 +96,18 @@ class GlooCommunicator final : public Communicator {
     if (count == 0 || world_size() == 1) return absl::OkStatus();
     switch (dtype) {
       case DType::kFloat32:
-        return Run("all-reduce", count, dtype, [&] {
-          ReduceTyped<float>(static_cast<float*>(data), count);
-        });
+        return Run("all-reduce", count, dtype,
+                   [&] { ReduceTyped<float>(static_cast<float*>(data), count); });
       case DType::kInt32:
-        return Run("all-reduce", count, dtype, [&] {
-          ReduceTyped<int32_t>(static_cast<int32_t*>(data), count);
-        });
+        return Run("all-reduce", count, dtype,
+                   [&] { ReduceTyped<int32_t>(static_cast<int32_t*>(data), count); });
       case DType::kBf16: {
         // Sum in fp32 (one rounding at the end, the same on every rank).
         scratch_.resize(static_cast<size_t>(count));
         uint16_t* bf = static_cast<uint16_t*>(data);
         kernels::Bf16ToFloatArray(bf, scratch_.data(), count);
-        absl::Status s = Run("all-reduce", count, dtype, [&] {
-          ReduceTyped<float>(scratch_.data(), count);
-        });
+        absl::Status s =
+            Run("all-reduce", count, dtype, [&] { ReduceTyped<float>(scratch_.data(), count); });
         if (!s.ok()) return s;
         kernels::FloatToBf16Array(scratch_.data(), bf, count);
         return absl::OkStatus();
@@ -229,15 +226,15 @@ class GlooCommunicator final : public Communicator {
         peer = absl::StrCat(" (peer rank ", 1 - rank(), ")");  // the only peer
       }
       const std::string head =
-          absl::StrCat("Gloo ", op, " of ", count, " ", kernels::DTypeName(dtype),
-                       " on rank ", rank(), " of ", world_size(), peer);
+          absl::StrCat("Gloo ", op, " of ", count, " ", kernels::DTypeName(dtype), " on rank ",
+                       rank(), " of ", world_size(), peer);
       if (took >= options_.timeout || what.find("imed out") != std::string::npos) {
-        broken_ = absl::DeadlineExceededError(absl::StrCat(
-            head, ": no answer within ", absl::FormatDuration(options_.timeout),
-            " (a peer rank died or stalled): ", what));
+        broken_ = absl::DeadlineExceededError(
+            absl::StrCat(head, ": no answer within ", absl::FormatDuration(options_.timeout),
+                         " (a peer rank died or stalled): ", what));
       } else {
-        broken_ = absl::UnavailableError(
-            absl::StrCat(head, " failed (a peer rank is gone): ", what));
+        broken_ =
+            absl::UnavailableError(absl::StrCat(head, " failed (a peer rank is gone): ", what));
       }
       LOG(ERROR) << broken_;
       return broken_;
@@ -269,8 +266,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(
     attr.hostname = o.hostname;
     std::shared_ptr<gloo::transport::Device> device = gloo::transport::tcp::CreateDevice(attr);
     auto context = std::make_shared<gloo::rendezvous::Context>(o.rank, o.world_size);
-    context->setTimeout(
-        std::chrono::milliseconds(absl::ToInt64Milliseconds(o.rendezvous_timeout)));
+    context->setTimeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(o.rendezvous_timeout)));
     GlooStore gstore(store, o.rendezvous_timeout);
     context->connectFullMesh(gstore, device);
     // Each peer's listening address ("[ip]:port"), only to name the peer in error messages:
@@ -286,17 +282,17 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(
     }
     context->setTimeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(o.timeout)));
     LOG(INFO) << "Gloo rank " << o.rank << " of " << o.world_size << " connected to "
-              << absl::StrJoin(peers, " ", [](std::string* out, const std::string& p) {
-                   out->append(p.empty() ? "self" : p);
-                 })
+              << absl::StrJoin(peers, " ",
+                               [](std::string* out, const std::string& p) {
+                                 out->append(p.empty() ? "self" : p);
+                               })
               << " in " << absl::FormatDuration(absl::Now() - start);
     return std::unique_ptr<Communicator>(
         new GlooCommunicator(o, std::move(device), std::move(context), std::move(peers)));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("Gloo rank ", o.rank, " of ", o.world_size, " could not connect to its ",
-                     "peers on ", o.hostname, " after ",
-                     absl::FormatDuration(absl::Now() - start), ": ", e.what()));
+    return absl::UnavailableError(absl::StrCat(
+        "Gloo rank ", o.rank, " of ", o.world_size, " could not connect to its ", "peers on ",
+        o.hostname, " after ", absl::FormatDuration(absl::Now() - start), ": ", e.what()));
   }
 }
 

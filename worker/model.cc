@@ -21,13 +21,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
                                                      const ModelOptions& options) {
   if (comm == nullptr) return absl::InvalidArgumentError("Model needs a communicator");
   if (comm->world_size() != w.world_size || comm->rank() != w.rank) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "weights are for rank ", w.rank, "/", w.world_size, ", communicator is rank ",
-        comm->rank(), "/", comm->world_size()));
+    return absl::InvalidArgumentError(absl::StrCat("weights are for rank ", w.rank, "/",
+                                                   w.world_size, ", communicator is rank ",
+                                                   comm->rank(), "/", comm->world_size()));
   }
   if (options.attention != "dense" && options.attention != "hip") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention mode '", options.attention, "' is unknown; use 'dense' or 'hip'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention mode '", options.attention, "' is unknown; use 'dense' or 'hip'"));
   }
   RETURN_IF_ERROR(CheckWeights(w));
   ModelWeights header;  // everything but the tensors, kept by the Model
@@ -195,8 +195,8 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
   RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, 0, NormId::kOutput, b.norm));
   if (layout.logit_rows.empty()) return be.Finish();
   RETURN_IF_ERROR(be.LmHead(b.norm, b.logits));
-  RETURN_IF_ERROR(comm_->AllGather(b.logits.data, b.logits.numel(), b.logits.dtype,
-                                   b.gathered.data, be.stream()));
+  RETURN_IF_ERROR(comm_->AllGather(b.logits.data, b.logits.numel(), b.logits.dtype, b.gathered.data,
+                                   be.stream()));
   if (rank_ != 0) return be.Finish();
   if (logits_out != nullptr) {
     ASSIGN_OR_RETURN(*logits_out, be.ReadLogits(b.gathered, world_size_, dims_.vocab_size));

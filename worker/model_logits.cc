@@ -14,8 +14,7 @@ absl::StatusOr<std::vector<float>> Model::PrefillLogits(SequenceId seq,
                                                         int start_pos) {
   if (world_size_ != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "PrefillLogits needs a single-rank model, this one is rank ", rank_, " of ",
-        world_size_));
+        "PrefillLogits needs a single-rank model, this one is rank ", rank_, " of ", world_size_));
   }
   last_failed_.reset();
   StepBatch batch;
@@ -26,11 +25,10 @@ absl::StatusOr<std::vector<float>> Model::PrefillLogits(SequenceId seq,
   step.sample = false;
   batch.work.push_back(std::move(step));
   std::vector<float> logits;
-  ASSIGN_OR_RETURN(std::vector<SampledToken> unused,
-                   RunStep(batch, /*all_logits=*/true, &logits));
+  ASSIGN_OR_RETURN(std::vector<SampledToken> unused, RunStep(batch, /*all_logits=*/true, &logits));
   (void)unused;
-  if (static_cast<int64_t>(logits.size()) != int64_t{static_cast<int>(tokens.size())} *
-                                                  dims_.vocab_size) {
+  if (static_cast<int64_t>(logits.size()) !=
+      int64_t{static_cast<int>(tokens.size())} * dims_.vocab_size) {
     return absl::InternalError("PrefillLogits: the logits were not produced");
   }
   return logits;

@@ -177,8 +177,7 @@ absl::StatusOr<LoadedSource> LoadModelSource(const std::string& model, uint64_t 
   if (absl::StartsWith(model, kRandomModelPrefix)) {
     RandomWeightsOptions o;
     if (seed != 0) o.seed = seed;
-    ASSIGN_OR_RETURN(src.weights,
-                     MakeRandomModel(model.substr(sizeof(kRandomModelPrefix) - 1), o));
+    ASSIGN_OR_RETURN(src.weights, MakeRandomModel(model.substr(sizeof(kRandomModelPrefix) - 1), o));
     ASSIGN_OR_RETURN(src.tokenizer, ByteLevelTokenizerSpec(src.weights.dims.vocab_size));
     return src;
   }
@@ -187,8 +186,8 @@ absl::StatusOr<LoadedSource> LoadModelSource(const std::string& model, uint64_t 
   if (model == kDefaultModel) {
     path = DefaultModelPath();
     if (!std::filesystem::exists(path)) {
-      return absl::NotFoundError(absl::StrCat("default model not found at ", path,
-                                              "; run scripts/fetch-model.sh"));
+      return absl::NotFoundError(
+          absl::StrCat("default model not found at ", path, "; run scripts/fetch-model.sh"));
     }
   }
   LOG(INFO) << "loading " << path;

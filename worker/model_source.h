@@ -26,7 +26,7 @@ inline constexpr char kDefaultModelFile[] = "SmolLM2-135M-Instruct.Q4_1.gguf";
 std::string DefaultModelPath();
 
 struct LoadedSource {
-  ModelWeights weights;                // full weights (world_size 1)
+  ModelWeights weights;  // full weights (world_size 1)
   v1::control::TokenizerSpec tokenizer;
 };
 

@@ -11,10 +11,9 @@
 namespace hipserve::worker {
 namespace {
 
-std::unique_ptr<Model> MakeModel(Communicator* comm, int max_context = 256,
-                                 int64_t budget = 1 << 20,
-                                 kernels::CpuWeightType weights =
-                                     kernels::CpuWeightType::kFloat32) {
+std::unique_ptr<Model> MakeModel(
+    Communicator* comm, int max_context = 256, int64_t budget = 1 << 20,
+    kernels::CpuWeightType weights = kernels::CpuWeightType::kFloat32) {
   BuiltinModelOptions o;
   auto w = MakeBuiltinModel(o);
   EXPECT_TRUE(w.ok()) << w.status();
@@ -59,8 +58,7 @@ TEST(ModelTest, BackendIsChosenByName) {
   ASSERT_TRUE(w.ok());
   ModelOptions mo;
   mo.backend = "tpu";
-  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Model::Create(*w, comm.get(), mo).status().code(), absl::StatusCode::kInvalidArgument);
   mo.backend = "cpu";
   auto cpu = Model::Create(*w, comm.get(), mo);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
@@ -69,8 +67,7 @@ TEST(ModelTest, BackendIsChosenByName) {
     // No device (or a CPU build): a clear refusal, never a crash.
     mo.backend = "cuda";
     const absl::StatusCode code = Model::Create(*w, comm.get(), mo).status().code();
-    EXPECT_TRUE(code == absl::StatusCode::kUnimplemented ||
-                code == absl::StatusCode::kUnavailable)
+    EXPECT_TRUE(code == absl::StatusCode::kUnimplemented || code == absl::StatusCode::kUnavailable)
         << code;
   }
 }

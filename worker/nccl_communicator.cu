@@ -21,23 +21,22 @@ absl::Status NcclErrorToStatus(ncclResult_t r, const char* expr, int rank, const
                                int line) {
   int device = -1;
   if (cudaGetDevice(&device) != cudaSuccess) device = -1;
-  const absl::StatusCode code = r == ncclInvalidArgument || r == ncclInvalidUsage
-                                    ? absl::StatusCode::kInvalidArgument
-                                : r == ncclRemoteError || r == ncclSystemError
-                                    ? absl::StatusCode::kUnavailable
-                                    : absl::StatusCode::kInternal;
-  return absl::Status(code, absl::StrCat(expr, " failed: ", ncclGetErrorString(r), " (",
-                                         ncclGetLastError(nullptr), ") on rank ", rank,
-                                         ", device ", device, " at ", file, ":", line));
+  const absl::StatusCode code =
+      r == ncclInvalidArgument || r == ncclInvalidUsage ? absl::StatusCode::kInvalidArgument
+      : r == ncclRemoteError || r == ncclSystemError    ? absl::StatusCode::kUnavailable
+                                                        : absl::StatusCode::kInternal;
+  return absl::Status(
+      code, absl::StrCat(expr, " failed: ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr),
+                         ") on rank ", rank, ", device ", device, " at ", file, ":", line));
 }
 
 // ncclInProgress is not an error for a non-blocking communicator: the caller polls.
-#define NCCL_RETURN_IF_ERROR(expr, rank)                                                    \
-  do {                                                                                      \
-    const ncclResult_t _hipserve_nccl_r = (expr);                                           \
-    if (_hipserve_nccl_r != ncclSuccess && _hipserve_nccl_r != ncclInProgress) {            \
-      return NcclErrorToStatus(_hipserve_nccl_r, #expr, rank, __FILE__, __LINE__);          \
-    }                                                                                       \
+#define NCCL_RETURN_IF_ERROR(expr, rank)                                           \
+  do {                                                                             \
+    const ncclResult_t _hipserve_nccl_r = (expr);                                  \
+    if (_hipserve_nccl_r != ncclSuccess && _hipserve_nccl_r != ncclInProgress) {   \
+      return NcclErrorToStatus(_hipserve_nccl_r, #expr, rank, __FILE__, __LINE__); \
+    }                                                                              \
   } while (0)
 
 absl::StatusOr<ncclDataType_t> NcclType(DType d, bool reduce) {
@@ -92,9 +91,8 @@ class NcclCommunicator final : public Communicator {
     if (!type.ok()) return type.status();
     if (count == 0) return absl::OkStatus();
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    NCCL_RETURN_IF_ERROR(ncclAllReduce(data, data, static_cast<size_t>(count), *type, ncclSum,
-                                       comm_, s),
-                         rank());
+    NCCL_RETURN_IF_ERROR(
+        ncclAllReduce(data, data, static_cast<size_t>(count), *type, ncclSum, comm_, s), rank());
     return Complete("all-reduce", count, dtype, s);
   }
 
@@ -110,8 +108,7 @@ class NcclCommunicator final : public Communicator {
     return Complete("all-gather", count, dtype, s);
   }
 
-  absl::Status Broadcast(void* data, int64_t count, DType dtype, int root,
-                         void* stream) override {
+  absl::Status Broadcast(void* data, int64_t count, DType dtype, int root, void* stream) override {
     if (!broken_.ok()) return broken_;
     if (root < 0 || root >= world_size()) {
       return absl::InvalidArgumentError(
@@ -142,7 +139,8 @@ class NcclCommunicator final : public Communicator {
       ncclResult_t r = ncclSuccess;
       NCCL_RETURN_IF_ERROR(ncclCommGetAsyncError(comm_, &r), rank());
       if (r == ncclSuccess) return absl::OkStatus();
-      if (r != ncclInProgress) return NcclErrorToStatus(r, "NCCL async", rank(), __FILE__, __LINE__);
+      if (r != ncclInProgress)
+        return NcclErrorToStatus(r, "NCCL async", rank(), __FILE__, __LINE__);
       if (absl::Now() > end) return absl::DeadlineExceededError("NCCL operation in progress");
       std::this_thread::yield();
     }
@@ -150,9 +148,9 @@ class NcclCommunicator final : public Communicator {
 
   // Waits for the collective just queued on `s` (unless `s` is capturing a graph).
   absl::Status Complete(const char* op, int64_t count, DType dtype, cudaStream_t s) {
-    const std::string head = absl::StrCat("NCCL ", op, " of ", count, " ",
-                                          kernels::DTypeName(dtype), " on rank ", rank(),
-                                          " of ", world_size(), " (device ", options_.device, ")");
+    const std::string head =
+        absl::StrCat("NCCL ", op, " of ", count, " ", kernels::DTypeName(dtype), " on rank ",
+                     rank(), " of ", world_size(), " (device ", options_.device, ")");
     absl::Status st = WaitIdle(options_.timeout);
     if (!st.ok()) return Break(absl::StrCat(head, ": ", st.message()), st.code());
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -168,15 +166,14 @@ class NcclCommunicator final : public Communicator {
       ncclResult_t r = ncclSuccess;
       ncclCommGetAsyncError(comm_, &r);
       if (r != ncclSuccess && r != ncclInProgress) {
-        return Break(absl::StrCat(head, " failed (a peer rank is gone): ",
-                                  ncclGetErrorString(r)),
+        return Break(absl::StrCat(head, " failed (a peer rank is gone): ", ncclGetErrorString(r)),
                      absl::StatusCode::kUnavailable);
       }
       if (absl::Now() > end) {
-        return Break(absl::StrCat(head, ": not complete within ",
-                                  absl::FormatDuration(options_.timeout),
-                                  " (a peer rank died or stalled)"),
-                     absl::StatusCode::kDeadlineExceeded);
+        return Break(
+            absl::StrCat(head, ": not complete within ", absl::FormatDuration(options_.timeout),
+                         " (a peer rank died or stalled)"),
+            absl::StatusCode::kDeadlineExceeded);
       }
       if (++spins > 1000) std::this_thread::yield();
     }
@@ -228,8 +225,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
-  NCCL_RETURN_IF_ERROR(ncclCommInitRankConfig(&comm, o.world_size, id, o.rank, &config),
-                       o.rank);
+  NCCL_RETURN_IF_ERROR(ncclCommInitRankConfig(&comm, o.world_size, id, o.rank, &config), o.rank);
   const absl::Time end = absl::Now() + o.rendezvous_timeout;
   for (;;) {
     ncclResult_t r = ncclSuccess;

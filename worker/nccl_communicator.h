@@ -27,8 +27,8 @@ namespace hipserve::worker {
 struct NcclOptions {
   int rank = 0;
   int world_size = 1;
-  int device = 0;  // CUDA device ordinal (the forward backend's)
-  absl::Duration timeout = absl::Seconds(300);             // one collective
+  int device = 0;                               // CUDA device ordinal (the forward backend's)
+  absl::Duration timeout = absl::Seconds(300);  // one collective
   absl::Duration rendezvous_timeout = absl::Seconds(300);  // unique id + communicator init
 };
 

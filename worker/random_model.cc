@@ -137,8 +137,7 @@ absl::StatusOr<ModelDims> RandomModelDims(absl::string_view preset) {
   std::vector<std::string> known;
   for (const Preset& p : kPresets) known.push_back(absl::StrCat(kRandomModelPrefix, p.name));
   return absl::InvalidArgumentError(absl::StrCat("unknown random model '", kRandomModelPrefix,
-                                                 preset, "'; known: ",
-                                                 absl::StrJoin(known, ", ")));
+                                                 preset, "'; known: ", absl::StrJoin(known, ", ")));
 }
 
 absl::StatusOr<ModelWeights> MakeRandomWeights(const ModelDims& d,

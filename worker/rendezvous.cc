@@ -29,8 +29,8 @@ class MemoryStore final : public RendezvousStore {
     const bool found = cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
                                     [&] { return values_.count(key) > 0; });
     if (!found) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "rendezvous key '", key, "' not set within ", absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(absl::StrCat("rendezvous key '", key, "' not set within ",
+                                                      absl::FormatDuration(timeout)));
     }
     return values_[key];
   }

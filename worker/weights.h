@@ -20,27 +20,27 @@ struct ModelDims {
   std::string arch = "llama";  // "llama", "mistral", "qwen2"
   int vocab_size = 0;          // full vocabulary (all ranks)
   int hidden = 0;
-  int intermediate = 0;        // full MLP width (all ranks)
+  int intermediate = 0;  // full MLP width (all ranks)
   int num_layers = 0;
-  int num_heads = 0;           // all ranks
-  int num_kv_heads = 0;        // all ranks
+  int num_heads = 0;     // all ranks
+  int num_kv_heads = 0;  // all ranks
   int head_dim = 0;
   float rms_eps = 1e-5f;
   kernels::RopeConfig rope;
-  int max_context = 2048;      // pretrained context length
+  int max_context = 2048;  // pretrained context length
   bool qkv_bias = false;
   bool tie_word_embeddings = false;
 };
 
 struct LayerWeights {
-  std::vector<float> attn_norm;      // [hidden]
-  std::vector<float> wq;             // [local_heads * head_dim, hidden]
-  std::vector<float> wk, wv;         // [local_kv_heads * head_dim, hidden]
-  std::vector<float> bq, bk, bv;     // empty, or [rows of wq/wk/wv] when qkv_bias
-  std::vector<float> wo;             // [hidden, local_heads * head_dim]
-  std::vector<float> ffn_norm;       // [hidden]
-  std::vector<float> w_gate, w_up;   // [local_intermediate, hidden]
-  std::vector<float> w_down;         // [hidden, local_intermediate]
+  std::vector<float> attn_norm;     // [hidden]
+  std::vector<float> wq;            // [local_heads * head_dim, hidden]
+  std::vector<float> wk, wv;        // [local_kv_heads * head_dim, hidden]
+  std::vector<float> bq, bk, bv;    // empty, or [rows of wq/wk/wv] when qkv_bias
+  std::vector<float> wo;            // [hidden, local_heads * head_dim]
+  std::vector<float> ffn_norm;      // [hidden]
+  std::vector<float> w_gate, w_up;  // [local_intermediate, hidden]
+  std::vector<float> w_down;        // [hidden, local_intermediate]
 };
 
 struct ModelWeights {

@@ -7,14 +7,14 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "hipserve/v1/worker.grpc.pb.h"
-#include "proto/grpc_status.h"
 #include "kernels/device.h"
+#include "proto/grpc_status.h"
 #include "worker/model.h"
 #include "worker/nccl_communicator.h"
 #include "worker/worker_service.h"
@@ -44,9 +44,9 @@ absl::StatusOr<int> RankFromHostname(const std::string& hostname) {
   int rank = -1;
   if (dash == std::string::npos || !absl::SimpleAtoi(hostname.substr(dash + 1), &rank) ||
       rank < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot derive --rank from hostname '", hostname,
-        "' (expected a StatefulSet name like 'hipserve-worker-3'); pass --rank"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot derive --rank from hostname '", hostname,
+                     "' (expected a StatefulSet name like 'hipserve-worker-3'); pass --rank"));
   }
   return rank;
 }
@@ -88,8 +88,9 @@ absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& a
     control::RegisterResponse resp;
     grpc::Status s = stub->Register(&ctx, req, &resp);
     if (s.ok()) {
-      if (log_success) LOG(INFO) << "registered with coordinator " << o.coordinator << " as rank " << rank
-                << " of " << resp.world_size() << " (" << advertise << ")";
+      if (log_success)
+        LOG(INFO) << "registered with coordinator " << o.coordinator << " as rank " << rank
+                  << " of " << resp.world_size() << " (" << advertise << ")";
       return absl::OkStatus();
     }
     // A coordinator that answers with a definite refusal will not change its mind.
@@ -172,8 +173,7 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
       last_announce = std::chrono::steady_clock::now();
       WorkerMainOptions once = resolved;
       once.register_timeout_s = 0;
-      absl::Status s =
-          Register(once, rank, advertise, instance_id, stop, /*log_success=*/false);
+      absl::Status s = Register(once, rank, advertise, instance_id, stop, /*log_success=*/false);
       if (!s.ok()) LOG(DEBUG) << "re-announce: " << s;
     }
   }

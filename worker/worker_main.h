@@ -11,22 +11,22 @@
 namespace hipserve::worker {
 
 struct WorkerMainOptions {
-  std::string coordinator;             // host:port of the coordinator's control service
-  int rank = 0;                        // -1: take the trailing number of the hostname
-  std::string listen = "0.0.0.0:0";    // where this worker's Worker service binds (port 0 = any)
-  std::string advertise;               // host:port the coordinator dials; "" = derived
-  std::string backend = "auto";        // "cpu", "cuda", or "auto" (cuda when a device is visible)
-  int64_t gpu_kv_bytes = 0;            // 0 = the coordinator's value
-  int64_t gpu_memory_bytes = 0;        // CUDA backend budget; 0 = 90% of free device memory
-  int64_t host_kv_bytes = 0;           // 0 = the coordinator's value
-  std::string cpu_weights = "fp32";    // --cpu_weights: "fp32" or "bf16" (ModelOptions)
-  double register_timeout_s = 300.0;   // keep retrying Register this long
+  std::string coordinator;            // host:port of the coordinator's control service
+  int rank = 0;                       // -1: take the trailing number of the hostname
+  std::string listen = "0.0.0.0:0";   // where this worker's Worker service binds (port 0 = any)
+  std::string advertise;              // host:port the coordinator dials; "" = derived
+  std::string backend = "auto";       // "cpu", "cuda", or "auto" (cuda when a device is visible)
+  int64_t gpu_kv_bytes = 0;           // 0 = the coordinator's value
+  int64_t gpu_memory_bytes = 0;       // CUDA backend budget; 0 = 90% of free device memory
+  int64_t host_kv_bytes = 0;          // 0 = the coordinator's value
+  std::string cpu_weights = "fp32";   // --cpu_weights: "fp32" or "bf16" (ModelOptions)
+  double register_timeout_s = 300.0;  // keep retrying Register this long
   // Tensor parallelism: the address the Gloo TCP device binds to and peers connect to; "" =
   // the host of the advertised address.
   std::string comm_host;
-  double collective_timeout_s = 300;   // one collective (a dead or stalled peer -> error)
-  double rendezvous_timeout_s = 300;   // all ranks joining the communicator at Configure
-  bool force_nccl = false;             // NCCL at world size 1 too (or HIPSERVE_FORCE_NCCL=1)
+  double collective_timeout_s = 300;  // one collective (a dead or stalled peer -> error)
+  double rendezvous_timeout_s = 300;  // all ranks joining the communicator at Configure
+  bool force_nccl = false;            // NCCL at world size 1 too (or HIPSERVE_FORCE_NCCL=1)
   // Refuse to join a coordinator whose world size / model differs (0 / "" = accept any).
   int expected_world_size = 0;
   std::string expected_model;

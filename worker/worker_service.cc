@@ -10,7 +10,8 @@ namespace control = v1::control;
 namespace {
 
 // One Step stream: read a request, run it on the model thread, write the result, repeat.
-class StepReactor final : public grpc::ServerBidiReactor<control::StepRequest, control::StepResult> {
+class StepReactor final
+    : public grpc::ServerBidiReactor<control::StepRequest, control::StepResult> {
  public:
   explicit StepReactor(WorkerService* service) : service_(service) {
     service_->open_streams()++;
@@ -84,9 +85,8 @@ grpc::ServerUnaryReactor* WorkerService::Release(grpc::CallbackServerContext* ct
                                                  const control::ReleaseRequest* request,
                                                  control::ReleaseResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  executor_->Post([this, reactor, request] {
-    reactor->Finish(proto::ToGrpcStatus(state_.Release(*request)));
-  });
+  executor_->Post(
+      [this, reactor, request] { reactor->Finish(proto::ToGrpcStatus(state_.Release(*request))); });
   return reactor;
 }
 

@@ -9,9 +9,9 @@
 #include "common/status_macros.h"
 #include "worker/builtin_model.h"
 #include "worker/gloo_communicator.h"
-#include "worker/nccl_communicator.h"
 #include "worker/hip_config.h"
 #include "worker/model_source.h"
+#include "worker/nccl_communicator.h"
 
 namespace hipserve::worker {
 
@@ -24,8 +24,8 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
         absl::StrCat("rank ", req.rank(), " outside world of ", req.world_size()));
   }
   if (req.rank() != options_.rank) {
-    return absl::InvalidArgumentError(absl::StrCat("configure for rank ", req.rank(),
-                                                   " sent to worker rank ", options_.rank));
+    return absl::InvalidArgumentError(
+        absl::StrCat("configure for rank ", req.rank(), " sent to worker rank ", options_.rank));
   }
   if (options_.backend != "cpu" && options_.backend != "cuda") {
     return absl::InvalidArgumentError(
@@ -63,9 +63,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
         int64_t{shard.dims.num_layers} * shard.local_kv_heads() * shard.dims.head_dim * 2 * 2;
     mo.kv_budget_tokens = gpu_bytes / per_token;
     if (mo.kv_budget_tokens < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "GPU KV budget of ", gpu_bytes, " bytes holds no token of this model (", per_token,
-          " bytes per token)"));
+      return absl::InvalidArgumentError(absl::StrCat("GPU KV budget of ", gpu_bytes,
+                                                     " bytes holds no token of this model (",
+                                                     per_token, " bytes per token)"));
     }
   } else if (mo.backend == "cpu" && host_bytes > 0) {
     // fp32 K and V for every layer and local KV head.
@@ -73,9 +73,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
                               shard.dims.head_dim * 2 * static_cast<int64_t>(sizeof(float));
     mo.kv_budget_tokens = host_bytes / per_token;
     if (mo.kv_budget_tokens < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "host KV budget of ", host_bytes, " bytes holds no token of this model (", per_token,
-          " bytes per token)"));
+      return absl::InvalidArgumentError(absl::StrCat("host KV budget of ", host_bytes,
+                                                     " bytes holds no token of this model (",
+                                                     per_token, " bytes per token)"));
     }
   }
   ASSIGN_OR_RETURN(model_, Model::Create(std::move(shard), comm_.get(), mo));
@@ -182,8 +182,8 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
     }
     // The communicators report a dead or stalled peer as Unavailable / DeadlineExceeded and
     // stay broken; so does a lost device. Nothing but a new Configure recovers from those.
-    if (comm_kind_ != "local" && (absl::IsUnavailable(out.status()) ||
-                                  absl::IsDeadlineExceeded(out.status()))) {
+    if (comm_kind_ != "local" &&
+        (absl::IsUnavailable(out.status()) || absl::IsDeadlineExceeded(out.status()))) {
       result.set_group_broken(true);
     }
     return result;

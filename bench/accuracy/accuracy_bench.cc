@@ -13,17 +13,17 @@
 // Modes (--attention, --a3-attention): dense, hip (HiP with --hip-config, default HipConfig:
 // context extension on), hip-noext (extend off: real positions).
 // Progress goes to stderr; the table to stdout; --json writes every trial.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <type_traits>
-#include <algorithm>
-#include <cmath>
-#include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -162,10 +162,9 @@ PasskeyParts MakeParts(const coordinator::Tokenizer& tok) {
 // Prompt of at most `budget` tokens with the needle after round(depth * n) filler repeats.
 std::vector<int32_t> PasskeyPrompt(const coordinator::Tokenizer& tok, const PasskeyParts& p,
                                    int budget, double depth, const std::string& key) {
-  const std::vector<int32_t> needle =
-      tok.Encode(absl::StrCat(" The pass key is ", key, ". Remember it. ", key,
-                              " is the pass key."),
-                 false, false);
+  const std::vector<int32_t> needle = tok.Encode(
+      absl::StrCat(" The pass key is ", key, ". Remember it. ", key, " is the pass key."), false,
+      false);
   const int fixed = static_cast<int>(p.prefix.size() + needle.size() + p.question.size());
   const int n = std::max(0, (budget - fixed) / static_cast<int>(p.filler.size()));
   const int at = static_cast<int>(std::lround(depth * n));
@@ -205,11 +204,10 @@ nlohmann::json RecallTable(const worker::HipAttention& hip) {
     if (a.samples == 0) continue;
     const double na = static_cast<double>(a.samples);
     const double nt = static_cast<double>(std::max<int64_t>(t.samples, 1));
-    std::fprintf(stderr,
-                 "recall: %3zu | %6lld %.3f %.3f %.3f %.3f | %5lld %.3f %.3f %.3f %.3f\n", l,
-                 static_cast<long long>(a.samples), a.fixed / na, a.selected / na, a.oracle / na,
-                 a.worst_selected, static_cast<long long>(t.samples), t.fixed / nt,
-                 t.selected / nt, t.oracle / nt, t.worst_selected);
+    std::fprintf(stderr, "recall: %3zu | %6lld %.3f %.3f %.3f %.3f | %5lld %.3f %.3f %.3f %.3f\n",
+                 l, static_cast<long long>(a.samples), a.fixed / na, a.selected / na, a.oracle / na,
+                 a.worst_selected, static_cast<long long>(t.samples), t.fixed / nt, t.selected / nt,
+                 t.oracle / nt, t.worst_selected);
     rows.push_back({{"layer", l}, {"all", json_of(a)}, {"last", json_of(t)}});
   }
   return rows;
@@ -217,8 +215,7 @@ nlohmann::json RecallTable(const worker::HipAttention& hip) {
 
 // Runs passkey trials for one mode; returns per-trial JSON, or an "n/a" record.
 nlohmann::json RunPasskey(const BenchSource& src, const Flags& f, const std::string& test,
-                          const std::string& mode, const std::vector<int>& contexts,
-                          int* seq) {
+                          const std::string& mode, const std::vector<int>& contexts, int* seq) {
   nlohmann::json out;
   out["mode"] = mode;
   int max_ctx = 0;
@@ -265,13 +262,12 @@ nlohmann::json RunPasskey(const BenchSource& src, const Flags& f, const std::str
                      test.c_str(), mode.c_str(), ctx, f.depths[di], t,
                      r["success"].get<bool>() ? "ok  " : "MISS", prompt.size(),
                      r["seconds"].get<double>(),
-                     r.contains("answer") ? r["answer"].dump().c_str()
-                                          : r["error"].dump().c_str());
+                     r.contains("answer") ? r["answer"].dump().c_str() : r["error"].dump().c_str());
         trials.push_back(r);
       }
     }
-    summary[std::to_string(ctx)] = {{"success", ok}, {"trials", total},
-                                    {"accuracy", total ? double(ok) / total : 0.0}};
+    summary[std::to_string(ctx)] = {
+        {"success", ok}, {"trials", total}, {"accuracy", total ? double(ok) / total : 0.0}};
   }
   out["status"] = "ok";
   out["trials"] = trials;
@@ -316,8 +312,8 @@ nlohmann::json RunPerplexity(const BenchSource& src, const Flags& f, const std::
                                  {"mean_nll", nll},
                                  {"perplexity", std::exp(nll)},
                                  {"seconds", Since(t0)}};
-    std::fprintf(stderr, "[a4] %s ctx %d: ppl %.4f (%.0f s)\n", mode.c_str(), ctx,
-                 std::exp(nll), Since(t0));
+    std::fprintf(stderr, "[a4] %s ctx %d: ppl %.4f (%.0f s)\n", mode.c_str(), ctx, std::exp(nll),
+                 Since(t0));
   }
   out["status"] = "ok";
   out["contexts"] = rows;
@@ -343,9 +339,8 @@ int Main() {
   doc["machine"] = {{"cpu", CpuModel()},
                     {"hardware_threads", std::thread::hardware_concurrency()},
                     {"blas_threads", BlasThreads()}};
-  doc["settings"] = {{"depths", f.depths},       {"trials", f.trials},
-                     {"max_new", f.max_new},     {"chunk", f.chunk},
-                     {"text", f.text},           {"attention", f.attention},
+  doc["settings"] = {{"depths", f.depths},        {"trials", f.trials}, {"max_new", f.max_new},
+                     {"chunk", f.chunk},          {"text", f.text},     {"attention", f.attention},
                      {"hip_config", f.hip_config}};
   int seq = 1;
   if (Has(f.tests, "a2")) {
@@ -356,8 +351,8 @@ int Main() {
     doc["a2"] = a2;
   }
   if (Has(f.tests, "a3")) {
-    doc["a3"] = nlohmann::json::array(
-        {RunPasskey(*src, f, "a3", f.a3_attention, f.a3_contexts, &seq)});
+    doc["a3"] =
+        nlohmann::json::array({RunPasskey(*src, f, "a3", f.a3_attention, f.a3_contexts, &seq)});
   }
   if (Has(f.tests, "a4")) {
     std::ifstream in(f.text);
@@ -416,9 +411,8 @@ int Main() {
                                r["perplexity"].get<double>() /
                                    (*dense)["contexts"][ctx]["perplexity"].get<double>());
         }
-        std::printf("a4  %-6s  ctx %6s  perplexity %.4f%s\n",
-                    m["mode"].get<std::string>().c_str(), ctx.c_str(),
-                    r["perplexity"].get<double>(), ratio.c_str());
+        std::printf("a4  %-6s  ctx %6s  perplexity %.4f%s\n", m["mode"].get<std::string>().c_str(),
+                    ctx.c_str(), r["perplexity"].get<double>(), ratio.c_str());
       }
     }
   }
@@ -440,7 +434,8 @@ int Main() {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_accuracy: BENCHMARKS.md A2-A4 on the real default model, CPU backend.
+constexpr char kUsage[] =
+    R"(bench_accuracy: BENCHMARKS.md A2-A4 on the real default model, CPU backend.
 A2: needle retrieval at --contexts and --depths; A3: needle retrieval at the long
 --a3-contexts; A4: perplexity of --text at --ppl-contexts; each for every --attention mode.
 --recall (HiP modes): print per layer the share of dense attention mass that the selection

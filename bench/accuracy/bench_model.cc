@@ -31,8 +31,8 @@ absl::StatusOr<BenchSource> LoadBenchSource(const std::string& model) {
     s.add_bos = p.add_bos();
     s.pre = p.pre();
   }
-  if (p.eos_token_ids_size() > 0) s.eos_token_ids.assign(p.eos_token_ids().begin(),
-                                                          p.eos_token_ids().end());
+  if (p.eos_token_ids_size() > 0)
+    s.eos_token_ids.assign(p.eos_token_ids().begin(), p.eos_token_ids().end());
   BenchSource out;
   out.eos_ids = s.eos_token_ids;
   ASSIGN_OR_RETURN(out.tokenizer, coordinator::Tokenizer::Create(s));
@@ -42,8 +42,7 @@ absl::StatusOr<BenchSource> LoadBenchSource(const std::string& model) {
 
 absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::string& mode,
                                           int max_context, const std::string& hip_config_json,
-                                          bool measure_recall,
-                                          const std::string& cpu_weights) {
+                                          bool measure_recall, const std::string& cpu_weights) {
   ASSIGN_OR_RETURN(worker::ModelWeights w, worker::ShardWeights(src.weights, 0, 1));
   BenchModel b;
   b.comm = worker::MakeLocalCommunicator();
@@ -124,8 +123,7 @@ absl::StatusOr<NllResult> ScoreTokens(worker::Model& m, int64_t seq_id,
       ++res.predicted;
     }
     if (progress) {
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "    scored %d/%d tokens (%.0f s)\n", end, n - 1, s);
     }
   }

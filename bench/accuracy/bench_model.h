@@ -35,16 +35,14 @@ struct BenchModel {
 // measure_recall: HipAttentionOptions::measure_recall (HiP modes; slow diagnostic).
 // cpu_weights: ModelOptions::cpu_weights ("fp32" or "bf16").
 absl::StatusOr<BenchModel> MakeBenchModel(const BenchSource& src, const std::string& mode,
-                                          int max_context,
-                                          const std::string& hip_config_json = "",
+                                          int max_context, const std::string& hip_config_json = "",
                                           bool measure_recall = false,
                                           const std::string& cpu_weights = "fp32");
 
 // Greedy continuation of `prompt` (fed as one prefill step, then one token per step) on a new
 // sequence `seq`, at most max_new tokens, stopping after an EOS id. Releases the sequence.
 absl::StatusOr<std::vector<int32_t>> GreedyGenerate(worker::Model& m, const BenchSource& src,
-                                                    int64_t seq,
-                                                    const std::vector<int32_t>& prompt,
+                                                    int64_t seq, const std::vector<int32_t>& prompt,
                                                     int max_new);
 
 // Sum of -log p(tokens[i+1] | tokens[..i]) over i in [0, n-1), prefilled `chunk` tokens at a
@@ -54,8 +52,7 @@ struct NllResult {
   int64_t predicted = 0;
 };
 absl::StatusOr<NllResult> ScoreTokens(worker::Model& m, int64_t seq,
-                                      const std::vector<int32_t>& tokens, int chunk,
-                                      bool progress);
+                                      const std::vector<int32_t>& tokens, int chunk, bool progress);
 
 // Threads the BLAS library uses (OpenBLAS), or 1 when it cannot tell.
 int BlasThreads();

@@ -2,10 +2,10 @@
 // (printed by --help).
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <ctime>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <string>
@@ -14,8 +14,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
-#include "common/flags/flags.h"
 #include "bench/accuracy/bench_model.h"
+#include "common/flags/flags.h"
 #include "common/spin_pool.h"
 #include "kernels/attention/dense_attention.h"
 #include "kernels/cpu_gemv/gemv.h"
@@ -98,8 +98,7 @@ void Check(const absl::Status& s) {
 // one token (CpuMatmul with m = 1 on `type` weights, DenseAttentionBlocked over `context`
 // keys), each over every layer's own weights / KV, so that, as in a real step, they stream from
 // memory rather than from a warm cache. Wall time (TimeIt).
-nlohmann::json Breakdown(const worker::ModelWeights& w, int context,
-                         kernels::CpuWeightType type) {
+nlohmann::json Breakdown(const worker::ModelWeights& w, int context, kernels::CpuWeightType type) {
   const worker::ModelDims& d = w.dims;
   const int h = d.hidden, hd = d.head_dim, nh = d.num_heads, nkv = d.num_kv_heads;
   const int inter = d.intermediate, L = d.num_layers, T = context;
@@ -203,7 +202,8 @@ int Main() {
         flags::CheckFlag(chunk >= 0, "prefill_chunk", ">= 0", chunk),
         worker::ParseCpuWeights(cpu_weights).ok()
             ? absl::OkStatus()
-            : absl::InvalidArgumentError("--cpu_weights must be fp32 or bf16, got " + cpu_weights)}) {
+            : absl::InvalidArgumentError("--cpu_weights must be fp32 or bf16, got " +
+                                         cpu_weights)}) {
     if (!s.ok()) {
       std::fprintf(stderr, "bench_cpu_decode: %s\n", std::string(s.message()).c_str());
       return 2;
@@ -220,10 +220,12 @@ int Main() {
   const int pool_threads = common::SpinPool::Shared().threads();
   if (breakdown_only) {
     nlohmann::json b = Breakdown(src->weights, context, wtype);
-    std::printf("per decode step at context %d, %s weights, all layers, kernels timed alone "
-                "(wall ms, median of 9, %d threads, %s):\n", context, cpu_weights.c_str(),
-                pool_threads, kernels::CpuIsaName(kernels::BestCpuIsa()));
-    for (auto& [k, v] : b.items()) std::printf("  %-16s %8.2f ms\n", k.c_str(), 1e3 * v.get<double>());
+    std::printf(
+        "per decode step at context %d, %s weights, all layers, kernels timed alone "
+        "(wall ms, median of 9, %d threads, %s):\n",
+        context, cpu_weights.c_str(), pool_threads, kernels::CpuIsaName(kernels::BestCpuIsa()));
+    for (auto& [k, v] : b.items())
+      std::printf("  %-16s %8.2f ms\n", k.c_str(), 1e3 * v.get<double>());
     return 0;
   }
   absl::StatusOr<BenchModel> bm =
@@ -325,19 +327,22 @@ int Main() {
               doc["date"].get<std::string>().c_str(), commit.c_str(), CpuModel().c_str(),
               std::thread::hardware_concurrency(), BlasThreads(), pool_threads,
               kernels::CpuIsaName(kernels::BestCpuIsa()));
-  std::printf("context %d  attention %s  weights %s  prefill %.1f tok/s (%.1f s)  decode "
-              "%.2f tok/s (median step %.1f ms, mean %.1f ms, %d steps)\n",
-              context, attention.c_str(), cpu_weights.c_str(), context / prefill_s, prefill_s,
-              steps / total, 1e3 * median, 1e3 * total / steps, steps);
-  std::printf("CPU time: prefill %.1f s, decode %.1f ms/token (all threads)  load average "
-              "%.1f -> %.1f (machine shared: wall time includes waiting for a core)\n",
-              prefill_cpu_s, 1e3 * decode_cpu_s / steps, load_before, LoadAverage1());
+  std::printf(
+      "context %d  attention %s  weights %s  prefill %.1f tok/s (%.1f s)  decode "
+      "%.2f tok/s (median step %.1f ms, mean %.1f ms, %d steps)\n",
+      context, attention.c_str(), cpu_weights.c_str(), context / prefill_s, prefill_s,
+      steps / total, 1e3 * median, 1e3 * total / steps, steps);
+  std::printf(
+      "CPU time: prefill %.1f s, decode %.1f ms/token (all threads)  load average "
+      "%.1f -> %.1f (machine shared: wall time includes waiting for a core)\n",
+      prefill_cpu_s, 1e3 * decode_cpu_s / steps, load_before, LoadAverage1());
   if (breakdown) {
     std::fprintf(stderr, "timing the pieces of one decode step at context %d\n", context);
     nlohmann::json b = Breakdown(src->weights, context + steps / 2, wtype);
     doc["breakdown_ms"] = nlohmann::json::object();
-    std::printf("per decode step, all layers, kernels timed alone (wall ms, median of 9; "
-                "%% of the measured median decode step):\n");
+    std::printf(
+        "per decode step, all layers, kernels timed alone (wall ms, median of 9; "
+        "%% of the measured median decode step):\n");
     for (auto& [k, v] : b.items()) {
       doc["breakdown_ms"][k] = 1e3 * v.get<double>();
       std::printf("  %-16s %8.2f ms  (%4.1f%%)\n", k.c_str(), 1e3 * v.get<double>(),
@@ -357,7 +362,8 @@ int Main() {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
+constexpr char kUsage[] =
+    R"(bench_cpu_decode: BENCHMARKS.md E6, CPU backend decode speed of SmolLM2-135M at 4K context.
 Prefills --context tokens (one step, or --prefill-chunk at a time), then times --steps greedy
 decode steps (batch 1). Reports prefill tok/s, decode tok/s (median and mean step time) and
 the threads used. --cpu_weights picks the linear weights' storage (ModelOptions::cpu_weights:

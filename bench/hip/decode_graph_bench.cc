@@ -51,13 +51,20 @@ Args Parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") a.json = next();
-    else if (s == "--lens") a.lens = ParseList(next());
-    else if (s == "--batches") a.batches = ParseList(next());
-    else if (s == "--reps") a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations") a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--kv_rows") a.kv_rows = std::atoll(next().c_str());
-    else if (s == "--commit") a.commit = next();
+    if (s == "--json")
+      a.json = next();
+    else if (s == "--lens")
+      a.lens = ParseList(next());
+    else if (s == "--batches")
+      a.batches = ParseList(next());
+    else if (s == "--reps")
+      a.reps = std::max(10, std::atoi(next().c_str()));
+    else if (s == "--rotations")
+      a.rotations = std::max(1, std::atoi(next().c_str()));
+    else if (s == "--kv_rows")
+      a.kv_rows = std::atoll(next().c_str());
+    else if (s == "--commit")
+      a.commit = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", s.c_str());
       std::exit(2);
@@ -180,16 +187,16 @@ int Main(int argc, char** argv) {
     opt.bsa_rope = false;
     opt.staging_depth = 128;  // > the 96 steps enqueued between two waits
     const auto t_setup = std::chrono::steady_clock::now();
-    absl::StatusOr<std::unique_ptr<kernels::HipDecodeGraphs>> made =
-        kernels::CreateHipDecodeGraphs(opt, kernels::HipDecodeGraphTensors{k, v, rope, rope_positions});
+    absl::StatusOr<std::unique_ptr<kernels::HipDecodeGraphs>> made = kernels::CreateHipDecodeGraphs(
+        opt, kernels::HipDecodeGraphTensors{k, v, rope, rope_positions});
     BENCH_OK(made.status());
     kernels::HipDecodeGraphs& g = **made;
-    std::printf("T=%d: %d graphs captured in %.1f ms\n", T, g.num_graphs(),
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                          t_setup).count());
+    std::printf(
+        "T=%d: %d graphs captured in %.1f ms\n", T, g.num_graphs(),
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_setup)
+            .count());
     for (int B : a.batches) {
-      const int64_t stride =
-          B > 1 ? std::min<int64_t>(T, (kv_rows - T) / (B - 1)) : 0;
+      const int64_t stride = B > 1 ? std::min<int64_t>(T, (kv_rows - T) / (B - 1)) : 0;
       std::vector<int64_t> starts(B);
       for (int b = 0; b < B; ++b) starts[b] = b * stride;
       // dst == nullptr: device-resident I/O (q already in q_buffer(), out read from
@@ -262,24 +269,24 @@ int Main(int argc, char** argv) {
         step(len_t, reuse, 1, true, out);
         std::vector<uint16_t> ho(int64_t{B} * q_row), he(int64_t{B} * q_row);
         BENCH_CUDA(cudaMemcpyAsync(ho.data(), out, ho.size() * 2, cudaMemcpyDeviceToHost, stream));
-        BENCH_CUDA(cudaMemcpyAsync(he.data(), out_eager, he.size() * 2, cudaMemcpyDeviceToHost,
-                                   stream));
+        BENCH_CUDA(
+            cudaMemcpyAsync(he.data(), out_eager, he.size() * 2, cudaMemcpyDeviceToHost, stream));
         BENCH_CUDA(cudaStreamSynchronize(stream));
         for (size_t i = 0; i < ho.size(); ++i) row.bad += ho[i] != he[i];
         row.bad += CountBadRows(out, int64_t{B} * q_row, stream);
         rows.push_back(row);
-        std::printf("T=%-8d B=%-3d %-20s eager %9.2f us  graph %9.2f us  (%.2fx)  host "
-                    "%.1f / %.1f us  bad %lld\n",
-                    T, B, s.name.c_str(), row.eager_us, row.graph_us, row.eager_us / row.graph_us,
-                    row.eager_host_us, row.graph_host_us, static_cast<long long>(row.bad));
+        std::printf(
+            "T=%-8d B=%-3d %-20s eager %9.2f us  graph %9.2f us  (%.2fx)  host "
+            "%.1f / %.1f us  bad %lld\n",
+            T, B, s.name.c_str(), row.eager_us, row.graph_us, row.eager_us / row.graph_us,
+            row.eager_host_us, row.graph_host_us, static_cast<long long>(row.bad));
         std::fflush(stdout);
       }
     }
   }
 
   std::printf("\n%-8s %-6s %-20s %6s %12s %12s %9s %14s %14s %5s\n", "T", "batch", "schedule",
-              "steps", "eager_us", "graph_us", "eager/gr", "host_eager_us", "host_graph_us",
-              "bad");
+              "steps", "eager_us", "graph_us", "eager/gr", "host_eager_us", "host_graph_us", "bad");
   for (const Row& r : rows) {
     std::printf("%-8d %-6d %-20s %6d %12.2f %12.2f %9.2f %14.2f %14.2f %5lld\n", r.T, r.batch,
                 r.schedule.c_str(), r.steps, r.eager_us, r.graph_us, r.eager_us / r.graph_us,
@@ -295,10 +302,10 @@ int Main(int argc, char** argv) {
     j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
     j += "  \"driver\": " + std::to_string(driver) + ",\n";
     j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
-    j += "  \"shape\": {\"name\": \"" + std::string(shape.name) + "\", \"heads\": " +
-         std::to_string(shape.num_heads) + ", \"kv_heads\": " +
-         std::to_string(shape.num_kv_heads) + ", \"head_dim\": " +
-         std::to_string(shape.head_dim) +
+    j += "  \"shape\": {\"name\": \"" + std::string(shape.name) +
+         "\", \"heads\": " + std::to_string(shape.num_heads) +
+         ", \"kv_heads\": " + std::to_string(shape.num_kv_heads) +
+         ", \"head_dim\": " + std::to_string(shape.head_dim) +
          ", \"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
          "\"refresh\": [96, 24, 8], \"pruning_positions\": \"relative\", \"bsa_rope\": false, "
          "\"batch_buckets\": [1, 2, 4, 8, 16, 32], \"kv_rows\": " +
@@ -334,7 +341,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_decode_graph: one HiP decode step of the "8B layer" (kernels/testing/attention_cases.h)
+constexpr char kUsage[] =
+    R"(bench_decode_graph: one HiP decode step of the "8B layer" (kernels/testing/attention_cases.h)
 through HipDecodeGraphs (kernels/hip_cuda/decode_graph.h), graph replay (Run) vs the same
 launches one by one (RunEager), in the same run on the same buffers.
   cycle rows: time per step averaged over one (96, 24, 8) refresh cycle (lengths grow by one

@@ -46,14 +46,14 @@ std::vector<int> ParseList(const std::string& s) {
 struct Args {
   std::string json;
   std::vector<int> lens{kernels::testing::kDecodeBenchLens.begin(),
-                       kernels::testing::kDecodeBenchLens.end()};
+                        kernels::testing::kDecodeBenchLens.end()};
   std::vector<int> a1_lens{kernels::testing::kA1Lens.begin(), kernels::testing::kA1Lens.end()};
   int reps = 20;
   int rotations = 8;
-  int spans = 4;          // needle spans per KV head (A1)
+  int spans = 4;             // needle spans per KV head (A1)
   float needle_norm = 64.f;  // needles hold ~99% of the dense softmax mass at 1M
   std::string commit = "unknown";
-  std::vector<int> src_lens{1048576};  // S1 rows (key sources)
+  std::vector<int> src_lens{1048576};     // S1 rows (key sources)
   std::vector<int> src_hits{99, 90, 50};  // S1 mask-cache hit rates, percent
 };
 
@@ -62,16 +62,26 @@ Args Parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") a.json = next();
-    else if (s == "--lens") a.lens = ParseList(next());
-    else if (s == "--a1_lens") a.a1_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
-    else if (s == "--reps") a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations") a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--spans") a.spans = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--needle_norm") a.needle_norm = std::atof(next().c_str());
-    else if (s == "--commit") a.commit = next();
-    else if (s == "--src_lens") a.src_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
-    else if (s == "--src_hits") a.src_hits = ParseList(next());
+    if (s == "--json")
+      a.json = next();
+    else if (s == "--lens")
+      a.lens = ParseList(next());
+    else if (s == "--a1_lens")
+      a.a1_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
+    else if (s == "--reps")
+      a.reps = std::max(10, std::atoi(next().c_str()));
+    else if (s == "--rotations")
+      a.rotations = std::max(1, std::atoi(next().c_str()));
+    else if (s == "--spans")
+      a.spans = std::max(1, std::atoi(next().c_str()));
+    else if (s == "--needle_norm")
+      a.needle_norm = std::atof(next().c_str());
+    else if (s == "--commit")
+      a.commit = next();
+    else if (s == "--src_lens")
+      a.src_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
+    else if (s == "--src_hits")
+      a.src_hits = ParseList(next());
     else {
       std::fprintf(stderr, "unknown argument %s\n", s.c_str());
       std::exit(2);
@@ -200,8 +210,8 @@ inline float Bf16(uint16_t b) {
 
 // Attention of one head over key positions `pos` in fp64 (keys/values as bf16 host arrays).
 void AttendRef(const float* q, const std::vector<uint16_t>& k, const std::vector<uint16_t>& v,
-               int64_t row0, int KVH, int D, int kvh, const std::vector<int32_t>& pos,
-               double scale, double* out, const std::vector<char>* needle, double* needle_mass) {
+               int64_t row0, int KVH, int D, int kvh, const std::vector<int32_t>& pos, double scale,
+               double* out, const std::vector<char>* needle, double* needle_mass) {
   std::vector<double> s(pos.size());
   double mx = -INFINITY;
   for (size_t j = 0; j < pos.size(); ++j) {
@@ -286,7 +296,8 @@ int Main(int argc, char** argv) {
     BENCH_OK(table.status());
     const std::vector<float> rows = kernels::HipRopeRows(*table, *npos);
     BENCH_CUDA(cudaMalloc(&L.d_rope, rows.size() * sizeof(float)));
-    BENCH_CUDA(cudaMemcpy(L.d_rope, rows.data(), rows.size() * sizeof(float), cudaMemcpyHostToDevice));
+    BENCH_CUDA(
+        cudaMemcpy(L.d_rope, rows.data(), rows.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
   for (int s = 0; s < 3; ++s) {
     BENCH_CUDA(cudaMalloc(&L.state[s][0], L.KVH * L.spec.keep_chunks(s) * sizeof(int32_t)));
@@ -354,7 +365,9 @@ int Main(int argc, char** argv) {
     const double bsa_bytes = bsa_keys * L.KVH * L.D * 2 * 2;
     const double dense_bytes = double(T) * L.KVH * L.D * 2 * 2;
     const int R = L.R;
-    auto poison = [&](cudaStream_t s) { BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, L.q_elems() * 2, s)); };
+    auto poison = [&](cudaStream_t s) {
+      BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, L.q_elems() * 2, s));
+    };
 
     {  // Dense.
       Row row(T, "dense", dense_bytes, double(T) * L.H * L.D * 4);
@@ -439,7 +452,8 @@ int Main(int argc, char** argv) {
       for (double d : dir) norm += d * d;
       norm = std::sqrt(norm);
       std::vector<uint16_t> key(L.D);
-      for (int x = 0; x < L.D; ++x) key[x] = kernels::FloatToBf16(float(a.needle_norm * dir[x] / norm));
+      for (int x = 0; x < L.D; ++x)
+        key[x] = kernels::FloatToBf16(float(a.needle_norm * dir[x] / norm));
       const int lo = L.cfg.n_sink, hi = T - 1 - L.cfg.n_window - 32;
       for (int sp = 0; sp < a.spans; ++sp) {
         const int at = lo + static_cast<int>(rng() % (hi - lo));
@@ -497,7 +511,8 @@ int Main(int argc, char** argv) {
       for (int t = std::max(0, T - 1 - L.cfg.n_window); t < T; ++t) in[t] = 1;
       std::vector<char> sel = in;
       for (int i = 0; i < counts[h]; ++i) {
-        for (int t = blocks[h * nblk + i]; t < std::min(T, blocks[h * nblk + i] + 8); ++t) sel[t] = 1;
+        for (int t = blocks[h * nblk + i]; t < std::min(T, blocks[h * nblk + i] + 8); ++t)
+          sel[t] = 1;
       }
       for (int t = 0; t < T; ++t) {
         if (needle[h][t]) {
@@ -562,8 +577,8 @@ int Main(int argc, char** argv) {
   PrintSrcRows(src_rows);
   std::printf("\nA1 (%d needle spans of 32 keys per KV head, needle key norm %.0f)\n", a.spans,
               a.needle_norm);
-  std::printf("%-8s %10s %14s %12s %14s %14s %6s\n", "T", "err_hip", "err_dense_gpu",
-              "err_oracle", "needle_mass", "needle_recall", "bad");
+  std::printf("%-8s %10s %14s %12s %14s %14s %6s\n", "T", "err_hip", "err_dense_gpu", "err_oracle",
+              "needle_mass", "needle_recall", "bad");
   for (const A1Row& r : a1) {
     std::printf("%-8d %10.4f %14.4f %12.4f %14.4f %14.3f %6lld\n", r.T, r.err_hip, r.err_dense_gpu,
                 r.err_oracle, r.needle_mass, r.needle_recall, static_cast<long long>(r.bad));
@@ -625,7 +640,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_hip_decode: HiP decode for the "8B layer" (32 query heads, 8 KV heads, head dim 128,
+constexpr char kUsage[] =
+    R"(bench_hip_decode: HiP decode for the "8B layer" (32 query heads, 8 KV heads, head dim 128,
 bf16, batch 1): GPU mask estimation (kernels/hip_cuda, relative pruning positions, Llama 3.1
 RoPE, the "3K" preset) + BSA decode (kernels/attention_cuda) against dense flash decode in the
 same run.

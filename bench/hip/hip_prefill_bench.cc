@@ -328,15 +328,12 @@ int Main(int argc, char** argv) {
   // workspace must equal the default's.
   const int kDefaultThreads = L.tc_threads;
   const int other_threads = kDefaultThreads == 256 ? 128 : 256;
-  auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms,
-                          int64_t* diff) {
+  auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms, int64_t* diff) {
     HipChunk(L, 0, T, s, nullptr);
     const std::vector<uint8_t> ws_default = WorkspaceCopy(L, s);
     L.prefetch = prefetch;
     L.tc_threads = threads;
-    auto mask_only = [&] {
-      BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s).status());
-    };
+    auto mask_only = [&] { BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s).status()); };
     mask_only();
     *diff = BytesDiffering(ws_default, WorkspaceCopy(L, s));
     std::vector<double> t;
@@ -394,10 +391,11 @@ int Main(int argc, char** argv) {
   std::printf("  NaN outputs: HiP %lld, dense %lld\n", static_cast<long long>(bad_hip128),
               static_cast<long long>(bad_dense128));
   if (a.exact) {
-    std::printf("  exact score kernel (same run, median of %zu): HiP mask %.2f ms, BSA %.2f ms, "
-                "total %.2f ms, dense/HiP = %.2fx; mask exact/filter = %.2fx\n",
-                hipx_ms.size(), Median(maskx_ms), Median(bsax_ms), Median(hipx_ms),
-                dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms));
+    std::printf(
+        "  exact score kernel (same run, median of %zu): HiP mask %.2f ms, BSA %.2f ms, "
+        "total %.2f ms, dense/HiP = %.2fx; mask exact/filter = %.2fx\n",
+        hipx_ms.size(), Median(maskx_ms), Median(bsax_ms), Median(hipx_ms),
+        dense128 / Median(hipx_ms), Median(maskx_ms) / Median(mask_ms));
     std::printf("  mask workspace filter vs exact: %lld of %zu bytes differ%s\n",
                 static_cast<long long>(ws_diff128), L.ws_bytes,
                 ws_diff128 == 0 ? " (bit-identical)" : "  <-- MISMATCH");
@@ -429,10 +427,10 @@ int Main(int argc, char** argv) {
     }
     bsa_bf16_ms = Median(tb);
     bsa_fp8_ms = Median(tf);
-    std::printf("  BSA only, bf16 K/V %8.2f ms; fp8 e5m2 K/V %8.2f ms; fp8/bf16 = %.3f "
-                "(NaN outputs fp8: %lld)\n",
-                bsa_bf16_ms, bsa_fp8_ms, bsa_fp8_ms / bsa_bf16_ms,
-                static_cast<long long>(bad_bsa_fp8));
+    std::printf(
+        "  BSA only, bf16 K/V %8.2f ms; fp8 e5m2 K/V %8.2f ms; fp8/bf16 = %.3f "
+        "(NaN outputs fp8: %lld)\n",
+        bsa_bf16_ms, bsa_fp8_ms, bsa_fp8_ms / bsa_bf16_ms, static_cast<long long>(bad_bsa_fp8));
     if (a.bsa_tiered) {
       tiered_rows = TimeTieredBsa(BsaParams(L, *plan, 0, T, L.k, L.v, bf16), k8, v8,
                                   {1.0, 0.9, 0.5}, a.reps, s);
@@ -444,8 +442,7 @@ int Main(int argc, char** argv) {
 
   // ---- 1M in chunks.
   const int n_chunks = a.t1m / a.chunk;
-  std::vector<std::vector<double>> hip_chunk(n_chunks), mask_chunk(n_chunks),
-      dense_chunk(n_chunks);
+  std::vector<std::vector<double>> hip_chunk(n_chunks), mask_chunk(n_chunks), dense_chunk(n_chunks);
   std::vector<double> hip_pass;
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{a.chunk} * kHeads * kHeadDim * 2, s));
   HipChunk(L, 0, a.chunk, s, nullptr);  // warm-up
@@ -536,13 +533,13 @@ int Main(int argc, char** argv) {
     std::printf("  dense/HiP = %.2fx (goal >= 15x)\n", dense1m / hip1m);
   }
   if (a.exact_1m) {
-    std::printf("  exact score kernel (same run, one pass): HiP %.1f ms%s; HiP exact/filter = "
-                "%.2fx\n",
-                hipx1m,
-                a.dense_1m != "none"
-                    ? (", dense/HiP = " + std::to_string(dense1m / hipx1m) + "x").c_str()
-                    : "",
-                hipx1m / hip1m);
+    std::printf(
+        "  exact score kernel (same run, one pass): HiP %.1f ms%s; HiP exact/filter = "
+        "%.2fx\n",
+        hipx1m,
+        a.dense_1m != "none" ? (", dense/HiP = " + std::to_string(dense1m / hipx1m) + "x").c_str()
+                             : "",
+        hipx1m / hip1m);
     std::printf("  last chunk's mask workspace filter vs exact: %lld bytes differ%s\n",
                 static_cast<long long>(ws_diff1m),
                 ws_diff1m == 0 ? " (bit-identical)" : "  <-- MISMATCH");
@@ -637,16 +634,17 @@ int Main(int argc, char** argv) {
       j += buf;
     }
     if (!tiered_rows.empty()) {
-      j += "  \"t128k_bsa_tiered\": {\"T\": " + std::to_string(T) + ", \"reps\": " +
-           std::to_string(a.reps) + ", \"rows\": " + TieredRowsJson(tiered_rows) + "},\n";
+      j += "  \"t128k_bsa_tiered\": {\"T\": " + std::to_string(T) +
+           ", \"reps\": " + std::to_string(a.reps) + ", \"rows\": " + TieredRowsJson(tiered_rows) +
+           "},\n";
     }
     std::snprintf(buf, sizeof(buf),
                   "  \"t1m\": {\"T\": %d, \"chunk\": %d, \"hip_passes\": %d, \"hip_ms\": %.1f, "
                   "\"dense_mode\": \"%s\", \"dense_passes\": %d, \"dense_ms\": %.1f, "
                   "\"dense_extrapolated\": %s, \"ratio_dense_over_hip\": %.3f, \"goal_ratio\": "
                   "15, \"nan_hip\": %lld, \"nan_dense\": %lld,\n    \"chunks\": [",
-                  n_chunks * a.chunk, a.chunk, a.reps_long, hip1m, a.dense_1m.c_str(),
-                  dense_passes, dense1m, a.dense_1m == "sample" ? "true" : "false",
+                  n_chunks * a.chunk, a.chunk, a.reps_long, hip1m, a.dense_1m.c_str(), dense_passes,
+                  dense1m, a.dense_1m == "sample" ? "true" : "false",
                   dense1m > 0 ? dense1m / hip1m : 0.0, static_cast<long long>(bad_hip1m),
                   static_cast<long long>(bad_dense1m));
     j += buf;
@@ -673,7 +671,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_hip_prefill (K4): HiP prefill on the GPU (HipPrefillMaskGpu + BsaPrefillAttentionGpu, the
+constexpr char kUsage[] =
+    R"(bench_hip_prefill (K4): HiP prefill on the GPU (HipPrefillMaskGpu + BsaPrefillAttentionGpu, the
 "3K" preset, relative pruning positions, streaming BSA positions, Llama 3.1 RoPE rotated
 in-kernel from un-rotated keys) against our dense flash causal prefill
 (DensePrefillAttentionGpu) in the same run, "8B layer" (32 query heads, 8 KV heads, head dim

@@ -69,10 +69,11 @@ std::vector<TieredBsaRow> TimeTieredBsa(const kernels::BsaPrefillGpuParams& hot,
       uint8_t* page = cold + (h * page_stride + t / kernels::kKvPageTokens) * page_bytes;
       const int64_t src = (int64_t{t} * H + h) * D;
       std::copy_n(hk.data() + src, D, page + (t % kernels::kKvPageTokens) * D);
-      std::copy_n(hv.data() + src, D, page + (kernels::kKvPageTokens + t % kernels::kKvPageTokens) * D);
+      std::copy_n(hv.data() + src, D,
+                  page + (kernels::kKvPageTokens + t % kernels::kKvPageTokens) * D);
     }
   }
-  uint64_t *d_pages = nullptr;
+  uint64_t* d_pages = nullptr;
   int32_t* d_slots = nullptr;
   BENCH_CUDA(cudaMalloc(&d_pages, pages.size() * 8));
   BENCH_CUDA(cudaMemcpy(d_pages, pages.data(), pages.size() * 8, cudaMemcpyHostToDevice));
@@ -118,11 +119,12 @@ std::vector<TieredBsaRow> TimeTieredBsa(const kernels::BsaPrefillGpuParams& hot,
       }
       r.hot_ms = Median(th);
       r.tiered_ms = Median(tt);
-      std::printf("  BSA only, tiered %-8s bank, hits %5.1f%% (%lld / %lld): %9.2f ms; all-hot "
-                  "%s %7.2f ms; tiered/hot = %.3f (NaN outputs: %lld)\n",
-                  r.bank.c_str(), 100.0 * r.hits / r.tokens, static_cast<long long>(r.hits),
-                  static_cast<long long>(r.tokens), r.tiered_ms, r.bank.c_str(), r.hot_ms,
-                  r.tiered_ms / r.hot_ms, static_cast<long long>(r.nan));
+      std::printf(
+          "  BSA only, tiered %-8s bank, hits %5.1f%% (%lld / %lld): %9.2f ms; all-hot "
+          "%s %7.2f ms; tiered/hot = %.3f (NaN outputs: %lld)\n",
+          r.bank.c_str(), 100.0 * r.hits / r.tokens, static_cast<long long>(r.hits),
+          static_cast<long long>(r.tokens), r.tiered_ms, r.bank.c_str(), r.hot_ms,
+          r.tiered_ms / r.hot_ms, static_cast<long long>(r.nan));
       rows.push_back(r);
     }
   }

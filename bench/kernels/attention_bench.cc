@@ -363,7 +363,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_attention: decode attention for the "8B layer" shape (32 query heads, 8 KV heads, head
+constexpr char kUsage[] =
+    R"(bench_attention: decode attention for the "8B layer" shape (32 query heads, 8 KV heads, head
 dim 128, bf16, batch 1 by default): dense flash-decode (split-K) against HiP BSA decode
 (k = 2048 selected keys in 8-key blocks + 256 sink + 1024 window, mask reused) at several T.
 Method (bench/BENCHMARKS.md): CUDA events, warm-up, median of --reps; each timed repeat is

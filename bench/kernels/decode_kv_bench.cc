@@ -59,16 +59,26 @@ Args Parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") a.json = next();
-    else if (s == "--lens") a.lens = ParseList<int>(next());
-    else if (s == "--tier_len") a.tier_len = std::atoi(next().c_str());
-    else if (s == "--hits") a.hits = ParseList<double>(next());
-    else if (s == "--k5_batch") a.k5_batch = std::atoi(next().c_str());
-    else if (s == "--k5_len") a.k5_len = std::atoi(next().c_str());
-    else if (s == "--reps") a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations") a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--skip") a.skip = next();
-    else if (s == "--commit") a.commit = next();
+    if (s == "--json")
+      a.json = next();
+    else if (s == "--lens")
+      a.lens = ParseList<int>(next());
+    else if (s == "--tier_len")
+      a.tier_len = std::atoi(next().c_str());
+    else if (s == "--hits")
+      a.hits = ParseList<double>(next());
+    else if (s == "--k5_batch")
+      a.k5_batch = std::atoi(next().c_str());
+    else if (s == "--k5_len")
+      a.k5_len = std::atoi(next().c_str());
+    else if (s == "--reps")
+      a.reps = std::max(10, std::atoi(next().c_str()));
+    else if (s == "--rotations")
+      a.rotations = std::max(1, std::atoi(next().c_str()));
+    else if (s == "--skip")
+      a.skip = next();
+    else if (s == "--commit")
+      a.commit = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", s.c_str());
       std::exit(2);
@@ -230,8 +240,8 @@ void Fp8Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
           bp.rope_positions = T;
           bp.extend = true;
         }
-        void* ws = Workspace(kernels::BsaDecodeAttentionWorkspaceBytes(bp),
-                             &bp.attn.workspace_bytes);
+        void* ws =
+            Workspace(kernels::BsaDecodeAttentionWorkspaceBytes(bp), &bp.attn.workspace_bytes);
         bp.attn.workspace = ws;
         auto run = [&](int r, cudaStream_t s) {
           BsaDecodeGpuParams pr = bp;
@@ -248,11 +258,11 @@ void Fp8Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
         if (ws) BENCH_CUDA(cudaFree(ws));
       }
     }
-    for (void* ptr : {static_cast<void*>(k16), static_cast<void*>(v16), static_cast<void*>(k8),
-                      static_cast<void*>(v8), static_cast<void*>(q), static_cast<void*>(out),
-                      static_cast<void*>(d_starts), static_cast<void*>(d_len),
-                      static_cast<void*>(d_blocks), static_cast<void*>(d_counts),
-                      static_cast<void*>(rope)}) {
+    for (void* ptr :
+         {static_cast<void*>(k16), static_cast<void*>(v16), static_cast<void*>(k8),
+          static_cast<void*>(v8), static_cast<void*>(q), static_cast<void*>(out),
+          static_cast<void*>(d_starts), static_cast<void*>(d_len), static_cast<void*>(d_blocks),
+          static_cast<void*>(d_counts), static_cast<void*>(rope)}) {
       BENCH_CUDA(cudaFree(ptr));
     }
   }
@@ -372,12 +382,12 @@ void TieredSection(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
     for (int64_t i = 0; i < q_elems; ++i) row.bad += bits[i] != hot_bits[i];  // must be identical
     rows->push_back(row);
   }
-  for (void* ptr : {static_cast<void*>(k8), static_cast<void*>(v8), static_cast<void*>(d_pages),
-                    static_cast<void*>(bank_k), static_cast<void*>(bank_v),
-                    static_cast<void*>(d_slots), static_cast<void*>(q), static_cast<void*>(out),
-                    static_cast<void*>(d_len), static_cast<void*>(d_blocks),
-                    static_cast<void*>(d_counts), static_cast<void*>(d_start0),
-                    static_cast<void*>(rope), ws}) {
+  for (void* ptr :
+       {static_cast<void*>(k8), static_cast<void*>(v8), static_cast<void*>(d_pages),
+        static_cast<void*>(bank_k), static_cast<void*>(bank_v), static_cast<void*>(d_slots),
+        static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(d_len),
+        static_cast<void*>(d_blocks), static_cast<void*>(d_counts), static_cast<void*>(d_start0),
+        static_cast<void*>(rope), ws}) {
     if (ptr) BENCH_CUDA(cudaFree(ptr));
   }
   BENCH_CUDA(cudaFreeHost(cold_host));
@@ -496,10 +506,9 @@ void K5Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
     int ku, splits;
     bool rope;
   };
-  for (const Variant& vr : {Variant{"bsa_rope_only_ku8", 8, 0, true},
-                            Variant{"bsa_rope_only_ku4", 4, 0, true},
-                            Variant{"bsa_norope_only", 0, 0, false},
-                            Variant{"bsa_rope_only_splits1", 0, 1, true}}) {
+  for (const Variant& vr :
+       {Variant{"bsa_rope_only_ku8", 8, 0, true}, Variant{"bsa_rope_only_ku4", 4, 0, true},
+        Variant{"bsa_norope_only", 0, 0, false}, Variant{"bsa_rope_only_splits1", 0, 1, true}}) {
     BsaDecodeGpuParams vp = bp;
     vp.keys_per_step = vr.ku;
     vp.attn.num_splits = vr.splits;
@@ -539,10 +548,10 @@ void K5Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
     BENCH_CUDA(cudaFree(mp.state.count[s]));
     BENCH_CUDA(cudaFree(mp.state.range_end[s]));
   }
-  for (void* ptr : {static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(q),
-                    static_cast<void*>(out), static_cast<void*>(d_starts),
-                    static_cast<void*>(d_lens), static_cast<void*>(rope), mask_ws, bsa_ws,
-                    dense_ws}) {
+  for (void* ptr :
+       {static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(q),
+        static_cast<void*>(out), static_cast<void*>(d_starts), static_cast<void*>(d_lens),
+        static_cast<void*>(rope), mask_ws, bsa_ws, dense_ws}) {
     if (ptr) BENCH_CUDA(cudaFree(ptr));
   }
 }
@@ -579,8 +588,10 @@ int Main(int argc, char** argv) {
   for (int T : a.lens) {
     const Row *d16 = find("fp8", "dense_bf16", T), *d8 = find("fp8", "dense_fp8_e5m2", T);
     const Row *b16 = find("fp8", "bsa_rope_bf16", T), *b8 = find("fp8", "bsa_rope_fp8_e5m2", T);
-    if (d16 && d8) std::printf("T=%d dense bf16/fp8 time %.2fx\n", T, d16->t.graph_us / d8->t.graph_us);
-    if (b16 && b8) std::printf("T=%d bsa_rope bf16/fp8 time %.2fx\n", T, b16->t.graph_us / b8->t.graph_us);
+    if (d16 && d8)
+      std::printf("T=%d dense bf16/fp8 time %.2fx\n", T, d16->t.graph_us / d8->t.graph_us);
+    if (b16 && b8)
+      std::printf("T=%d bsa_rope bf16/fp8 time %.2fx\n", T, b16->t.graph_us / b8->t.graph_us);
   }
   const Row *k5d = find("k5", "dense", a.k5_len), *k5h = find("k5", "hip_cycle_per_step", a.k5_len);
   if (k5d && k5h) {
@@ -631,7 +642,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_decode_kv: decode attention reading the KV the way the serving system stores it, for the
+constexpr char kUsage[] =
+    R"(bench_decode_kv: decode attention reading the KV the way the serving system stores it, for the
 "8B layer" (32 query heads, 8 KV heads, head dim 128, bf16 queries):
   fp8:    dense split-K decode and BSA decode (k = 2048 keys in 8-key blocks + 256 sink + 1024
           window, mask reused), K/V bf16 vs fp8 e5m2, batch 1, T = --lens; BSA also with

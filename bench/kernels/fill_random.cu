@@ -47,8 +47,8 @@ cudaError_t FillRandomBf16(void* dst, int64_t n, uint64_t seed, float amp, void*
 }
 
 cudaError_t FillRandomFp8E5m2(void* dst, int64_t n, uint64_t seed, float amp, void* stream) {
-  FillFp8Kernel<<<1024, 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<uint8_t*>(dst),
-                                                                     n, seed, amp);
+  FillFp8Kernel<<<1024, 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<uint8_t*>(dst), n,
+                                                                     seed, amp);
   return cudaGetLastError();
 }
 

@@ -66,8 +66,8 @@ cudaError_t Bf16ToFp8Device(void* dst, const void* src, int64_t n, void* stream)
 cudaError_t PackColdPages(void* pages, const void* k, const void* v, int64_t tokens, int kv_heads,
                           int head_dim, int64_t page_stride, void* stream) {
   ColdPagesKernel<<<1024, 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<uint8_t*>(pages), static_cast<const uint8_t*>(k),
-      static_cast<const uint8_t*>(v), tokens, kv_heads, head_dim, page_stride);
+      static_cast<uint8_t*>(pages), static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v),
+      tokens, kv_heads, head_dim, page_stride);
   return cudaGetLastError();
 }
 
@@ -75,9 +75,8 @@ cudaError_t ScatterToBank(void* bank_k, void* bank_v, const void* k, const void*
                           const int32_t* slots, int64_t tokens, int kv_heads, int row_bytes,
                           int64_t slot_stride, void* stream) {
   ScatterKernel<<<1024, 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<uint8_t*>(bank_k), static_cast<uint8_t*>(bank_v),
-      static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v), slots, tokens, kv_heads,
-      row_bytes, slot_stride);
+      static_cast<uint8_t*>(bank_k), static_cast<uint8_t*>(bank_v), static_cast<const uint8_t*>(k),
+      static_cast<const uint8_t*>(v), slots, tokens, kv_heads, row_bytes, slot_stride);
   return cudaGetLastError();
 }
 

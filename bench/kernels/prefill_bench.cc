@@ -153,9 +153,8 @@ int Main(int argc, char** argv) {
       row.kv = kv;
       if (kv == "bf16") bf16_ms = row.ms;
       row.over_bf16 = bf16_ms > 0 ? row.ms / bf16_ms : 0;
-      std::printf("%8d %5s %10.3f %10.3f %10.3f %9.1f %9.3f%s\n", T, kv.c_str(), row.ms,
-                  row.min_ms, row.max_ms, row.tflops, row.over_bf16,
-                  row.nan_outputs ? "  NaN OUTPUTS!" : "");
+      std::printf("%8d %5s %10.3f %10.3f %10.3f %9.1f %9.3f%s\n", T, kv.c_str(), row.ms, row.min_ms,
+                  row.max_ms, row.tflops, row.over_bf16, row.nan_outputs ? "  NaN OUTPUTS!" : "");
       rows.push_back(row);
     }
   }
@@ -195,7 +194,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_prefill: dense causal prefill attention for the "8B layer" shape (32 query heads, 8 KV
+constexpr char kUsage[] =
+    R"(bench_prefill: dense causal prefill attention for the "8B layer" shape (32 query heads, 8 KV
 heads, head dim 128, bf16, batch 1) at several prompt lengths T (q_offset 0). Method
 (bench/BENCHMARKS.md): CUDA events on one stream, 2 warm-up calls, median of --reps timed
 calls (each call alone: one call at T = 8K is already ~0.1 ms of tensor-core work on 4096

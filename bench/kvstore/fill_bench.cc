@@ -18,14 +18,13 @@
 namespace hipserve::kvstore {
 namespace {
 
-#define BENCH_CUDA(expr)                                                             \
-  do {                                                                               \
-    cudaError_t _e = (expr);                                                         \
-    if (_e != cudaSuccess) {                                                         \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,            \
-                   cudaGetErrorString(_e));                                          \
-      std::exit(1);                                                                  \
-    }                                                                                \
+#define BENCH_CUDA(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t _e = (expr);                                                                      \
+    if (_e != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
   } while (0)
 
 struct Args {
@@ -49,13 +48,20 @@ Args Parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (s == "--json") a.json = next();
-    else if (s == "--tokens") a.tokens = std::atoll(next());
-    else if (s == "--head_dim") a.head_dim = std::atoi(next());
-    else if (s == "--reps") a.reps = std::atoi(next());
-    else if (s == "--cold_mib") a.cold_mib = std::atoll(next());
-    else if (s == "--keys_only") a.keys_only = true;
-    else if (s == "--device") a.device = std::atoi(next());
+    if (s == "--json")
+      a.json = next();
+    else if (s == "--tokens")
+      a.tokens = std::atoll(next());
+    else if (s == "--head_dim")
+      a.head_dim = std::atoi(next());
+    else if (s == "--reps")
+      a.reps = std::atoi(next());
+    else if (s == "--cold_mib")
+      a.cold_mib = std::atoll(next());
+    else if (s == "--keys_only")
+      a.keys_only = true;
+    else if (s == "--device")
+      a.device = std::atoi(next());
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of fill_bench.cc)\n", s.c_str());
       std::exit(2);
@@ -155,15 +161,17 @@ int Main(int argc, char** argv) {
 
   std::string json = "{\n  \"bench\": \"kvstore_fill\",\n";
   json += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-  json += "  \"tokens\": " + std::to_string(a.tokens) + ",\n  \"head_dim\": " +
-          std::to_string(hd) + ",\n  \"parts\": " + std::to_string(parts) +
-          ",\n  \"bytes_from_host\": " + std::to_string(host_bytes) + ",\n  \"reps\": " +
-          std::to_string(a.reps) + ",\n  \"memcpy_ms\": " + std::to_string(memcpy_ms) +
+  json += "  \"tokens\": " + std::to_string(a.tokens) + ",\n  \"head_dim\": " + std::to_string(hd) +
+          ",\n  \"parts\": " + std::to_string(parts) +
+          ",\n  \"bytes_from_host\": " + std::to_string(host_bytes) +
+          ",\n  \"reps\": " + std::to_string(a.reps) +
+          ",\n  \"memcpy_ms\": " + std::to_string(memcpy_ms) +
           ",\n  \"memcpy_gbs\": " + std::to_string(memcpy_gbs) + ",\n  \"fills\": [\n";
-  std::printf("device %s; %lld scattered tokens x %d bytes x %d (K%s) = %.1f MiB from host; "
-              "median of %d reps\n",
-              prop.name, static_cast<long long>(a.tokens), hd, parts, parts == 2 ? "+V" : "",
-              host_bytes / 1048576.0, a.reps);
+  std::printf(
+      "device %s; %lld scattered tokens x %d bytes x %d (K%s) = %.1f MiB from host; "
+      "median of %d reps\n",
+      prop.name, static_cast<long long>(a.tokens), hd, parts, parts == 2 ? "+V" : "",
+      host_bytes / 1048576.0, a.reps);
   std::printf("  plain pinned cudaMemcpy: %8.3f ms  %7.2f GB/s\n", memcpy_ms, memcpy_gbs);
 
   bool all_ok = true;
@@ -222,8 +230,8 @@ int Main(int argc, char** argv) {
                 sorted ? (ratio >= 0.6 ? "  (goal >= 0.60 met)" : "  (goal >= 0.60 NOT met)") : "",
                 ok ? "" : "  WRONG BYTES");
     json += std::string("    {\"order\": \"") + (sorted ? "address" : "random") +
-            "\", \"bank_dtype\": \"" + DtypeName(dtype) +
-            "\", \"ms\": " + std::to_string(fill_ms) + ", \"gbs\": " + std::to_string(gbs) +
+            "\", \"bank_dtype\": \"" + DtypeName(dtype) + "\", \"ms\": " + std::to_string(fill_ms) +
+            ", \"gbs\": " + std::to_string(gbs) +
             ", \"ratio_vs_memcpy\": " + std::to_string(ratio) +
             ", \"bytes_match_host\": " + (ok ? "true" : "false") + "}" + (vi < 3 ? ",\n" : "\n");
     BENCH_CUDA(cudaFree(bank_k));
@@ -253,7 +261,8 @@ int Main(int argc, char** argv) {
 
 namespace {
 
-constexpr char kUsage[] = R"(bench_kvstore_fill: how fast the batched cache fill moves a scattered set of cold tokens
+constexpr char kUsage[] =
+    R"(bench_kvstore_fill: how fast the batched cache fill moves a scattered set of cold tokens
 (fp8 e5m2 rows in pinned, device-mapped host memory) into a device cache bank, compared with
 a plain pinned host-to-device cudaMemcpy of the same number of bytes in the same run.
 Median of --reps CUDA-event timings each. Goal: fill >= 60% of the memcpy bandwidth, in

@@ -26,10 +26,14 @@ bool AbslParseFlag(absl::string_view text, ByteSize* out, std::string* error) {
     const char* s;
     int64_t m;
   };
-  static constexpr Suffix kSuffixes[] = {
-      {"ki", int64_t{1} << 10}, {"mi", int64_t{1} << 20}, {"gi", int64_t{1} << 30},
-      {"ti", int64_t{1} << 40}, {"k", 1000},              {"m", 1000000},
-      {"g", 1000000000},        {"t", 1000000000000}};
+  static constexpr Suffix kSuffixes[] = {{"ki", int64_t{1} << 10},
+                                         {"mi", int64_t{1} << 20},
+                                         {"gi", int64_t{1} << 30},
+                                         {"ti", int64_t{1} << 40},
+                                         {"k", 1000},
+                                         {"m", 1000000},
+                                         {"g", 1000000000},
+                                         {"t", 1000000000000}};
   int64_t mult = 1;
   for (const Suffix& s : kSuffixes) {
     if (absl::EndsWith(t, s.s) && t.size() > std::char_traits<char>::length(s.s)) {
@@ -293,8 +297,8 @@ void ParseProgramFlagsOrExit(int argc, char** argv, absl::string_view usage_text
                              const char* file) {
   std::string name = argc > 0 ? argv[0] : "program";
   if (size_t slash = name.rfind('/'); slash != std::string::npos) name = name.substr(slash + 1);
-  const CommandSpec spec{name, std::string(absl::StripTrailingAsciiWhitespace(usage_text)), {""},
-                         file};
+  const CommandSpec spec{
+      name, std::string(absl::StripTrailingAsciiWhitespace(usage_text)), {""}, file};
   const int rc = ParseCommandFlagsOrExitCode(spec, std::vector<std::string>(argv + 1, argv + argc));
   if (rc >= 0) std::exit(rc);
 }

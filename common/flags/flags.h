@@ -74,8 +74,7 @@ int ParseCommandFlagsOrExitCode(const CommandSpec& spec, const std::vector<std::
 
 // For a program with one command (a benchmark's main): the flags defined in `file`, parsed from
 // argv[1..]. Exits 0 after --help (printing `usage_text` and the flags), 2 after a bad flag.
-void ParseProgramFlagsOrExit(int argc, char** argv, absl::string_view usage_text,
-                             const char* file);
+void ParseProgramFlagsOrExit(int argc, char** argv, absl::string_view usage_text, const char* file);
 
 // Post-parse range checks: OK, or InvalidArgument "--<flag> must be <what>, got <value>".
 absl::Status CheckFlag(bool ok, absl::string_view flag, absl::string_view what, double value);

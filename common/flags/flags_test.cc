@@ -107,8 +107,8 @@ TEST(FlagsTest, ByteSizes) {
 }
 
 TEST(FlagsTest, StringListRoundTrips) {
-  for (const std::vector<std::string>& v : std::vector<std::vector<std::string>>{
-           {}, {"a"}, {"a,b", "c\\d", ""}, {",", "\\"}}) {
+  for (const std::vector<std::string>& v :
+       std::vector<std::vector<std::string>>{{}, {"a"}, {"a,b", "c\\d", ""}, {",", "\\"}}) {
     StringList parsed;
     std::string error;
     ASSERT_TRUE(AbslParseFlag(AbslUnparseFlag(StringList{v}), &parsed, &error));

@@ -84,12 +84,18 @@ constexpr int kDefaultRequests = 100;
 
 const char* ReasonName(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_STOP: return "stop";
-    case v1::FINISH_REASON_LENGTH: return "length";
-    case v1::FINISH_REASON_EOS: return "eos";
-    case v1::FINISH_REASON_ABORT: return "abort";
-    case v1::FINISH_REASON_ERROR: return "error";
-    default: return "unspecified";
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_EOS:
+      return "eos";
+    case v1::FINISH_REASON_ABORT:
+      return "abort";
+    case v1::FINISH_REASON_ERROR:
+      return "error";
+    default:
+      return "unspecified";
   }
 }
 
@@ -137,8 +143,7 @@ std::string FormatSeconds(double s) {
 class Phase {
  public:
   Phase(const BenchOptions& o, v1::Generation::Stub* stub, const PromptSource& prompts,
-        Clock::time_point t0, std::string name, uint64_t first_index, int limit,
-        double duration_s)
+        Clock::time_point t0, std::string name, uint64_t first_index, int limit, double duration_s)
       : o_(o),
         stub_(stub),
         prompts_(prompts),
@@ -247,9 +252,9 @@ class Phase {
     r.server_total_s = final_info.timing().total_seconds();
     if (final_info.finish_reason() == v1::FINISH_REASON_ERROR ||
         final_info.finish_reason() == v1::FINISH_REASON_ABORT) {
-      r.error = absl::StrCat("finished with ", r.finish_reason,
-                             final_info.error_message().empty() ? "" : ": ",
-                             final_info.error_message());
+      r.error =
+          absl::StrCat("finished with ", r.finish_reason,
+                       final_info.error_message().empty() ? "" : ": ", final_info.error_message());
       return r;
     }
     r.ok = true;
@@ -350,21 +355,21 @@ json ModelJson(const v1::ModelInfo& m) {
     hip = json::parse(m.hip_config_json(), nullptr, /*allow_exceptions=*/false);
     if (hip.is_discarded()) hip = m.hip_config_json();
   }
-  return json{{"name", m.name()},
-              {"vocab_size", m.vocab_size()},
-              {"max_context", m.max_context()},
-              {"num_layers", m.num_layers()},
-              {"hidden_size", m.hidden_size()},
-              {"num_heads", m.num_heads()},
-              {"num_kv_heads", m.num_kv_heads()},
-              {"head_dim", m.head_dim()},
-              {"tensor_parallel", m.tensor_parallel()},
-              {"dtype", m.dtype()},
-              {"backend", m.backend()},
-              {"attention", m.attention()},
-              {"hip_config", hip},
-              {"eos_token_ids", std::vector<int32_t>(m.eos_token_ids().begin(),
-                                                     m.eos_token_ids().end())}};
+  return json{
+      {"name", m.name()},
+      {"vocab_size", m.vocab_size()},
+      {"max_context", m.max_context()},
+      {"num_layers", m.num_layers()},
+      {"hidden_size", m.hidden_size()},
+      {"num_heads", m.num_heads()},
+      {"num_kv_heads", m.num_kv_heads()},
+      {"head_dim", m.head_dim()},
+      {"tensor_parallel", m.tensor_parallel()},
+      {"dtype", m.dtype()},
+      {"backend", m.backend()},
+      {"attention", m.attention()},
+      {"hip_config", hip},
+      {"eos_token_ids", std::vector<int32_t>(m.eos_token_ids().begin(), m.eos_token_ids().end())}};
 }
 
 std::string UtcNow() {
@@ -401,7 +406,8 @@ absl::Status ValidateBenchOptions(const BenchOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", why));
   };
   if (o.server.empty()) return bad("server", "must be host:port, got ''");
-  if (o.concurrency < 1) return bad("concurrency", absl::StrCat("must be >= 1, got ", o.concurrency));
+  if (o.concurrency < 1)
+    return bad("concurrency", absl::StrCat("must be >= 1, got ", o.concurrency));
   if (o.prompt_tokens < 0) {
     return bad("prompt_tokens", absl::StrCat("must be >= 0 (0 = default), got ", o.prompt_tokens));
   }
@@ -513,15 +519,16 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
             << " tokens, "
             << (num_requests > 0 ? absl::StrCat(num_requests, " requests") : std::string())
             << (num_requests > 0 && o.duration_s > 0 ? " or " : "")
-            << (o.duration_s > 0 ? absl::StrCat(o.duration_s, " s") : std::string())
-            << ", warm-up " << warmup << "\n";
+            << (o.duration_s > 0 ? absl::StrCat(o.duration_s, " s") : std::string()) << ", warm-up "
+            << warmup << "\n";
 
   int warmup_failed = 0;
   if (warmup > 0) {
     Phase phase(o, stub.get(), prompts, t0, "warm-up ", /*first_index=*/0, warmup, 0);
     for (const Result& r : phase.Run()) {
       if (!r.ok && !r.interrupted) {
-        if (warmup_failed == 0) std::cerr << "hipserve bench: warm-up request failed: " << r.error << "\n";
+        if (warmup_failed == 0)
+          std::cerr << "hipserve bench: warm-up request failed: " << r.error << "\n";
         ++warmup_failed;
       }
     }
@@ -579,9 +586,8 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
 
   // Table.
   char line[512];
-  out << "\nhipserve bench: " << info.name() << " (" << info.backend() << ", "
-      << info.attention() << " attention, tp " << info.tensor_parallel() << ") at " << o.server
-      << "\n";
+  out << "\nhipserve bench: " << info.name() << " (" << info.backend() << ", " << info.attention()
+      << " attention, tp " << info.tensor_parallel() << ") at " << o.server << "\n";
   std::snprintf(line, sizeof(line),
                 "requests: %d ok, %d failed%s   concurrency %d   prompt %d tokens   output %d "
                 "tokens   warm-up %d\n",
@@ -593,8 +599,8 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
                 "tok/s\n\n",
                 sum.wall_s, sum.requests_per_s, sum.output_tok_s, sum.total_tok_s);
   out << line;
-  std::snprintf(line, sizeof(line), "%-18s %10s %10s %10s %10s %10s %10s %7s\n", "", "mean",
-                "p50", "p90", "p99", "min", "max", "n");
+  std::snprintf(line, sizeof(line), "%-18s %10s %10s %10s %10s %10s %10s %7s\n", "", "mean", "p50",
+                "p90", "p99", "min", "max", "n");
   out << line;
   PrintRow(out, "TTFT (ms)", sum.ttft_s, 1e3, 3);
   PrintRow(out, "ITL (ms)", sum.itl_s, 1e3, 3);
@@ -608,41 +614,40 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
   }
 
   if (!o.json_out.empty()) {
-    json doc{
-        {"tool", "hipserve bench"},
-        {"version", HIPSERVE_VERSION},
-        {"started_at", UtcNow()},
-        {"interrupted", interrupted},
-        {"config",
-         {{"server", o.server},
-          {"concurrency", o.concurrency},
-          {"prompt_tokens", prompts.length},
-          {"prompt_source", prompts.synthetic ? "synthetic" : "file"},
-          {"prompt_file", o.prompt_file.empty() ? json(nullptr) : json(o.prompt_file)},
-          {"max_tokens", o.max_tokens},
-          {"num_requests", num_requests},
-          {"duration_s", o.duration_s},
-          {"warmup_requests", warmup},
-          {"seed", o.seed},
-          {"temperature", o.temperature},
-          {"timeout_s", o.timeout_s},
-          {"ignore_eos", true}}},
-        {"model", ModelJson(info)},
-        {"summary",
-         {{"requests_ok", sum.requests_ok},
-          {"requests_failed", sum.requests_failed},
-          {"warmup_failed", warmup_failed},
-          {"wall_s", sum.wall_s},
-          {"output_tokens", sum.output_tokens},
-          {"prompt_tokens", sum.prompt_tokens},
-          {"output_tok_s", sum.output_tok_s},
-          {"total_tok_s", sum.total_tok_s},
-          {"requests_per_s", sum.requests_per_s},
-          {"ttft_s", Dist(sum.ttft_s)},
-          {"itl_s", Dist(sum.itl_s)},
-          {"latency_s", Dist(sum.latency_s)},
-          {"stream_tok_s", Dist(sum.stream_tok_s)}}},
-        {"requests", requests}};
+    json doc{{"tool", "hipserve bench"},
+             {"version", HIPSERVE_VERSION},
+             {"started_at", UtcNow()},
+             {"interrupted", interrupted},
+             {"config",
+              {{"server", o.server},
+               {"concurrency", o.concurrency},
+               {"prompt_tokens", prompts.length},
+               {"prompt_source", prompts.synthetic ? "synthetic" : "file"},
+               {"prompt_file", o.prompt_file.empty() ? json(nullptr) : json(o.prompt_file)},
+               {"max_tokens", o.max_tokens},
+               {"num_requests", num_requests},
+               {"duration_s", o.duration_s},
+               {"warmup_requests", warmup},
+               {"seed", o.seed},
+               {"temperature", o.temperature},
+               {"timeout_s", o.timeout_s},
+               {"ignore_eos", true}}},
+             {"model", ModelJson(info)},
+             {"summary",
+              {{"requests_ok", sum.requests_ok},
+               {"requests_failed", sum.requests_failed},
+               {"warmup_failed", warmup_failed},
+               {"wall_s", sum.wall_s},
+               {"output_tokens", sum.output_tokens},
+               {"prompt_tokens", sum.prompt_tokens},
+               {"output_tok_s", sum.output_tok_s},
+               {"total_tok_s", sum.total_tok_s},
+               {"requests_per_s", sum.requests_per_s},
+               {"ttft_s", Dist(sum.ttft_s)},
+               {"itl_s", Dist(sum.itl_s)},
+               {"latency_s", Dist(sum.latency_s)},
+               {"stream_tok_s", Dist(sum.stream_tok_s)}}},
+             {"requests", requests}};
     std::ofstream f(o.json_out);
     f << doc.dump(1) << "\n";
     f.close();

@@ -15,16 +15,16 @@ namespace hipserve::cli {
 
 struct BenchOptions {
   std::string server = "localhost:50051";
-  int concurrency = 4;         // client streams in flight
-  int prompt_tokens = 0;       // 0 = 128 synthetic ids, or the whole --prompt_file
-  std::string prompt_file;     // text; tokenized once by the server (Tokenize)
-  int max_tokens = 128;        // output tokens per request (ignore_eos: exact)
-  int num_requests = 0;        // measured requests; 0 = 100 unless duration_s is set
-  double duration_s = 0;       // stop sending new measured requests after this long
-  int warmup_requests = -1;    // unmeasured requests first; -1 = concurrency
-  uint64_t seed = 0;           // synthetic prompt ids and sampling seeds
+  int concurrency = 4;       // client streams in flight
+  int prompt_tokens = 0;     // 0 = 128 synthetic ids, or the whole --prompt_file
+  std::string prompt_file;   // text; tokenized once by the server (Tokenize)
+  int max_tokens = 128;      // output tokens per request (ignore_eos: exact)
+  int num_requests = 0;      // measured requests; 0 = 100 unless duration_s is set
+  double duration_s = 0;     // stop sending new measured requests after this long
+  int warmup_requests = -1;  // unmeasured requests first; -1 = concurrency
+  uint64_t seed = 0;         // synthetic prompt ids and sampling seeds
   double temperature = 0;
-  double timeout_s = 600;      // deadline of each request
+  double timeout_s = 600;  // deadline of each request
   double wait_ready_s = 60;
   std::string json_out;
   bool progress = true;

@@ -131,8 +131,10 @@ std::vector<int32_t> SyntheticPrompt(uint64_t seed, uint64_t index, int n, int v
     int64_t id = static_cast<int64_t>(x % m);
     // Skip over excluded ids: the k-th allowed id.
     for (int32_t e : allowed_gaps) {
-      if (e <= id) ++id;
-      else break;
+      if (e <= id)
+        ++id;
+      else
+        break;
     }
     out.push_back(static_cast<int32_t>(id));
   }

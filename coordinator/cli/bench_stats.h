@@ -30,8 +30,8 @@ struct TokenChunk {
 // What one request measured, on the bench's clock (seconds since the run started).
 struct RequestMetrics {
   int output_tokens = 0;
-  double ttft_s = 0;         // send -> first token
-  double latency_s = 0;      // send -> end of stream
+  double ttft_s = 0;     // send -> first token
+  double latency_s = 0;  // send -> end of stream
   // Inter-token latencies: for each message after the first, the gap since the previous
   // token-bearing message, split evenly over its tokens (k tokens -> k samples of gap / k).
   // Extra tokens that arrive in the same message as the first token add no sample.
@@ -62,9 +62,9 @@ struct RunSummary {
   double wall_s = 0;
   int64_t output_tokens = 0;
   int64_t prompt_tokens = 0;
-  double output_tok_s = 0;     // aggregate: output tokens / wall
-  double total_tok_s = 0;      // (prompt + output tokens) / wall
-  double requests_per_s = 0;   // ok requests / wall
+  double output_tok_s = 0;    // aggregate: output tokens / wall
+  double total_tok_s = 0;     // (prompt + output tokens) / wall
+  double requests_per_s = 0;  // ok requests / wall
   Distribution ttft_s, itl_s, latency_s, stream_tok_s;
 };
 RunSummary SummarizeRun(const std::vector<RequestRecord>& records);

@@ -149,9 +149,9 @@ TEST(BenchSyntheticPromptTest, SeededValidAndDistinct) {
     EXPECT_GE(id, 0);
     EXPECT_LT(id, 259);
   }
-  EXPECT_EQ(a, SyntheticPrompt(42, 0, 500, 259, {}));   // same seed and index: same ids
-  EXPECT_NE(a, SyntheticPrompt(42, 1, 500, 259, {}));   // another request: other ids
-  EXPECT_NE(a, SyntheticPrompt(43, 0, 500, 259, {}));   // another seed: other ids
+  EXPECT_EQ(a, SyntheticPrompt(42, 0, 500, 259, {}));             // same seed and index: same ids
+  EXPECT_NE(a, SyntheticPrompt(42, 1, 500, 259, {}));             // another request: other ids
+  EXPECT_NE(a, SyntheticPrompt(43, 0, 500, 259, {}));             // another seed: other ids
   EXPECT_GT(std::set<int32_t>(a.begin(), a.end()).size(), 150u);  // spread over the vocabulary
   // Excluded ids never appear; with all but one excluded, only that one is left.
   const std::vector<int32_t> b = SyntheticPrompt(1, 2, 2000, 10, {0, 9, 3});

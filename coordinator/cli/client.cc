@@ -15,13 +15,20 @@ namespace {
 
 const char* ReasonName(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_STOP: return "stop";
-    case v1::FINISH_REASON_LENGTH: return "length";
-    case v1::FINISH_REASON_EOS: return "eos";
-    case v1::FINISH_REASON_ABORT: return "abort";
-    case v1::FINISH_REASON_ERROR: return "error";
-    case v1::FINISH_REASON_UNSPECIFIED: return "unspecified";
-    default: return "unknown";
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_EOS:
+      return "eos";
+    case v1::FINISH_REASON_ABORT:
+      return "abort";
+    case v1::FINISH_REASON_ERROR:
+      return "error";
+    case v1::FINISH_REASON_UNSPECIFIED:
+      return "unspecified";
+    default:
+      return "unknown";
   }
 }
 
@@ -109,8 +116,8 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
   if (!got_final) return absl::InternalError("stream ended without a final message");
   if (o.stats) {
     const v1::Timing& t = final_info.timing();
-    err << "[finish=" << ReasonName(final_info.finish_reason()) << " prompt_tokens="
-        << prompt_tokens << " completion_tokens=" << completion_tokens
+    err << "[finish=" << ReasonName(final_info.finish_reason())
+        << " prompt_tokens=" << prompt_tokens << " completion_tokens=" << completion_tokens
         << " ttft=" << t.ttft_seconds() << "s total=" << t.total_seconds()
         << "s decode=" << t.decode_tokens_per_second() << " tok/s]\n";
   }

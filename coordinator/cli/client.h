@@ -15,8 +15,8 @@ namespace hipserve::cli {
 struct GenerateClientOptions {
   std::string server = "localhost:50051";
   std::string prompt;
-  bool chat = false;                // send the prompt as one user chat message
-  std::string system;               // optional system message (with --chat)
+  bool chat = false;   // send the prompt as one user chat message
+  std::string system;  // optional system message (with --chat)
   std::optional<int> max_tokens;
   std::optional<float> temperature;
   std::optional<float> top_p;
@@ -25,8 +25,8 @@ struct GenerateClientOptions {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   double timeout_s = 600;
-  double wait_ready_s = 0;          // wait this long for readiness before sending
-  bool stats = true;                // print finish reason and timing to `err`
+  double wait_ready_s = 0;  // wait this long for readiness before sending
+  bool stats = true;        // print finish reason and timing to `err`
 };
 
 // Waits until grpc.health.v1 reports "hipserve.v1.Generation" SERVING.

@@ -82,12 +82,14 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
       CheckFlag(o.max_tokens_limit >= 1, "max_tokens_limit", ">= 1", o.max_tokens_limit));
   RETURN_IF_ERROR(
       CheckFlag(o.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1", o.max_prompt_tokens));
-  RETURN_IF_ERROR(CheckFlag(o.scheduler.max_batch >= 1, "max_batch", ">= 1", o.scheduler.max_batch));
+  RETURN_IF_ERROR(
+      CheckFlag(o.scheduler.max_batch >= 1, "max_batch", ">= 1", o.scheduler.max_batch));
   RETURN_IF_ERROR(
       CheckFlag(o.scheduler.chunk_tokens >= 1, "chunk", ">= 1", o.scheduler.chunk_tokens));
-  RETURN_IF_ERROR(CheckFlag(o.scheduler.max_queue >= 0, "max_queue", ">= 0", o.scheduler.max_queue));
-  RETURN_IF_ERROR(CheckFlag(o.configure_timeout_s > 0, "configure_timeout_s", "> 0",
-                            o.configure_timeout_s));
+  RETURN_IF_ERROR(
+      CheckFlag(o.scheduler.max_queue >= 0, "max_queue", ">= 0", o.scheduler.max_queue));
+  RETURN_IF_ERROR(
+      CheckFlag(o.configure_timeout_s > 0, "configure_timeout_s", "> 0", o.configure_timeout_s));
   RETURN_IF_ERROR(CheckFlag(o.step_timeout_s > 0, "step_timeout_s", "> 0", o.step_timeout_s));
   return o;
 }

@@ -81,8 +81,8 @@ int GenerateCommand(const std::vector<std::string>& args) {
   }
   absl::Status s = RunGenerate(*o, std::cout, std::cerr);
   if (!s.ok()) {
-    std::cerr << "hipserve generate: " << absl::StatusCodeToString(s.code()) << ": "
-              << s.message() << "\n";
+    std::cerr << "hipserve generate: " << absl::StatusCodeToString(s.code()) << ": " << s.message()
+              << "\n";
     return 1;
   }
   return 0;

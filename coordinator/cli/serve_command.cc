@@ -35,13 +35,10 @@ ABSL_FLAG(std::string, serve_cpu_weights, "fp32",
           "<~1%).");
 ABSL_FLAG(std::string, serve_port_file, "",
           "Write the bound public port to this file once listening.");
-ABSL_FLAG(std::string, serve_prompt, "",
-          "Answer this prompt through the gRPC API, print, exit.");
-ABSL_FLAG(bool, serve_chat, false,
-          "With --prompt: send it as a chat message (model's template).");
+ABSL_FLAG(std::string, serve_prompt, "", "Answer this prompt through the gRPC API, print, exit.");
+ABSL_FLAG(bool, serve_chat, false, "With --prompt: send it as a chat message (model's template).");
 ABSL_FLAG(int, serve_max_tokens, 64, "With --prompt: tokens to generate, >= 1.");
-ABSL_FLAG(double, serve_temperature, 0.0,
-          "With --prompt: sampling temperature (0 = greedy).");
+ABSL_FLAG(double, serve_temperature, 0.0, "With --prompt: sampling temperature (0 = greedy).");
 ABSL_FLAG(double, serve_ready_timeout_s, 600,
           "How long to wait for the workers to be ready, in seconds, > 0.");
 
@@ -51,7 +48,7 @@ namespace {
 
 pid_t SpawnWorker(const std::string& self, const std::vector<std::string>& args) {
   pid_t pid = fork();
-  if (pid != 0) return pid;  // parent (or -1)
+  if (pid != 0) return pid;          // parent (or -1)
   prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive `serve`
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(self.c_str()));
@@ -63,7 +60,8 @@ pid_t SpawnWorker(const std::string& self, const std::vector<std::string>& args)
 }
 
 void StopChildren(std::vector<pid_t>& children) {
-  for (pid_t p : children) if (p > 0) kill(p, SIGTERM);
+  for (pid_t p : children)
+    if (p > 0) kill(p, SIGTERM);
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (pid_t& p : children) {
     while (p > 0) {
@@ -168,10 +166,10 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   std::vector<pid_t> children;
   for (int r = 0; r < tp; ++r) {
     children.push_back(SpawnWorker(
-        self, {"worker", absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
-               absl::StrCat("--rank=", r), "--listen=127.0.0.1:0", "--backend=" + backend,
-               "--cpu_weights=" + cpu_weights,
-               absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)}));
+        self,
+        {"worker", absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
+         absl::StrCat("--rank=", r), "--listen=127.0.0.1:0", "--backend=" + backend,
+         "--cpu_weights=" + cpu_weights, absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)}));
     if (children.back() < 0) {
       std::cerr << "hipserve serve: cannot start worker " << r << "\n";
       StopChildren(children);

@@ -78,10 +78,10 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
   RETURN_IF_ERROR(CheckFlag(o.rank >= -1, "rank", ">= 0 (or -1)", o.rank));
   RETURN_IF_ERROR(
       CheckFlag(o.register_timeout_s > 0, "register_timeout_s", "> 0", o.register_timeout_s));
-  RETURN_IF_ERROR(CheckFlag(o.collective_timeout_s > 0, "collective_timeout_s", "> 0",
-                            o.collective_timeout_s));
-  RETURN_IF_ERROR(CheckFlag(o.rendezvous_timeout_s > 0, "rendezvous_timeout_s", "> 0",
-                            o.rendezvous_timeout_s));
+  RETURN_IF_ERROR(
+      CheckFlag(o.collective_timeout_s > 0, "collective_timeout_s", "> 0", o.collective_timeout_s));
+  RETURN_IF_ERROR(
+      CheckFlag(o.rendezvous_timeout_s > 0, "rendezvous_timeout_s", "> 0", o.rendezvous_timeout_s));
   RETURN_IF_ERROR(
       CheckFlag(o.expected_world_size >= 0, "world_size", ">= 0", o.expected_world_size));
   return o;

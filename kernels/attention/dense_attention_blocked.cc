@@ -40,9 +40,16 @@ void DecodeAll(const DenseAttentionParams& p) {
   const int hd = p.head_dim;
   const int keys = p.q_offset + p.num_q;
   const int rows = p.num_q * p.num_heads;
-  const DecodeChunkArgs args{p.q,           p.k,         p.v,  int64_t{p.num_kv_heads} * hd,
-                             hd,            p.num_heads, p.num_heads / p.num_kv_heads,
-                             rows,          p.q_offset,  p.scale};
+  const DecodeChunkArgs args{p.q,
+                             p.k,
+                             p.v,
+                             int64_t{p.num_kv_heads} * hd,
+                             hd,
+                             p.num_heads,
+                             p.num_heads / p.num_kv_heads,
+                             rows,
+                             p.q_offset,
+                             p.scale};
   const int chunks = (keys + kDecodeChunk - 1) / kDecodeChunk;
   // Per chunk: m, l ([rows] each) and o ([rows, hd]). Reused across calls (no per-step mallocs).
   thread_local std::vector<float> part;
@@ -51,16 +58,22 @@ void DecodeAll(const DenseAttentionParams& p) {
   float* parts = part.data();
   void (*chunk_fn)(const DecodeChunkArgs&, int, int, float*, float*, float*, float*);
   switch (BestCpuIsa()) {
-    case CpuIsa::kAvx512: chunk_fn = decode_internal::DecodeChunkAvx512; break;
-    case CpuIsa::kAvx2: chunk_fn = decode_internal::DecodeChunkAvx2; break;
-    default: chunk_fn = decode_internal::DecodeChunkScalar; break;
+    case CpuIsa::kAvx512:
+      chunk_fn = decode_internal::DecodeChunkAvx512;
+      break;
+    case CpuIsa::kAvx2:
+      chunk_fn = decode_internal::DecodeChunkAvx2;
+      break;
+    default:
+      chunk_fn = decode_internal::DecodeChunkScalar;
+      break;
   }
   common::SpinPool::Shared().Run(chunks, [&](int c) {
     thread_local std::vector<float> scores;
     scores.resize(int64_t{rows} * kDecodeChunk);
     float* base = parts + c * per_chunk;
-    chunk_fn(args, c * kDecodeChunk, std::min(keys, (c + 1) * kDecodeChunk), scores.data(),
-             base, base + rows, base + 2 * rows);
+    chunk_fn(args, c * kDecodeChunk, std::min(keys, (c + 1) * kDecodeChunk), scores.data(), base,
+             base + rows, base + 2 * rows);
   });
   for (int r = 0; r < rows; ++r) {
     float mx = -std::numeric_limits<float>::infinity();
@@ -110,8 +123,8 @@ absl::Status DenseAttentionBlocked(const DenseAttentionParams& p) {
                     qm.data() + int64_t{i - i0} * g * hd);
       }
       scores.resize(int64_t{rows} * keys);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, p.scale, qm.data(),
-                  hd, k, static_cast<int>(kv_stride), 0.f, scores.data(), keys);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, p.scale, qm.data(), hd,
+                  k, static_cast<int>(kv_stride), 0.f, scores.data(), keys);
       for (int r = 0; r < rows; ++r) {
         SoftmaxRow(scores.data() + int64_t{r} * keys, p.q_offset + i0 + r / g + 1, keys);
       }

@@ -15,7 +15,6 @@ absl::Status Positive(const char* field, int value) {
       absl::StrCat("DenseAttention: ", field, " must be > 0, got ", value));
 }
 
-
 }  // namespace
 
 absl::Status ValidateDenseAttention(const DenseAttentionParams& p) {

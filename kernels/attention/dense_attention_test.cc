@@ -82,25 +82,21 @@ TEST_P(DenseAttentionRefTest, BlockedMatchesNaiveFp64) {
   CheckAgainstNaive(GetParam(), &DenseAttentionBlocked, 61);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, DenseAttentionRefTest,
-                         ::testing::Values(AttnCase{1, 1, 1, 1, 8, 0, "single"},
-                                           AttnCase{16, 16, 4, 4, 32, 0, "prefill_mha"},
-                                           AttnCase{13, 13, 9, 3, 64, 0, "prefill_gqa_smollm"},
-                                           AttnCase{1, 77, 8, 2, 64, 76, "decode_gqa"},
-                                           AttnCase{1, 50, 4, 1, 128, 49, "decode_mqa"},
-                                           AttnCase{5, 40, 6, 2, 16, 35, "chunked_prefill"},
-                                           AttnCase{3, 40, 2, 2, 16, 10, "query_block_mid_cache"},
-                                           AttnCase{150, 220, 9, 3, 64, 70,
-                                                    "several_query_blocks"},
-                                           // Decode split over 256-key chunks (partial last).
-                                           AttnCase{1, 1000, 9, 3, 64, 999,
-                                                    "decode_smollm_chunks"},
-                                           // Query 0 sees no key of the last chunk.
-                                           AttnCase{3, 514, 4, 4, 8, 511,
-                                                    "decode_rows_without_keys_in_a_chunk"}),
-                         [](const ::testing::TestParamInfo<AttnCase>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, DenseAttentionRefTest,
+    ::testing::Values(AttnCase{1, 1, 1, 1, 8, 0, "single"},
+                      AttnCase{16, 16, 4, 4, 32, 0, "prefill_mha"},
+                      AttnCase{13, 13, 9, 3, 64, 0, "prefill_gqa_smollm"},
+                      AttnCase{1, 77, 8, 2, 64, 76, "decode_gqa"},
+                      AttnCase{1, 50, 4, 1, 128, 49, "decode_mqa"},
+                      AttnCase{5, 40, 6, 2, 16, 35, "chunked_prefill"},
+                      AttnCase{3, 40, 2, 2, 16, 10, "query_block_mid_cache"},
+                      AttnCase{150, 220, 9, 3, 64, 70, "several_query_blocks"},
+                      // Decode split over 256-key chunks (partial last).
+                      AttnCase{1, 1000, 9, 3, 64, 999, "decode_smollm_chunks"},
+                      // Query 0 sees no key of the last chunk.
+                      AttnCase{3, 514, 4, 4, 8, 511, "decode_rows_without_keys_in_a_chunk"}),
+    [](const ::testing::TestParamInfo<AttnCase>& info) { return info.param.name; });
 
 TEST(DenseAttentionTest, FirstQueryCopiesFirstValue) {
   // Query 0 at position 0 sees only key 0, so its output is exactly v[0].

@@ -74,8 +74,7 @@ void DrawBlocks(const BsaKvCase& c, uint64_t seed, std::vector<int32_t>* starts,
     for (int h = 0; h < c.kv_heads; ++h) {
       std::vector<int> idx(n_cand);
       std::iota(idx.begin(), idx.end(), 0);
-      const int want =
-          c.max_blocks / 2 + static_cast<int>(rng.Next() % (c.max_blocks / 2 + 1));
+      const int want = c.max_blocks / 2 + static_cast<int>(rng.Next() % (c.max_blocks / 2 + 1));
       const int cnt = std::min(want, n_cand);
       for (int i = 0; i < cnt; ++i) std::swap(idx[i], idx[i + rng.Next() % (n_cand - i)]);
       std::sort(idx.begin(), idx.begin() + cnt);
@@ -142,7 +141,8 @@ void BuildTiered(const BsaKvCase& c, const KvTensor& k, const KvTensor& v,
       }
       for (int t = 0; t < c.lens[b]; ++t) {
         const int64_t src = (kv_start[b] + t) * row + int64_t{h} * d;
-        uint8_t* page = f->cold->host() + place[list * page_stride + t / kKvPageTokens] * page_bytes;
+        uint8_t* page =
+            f->cold->host() + place[list * page_stride + t / kKvPageTokens] * page_bytes;
         std::copy_n(k.fp8.data() + src, d, page + (t % kKvPageTokens) * d);
         std::copy_n(v.fp8.data() + src, d, page + (kKvPageTokens + t % kKvPageTokens) * d);
         ++f->total;
@@ -158,8 +158,10 @@ void BuildTiered(const BsaKvCase& c, const KvTensor& k, const KvTensor& v,
           std::copy_n(k.fp8.data() + src, d, bank_k.data() + int64_t{r} * d);
           std::copy_n(v.fp8.data() + src, d, bank_v.data() + int64_t{r} * d);
         } else {
-          std::copy_n(k.bf16.data() + src, d, reinterpret_cast<uint16_t*>(bank_k.data()) + int64_t{r} * d);
-          std::copy_n(v.bf16.data() + src, d, reinterpret_cast<uint16_t*>(bank_v.data()) + int64_t{r} * d);
+          std::copy_n(k.bf16.data() + src, d,
+                      reinterpret_cast<uint16_t*>(bank_k.data()) + int64_t{r} * d);
+          std::copy_n(v.bf16.data() + src, d,
+                      reinterpret_cast<uint16_t*>(bank_v.data()) + int64_t{r} * d);
         }
       }
     }

@@ -139,7 +139,7 @@ absl::Status BsaPrefillAttentionGpu(const BsaPrefillGpuParams& p, void* stream) 
   a.scale_log2 = p.scale * 1.4426950408889634f;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   using bi::KvPath;
-  const KvPath path = p.tiered.slot_table != nullptr ? KvPath::kTiered
+  const KvPath path = p.tiered.slot_table != nullptr    ? KvPath::kTiered
                       : p.kv_dtype == KvDtype::kFp8E5m2 ? KvPath::kFp8
                                                         : KvPath::kBf16;
   switch (path) {

@@ -20,13 +20,14 @@
 // pos_i, keys and queries at real positions. One online softmax covers both phases.
 //
 // Numerics: bf16 q/out; K/V bf16 or fp8 e5m2 (`kv_dtype`; fp8 codes are decoded exactly to bf16
-// in shared memory, then used as the bf16 path uses bf16 K/V); rotations in fp32 (fp32 cos/sin table) rounded once to bf16; scores,
-// softmax and accumulation fp32 (probabilities rounded to bf16 for P V); output rounded once.
-// Tiered K/V (HIP.md 7, `tiered`): keys and values are read through a slot table from a GPU
-// cache bank (bf16 or fp8 rows) or, for absent tokens, straight from fp8 e5m2 host pages in
-// mapped memory; the output is bit-identical to the contiguous path holding the same values.
-// Supported: head_dim 64, 128; kv_dtype bf16, fp8_e5m2 (InvalidArgument names them). Asynchronous on `stream`, no
-// allocation (graph-capturable). Thread-safety: reentrant. CPU builds return UnimplementedError.
+// in shared memory, then used as the bf16 path uses bf16 K/V); rotations in fp32 (fp32 cos/sin
+// table) rounded once to bf16; scores, softmax and accumulation fp32 (probabilities rounded to bf16
+// for P V); output rounded once. Tiered K/V (HIP.md 7, `tiered`): keys and values are read through
+// a slot table from a GPU cache bank (bf16 or fp8 rows) or, for absent tokens, straight from fp8
+// e5m2 host pages in mapped memory; the output is bit-identical to the contiguous path holding the
+// same values. Supported: head_dim 64, 128; kv_dtype bf16, fp8_e5m2 (InvalidArgument names them).
+// Asynchronous on `stream`, no allocation (graph-capturable). Thread-safety: reentrant. CPU builds
+// return UnimplementedError.
 #pragma once
 
 #include <cstdint>
@@ -46,22 +47,22 @@ struct BsaPrefillGpuParams {
   const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype, num_kv = q_offset + num_q
   const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype
   KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v (and of tiered's bank rows)
-  void* out = nullptr;      // [num_q, num_heads, head_dim] bf16; must not alias the inputs
-  int num_q = 0;            // > 0
-  int q_offset = 0;         // >= 0
-  int num_heads = 0;        // multiple of num_kv_heads
-  int num_kv_heads = 0;     // > 0
-  int head_dim = 0;         // 64 or 128
+  void* out = nullptr;   // [num_q, num_heads, head_dim] bf16; must not alias the inputs
+  int num_q = 0;         // > 0
+  int q_offset = 0;      // >= 0
+  int num_heads = 0;     // multiple of num_kv_heads
+  int num_kv_heads = 0;  // > 0
+  int head_dim = 0;      // 64 or 128
   // The plan (device arrays; HipPrefillPlan gives them): row r is query block first_block + r
   // of kBsaPrefillBlockQ positions; lists ascending and unique.
   const int32_t* block_starts = nullptr;  // [num_rows, num_kv_heads, max_blocks]
   const int32_t* block_count = nullptr;   // [num_rows, num_kv_heads], each in [0, max_blocks]
-  int num_rows = 0;     // must be (q_offset + num_q - 1) / 64 - first_block + 1
-  int first_block = 0;  // must be q_offset / 64
-  int max_blocks = 0;   // >= 0
-  int block_size = 0;   // > 0
-  int n_sink = 0;       // >= 0
-  int n_window = 0;     // >= 0
+  int num_rows = 0;                       // must be (q_offset + num_q - 1) / 64 - first_block + 1
+  int first_block = 0;                    // must be q_offset / 64
+  int max_blocks = 0;                     // >= 0
+  int block_size = 0;                     // > 0
+  int n_sink = 0;                         // >= 0
+  int n_window = 0;                       // >= 0
   bool extend = true;
   // RoPE table in device memory ([positions][head_dim] fp32: cos | sin, as HipRopeRows), covering
   // positions [0, num_kv).

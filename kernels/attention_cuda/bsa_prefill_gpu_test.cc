@@ -42,8 +42,8 @@ struct BsaPrefillCase {
   int heads, kv_heads, head_dim;
   int n_sink, n_window, max_blocks;
   bool extend;
-  int block_shift = 0;     // block starts = shift + multiple of 8 (non-zero: unaligned, overlaps)
-  bool gpu_plan = false;   // plan from HipPrefillMaskGpu (default "3K" preset) instead of random
+  int block_shift = 0;    // block starts = shift + multiple of 8 (non-zero: unaligned, overlaps)
+  bool gpu_plan = false;  // plan from HipPrefillMaskGpu (default "3K" preset) instead of random
   KvDtype kv = KvDtype::kBf16;  // K/V dtype given to the kernel
 };
 
@@ -199,12 +199,12 @@ TEST_P(BsaPrefillGpuTest, MatchesBsaRef) {
     max_blocks = plan.max_blocks;
     starts.resize(int64_t{rows} * c.kv_heads * max_blocks);
     counts.resize(int64_t{rows} * c.kv_heads);
-    ASSERT_EQ(cudaMemcpy(starts.data(), plan.block_starts, starts.size() * 4,
-                         cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(counts.data(), plan.block_count, counts.size() * 4,
-                         cudaMemcpyDeviceToHost),
-              cudaSuccess);
+    ASSERT_EQ(
+        cudaMemcpy(starts.data(), plan.block_starts, starts.size() * 4, cudaMemcpyDeviceToHost),
+        cudaSuccess);
+    ASSERT_EQ(
+        cudaMemcpy(counts.data(), plan.block_count, counts.size() * 4, cudaMemcpyDeviceToHost),
+        cudaSuccess);
     int total = 0;
     for (int32_t n : counts) total += n;
     EXPECT_GT(total, 0) << "the mask selected nothing: the case tests no block";
@@ -333,8 +333,7 @@ std::vector<BsaPrefillCase> Cases() {
     v.push_back({"small_noblocks" + e, 500, 500, 4, 1, 128, 16, 64, 0, ext});
     v.push_back({"default_t8k_chunk" + e, 8192 + 21, 150, 8, 2, 128, 256, 1024, 256, ext});
   }
-  v.push_back({"plan_from_gpu_mask_t16k", 16384 + 3, 200, 8, 2, 128, 256, 1024, 0, true, 0,
-               true});
+  v.push_back({"plan_from_gpu_mask_t16k", 16384 + 3, 200, 8, 2, 128, 256, 1024, 0, true, 0, true});
   // fp8 e5m2 K/V, both extend modes.
   const KvDtype f8 = KvDtype::kFp8E5m2;
   for (bool ext : {true, false}) {
@@ -345,10 +344,10 @@ std::vector<BsaPrefillCase> Cases() {
       v.push_back({"fp8_small_g1" + e + h, 700, 700, 2, 2, hd, 16, 64, 24, ext, 0, false, f8});
       v.push_back({"fp8_small_g8" + e + h, 900, 900, 16, 2, hd, 16, 64, 16, ext, 0, false, f8});
     }
-    v.push_back({"fp8_small_chunk_off633" + e, 1333, 700, 8, 2, 128, 16, 64, 24, ext, 0, false,
-                 f8});
-    v.push_back({"fp8_small_shift3_overlaps" + e, 1000, 1000, 8, 2, 128, 16, 64, 40, ext, 3,
-                 false, f8});
+    v.push_back(
+        {"fp8_small_chunk_off633" + e, 1333, 700, 8, 2, 128, 16, 64, 24, ext, 0, false, f8});
+    v.push_back(
+        {"fp8_small_shift3_overlaps" + e, 1000, 1000, 8, 2, 128, 16, 64, 40, ext, 3, false, f8});
     v.push_back({"fp8_default_t8k_chunk" + e, 8192 + 21, 150, 8, 2, 128, 256, 1024, 256, ext, 0,
                  false, f8});
     v.push_back({"fp8_default_t32k_chunk_g8_hd64" + e, 32768 - 5, 100, 8, 1, 64, 256, 1024, 256,
@@ -415,8 +414,7 @@ struct TieredCase {
 class MappedHost {
  public:
   explicit MappedHost(size_t bytes) {
-    EXPECT_EQ(cudaHostAlloc(&host_, std::max<size_t>(bytes, 16), cudaHostAllocMapped),
-              cudaSuccess);
+    EXPECT_EQ(cudaHostAlloc(&host_, std::max<size_t>(bytes, 16), cudaHostAllocMapped), cudaSuccess);
     EXPECT_EQ(cudaHostGetDevicePointer(&device_, host_, 0), cudaSuccess);
   }
   ~MappedHost() { cudaFreeHost(host_); }
@@ -473,7 +471,8 @@ void BuildTieredKv(const TieredCase& c, const std::vector<uint8_t>& k8,
     for (int64_t i = sph - 1; i > 0; --i) std::swap(free_rows[i], free_rows[rng.Next() % (i + 1)]);
     int64_t used = 0;
     for (int64_t p = 0; p < page_stride; ++p) {
-      pages[h * page_stride + p] = f->cold->device_address() + place[h * page_stride + p] * page_bytes;
+      pages[h * page_stride + p] =
+          f->cold->device_address() + place[h * page_stride + p] * page_bytes;
     }
     for (int t = 0; t < c.num_kv; ++t) {
       const int64_t src = t * row + int64_t{h} * d;
@@ -668,7 +667,8 @@ TEST_P(BsaPrefillTieredGpuTest, MatchesAllHotAndBsaRef) {
   std::vector<int32_t> q_pos(nq), q_row(nq);
   for (int j = 0; j < nq; ++j) {
     std::copy_n(q.begin() + pick[j] * qrow, qrow, qs.begin() + j * qrow);
-    for (int64_t x = 0; x < qrow; ++x) got[j * qrow + x] = Bf16ToFloat(got_bits[pick[j] * qrow + x]);
+    for (int64_t x = 0; x < qrow; ++x)
+      got[j * qrow + x] = Bf16ToFloat(got_bits[pick[j] * qrow + x]);
     q_pos[j] = q_offset + pick[j];
     q_row[j] = q_pos[j] / kBsaPrefillBlockQ - first_block;
   }
@@ -705,14 +705,14 @@ std::vector<TieredCase> TieredCases() {
   const KvDtype b16 = KvDtype::kBf16, f8 = KvDtype::kFp8E5m2;
   std::vector<TieredCase> v;
   // Small (compute-sanitizer): every query checked.
-  v.push_back({"small_bf16_hit50_g4_hd128_ext", 700, 700, 8, 2, 128, 16, 64, 24, true, b16, 0.5,
-               1 << 30});
-  v.push_back({"small_fp8_hit50_g4_hd64_real", 700, 700, 8, 2, 64, 16, 64, 24, false, f8, 0.5,
-               1 << 30});
-  v.push_back({"small_fp8_hit0_g1_hd128_real", 600, 400, 2, 2, 128, 16, 64, 24, false, f8, 0.0,
-               1 << 30});
-  v.push_back({"small_bf16_hit90_g8_hd64_ext", 900, 900, 16, 2, 64, 16, 64, 16, true, b16, 0.9,
-               1 << 30});
+  v.push_back(
+      {"small_bf16_hit50_g4_hd128_ext", 700, 700, 8, 2, 128, 16, 64, 24, true, b16, 0.5, 1 << 30});
+  v.push_back(
+      {"small_fp8_hit50_g4_hd64_real", 700, 700, 8, 2, 64, 16, 64, 24, false, f8, 0.5, 1 << 30});
+  v.push_back(
+      {"small_fp8_hit0_g1_hd128_real", 600, 400, 2, 2, 128, 16, 64, 24, false, f8, 0.0, 1 << 30});
+  v.push_back(
+      {"small_bf16_hit90_g8_hd64_ext", 900, 900, 16, 2, 64, 16, 64, 16, true, b16, 0.9, 1 << 30});
   // A 4K chunk at q_offset 4117 of 8213 keys, "3K"-preset sink / window, 256 blocks.
   auto t4k = [&](const std::string& n, int heads, int kvh, int hd, bool ext, KvDtype bank,
                  double hit) {
@@ -731,8 +731,8 @@ std::vector<TieredCase> TieredCases() {
   // A 32K chunk (q_offset 67).
   auto t32k = [&](const std::string& n, int heads, int kvh, int hd, bool ext, KvDtype bank,
                   double hit) {
-    v.push_back({"t32k_" + n, 32768 + 67, 32768, heads, kvh, hd, 256, 1024, 256, ext, bank, hit,
-                 160});
+    v.push_back(
+        {"t32k_" + n, 32768 + 67, 32768, heads, kvh, hd, 256, 1024, 256, ext, bank, hit, 160});
   };
   t32k("bf16_hit50_g4_hd128_ext", 4, 1, 128, true, b16, 0.5);
   t32k("fp8_hit90_g8_hd64_real", 8, 1, 64, false, f8, 0.9);

@@ -124,8 +124,8 @@ __device__ __forceinline__ void Rotate8(uint4& lo, uint4& hi, const float* cs, i
 
 template <int HD, KvPath PATH>
 __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a) {
-  constexpr bool FP8 = PATH == KvPath::kFp8;       // raw-code stages + decoded tiles
-  constexpr bool TIER = PATH == KvPath::kTiered;   // bf16 stages, filled through the slot table
+  constexpr bool FP8 = PATH == KvPath::kFp8;      // raw-code stages + decoded tiles
+  constexpr bool TIER = PATH == KvPath::kTiered;  // bf16 stages, filled through the slot table
   constexpr int HALF = HD / 2;
   constexpr int kUnits = HALF / 8;  // 8-pair units per row
   extern __shared__ __align__(128) uint16_t smem[];
@@ -431,9 +431,9 @@ __global__ void __launch_bounds__(kThreads, 2) BsaPrefillKernel(const BsaArgs a)
     const bool phase_a = t < n_a;
     const int n0 = phase_a ? t * kBN : b_begin + (t - n_a) * kBN;  // slot / key of column 0
     // Does any row of this warp see a column of this tile?
-    const bool see = phase_a ? (m0 > n0 || m1 > n0)
-                             : ((wf0 <= n0 + kBN - 1 && pos0 >= n0) ||
-                                (wf1 <= n0 + kBN - 1 && pos1 >= n0));
+    const bool see =
+        phase_a ? (m0 > n0 || m1 > n0)
+                : ((wf0 <= n0 + kBN - 1 && pos0 >= n0) || (wf1 <= n0 + kBN - 1 && pos1 >= n0));
     if (__any_sync(0xffffffffu, see)) {
       const uint16_t* tk = FP8 ? dec_k : sk + stage * kBN * HD;
       const uint16_t* tv = FP8 ? dec_v : sv + stage * kBN * HD;

@@ -75,8 +75,9 @@ absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
   if (p.n_sink < 0) return Invalid(fn, absl::StrCat("n_sink must be >= 0, got ", p.n_sink));
   if (p.n_window < 0) return Invalid(fn, absl::StrCat("n_window must be >= 0, got ", p.n_window));
   if (p.rope != nullptr && p.rope_positions < p.attn.max_kv_len) {
-    return Invalid(fn, absl::StrCat("rope table covers ", p.rope_positions,
-                                    " positions, max_kv_len ", p.attn.max_kv_len, " needs as many"));
+    return Invalid(fn,
+                   absl::StrCat("rope table covers ", p.rope_positions, " positions, max_kv_len ",
+                                p.attn.max_kv_len, " needs as many"));
   }
   if (p.tiered.slot_table != nullptr) {
     const TieredKvSource& t = p.tiered;
@@ -230,8 +231,8 @@ struct Launch {
 };
 
 template <bool BSA>
-absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p,
-                      const Plan& plan, int dyn_smem, cudaStream_t stream, bool tiered = false) {
+absl::Status Dispatch(const di::KernelArgs& a, const DecodeAttentionGpuParams& p, const Plan& plan,
+                      int dyn_smem, cudaStream_t stream, bool tiered = false) {
   return di::DispatchDecode<BSA>(p.head_dim, a.group, p.kv_dtype, tiered, plan.keys_per_step,
                                  Launch<BSA>{a, p, dyn_smem, stream});
 }

@@ -45,11 +45,11 @@ inline constexpr int kBsaBlockSize = 8;
 struct DecodeAttentionGpuParams {
   // Tensors in device memory, 16-byte aligned; rows are contiguous (no extra strides). q and
   // out are bf16 (uint16_t storage, kernels/dtype/bf16.h); k and v are kv_dtype.
-  const void* q = nullptr;  // [batch, num_heads, head_dim]: the query of sequence b
-  const void* k = nullptr;  // [kv_rows, num_kv_heads, head_dim]: shared by all sequences
-  const void* v = nullptr;  // [kv_rows, num_kv_heads, head_dim]
+  const void* q = nullptr;            // [batch, num_heads, head_dim]: the query of sequence b
+  const void* k = nullptr;            // [kv_rows, num_kv_heads, head_dim]: shared by all sequences
+  const void* v = nullptr;            // [kv_rows, num_kv_heads, head_dim]
   KvDtype kv_dtype = KvDtype::kBf16;  // of k and v (and of a tiered source's bank)
-  void* out = nullptr;      // [batch, num_heads, head_dim]; must not alias q, k, v
+  void* out = nullptr;                // [batch, num_heads, head_dim]; must not alias q, k, v
   // Sequence b's token t is row kv_start[b] + t of k and v, for t in [0, kv_len[b]).
   const int64_t* kv_start = nullptr;  // [batch], device
   const int32_t* kv_len = nullptr;    // [batch], device; each in [1, max_kv_len]

@@ -59,10 +59,10 @@ struct KernelArgs {
   int max_blocks;
   int n_sink;
   int n_window;
-  int block_smem;  // ints of dynamic shared memory for the block list
-  const float* rope;  // null: keys as stored; else [positions][HD] fp32 (cos | sin)
-  bool extend;        // rope: streaming positions for sink + blocks (HIP.md 5)
-  bool bank_fp8;      // tiered: bank rows are fp8 e5m2 (else bf16)
+  int block_smem;      // ints of dynamic shared memory for the block list
+  const float* rope;   // null: keys as stored; else [positions][HD] fp32 (cos | sin)
+  bool extend;         // rope: streaming positions for sink + blocks (HIP.md 5)
+  bool bank_fp8;       // tiered: bank rows are fp8 e5m2 (else bf16)
   TieredKvSource src;  // KvSrc::kTiered: keys / values from here, not k / v / kv_start
 };
 
@@ -279,16 +279,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
         f8[u] = FP8;
         if (ok[u]) {
           if constexpr (kTiered) {
-            const kva::RowRef r =
-                kva::TieredRow<HD>(a.src, slots, pages, pos, sub * 8, bank_fp8);
+            const kva::RowRef r = kva::TieredRow<HD>(a.src, slots, pages, pos, sub * 8, bank_fp8);
             f8[u] = r.fp8;
             kr[u] = kva::LoadRef8(r.k, r.fp8, r.host);
             vr[u] = kva::LoadRef8(r.v, r.fp8, r.host);
           } else {
             // Dense keys are consecutive: the compiler strength-reduces the full expression.
-            const int64_t off =
-                BSA ? lane_off + static_cast<int64_t>(pos) * row_bytes
-                    : ((row0 + pos) * row_elems + head_off) * kElem;
+            const int64_t off = BSA ? lane_off + static_cast<int64_t>(pos) * row_bytes
+                                    : ((row0 + pos) * row_elems + head_off) * kElem;
             kr[u] = kva::LoadDevice8(a.k + off, FP8);
             vr[u] = kva::LoadDevice8(a.v + off, FP8);
           }

@@ -57,7 +57,8 @@ TEST_P(DenseDecodeFp8GpuTest, MatchesReferenceOnDecodedValues) {
   KvTensor k = decode_test::MakeKv(rows * row, seed + 1, -2.f, 2.f, true);
   KvTensor v = decode_test::MakeKv(rows * row, seed + 2, -1.f, 1.f, true);
   for (int b = 0; b < batch; ++b) {
-    for (int64_t i = (kv_start[b] - 2) * row; i < kv_start[b] * row; ++i) k.fp8[i] = v.fp8[i] = 0x7f;
+    for (int64_t i = (kv_start[b] - 2) * row; i < kv_start[b] * row; ++i)
+      k.fp8[i] = v.fp8[i] = 0x7f;
   }
   std::vector<float> q = testing::RandomVector(int64_t{batch} * c.heads * d, seed + 3, -2.f, 2.f);
   RoundToBf16InPlace(q.data(), static_cast<int64_t>(q.size()));

@@ -52,8 +52,7 @@ class DeviceBuffer {
 class MappedHostBuffer {
  public:
   explicit MappedHostBuffer(size_t bytes) {
-    EXPECT_EQ(cudaHostAlloc(&host_, std::max<size_t>(bytes, 16), cudaHostAllocMapped),
-              cudaSuccess);
+    EXPECT_EQ(cudaHostAlloc(&host_, std::max<size_t>(bytes, 16), cudaHostAllocMapped), cudaSuccess);
     EXPECT_EQ(cudaHostGetDevicePointer(&device_, host_, 0), cudaSuccess);
   }
   ~MappedHostBuffer() { cudaFreeHost(host_); }

@@ -91,8 +91,8 @@ absl::Status DensePrefillAttentionGpu(const DensePrefillAttentionGpuParams& p, v
   }
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool fp8 = p.kv_dtype == KvDtype::kFp8E5m2;
-  if (p.head_dim == 64) return fp8 ? Launch<64, true>(a, p.num_heads, s)
-                                   : Launch<64, false>(a, p.num_heads, s);
+  if (p.head_dim == 64)
+    return fp8 ? Launch<64, true>(a, p.num_heads, s) : Launch<64, false>(a, p.num_heads, s);
   return fp8 ? Launch<128, true>(a, p.num_heads, s) : Launch<128, false>(a, p.num_heads, s);
 }
 

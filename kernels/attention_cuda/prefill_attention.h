@@ -38,13 +38,13 @@ struct DensePrefillAttentionGpuParams {
   const void* k = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype, num_kv = q_offset + num_q
   const void* v = nullptr;  // [num_kv, num_kv_heads, head_dim] kv_dtype
   KvDtype kv_dtype = KvDtype::kBf16;  // element type of k and v
-  void* out = nullptr;      // [num_q, num_heads, head_dim] bf16; must not alias q, k, v
-  int num_q = 0;            // > 0: query rows of this chunk
-  int q_offset = 0;         // >= 0: position of query 0 (0 for a whole-prompt prefill)
-  int num_heads = 0;        // > 0, multiple of num_kv_heads
-  int num_kv_heads = 0;     // > 0
-  int head_dim = 0;         // 64 or 128
-  float scale = 0.f;        // softmax scale (finite, > 0), usually 1/sqrt(head_dim)
+  void* out = nullptr;                // [num_q, num_heads, head_dim] bf16; must not alias q, k, v
+  int num_q = 0;                      // > 0: query rows of this chunk
+  int q_offset = 0;                   // >= 0: position of query 0 (0 for a whole-prompt prefill)
+  int num_heads = 0;                  // > 0, multiple of num_kv_heads
+  int num_kv_heads = 0;               // > 0
+  int head_dim = 0;                   // 64 or 128
+  float scale = 0.f;                  // softmax scale (finite, > 0), usually 1/sqrt(head_dim)
 };
 
 // Runs the attention. `stream` is a cudaStream_t.

@@ -135,9 +135,9 @@ TEST_P(PrefillAttentionGpuTest, MatchesReference) {
   for (size_t ri = 0; ri < rows.size(); ++ri) {
     const int i = rows[ri];
     std::vector<float> ref32 = testing::Poisoned(qrow);
-    DenseAttentionParams rp{q.data() + i * qrow, k.data(), v.data(), ref32.data(), 1,
-                            c.q_offset + i + 1,  c.heads,  c.kv_heads, d,
-                            c.q_offset + i,      scale};
+    DenseAttentionParams rp{
+        q.data() + i * qrow, k.data(), v.data(),       ref32.data(), 1, c.q_offset + i + 1, c.heads,
+        c.kv_heads,          d,        c.q_offset + i, scale};
     ASSERT_TRUE(DenseAttentionRef(rp).ok());
     std::copy(ref32.begin(), ref32.end(), ref.begin() + ri * qrow);
   }
@@ -279,7 +279,7 @@ TEST_F(PrefillAttentionGpuArgsTest, RejectsUnsupportedShapes) {
 // -0 may come out as +0 after the fp32 accumulation, which compares equal). K goes through the
 // same decoder (DecodeTileFp8); the random cases above cover its values.
 TEST_F(PrefillAttentionGpuArgsTest, Fp8DecodesEveryCodeLikeTheKvstoreCodec) {
-  constexpr int kHeads = 2, kD = 128;  // 256 values: every code once
+  constexpr int kHeads = 2, kD = 128;                           // 256 values: every code once
   std::vector<uint8_t> k8(kHeads * kD, 0x3c), v8(kHeads * kD);  // K = 1.0
   for (int i = 0; i < kHeads * kD; ++i) v8[i] = static_cast<uint8_t>(i);
   const std::vector<uint16_t> q(kHeads * kD, FloatToBf16(0.5f));

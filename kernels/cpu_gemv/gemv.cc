@@ -79,9 +79,15 @@ CpuIsa DetectIsa() {
 
 void RunRange(CpuIsa isa, const GemvTask& t, int n0, int n1) {
   switch (isa) {
-    case CpuIsa::kAvx512: gemv_internal::GemvRangeAvx512(t, n0, n1); break;
-    case CpuIsa::kAvx2: gemv_internal::GemvRangeAvx2(t, n0, n1); break;
-    default: gemv_internal::GemvRangeScalar(t, n0, n1); break;
+    case CpuIsa::kAvx512:
+      gemv_internal::GemvRangeAvx512(t, n0, n1);
+      break;
+    case CpuIsa::kAvx2:
+      gemv_internal::GemvRangeAvx2(t, n0, n1);
+      break;
+    default:
+      gemv_internal::GemvRangeScalar(t, n0, n1);
+      break;
   }
 }
 
@@ -93,15 +99,19 @@ const char* CpuWeightTypeName(CpuWeightType t) {
 
 const char* CpuIsaName(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512: return "avx512";
-    case CpuIsa::kAvx2: return "avx2";
-    default: return "scalar";
+    case CpuIsa::kAvx512:
+      return "avx512";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 
 bool CpuIsaSupported(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kScalar: return true;
+    case CpuIsa::kScalar:
+      return true;
 #if defined(__x86_64__)
     case CpuIsa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -109,7 +119,8 @@ bool CpuIsaSupported(CpuIsa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -126,8 +137,8 @@ absl::Status Gemv(const CpuMatmulParams& p, const GemvOptions& options) {
   }
   const GemvTask t{p.a, p.k, p.m, p.b, p.b_type == CpuWeightType::kBf16, p.bias, p.c, p.n, p.k};
   common::SpinPool& pool = common::SpinPool::Shared();
-  const int threads = options.threads > 0 ? std::min(options.threads, pool.threads())
-                                          : pool.threads();
+  const int threads =
+      options.threads > 0 ? std::min(options.threads, pool.threads()) : pool.threads();
   // Work items of >= 64 output rows (multiples of 4, the kernels' tile), a few per thread so
   // that a thread that lost its core for a while does not hold the rest up.
   const int64_t work = int64_t{p.n} * p.k * p.m;
@@ -178,8 +189,8 @@ absl::Status CpuMatmul(const CpuMatmulParams& p) {
   for (int j0 = 0; j0 < p.n; j0 += block) {
     const int nb = std::min(block, p.n - j0);
     Bf16ToFloatArray(b + int64_t{j0} * p.k, wide.data(), int64_t{nb} * p.k);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.m, nb, p.k, 1.f, p.a, p.k,
-                wide.data(), p.k, 1.f, p.c + j0, p.n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.m, nb, p.k, 1.f, p.a, p.k, wide.data(),
+                p.k, 1.f, p.c + j0, p.n);
   }
   return absl::OkStatus();
 }

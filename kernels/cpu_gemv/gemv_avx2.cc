@@ -99,10 +99,17 @@ void Range(const GemvTask& t, int n0, int n1) {
   int j = n0;
   for (; j + 4 <= n1; j += 4) Rows<kBf16, 4>(t, j);
   switch (n1 - j) {
-    case 3: Rows<kBf16, 3>(t, j); break;
-    case 2: Rows<kBf16, 2>(t, j); break;
-    case 1: Rows<kBf16, 1>(t, j); break;
-    default: break;
+    case 3:
+      Rows<kBf16, 3>(t, j);
+      break;
+    case 2:
+      Rows<kBf16, 2>(t, j);
+      break;
+    case 1:
+      Rows<kBf16, 1>(t, j);
+      break;
+    default:
+      break;
   }
 }
 

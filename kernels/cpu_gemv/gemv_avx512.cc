@@ -102,10 +102,17 @@ inline void Rows(const GemvTask& t, int j) {
   int r = 0;
   for (; r + 4 <= t.rows; r += 4) Tile<kBf16, NW, 4>(t, j, r);
   switch (t.rows - r) {
-    case 3: Tile<kBf16, NW, 3>(t, j, r); break;
-    case 2: Tile<kBf16, NW, 2>(t, j, r); break;
-    case 1: Tile<kBf16, NW, 1>(t, j, r); break;
-    default: break;
+    case 3:
+      Tile<kBf16, NW, 3>(t, j, r);
+      break;
+    case 2:
+      Tile<kBf16, NW, 2>(t, j, r);
+      break;
+    case 1:
+      Tile<kBf16, NW, 1>(t, j, r);
+      break;
+    default:
+      break;
   }
 }
 
@@ -114,10 +121,17 @@ void Range(const GemvTask& t, int n0, int n1) {
   int j = n0;
   for (; j + 4 <= n1; j += 4) Rows<kBf16, 4>(t, j);
   switch (n1 - j) {
-    case 3: Rows<kBf16, 3>(t, j); break;
-    case 2: Rows<kBf16, 2>(t, j); break;
-    case 1: Rows<kBf16, 1>(t, j); break;
-    default: break;
+    case 3:
+      Rows<kBf16, 3>(t, j);
+      break;
+    case 2:
+      Rows<kBf16, 2>(t, j);
+      break;
+    case 1:
+      Rows<kBf16, 1>(t, j);
+      break;
+    default:
+      break;
   }
 }
 

@@ -10,13 +10,13 @@
 namespace hipserve::kernels::gemv_internal {
 
 struct GemvTask {
-  const float* x;      // [rows, k], row stride ldx
+  const float* x;  // [rows, k], row stride ldx
   int64_t ldx;
   int rows;
-  const void* w;       // [n, k] fp32 or bf16 (uint16 bit patterns), row stride k
+  const void* w;  // [n, k] fp32 or bf16 (uint16 bit patterns), row stride k
   bool bf16;
-  const float* bias;   // [n] or null
-  float* y;            // [rows, n], row stride ldy
+  const float* bias;  // [n] or null
+  float* y;           // [rows, n], row stride ldy
   int64_t ldy;
   int k;
 };

@@ -97,8 +97,8 @@ TEST(GemvTest, MatchesFp64ForOddShapesEveryIsaAndWeightType) {
               o.threads = 1;
               ASSERT_TRUE(Gemv(p, o).ok());
               ExpectNearReference(in, m, n, k, bias, c,
-                                  absl::StrCat(CpuIsaName(isa), " ", CpuWeightTypeName(type),
-                                               " m", m, " n", n, " k", k, bias ? " bias" : ""));
+                                  absl::StrCat(CpuIsaName(isa), " ", CpuWeightTypeName(type), " m",
+                                               m, " n", n, " k", k, bias ? " bias" : ""));
             }
           }
         }
@@ -170,8 +170,8 @@ TEST(CpuMatmulTest, DecodeRowsUseGemvAndMatchFp64) {
   const int m = 1, n = 49, k = 576;
   const Inputs in = MakeInputs(m, n, k, 9);
   std::vector<float> c = testing::Poisoned(n);
-  CpuMatmulParams p{in.a.data(), in.b_bf16.data(), CpuWeightType::kBf16, in.bias.data(),
-                    c.data(),    m,                n,                    k};
+  CpuMatmulParams p{
+      in.a.data(), in.b_bf16.data(), CpuWeightType::kBf16, in.bias.data(), c.data(), m, n, k};
   ASSERT_TRUE(CpuMatmul(p).ok());
   ExpectNearReference(in, m, n, k, true, c, "CpuMatmul m=1");
 }

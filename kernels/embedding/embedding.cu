@@ -24,9 +24,8 @@ absl::Status Validate(const EmbeddingGpuParams& p) {
         absl::StrCat("EmbeddingGpu: vocab_begin must be >= 0, got ", p.vocab_begin));
   }
   if (p.vocab_end <= p.vocab_begin) {
-    return absl::InvalidArgumentError(absl::StrCat("EmbeddingGpu: vocab_end (", p.vocab_end,
-                                                   ") must be > vocab_begin (", p.vocab_begin,
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EmbeddingGpu: vocab_end (", p.vocab_end, ") must be > vocab_begin (", p.vocab_begin, ")"));
   }
   if (p.hidden <= 0) {
     return absl::InvalidArgumentError(

@@ -40,7 +40,7 @@ void CheckCase(int num_tokens, int hidden, bool middle_shard, int pad) {
   testing::Rng rng(11 + num_tokens);
   std::vector<int32_t> ids(num_tokens);
   for (int32_t& id : ids) id = static_cast<int32_t>(rng.Next() % kVocab);
-  ids[0] = static_cast<int32_t>(begin);    // first row of the shard
+  ids[0] = static_cast<int32_t>(begin);        // first row of the shard
   ids.back() = static_cast<int32_t>(end - 1);  // last row of the shard
   if (middle_shard && num_tokens >= 4) {
     ids[1] = static_cast<int32_t>(begin - 1);  // just outside, both sides
@@ -66,8 +66,8 @@ void CheckCase(int num_tokens, int hidden, bool middle_shard, int pad) {
   Bf16ToFloatArray(out_bf16.data(), out.data(), static_cast<int64_t>(out.size()));
 
   std::vector<float> ref = testing::Poisoned(int64_t{num_tokens} * hidden);
-  ASSERT_TRUE(EmbeddingRef({table.data(), begin, end, hidden, ids.data(), num_tokens, ref.data()})
-                  .ok());
+  ASSERT_TRUE(
+      EmbeddingRef({table.data(), begin, end, hidden, ids.data(), num_tokens, ref.data()}).ok());
   EXPECT_TRUE(testing::MatchesReference(out, ref, testing::ToDouble(ref), /*atol=*/0.0));
 }
 

@@ -17,10 +17,9 @@
   do {                                                                                      \
     const cublasStatus_t _hipserve_lt_status = (expr);                                      \
     if (_hipserve_lt_status != CUBLAS_STATUS_SUCCESS) {                                     \
-      return absl::InternalError(absl::StrCat(#expr, " failed: ",                           \
-                                              cublasLtGetStatusName(_hipserve_lt_status),   \
-                                              " (", cublasLtGetStatusString(_hipserve_lt_status), \
-                                              ") at ", __FILE__, ":", __LINE__));           \
+      return absl::InternalError(absl::StrCat(                                              \
+          #expr, " failed: ", cublasLtGetStatusName(_hipserve_lt_status), " (",             \
+          cublasLtGetStatusString(_hipserve_lt_status), ") at ", __FILE__, ":", __LINE__)); \
     }                                                                                       \
   } while (0)
 
@@ -78,14 +77,14 @@ absl::Status BuildPlan(const GemmGpuParams& p, cublasLtHandle_t handle, size_t w
   const cudaDataType_t c_type = p.c_type == GemmGpuOutType::kBf16 ? CUDA_R_16BF : CUDA_R_32F;
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-  CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                          &trans_a, sizeof(trans_a)));
+  CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                          &trans_b, sizeof(trans_b)));
   if (p.bias != nullptr) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-        plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                            &epilogue, sizeof(epilogue)));
     const int32_t bias_type = c_type;
     CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         plan->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
@@ -98,8 +97,7 @@ absl::Status BuildPlan(const GemmGpuParams& p, cublasLtHandle_t handle, size_t w
 
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
-  const uint32_t align_a = AlignmentOf(p.b), align_b = AlignmentOf(p.a),
-                 align_c = AlignmentOf(p.c);
+  const uint32_t align_a = AlignmentOf(p.b), align_b = AlignmentOf(p.a), align_c = AlignmentOf(p.c);
   cublasLtMatmulHeuristicResult_t result{};
   int count = 0;
   cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
@@ -121,14 +119,15 @@ absl::Status BuildPlan(const GemmGpuParams& p, cublasLtHandle_t handle, size_t w
                                               &align_c, sizeof(align_c));
   }
   if (st == CUBLAS_STATUS_SUCCESS) {
-    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->op, plan->a, plan->b, plan->c, plan->c,
-                                        pref, 1, &result, &count);
+    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->op, plan->a, plan->b, plan->c, plan->c, pref,
+                                        1, &result, &count);
   }
   cublasLtMatmulPreferenceDestroy(pref);
   CUBLASLT_RETURN_IF_ERROR(st);
   if (count == 0) {
     return absl::UnimplementedError(absl::StrCat("GemmGpu: no cuBLASLt algorithm for m=", p.m,
-                                                 " n=", p.n, " k=", p.k, " with these dtypes "
+                                                 " n=", p.n, " k=", p.k,
+                                                 " with these dtypes "
                                                  "and alignments"));
   }
   plan->algo = result.algo;
@@ -140,9 +139,12 @@ absl::Status Validate(const GemmGpuParams& p) {
   if (p.a == nullptr) return absl::InvalidArgumentError("GemmGpu: a is null");
   if (p.b == nullptr) return absl::InvalidArgumentError("GemmGpu: b is null");
   if (p.c == nullptr) return absl::InvalidArgumentError("GemmGpu: c is null");
-  if (p.m <= 0) return absl::InvalidArgumentError(absl::StrCat("GemmGpu: m must be > 0, got ", p.m));
-  if (p.n <= 0) return absl::InvalidArgumentError(absl::StrCat("GemmGpu: n must be > 0, got ", p.n));
-  if (p.k <= 0) return absl::InvalidArgumentError(absl::StrCat("GemmGpu: k must be > 0, got ", p.k));
+  if (p.m <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("GemmGpu: m must be > 0, got ", p.m));
+  if (p.n <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("GemmGpu: n must be > 0, got ", p.n));
+  if (p.k <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("GemmGpu: k must be > 0, got ", p.k));
   if (p.c_type != GemmGpuOutType::kBf16 && p.c_type != GemmGpuOutType::kFloat32) {
     return absl::InvalidArgumentError("GemmGpu: c_type has an unknown value");
   }
@@ -204,8 +206,7 @@ absl::Status GemmGpu(const GemmGpuParams& p, void* stream) {
   // cuBLASLt's A is our B (weights), its B our A (activations): C^T = B A^T.
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmul(ctx->handle, pl.op, &alpha, p.b, pl.a, p.a, pl.b, &beta,
                                           p.c, pl.c, p.c, pl.c, &pl.algo, ctx->workspace,
-                                          ctx->workspace_bytes,
-                                          static_cast<cudaStream_t>(stream)));
+                                          ctx->workspace_bytes, static_cast<cudaStream_t>(stream)));
   return absl::OkStatus();
 }
 

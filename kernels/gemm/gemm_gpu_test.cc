@@ -66,7 +66,7 @@ void CheckCase(const Spec& s) {
   p.a = d_a.data();
   p.b = d_b.data();
   p.c = s.fp32_out ? static_cast<void*>(d_c_f32.data()) : d_c_bf16.data();
-  p.bias = !s.bias ? nullptr
+  p.bias = !s.bias      ? nullptr
            : s.fp32_out ? static_cast<const void*>(d_bias_f32.data())
                         : d_bias_bf16.data();
   p.m = s.m;

@@ -92,7 +92,7 @@ class DecodeGraphsImpl : public HipDecodeGraphs {
   cudaStream_t capture_stream_ = nullptr;
   std::vector<cudaGraphExec_t> execs_;  // DecodeGraphIndex(bucket, mode)
   std::vector<char> ready_;             // per slot: holds a full mask for its sequence
-  int dirty_hi_ = 0;  // slots >= dirty_hi_ have zero last-stage block counts
+  int dirty_hi_ = 0;                    // slots >= dirty_hi_ have zero last-stage block counts
 };
 
 DecodeGraphsImpl::~DecodeGraphsImpl() {
@@ -346,8 +346,8 @@ absl::Status DecodeGraphsImpl::Enqueue(const HipDecodeStep& st, cudaStream_t s, 
                                          (dirty_hi_ - st.batch) * kvh * sizeof(int32_t), s));
   }
   if (st.q != nullptr && st.q != q_) {
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(q_, st.q, st.batch * QRowElems() * 2,
-                                         cudaMemcpyDeviceToDevice, s));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(q_, st.q, st.batch * QRowElems() * 2, cudaMemcpyDeviceToDevice, s));
   }
   if (graph) {
     CUDA_RETURN_IF_ERROR(cudaGraphLaunch(execs_[DecodeGraphIndex(bi, *mode, stages_)], s));
@@ -355,8 +355,8 @@ absl::Status DecodeGraphsImpl::Enqueue(const HipDecodeStep& st, cudaStream_t s, 
     if (absl::Status k = LaunchKernels(bucket, *mode, s); !k.ok()) return k;
   }
   if (st.out != nullptr) {
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.out, out_, st.batch * QRowElems() * 2,
-                                         cudaMemcpyDeviceToDevice, s));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(st.out, out_, st.batch * QRowElems() * 2, cudaMemcpyDeviceToDevice, s));
   }
   for (int b = 0; b < max_batch_; ++b) {
     if (b >= st.batch) {
@@ -380,13 +380,13 @@ absl::Status DecodeGraphsImpl::MoveSlot(int from, int to, void* stream) {
   for (int st = 0; st < stages_; ++st) {
     const size_t keep = static_cast<size_t>(spec_.keep_chunks(st)) * kvh;
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(state_.starts[st] + to * keep,
-                                         state_.starts[st] + from * keep,
-                                         keep * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
+                                         state_.starts[st] + from * keep, keep * sizeof(int32_t),
+                                         cudaMemcpyDeviceToDevice, s));
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(state_.count[st] + to * kvh, state_.count[st] + from * kvh,
                                          kvh * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(state_.range_end[st] + to * kvh,
-                                         state_.range_end[st] + from * kvh,
-                                         kvh * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
+                                         state_.range_end[st] + from * kvh, kvh * sizeof(int32_t),
+                                         cudaMemcpyDeviceToDevice, s));
   }
   ready_[to] = ready_[from];
   dirty_hi_ = std::max(dirty_hi_, to + 1);

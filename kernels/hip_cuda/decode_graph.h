@@ -47,8 +47,8 @@ struct HipDecodeGraphOptions {
   // PruningSpec, n_sink, n_window (BSA attends [T - n_window - 1, T), as BsaRef) and extend.
   HipConfig config;
   int layer = 0;
-  int max_kv_len = 0;    // capacity: every step's kv_len <= this (> 0)
-  int64_t kv_rows = 0;   // rows of K and V; every kv_start + kv_len <= kv_rows
+  int max_kv_len = 0;   // capacity: every step's kv_len <= this (> 0)
+  int64_t kv_rows = 0;  // rows of K and V; every kv_start + kv_len <= kv_rows
   std::vector<int> batch_buckets = {1, 2, 4, 8, 16, 32};  // strictly increasing
   // true: K is stored un-rotated and BSA rotates keys in-kernel (HIP.md 5; the rope table must
   // then cover max_kv_len positions). false: BSA uses K as stored (the mask always rotates).
@@ -63,18 +63,18 @@ struct HipDecodeGraphOptions {
 
 // Borrowed device tensors (16-byte aligned).
 struct HipDecodeGraphTensors {
-  const void* k = nullptr;       // [kv_rows, num_kv_heads, head_dim] bf16
-  const void* v = nullptr;       // [kv_rows, num_kv_heads, head_dim] bf16
-  const float* rope = nullptr;   // HipRopeRows layout, [rope_positions, head_dim] fp32
-  int rope_positions = 0;        // >= the mask's need, and >= max_kv_len when bsa_rope
+  const void* k = nullptr;      // [kv_rows, num_kv_heads, head_dim] bf16
+  const void* v = nullptr;      // [kv_rows, num_kv_heads, head_dim] bf16
+  const float* rope = nullptr;  // HipRopeRows layout, [rope_positions, head_dim] fp32
+  int rope_positions = 0;       // >= the mask's need, and >= max_kv_len when bsa_rope
 };
 
 // One decode step. Host arrays are read during Run only.
 struct HipDecodeStep {
-  int batch = 0;                          // real sequences, in slots [0, batch); <= max bucket
-  const int32_t* kv_len = nullptr;        // host [batch]: tokens incl. the new one, in [1, max_kv_len]
-  const int64_t* kv_start = nullptr;      // host [batch]: KV row of token 0, >= 0
-  const int32_t* start_stage = nullptr;   // host [batch]: -1 (reuse) or 0..S-1 (SeqStartStages)
+  int batch = 0;                      // real sequences, in slots [0, batch); <= max bucket
+  const int32_t* kv_len = nullptr;    // host [batch]: tokens incl. the new one, in [1, max_kv_len]
+  const int64_t* kv_start = nullptr;  // host [batch]: KV row of token 0, >= 0
+  const int32_t* start_stage = nullptr;  // host [batch]: -1 (reuse) or 0..S-1 (SeqStartStages)
   // Device [batch, num_heads, head_dim] bf16 queries (un-rotated), copied into q_buffer();
   // null: the caller already wrote rows [0, batch) of q_buffer() on the step's stream.
   const void* q = nullptr;

@@ -5,8 +5,7 @@ namespace hipserve::kernels {
 
 absl::StatusOr<std::unique_ptr<HipDecodeGraphs>> CreateHipDecodeGraphs(
     const HipDecodeGraphOptions&, const HipDecodeGraphTensors&) {
-  return absl::UnimplementedError(
-      "CreateHipDecodeGraphs: built without CUDA (HIPSERVE_CUDA=OFF)");
+  return absl::UnimplementedError("CreateHipDecodeGraphs: built without CUDA (HIPSERVE_CUDA=OFF)");
 }
 
 }  // namespace hipserve::kernels

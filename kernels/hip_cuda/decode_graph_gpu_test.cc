@@ -8,8 +8,6 @@
 //     padding rows are written finite, rows past the bucket are not touched;
 //   - bucket selection, and InvalidArgument for bad shapes / options / steps.
 // Shapes come from kernels/testing/attention_cases.h.
-#include "kernels/hip_cuda/decode_graph.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,6 +24,7 @@
 #include "kernels/dtype/bf16.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
+#include "kernels/hip_cuda/decode_graph.h"
 #include "kernels/hip_cuda/decode_graph_plan.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/testing/attention_cases.h"
@@ -115,8 +114,7 @@ struct Layer {
     EXPECT_TRUE(table.ok());
     const std::vector<float> r = HipRopeRows(*table, rope_positions);
     rope = std::make_unique<DeviceBuffer>(r.size() * 4);
-    EXPECT_EQ(cudaMemcpy(rope->get(), r.data(), r.size() * 4, cudaMemcpyHostToDevice),
-              cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(rope->get(), r.data(), r.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
   }
   static std::vector<uint16_t> Bf16(const std::vector<float>& f) {
     std::vector<uint16_t> b(f.size());
@@ -163,8 +161,8 @@ Lists ReadLists(const HipDecodeMaskGpuState& st, const PruningSpec& spec, int kv
 }
 
 // Slot a of `x` vs slot b of `y`, every stage.
-void ExpectSameLists(const Lists& x, int a, const Lists& y, int b, const PruningSpec& spec,
-                     int kvh, const std::string& where) {
+void ExpectSameLists(const Lists& x, int a, const Lists& y, int b, const PruningSpec& spec, int kvh,
+                     const std::string& where) {
   for (int s = 0; s < spec.num_stages(); ++s) {
     const int keep = spec.keep_chunks(s);
     for (int h = 0; h < kvh; ++h) {
@@ -236,9 +234,9 @@ class EagerRef {
   void ZeroLastCounts(int from, int to) {
     const int kvh = L_.shape.num_kv_heads;
     if (to > from) {
-      EXPECT_EQ(cudaMemset(state_.count[spec_.num_stages() - 1] + from * kvh, 0,
-                           (to - from) * kvh * 4),
-                cudaSuccess);
+      EXPECT_EQ(
+          cudaMemset(state_.count[spec_.num_stages() - 1] + from * kvh, 0, (to - from) * kvh * 4),
+          cudaSuccess);
     }
   }
   void Move(int from, int to) {
@@ -331,7 +329,7 @@ std::vector<Seq> TestSeqs() {
   const auto& lens = testing::kDecodeTestLens;
   for (int b = 0; b < kSeqs; ++b) {
     s.push_back(Seq{b * kSeqRows + 7 * b, static_cast<int32_t>(lens[b % lens.size()] + 37 * b),
-                     b < 3 ? 0 : b});
+                    b < 3 ? 0 : b});
   }
   return s;
 }

@@ -14,9 +14,9 @@ absl::Status ValidateBatchBuckets(absl::Span<const int> buckets) {
           absl::StrCat("batch_buckets[", i, "] = ", buckets[i], " outside [1, 65535]"));
     }
     if (i > 0 && buckets[i] <= buckets[i - 1]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch_buckets must be strictly increasing; [", i - 1, "] = ",
-                       buckets[i - 1], ", [", i, "] = ", buckets[i]));
+      return absl::InvalidArgumentError(absl::StrCat("batch_buckets must be strictly increasing; [",
+                                                     i - 1, "] = ", buckets[i - 1], ", [", i,
+                                                     "] = ", buckets[i]));
     }
   }
   return absl::OkStatus();

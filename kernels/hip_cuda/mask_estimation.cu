@@ -30,7 +30,8 @@ constexpr int kSelectThreads = 1024;
 int64_t MaxStageInput(const HipDecodeMaskGpuParams& p, int s) {
   const PruningSpec& spec = *p.spec;
   if (s == 0) {
-    const int64_t range = std::max<int64_t>(0, int64_t{p.max_kv_len} - 1 - spec.n_window - p.n_sink);
+    const int64_t range =
+        std::max<int64_t>(0, int64_t{p.max_kv_len} - 1 - spec.n_window - p.n_sink);
     return CeilDiv(range, spec.chunk_sizes[0]);
   }
   return int64_t{spec.keep_chunks(s - 1)} * (spec.chunk_sizes[s - 1] / spec.chunk_sizes[s]);
@@ -65,7 +66,8 @@ absl::Status ValidateShape(const HipDecodeMaskGpuParams& p) {
   }
   if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
   for (int i = 0; i < stages; ++i) {
-    if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 || s.keep_tokens[i] % s.chunk_sizes[i] != 0 ||
+    if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
+        s.keep_tokens[i] % s.chunk_sizes[i] != 0 ||
         (i > 0 && s.chunk_sizes[i - 1] % s.chunk_sizes[i] != 0)) {
       return Invalid(kFn,
                      absl::StrCat("spec stage ", i, " is inconsistent (chunk ", s.chunk_sizes[i],
@@ -107,7 +109,8 @@ template <int HD, int MAXG>
 absl::Status LaunchScore(const hm::StageArgs& a, int64_t max_n, int batch, int kv_heads,
                          cudaStream_t stream) {
   constexpr int cpb = kScoreThreads / (2 * MAXG);
-  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads, batch);
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+                  batch);
   hm::ScoreKernel<HD, MAXG, kScoreThreads><<<grid, kScoreThreads, 0, stream>>>(a);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
@@ -149,8 +152,7 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
   }
   if (!Aligned16(p.q) || !Aligned16(p.rope))
     return Invalid(kFn, "q and rope must be 16-byte aligned");
-  if (absl::Status st =
-          hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len);
+  if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len);
       !st.ok()) {
     return st;
   }
@@ -166,7 +168,8 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
       return Invalid(kFn, absl::StrCat("state lists of stage ", s, " must be non-null"));
     }
   }
-  const size_t ws = static_cast<size_t>(int64_t{p.batch} * p.num_kv_heads * ScoreStride(p) * sizeof(float));
+  const size_t ws =
+      static_cast<size_t>(int64_t{p.batch} * p.num_kv_heads * ScoreStride(p) * sizeof(float));
   if (p.workspace == nullptr || p.workspace_bytes < ws || !Aligned16(p.workspace)) {
     return Invalid(kFn, absl::StrCat("workspace of ", ws, " bytes (16-byte aligned) needed, got ",
                                      p.workspace_bytes));

@@ -126,7 +126,8 @@ Problem MakeProblem(const MaskCase& c, int extra_tokens, uint64_t seed) {
   if (c.keys == Keys::kAllEqual) {
     const std::vector<float> one = testing::RandomVector(row_elems, seed + 1);
     p.k.resize(p.rows * row_elems);
-    for (int64_t r = 0; r < p.rows; ++r) std::copy(one.begin(), one.end(), p.k.begin() + r * row_elems);
+    for (int64_t r = 0; r < p.rows; ++r)
+      std::copy(one.begin(), one.end(), p.k.begin() + r * row_elems);
   } else {
     p.k = testing::RandomVector(p.rows * row_elems, seed + 1);
   }
@@ -138,7 +139,8 @@ Problem MakeProblem(const MaskCase& c, int extra_tokens, uint64_t seed) {
       for (int h = 0; h < p.kv_heads; ++h) {
         std::vector<double> dir(p.hd, 0.0);
         for (int g = 0; g < group; ++g) {
-          for (int x = 0; x < p.hd; ++x) dir[x] += p.q[(int64_t{b} * p.heads + h * group + g) * p.hd + x];
+          for (int x = 0; x < p.hd; ++x)
+            dir[x] += p.q[(int64_t{b} * p.heads + h * group + g) * p.hd + x];
         }
         double norm = 0;
         for (double v : dir) norm += v * v;
@@ -147,7 +149,8 @@ Problem MakeProblem(const MaskCase& c, int extra_tokens, uint64_t seed) {
         const int at = span_lo + static_cast<int>(rng.Next() % (span_hi - span_lo));
         for (int t = at; t < std::min(at + 32, p.kv_len[b]); ++t) {
           float* kr = p.k.data() + (p.kv_start[b] + t) * row_elems + int64_t{h} * p.hd;
-          for (int x = 0; x < p.hd; ++x) kr[x] = static_cast<float>(8.0 * dir[x] / norm * std::sqrt(p.hd) * 0.6);
+          for (int x = 0; x < p.hd; ++x)
+            kr[x] = static_cast<float>(8.0 * dir[x] / norm * std::sqrt(p.hd) * 0.6);
         }
       }
     }
@@ -376,32 +379,62 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, HipMaskGpuTest,
     ::testing::Values(
         MaskCase{"t4k", {4096}},
-        MaskCase{"t4k_b2_needle", {4096, 3001}, 32, 8, 128, PruningPositions::kRelative,
-                 Keys::kNeedle},
+        MaskCase{
+            "t4k_b2_needle", {4096, 3001}, 32, 8, 128, PruningPositions::kRelative, Keys::kNeedle},
         MaskCase{"t64k", {65536 + 77}, 16, 4},
         MaskCase{"t64k_needle", {65536}, 16, 4, 128, PruningPositions::kRelative, Keys::kNeedle},
         MaskCase{"t256k", {262144 + 5}, 8, 2},
         MaskCase{"t256k_needle", {262144}, 8, 2, 128, PruningPositions::kRelative, Keys::kNeedle},
-        MaskCase{"small_t4k_relative", {4096 + 3, 2500}, 8, 2, 128, PruningPositions::kRelative,
-                 Keys::kRandom, true},
-        MaskCase{"small_t4k_real", {4096 + 3}, 8, 2, 128, PruningPositions::kReal, Keys::kRandom,
+        MaskCase{"small_t4k_relative",
+                 {4096 + 3, 2500},
+                 8,
+                 2,
+                 128,
+                 PruningPositions::kRelative,
+                 Keys::kRandom,
                  true},
-        MaskCase{"small_t4k_chunk_indexed", {4096 + 3}, 8, 2, 128,
-                 PruningPositions::kChunkIndexed, Keys::kRandom, true},
-        MaskCase{"small_t4k_g1", {4096}, 4, 4, 128, PruningPositions::kRelative, Keys::kRandom,
+        MaskCase{
+            "small_t4k_real", {4096 + 3}, 8, 2, 128, PruningPositions::kReal, Keys::kRandom, true},
+        MaskCase{"small_t4k_chunk_indexed",
+                 {4096 + 3},
+                 8,
+                 2,
+                 128,
+                 PruningPositions::kChunkIndexed,
+                 Keys::kRandom,
                  true},
-        MaskCase{"small_t4k_g3", {4096}, 6, 2, 128, PruningPositions::kRelative, Keys::kRandom,
+        MaskCase{
+            "small_t4k_g1", {4096}, 4, 4, 128, PruningPositions::kRelative, Keys::kRandom, true},
+        MaskCase{
+            "small_t4k_g3", {4096}, 6, 2, 128, PruningPositions::kRelative, Keys::kRandom, true},
+        MaskCase{
+            "small_t4k_g8", {4096}, 16, 2, 128, PruningPositions::kRelative, Keys::kRandom, true},
+        MaskCase{
+            "small_t4k_hd64", {4096}, 8, 2, 64, PruningPositions::kRelative, Keys::kRandom, true},
+        MaskCase{"small_t4k_hd64_g8",
+                 {4096},
+                 16,
+                 2,
+                 64,
+                 PruningPositions::kRelative,
+                 Keys::kRandom,
                  true},
-        MaskCase{"small_t4k_g8", {4096}, 16, 2, 128, PruningPositions::kRelative, Keys::kRandom,
+        MaskCase{"small_t4k_ties",
+                 {4096},
+                 8,
+                 2,
+                 128,
+                 PruningPositions::kRelative,
+                 Keys::kAllEqual,
                  true},
-        MaskCase{"small_t4k_hd64", {4096}, 8, 2, 64, PruningPositions::kRelative, Keys::kRandom,
-                 true},
-        MaskCase{"small_t4k_hd64_g8", {4096}, 16, 2, 64, PruningPositions::kRelative,
-                 Keys::kRandom, true},
-        MaskCase{"small_t4k_ties", {4096}, 8, 2, 128, PruningPositions::kRelative,
-                 Keys::kAllEqual, true},
-        MaskCase{"small_short", {1234, 1202, 90, 1}, 8, 2, 128, PruningPositions::kRelative,
-                 Keys::kRandom, true}),
+        MaskCase{"small_short",
+                 {1234, 1202, 90, 1},
+                 8,
+                 2,
+                 128,
+                 PruningPositions::kRelative,
+                 Keys::kRandom,
+                 true}),
     Name);
 
 // Per-sequence refresh: sequence 1 (stage -1) keeps its lists while sequence 0 restarts.

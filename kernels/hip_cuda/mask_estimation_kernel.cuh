@@ -16,19 +16,19 @@ namespace hipserve::kernels::hip_mask_internal {
 enum PosMode : int { kPosReal = 0, kPosRelative = 1, kPosChunkIndexed = 2 };
 
 struct StageArgs {
-  const uint16_t* q;  // [batch, num_heads, hd]
-  KeyArgs keys;       // probe keys: contiguous [rows, num_kv_heads, hd] bf16 / fp8, or tiered
+  const uint16_t* q;        // [batch, num_heads, hd]
+  KeyArgs keys;             // probe keys: contiguous [rows, num_kv_heads, hd] bf16 / fp8, or tiered
   const int64_t* kv_start;  // contiguous keys only (null when tiered)
   const int32_t* kv_len;
-  const float* rope;  // [positions, hd]
+  const float* rope;               // [positions, hd]
   const int32_t* seq_start_stage;  // may be null
   int num_heads, num_kv_heads, group;
   int n_sink, n_window;
   int pos_mode;
   int stage;
-  int chunk_size;   // c_s
-  int iterations;   // ceil(log2(c_s))
-  int keep;         // keep_chunks(s)
+  int chunk_size;  // c_s
+  int iterations;  // ceil(log2(c_s))
+  int keep;        // keep_chunks(s)
   // Input: stage 0 = the candidate range in chunks of c_s; else the kept list of stage s - 1
   // split into `split` = c_{s-1} / c_s sub-chunks each.
   const int32_t* in_starts;
@@ -40,7 +40,7 @@ struct StageArgs {
   int32_t* out_starts;
   int32_t* out_count;
   int32_t* out_range_end;
-  float* scores;     // [batch, num_kv_heads, score_stride]
+  float* scores;  // [batch, num_kv_heads, score_stride]
   int score_stride;
 };
 
@@ -213,9 +213,15 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
     if (has) {
       int rpos;
       switch (a.pos_mode) {
-        case kPosReal: rpos = probe; break;
-        case kPosRelative: rpos = side; break;
-        default: rpos = chunk; break;
+        case kPosReal:
+          rpos = probe;
+          break;
+        case kPosRelative:
+          rpos = side;
+          break;
+        default:
+          rpos = chunk;
+          break;
       }
       const float4* cs4 = reinterpret_cast<const float4*>(a.rope + static_cast<int64_t>(rpos) * HD);
       uint32_t kw[HD / 2];  // packed bf16 pairs: element 2i in the low half of kw[i]
@@ -223,7 +229,7 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
       float acc[MAXG];
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) acc[g] = 0.f;
-      // Element c of the rotated key, c in [0, HD), in order; cos / sin of pair c % HALF.
+        // Element c of the rotated key, c in [0, HD), in order; cos / sin of pair c % HALF.
 #pragma unroll
       for (int pass = 0; pass < 2; ++pass) {
 #pragma unroll

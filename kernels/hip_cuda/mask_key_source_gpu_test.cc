@@ -192,8 +192,8 @@ MaskEstimationResult Reference(const KeySrcCase& c, const HipConfig& cfg, const 
   p.num_q = num_q;
   p.group = group;
   p.head_dim = c.head_dim;
-  p.k = keys.k.values.data() + keys.kv_start[b] * c.kv_heads * c.head_dim +
-        int64_t{kvh} * c.head_dim;
+  p.k =
+      keys.k.values.data() + keys.kv_start[b] * c.kv_heads * c.head_dim + int64_t{kvh} * c.head_dim;
   p.k_token_stride = int64_t{c.kv_heads} * c.head_dim;
   p.num_kv = keys.lens[b];
   const CandidateRange r = CandidateRangeFor(cfg, q_pos[num_q - 1]);
@@ -316,10 +316,9 @@ TEST_P(MaskKeySourceGpuTest, ListsEqualCpuReferenceOnDecodedKeys) {
     for (int b = 0; b < batch; ++b) {
       const int32_t q_pos = keys.lens[b] - 1;
       for (int h = 0; h < c.kv_heads; ++h) {
-        const MaskEstimationResult ref =
-            Reference(c, cfg, spec, *rope, keys, b, h,
-                      q.data() + (int64_t{b} * c.heads + h * group) * d, int64_t{group} * d,
-                      &q_pos, 1);
+        const MaskEstimationResult ref = Reference(
+            c, cfg, spec, *rope, keys, b, h, q.data() + (int64_t{b} * c.heads + h * group) * d,
+            int64_t{group} * d, &q_pos, 1);
         selected += ExpectListsEqual(state, spec, lists, b * c.kv_heads + h, ref,
                                      absl::StrCat("b", b, " kvh", h));
       }
@@ -368,9 +367,9 @@ TEST_P(MaskKeySourceGpuTest, ListsEqualCpuReferenceOnDecodedKeys) {
     const int qa = std::max(q_offset, blk * cfg.block_q) - q_offset;
     const int qb = std::min(num_kv, (blk + 1) * cfg.block_q) - q_offset;
     for (int h = 0; h < c.kv_heads; ++h) {
-      const MaskEstimationResult ref = Reference(
-          c, cfg, spec, *rope, keys, 0, h, q.data() + (int64_t{qa} * c.heads + h * group) * d,
-          int64_t{c.heads} * d, q_pos.data() + qa, qb - qa);
+      const MaskEstimationResult ref = Reference(c, cfg, spec, *rope, keys, 0, h,
+                                                 q.data() + (int64_t{qa} * c.heads + h * group) * d,
+                                                 int64_t{c.heads} * d, q_pos.data() + qa, qb - qa);
       const std::string what = absl::StrCat("row ", r, " kvh ", h);
       selected += ExpectListsEqual(plan->stages, spec, lists, r * c.kv_heads + h, ref, what);
       EXPECT_EQ(final_count[r * c.kv_heads + h], ref.count()) << what << " final count";
@@ -403,24 +402,30 @@ INSTANTIATE_TEST_SUITE_P(
         KeySrcCase{"bf16bank_t4k_b2_hit100", false, {4096, 2500}, 0, 8, 2, 128, kBf16Bank, 1.0},
         KeySrcCase{"fp8bank_t4k_g8_hd64_hit0", false, {4096}, 0, 16, 2, 64, kFp8Bank, 0.0},
         KeySrcCase{"fp8bank_t4k_g8_hd64_hit50", false, {4096}, 0, 16, 2, 64, kFp8Bank, 0.5},
-        KeySrcCase{"fp8bank_t4k_g8_hd64_hit90_chunk", false, {4096 + 3}, 0, 16, 2, 64, kFp8Bank,
-                   0.9, true, kChunk},
+        KeySrcCase{"fp8bank_t4k_g8_hd64_hit90_chunk",
+                   false,
+                   {4096 + 3},
+                   0,
+                   16,
+                   2,
+                   64,
+                   kFp8Bank,
+                   0.9,
+                   true,
+                   kChunk},
         KeySrcCase{"fp8bank_t4k_g8_hd64_hit100", false, {4096}, 0, 16, 2, 64, kFp8Bank, 1.0},
-        KeySrcCase{"bf16bank_t64k_g2_hd64_hit0", false, {65536}, 0, 4, 2, 64, kBf16Bank, 0.0,
-                   false},
-        KeySrcCase{"bf16bank_t64k_g4_hit90", false, {65536 + 3}, 0, 8, 2, 128, kBf16Bank, 0.9,
-                   false},
-        KeySrcCase{"fp8bank_t64k_g1_hit50", false, {65536 + 3}, 0, 2, 2, 128, kFp8Bank, 0.5,
-                   false},
+        KeySrcCase{
+            "bf16bank_t64k_g2_hd64_hit0", false, {65536}, 0, 4, 2, 64, kBf16Bank, 0.0, false},
+        KeySrcCase{
+            "bf16bank_t64k_g4_hit90", false, {65536 + 3}, 0, 8, 2, 128, kBf16Bank, 0.9, false},
+        KeySrcCase{"fp8bank_t64k_g1_hit50", false, {65536 + 3}, 0, 2, 2, 128, kFp8Bank, 0.5, false},
         KeySrcCase{"fp8bank_t64k_g4_hit100", false, {65536}, 0, 8, 2, 128, kFp8Bank, 1.0, false},
-        KeySrcCase{"bf16bank_t256k_g4_hit50", false, {262144}, 0, 8, 2, 128, kBf16Bank, 0.5,
-                   false},
-        KeySrcCase{"bf16bank_t256k_g4_hit100", false, {262144 + 5}, 0, 8, 2, 128, kBf16Bank, 1.0,
-                   false},
-        KeySrcCase{"fp8bank_t256k_g4_hd64_hit0", false, {262144 + 5}, 0, 8, 2, 64, kFp8Bank, 0.0,
-                   false},
-        KeySrcCase{"fp8bank_t256k_g4_hit90", false, {262144}, 0, 8, 2, 128, kFp8Bank, 0.9,
-                   false}),
+        KeySrcCase{"bf16bank_t256k_g4_hit50", false, {262144}, 0, 8, 2, 128, kBf16Bank, 0.5, false},
+        KeySrcCase{
+            "bf16bank_t256k_g4_hit100", false, {262144 + 5}, 0, 8, 2, 128, kBf16Bank, 1.0, false},
+        KeySrcCase{
+            "fp8bank_t256k_g4_hd64_hit0", false, {262144 + 5}, 0, 8, 2, 64, kFp8Bank, 0.0, false},
+        KeySrcCase{"fp8bank_t256k_g4_hit90", false, {262144}, 0, 8, 2, 128, kFp8Bank, 0.9, false}),
     Name);
 
 // Prefill (64-query blocks): T = 4K (whole prompt or a chunk, small spec) and 64K (a chunk of
@@ -429,27 +434,42 @@ INSTANTIATE_TEST_SUITE_P(
     Prefill, MaskKeySourceGpuTest,
     ::testing::Values(
         KeySrcCase{"pre_fp8_t4k_g4", true, {4096 + 37}, 4096 + 37, 8, 2, 128, kFp8},
-        KeySrcCase{"pre_fp8_t4k_g8_hd64_real", true, {4096}, 4096, 8, 1, 64, kFp8, 0, true,
-                   kReal},
+        KeySrcCase{"pre_fp8_t4k_g8_hd64_real", true, {4096}, 4096, 8, 1, 64, kFp8, 0, true, kReal},
         KeySrcCase{"pre_fp8_t64k_g4", true, {65536 + 77}, 150, 8, 2, 128, kFp8, 0, false},
         KeySrcCase{"pre_bf16bank_t4k_g4_hit0", true, {4096}, 4096, 8, 2, 128, kBf16Bank, 0.0},
         KeySrcCase{"pre_bf16bank_t4k_g4_hit50", true, {3505}, 1500, 8, 2, 128, kBf16Bank, 0.5},
         KeySrcCase{"pre_bf16bank_t4k_g4_hit90", true, {4096}, 4096, 8, 2, 128, kBf16Bank, 0.9},
         KeySrcCase{"pre_bf16bank_t4k_g4_hit100", true, {4096}, 4096, 8, 2, 128, kBf16Bank, 1.0},
         KeySrcCase{"pre_fp8bank_t4k_g8_hd64_hit0", true, {4096}, 4096, 16, 2, 64, kFp8Bank, 0.0},
-        KeySrcCase{"pre_fp8bank_t4k_g8_hd64_hit50_chunk", true, {4096}, 4096, 16, 2, 64,
-                   kFp8Bank, 0.5, true, kChunk},
+        KeySrcCase{"pre_fp8bank_t4k_g8_hd64_hit50_chunk",
+                   true,
+                   {4096},
+                   4096,
+                   16,
+                   2,
+                   64,
+                   kFp8Bank,
+                   0.5,
+                   true,
+                   kChunk},
         KeySrcCase{"pre_fp8bank_t4k_g3_hd64_hit90", true, {4001}, 1000, 6, 2, 64, kFp8Bank, 0.9},
-        KeySrcCase{"pre_fp8bank_t4k_g8_hd64_hit100", true, {4096}, 4096, 16, 2, 64, kFp8Bank,
-                   1.0},
-        KeySrcCase{"pre_bf16bank_t64k_g4_hit0", true, {65536}, 130, 8, 2, 128, kBf16Bank, 0.0,
+        KeySrcCase{"pre_fp8bank_t4k_g8_hd64_hit100", true, {4096}, 4096, 16, 2, 64, kFp8Bank, 1.0},
+        KeySrcCase{
+            "pre_bf16bank_t64k_g4_hit0", true, {65536}, 130, 8, 2, 128, kBf16Bank, 0.0, false},
+        KeySrcCase{"pre_bf16bank_t64k_g4_hit90",
+                   true,
+                   {65536 + 77},
+                   150,
+                   8,
+                   2,
+                   128,
+                   kBf16Bank,
+                   0.9,
                    false},
-        KeySrcCase{"pre_bf16bank_t64k_g4_hit90", true, {65536 + 77}, 150, 8, 2, 128, kBf16Bank,
-                   0.9, false},
-        KeySrcCase{"pre_fp8bank_t64k_g8_hd64_hit50", true, {65536}, 64, 8, 1, 64, kFp8Bank, 0.5,
-                   false},
-        KeySrcCase{"pre_fp8bank_t64k_g4_hit100", true, {65536}, 100, 8, 2, 128, kFp8Bank, 1.0,
-                   false}),
+        KeySrcCase{
+            "pre_fp8bank_t64k_g8_hd64_hit50", true, {65536}, 64, 8, 1, 64, kFp8Bank, 0.5, false},
+        KeySrcCase{
+            "pre_fp8bank_t64k_g4_hit100", true, {65536}, 100, 8, 2, 128, kFp8Bank, 1.0, false}),
     Name);
 
 TEST(MaskKeySourceGpuArgs, RejectsBadKeySources) {

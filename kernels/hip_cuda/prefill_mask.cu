@@ -25,7 +25,7 @@ namespace hm = hip_mask_internal;
 
 constexpr char kFn[] = "HipPrefillMaskGpu";
 constexpr int kScoreThreads = 128;  // exact kernel
-constexpr int kRowTile = 64;  // scoring rows staged in shared memory at a time
+constexpr int kRowTile = 64;        // scoring rows staged in shared memory at a time
 constexpr int kSelectThreads = 1024;
 
 int64_t Align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
@@ -40,8 +40,7 @@ int NumRows(const HipPrefillMaskGpuParams& p) {
 int64_t MaxStageInput(const HipPrefillMaskGpuParams& p, int s) {
   const PruningSpec& spec = *p.spec;
   if (s == 0) {
-    const int64_t range =
-        std::max<int64_t>(0, int64_t{NumKv(p)} - 1 - spec.n_window - p.n_sink);
+    const int64_t range = std::max<int64_t>(0, int64_t{NumKv(p)} - 1 - spec.n_window - p.n_sink);
     return CeilDiv(range, spec.chunk_sizes[0]);
   }
   return int64_t{spec.keep_chunks(s - 1)} * (spec.chunk_sizes[s - 1] / spec.chunk_sizes[s]);
@@ -80,8 +79,7 @@ absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
   if (p.spec == nullptr) return Invalid(kFn, "spec is null");
   const PruningSpec& s = *p.spec;
   const int stages = s.num_stages();
-  if (stages < 1 || stages > kHipGpuMaxStages ||
-      static_cast<int>(s.keep_tokens.size()) != stages ||
+  if (stages < 1 || stages > kHipGpuMaxStages || static_cast<int>(s.keep_tokens.size()) != stages ||
       static_cast<int>(s.stride_q.size()) != stages) {
     return Invalid(
         kFn, absl::StrCat("spec must have 1..", kHipGpuMaxStages,
@@ -178,16 +176,14 @@ absl::Status LaunchTcScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, in
 }
 
 template <int HD>
-absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
-                         int rows, int kv_heads, bool tc_filter, int tc_threads,
-                         cudaStream_t stream) {
+absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n, int rows,
+                         int kv_heads, bool tc_filter, int tc_threads, cudaStream_t stream) {
   if (tc_filter) {
     return tc_threads == 256 ? LaunchTcScore<HD, 256>(a, pa, max_n, rows, kv_heads, stream)
                              : LaunchTcScore<HD, 128>(a, pa, max_n, rows, kv_heads, stream);
   }
   constexpr int cpb = kScoreThreads / 2;
-  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
-                  rows);
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads, rows);
   hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a, pa);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
@@ -340,21 +336,18 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     const int64_t max_n = MaxStageInput(p, s);
     if (max_n > a.keep) {  // otherwise no row has anything to score
       const absl::Status st =
-          p.head_dim == 128
-              ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
-                                 p.filter_block_threads, stream)
-              : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
-                                p.filter_block_threads, stream);
+          p.head_dim == 128 ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads,
+                                               p.tensor_core_filter, p.filter_block_threads, stream)
+                            : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads,
+                                              p.tensor_core_filter, p.filter_block_threads, stream);
       if (!st.ok()) return st;
     }
-    hm::SelectKernel<kSelectThreads>
-        <<<dim3(p.num_kv_heads, rows), kSelectThreads, 0, stream>>>(a);
+    hm::SelectKernel<kSelectThreads><<<dim3(p.num_kv_heads, rows), kSelectThreads, 0, stream>>>(a);
     CUDA_RETURN_IF_ERROR(cudaGetLastError());
   }
   hm::PrefillFinalizeKernel<<<static_cast<unsigned>(CeilDiv(lists, 256)), 256, 0, stream>>>(
       kv_len, plan->stages.starts[stages - 1], plan->stages.count[stages - 1],
-      spec.keep_chunks(stages - 1), lists, p.num_kv_heads,
-      const_cast<int32_t*>(plan->block_count));
+      spec.keep_chunks(stages - 1), lists, p.num_kv_heads, const_cast<int32_t*>(plan->block_count));
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return plan;
 }

@@ -10,12 +10,13 @@
 // its own (rewritten) pruning position, averaged in consecutive groups of stride_q[s]; probe
 // score = max over scoring rows of q . k, each sum sequential over head_dim in fp32 with no FMA
 // contraction, so the kept lists EQUAL EstimateMaskRef's on the same inputs (q bf16; k bf16 or
-// fp8 e5m2, contiguous or tiered, given to the reference as its exactly decoded values). The row's candidate range is CandidateRangeFor(config, last query position of the row).
+// fp8 e5m2, contiguous or tiered, given to the reference as its exactly decoded values). The row's
+// candidate range is CandidateRangeFor(config, last query position of the row).
 //
 // Kernels per stage: score (one thread per (chunk, probe side); rows staged in shared memory in
-// tiles, recomputed from q per tile; see tensor_core_filter) and select (the decode kernels' radix select, one block per
-// (row, KV head), writing the kept chunks in position order). A last small kernel writes the
-// final block lists (the last stage's list, causal filter applied) into the plan.
+// tiles, recomputed from q per tile; see tensor_core_filter) and select (the decode kernels' radix
+// select, one block per (row, KV head), writing the kept chunks in position order). A last small
+// kernel writes the final block lists (the last stage's list, causal filter applied) into the plan.
 //
 // Plan / run (FlashInfer style): HipPrefillMaskGpu fills a HipPrefillPlan whose device arrays
 // live in the caller's workspace; BsaPrefillAttentionGpu (kernels/attention_cuda/bsa_prefill.h)
@@ -63,13 +64,13 @@ struct HipPrefillMaskGpuParams {
   // slot / page tables holds KV head kvh; tokens [0, num_kv) must be covered. Null slot_table:
   // contiguous k.
   TieredKvSource tiered;
-  int num_q = 0;            // > 0
-  int q_offset = 0;         // >= 0
-  int num_heads = 0;        // multiple of num_kv_heads
-  int num_kv_heads = 0;     // > 0; group = num_heads / num_kv_heads in 1..8
-  int head_dim = 0;         // 64 or 128
-  int block_q = 64;         // HipConfig::block_q (> 0, <= 1024)
-  int n_sink = 256;         // HipConfig::n_sink
+  int num_q = 0;         // > 0
+  int q_offset = 0;      // >= 0
+  int num_heads = 0;     // multiple of num_kv_heads
+  int num_kv_heads = 0;  // > 0; group = num_heads / num_kv_heads in 1..8
+  int head_dim = 0;      // 64 or 128
+  int block_q = 64;      // HipConfig::block_q (> 0, <= 1024)
+  int n_sink = 256;      // HipConfig::n_sink
   // Host copy of the layer's spec (PruningSpecForLayer): 1..kHipGpuMaxStages stages.
   const PruningSpec* spec = nullptr;
   // RoPE table in device memory ([positions][head_dim] fp32: cos | sin; HipRopeRows builds it),

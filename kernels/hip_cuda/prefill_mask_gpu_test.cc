@@ -3,10 +3,10 @@
 // (starts, count, range_end) and the final block list must be EXACTLY equal on the same bf16
 // inputs. Every case runs both score kernels (tensor-core filter-then-verify, the default, and
 // the exact one) and their whole workspaces (lists, counts and the last stage's chunk scores)
-// must be equal byte for byte (the filter also with key prefetch off / 256-thread blocks). Adversarial inputs
-// (near-tied, duplicated, huge, tiny, subnormal, fp16-range edges and non-finite values) stress
-// the filter's error bound and its fallback. Workspaces poisoned (0xff) before each run. ctest
-// label gpu; GTEST_SKIP without a device.
+// must be equal byte for byte (the filter also with key prefetch off / 256-thread blocks).
+// Adversarial inputs (near-tied, duplicated, huge, tiny, subnormal, fp16-range edges and non-finite
+// values) stress the filter's error bound and its fallback. Workspaces poisoned (0xff) before each
+// run. ctest label gpu; GTEST_SKIP without a device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -178,7 +178,8 @@ void MakeData(const PrefillMaskCase& c, uint64_t seed, std::vector<float>* q,
     case Data::kNonFinite: {
       const float inf = std::numeric_limits<float>::infinity();
       const float nan = std::numeric_limits<float>::quiet_NaN();
-      for (int64_t t = 37; t < c.num_kv; t += 211) (*k)[t * krow + (t % krow)] = (t & 1) ? inf : nan;
+      for (int64_t t = 37; t < c.num_kv; t += 211)
+        (*k)[t * krow + (t % krow)] = (t & 1) ? inf : nan;
       (*q)[(c.num_q / 3) * qrow + 5] = -inf;
       break;
     }
@@ -347,9 +348,7 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
   EXPECT_GT(scored_lists, 0) << "no list had anything to select in the last stage";
 }
 
-std::string Name(const ::testing::TestParamInfo<PrefillMaskCase>& info) {
-  return info.param.name;
-}
+std::string Name(const ::testing::TestParamInfo<PrefillMaskCase>& info) { return info.param.name; }
 
 constexpr PruningPositions kRel = PruningPositions::kRelative;
 constexpr PruningPositions kReal = PruningPositions::kReal;
@@ -361,14 +360,12 @@ INSTANTIATE_TEST_SUITE_P(
         // T = 4K, small spec (all stages select), whole prompt, every mode / group / head dim.
         PrefillMaskCase{"t4k_small_relative_g4", 4096 + 37, 4096 + 37, 8, 2, 128, kRel,
                         Spec::kSmall},
-        PrefillMaskCase{"t4k_small_real_g4", 4096 + 37, 4096 + 37, 8, 2, 128, kReal,
-                        Spec::kSmall},
+        PrefillMaskCase{"t4k_small_real_g4", 4096 + 37, 4096 + 37, 8, 2, 128, kReal, Spec::kSmall},
         PrefillMaskCase{"t4k_small_chunk_indexed_g4", 4096 + 37, 4096 + 37, 8, 2, 128, kChunk,
                         Spec::kSmall},
         PrefillMaskCase{"t4k_small_g1_hd64", 4096, 4096, 2, 2, 64, kRel, Spec::kSmall},
         PrefillMaskCase{"t4k_small_g2_real", 4096, 4096, 4, 2, 128, kReal, Spec::kSmall},
-        PrefillMaskCase{"t4k_small_g3_chunk_indexed", 4096, 4096, 6, 2, 128, kChunk,
-                        Spec::kSmall},
+        PrefillMaskCase{"t4k_small_g3_chunk_indexed", 4096, 4096, 6, 2, 128, kChunk, Spec::kSmall},
         PrefillMaskCase{"t4k_small_g5", 4096, 4096, 5, 1, 128, kRel, Spec::kSmall},
         PrefillMaskCase{"t4k_small_g8_hd128", 4096, 4096, 16, 2, 128, kRel, Spec::kSmall},
         PrefillMaskCase{"t4k_small_g8_hd64_real", 4096, 4096, 8, 1, 64, kReal, Spec::kSmall},
@@ -385,22 +382,20 @@ INSTANTIATE_TEST_SUITE_P(
         PrefillMaskCase{"t4k_default_relative", 4096, 4096, 8, 2, 128, kRel, Spec::kDefault},
         PrefillMaskCase{"t64k_relative_g4", 65536 + 77, 150, 8, 2, 128, kRel, Spec::kDefault},
         PrefillMaskCase{"t64k_real_g4", 65536, 130, 8, 2, 128, kReal, Spec::kDefault},
-        PrefillMaskCase{"t64k_chunk_indexed_g4", 65536, 100, 8, 2, 128, kChunk,
-                        Spec::kDefault},
+        PrefillMaskCase{"t64k_chunk_indexed_g4", 65536, 100, 8, 2, 128, kChunk, Spec::kDefault},
         PrefillMaskCase{"t64k_layer0_k4096", 65536, 64, 8, 2, 128, kChunk, Spec::kLayer0},
         PrefillMaskCase{"t64k_g8_hd64", 65536, 64, 8, 1, 64, kRel, Spec::kDefault},
         PrefillMaskCase{"t256k_relative_g4", 262144 + 5, 100, 4, 1, 128, kRel, Spec::kDefault},
         PrefillMaskCase{"t256k_real_g4", 262144, 64, 4, 1, 128, kReal, Spec::kDefault},
-        PrefillMaskCase{"t256k_chunk_indexed_g4", 262144, 64, 4, 1, 128, kChunk,
-                        Spec::kDefault},
+        PrefillMaskCase{"t256k_chunk_indexed_g4", 262144, 64, 4, 1, 128, kChunk, Spec::kDefault},
         // Adversarial data for the tensor-core filter (the exact-path comparison above is the
         // sharpest check: any score bit that differs fails it).
         PrefillMaskCase{"adv_near_tie_rows_rel", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
                         Data::kNearTieRows},
-        PrefillMaskCase{"adv_near_tie_rows_real_hd64", 4096, 4096, 8, 2, 64, kReal,
-                        Spec::kSmall, Data::kNearTieRows},
-        PrefillMaskCase{"adv_near_tie_rows_t64k", 65536, 200, 8, 2, 128, kChunk,
-                        Spec::kDefault, Data::kNearTieRows},
+        PrefillMaskCase{"adv_near_tie_rows_real_hd64", 4096, 4096, 8, 2, 64, kReal, Spec::kSmall,
+                        Data::kNearTieRows},
+        PrefillMaskCase{"adv_near_tie_rows_t64k", 65536, 200, 8, 2, 128, kChunk, Spec::kDefault,
+                        Data::kNearTieRows},
         PrefillMaskCase{"adv_duplicate_rows", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
                         Data::kDuplicateRows},
         PrefillMaskCase{"adv_all_equal_keys_g4_hd64", 4096, 4096, 4, 1, 64, kRel, Spec::kSmall,

@@ -26,7 +26,7 @@ struct PrefillArgs {
   int num_q;
   int block_q;
   int first_block;
-  int stride_q;  // stride_q[s]
+  int stride_q;       // stride_q[s]
   int prefetch_keys;  // HipPrefillMaskGpuParams::prefetch_keys (filter kernel only)
 };
 
@@ -66,8 +66,8 @@ __global__ void PrefillRowLengthsKernel(PrefillArgs p, int num_rows, int32_t* kv
 // Final block count per (row, KV head): the last stage's kept list without starts after the
 // row's last query (sorted, so a prefix survives).
 __global__ void PrefillFinalizeKernel(const int32_t* kv_len, const int32_t* starts,
-                                      const int32_t* count, int stride, int lists,
-                                      int num_kv_heads, int32_t* block_count) {
+                                      const int32_t* count, int stride, int lists, int num_kv_heads,
+                                      int32_t* block_count) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= lists) return;
   const int32_t last_pos = kv_len[i / num_kv_heads] - 1;
@@ -106,12 +106,11 @@ template <int HD, int THREADS, int RT, bool kSwizzle = false, bool kBatchLoads =
           typename Norm = FillHookNone, typename Extra = FillHookNone>
 __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArgs& pa,
                                             const RowQueries& rq, int kvh, int n_chunks,
-                                            int num_rows, int tile, float* rows,
-                                            int row_stride, Norm norm = nullptr,
-                                            Extra extra = nullptr) {
+                                            int num_rows, int tile, float* rows, int row_stride,
+                                            Norm norm = nullptr, Extra extra = nullptr) {
   constexpr int HALF = HD / 2;
-  constexpr int V = 8;                // elements of each half per item
-  constexpr int PER_ROW = HALF / V;   // items per row
+  constexpr int V = 8;               // elements of each half per item
+  constexpr int PER_ROW = HALF / V;  // items per row
   static_assert(HALF % V == 0, "head_dim must be a multiple of 16");
   const int stride = pa.stride_q;
   const int64_t q_row = static_cast<int64_t>(a.num_heads) * HD;
@@ -134,7 +133,7 @@ __device__ __forceinline__ void FillRowTile(const StageArgs& a, const PrefillArg
     l.s1 = __ldg(reinterpret_cast<const float4*>(cs + HALF + 4));
     return l;
   };
-  auto apply = [&](const QLoad& l, float (&o1)[V], float (&o2)[V]) {
+  auto apply = [&](const QLoad& l, float(&o1)[V], float(&o2)[V]) {
     float x1[V], x2[V];
     cuda_util::Bf16x8ToFloat(l.u1, x1);
     cuda_util::Bf16x8ToFloat(l.u2, x2);
@@ -232,9 +231,15 @@ __device__ __forceinline__ void RotatedProbeKey(const StageArgs& a, int kvh, int
   constexpr int HALF = HD / 2;
   int rpos;
   switch (a.pos_mode) {
-    case kPosReal: rpos = probe; break;
-    case kPosRelative: rpos = side; break;
-    default: rpos = chunk; break;
+    case kPosReal:
+      rpos = probe;
+      break;
+    case kPosRelative:
+      rpos = side;
+      break;
+    default:
+      rpos = chunk;
+      break;
   }
   const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
   // Batch 1: the tiered list of KV head kvh is kvh; contiguous keys start at row 0.
@@ -270,8 +275,8 @@ __device__ __forceinline__ void RotatedProbeKey(const StageArgs& a, int kvh, int
 // else per tile and step. Four rows at a time give four independent sequential sums.
 // All loops and barriers are block-uniform.
 template <int HD, int THREADS, int RT>
-__global__ void __launch_bounds__(THREADS) PrefillScoreKernel(const StageArgs a,
-                                                               const PrefillArgs pa) {
+__global__ void __launch_bounds__(THREADS)
+    PrefillScoreKernel(const StageArgs a, const PrefillArgs pa) {
   constexpr int CPB = THREADS / 2;  // chunks per block
   constexpr int HALF = HD / 2;
   static_assert(RT % 4 == 0, "rows are scored four at a time");

@@ -111,13 +111,13 @@ __device__ __forceinline__ void TcPrefetchKey(const StageArgs& a, int kvh, int32
 // Dynamic shared memory of PrefillScoreTcKernel<HD, THREADS, kTcRowTile>.
 template <int HD, int THREADS>
 struct TcScoreSmem {
-  static constexpr int kStride = HD + 8;  // floats per row / key
-  static constexpr int kRows = 0;                                  // [RT][kStride] fp32
-  static constexpr int kKeys = kRows + kTcRowTile * kStride;        // [THREADS][kStride] fp32
-  static constexpr int kRowNorm = kKeys + THREADS * kStride;        // [RT]
-  static constexpr int kKeyNorm = kRowNorm + kTcRowTile;            // [THREADS]
-  static constexpr int kRun = kKeyNorm + THREADS;                   // [THREADS]
-  static constexpr int kMask = kRun + THREADS;                      // [THREADS] uint64 (2 floats)
+  static constexpr int kStride = HD + 8;                      // floats per row / key
+  static constexpr int kRows = 0;                             // [RT][kStride] fp32
+  static constexpr int kKeys = kRows + kTcRowTile * kStride;  // [THREADS][kStride] fp32
+  static constexpr int kRowNorm = kKeys + THREADS * kStride;  // [RT]
+  static constexpr int kKeyNorm = kRowNorm + kTcRowTile;      // [THREADS]
+  static constexpr int kRun = kKeyNorm + THREADS;             // [THREADS]
+  static constexpr int kMask = kRun + THREADS;                // [THREADS] uint64 (2 floats)
   // fp16 B fragments of the tile's rows, built once per tile by the fill (256-thread blocks
   // only: 128-thread blocks would no longer fit two per SM): [RT / 8][HD / 16][32 lanes] x
   // (b0, b1), the lane slot XORed with (k16 step & 3) (conflict-free stores from the fill; the
@@ -130,8 +130,8 @@ struct TcScoreSmem {
 };
 
 template <int HD, int THREADS>
-__global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(const StageArgs a,
-                                                                 const PrefillArgs pa) {
+__global__ void __launch_bounds__(THREADS, 256 / THREADS)
+    PrefillScoreTcKernel(const StageArgs a, const PrefillArgs pa) {
   constexpr int RT = kTcRowTile;
   constexpr int CPB = THREADS / 2;  // chunks per block
   constexpr int HALF = HD / 2;
@@ -195,8 +195,8 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
             put(local, HALF + i0, o2);
           });
     } else {
-      FillRowTile<HD, THREADS, RT, true, kBatchFill>(a, pa, rq, kvh, in.n, num_rows, tile,
-                                                     s_rows, S, norm);
+      FillRowTile<HD, THREADS, RT, true, kBatchFill>(a, pa, rq, kvh, in.n, num_rows, tile, s_rows,
+                                                     S, norm);
     }
     return __syncthreads_or(bad);
   };
@@ -286,8 +286,8 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS) PrefillScoreTcKernel(c
           for (int nt = 0; nt < NT; ++nt) {
             uint32_t b0, b1;
             if constexpr (L::kHalfB) {
-              const uint2 b = *reinterpret_cast<const uint2*>(
-                  s_bh + (nt * KS + ks) * 64 + 2 * (lane ^ (ks & 3)));
+              const uint2 b = *reinterpret_cast<const uint2*>(s_bh + (nt * KS + ks) * 64 +
+                                                              2 * (lane ^ (ks & 3)));
               b0 = b.x;
               b1 = b.y;
             } else {

@@ -18,8 +18,8 @@
 namespace hipserve::kernels {
 namespace {
 
-using testing::ToBf16;
 using testing::kBf16NaN;
+using testing::ToBf16;
 
 // Device buffer of bf16 values with `pad` extra leading elements (to misalign on purpose).
 class DeviceBf16 {

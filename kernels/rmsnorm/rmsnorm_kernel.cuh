@@ -11,8 +11,8 @@ namespace hipserve::kernels::rmsnorm_internal {
 
 using cuda_util::Bf16BitsToFloat;
 using cuda_util::FloatToBf16Bits;
-using cuda_util::Pack;
 using cuda_util::LoadPack;
+using cuda_util::Pack;
 using cuda_util::StorePack;
 
 // Sum over the block; blockDim.x must be a multiple of 32 (<= 1024). Every thread gets the total.

@@ -54,8 +54,8 @@ absl::Status Validate(const RopeGpuParams& p) {
     return absl::InvalidArgumentError(absl::StrCat("RopeGpu: heads must be > 0, got ", p.heads));
   }
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RopeGpu: head_dim must be even and in [2, ", kMaxHeadDim, "], got ", p.head_dim));
+    return absl::InvalidArgumentError(absl::StrCat("RopeGpu: head_dim must be even and in [2, ",
+                                                   kMaxHeadDim, "], got ", p.head_dim));
   }
   return ValidateConfig(p.config);
 }
@@ -63,13 +63,12 @@ absl::Status Validate(const RopeGpuParams& p) {
 template <int N>
 absl::Status Launch(const RopeGpuParams& p, cudaStream_t stream) {
   const int half = p.head_dim / 2;
-  const rope_internal::KernelConfig c{
-      static_cast<double>(p.config.theta),
-      p.config.scaling == RopeScaling::kLlama3,
-      static_cast<double>(p.config.factor),
-      static_cast<double>(p.config.low_freq_factor),
-      static_cast<double>(p.config.high_freq_factor),
-      static_cast<double>(p.config.original_max_position)};
+  const rope_internal::KernelConfig c{static_cast<double>(p.config.theta),
+                                      p.config.scaling == RopeScaling::kLlama3,
+                                      static_cast<double>(p.config.factor),
+                                      static_cast<double>(p.config.low_freq_factor),
+                                      static_cast<double>(p.config.high_freq_factor),
+                                      static_cast<double>(p.config.original_max_position)};
   const int work = std::max(p.heads * (half / N), half);
   const int threads = std::min(std::max((work + 31) / 32 * 32, 32), 256);
   const int blocks = std::min(p.tokens, kMaxBlocks);
@@ -85,8 +84,7 @@ absl::Status Launch(const RopeGpuParams& p, cudaStream_t stream) {
 absl::Status RopeGpu(const RopeGpuParams& p, void* stream) {
   if (absl::Status s = Validate(p); !s.ok()) return s;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const bool vectorized =
-      (p.head_dim / 2) % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
+  const bool vectorized = (p.head_dim / 2) % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
   return vectorized ? Launch<8>(p, s) : Launch<1>(p, s);
 }
 

@@ -146,8 +146,7 @@ TEST_P(RopeGpuTest, MatchesRef) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, RopeGpuTest,
-    ::testing::Combine(::testing::Values(1, 37),
-                       ::testing::Values(1, 8),
+    ::testing::Combine(::testing::Values(1, 37), ::testing::Values(1, 8),
                        // 64, 128: 16-byte path; 6, 72: scalar path (half % 8 != 0)
                        ::testing::Values(6, 64, 72, 128), ::testing::Bool(), ::testing::Bool()),
     [](const ::testing::TestParamInfo<Case>& info) {

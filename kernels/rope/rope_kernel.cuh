@@ -11,8 +11,8 @@ namespace hipserve::kernels::rope_internal {
 
 using cuda_util::Bf16BitsToFloat;
 using cuda_util::FloatToBf16Bits;
-using cuda_util::Pack;
 using cuda_util::LoadPack;
+using cuda_util::Pack;
 using cuda_util::StorePack;
 
 // RopeConfig as plain kernel arguments (kLlama3 -> llama3 = true).

@@ -25,8 +25,8 @@ absl::Status Validate(const SamplingGpuParams& p) {
         absl::StrCat("SampleGpu: vocab must be in (0, 2^24), got ", p.vocab));
   }
   if (p.row_stride != 0 && p.row_stride < p.vocab) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SampleGpu: row_stride must be 0 or >= vocab (", p.vocab, "), got ", p.row_stride));
+    return absl::InvalidArgumentError(absl::StrCat("SampleGpu: row_stride must be 0 or >= vocab (",
+                                                   p.vocab, "), got ", p.row_stride));
   }
   return absl::OkStatus();
 }
@@ -42,9 +42,9 @@ int IdBits(int vocab) {
 absl::Status SampleGpu(const SamplingGpuParams& p, void* stream) {
   if (absl::Status s = Validate(p); !s.ok()) return s;
   const int64_t stride = p.row_stride == 0 ? p.vocab : p.row_stride;
-  sampling_internal::SampleKernel<<<p.batch, sampling_internal::kThreads, 0,
-                                    static_cast<cudaStream_t>(stream)>>>(
-      p.logits, p.vocab, stride, IdBits(p.vocab), p.options, p.tokens, p.logprobs);
+  sampling_internal::
+      SampleKernel<<<p.batch, sampling_internal::kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+          p.logits, p.vocab, stride, IdBits(p.vocab), p.options, p.tokens, p.logprobs);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }

@@ -66,13 +66,13 @@ double SamplingUniform(uint64_t seed, uint64_t sample_index);
 // options out of range) can't become a Status without a sync; such rows get token -1 and
 // logprob NaN, exactly where SampleRef returns InvalidArgument.
 struct SamplingGpuParams {
-  const float* logits = nullptr;           // [batch, row_stride] fp32, device
-  int batch = 0;                           // > 0
-  int vocab = 0;                           // in (0, 2^24)
-  int64_t row_stride = 0;                  // elements between rows; 0 = vocab; else >= vocab
+  const float* logits = nullptr;             // [batch, row_stride] fp32, device
+  int batch = 0;                             // > 0
+  int vocab = 0;                             // in (0, 2^24)
+  int64_t row_stride = 0;                    // elements between rows; 0 = vocab; else >= vocab
   const SamplingOptions* options = nullptr;  // [batch], device (the host struct's layout)
-  int32_t* tokens = nullptr;               // [batch], device; -1 for an invalid row
-  float* logprobs = nullptr;               // [batch], device, or null
+  int32_t* tokens = nullptr;                 // [batch], device; -1 for an invalid row
+  float* logprobs = nullptr;                 // [batch], device, or null
 };
 // `stream` is a cudaStream_t (null = default stream). Asynchronous; CPU builds return
 // UnimplementedError. InvalidArgument names the offending field.

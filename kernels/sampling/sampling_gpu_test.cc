@@ -71,12 +71,11 @@ void ExpectMatchesRef(const std::vector<float>& logits, int batch, int vocab, in
                       const std::vector<SamplingOptions>& options, const GpuResult& gpu,
                       const std::string& label) {
   for (int r = 0; r < batch; ++r) {
-    const absl::StatusOr<SampleResult> ref = SampleRef(logits.data() + r * stride, vocab,
-                                                       options[r]);
+    const absl::StatusOr<SampleResult> ref =
+        SampleRef(logits.data() + r * stride, vocab, options[r]);
     ASSERT_TRUE(ref.ok()) << ref.status();
-    EXPECT_EQ(gpu.tokens[r], ref->token)
-        << label << " row " << r << " seed " << options[r].seed << " index "
-        << options[r].sample_index;
+    EXPECT_EQ(gpu.tokens[r], ref->token) << label << " row " << r << " seed " << options[r].seed
+                                         << " index " << options[r].sample_index;
     EXPECT_LE(std::fabs(gpu.logprobs[r] - ref->logprob), 1e-5 + 1e-6 * std::fabs(ref->logprob))
         << label << " row " << r << " gpu " << gpu.logprobs[r] << " ref " << ref->logprob;
   }
@@ -88,8 +87,8 @@ struct OptionSet {
   int top_k;  // -1: vocab + 5 (larger than the vocab: off)
 };
 constexpr OptionSet kOptionSets[] = {
-    {"greedy", 0.f, 1.f, 0},          {"t1", 1.f, 1.f, 0},
-    {"t07_k50", 0.7f, 1.f, 50},       {"t1_p09", 1.f, 0.9f, 0},
+    {"greedy", 0.f, 1.f, 0},           {"t1", 1.f, 1.f, 0},
+    {"t07_k50", 0.7f, 1.f, 50},        {"t1_p09", 1.f, 0.9f, 0},
     {"t08_k40_p095", 0.8f, 0.95f, 40}, {"t13_k1", 1.3f, 1.f, 1},
     {"t05_kbig", 0.5f, 1.f, -1},       {"t1_p001", 1.f, 0.01f, 0},
     {"t2_k1000_p05", 2.f, 0.5f, 1000}, {"t025", 0.25f, 1.f, 0},
@@ -196,8 +195,8 @@ TEST_F(SampleGpuEdgeTest, InvalidRowsGiveMinusOne) {
     EXPECT_TRUE(std::isnan(gpu.logprobs[r])) << r;
   }
   for (int r : {0, 7}) {
-    const absl::StatusOr<SampleResult> ref = SampleRef(logits.data() + r * vocab, vocab,
-                                                       options[r]);
+    const absl::StatusOr<SampleResult> ref =
+        SampleRef(logits.data() + r * vocab, vocab, options[r]);
     ASSERT_TRUE(ref.ok());
     EXPECT_EQ(gpu.tokens[r], ref->token) << r;
   }

@@ -10,7 +10,7 @@ namespace hipserve::kernels::sampling_internal {
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-constexpr int kBins = 256;       // 8-bit radix digits
+constexpr int kBins = 256;                // 8-bit radix digits
 constexpr double kFixedScale = 0x1.0p40;  // weights in (0, 1] -> 40-bit fixed point
 
 // ---- The counter-based RNG, bit for bit SamplingRandomBits / SamplingUniform. ----
@@ -86,8 +86,7 @@ __device__ __forceinline__ bool Reaches(uint64_t cum, uint64_t target, bool stri
 
 // Radix selection among the finite elements whose key <= bound (see sampling.h). Returns the
 // selected element's id, or -1 on an internal inconsistency. Block-uniform; all threads call it.
-__device__ int Select(const RowContext& rc, uint64_t bound, Target kind, double param,
-                      Shared& sh) {
+__device__ int Select(const RowContext& rc, uint64_t bound, Target kind, double param, Shared& sh) {
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
@@ -306,7 +305,11 @@ __global__ void __launch_bounds__(kThreads)
   if (o.temperature != 0.f) {
     const bool top_k_on = o.top_k > 0 && o.top_k < sh.finite;
     const bool top_p_on = o.top_p < 1.f;
-    RowContext rc{row, vocab, top_k_on || top_p_on, id_bits, static_cast<double>(sh.max_logit),
+    RowContext rc{row,
+                  vocab,
+                  top_k_on || top_p_on,
+                  id_bits,
+                  static_cast<double>(sh.max_logit),
                   static_cast<double>(o.temperature)};
     uint64_t bound = ~0ull;
     int chosen = 0;

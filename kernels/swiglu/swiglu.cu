@@ -29,8 +29,8 @@ absl::Status Validate(const SwigluGpuParams& p) {
     return absl::InvalidArgumentError(absl::StrCat("SwigluGpu: cols must be > 0, got ", p.cols));
   }
   if (p.in_stride != 0 && p.in_stride < p.cols) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SwigluGpu: in_stride must be 0 or >= cols (", p.cols, "), got ", p.in_stride));
+    return absl::InvalidArgumentError(absl::StrCat("SwigluGpu: in_stride must be 0 or >= cols (",
+                                                   p.cols, "), got ", p.in_stride));
   }
   return absl::OkStatus();
 }

@@ -20,9 +20,9 @@ namespace hipserve::kernels {
 namespace {
 
 using testing::DeviceVec;
+using testing::kBf16NaN;
 using testing::ToBf16;
 using testing::ToFloat;
-using testing::kBf16NaN;
 
 void CheckCase(int rows, int cols, bool fused, int pad) {
   const int64_t n = int64_t{rows} * cols;

@@ -30,8 +30,7 @@ class DeviceVec {
   size_t size() const { return size_; }
   std::vector<T> ToHost() {
     std::vector<T> h(size_);
-    EXPECT_EQ(cudaMemcpy(h.data(), data(), size_ * sizeof(T), cudaMemcpyDeviceToHost),
-              cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(h.data(), data(), size_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
     return h;
   }
 

@@ -130,8 +130,8 @@ void ExpectOrdered(const json& d, const std::string& name) {
 TEST_F(BenchServerTest, SyntheticPromptsJsonAndTable) {
   const std::string json_path = dir_ + "/bench.json";
   BenchRun r = Bench({"--server=" + server_->address(), "--num_requests=6", "--concurrency=3",
-                 "--prompt_tokens=32", "--max_tokens=8", "--warmup_requests=2", "--seed=7",
-                 "--wait_ready_s=30", "--json_out=" + json_path});
+                      "--prompt_tokens=32", "--max_tokens=8", "--warmup_requests=2", "--seed=7",
+                      "--wait_ready_s=30", "--json_out=" + json_path});
   ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << r.out << "\nserver log:\n" << server_->log();
   // The table.
   for (const char* s : {"TTFT (ms)", "ITL (ms)", "stream tok/s", "p50", "p90", "p99",
@@ -191,8 +191,8 @@ TEST_F(BenchServerTest, PromptFileAndDurationMode) {
   }
   const std::string json_path = dir_ + "/file.json";
   BenchRun r = Bench({"--server=" + server_->address(), "--prompt_file=" + prompt,
-                 "--prompt_tokens=40", "--max_tokens=4", "--concurrency=2", "--duration_s=1",
-                 "--warmup_requests=0", "--json_out=" + json_path});
+                      "--prompt_tokens=40", "--max_tokens=4", "--concurrency=2", "--duration_s=1",
+                      "--warmup_requests=0", "--json_out=" + json_path});
   ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << r.out;
   json doc = json::parse(ReadAll(json_path), nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(doc.is_discarded());
@@ -206,8 +206,8 @@ TEST_F(BenchServerTest, PromptFileAndDurationMode) {
 }
 
 TEST_F(BenchServerTest, PromptPlusOutputOverTheContextIsRejectedBeforeSending) {
-  BenchRun r = Bench({"--server=" + server_->address(), "--prompt_tokens=4000",
-                 "--max_tokens=200", "--num_requests=1"});
+  BenchRun r = Bench({"--server=" + server_->address(), "--prompt_tokens=4000", "--max_tokens=200",
+                      "--num_requests=1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("maximum context"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--max_tokens"), std::string::npos) << r.err;

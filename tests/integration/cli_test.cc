@@ -57,23 +57,63 @@ class CliTest : public ::testing::Test {
 const std::map<std::string, std::vector<std::string>>& CommandFlags() {
   static const auto* m = new std::map<std::string, std::vector<std::string>>{
       {"serve",
-       {"model", "host", "port", "attention", "hip_config", "max_context", "seed", "gpu_kv_bytes",
-        "host_kv_bytes", "default_max_tokens", "max_tokens_limit", "max_prompt_tokens",
-        "max_batch", "chunk", "max_queue", "configure_timeout_s", "step_timeout_s", "tp",
-        "backend", "gpu_memory_bytes", "cpu_weights", "port_file", "prompt", "chat", "max_tokens",
-        "temperature", "ready_timeout_s"}},
+       {"model",
+        "host",
+        "port",
+        "attention",
+        "hip_config",
+        "max_context",
+        "seed",
+        "gpu_kv_bytes",
+        "host_kv_bytes",
+        "default_max_tokens",
+        "max_tokens_limit",
+        "max_prompt_tokens",
+        "max_batch",
+        "chunk",
+        "max_queue",
+        "configure_timeout_s",
+        "step_timeout_s",
+        "tp",
+        "backend",
+        "gpu_memory_bytes",
+        "cpu_weights",
+        "port_file",
+        "prompt",
+        "chat",
+        "max_tokens",
+        "temperature",
+        "ready_timeout_s"}},
       {"coordinator",
-       {"model", "host", "port", "attention", "hip_config", "max_context", "seed", "gpu_kv_bytes",
-        "host_kv_bytes", "default_max_tokens", "max_tokens_limit", "max_prompt_tokens",
-        "max_batch", "chunk", "max_queue", "configure_timeout_s", "step_timeout_s",
-        "control_host", "control_port", "world_size", "port_file", "control_port_file"}},
+       {"model",
+        "host",
+        "port",
+        "attention",
+        "hip_config",
+        "max_context",
+        "seed",
+        "gpu_kv_bytes",
+        "host_kv_bytes",
+        "default_max_tokens",
+        "max_tokens_limit",
+        "max_prompt_tokens",
+        "max_batch",
+        "chunk",
+        "max_queue",
+        "configure_timeout_s",
+        "step_timeout_s",
+        "control_host",
+        "control_port",
+        "world_size",
+        "port_file",
+        "control_port_file"}},
       {"worker",
-       {"coordinator", "rank", "listen", "advertise", "backend", "gpu_memory_bytes",
-        "gpu_kv_bytes", "host_kv_bytes", "cpu_weights", "register_timeout_s", "comm_host",
-        "collective_timeout_s", "rendezvous_timeout_s", "force_nccl", "world_size", "model"}},
+       {"coordinator", "rank", "listen", "advertise", "backend", "gpu_memory_bytes", "gpu_kv_bytes",
+        "host_kv_bytes", "cpu_weights", "register_timeout_s", "comm_host", "collective_timeout_s",
+        "rendezvous_timeout_s", "force_nccl", "world_size", "model"}},
       {"generate",
-       {"server", "prompt", "chat", "system", "max_tokens", "temperature", "top_p", "top_k",
-        "seed", "seeded", "stop", "ignore_eos", "timeout_s", "wait_ready_s"}},
+       {"server", "prompt", "chat", "system", "max_tokens", "temperature", "top_p", "top_k", "seed",
+        "seeded", "stop", "ignore_eos", "timeout_s", "wait_ready_s"}},
       {"inspect", {"server"}},
       {"bench",
        {"server", "concurrency", "prompt_tokens", "prompt_file", "max_tokens", "num_requests",
@@ -166,8 +206,8 @@ TEST_F(CliTest, BadValuesAndForeignFlagsAreRefusedNamingTheFlag) {
     CliRun r = Hipserve(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args[0] << " " << c.args[1] << ": " << r.err;
     EXPECT_NE(r.err.find(c.must_contain), std::string::npos)
-        << c.args[0] << " " << c.args[1] << ": '" << r.err << "' should contain '"
-        << c.must_contain << "'";
+        << c.args[0] << " " << c.args[1] << ": '" << r.err << "' should contain '" << c.must_contain
+        << "'";
   }
 }
 
@@ -175,9 +215,9 @@ TEST_F(CliTest, ByteSizesParse) {
   // The byte sizes parse; the command then stops at the (deliberately) bad --rank, so nothing
   // starts. A byte size that did not parse would be the error instead.
   for (const char* size : {"40GiB", "512M", "1.5K", "1000", "8gib", "2TB"}) {
-    CliRun r = Hipserve({"worker", std::string("--gpu_kv_bytes=") + size,
-                      std::string("--host_kv_bytes=") + size, "--gpu_memory_bytes", size,
-                      "--rank=-2"});
+    CliRun r =
+        Hipserve({"worker", std::string("--gpu_kv_bytes=") + size,
+                  std::string("--host_kv_bytes=") + size, "--gpu_memory_bytes", size, "--rank=-2"});
     EXPECT_EQ(r.exit_code, 2) << size;
     EXPECT_NE(r.err.find("--rank must be"), std::string::npos) << size << ": " << r.err;
   }

@@ -23,9 +23,9 @@ class DefaultModelTestBase : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* path = std::getenv("HIPSERVE_DEFAULT_MODEL");
     if (path == nullptr) return;
-    server_ = new testing::ServerProcess(
-        {std::string("--model=") + path, std::string("--attention=") + kAttention,
-         std::string("--cpu_weights=") + kCpuWeights});
+    server_ = new testing::ServerProcess({std::string("--model=") + path,
+                                          std::string("--attention=") + kAttention,
+                                          std::string("--cpu_weights=") + kCpuWeights});
     ASSERT_TRUE(server_->WaitForPort(60)) << server_->log();
     absl::Status ready = cli::WaitForReady(server_->address(), 120);
     ASSERT_TRUE(ready.ok()) << ready << "\n" << server_->log();

@@ -31,8 +31,8 @@ class ServeTest : public ::testing::Test {
       HealthCheckRequest req;
       req.set_service("hipserve.v1.Generation");
       HealthCheckResponse resp;
-      serving = health->Check(&ctx, req, &resp).ok() &&
-                resp.status() == HealthCheckResponse::SERVING;
+      serving =
+          health->Check(&ctx, req, &resp).ok() && resp.status() == HealthCheckResponse::SERVING;
       if (!serving) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     ASSERT_TRUE(serving) << server_->log();
@@ -75,8 +75,8 @@ class ServeTest : public ::testing::Test {
     return r;
   }
 
-  static v1::GenerateRequest TextRequest(const std::string& text, int max_tokens,
-                                         float temperature, uint64_t seed) {
+  static v1::GenerateRequest TextRequest(const std::string& text, int max_tokens, float temperature,
+                                         uint64_t seed) {
     v1::GenerateRequest req;
     req.set_text(text);
     req.mutable_sampling()->set_max_tokens(max_tokens);
@@ -135,8 +135,7 @@ TEST_F(ServeTest, GenerateOnceMatchesStreamingGreedy) {
   grpc::ClientContext ctx;
   v1::GenerateOnceResponse once;
   ASSERT_TRUE(stub->GenerateOnce(&ctx, req, &once).ok());
-  EXPECT_EQ(std::vector<int32_t>(once.token_ids().begin(), once.token_ids().end()),
-            streamed.ids);
+  EXPECT_EQ(std::vector<int32_t>(once.token_ids().begin(), once.token_ids().end()), streamed.ids);
   EXPECT_EQ(once.text(), streamed.text);
   EXPECT_EQ(once.final().finish_reason(), v1::FINISH_REASON_LENGTH);
   EXPECT_EQ(once.completion_tokens(), 10);
@@ -151,10 +150,10 @@ TEST_F(ServeTest, StopTokenIdEndsWithStop) {
   Result stopped = Generate(req);
   ASSERT_TRUE(stopped.status.ok());
   // Stops at the first occurrence of that id, which is included.
-  size_t first = std::find(free_run.ids.begin(), free_run.ids.end(), free_run.ids[2]) -
-                 free_run.ids.begin();
-  EXPECT_EQ(stopped.ids, std::vector<int32_t>(free_run.ids.begin(),
-                                              free_run.ids.begin() + first + 1));
+  size_t first =
+      std::find(free_run.ids.begin(), free_run.ids.end(), free_run.ids[2]) - free_run.ids.begin();
+  EXPECT_EQ(stopped.ids,
+            std::vector<int32_t>(free_run.ids.begin(), free_run.ids.begin() + first + 1));
   EXPECT_EQ(stopped.last.final().finish_reason(), v1::FINISH_REASON_STOP);
 }
 
@@ -214,8 +213,7 @@ TEST_F(ServeTest, BadInputIsInvalidArgumentNamingTheFieldAndServerKeepsServing) 
     auto stub = Stub();
     grpc::ClientContext ctx;
     v1::GenerateOnceResponse once;
-    EXPECT_EQ(stub->GenerateOnce(&ctx, req, &once).error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT)
+    EXPECT_EQ(stub->GenerateOnce(&ctx, req, &once).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << c.name;
   }
   Result ok = Generate(TextRequest("still alive?", 4, 0.0f, 1));

@@ -143,8 +143,8 @@ struct Generated {
 // arrived (the stream is then mid-flight).
 Generated Greedy(const std::string& address, const std::string& prompt, int max_tokens,
                  const std::function<void()>& on_first = nullptr) {
-  auto stub = v1::Generation::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Generation::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   v1::GenerateRequest req;
   req.set_text(prompt);
   req.mutable_sampling()->set_max_tokens(max_tokens);
@@ -243,8 +243,8 @@ class MultiProcessTest : public ::testing::Test {
     coordinator_ = std::make_unique<Proc>(std::vector<std::string>{
         "coordinator", "--host=127.0.0.1", "--port=0", "--port_file=" + dir_ + "/port",
         "--control_host=127.0.0.1", "--control_port=0",
-        "--control_port_file=" + dir_ + "/control_port", "--world_size=2",
-        "--model=builtin:tiny6", "--step_timeout_s=30"});
+        "--control_port_file=" + dir_ + "/control_port", "--world_size=2", "--model=builtin:tiny6",
+        "--step_timeout_s=30"});
     const int port = ReadPortFile(dir_ + "/port", 30);
     const int control = ReadPortFile(dir_ + "/control_port", 30);
     ASSERT_GT(port, 0) << coordinator_->log();
@@ -255,8 +255,11 @@ class MultiProcessTest : public ::testing::Test {
   std::unique_ptr<Proc> StartWorker(int rank, std::vector<std::string> extra = {},
                                     int collective_timeout_s = 20) {
     std::vector<std::string> args = {
-        "worker", "--coordinator=" + control_, "--rank=" + std::to_string(rank),
-        "--listen=127.0.0.1:0", "--backend=cpu",
+        "worker",
+        "--coordinator=" + control_,
+        "--rank=" + std::to_string(rank),
+        "--listen=127.0.0.1:0",
+        "--backend=cpu",
         "--collective_timeout_s=" + std::to_string(collective_timeout_s),
         "--register_timeout_s=30"};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -302,7 +305,8 @@ TEST_F(MultiProcessTest, SameTokensRefusalsAndRecoveryFromAKilledWorker) {
   const std::vector<Refusal> refusals = {
       {1, {}, "duplicate rank 1: a live worker at"},
       {0, {"--world_size=3"}, "expects world size 3 but this coordinator runs world size 2"},
-      {0, {"--model=builtin:tiny"},
+      {0,
+       {"--model=builtin:tiny"},
        "expects model 'builtin:tiny' but this coordinator serves 'builtin:tiny6'"},
       {2, {}, "worker rank 2 is outside this coordinator's world of 2"},
   };
@@ -321,8 +325,7 @@ TEST_F(MultiProcessTest, SameTokensRefusalsAndRecoveryFromAKilledWorker) {
     workers_[1]->Signal(SIGKILL);
     killed = Clock::now();
   });
-  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << cut.status.error_message();
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
   EXPECT_LT(cut.ids.size(), 3500u);
   const double took = std::chrono::duration<double>(cut.end - killed).count();
   EXPECT_LT(took, 5.0) << "stream ended " << took << " s after the kill";
@@ -342,8 +345,7 @@ TEST_F(MultiProcessTest, SameTokensRefusalsAndRecoveryFromAKilledWorker) {
   const auto restarted = Clock::now();
   ready = cli::WaitForReady(address_, 60);
   ASSERT_TRUE(ready.ok()) << ready;
-  std::cout << "serving again "
-            << std::chrono::duration<double>(Clock::now() - restarted).count()
+  std::cout << "serving again " << std::chrono::duration<double>(Clock::now() - restarted).count()
             << " s after the restart\n";
   Generated after = Greedy(address_, kPrompt, 32);
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
@@ -368,8 +370,7 @@ TEST_F(MultiProcessTest, StalledWorkerFailsTheStreamAfterTheCollectiveTimeout) {
     stopped = Clock::now();
   });
   const double took = std::chrono::duration<double>(cut.end - stopped).count();
-  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << cut.status.error_message();
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
   EXPECT_NE(cut.status.error_message().find("no answer within 2s"), std::string::npos)
       << cut.status.error_message();
   EXPECT_LT(took, 10.0) << "stream ended " << took << " s after the stall";

@@ -47,8 +47,8 @@ constexpr int kGreedySteps = 16;
 // (checked below); the smallest top-1/top-2 logit margin on the way is 0.40 ("greedy_margins"),
 // ~10^4 times the measured hipserve-numpy logit difference, so the sequence is not tie-fragile.
 constexpr int kGreedyPrompt = 2;
-const std::vector<int32_t> kExpectedGreedy = {2822, 24,  38572, 46477, 24, 94,  731, 216,
-                                              34,   25,  1232,  216,   33, 28,  304, 25};
+const std::vector<int32_t> kExpectedGreedy = {2822, 24, 38572, 46477, 24, 94, 731, 216,
+                                              34,   25, 1232,  216,   33, 28, 304, 25};
 
 const char* ModelPath() { return std::getenv("HIPSERVE_DEFAULT_MODEL"); }
 
@@ -132,8 +132,8 @@ class ReferenceFixture : public ::testing::Test {
     if (ModelPath() == nullptr) {
       GTEST_SKIP() << "HIPSERVE_DEFAULT_MODEL is not set (scripts/test.sh sets it)";
     }
-    ASSERT_EQ(load_error_, nullptr) << "HIPSERVE_DEFAULT_MODEL=" << ModelPath() << ": "
-                                    << *load_error_;
+    ASSERT_EQ(load_error_, nullptr)
+        << "HIPSERVE_DEFAULT_MODEL=" << ModelPath() << ": " << *load_error_;
     ASSERT_NE(model_, nullptr);
   }
 
