@@ -154,6 +154,59 @@ TEST(CudaBackendGpuTest, LogitsMatchCpuWithinBf16Tolerance) {
   }
 }
 
+// Greedy runs of the CPU (reference) and the GPU should agree token for token. bf16 rounding
+// (the GPU sums in another order) can only flip a choice whose top two logits are nearly tied,
+// and every later token then continues a different text. So: identical, or the first
+// difference sits at a near tie of the reference: the CPU's own logits at that position
+// (prompt + its tokens so far, one prefill) have their top two within kTieFraction of
+// max|logit|. kTieFraction is ~2x the worst per-row logit error the device runs measured
+// (1.4% dense, 2.2% HiP on the last prompt row). Prints the outcome either way.
+constexpr double kTieFraction = 0.03;
+
+void ExpectSameGreedyOrTie(Model& cpu, const std::vector<int32_t>& prompt,
+                           const std::vector<int32_t>& c, const std::vector<int32_t>& g,
+                           const char* tag) {
+  ASSERT_EQ(c.size(), g.size());
+  size_t first_diff = c.size();
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (c[i] != g[i]) {
+      first_diff = i;
+      break;
+    }
+  }
+  if (first_diff == c.size()) {
+    std::printf("[ %s ] prompt %zu tokens: identical over %zu tokens\n", tag, prompt.size(),
+                c.size());
+    return;
+  }
+  std::vector<int32_t> ids = prompt;
+  ids.insert(ids.end(), c.begin(), c.begin() + first_diff);
+  const SequenceId scratch(999999);
+  auto logits = cpu.PrefillLogits(scratch, ids, 0);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_TRUE(cpu.Release(scratch).ok());
+  const int vocab = cpu.dims().vocab_size;
+  const float* row = logits->data() + (ids.size() - 1) * vocab;
+  float range = 0, top1 = -INFINITY, top2 = -INFINITY;
+  for (int i = 0; i < vocab; ++i) {
+    range = std::max(range, std::fabs(row[i]));
+    if (row[i] > top1) {
+      top2 = top1;
+      top1 = row[i];
+    } else if (row[i] > top2) {
+      top2 = row[i];
+    }
+  }
+  const double gap = (top1 - top2) / range;
+  std::printf(
+      "[ %s ] prompt %zu tokens: first difference at %zu of %zu (cpu %d, gpu %d); the "
+      "reference's top-2 gap there is %.4f of max|logit| (tie bound %.3f)\n",
+      tag, prompt.size(), first_diff, c.size(), c[first_diff], g[first_diff], gap, kTieFraction);
+  EXPECT_LT(gap, kTieFraction) << tag << ": prompt of " << prompt.size()
+                               << " tokens differs at token " << first_diff
+                               << " where the reference is not near a tie";
+}
+
 TEST(CudaBackendGpuTest, SameGreedyTokensAsCpu) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   auto comm = MakeLocalCommunicator();
@@ -162,37 +215,27 @@ TEST(CudaBackendGpuTest, SameGreedyTokensAsCpu) {
   ASSERT_NE(cpu, nullptr);
   ASSERT_NE(gpu, nullptr);
   uint64_t seq = 100;
-  int same = 0, total = 0;
   for (const auto& prompt : Prompts(cpu->dims().vocab_size)) {
     const std::vector<int32_t> c = Greedy(*cpu, seq, prompt, 64);
     const std::vector<int32_t> g = Greedy(*gpu, seq, prompt, 64);
     ASSERT_EQ(c.size(), 64u);
     ASSERT_EQ(g.size(), 64u);
-    int first_diff = 64;
-    for (int i = 0; i < 64; ++i) {
-      if (c[i] != g[i]) {
-        first_diff = i;
-        break;
-      }
-    }
-    std::printf("[ greedy ] prompt %zu tokens: first difference at %d of 64\n", prompt.size(),
-                first_diff);
-    EXPECT_EQ(first_diff, 64) << "prompt of " << prompt.size() << " tokens";
-    same += first_diff == 64;
-    ++total;
+    ExpectSameGreedyOrTie(*cpu, prompt, c, g, "greedy");
     ++seq;
   }
-  std::printf("[ greedy ] %d of %d prompts identical over 64 tokens\n", same, total);
 }
 
 // A HiP config that prunes within a few hundred tokens (the defaults start at ~10K) and that
-// the GPU kernels support (block_q 64, last chunk 8).
+// the GPU kernels support (block_q 64, last chunk 8). Every decode step refreshes every stage,
+// so a decode step's selection is the one a prefill's last (tail) query gets, which the tie
+// check above recomputes; the cached-mask schedule is tested list for list in
+// worker/cuda_hip_attention_gpu_test.cc.
 ModelOptions SmallHip() {
   ModelOptions mo;
   mo.attention = "hip";
   auto c = ParseHipConfig(R"({"n_sink": 64, "n_window": 64, "chunk_sizes": [64, 32, 8],
       "stage_keep": [256, 128], "k": 64, "tail_queries": 16, "layer_overrides": [],
-      "mask_refresh_interval": [8, 4, 2], "extend_min_tokens": 0})");
+      "mask_refresh_interval": [1, 1, 1], "extend_min_tokens": 0})");
   EXPECT_TRUE(c.ok()) << c.status();
   if (c.ok()) mo.hip = *c;
   return mo;
@@ -242,16 +285,9 @@ TEST(CudaBackendGpuTest, HipMatchesCpuHip) {
     ASSERT_TRUE(gpu->Release(SequenceId(seq)).ok());
     const std::vector<int32_t> tc = Greedy(*cpu, seq, prompt, 64);
     const std::vector<int32_t> tg = Greedy(*gpu, seq, prompt, 64);
-    int first_diff = 64;
-    for (int i = 0; i < 64 && i < static_cast<int>(std::min(tc.size(), tg.size())); ++i) {
-      if (tc[i] != tg[i]) {
-        first_diff = i;
-        break;
-      }
-    }
-    std::printf("[ hip greedy ] prompt %zu tokens: first difference at %d of 64\n", prompt.size(),
-                first_diff);
-    EXPECT_EQ(first_diff, 64) << "prompt of " << prompt.size() << " tokens";
+    ASSERT_EQ(tc.size(), 64u);
+    ASSERT_EQ(tg.size(), 64u);
+    ExpectSameGreedyOrTie(*cpu, prompt, tc, tg, "hip greedy");
     ++seq;
   }
 }
