@@ -155,7 +155,6 @@ class StepProfiler {
   ~StepProfiler() {
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
   }
-  bool on() const { return on_; }
   void BeginStep(bool decode, int rows) {
     if (!on_) return;
     used_ = 0;
@@ -390,7 +389,7 @@ class CudaBackend final : public ForwardBackend {
   DeviceBuffer embd_, lm_head_, output_norm_;
   std::vector<LayerDev> layers_;
   DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, up (bf16)
-  DeviceBuffer lm_in_, logits_dev_, gathered_dev_;
+  DeviceBuffer lm_in_, logits_dev_, gathered_dev_, lm_packed_, unsharded_;
   DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
   DeviceBuffer pool_dev_;
   std::unique_ptr<RangeAllocator> pool_;
@@ -422,11 +421,6 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   if (group > 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "backend 'cuda' supports 1..8 query heads per KV head; model '", d.name, "' has ", group));
-  }
-  if (w.world_size != 1) {
-    return absl::UnimplementedError(
-        "backend 'cuda' runs one rank so far (tensor parallelism "
-        "needs the NCCL communicator)");
   }
   CUDA_RETURN_IF_ERROR(cudaSetDevice(o.cuda.device));
   size_t free_bytes = 0, total_bytes = 0;
@@ -582,8 +576,10 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
         absl::StrCat("step of ", rows, " tokens exceeds the cuda backend's ", max_rows_,
                      " rows per step (CudaBackendOptions::max_step_rows)"));
   }
-  if (world_size != 1 || vocab_shard != vocab_end_ - vocab_begin_) {
-    return absl::UnimplementedError("backend 'cuda' runs one rank so far");
+  if (vocab_shard < vocab_end_ - vocab_begin_) {
+    return absl::InternalError(absl::StrCat("vocab shard of ", vocab_shard,
+                                            " columns < this rank's ", vocab_end_ - vocab_begin_,
+                                            " vocabulary rows"));
   }
   layout_ = &layout;
   prof_.BeginStep(std::all_of(layout.items.begin(), layout.items.end(),
@@ -656,7 +652,13 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   RETURN_IF_ERROR(EnsureBuffer(&lm_in_, std::max<int64_t>(lr, 1) * h * 2));
   RETURN_IF_ERROR(EnsureBuffer(&logits_dev_, std::max<int64_t>(lr, 1) * vocab_shard * 4));
   b.logits = Tensor{logits_dev_.get(), DType::kFloat32, lr, vocab_shard};
-  b.gathered = b.logits;
+  if (world_size == 1) {
+    b.gathered = b.logits;
+  } else {  // AllGather stacks the ranks' [lr, shard] blocks
+    RETURN_IF_ERROR(
+        EnsureBuffer(&gathered_dev_, std::max<int64_t>(lr, 1) * world_size * vocab_shard * 4));
+    b.gathered = Tensor{gathered_dev_.get(), DType::kFloat32, world_size * lr, vocab_shard};
+  }
   return b;
 }
 
@@ -858,12 +860,24 @@ absl::Status CudaBackend::LmHead(const Tensor& normed, const Tensor& logits) {
   g.context = gemm_.get();
   g.a = dst;
   g.b = lm_head_.get();
-  g.c = logits.data;
+  const int local = static_cast<int>(vocab_end_ - vocab_begin_);
+  const int shard = static_cast<int>(logits.cols);
+  // The last rank's shard can be narrower than the padded width: multiply into a packed
+  // buffer, then spread its rows. Padding columns stay unwritten: only the first
+  // min(shard, vocab - r * shard) columns of a rank's block are ever read (Sample, ReadLogits).
+  const bool packed = local != shard;
+  if (packed) RETURN_IF_ERROR(EnsureBuffer(&lm_packed_, int64_t{ns} * local * 4));
+  g.c = packed ? lm_packed_.get() : logits.data;
   g.m = ns;
-  g.n = static_cast<int>(vocab_end_ - vocab_begin_);
+  g.n = local;
   g.k = static_cast<int>(h);
   g.c_type = kernels::GemmGpuOutType::kFloat32;
-  return kernels::GemmGpu(g, stream_);
+  RETURN_IF_ERROR(kernels::GemmGpu(g, stream_));
+  if (packed && local > 0) {
+    CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(logits.data, shard * 4, lm_packed_.get(), local * 4,
+                                           local * 4, ns, cudaMemcpyDeviceToDevice, stream_));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
@@ -871,9 +885,26 @@ absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
     const std::vector<kernels::SamplingOptions>& options) {
   const int n = static_cast<int>(options.size());
   if (n == 0) return std::vector<kernels::SampleResult>{};
-  if (world_size != 1 || gathered.rows != n) {
+  if (gathered.rows != int64_t{n} * world_size) {
     return absl::InternalError(absl::StrCat("sample: ", gathered.rows, " logit rows for ", n,
                                             " sequences on ", world_size, " ranks"));
+  }
+  const float* logits = static_cast<const float*>(gathered.data);
+  int64_t row_stride = gathered.cols;
+  if (world_size > 1) {
+    // [world][n][shard] -> [n][vocab]: one strided copy per rank's block.
+    RETURN_IF_ERROR(EnsureBuffer(&unsharded_, int64_t{n} * vocab_size * 4));
+    const int shard = static_cast<int>(gathered.cols);
+    for (int r = 0; r < world_size; ++r) {
+      const int count = std::min(shard, vocab_size - r * shard);
+      if (count <= 0) break;
+      CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
+          static_cast<float*>(unsharded_.get()) + int64_t{r} * shard, int64_t{vocab_size} * 4,
+          logits + int64_t{r} * n * shard, int64_t{shard} * 4, int64_t{count} * 4, n,
+          cudaMemcpyDeviceToDevice, stream_));
+    }
+    logits = static_cast<const float*>(unsharded_.get());
+    row_stride = vocab_size;
   }
   const int64_t opt_bytes = int64_t{n} * static_cast<int64_t>(sizeof(kernels::SamplingOptions));
   RETURN_IF_ERROR(EnsureBuffer(&options_dev_, opt_bytes));
@@ -883,10 +914,10 @@ absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
   int32_t* tokens = static_cast<int32_t*>(sampled_dev_.get());
   float* logprobs = reinterpret_cast<float*>(tokens + n);
   kernels::SamplingGpuParams p;
-  p.logits = static_cast<const float*>(gathered.data);
+  p.logits = logits;
   p.batch = n;
   p.vocab = vocab_size;
-  p.row_stride = gathered.cols;
+  p.row_stride = row_stride;
   p.options = static_cast<const kernels::SamplingOptions*>(options_dev_.get());
   p.tokens = tokens;
   p.logprobs = logprobs;

@@ -14,8 +14,13 @@
 // plan: weights + workspaces + KV pool within CudaBackendOptions::gpu_memory_bytes, logged at
 // Create; Create fails ResourceExhausted naming the numbers when the weights do not fit.
 //
+// Tensor parallelism: a rank holds its shard (whole KV heads, an MLP slice, a vocabulary slice);
+// Model all-reduces the bf16 activations and all-gathers the fp32 logits through the
+// communicator (NCCL on the backend's stream); rank 0 un-shards them on the device and samples.
+// Written and unit-checked at world size 1 only: runs with several GPUs are issue 11's.
+//
 // Not yet: the paged tiered kvstore with the fp8 host tier (offload), CUDA graphs for decode,
-// batched HiP decode across sequences (one HiP call per sequence and layer today), TP > 1.
+// batched HiP decode across sequences (one HiP call per sequence and layer today).
 //
 // CPU builds (HIPSERVE_CUDA=OFF) link cuda_backend_cpu.cc, whose MakeCudaBackend returns
 // Unimplemented. A machine without a device gets Unavailable.

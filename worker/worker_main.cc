@@ -124,6 +124,15 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   LOG(INFO) << "backend " << wo.backend << " (--backend=" << o.backend << ", "
             << kernels::CudaDeviceCount() << " CUDA devices visible)";
   wo.gpu_memory_bytes = o.gpu_memory_bytes;
+  if (wo.backend == "cuda") {
+    const int devices = kernels::CudaDeviceCount();
+    wo.device = o.device >= 0 ? o.device : (devices > 0 ? rank % devices : 0);
+    if (wo.device >= devices) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device=", wo.device, " but ", devices, " CUDA devices are visible"));
+    }
+    LOG(INFO) << "CUDA device " << wo.device << " of " << devices;
+  }
   wo.rank = rank;
   wo.gpu_kv_bytes = o.gpu_kv_bytes;
   wo.host_kv_bytes = o.host_kv_bytes;

@@ -27,6 +27,7 @@ struct WorkerMainOptions {
   double collective_timeout_s = 300;  // one collective (a dead or stalled peer -> error)
   double rendezvous_timeout_s = 300;  // all ranks joining the communicator at Configure
   bool force_nccl = false;            // NCCL at world size 1 too (or HIPSERVE_FORCE_NCCL=1)
+  int device = -1;                    // CUDA device; -1 = rank % visible devices
   // Refuse to join a coordinator whose world size / model differs (0 / "" = accept any).
   int expected_world_size = 0;
   std::string expected_model;

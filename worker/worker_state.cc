@@ -53,6 +53,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mo.max_context = req.max_context();
   mo.backend = options_.backend;
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
+  mo.cuda.device = options_.device;
   ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =
       options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();

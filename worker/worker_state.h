@@ -37,6 +37,7 @@ struct WorkerOptions {
   // Use NCCL even at world size 1 (the CUDA backend; to exercise the NCCL path on one GPU).
   // Also set by HIPSERVE_FORCE_NCCL=1 in the worker's environment.
   bool force_nccl = false;
+  int device = 0;  // CUDA backend: the device this worker uses (CudaBackendOptions::device)
   // Random per process; reported in Stats so the coordinator tells a restarted worker on the
   // same address from the one it replaced.
   std::string instance_id;

@@ -39,6 +39,9 @@ ABSL_FLAG(std::string, serve_prompt, "", "Answer this prompt through the gRPC AP
 ABSL_FLAG(bool, serve_chat, false, "With --prompt: send it as a chat message (model's template).");
 ABSL_FLAG(int, serve_max_tokens, 64, "With --prompt: tokens to generate, >= 1.");
 ABSL_FLAG(double, serve_temperature, 0.0, "With --prompt: sampling temperature (0 = greedy).");
+ABSL_FLAG(hipserve::flags::IntList, serve_gpus, hipserve::flags::IntList{},
+          "CUDA backend: device ordinals for the workers, e.g. 0,1,2,3 (worker r uses entry "
+          "r); empty = all visible, worker r on device r. Needs at least --tp entries.");
 ABSL_FLAG(double, serve_ready_timeout_s, 600,
           "How long to wait for the workers to be ready, in seconds, > 0.");
 
@@ -110,6 +113,12 @@ absl::Status CheckServeFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--cpu_weights must be 'fp32' or 'bf16', got '", cpu_weights, "'"));
   }
+  const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
+  if (!gpus.empty() && static_cast<int>(gpus.size()) < tp) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpus lists ", gpus.size(), " devices for --tp=", tp, " workers"));
+  }
+  for (int g : gpus) RETURN_IF_ERROR(flags::CheckFlag(g >= 0, "gpus", "entries >= 0", g));
   const int max_tokens = absl::GetFlag(FLAGS_serve_max_tokens);
   RETURN_IF_ERROR(flags::CheckFlag(max_tokens >= 1, "max_tokens", ">= 1", max_tokens));
   const double ready_timeout_s = absl::GetFlag(FLAGS_serve_ready_timeout_s);
@@ -163,13 +172,20 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     setenv("HIPSERVE_CPU_THREADS", std::to_string(std::max(1, cores / tp)).c_str(), 1);
   }
+  const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
   std::vector<pid_t> children;
   for (int r = 0; r < tp; ++r) {
-    children.push_back(SpawnWorker(
-        self,
-        {"worker", absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
-         absl::StrCat("--rank=", r), "--listen=127.0.0.1:0", "--backend=" + backend,
-         "--cpu_weights=" + cpu_weights, absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)}));
+    std::vector<std::string> args = {"worker",
+                                     absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
+                                     absl::StrCat("--rank=", r),
+                                     "--listen=127.0.0.1:0",
+                                     "--backend=" + backend,
+                                     "--cpu_weights=" + cpu_weights,
+                                     absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)};
+    if (backend == "cuda") {
+      args.push_back(absl::StrCat("--device=", gpus.empty() ? r : gpus[r]));
+    }
+    children.push_back(SpawnWorker(self, args));
     if (children.back() < 0) {
       std::cerr << "hipserve serve: cannot start worker " << r << "\n";
       StopChildren(children);

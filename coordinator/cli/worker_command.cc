@@ -51,6 +51,9 @@ ABSL_FLAG(int, worker_world_size, WorkerMainOptions().expected_world_size,
           "Refuse to join a coordinator whose --world_size differs (0 = accept any).");
 ABSL_FLAG(std::string, worker_model, WorkerMainOptions().expected_model,
           "Refuse to join a coordinator serving a different --model (empty = accept any).");
+ABSL_FLAG(int, worker_device, WorkerMainOptions().device,
+          "CUDA backend: the device ordinal this worker uses; -1 = rank modulo the visible "
+          "devices (one GPU per rank on one host).");
 
 namespace hipserve::cli {
 
@@ -75,6 +78,7 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
   o.force_nccl = absl::GetFlag(FLAGS_worker_force_nccl);
   o.expected_world_size = absl::GetFlag(FLAGS_worker_world_size);
   o.expected_model = absl::GetFlag(FLAGS_worker_model);
+  o.device = absl::GetFlag(FLAGS_worker_device);
   RETURN_IF_ERROR(CheckFlag(o.rank >= -1, "rank", ">= 0 (or -1)", o.rank));
   RETURN_IF_ERROR(
       CheckFlag(o.register_timeout_s > 0, "register_timeout_s", "> 0", o.register_timeout_s));
@@ -84,6 +88,7 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
       CheckFlag(o.rendezvous_timeout_s > 0, "rendezvous_timeout_s", "> 0", o.rendezvous_timeout_s));
   RETURN_IF_ERROR(
       CheckFlag(o.expected_world_size >= 0, "world_size", ">= 0", o.expected_world_size));
+  RETURN_IF_ERROR(CheckFlag(o.device >= -1, "device", ">= 0 (or -1)", o.device));
   return o;
 }
 
