@@ -455,6 +455,20 @@ absl::Status CheckWeights(const ModelWeights& w) {
   return absl::OkStatus();
 }
 
+HipAttentionOptions HipOptionsFor(const ModelWeights& w, const ModelOptions& options) {
+  const ModelDims& d = w.dims;
+  HipAttentionOptions ho;
+  ho.config = options.hip;
+  ho.rope = d.rope;
+  ho.num_layers = d.num_layers;
+  ho.num_heads = w.local_heads();
+  ho.num_kv_heads = w.local_kv_heads();
+  ho.head_dim = d.head_dim;
+  ho.pretrained_context = d.max_context;
+  ho.measure_recall = options.hip_measure_recall;
+  return ho;
+}
+
 void UnshardLogits(const float* gathered, int world_size, int rows, int shard, int vocab_size,
                    float* out) {
   for (int i = 0; i < rows; ++i) {
@@ -479,16 +493,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCpuBackend(ModelWeights w,
   kv_options.max_tokens_total = options.kv_budget_tokens;
   std::unique_ptr<HipAttention> hip;
   if (options.attention == "hip") {
-    HipAttentionOptions ho;
-    ho.config = options.hip;
-    ho.rope = d.rope;
-    ho.num_layers = d.num_layers;
-    ho.num_heads = w.local_heads();
-    ho.num_kv_heads = w.local_kv_heads();
-    ho.head_dim = d.head_dim;
-    ho.pretrained_context = d.max_context;
-    ho.measure_recall = options.hip_measure_recall;
-    ASSIGN_OR_RETURN(hip, HipAttention::Create(ho));
+    ASSIGN_OR_RETURN(hip, HipAttention::Create(HipOptionsFor(w, options)));
   }
   ASSIGN_OR_RETURN(kvstore::SimpleKvStore * store, kvstore::SimpleKvStore::Create(kv_options));
   return std::unique_ptr<ForwardBackend>(new CpuBackend(

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/forward_backend.h"
+#include "worker/hip_attention.h"
 #include "worker/model_options.h"
 #include "worker/weights.h"
 
@@ -16,6 +17,9 @@ namespace hipserve::worker {
 
 // Validates shapes against dims (shared by every backend's Create).
 absl::Status CheckWeights(const ModelWeights& w);
+
+// The HiP attention options of this rank's shard (both backends' HiP state is made from it).
+HipAttentionOptions HipOptionsFor(const ModelWeights& w, const ModelOptions& options);
 
 absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCpuBackend(ModelWeights weights,
                                                                const ModelOptions& options);

@@ -486,16 +486,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   b->plan_.kv_tokens = pool_rows;
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   if (o.attention == "hip") {
-    HipAttentionOptions ho;
-    ho.config = o.hip;
-    ho.rope = d.rope;
-    ho.num_layers = d.num_layers;
-    ho.num_heads = w.local_heads();
-    ho.num_kv_heads = w.local_kv_heads();
-    ho.head_dim = d.head_dim;
-    ho.pretrained_context = d.max_context;
-    ho.measure_recall = o.hip_measure_recall;
-    ASSIGN_OR_RETURN(b->hip_, CudaHipAttention::Create(ho));
+    ASSIGN_OR_RETURN(b->hip_, CudaHipAttention::Create(HipOptionsFor(w, o)));
   }
   ASSIGN_OR_RETURN(b->gemm_, kernels::GemmGpuContext::Create());
   // ---- Weights ----
