@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/generation_service.h"
+#include "coordinator/http/openai_server.h"
 #include "coordinator/remote_worker_group.h"
 #include "hipserve/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
@@ -279,6 +280,7 @@ struct Coordinator::Impl {
   ControlService control;
   std::unique_ptr<grpc::Server> public_server;
   std::unique_ptr<grpc::Server> control_server;
+  std::unique_ptr<http::OpenAiHttpServer> http_server;
   int port = 0, control_port = 0;
   mutable std::mutex mu;
   std::atomic<bool> stop{false};
@@ -432,6 +434,21 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
                                                  o.control_port, " (port in use?)"));
     }
   }
+  if (o.http_port >= 0) {
+    http::HttpServerOptions h;
+    h.host = o.http_host;
+    h.port = o.http_port;
+    h.threads = o.http_threads;
+    h.model_aliases = {o.model};
+    absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> server =
+        http::OpenAiHttpServer::Start(h, &impl->generation);
+    if (!server.ok()) {
+      impl->public_server->Shutdown();
+      impl->control_server->Shutdown();
+      return server.status();
+    }
+    impl->http_server = *std::move(server);
+  }
   impl->SetServing(false);
   Impl* raw = impl.get();
   impl->config_thread = std::thread([raw] { raw->ConfigLoop(); });
@@ -445,6 +462,7 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 int Coordinator::port() const { return impl_->port; }
 int Coordinator::control_port() const { return impl_->control_port; }
+int Coordinator::http_port() const { return impl_->http_server ? impl_->http_server->port() : -1; }
 bool Coordinator::ready() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->ready;
@@ -471,6 +489,7 @@ void Coordinator::Shutdown() {
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   impl_->public_server->Shutdown(deadline);
   impl_->control_server->Shutdown(deadline);
+  if (impl_->http_server) impl_->http_server->Shutdown();
   impl_->scheduler.SetWorkerGroup(nullptr, nullptr);
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->group.reset();

@@ -1,5 +1,6 @@
-// Coordinator: the public gRPC server (Generation + health + reflection), the control-plane
-// server workers register with, the scheduler, and the worker group's lifecycle.
+// Coordinator: the public gRPC server (Generation + health + reflection), the OpenAI-compatible
+// HTTP server (when http_port >= 0), the control-plane server workers register with, the
+// scheduler, and the worker group's lifecycle.
 //
 // Owns both gRPC servers, the scheduler and a configuration thread. Start() binds the ports;
 // once `world_size` workers have registered, the configuration thread connects to them,
@@ -17,8 +18,11 @@
 namespace hipserve::coordinator {
 
 struct CoordinatorOptions {
-  std::string host = "0.0.0.0";  // public API bind address
-  int port = 50051;              // 0 = pick a free port (see Coordinator::port())
+  std::string host = "0.0.0.0";       // public API bind address
+  int port = 50051;                   // 0 = pick a free port (see Coordinator::port())
+  std::string http_host = "0.0.0.0";  // OpenAI-compatible HTTP API bind address
+  int http_port = -1;                 // -1 = no HTTP API; 0 = pick a free port (http_port())
+  int http_threads = 128;             // HTTP connections served at once
   std::string control_host = "0.0.0.0";
   int control_port = 50052;       // 0 = pick a free port
   int world_size = 1;             // workers (tensor-parallel ranks) to wait for
@@ -44,6 +48,7 @@ class Coordinator {
   ~Coordinator();
 
   int port() const;
+  int http_port() const;  // -1 without the HTTP API
   int control_port() const;
   bool ready() const;
   // Last configuration error, if any (e.g. a worker could not load the model).

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "proto/grpc_status.h"
 
 namespace hipserve::coordinator {
@@ -232,12 +233,6 @@ class OnceSink final : public SequenceSink {
   v1::GenerateOnceResponse response_;
 };
 
-grpc::Status NotReady(int ready, int world) {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      absl::StrCat("server is not ready: ", ready, " of ", world,
-                                   " workers registered and configured"));
-}
-
 }  // namespace
 
 void ToProto(const FinishInfo& info, v1::FinalInfo* out) {
@@ -264,27 +259,34 @@ std::shared_ptr<const ServingModel> GenerationService::model() const {
   return model_;
 }
 
+absl::Status GenerationService::NotReadyStatus() const {
+  return absl::UnavailableError(absl::StrCat("server is not ready: ", workers_ready_(),
+                                             " workers registered and configured"));
+}
+
+absl::StatusOr<StartedRequest> GenerationService::StartRequest(const v1::GenerateRequest& request,
+                                                               const SinkFactory& make_sink) {
+  std::shared_ptr<const ServingModel> m = model();
+  if (m == nullptr) return NotReadyStatus();
+  RequestLimits limits = options_.limits;
+  limits.max_context = m->info.max_context;
+  ASSIGN_OR_RETURN(SequenceRequest sr, ToSequenceRequest(request, *m->tokenizer, limits));
+  if (sr.request_id.empty()) sr.request_id = absl::StrCat("req-", next_request_++);
+  StartedRequest started{sr.request_id, static_cast<int>(sr.prompt.size())};
+  sr.sink = make_sink(started.request_id, started.prompt_tokens);
+  RETURN_IF_ERROR(scheduler_->Submit(std::move(sr)));
+  return started;
+}
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   auto* stream = new GenerateStream(this);
-  std::shared_ptr<const ServingModel> m = model();
-  if (m == nullptr) {
-    stream->FinishWithError(NotReady(workers_ready_(), 0));
-    return stream;
-  }
-  RequestLimits limits = options_.limits;
-  limits.max_context = m->info.max_context;
-  absl::StatusOr<SequenceRequest> sr = ToSequenceRequest(*request, *m->tokenizer, limits);
-  if (!sr.ok()) {
-    stream->FinishWithError(proto::ToGrpcStatus(sr.status()));
-    return stream;
-  }
-  if (sr->request_id.empty()) sr->request_id = absl::StrCat("req-", next_request_++);
-  const std::string id = sr->request_id;
-  stream->SetRequestId(id);
-  sr->sink = std::make_shared<StreamSink>(stream, id, static_cast<int>(sr->prompt.size()));
-  absl::Status s = scheduler_->Submit(std::move(*sr));
-  if (!s.ok()) stream->FinishWithError(proto::ToGrpcStatus(s));
+  absl::StatusOr<StartedRequest> started =
+      StartRequest(*request, [stream](const std::string& id, int prompt_tokens) {
+        stream->SetRequestId(id);
+        return std::make_shared<StreamSink>(stream, id, prompt_tokens);
+      });
+  if (!started.ok()) stream->FinishWithError(proto::ToGrpcStatus(started.status()));
   return stream;
 }
 
@@ -292,24 +294,12 @@ grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerCo
                                                           const v1::GenerateRequest* request,
                                                           v1::GenerateOnceResponse* response) {
   auto* reactor = new OnceReactor(this, response);
-  std::shared_ptr<const ServingModel> m = model();
-  if (m == nullptr) {
-    reactor->Finish(NotReady(workers_ready_(), 0));
-    return reactor;
-  }
-  RequestLimits limits = options_.limits;
-  limits.max_context = m->info.max_context;
-  absl::StatusOr<SequenceRequest> sr = ToSequenceRequest(*request, *m->tokenizer, limits);
-  if (!sr.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(sr.status()));
-    return reactor;
-  }
-  if (sr->request_id.empty()) sr->request_id = absl::StrCat("req-", next_request_++);
-  const std::string id = sr->request_id;
-  reactor->SetRequestId(id);
-  sr->sink = std::make_shared<OnceSink>(reactor, id, static_cast<int>(sr->prompt.size()));
-  absl::Status s = scheduler_->Submit(std::move(*sr));
-  if (!s.ok()) reactor->Finish(proto::ToGrpcStatus(s));
+  absl::StatusOr<StartedRequest> started =
+      StartRequest(*request, [reactor](const std::string& id, int prompt_tokens) {
+        reactor->SetRequestId(id);
+        return std::make_shared<OnceSink>(reactor, id, prompt_tokens);
+      });
+  if (!started.ok()) reactor->Finish(proto::ToGrpcStatus(started.status()));
   return reactor;
 }
 
@@ -329,7 +319,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
   auto* reactor = ctx->DefaultReactor();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) {
-    reactor->Finish(NotReady(workers_ready_(), 0));
+    reactor->Finish(proto::ToGrpcStatus(NotReadyStatus()));
     return reactor;
   }
   v1::GenerateRequest as_generate;
@@ -359,7 +349,7 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
   auto* reactor = ctx->DefaultReactor();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) {
-    reactor->Finish(NotReady(workers_ready_(), 0));
+    reactor->Finish(proto::ToGrpcStatus(NotReadyStatus()));
     return reactor;
   }
   const GroupModelInfo& i = m->info;

@@ -1,5 +1,7 @@
-// GenerationService: the public hipserve.v1.Generation gRPC service (callback API).
-// Handlers stay thin: proto -> SequenceRequest -> Scheduler -> proto.
+// GenerationService: the public hipserve.v1.Generation gRPC service (callback API), and the
+// request path every front shares (StartRequest: the gRPC handlers and the OpenAI-compatible
+// HTTP front in coordinator/http call it). Handlers stay thin: proto -> SequenceRequest ->
+// Scheduler -> proto.
 #pragma once
 
 #include <atomic>
@@ -19,6 +21,17 @@ struct ServingModel {
   GroupModelInfo info;
   int world_size = 0;
 };
+
+// A request StartRequest queued.
+struct StartedRequest {
+  std::string request_id;
+  int prompt_tokens = 0;
+};
+
+// Makes the sink of a request once its id and prompt length are known (before it is queued,
+// so that the front can abort it by id from then on).
+using SinkFactory =
+    std::function<std::shared_ptr<SequenceSink>(const std::string& request_id, int prompt_tokens)>;
 
 struct GenerationServiceOptions {
   RequestLimits limits;
@@ -50,11 +63,24 @@ class GenerationService final : public v1::Generation::CallbackService {
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
 
+  // The one request path of every front: readiness (UNAVAILABLE while no model is
+  // configured), validation and tokenization (ToSequenceRequest, INVALID_ARGUMENT naming the
+  // field), an id when the request has none, then Scheduler::Submit (RESOURCE_EXHAUSTED when
+  // the queue is full). On success the sink receives the request's events; on error nothing
+  // was queued and the sink (if made) gets no event. Thread-safe.
+  absl::StatusOr<StartedRequest> StartRequest(const v1::GenerateRequest& request,
+                                              const SinkFactory& make_sink);
+
+  // The model being served; nullptr while not ready.
+  std::shared_ptr<const ServingModel> model() const;
+  // UNAVAILABLE saying how many workers are ready.
+  absl::Status NotReadyStatus() const;
+  int workers_ready() const { return workers_ready_(); }
+  const GenerationServiceOptions& options() const { return options_; }
+
   Scheduler* scheduler() { return scheduler_; }
 
  private:
-  std::shared_ptr<const ServingModel> model() const;
-
   Scheduler* scheduler_;
   GenerationServiceOptions options_;
   std::function<int()> workers_ready_;

@@ -55,6 +55,7 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
   const std::string port_file = absl::GetFlag(FLAGS_coordinator_port_file);
   if (!control_port_file.empty()) WritePortFile(control_port_file, (*c)->control_port());
   if (!port_file.empty()) WritePortFile(port_file, (*c)->port());
+  WriteHttpPortFile(**c);
   while (!StopRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   (*c)->Shutdown();
   return 0;

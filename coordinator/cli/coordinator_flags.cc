@@ -21,6 +21,16 @@ ABSL_FLAG(std::string, server_host, CoordinatorOptions().host,
           "Address the public gRPC API binds to.");
 ABSL_FLAG(int, server_port, CoordinatorOptions().port,
           "Public gRPC port in [0, 65535] (0 = pick a free one; see --port_file).");
+ABSL_FLAG(int, server_http_port, CoordinatorOptions().http_port,
+          "OpenAI-compatible HTTP API port (/v1/completions, /v1/chat/completions, /v1/models, "
+          "/health, /health/ready; docs/API.md) in [-1, 65535]: -1 = off, 0 = pick a free one "
+          "(see --http_port_file).");
+ABSL_FLAG(std::string, server_http_host, CoordinatorOptions().http_host,
+          "Address the HTTP API binds to.");
+ABSL_FLAG(int, server_http_threads, CoordinatorOptions().http_threads,
+          "HTTP connections served at once (each streaming request holds one), >= 1.");
+ABSL_FLAG(std::string, server_http_port_file, "",
+          "Write the bound HTTP port to this file once listening.");
 ABSL_FLAG(std::string, server_attention, CoordinatorOptions().attention,
           "Default attention: 'dense' or 'hip'.");
 ABSL_FLAG(std::string, server_hip_config, CoordinatorOptions().hip_config_json,
@@ -60,6 +70,9 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.model = absl::GetFlag(FLAGS_server_model);
   o.host = absl::GetFlag(FLAGS_server_host);
   o.port = absl::GetFlag(FLAGS_server_port);
+  o.http_port = absl::GetFlag(FLAGS_server_http_port);
+  o.http_host = absl::GetFlag(FLAGS_server_http_host);
+  o.http_threads = absl::GetFlag(FLAGS_server_http_threads);
   o.attention = absl::GetFlag(FLAGS_server_attention);
   o.hip_config_json = absl::GetFlag(FLAGS_server_hip_config);
   o.max_context = absl::GetFlag(FLAGS_server_max_context);
@@ -75,6 +88,9 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.configure_timeout_s = absl::GetFlag(FLAGS_server_configure_timeout_s);
   o.step_timeout_s = absl::GetFlag(FLAGS_server_step_timeout_s);
   RETURN_IF_ERROR(CheckFlag(o.port >= 0 && o.port <= 65535, "port", "in [0, 65535]", o.port));
+  RETURN_IF_ERROR(CheckFlag(o.http_port >= -1 && o.http_port <= 65535, "http_port",
+                            "in [-1, 65535]", o.http_port));
+  RETURN_IF_ERROR(CheckFlag(o.http_threads >= 1, "http_threads", ">= 1", o.http_threads));
   RETURN_IF_ERROR(CheckFlag(o.max_context >= 0, "max_context", ">= 0", o.max_context));
   RETURN_IF_ERROR(
       CheckFlag(o.default_max_tokens >= 1, "default_max_tokens", ">= 1", o.default_max_tokens));
@@ -92,6 +108,11 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
       CheckFlag(o.configure_timeout_s > 0, "configure_timeout_s", "> 0", o.configure_timeout_s));
   RETURN_IF_ERROR(CheckFlag(o.step_timeout_s > 0, "step_timeout_s", "> 0", o.step_timeout_s));
   return o;
+}
+
+bool WriteHttpPortFile(const coordinator::Coordinator& c) {
+  const std::string path = absl::GetFlag(FLAGS_server_http_port_file);
+  return path.empty() || c.http_port() < 0 || WritePortFile(path, c.http_port());
 }
 
 bool WritePortFile(const std::string& path, int port) {

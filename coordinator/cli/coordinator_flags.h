@@ -19,4 +19,7 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags();
 // Writes the port to `path` atomically (tests read it to find an ephemeral port).
 bool WritePortFile(const std::string& path, int port);
 
+// Writes --http_port_file (when set and the HTTP API runs); false when it cannot.
+bool WriteHttpPortFile(const coordinator::Coordinator& c);
+
 }  // namespace hipserve::cli

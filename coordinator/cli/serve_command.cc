@@ -197,6 +197,11 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     StopChildren(children);
     return 1;
   }
+  if (!WriteHttpPortFile(**c)) {
+    std::cerr << "hipserve serve: cannot write --http_port_file\n";
+    StopChildren(children);
+    return 1;
+  }
 
   int exit_code = 0;
   const auto start = std::chrono::steady_clock::now();
