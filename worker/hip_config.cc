@@ -14,6 +14,7 @@ namespace {
 using kernels::HipConfig;
 using kernels::HipLayerOverride;
 using kernels::PruningPositions;
+using kernels::Stage1Representatives;
 using nlohmann::json;
 
 absl::Status Bad(const std::string& key, const std::string& what) {
@@ -48,6 +49,17 @@ absl::StatusOr<PruningPositions> GetPositions(const json& v, const std::string& 
   }
   return Bad(key,
              absl::StrCat("expected \"relative\", \"chunk_indexed\" or \"real\", got ", v.dump()));
+}
+
+absl::StatusOr<Stage1Representatives> GetRepresentatives(const json& v, const std::string& key) {
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    if (s == "probes") return Stage1Representatives::kProbes;
+    if (s == "page_bound") return Stage1Representatives::kPageBound;
+    if (s == "block_means") return Stage1Representatives::kBlockMeans;
+  }
+  return Bad(
+      key, absl::StrCat("expected \"probes\", \"page_bound\" or \"block_means\", got ", v.dump()));
 }
 
 absl::StatusOr<HipLayerOverride> GetOverride(const json& v, const std::string& key) {
@@ -107,6 +119,10 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       c.extend = value.get<bool>();
     } else if (key == "pruning_positions") {
       ASSIGN_OR_RETURN(c.pruning_positions, GetPositions(value, key));
+    } else if (key == "stage1_representatives") {
+      ASSIGN_OR_RETURN(c.stage1_representatives, GetRepresentatives(value, key));
+    } else if (key == "mean_block_size") {
+      ASSIGN_OR_RETURN(c.mean_block_size, GetInt(value, key));
     } else if (key == "layer_overrides") {
       if (!value.is_array()) return Bad(key, absl::StrCat("expected a list, got ", value.dump()));
       c.layer_overrides.clear();
@@ -119,7 +135,7 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
                  "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, "
                  "stage_keep, k, "
                  "stride_q, mask_refresh_interval, extend, extend_min_tokens, pruning_positions, "
-                 "layer_overrides)");
+                 "stage1_representatives, mean_block_size, layer_overrides)");
     }
   }
   RETURN_IF_ERROR(kernels::ValidateHipConfig(c));
@@ -140,6 +156,8 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["extend"] = c.extend;
   j["extend_min_tokens"] = c.extend_min_tokens;
   j["pruning_positions"] = kernels::PruningPositionsName(c.pruning_positions);
+  j["stage1_representatives"] = kernels::Stage1RepresentativesName(c.stage1_representatives);
+  j["mean_block_size"] = c.mean_block_size;
   json overrides = json::array();
   for (const HipLayerOverride& o : c.layer_overrides) {
     overrides.push_back(

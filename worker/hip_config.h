@@ -5,6 +5,9 @@
 //   chunk_sizes, stage_keep, stride_q, mask_refresh_interval  integer lists
 //   extend                                                 bool
 //   pruning_positions                                      "relative" | "chunk_indexed" | "real"
+//   stage1_representatives          "probes" (default) | "page_bound" | "block_means" (HIP.md 2.1;
+//                                   the two new ones are CPU-reference only so far)
+//   mean_block_size                 integer: keys per block mean (divides chunk_sizes[0])
 //   layer_overrides   list of {"layers": [int...], "k": int, "pruning_positions": str};
 //                     given = replaces the default list ([] = no overrides); inside an entry
 //                     a missing k / pruning_positions takes the HipLayerOverride default.

@@ -5,6 +5,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace hipserve::worker {
 namespace {
@@ -52,6 +55,29 @@ TEST(HipConfigTest, ParsesEveryKey) {
   auto again = ParseHipConfig(HipConfigToJson(*c));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(HipConfigToJson(*again), HipConfigToJson(*c));
+}
+
+TEST(HipConfigTest, Stage1RepresentativesRoundTrip) {
+  EXPECT_EQ(ParseHipConfig("")->stage1_representatives, kernels::Stage1Representatives::kProbes);
+  for (const auto& [name, value] : {std::pair<std::string, kernels::Stage1Representatives>{
+                                        "probes", kernels::Stage1Representatives::kProbes},
+                                    {"page_bound", kernels::Stage1Representatives::kPageBound},
+                                    {"block_means", kernels::Stage1Representatives::kBlockMeans}}) {
+    auto c = ParseHipConfig(
+        absl::StrCat(R"({"stage1_representatives": ")", name, R"(", "mean_block_size": 8})"));
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->stage1_representatives, value) << name;
+    EXPECT_EQ(c->mean_block_size, 8);
+    const std::string text = HipConfigToJson(*c);
+    EXPECT_NE(text.find(absl::StrCat(R"("stage1_representatives":")", name, R"(")")),
+              std::string::npos)
+        << text;
+    auto again = ParseHipConfig(text);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->stage1_representatives, value);
+    EXPECT_EQ(again->mean_block_size, 8);
+    EXPECT_EQ(HipConfigToJson(*again), text);
+  }
 }
 
 TEST(HipConfigTest, EmptyOverrideListDisablesDefaults) {
@@ -104,7 +130,16 @@ INSTANTIATE_TEST_SUITE_P(
             "OverrideDefaultKTooBig",
             R"({"stage_keep": [4096, 1024], "k": 1024, "layer_overrides": [{"layers": [0]}]})",
             "layer_overrides[0].k = 4096 exceeds"},
-        ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"}),
+        ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"},
+        ErrorCase{"BadRepresentatives", R"({"stage1_representatives": "means"})",
+                  R"(stage1_representatives: expected "probes", "page_bound" or "block_means")"},
+        ErrorCase{"RepresentativesType", R"({"stage1_representatives": 1})",
+                  "stage1_representatives: expected"},
+        ErrorCase{"MeanBlockType", R"({"mean_block_size": "16"})",
+                  "mean_block_size: expected an integer"},
+        ErrorCase{"MeanBlockZero", R"({"mean_block_size": 0})", "mean_block_size = 0 must be > 0"},
+        ErrorCase{"MeanBlockNotDividing", R"({"mean_block_size": 24})",
+                  "mean_block_size = 24 must be > 0 and divide chunk_sizes[0] = 256"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 
 }  // namespace

@@ -31,6 +31,18 @@ const char* PruningPositionsName(PruningPositions p) {
   return "unknown";
 }
 
+const char* Stage1RepresentativesName(Stage1Representatives r) {
+  switch (r) {
+    case Stage1Representatives::kProbes:
+      return "probes";
+    case Stage1Representatives::kPageBound:
+      return "page_bound";
+    case Stage1Representatives::kBlockMeans:
+      return "block_means";
+  }
+  return "unknown";
+}
+
 absl::Status ValidateHipConfig(const HipConfig& c) {
   if (c.n_sink < 0) return Bad(absl::StrCat("n_sink must be >= 0, got ", c.n_sink));
   if (c.n_window < 0) return Bad(absl::StrCat("n_window must be >= 0, got ", c.n_window));
@@ -117,6 +129,19 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
     }
     if (absl::Status s = check_k(name + ".k", o.k); !s.ok()) return s;
   }
+  switch (c.stage1_representatives) {
+    case Stage1Representatives::kProbes:
+    case Stage1Representatives::kPageBound:
+    case Stage1Representatives::kBlockMeans:
+      break;
+    default:
+      return Bad(absl::StrCat("stage1_representatives has an unknown value ",
+                              static_cast<int>(c.stage1_representatives)));
+  }
+  if (c.mean_block_size <= 0 || c.chunk_sizes[0] % c.mean_block_size != 0) {
+    return Bad(absl::StrCat("mean_block_size = ", c.mean_block_size,
+                            " must be > 0 and divide chunk_sizes[0] = ", c.chunk_sizes[0]));
+  }
   return absl::OkStatus();
 }
 
@@ -126,6 +151,8 @@ PruningSpec PruningSpecForLayer(const HipConfig& c, int layer) {
   spec.keep_tokens = c.stage_keep;
   spec.stride_q = c.stride_q;
   spec.n_window = c.n_window;
+  spec.stage1 = c.stage1_representatives;
+  spec.mean_block_size = c.mean_block_size;
   int k = c.k;
   spec.positions = c.pruning_positions;
   for (const HipLayerOverride& o : c.layer_overrides) {

@@ -22,6 +22,21 @@ enum class PruningPositions {
 // "relative", "chunk_indexed", "real".
 const char* PruningPositionsName(PruningPositions p);
 
+// How stage 1 scores a chunk (HIP.md 2.1; definitions in kernels/hip/mask_estimation.h). Later
+// stages always use probes. Only kProbes runs on the GPU so far.
+enum class Stage1Representatives {
+  kProbes,      // binary descent over single probe keys (HIP.md 2)
+  kPageBound,   // upper bound of q . k from the element-wise min / max of each 64-key page
+  kBlockMeans,  // the mean key of each mean_block_size-key block of the chunk
+};
+
+// "probes", "page_bound", "block_means".
+const char* Stage1RepresentativesName(Stage1Representatives r);
+
+// Keys per page of the page-bound summaries (min / max per page and KV head); pages are aligned
+// to absolute positions: page p holds keys [p * kHipPageSize, (p + 1) * kHipPageSize).
+inline constexpr int kHipPageSize = 64;
+
 // Replaces the budget / pruning positions of some layers (upstream: layers 0..2 get k = 4096
 // and chunk-indexed positions because they behave like local attention).
 struct HipLayerOverride {
@@ -66,6 +81,11 @@ struct HipConfig {
   PruningPositions pruning_positions = PruningPositions::kRelative;
   std::vector<HipLayerOverride> layer_overrides = {
       HipLayerOverride{{0, 1, 2}, 4096, PruningPositions::kChunkIndexed}};
+  // Stage-1 chunk scores (HIP.md 2.1), every layer. kProbes is HIP.md 2's binary descent and
+  // the only option the GPU kernels implement; see docs/HIP_NOTES.md 6 for measurements.
+  Stage1Representatives stage1_representatives = Stage1Representatives::kProbes;
+  // kBlockMeans: keys per mean block (> 0, dividing chunk_sizes[0]; HIP.md 2.1 names 8 or 16).
+  int mean_block_size = 16;
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
   int block_size() const { return chunk_sizes.back(); }
@@ -82,6 +102,8 @@ struct PruningSpec {
   std::vector<int> stride_q;     // [stages]
   PruningPositions positions = PruningPositions::kRelative;
   int n_window = 0;  // for the relative / chunk-indexed query placement
+  Stage1Representatives stage1 = Stage1Representatives::kProbes;
+  int mean_block_size = 16;  // kBlockMeans only
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
   // Chunks kept after stage s (keep_tokens[s] / chunk_sizes[s]).

@@ -27,6 +27,29 @@
 //   result is the same).
 // - The final list drops starts after the block's last query (causal) and duplicates; it is
 //   sorted ascending.
+//
+// Stage-1 representatives (HIP.md 2.1, PruningSpec::stage1; stages after the first always use
+// the binary descent above). Both replace only the chunk score of stage 1; selection, ties and
+// everything else are unchanged. "Rows" are the stage's scoring rows as above, and a key's
+// scoring position is the probe's: 0 in kRelative (the left probe's), the chunk's index in
+// kChunkIndexed, its real position in kReal.
+// - kPageBound: page p = keys [64p, 64p + 64) (kHipPageSize), full when 64p + 64 <= num_kv.
+//   Summary of a full page: element-wise min and max of its un-rotated keys (KeyPageMinMax).
+//   Chunk score = max over the pages overlapping the chunk and over rows of:
+//     full page, kRelative (keys at 0: no key rotation):  PageBound(row, min, max);
+//     full page, kChunkIndexed (every key of the chunk at the chunk's index i):
+//         PageBound(RotateInverse(row, i), min, max) -- exact: R(i)k . row = k . R(-i)row;
+//     full page, kReal (keys at 64 different positions): PageBoundAnyRotation(row, min, max),
+//         which bounds every rotation pair by |row pair| * max |key pair|;
+//     open page (not full): the exact probe score of each of its keys inside the chunk.
+//   A full page's bound covers all its keys, also those outside the chunk (pages and chunks
+//   align when n_sink is a multiple of 64). Every key of the chunk scores at most the chunk's
+//   score (up to fp32 rounding of the bound), so a chunk holding a key that scores above the
+//   keep_chunks(0)-th best score of the other chunks is always kept.
+// - kBlockMeans: the chunk's keys in blocks of mean_block_size from its start (the last block
+//   may be partial); representative = BlockMeanKey of the block, rotated at the scoring
+//   position of the block's key lo + (n - 1) / 2 (lo = first key, n = keys in the block).
+//   Chunk score = max over blocks and rows of row . representative (as a probe score).
 #pragma once
 
 #include <cstdint>
@@ -84,6 +107,20 @@ struct MaskEstimationResult {
   const std::vector<int32_t>& block_starts() const { return kept.back().starts; }
   int count() const { return static_cast<int>(kept.back().starts.size()); }
 };
+
+// Element-wise min and max over the un-rotated keys [first, first + count) (count > 0), written
+// to mn[0, head_dim) and mx[0, head_dim).
+void KeyPageMinMax(const float* k, int64_t k_token_stride, int head_dim, int32_t first, int count,
+                   float* mn, float* mx);
+// sum_c max(q[c] * mx[c], q[c] * mn[c]) in fp32, sequential over c: >= q . k for every k with
+// mn <= k <= mx element-wise.
+float PageBound(const float* q, const float* mn, const float* mx, int head_dim);
+// sum over rotation pairs (c, c + head_dim / 2) of |q pair| * |(M_c, M_{c+half})|, with
+// M = max(|mn|, |mx|): >= q . R k for every rotation R of RoPE's pairs and every k in the box.
+float PageBoundAnyRotation(const float* q, const float* mn, const float* mx, int head_dim);
+// Mean of the un-rotated keys [first, first + count): fp32 sum in key order, then / count.
+void BlockMeanKey(const float* k, int64_t k_token_stride, int head_dim, int32_t first, int count,
+                  float* out);
 
 // CPU reference. InvalidArgument on inconsistent parameters (named).
 absl::Status EstimateMaskRef(const MaskEstimationParams& p, MaskEstimationResult* out);

@@ -68,6 +68,13 @@ absl::Status Validate(const MaskEstimationParams& p) {
       return Bad(absl::StrCat("spec stage ", i, " is inconsistent (see ValidateHipConfig)"));
     }
   }
+  if (s.stage1 != Stage1Representatives::kProbes && s.stage1 != Stage1Representatives::kPageBound &&
+      s.stage1 != Stage1Representatives::kBlockMeans) {
+    return Bad("spec.stage1 has an unknown value");
+  }
+  if (s.stage1 == Stage1Representatives::kBlockMeans && s.mean_block_size <= 0) {
+    return Bad(absl::StrCat("spec.mean_block_size must be > 0, got ", s.mean_block_size));
+  }
   if (p.start_stage < 0 || p.start_stage >= stages) {
     return Bad(absl::StrCat("start_stage ", p.start_stage, " outside [0, ", stages, ")"));
   }
@@ -136,15 +143,30 @@ class StageScorer {
 
   // Score of key `key` rotated at `rope_pos`.
   float Probe(int32_t key, int32_t rope_pos) {
-    const int d = p_.head_dim;
     p_.rope->Rotate(p_.k + key * p_.k_token_stride, rope_pos, key_.data());
+    return ScoreRotated(key_.data());
+  }
+
+  // Score of the un-rotated vector `v` rotated at `rope_pos` (block means).
+  float ProbeVector(const float* v, int32_t rope_pos) {
+    p_.rope->Rotate(v, rope_pos, key_.data());
+    return ScoreRotated(key_.data());
+  }
+
+  int num_rows() const { return num_rows_; }
+  const float* row(int r) const { return rows_.data() + static_cast<int64_t>(r) * p_.head_dim; }
+
+ private:
+  // Max over rows of row . key (key already rotated).
+  float ScoreRotated(const float* key) {
+    const int d = p_.head_dim;
     // Every row's dot product is the sequential sum over c (fp32, no FMA: this file is built
     // with -ffp-contract=off); the rows are independent, so they are computed side by side.
     const int n = num_rows_;
     float* dots = dots_.data();
     std::fill_n(dots, n, 0.f);
     for (int c = 0; c < d; ++c) {
-      const float kc = key_[c];
+      const float kc = key[c];
       const float* col = rows_t_.data() + static_cast<int64_t>(c) * n;
 #pragma omp simd
       for (int r = 0; r < n; ++r) dots[r] += col[r] * kc;
@@ -156,7 +178,6 @@ class StageScorer {
     return best;
   }
 
- private:
   const MaskEstimationParams& p_;
   int num_rows_ = 0;
   std::vector<float> rows_;    // [num_rows][head_dim]
@@ -197,6 +218,86 @@ float ChunkScore(StageScorer& scorer, PruningPositions mode, int32_t lo, int32_t
   return best;
 }
 
+// The scoring position of key `key` in chunk `index` (a left probe's in kRelative).
+int32_t KeyScoringPosition(PruningPositions mode, int32_t key, int32_t index) {
+  switch (mode) {
+    case PruningPositions::kReal:
+      return key;
+    case PruningPositions::kRelative:
+      return 0;
+    case PruningPositions::kChunkIndexed:
+      return index;
+  }
+  return key;
+}
+
+// Stage-1 scores with page bounds or block means (mask_estimation.h), with their scratch.
+class Stage1Representation {
+ public:
+  Stage1Representation(const MaskEstimationParams& p, StageScorer& scorer)
+      : p_(p),
+        scorer_(scorer),
+        mn_(p.head_dim),
+        mx_(p.head_dim),
+        mean_(p.head_dim),
+        unrotated_(static_cast<size_t>(scorer.num_rows()) * p.head_dim) {}
+
+  float PageBoundScore(int32_t lo, int32_t hi, int32_t index) {
+    const int d = p_.head_dim;
+    const PruningPositions mode = p_.spec->positions;
+    const int rows = scorer_.num_rows();
+    // Rows against un-rotated keys: kRelative keys sit at 0 (no rotation); kChunkIndexed keys
+    // all sit at `index`, which moves onto the rows as R(-index).
+    if (mode == PruningPositions::kChunkIndexed) {
+      for (int r = 0; r < rows; ++r) {
+        p_.rope->RotateInverse(scorer_.row(r), index, unrotated_.data() + int64_t{r} * d);
+      }
+    }
+    float best = kNegInf;
+    for (int32_t page = lo / kHipPageSize; page <= (hi - 1) / kHipPageSize; ++page) {
+      const int32_t first = page * kHipPageSize;
+      if (first + kHipPageSize > p_.num_kv) {  // open page: exact scores of its chunk keys
+        for (int32_t j = std::max(lo, first); j < std::min(hi, first + kHipPageSize); ++j) {
+          const float sc = scorer_.Probe(j, KeyScoringPosition(mode, j, index));
+          if (sc > best) best = sc;
+        }
+        continue;
+      }
+      KeyPageMinMax(p_.k, p_.k_token_stride, d, first, kHipPageSize, mn_.data(), mx_.data());
+      for (int r = 0; r < rows; ++r) {
+        float b;
+        if (mode == PruningPositions::kReal) {
+          b = PageBoundAnyRotation(scorer_.row(r), mn_.data(), mx_.data(), d);
+        } else if (mode == PruningPositions::kChunkIndexed) {
+          b = PageBound(unrotated_.data() + int64_t{r} * d, mn_.data(), mx_.data(), d);
+        } else {
+          b = PageBound(scorer_.row(r), mn_.data(), mx_.data(), d);
+        }
+        if (b > best) best = b;  // NaN never wins
+      }
+    }
+    return best;
+  }
+
+  float BlockMeansScore(int32_t lo, int32_t hi, int32_t index) {
+    const int32_t size = p_.spec->mean_block_size;
+    float best = kNegInf;
+    for (int32_t b = lo; b < hi; b += size) {
+      const int n = std::min(size, hi - b);
+      BlockMeanKey(p_.k, p_.k_token_stride, p_.head_dim, b, n, mean_.data());
+      const float sc = scorer_.ProbeVector(
+          mean_.data(), KeyScoringPosition(p_.spec->positions, b + (n - 1) / 2, index));
+      if (sc > best) best = sc;
+    }
+    return best;
+  }
+
+ private:
+  const MaskEstimationParams& p_;
+  StageScorer& scorer_;
+  std::vector<float> mn_, mx_, mean_, unrotated_;
+};
+
 int32_t MaxRopePosition(const MaskEstimationParams& p, int n_chunks) {
   switch (p.spec->positions) {
     case PruningPositions::kReal:
@@ -225,11 +326,23 @@ absl::Status RunStage(const MaskEstimationParams& p, int stage, const ChunkList&
   }
   StageScorer scorer(p, stage, n);
   const int iterations = CeilLog2(in.chunk_size);
+  const Stage1Representatives reps = stage == 0 ? p.spec->stage1 : Stage1Representatives::kProbes;
+  Stage1Representation rep(p, scorer);
   std::vector<float> score(n);
   for (int i = 0; i < n; ++i) {
     const int32_t lo = in.starts[i];
     const int32_t hi = std::min(lo + in.chunk_size, in.range_end);
-    score[i] = ChunkScore(scorer, p.spec->positions, lo, hi, i, iterations);
+    switch (reps) {
+      case Stage1Representatives::kProbes:
+        score[i] = ChunkScore(scorer, p.spec->positions, lo, hi, i, iterations);
+        break;
+      case Stage1Representatives::kPageBound:
+        score[i] = rep.PageBoundScore(lo, hi, i);
+        break;
+      case Stage1Representatives::kBlockMeans:
+        score[i] = rep.BlockMeansScore(lo, hi, i);
+        break;
+    }
   }
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -245,6 +358,48 @@ absl::Status RunStage(const MaskEstimationParams& p, int stage, const ChunkList&
 }
 
 }  // namespace
+
+void KeyPageMinMax(const float* k, int64_t k_token_stride, int head_dim, int32_t first, int count,
+                   float* mn, float* mx) {
+  const float* k0 = k + first * k_token_stride;
+  std::copy_n(k0, head_dim, mn);
+  std::copy_n(k0, head_dim, mx);
+  for (int j = 1; j < count; ++j) {
+    const float* kj = k + (first + j) * k_token_stride;
+    for (int c = 0; c < head_dim; ++c) {
+      mn[c] = std::min(mn[c], kj[c]);
+      mx[c] = std::max(mx[c], kj[c]);
+    }
+  }
+}
+
+float PageBound(const float* q, const float* mn, const float* mx, int head_dim) {
+  float sum = 0.f;
+  for (int c = 0; c < head_dim; ++c) sum += std::max(q[c] * mx[c], q[c] * mn[c]);
+  return sum;
+}
+
+float PageBoundAnyRotation(const float* q, const float* mn, const float* mx, int head_dim) {
+  const int half = head_dim / 2;
+  float sum = 0.f;
+  for (int c = 0; c < half; ++c) {
+    const float m1 = std::max(std::fabs(mn[c]), std::fabs(mx[c]));
+    const float m2 = std::max(std::fabs(mn[c + half]), std::fabs(mx[c + half]));
+    sum += std::sqrt(q[c] * q[c] + q[c + half] * q[c + half]) * std::sqrt(m1 * m1 + m2 * m2);
+  }
+  return sum;
+}
+
+void BlockMeanKey(const float* k, int64_t k_token_stride, int head_dim, int32_t first, int count,
+                  float* out) {
+  std::fill_n(out, head_dim, 0.f);
+  for (int j = 0; j < count; ++j) {
+    const float* kj = k + (first + j) * k_token_stride;
+    for (int c = 0; c < head_dim; ++c) out[c] += kj[c];
+  }
+  const float n = static_cast<float>(count);
+  for (int c = 0; c < head_dim; ++c) out[c] /= n;
+}
 
 ChunkList ChunksOfRange(int32_t range_begin, int32_t range_end, int32_t chunk_size) {
   ChunkList l;

@@ -42,6 +42,20 @@ class RopeTable {
     }
   }
 
+  // out = x rotated by -pos (the inverse of Rotate at `pos`: Rotate(out, pos) == x up to
+  // rounding). Same requirements as Rotate.
+  void RotateInverse(const float* x, int32_t pos, float* out) const {
+    const int half = head_dim_ / 2;
+    const float* cs = table_.data() + static_cast<int64_t>(pos) * head_dim_;
+    const float* sn = cs + half;
+    for (int i = 0; i < half; ++i) {
+      const float x1 = x[i];
+      const float x2 = x[i + half];
+      out[i] = x1 * cs[i] + x2 * sn[i];
+      out[i + half] = x2 * cs[i] - x1 * sn[i];
+    }
+  }
+
  private:
   RopeTable(const RopeConfig& config, int head_dim) : config_(config), head_dim_(head_dim) {}
 
