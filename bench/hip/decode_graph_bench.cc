@@ -10,66 +10,81 @@
 #include <cstdlib>
 #include <ctime>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
+#include "common/flags/flags.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/decode_graph.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/testing/attention_cases.h"
 
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(hipserve::flags::IntList, lens,
+          (hipserve::flags::IntList{
+              std::vector<int>(hipserve::kernels::testing::kDecodeBenchLens.begin(),
+                               hipserve::kernels::testing::kDecodeBenchLens.end())}),
+          "KV lengths T (the graphs' max_kv_len), each > 0.");
+ABSL_FLAG(hipserve::flags::IntList, batches,
+          (hipserve::flags::IntList{
+              std::vector<int>(hipserve::kernels::testing::kDecodeBenchBatches.begin(),
+                               hipserve::kernels::testing::kDecodeBenchBatches.end())}),
+          "Batch sizes, each in [1, 32] (the largest graph batch bucket).");
+ABSL_FLAG(int, reps, 20, "Timed repeats of each cycle (the median is reported), >= 10.");
+ABSL_FLAG(int, rotations, 8, "q sets the timed steps rotate over, >= 1.");
+ABSL_FLAG(int64_t, kv_rows, int64_t{4} << 20,
+          "Rows of the shared K and V buffers (batch > 1 spreads its sequences over them), >= "
+          "the largest --lens.");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
+
 namespace hipserve::bench {
 namespace {
 
 namespace kt = kernels::testing;
 
-std::vector<int> ParseList(const std::string& s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(std::atoi(item.c_str()));
-  return v;
-}
-
 struct Args {
   std::string json;
-  std::vector<int> lens{kt::kDecodeBenchLens.begin(), kt::kDecodeBenchLens.end()};
-  std::vector<int> batches{kt::kDecodeBenchBatches.begin(), kt::kDecodeBenchBatches.end()};
-  int reps = 20;
-  int rotations = 8;
-  int64_t kv_rows = int64_t{4} << 20;
-  std::string commit = "unknown";
+  std::vector<int> lens;
+  std::vector<int> batches;
+  int reps = 0;
+  int rotations = 0;
+  int64_t kv_rows = 0;
+  std::string commit;
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json")
-      a.json = next();
-    else if (s == "--lens")
-      a.lens = ParseList(next());
-    else if (s == "--batches")
-      a.batches = ParseList(next());
-    else if (s == "--reps")
-      a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations")
-      a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--kv_rows")
-      a.kv_rows = std::atoll(next().c_str());
-    else if (s == "--commit")
-      a.commit = next();
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.lens = absl::GetFlag(FLAGS_lens).values;
+  a.batches = absl::GetFlag(FLAGS_batches).values;
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.rotations = absl::GetFlag(FLAGS_rotations);
+  a.kv_rows = absl::GetFlag(FLAGS_kv_rows);
+  a.commit = absl::GetFlag(FLAGS_commit);
+  using flags::CheckFlag;
+  constexpr int kMaxBatch = kt::kDecodeBatchBuckets.back();
+  const int max_t = a.lens.empty() ? 0 : *std::max_element(a.lens.begin(), a.lens.end());
+  ExitOnBadFlags(
+      "bench_decode_graph",
+      {CheckEach(
+           a.lens, [](int t) { return t > 0; }, "lens", "> 0"),
+       CheckEach(
+           a.batches, [](int b) { return b >= 1 && b <= kMaxBatch; }, "batches",
+           absl::StrCat("in [1, ", kMaxBatch, "] (the largest batch bucket)")),
+       CheckFlag(a.reps >= 10, "reps", ">= 10 (the median needs enough samples)", a.reps),
+       CheckFlag(a.rotations >= 1, "rotations", ">= 1", a.rotations),
+       a.kv_rows >= max_t
+           ? absl::OkStatus()
+           : absl::InvalidArgumentError(absl::StrCat("--kv_rows must be >= the largest --lens (",
+                                                     max_t, "), got ", a.kv_rows))});
   return a;
 }
 
@@ -122,8 +137,7 @@ int64_t CountBadRows(const void* out, int64_t n, cudaStream_t st) {
   return bad;
 }
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   const kt::AttentionShape shape = kt::k8BLayer;
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
@@ -135,7 +149,7 @@ int Main(int argc, char** argv) {
   int max_t = 0, max_b = 0;
   for (int T : a.lens) max_t = std::max(max_t, T);
   for (int b : a.batches) max_b = std::max(max_b, b);
-  const int64_t kv_rows = std::max<int64_t>(a.kv_rows, max_t);
+  const int64_t kv_rows = a.kv_rows;  // >= max_t (ArgsFromFlags)
   const int64_t row_elems = int64_t{shape.num_kv_heads} * shape.head_dim;
   const int64_t q_row = int64_t{shape.num_heads} * shape.head_dim;
   std::printf("device %s, %d SMs, L2 %.0f MB, driver %d; K and V %.2f GiB each\n", prop.name,
@@ -366,6 +380,6 @@ for NaN, and graph == eager bit for bit on a BSA-only step.
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

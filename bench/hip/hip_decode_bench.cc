@@ -11,22 +11,46 @@
 #include <cstring>
 #include <ctime>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
+#include "common/flags/flags.h"
 #include "kernels/attention_cuda/decode_attention.h"
 #include "kernels/dtype/bf16.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/testing/attention_cases.h"
+
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(hipserve::flags::IntList, lens,
+          (hipserve::flags::IntList{
+              std::vector<int>(hipserve::kernels::testing::kDecodeBenchLens.begin(),
+                               hipserve::kernels::testing::kDecodeBenchLens.end())}),
+          "K1/K2: KV lengths T, each > 0.");
+ABSL_FLAG(hipserve::flags::IntList, a1_lens,
+          (hipserve::flags::IntList{std::vector<int>(hipserve::kernels::testing::kA1Lens.begin(),
+                                                     hipserve::kernels::testing::kA1Lens.end())}),
+          "A1 (needle accuracy): KV lengths T, each > 0; 'none' skips A1.");
+ABSL_FLAG(int, reps, 20, "Timed repeats of each cycle (the median is reported), >= 10.");
+ABSL_FLAG(int, rotations, 8, "Query sets / KV row offsets per timed cycle, >= 1.");
+ABSL_FLAG(int, spans, 4, "A1: needle spans of 32 keys per KV head, >= 1.");
+ABSL_FLAG(double, needle_norm, 64,
+          "A1: norm of the planted needle keys (64 puts ~99% of the dense softmax mass on the "
+          "needles at 1M), > 0.");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
+ABSL_FLAG(hipserve::flags::IntList, src_lens, (hipserve::flags::IntList{{1048576}}),
+          "S1 (mask refresh reading stored keys): KV lengths T, each > 0; 'none' skips S1.");
+ABSL_FLAG(hipserve::flags::IntList, src_hits, (hipserve::flags::IntList{{99, 90, 50}}),
+          "S1: mask-cache hit rates of the tiered rows, percent, each in [0, 100].");
 
 namespace hipserve::bench {
 namespace {
@@ -35,58 +59,47 @@ using kernels::BsaDecodeGpuParams;
 using kernels::DecodeAttentionGpuParams;
 using kernels::HipDecodeMaskGpuParams;
 
-std::vector<int> ParseList(const std::string& s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(std::atoi(item.c_str()));
-  return v;
-}
-
 struct Args {
   std::string json;
-  std::vector<int> lens{kernels::testing::kDecodeBenchLens.begin(),
-                        kernels::testing::kDecodeBenchLens.end()};
-  std::vector<int> a1_lens{kernels::testing::kA1Lens.begin(), kernels::testing::kA1Lens.end()};
-  int reps = 20;
-  int rotations = 8;
-  int spans = 4;             // needle spans per KV head (A1)
-  float needle_norm = 64.f;  // needles hold ~99% of the dense softmax mass at 1M
-  std::string commit = "unknown";
-  std::vector<int> src_lens{1048576};     // S1 rows (key sources)
-  std::vector<int> src_hits{99, 90, 50};  // S1 mask-cache hit rates, percent
+  std::vector<int> lens;
+  std::vector<int> a1_lens;
+  int reps = 0;
+  int rotations = 0;
+  int spans = 0;          // needle spans per KV head (A1)
+  float needle_norm = 0;  // needles hold ~99% of the dense softmax mass at 1M (default 64)
+  std::string commit;
+  std::vector<int> src_lens;  // S1 rows (key sources)
+  std::vector<int> src_hits;  // S1 mask-cache hit rates, percent
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json")
-      a.json = next();
-    else if (s == "--lens")
-      a.lens = ParseList(next());
-    else if (s == "--a1_lens")
-      a.a1_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
-    else if (s == "--reps")
-      a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations")
-      a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--spans")
-      a.spans = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--needle_norm")
-      a.needle_norm = std::atof(next().c_str());
-    else if (s == "--commit")
-      a.commit = next();
-    else if (s == "--src_lens")
-      a.src_lens = next() == "none" ? std::vector<int>{} : ParseList(argv[i]);
-    else if (s == "--src_hits")
-      a.src_hits = ParseList(next());
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.lens = absl::GetFlag(FLAGS_lens).values;
+  a.a1_lens = absl::GetFlag(FLAGS_a1_lens).values;
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.rotations = absl::GetFlag(FLAGS_rotations);
+  a.spans = absl::GetFlag(FLAGS_spans);
+  const double needle_norm = absl::GetFlag(FLAGS_needle_norm);
+  a.needle_norm = static_cast<float>(needle_norm);
+  a.commit = absl::GetFlag(FLAGS_commit);
+  a.src_lens = absl::GetFlag(FLAGS_src_lens).values;
+  a.src_hits = absl::GetFlag(FLAGS_src_hits).values;
+  using flags::CheckFlag;
+  auto positive = [](int t) { return t > 0; };
+  ExitOnBadFlags(
+      "bench_hip_decode",
+      {CheckEach(a.lens, positive, "lens", "> 0"),
+       CheckEach(a.a1_lens, positive, "a1_lens", "> 0", /*allow_empty=*/true),
+       CheckFlag(a.reps >= 10, "reps", ">= 10 (the median needs enough samples)", a.reps),
+       CheckFlag(a.rotations >= 1, "rotations", ">= 1", a.rotations),
+       CheckFlag(a.spans >= 1, "spans", ">= 1", a.spans),
+       CheckFlag(needle_norm > 0, "needle_norm", "> 0", needle_norm),
+       CheckEach(a.src_lens, positive, "src_lens", "> 0", /*allow_empty=*/true),
+       CheckEach(
+           a.src_hits, [](int p) { return p >= 0 && p <= 100; }, "src_hits",
+           "a percentage in [0, 100]", /*allow_empty=*/true)});
   return a;
 }
 
@@ -248,8 +261,7 @@ double RelL2(const std::vector<double>& a, const std::vector<double>& ref) {
 
 #include "bench/hip/hip_decode_bench_sources.inc"
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
   int driver = 0;
@@ -670,6 +682,6 @@ poisoned and checked; bytes counted and GB/s printed.
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

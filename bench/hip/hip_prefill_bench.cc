@@ -11,77 +11,91 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "bench/bench_flags.h"
 #include "bench/hip/hip_prefill_tiered_rows.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
+#include "common/flags/flags.h"
 #include "kernels/attention_cuda/bsa_prefill.h"
 #include "kernels/attention_cuda/prefill_attention.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/prefill_mask.h"
 
+// Flags: see also kUsage at the end of the file (what each switch adds). '-' and '_' are
+// interchangeable in names. The 0|1 switches take a value ("--exact 0"), as the run scripts do.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(int, reps, 10, "Timed calls at 128K (the median is reported), >= 1.");
+ABSL_FLAG(int, reps_long, 3, "Timed full 1M passes (the median is reported), >= 1.");
+ABSL_FLAG(int, t128k, 131072, "Prompt length of the one-chunk rows ('128K'), > 0.");
+ABSL_FLAG(int, t1m, 1048576, "Prompt length of the chunked rows ('1M'), > 0.");
+ABSL_FLAG(int, chunk, 32768, "Queries per chunk of the --t1m rows, in [1, --t1m].");
+ABSL_FLAG(std::string, dense_1m, "full",
+          "Dense 1M: full (every chunk timed), sample (a few chunks, extrapolated) or none.");
+ABSL_FLAG(int, bsa_fp8, 1, "1: also time BSA alone at 128K with bf16 vs fp8 e5m2 K/V.");
+ABSL_FLAG(int, bsa_tiered, 0, "1: add BSA-only rows reading tiered K/V (needs --bsa_fp8 1).");
+ABSL_FLAG(int, exact, 1, "1: also time HiP at 128K with the exact score kernel.");
+ABSL_FLAG(int, exact_1m, 0, "1: also one 1M pass with the exact score kernel.");
+ABSL_FLAG(int, stages, 0, "1: also time the 128K mask cut to its first 1, 2, .. stages.");
+ABSL_FLAG(int, prefetch_ab, 0, "1: also time the 128K mask with key prefetch off.");
+ABSL_FLAG(int, threads_ab, 0,
+          "1: also time the 128K mask with the other filter_block_threads (128 or 256).");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
+
 namespace hipserve::bench {
 namespace {
 
 struct Args {
   std::string json;
-  int reps = 10;
-  int reps_long = 3;
-  int t128k = 131072;
-  int t1m = 1048576;
-  int chunk = 32768;
-  std::string dense_1m = "full";
-  int bsa_fp8 = 1;
+  int reps = 0;
+  int reps_long = 0;
+  int t128k = 0;
+  int t1m = 0;
+  int chunk = 0;
+  std::string dense_1m;
+  int bsa_fp8 = 0;
   int bsa_tiered = 0;
-  int exact = 1;
+  int exact = 0;
   int exact_1m = 0;
   int stages = 0;
   int prefetch_ab = 0;
   int threads_ab = 0;
-  std::string commit = "unknown";
+  std::string commit;
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") {
-      a.json = next();
-    } else if (s == "--reps") {
-      a.reps = std::max(1, std::atoi(next().c_str()));
-    } else if (s == "--reps_long") {
-      a.reps_long = std::max(1, std::atoi(next().c_str()));
-    } else if (s == "--t128k") {
-      a.t128k = std::atoi(next().c_str());
-    } else if (s == "--t1m") {
-      a.t1m = std::atoi(next().c_str());
-    } else if (s == "--chunk") {
-      a.chunk = std::atoi(next().c_str());
-    } else if (s == "--dense_1m") {
-      a.dense_1m = next();
-    } else if (s == "--bsa_fp8") {
-      a.bsa_fp8 = std::atoi(next().c_str());
-    } else if (s == "--bsa_tiered") {
-      a.bsa_tiered = std::atoi(next().c_str());
-    } else if (s == "--exact") {
-      a.exact = std::atoi(next().c_str());
-    } else if (s == "--exact_1m") {
-      a.exact_1m = std::atoi(next().c_str());
-    } else if (s == "--prefetch_ab") {
-      a.prefetch_ab = std::atoi(next().c_str());
-    } else if (s == "--threads_ab") {
-      a.threads_ab = std::atoi(next().c_str());
-    } else if (s == "--stages") {
-      a.stages = std::atoi(next().c_str());
-    } else if (s == "--commit") {
-      a.commit = next();
-    } else {
-      std::fprintf(stderr, "unknown flag %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.reps_long = absl::GetFlag(FLAGS_reps_long);
+  a.t128k = absl::GetFlag(FLAGS_t128k);
+  a.t1m = absl::GetFlag(FLAGS_t1m);
+  a.chunk = absl::GetFlag(FLAGS_chunk);
+  a.dense_1m = absl::GetFlag(FLAGS_dense_1m);
+  a.bsa_fp8 = absl::GetFlag(FLAGS_bsa_fp8);
+  a.bsa_tiered = absl::GetFlag(FLAGS_bsa_tiered);
+  a.exact = absl::GetFlag(FLAGS_exact);
+  a.exact_1m = absl::GetFlag(FLAGS_exact_1m);
+  a.stages = absl::GetFlag(FLAGS_stages);
+  a.prefetch_ab = absl::GetFlag(FLAGS_prefetch_ab);
+  a.threads_ab = absl::GetFlag(FLAGS_threads_ab);
+  a.commit = absl::GetFlag(FLAGS_commit);
+  using flags::CheckFlag;
+  ExitOnBadFlags(
+      "bench_hip_prefill",
+      {CheckFlag(a.reps >= 1, "reps", ">= 1", a.reps),
+       CheckFlag(a.reps_long >= 1, "reps_long", ">= 1", a.reps_long),
+       CheckFlag(a.t128k > 0, "t128k", "> 0", a.t128k), CheckFlag(a.t1m > 0, "t1m", "> 0", a.t1m),
+       CheckFlag(a.chunk > 0 && a.chunk <= a.t1m, "chunk", "in [1, --t1m]", a.chunk),
+       CheckOneOf(a.dense_1m, {"full", "sample", "none"}, "dense_1m"),
+       CheckSwitch(a.bsa_fp8, "bsa_fp8"), CheckSwitch(a.bsa_tiered, "bsa_tiered"),
+       CheckFlag(a.bsa_tiered == 0 || a.bsa_fp8 == 1, "bsa_tiered", "0 with --bsa_fp8 0",
+                 a.bsa_tiered),
+       CheckSwitch(a.exact, "exact"), CheckSwitch(a.exact_1m, "exact_1m"),
+       CheckSwitch(a.stages, "stages"), CheckSwitch(a.prefetch_ab, "prefetch_ab"),
+       CheckSwitch(a.threads_ab, "threads_ab")});
   return a;
 }
 
@@ -226,8 +240,7 @@ double DenseFlops(int q_offset, int num_q) {
   return 4.0 * keys * kHeadDim * kHeads;
 }
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
   int driver = 0;
@@ -712,6 +725,6 @@ times the stage cuts with the other value.
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

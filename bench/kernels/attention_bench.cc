@@ -9,14 +9,30 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
+#include "common/flags/flags.h"
 #include "kernels/attention_cuda/decode_attention.h"
+
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(hipserve::flags::IntList, lens, (hipserve::flags::IntList{{32768, 131072, 1048576}}),
+          "KV lengths T to time, each > 0; the --bsa_splits sweep runs at the largest.");
+ABSL_FLAG(int, batch, 1, "Sequences per call, >= 1 (each of length T).");
+ABSL_FLAG(int, reps, 20, "Timed repeats of each cycle (the median is reported), >= 10.");
+ABSL_FLAG(int, rotations, 8,
+          "Input sets per timed cycle (q, KV rows, block lists), >= 1; several keep the BSA "
+          "working set beyond L2.");
+ABSL_FLAG(hipserve::flags::IntList, bsa_splits, (hipserve::flags::IntList{{8, 13, 26, 52, 104}}),
+          "Forced BSA split counts (each > 0) also timed at the largest T, besides the "
+          "automatic choice; 'none' for no sweep.");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
+ABSL_FLAG(int, device, 0, "CUDA device index, >= 0.");
 
 namespace hipserve::bench {
 namespace {
@@ -26,49 +42,40 @@ using kernels::DecodeAttentionGpuParams;
 
 struct Args {
   std::string json;
-  std::vector<int> lens = {32768, 131072, 1048576};
-  int batch = 1;
-  int reps = 20;
-  int rotations = 8;
+  std::vector<int> lens;
+  int batch = 0;
+  int reps = 0;
+  int rotations = 0;
   int heads = 32, kv_heads = 8, head_dim = 128;
   int k_keys = 2048, n_sink = 256, n_window = 1024;
-  std::vector<int> bsa_splits = {8, 13, 26, 52, 104};  // forced-partition sweep at the largest T
-  std::string commit = "unknown";
+  std::vector<int> bsa_splits;  // forced-partition sweep at the largest T
+  std::string commit;
   int device = 0;
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") {
-      a.json = next();
-    } else if (s == "--lens") {
-      a.lens.clear();
-      std::stringstream ss(next());
-      std::string item;
-      while (std::getline(ss, item, ',')) a.lens.push_back(std::atoi(item.c_str()));
-    } else if (s == "--batch") {
-      a.batch = std::atoi(next().c_str());
-    } else if (s == "--reps") {
-      a.reps = std::max(10, std::atoi(next().c_str()));
-    } else if (s == "--rotations") {
-      a.rotations = std::max(1, std::atoi(next().c_str()));
-    } else if (s == "--bsa_splits") {
-      a.bsa_splits.clear();
-      std::stringstream ss(next());
-      std::string item;
-      while (std::getline(ss, item, ',')) a.bsa_splits.push_back(std::atoi(item.c_str()));
-    } else if (s == "--commit") {
-      a.commit = next();
-    } else if (s == "--device") {
-      a.device = std::atoi(next().c_str());
-    } else {
-      std::fprintf(stderr, "unknown argument %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.lens = absl::GetFlag(FLAGS_lens).values;
+  a.batch = absl::GetFlag(FLAGS_batch);
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.rotations = absl::GetFlag(FLAGS_rotations);
+  a.bsa_splits = absl::GetFlag(FLAGS_bsa_splits).values;
+  a.commit = absl::GetFlag(FLAGS_commit);
+  a.device = absl::GetFlag(FLAGS_device);
+  using flags::CheckFlag;
+  ExitOnBadFlags(
+      "bench_attention",
+      {CheckEach(
+           a.lens, [](int t) { return t > 0; }, "lens", "> 0"),
+       CheckFlag(a.batch >= 1, "batch", ">= 1", a.batch),
+       CheckFlag(a.reps >= 10, "reps", ">= 10 (the median needs enough samples)", a.reps),
+       CheckFlag(a.rotations >= 1, "rotations", ">= 1", a.rotations),
+       CheckEach(
+           a.bsa_splits, [](int s) { return s > 0; }, "bsa_splits", "> 0",
+           /*allow_empty=*/true),
+       CheckFlag(a.device >= 0, "device", ">= 0", a.device)});
   return a;
 }
 
@@ -150,8 +157,7 @@ struct Row {
   int64_t bad;
 };
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   BENCH_CUDA(cudaSetDevice(a.device));
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, a.device));
@@ -380,6 +386,6 @@ same cycle (what a decode loop would run). Outputs are poisoned (NaN) and checke
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

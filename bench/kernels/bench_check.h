@@ -34,16 +34,6 @@
 
 namespace hipserve::bench {
 
-// Value of the flag argv[*i] (advancing *i past it): "--flag VALUE". Exits with a message when
-// the value is missing (a benchmark's command line is fixed by its run script).
-inline std::string NextArg(int argc, char** argv, int* i) {
-  if (*i + 1 >= argc) {
-    std::fprintf(stderr, "missing value for %s\n", argv[*i]);
-    std::exit(2);
-  }
-  return argv[++*i];
-}
-
 // Median of a sample (mean of the two middle values for an even count); v must not be empty.
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -9,20 +9,37 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
 #include "bench/kernels/kv_layout.h"
+#include "common/flags/flags.h"
 #include "kernels/attention_cuda/decode_attention.h"
 #include "kernels/hip/hip_params.h"
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/mask_estimation.h"
+
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(hipserve::flags::IntList, lens, (hipserve::flags::IntList{{131072, 1048576}}),
+          "fp8 section: KV lengths T, each > 0.");
+ABSL_FLAG(int, tier_len, 1048576, "tiered section: KV length T, > 0.");
+ABSL_FLAG(hipserve::flags::DoubleList, hits, (hipserve::flags::DoubleList{{1.0, 0.9, 0.5, 0.0}}),
+          "tiered section: fractions of the tokens in the bank, each in [0, 1].");
+ABSL_FLAG(int, k5_batch, 32, "K5 section: sequences per step, >= 1.");
+ABSL_FLAG(int, k5_len, 131072, "K5 section: KV length of each sequence, > 0.");
+ABSL_FLAG(int, reps, 20, "Timed graph replays of each cycle (the median is reported), >= 10.");
+ABSL_FLAG(int, rotations, 8,
+          "Input sets per timed cycle (query sets, KV offsets, block lists), >= 1.");
+ABSL_FLAG(std::vector<std::string>, skip, {},
+          "Sections not to run, comma-separated: fp8, tiered, k5.");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
 
 namespace hipserve::bench {
 namespace {
@@ -36,54 +53,48 @@ constexpr int kH = 32, kKvh = 8, kD = 128;
 
 struct Args {
   std::string json;
-  std::vector<int> lens = {131072, 1048576};
-  int tier_len = 1048576;
-  std::vector<double> hits = {1.0, 0.9, 0.5, 0.0};
-  int k5_batch = 32, k5_len = 131072;
-  int reps = 20, rotations = 8;
-  std::string skip;
-  std::string commit = "unknown";
+  std::vector<int> lens;
+  int tier_len = 0;
+  std::vector<double> hits;
+  int k5_batch = 0, k5_len = 0;
+  int reps = 0, rotations = 0;
+  std::vector<std::string> skip;
+  std::string commit;
+
+  bool Skipped(const std::string& section) const {
+    return std::find(skip.begin(), skip.end(), section) != skip.end();
+  }
 };
 
-template <typename T>
-std::vector<T> ParseList(const std::string& s) {
-  std::vector<T> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(static_cast<T>(std::atof(item.c_str())));
-  return v;
-}
-
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json")
-      a.json = next();
-    else if (s == "--lens")
-      a.lens = ParseList<int>(next());
-    else if (s == "--tier_len")
-      a.tier_len = std::atoi(next().c_str());
-    else if (s == "--hits")
-      a.hits = ParseList<double>(next());
-    else if (s == "--k5_batch")
-      a.k5_batch = std::atoi(next().c_str());
-    else if (s == "--k5_len")
-      a.k5_len = std::atoi(next().c_str());
-    else if (s == "--reps")
-      a.reps = std::max(10, std::atoi(next().c_str()));
-    else if (s == "--rotations")
-      a.rotations = std::max(1, std::atoi(next().c_str()));
-    else if (s == "--skip")
-      a.skip = next();
-    else if (s == "--commit")
-      a.commit = next();
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.lens = absl::GetFlag(FLAGS_lens).values;
+  a.tier_len = absl::GetFlag(FLAGS_tier_len);
+  a.hits = absl::GetFlag(FLAGS_hits).values;
+  a.k5_batch = absl::GetFlag(FLAGS_k5_batch);
+  a.k5_len = absl::GetFlag(FLAGS_k5_len);
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.rotations = absl::GetFlag(FLAGS_rotations);
+  a.skip = absl::GetFlag(FLAGS_skip);
+  a.commit = absl::GetFlag(FLAGS_commit);
+  using flags::CheckFlag;
+  ExitOnBadFlags(
+      "bench_decode_kv",
+      {CheckEach(
+           a.lens, [](int t) { return t > 0; }, "lens", "> 0", /*allow_empty=*/true),
+       CheckFlag(a.tier_len > 0, "tier_len", "> 0", a.tier_len),
+       CheckEach(
+           a.hits, [](double h) { return h >= 0 && h <= 1; }, "hits", "in [0, 1]",
+           /*allow_empty=*/true),
+       CheckFlag(a.k5_batch >= 1, "k5_batch", ">= 1", a.k5_batch),
+       CheckFlag(a.k5_len > 0, "k5_len", "> 0", a.k5_len),
+       CheckFlag(a.reps >= 10, "reps", ">= 10 (the median needs enough samples)", a.reps),
+       CheckFlag(a.rotations >= 1, "rotations", ">= 1", a.rotations),
+       CheckEach(
+           a.skip, [](const std::string& s) { return s == "fp8" || s == "tiered" || s == "k5"; },
+           "skip", "fp8, tiered or k5", /*allow_empty=*/true)});
   return a;
 }
 
@@ -556,8 +567,7 @@ void K5Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
   }
 }
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
   int driver = 0;
@@ -567,9 +577,9 @@ int Main(int argc, char** argv) {
   std::printf("device %s, %d SMs, L2 %.0f MB, driver %d\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize / 1e6, driver);
   std::vector<Row> rows;
-  if (a.skip.find("fp8") == std::string::npos) Fp8Section(a, st, &rows);
-  if (a.skip.find("tiered") == std::string::npos) TieredSection(a, st, &rows);
-  if (a.skip.find("k5") == std::string::npos) K5Section(a, st, &rows);
+  if (!a.Skipped("fp8")) Fp8Section(a, st, &rows);
+  if (!a.Skipped("tiered")) TieredSection(a, st, &rows);
+  if (!a.Skipped("k5")) K5Section(a, st, &rows);
 
   std::printf("\n%-7s %-30s %8s %5s %11s %11s %9s %12s %5s\n", "section", "kind", "T", "batch",
               "stream_us", "graph_us", "GB/s", "extra", "bad");
@@ -666,6 +676,6 @@ outputs poisoned (NaN) and checked; bytes counted and GB/s printed.
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

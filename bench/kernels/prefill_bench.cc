@@ -7,65 +7,64 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
 #include "bench/kernels/fill_random.h"
+#include "common/flags/flags.h"
 #include "kernels/attention_cuda/prefill_attention.h"
+
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(hipserve::flags::IntList, lens, (hipserve::flags::IntList{{8192, 32768, 131072}}),
+          "Prompt lengths T to time, each > 0.");
+ABSL_FLAG(int, reps, 10, "Timed calls per configuration (the median is reported), >= 1.");
+ABSL_FLAG(int, heads, 32, "Query heads, a positive multiple of --kv_heads.");
+ABSL_FLAG(int, kv_heads, 8, "KV heads, >= 1.");
+ABSL_FLAG(int, head_dim, 128, "Head dimension: 64 or 128 (what the kernel supports).");
+ABSL_FLAG(std::vector<std::string>, kv, (std::vector<std::string>{"bf16", "fp8"}),
+          "K/V dtypes timed at each length, in order: bf16 and/or fp8 (e5m2).");
+ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
 
 namespace hipserve::bench {
 namespace {
 
 struct Args {
   std::string json;
-  std::vector<int> lens = {8192, 32768, 131072};
-  int reps = 10;
-  int heads = 32, kv_heads = 8, head_dim = 128;
-  std::vector<std::string> kv = {"bf16", "fp8"};
-  std::string commit = "unknown";
+  std::vector<int> lens;
+  int reps = 0;
+  int heads = 0, kv_heads = 0, head_dim = 0;
+  std::vector<std::string> kv;
+  std::string commit;
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto next = [&] { return NextArg(argc, argv, &i); };
-    if (s == "--json") {
-      a.json = next();
-    } else if (s == "--lens") {
-      a.lens.clear();
-      std::stringstream ss(next());
-      std::string item;
-      while (std::getline(ss, item, ',')) a.lens.push_back(std::atoi(item.c_str()));
-    } else if (s == "--kv") {
-      a.kv.clear();
-      std::stringstream ss(next());
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        if (item != "bf16" && item != "fp8") {
-          std::fprintf(stderr, "--kv: %s is not supported (supported: bf16, fp8)\n", item.c_str());
-          std::exit(2);
-        }
-        a.kv.push_back(item);
-      }
-    } else if (s == "--reps") {
-      a.reps = std::max(1, std::atoi(next().c_str()));
-    } else if (s == "--commit") {
-      a.commit = next();
-    } else if (s == "--heads") {
-      a.heads = std::atoi(next().c_str());
-    } else if (s == "--kv_heads") {
-      a.kv_heads = std::atoi(next().c_str());
-    } else if (s == "--head_dim") {
-      a.head_dim = std::atoi(next().c_str());
-    } else {
-      std::fprintf(stderr, "unknown flag %s\n", s.c_str());
-      std::exit(2);
-    }
-  }
+  a.json = absl::GetFlag(FLAGS_json);
+  a.lens = absl::GetFlag(FLAGS_lens).values;
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.heads = absl::GetFlag(FLAGS_heads);
+  a.kv_heads = absl::GetFlag(FLAGS_kv_heads);
+  a.head_dim = absl::GetFlag(FLAGS_head_dim);
+  a.kv = absl::GetFlag(FLAGS_kv);
+  a.commit = absl::GetFlag(FLAGS_commit);
+  using flags::CheckFlag;
+  ExitOnBadFlags(
+      "bench_prefill",
+      {CheckEach(
+           a.lens, [](int t) { return t > 0; }, "lens", "> 0"),
+       CheckFlag(a.reps >= 1, "reps", ">= 1", a.reps),
+       CheckFlag(a.kv_heads >= 1, "kv_heads", ">= 1", a.kv_heads),
+       CheckFlag(a.heads >= 1 && a.kv_heads >= 1 && a.heads % a.kv_heads == 0, "heads",
+                 "a positive multiple of --kv_heads", a.heads),
+       CheckFlag(a.head_dim == 64 || a.head_dim == 128, "head_dim", "64 or 128", a.head_dim),
+       CheckEach(
+           a.kv, [](const std::string& k) { return k == "bf16" || k == "fp8"; }, "kv",
+           "bf16 or fp8")});
   return a;
 }
 
@@ -133,8 +132,7 @@ Row TimeOne(const Args& a, int T, bool fp8, cudaStream_t stream, cudaEvent_t e0,
   return row;
 }
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   cudaDeviceProp prop{};
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
@@ -212,6 +210,6 @@ from kvstore's encoder; same q, same kernel otherwise) and prints fp8's time ove
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::bench::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::bench::Main(hipserve::bench::ArgsFromFlags());
 }

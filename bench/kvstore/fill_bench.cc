@@ -11,9 +11,24 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_help.h"
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "bench/bench_flags.h"
+#include "common/flags/flags.h"
 #include "kvstore/cache_ops.h"
 #include "kvstore/kv_types.h"
+
+// Flags: see also kUsage at the end of the file. '-' and '_' are interchangeable in names.
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(int64_t, tokens, 262144,
+          "Cold tokens filled per call, >= 1 and at most what --cold_mib holds.");
+ABSL_FLAG(int, head_dim, 128, "Head dimension (bytes per fp8 row), a positive multiple of 16.");
+ABSL_FLAG(int, reps, 20, "Timed calls per figure (the median is reported), >= 10.");
+ABSL_FLAG(int64_t, cold_mib, 1024,
+          "MiB of pinned, mapped host memory holding the cold fp8 pages, in [1, 4096].");
+ABSL_FLAG(bool, keys_only, false, "Fill K rows only (default: K and V).");
+ABSL_FLAG(int, device, 0, "CUDA device index, >= 0.");
 
 namespace hipserve::kvstore {
 namespace {
@@ -29,45 +44,42 @@ namespace {
 
 struct Args {
   std::string json;
-  int64_t tokens = 262144;
-  int head_dim = 128;
-  int reps = 20;
-  int64_t cold_mib = 1024;
+  int64_t tokens = 0;
+  int head_dim = 0;
+  int reps = 0;
+  int64_t cold_mib = 0;
   bool keys_only = false;
   int device = 0;
 };
 
-Args Parse(int argc, char** argv) {
+// The flags, range-checked (exits 2 naming the flag on a bad value).
+Args ArgsFromFlags() {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string s = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "missing value for %s\n", s.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (s == "--json")
-      a.json = next();
-    else if (s == "--tokens")
-      a.tokens = std::atoll(next());
-    else if (s == "--head_dim")
-      a.head_dim = std::atoi(next());
-    else if (s == "--reps")
-      a.reps = std::atoi(next());
-    else if (s == "--cold_mib")
-      a.cold_mib = std::atoll(next());
-    else if (s == "--keys_only")
-      a.keys_only = true;
-    else if (s == "--device")
-      a.device = std::atoi(next());
-    else {
-      std::fprintf(stderr, "unknown flag %s (see the header of fill_bench.cc)\n", s.c_str());
-      std::exit(2);
-    }
-  }
-  if (a.reps < 10) a.reps = 10;  // the median needs enough samples
+  a.json = absl::GetFlag(FLAGS_json);
+  a.tokens = absl::GetFlag(FLAGS_tokens);
+  a.head_dim = absl::GetFlag(FLAGS_head_dim);
+  a.reps = absl::GetFlag(FLAGS_reps);
+  a.cold_mib = absl::GetFlag(FLAGS_cold_mib);
+  a.keys_only = absl::GetFlag(FLAGS_keys_only);
+  a.device = absl::GetFlag(FLAGS_device);
+  using flags::CheckFlag;
+  bench::ExitOnBadFlags(
+      "bench_kvstore_fill",
+      {CheckFlag(a.head_dim > 0 && a.head_dim % 16 == 0, "head_dim", "a positive multiple of 16",
+                 a.head_dim),
+       CheckFlag(a.cold_mib >= 1 && a.cold_mib <= 4096, "cold_mib", "in [1, 4096]",
+                 static_cast<double>(a.cold_mib)),
+       CheckFlag(a.reps >= 10, "reps", ">= 10 (the median needs enough samples)", a.reps),
+       CheckFlag(a.device >= 0, "device", ">= 0", a.device)});
+  // The cold pages must hold every token.
+  const int64_t cold_tokens = (a.cold_mib << 20) / PageBytes(a.head_dim, 1) * kPageTokens;
+  bench::ExitOnBadFlags(
+      "bench_kvstore_fill",
+      {a.tokens >= 1 && a.tokens <= cold_tokens
+           ? absl::OkStatus()
+           : absl::InvalidArgumentError(absl::StrCat(
+                 "--tokens must be in [1, ", cold_tokens, "] (the rows --cold_mib ", a.cold_mib,
+                 " holds at --head_dim ", a.head_dim, "), got ", a.tokens))});
   return a;
 }
 
@@ -94,8 +106,7 @@ double MedianMs(int reps, F&& launch) {
   return ms[ms.size() / 2];
 }
 
-int Main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+int Main(const Args& a) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count <= a.device) {
     std::fprintf(stderr, "bench_kvstore_fill: no CUDA device %d\n", a.device);
@@ -109,10 +120,7 @@ int Main(int argc, char** argv) {
   const int64_t page_bytes = PageBytes(hd, 1);
   const int64_t cold_bytes = a.cold_mib << 20;
   const int64_t pages = cold_bytes / page_bytes;
-  if (pages * kPageTokens < a.tokens || hd % 16 != 0 || cold_bytes > (int64_t{4} << 30)) {
-    std::fprintf(stderr, "bad sizes: need --cold_mib <= 4096 holding >= --tokens rows\n");
-    return 2;
-  }
+  // ArgsFromFlags checked: hd % 16 == 0, cold_bytes <= 4 GiB, pages * kPageTokens >= a.tokens.
 
   // Cold tier: one pinned, mapped chunk of fp8 pages with finite random values.
   uint8_t* cold = nullptr;
@@ -275,6 +283,6 @@ the order TokenCache::Fill uses (sorted by source address); random order is repo
 }  // namespace
 
 int main(int argc, char** argv) {
-  hipserve::bench::HandleHelp(argc, argv, kUsage);
-  return hipserve::kvstore::Main(argc, argv);
+  hipserve::flags::ParseProgramFlagsOrExit(argc, argv, kUsage, __FILE__);
+  return hipserve::kvstore::Main(hipserve::kvstore::ArgsFromFlags());
 }
