@@ -36,20 +36,13 @@ if [[ "${1:-}" == "pack" ]]; then
   exit 0
 fi
 
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/gpu_out}
-mkdir -p "$OUT"
-C=/tmp/hipserve_carry
-if [[ ! -x $C/all/bin/bench_hip_decode ]]; then
-  mkdir -p $C && tar xzf "$repo/.carry/all.tgz" -C $C || { echo "no .carry/all.tgz"; exit 1; }
+unpack=/tmp/hipserve_carry
+if [[ ! -x $unpack/all/bin/bench_hip_decode ]]; then
+  mkdir -p $unpack && tar xzf "$repo/.carry/all.tgz" -C $unpack || { echo "no .carry/all.tgz"; exit 1; }
 fi
-B=$C/all/bin
-export LD_LIBRARY_PATH=$C/all/lib:${LD_LIBRARY_PATH:-}
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
-commit=${COMMIT:-unknown}
+. "$repo/bench/gpu_env.sh"
+gpu_env $unpack/all /tmp/gpu_out
+B=$C/bin
 echo "$commit" >"$OUT/commit.txt"  # scripts/gpu_status_update.py stamps the docs with it
 phase=${PHASE:-all}
 

@@ -7,17 +7,9 @@
 #   CARRY=.carry/graph  (bin/ executables, lib/ libs)
 # Usage there: COMMIT=<sha> bash bench/hip/run_graph_on_gpu.sh
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
-C=${CARRY:-.carry/graph}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-OUT=${OUT:-/tmp/graph_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
-summary() { grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|Expected|Which is|Value of|step " | head -60; }
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/graph}" /tmp/graph_out
+summary() { grep -E "$gtest_summary|Value of|step " | head -60; }
 
 echo "== tests"
 { timeout 30 "$C/bin/hip_decode_graph_plan_test"; echo "plan rc=$?";
@@ -28,7 +20,7 @@ summary < "$OUT/test.log"; grep -E "rc=" "$OUT/test.log"
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== bench"
   timeout ${BENCH_TIMEOUT:-170} "$C/bin/bench_decode_graph" \
-    --json "$OUT/decode_graph-$gpu-$day.json" --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} \
+    --json "$OUT/decode_graph-$gpu-$day.json" --commit "$commit" ${BENCH_ARGS:-} \
     > "$OUT/bench.log" 2>&1
   echo "bench rc=$?"
 fi

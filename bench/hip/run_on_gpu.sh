@@ -5,20 +5,12 @@
 #   CARRY=.carry/hip  (bin/ with the executables, lib/ with their non-system shared libs)
 # Usage there: COMMIT=<sha> bash bench/hip/run_on_gpu.sh
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
-C=${CARRY:-.carry/hip}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-OUT=${OUT:-/tmp/hip_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/hip}" /tmp/hip_out
 
 echo "== tests"
 timeout ${TEST_TIMEOUT:-200} "$C/bin/hip_cuda_gpu_test" ${TEST_ARGS:-} 2>&1 | tee "$OUT/test.log" | \
-  grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|Expected|Which is|first diff" | head -80
+  grep -E "$gtest_summary|first diff" | head -80
 echo "test rc=${PIPESTATUS[0]}"
 
 if [ -z "${SKIP_SANITIZER:-}" ]; then
@@ -34,7 +26,7 @@ fi
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== bench"
   timeout ${BENCH_TIMEOUT:-240} "$C/bin/bench_hip_decode" --json "$OUT/hip_decode-$gpu-$day.json" \
-    --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+    --commit "$commit" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
   echo "bench rc=${PIPESTATUS[0]}"
 fi
 

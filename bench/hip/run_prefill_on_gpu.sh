@@ -7,21 +7,9 @@
 # Usage there: COMMIT=<sha> bash bench/hip/run_prefill_on_gpu.sh
 # Knobs: SKIP_TESTS, SKIP_SANITIZER, SKIP_BENCH, TEST_ARGS, BENCH_ARGS, BENCH_TIMEOUT.
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
-C=${CARRY:-.carry/pf}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-# The CUDA runtime comes from the machine; a carried copy only if it has none.
-if ! ldconfig -p | grep -q libcudart.so.13 && [ -d "$C/fallback" ]; then
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$PWD/$C/fallback
-fi
-OUT=${OUT:-/tmp/hip_prefill_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
-filter='^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|Expected|Which is|bound|differ'
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/pf}" /tmp/hip_prefill_out
+filter="$gtest_summary|bound|differ"
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   for t in hip_prefill_mask_gpu_test bsa_prefill_gpu_test hip_cuda_gpu_test; do
@@ -51,7 +39,7 @@ fi
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== bench"
   timeout ${BENCH_TIMEOUT:-240} "$C/bin/bench_hip_prefill" \
-    --json "$OUT/hip_prefill-$gpu-$day.json" --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} 2>&1 | \
+    --json "$OUT/hip_prefill-$gpu-$day.json" --commit "$commit" ${BENCH_ARGS:-} 2>&1 | \
     tee "$OUT/bench.log"
   echo "bench rc=${PIPESTATUS[0]}"
 fi

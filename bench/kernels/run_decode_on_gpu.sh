@@ -6,16 +6,8 @@
 #   CARRY=.carry/dec  (bin/ with the stripped executables, lib/ with their non-system libs)
 # Usage there: COMMIT=<sha> bash bench/kernels/run_decode_on_gpu.sh
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
-C=${CARRY:-.carry/dec}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-OUT=${OUT:-/tmp/dec_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/dec}" /tmp/dec_out
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   echo "== tests"
@@ -38,10 +30,10 @@ fi
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== bench_decode_kv"
   timeout ${BENCH_TIMEOUT:-200} "$C/bin/bench_decode_kv" --json "$OUT/decode_kv-$gpu-$day.json" \
-    --commit "${COMMIT:-unknown}" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+    --commit "$commit" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
   echo "bench rc=${PIPESTATUS[0]}"
   echo "== bench_attention (bf16 regression check)"
   timeout 90 "$C/bin/bench_attention" --json "$OUT/attention_decode-$gpu-$day.json" \
-    --commit "${COMMIT:-unknown}" --bsa_splits 26 2>&1 | tail -14 | tee "$OUT/bench_attention.log"
+    --commit "$commit" --bsa_splits 26 2>&1 | tail -14 | tee "$OUT/bench_attention.log"
   echo "bench_attention rc=${PIPESTATUS[0]}"
 fi

@@ -5,20 +5,11 @@
 #   CARRY=.carry/attn  (bin/ with the executables, lib/ with their non-system shared libs)
 # Usage there: COMMIT=<sha> bash bench/kernels/run_on_gpu.sh
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONUNBUFFERED=1
-C=${CARRY:-.carry/attn}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-OUT=${OUT:-/tmp/attn_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/attn}" /tmp/attn_out
 
 echo "== tests"
-timeout 240 "$C/bin/attention_cuda_gpu_test" 2>&1 | tee "$OUT/test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error" | head -60
+timeout 240 "$C/bin/attention_cuda_gpu_test" 2>&1 | tee "$OUT/test.log" | grep -E "$gtest_summary" | head -60
 echo "test rc=${PIPESTATUS[0]}"
 
 echo "== memcheck (small cases)"
@@ -27,7 +18,7 @@ timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$C/bin/attenti
 echo "memcheck rc=${PIPESTATUS[0]}"
 
 echo "== bench"
-timeout 240 "$C/bin/bench_attention" --json "$OUT/bench_raw.json" --commit "${COMMIT:-unknown}" \
+timeout 240 "$C/bin/bench_attention" --json "$OUT/bench_raw.json" --commit "$commit" \
   ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
 echo "bench rc=${PIPESTATUS[0]}"
 

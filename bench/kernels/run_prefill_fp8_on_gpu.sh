@@ -8,20 +8,8 @@
 # libcudart used only where the machine has none).
 # Usage there: COMMIT=<sha> bash bench/kernels/run_prefill_fp8_on_gpu.sh
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
-C=${CARRY:-.carry/pf8}
-export LD_LIBRARY_PATH=$PWD/$C/lib:${LD_LIBRARY_PATH:-}
-if ! ldconfig -p | grep -q libcudart.so.13; then
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$PWD/$C/fallback
-fi
-OUT=${OUT:-/tmp/prefill_fp8_out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$OUT/gpu.txt"
-name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-case "$name" in *H200*) gpu=h200 ;; *H100*) gpu=h100 ;; *) gpu=gpu ;; esac
-day=$(date -u +%Y%m%d)
-commit=${COMMIT:-unknown}
+. "$(dirname "${BASH_SOURCE[0]}")/../gpu_env.sh"
+gpu_env "${CARRY:-.carry/pf8}" /tmp/prefill_fp8_out
 
 {
   echo "== bench_prefill"
