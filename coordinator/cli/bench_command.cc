@@ -82,28 +82,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kDefaultPromptTokens = 128;
 constexpr int kDefaultRequests = 100;
 
-const char* ReasonName(v1::FinishReason r) {
-  switch (r) {
-    case v1::FINISH_REASON_STOP:
-      return "stop";
-    case v1::FINISH_REASON_LENGTH:
-      return "length";
-    case v1::FINISH_REASON_EOS:
-      return "eos";
-    case v1::FINISH_REASON_ABORT:
-      return "abort";
-    case v1::FINISH_REASON_ERROR:
-      return "error";
-    default:
-      return "unspecified";
-  }
-}
-
-std::chrono::system_clock::time_point Deadline(double s) {
-  return std::chrono::system_clock::now() +
-         std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
-}
-
 // One request as sent and received.
 struct Result {
   int index = 0;

@@ -11,8 +11,6 @@
 
 namespace hipserve::cli {
 
-namespace {
-
 const char* ReasonName(v1::FinishReason r) {
   switch (r) {
     case v1::FINISH_REASON_STOP:
@@ -32,12 +30,10 @@ const char* ReasonName(v1::FinishReason r) {
   }
 }
 
-std::chrono::system_clock::time_point Deadline(double s) {
+std::chrono::system_clock::time_point Deadline(double seconds) {
   return std::chrono::system_clock::now() +
-         std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+         std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
-
-}  // namespace
 
 absl::Status WaitForReady(const std::string& server, double timeout_s) {
   auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());

@@ -2,6 +2,7 @@
 // and `hipserve inspect`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <ostream>
@@ -9,8 +10,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "hipserve/v1/generate.pb.h"
 
 namespace hipserve::cli {
+
+// "stop", "length", "eos", "abort", "error", "unspecified" (for summaries and JSON).
+const char* ReasonName(v1::FinishReason r);
+// now + `seconds`, for grpc::ClientContext::set_deadline.
+std::chrono::system_clock::time_point Deadline(double seconds);
 
 struct GenerateClientOptions {
   std::string server = "localhost:50051";
