@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
+#include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
 #include "common/flags/flags.h"
 #include "kernels/hip/hip_params.h"
@@ -128,23 +129,10 @@ Schedule MakeMode(const std::string& name, int T, int batch, int stage) {
   return s;
 }
 
-int64_t CountBadRows(const void* out, int64_t n, cudaStream_t st) {
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, st));
-  BENCH_CUDA(cudaStreamSynchronize(st));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
-  return bad;
-}
-
 int Main(const Args& a) {
   const kt::AttentionShape shape = kt::k8BLayer;
-  cudaDeviceProp prop{};
-  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
-  int driver = 0;
-  BENCH_CUDA(cudaDriverGetVersion(&driver));
-  cudaStream_t stream;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const auto [prop, driver] = QueryDevice(0);
+  cudaStream_t stream = NonBlockingStream();
 
   int max_t = 0, max_b = 0;
   for (int T : a.lens) max_t = std::max(max_t, T);
@@ -287,7 +275,7 @@ int Main(const Args& a) {
             cudaMemcpyAsync(he.data(), out_eager, he.size() * 2, cudaMemcpyDeviceToHost, stream));
         BENCH_CUDA(cudaStreamSynchronize(stream));
         for (size_t i = 0; i < ho.size(); ++i) row.bad += ho[i] != he[i];
-        row.bad += CountBadRows(out, int64_t{B} * q_row, stream);
+        row.bad += CountNonFiniteBf16(out, int64_t{B} * q_row, stream);
         rows.push_back(row);
         std::printf(
             "T=%-8d B=%-3d %-20s eager %9.2f us  graph %9.2f us  (%.2fx)  host "
@@ -308,14 +296,8 @@ int Main(const Args& a) {
   }
 
   if (!a.json.empty()) {
-    char date[32];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string j = "{\n  \"bench\": \"decode_graph\",\n";
-    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
-    j += "  \"driver\": " + std::to_string(driver) + ",\n";
-    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    std::string j = JsonDeviceHead("decode_graph", prop, driver, /*with_l2=*/false);
+    j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"name\": \"" + std::string(shape.name) +
          "\", \"heads\": " + std::to_string(shape.num_heads) +
          ", \"kv_heads\": " + std::to_string(shape.num_kv_heads) +

@@ -205,15 +205,6 @@ BsaDecodeGpuParams BsaParams(const Layer& L, int T, int r, const int32_t* lens) 
   return p;
 }
 
-int64_t CountBad(const void* out, int64_t n, cudaStream_t s) {
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
-  BENCH_CUDA(cudaStreamSynchronize(s));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
-  return bad;
-}
-
 inline float Bf16(uint16_t b) {
   uint32_t u = uint32_t{b} << 16;
   float f;
@@ -262,12 +253,8 @@ double RelL2(const std::vector<double>& a, const std::vector<double>& ref) {
 #include "bench/hip/hip_decode_bench_sources.inc"
 
 int Main(const Args& a) {
-  cudaDeviceProp prop{};
-  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
-  int driver = 0;
-  BENCH_CUDA(cudaDriverGetVersion(&driver));
-  cudaStream_t stream;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const auto [prop, driver] = QueryDevice(0);
+  cudaStream_t stream = NonBlockingStream();
 
   Layer L;
   L.R = a.rotations;
@@ -386,7 +373,7 @@ int Main(const Args& a) {
       row.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) { dense(i, s); });
       poison(stream);
       dense(0, stream);
-      row.bad = CountBad(L.out, L.q_elems(), stream);
+      row.bad = CountNonFiniteBf16(L.out, L.q_elems(), stream);
       rows.push_back(row);
     }
     // Mask alone from stage s (s = 0: K2's mask half), then mask + BSA.
@@ -404,7 +391,7 @@ int Main(const Args& a) {
       poison(stream);
       mask(0, len_T, from, stream);
       bsa(0, len_T, stream);
-      both.bad = CountBad(L.out, L.q_elems(), stream);
+      both.bad = CountNonFiniteBf16(L.out, L.q_elems(), stream);
       rows.push_back(both);
     }
     {  // BSA only (mask reused).
@@ -413,7 +400,7 @@ int Main(const Args& a) {
       row.t = TimeCycle(a.reps, R, stream, [&](int i, cudaStream_t s) { bsa(i, len_T, s); });
       poison(stream);
       bsa(0, len_T, stream);
-      row.bad = CountBad(L.out, L.q_elems(), stream);
+      row.bad = CountNonFiniteBf16(L.out, L.q_elems(), stream);
       rows.push_back(row);
     }
     {  // K1: the 96-step refresh cycle, one graph; q rotates per step, length grows per step.
@@ -435,7 +422,7 @@ int Main(const Args& a) {
       poison(stream);
       mask(0, len_T, 0, stream);
       bsa(0, len_T, stream);
-      row.bad = CountBad(L.out, L.q_elems(), stream);
+      row.bad = CountNonFiniteBf16(L.out, L.q_elems(), stream);
       rows.push_back(row);
     }
   }
@@ -493,7 +480,7 @@ int Main(const Args& a) {
     BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, L.q_elems() * 2, stream));
     BENCH_OK(kernels::HipDecodeMaskGpu(MaskParams(L, T, 0, L.d_lens, 0), stream));
     BENCH_OK(kernels::BsaDecodeAttentionGpu(BsaParams(L, T, 0, L.d_lens), stream));
-    const int64_t bad = CountBad(L.out, L.q_elems(), stream);
+    const int64_t bad = CountNonFiniteBf16(L.out, L.q_elems(), stream);
     std::vector<uint16_t> out_hip(L.q_elems()), out_dense(L.q_elems());
     BENCH_CUDA(cudaMemcpy(out_hip.data(), L.out, L.q_elems() * 2, cudaMemcpyDeviceToHost));
     {
@@ -597,14 +584,8 @@ int Main(const Args& a) {
   }
 
   if (!a.json.empty()) {
-    char date[32];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string j = "{\n  \"bench\": \"hip_decode\",\n";
-    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
-    j += "  \"driver\": " + std::to_string(driver) + ",\n";
-    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    std::string j = JsonDeviceHead("hip_decode", prop, driver, /*with_l2=*/false);
+    j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"batch\": 1, \"heads\": " + std::to_string(L.H) +
          ", \"kv_heads\": " + std::to_string(L.KVH) + ", \"head_dim\": " + std::to_string(L.D) +
          ", \"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "

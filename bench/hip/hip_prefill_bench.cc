@@ -9,12 +9,14 @@
 #include <cstdlib>
 #include <ctime>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "bench/bench_flags.h"
 #include "bench/hip/hip_prefill_tiered_rows.h"
 #include "bench/kernels/bench_check.h"
+#include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
 #include "common/flags/flags.h"
 #include "kernels/attention_cuda/bsa_prefill.h"
@@ -208,32 +210,6 @@ void DenseChunk(const Layer& L, int q_offset, int num_q, cudaStream_t s) {
   BENCH_OK(kernels::DensePrefillAttentionGpu(p, s));
 }
 
-// Milliseconds of fn(stream) between two events.
-template <typename Fn>
-double TimeMs(cudaStream_t s, Fn fn) {
-  cudaEvent_t e0, e1;
-  BENCH_CUDA(cudaEventCreate(&e0));
-  BENCH_CUDA(cudaEventCreate(&e1));
-  BENCH_CUDA(cudaEventRecord(e0, s));
-  fn();
-  BENCH_CUDA(cudaEventRecord(e1, s));
-  BENCH_CUDA(cudaEventSynchronize(e1));
-  float ms = 0;
-  BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-  BENCH_CUDA(cudaEventDestroy(e0));
-  BENCH_CUDA(cudaEventDestroy(e1));
-  return ms;
-}
-
-int64_t CountNaN(const void* out, int64_t n, cudaStream_t s) {
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
-  BENCH_CUDA(cudaStreamSynchronize(s));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
-  return bad;
-}
-
 // Dense causal FLOPs of queries [q_offset, q_offset + num_q): 4 * keys seen * D * H.
 double DenseFlops(int q_offset, int num_q) {
   const double keys = double(num_q) * q_offset + double(num_q) * (num_q + 1) / 2;
@@ -241,12 +217,8 @@ double DenseFlops(int q_offset, int num_q) {
 }
 
 int Main(const Args& a) {
-  cudaDeviceProp prop{};
-  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
-  int driver = 0;
-  BENCH_CUDA(cudaDriverGetVersion(&driver));
-  cudaStream_t s;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const auto [prop, driver] = QueryDevice(0);
+  cudaStream_t s = NonBlockingStream();
 
   Layer L;
   int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0;
@@ -304,22 +276,27 @@ int Main(const Args& a) {
   const int T = a.t128k;
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
   for (int w = 0; w < 2; ++w) HipChunk(L, 0, T, s, nullptr);
-  const int64_t bad_hip128 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+  const int64_t bad_hip128 = CountNonFiniteBf16(L.out, int64_t{T} * kHeads * kHeadDim, s);
   std::vector<double> hip_ms, mask_ms, bsa_ms, dense_ms;
   cudaEvent_t e0, e1, e2;
   BENCH_CUDA(cudaEventCreate(&e0));
   BENCH_CUDA(cudaEventCreate(&e1));
   BENCH_CUDA(cudaEventCreate(&e2));
+  // One HipChunk call timed: {mask ms, BSA ms}.
+  auto time_chunk = [&](int q_offset, int num_q) {
+    BENCH_CUDA(cudaEventRecord(e0, s));
+    HipChunk(L, q_offset, num_q, s, e1);
+    BENCH_CUDA(cudaEventRecord(e2, s));
+    BENCH_CUDA(cudaEventSynchronize(e2));
+    float m1 = 0, m2 = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
+    BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+    return std::pair<float, float>{m1, m2};
+  };
   auto time_hip128 = [&](int reps, std::vector<double>* hip, std::vector<double>* mask,
                          std::vector<double>* bsa) {
     for (int r = 0; r < reps; ++r) {
-      BENCH_CUDA(cudaEventRecord(e0, s));
-      HipChunk(L, 0, T, s, e1);
-      BENCH_CUDA(cudaEventRecord(e2, s));
-      BENCH_CUDA(cudaEventSynchronize(e2));
-      float m1 = 0, m2 = 0;
-      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
-      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      const auto [m1, m2] = time_chunk(0, T);
       mask->push_back(m1);
       bsa->push_back(m2);
       hip->push_back(m1 + m2);
@@ -391,7 +368,7 @@ int Main(const Args& a) {
   }
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
   for (int w = 0; w < 2; ++w) DenseChunk(L, 0, T, s);
-  const int64_t bad_dense128 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+  const int64_t bad_dense128 = CountNonFiniteBf16(L.out, int64_t{T} * kHeads * kHeadDim, s);
   for (int r = 0; r < a.reps; ++r) dense_ms.push_back(TimeMs(s, [&] { DenseChunk(L, 0, T, s); }));
   const double f128 = DenseFlops(0, T);
   const double hip128 = Median(hip_ms), dense128 = Median(dense_ms);
@@ -431,7 +408,7 @@ int Main(const Args& a) {
     const auto bf16 = kernels::KvDtype::kBf16, fp8 = kernels::KvDtype::kFp8E5m2;
     BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
     for (int w = 0; w < 2; ++w) BsaChunk(L, *plan, 0, T, k8, v8, fp8, s);
-    bad_bsa_fp8 = CountNaN(L.out, int64_t{T} * kHeads * kHeadDim, s);
+    bad_bsa_fp8 = CountNonFiniteBf16(L.out, int64_t{T} * kHeads * kHeadDim, s);
     BsaChunk(L, *plan, 0, T, L.k, L.v, bf16, s);
     std::vector<double> tb, tf;
     for (int r = 0; r < a.reps; ++r) {
@@ -462,20 +439,14 @@ int Main(const Args& a) {
   for (int r = 0; r < a.reps_long; ++r) {
     double total = 0;
     for (int c = 0; c < n_chunks; ++c) {
-      BENCH_CUDA(cudaEventRecord(e0, s));
-      HipChunk(L, c * a.chunk, a.chunk, s, e1);
-      BENCH_CUDA(cudaEventRecord(e2, s));
-      BENCH_CUDA(cudaEventSynchronize(e2));
-      float m1 = 0, m2 = 0;
-      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
-      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      const auto [m1, m2] = time_chunk(c * a.chunk, a.chunk);
       hip_chunk[c].push_back(m1 + m2);
       mask_chunk[c].push_back(m1);
       total += m1 + m2;
     }
     hip_pass.push_back(total);
   }
-  const int64_t bad_hip1m = CountNaN(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
+  const int64_t bad_hip1m = CountNonFiniteBf16(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
   // One pass with the exact score kernel; the last chunk's workspace checked against the filter.
   std::vector<double> hipx_chunk(n_chunks), maskx_chunk(n_chunks);
   double hipx1m = 0;
@@ -483,13 +454,7 @@ int Main(const Args& a) {
   if (a.exact_1m) {
     L.tc_filter = false;
     for (int c = 0; c < n_chunks; ++c) {
-      BENCH_CUDA(cudaEventRecord(e0, s));
-      HipChunk(L, c * a.chunk, a.chunk, s, e1);
-      BENCH_CUDA(cudaEventRecord(e2, s));
-      BENCH_CUDA(cudaEventSynchronize(e2));
-      float m1 = 0, m2 = 0;
-      BENCH_CUDA(cudaEventElapsedTime(&m1, e0, e1));
-      BENCH_CUDA(cudaEventElapsedTime(&m2, e1, e2));
+      const auto [m1, m2] = time_chunk(c * a.chunk, a.chunk);
       hipx_chunk[c] = m1 + m2;
       maskx_chunk[c] = m1;
       hipx1m += m1 + m2;
@@ -520,7 +485,7 @@ int Main(const Args& a) {
         dense_chunk[c].push_back(TimeMs(s, [&] { DenseChunk(L, c * a.chunk, a.chunk, s); }));
       }
     }
-    bad_dense1m = CountNaN(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
+    bad_dense1m = CountNonFiniteBf16(L.out, int64_t{a.chunk} * kHeads * kHeadDim, s);
     if (a.dense_1m == "full") {
       for (int c = 0; c < n_chunks; ++c) dense1m += Median(dense_chunk[c]);
     } else {
@@ -567,18 +532,12 @@ int Main(const Args& a) {
               static_cast<long long>(bad_hip1m), static_cast<long long>(bad_dense1m));
 
   if (!a.json.empty()) {
-    char date[32];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string j = "{\n  \"bench\": \"hip_prefill\",\n";
-    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
-    j += "  \"driver\": " + std::to_string(driver) + ",\n";
+    std::string j = JsonDeviceHead("hip_prefill", prop, driver, /*with_l2=*/false);
     j += "  \"filter_block_threads\": " + std::to_string(L.tc_threads) + ",\n";
     j += "  \"score_kernel_blocks_per_sm\": " +
          std::to_string(L.tc_threads == 256 ? score_blocks_per_sm_256 : score_blocks_per_sm) +
          ",\n";
-    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
          "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
          "\"stride_q\": [4, 4, 1], \"block_q\": 64, \"n_sink\": 256, \"n_window\": 1024, "

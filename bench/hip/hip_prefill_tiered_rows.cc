@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench/kernels/bench_check.h"
+#include "bench/kernels/bench_timing.h"
 
 namespace hipserve::bench {
 namespace {
@@ -15,31 +16,6 @@ uint64_t SplitMix(uint64_t* s) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
-}
-
-template <typename Fn>
-double TimeCallMs(cudaStream_t s, Fn fn) {
-  cudaEvent_t e0, e1;
-  BENCH_CUDA(cudaEventCreate(&e0));
-  BENCH_CUDA(cudaEventCreate(&e1));
-  BENCH_CUDA(cudaEventRecord(e0, s));
-  fn();
-  BENCH_CUDA(cudaEventRecord(e1, s));
-  BENCH_CUDA(cudaEventSynchronize(e1));
-  float ms = 0;
-  BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-  BENCH_CUDA(cudaEventDestroy(e0));
-  BENCH_CUDA(cudaEventDestroy(e1));
-  return ms;
-}
-
-int64_t CountNaNBf16(const void* out, int64_t n, cudaStream_t s) {
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
-  BENCH_CUDA(cudaStreamSynchronize(s));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
-  return bad;
 }
 
 }  // namespace
@@ -110,12 +86,12 @@ std::vector<TieredBsaRow> TimeTieredBsa(const kernels::BsaPrefillGpuParams& hot,
       tp.tiered.page_stride = page_stride;
       BENCH_CUDA(cudaMemsetAsync(tp.out, 0xff, out_n * 2, s));
       BENCH_OK(kernels::BsaPrefillAttentionGpu(tp, s));  // warm-up
-      r.nan = CountNaNBf16(tp.out, out_n, s);
+      r.nan = CountNonFiniteBf16(tp.out, out_n, s);
       BENCH_OK(kernels::BsaPrefillAttentionGpu(h, s));
       std::vector<double> th, tt;
       for (int i = 0; i < reps; ++i) {
-        th.push_back(TimeCallMs(s, [&] { BENCH_OK(kernels::BsaPrefillAttentionGpu(h, s)); }));
-        tt.push_back(TimeCallMs(s, [&] { BENCH_OK(kernels::BsaPrefillAttentionGpu(tp, s)); }));
+        th.push_back(TimeMs(s, [&] { BENCH_OK(kernels::BsaPrefillAttentionGpu(h, s)); }));
+        tt.push_back(TimeMs(s, [&] { BENCH_OK(kernels::BsaPrefillAttentionGpu(tp, s)); }));
       }
       r.hot_ms = Median(th);
       r.tiered_ms = Median(tt);

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "bench/bench_flags.h"
 #include "bench/kernels/bench_check.h"
+#include "bench/kernels/bench_timing.h"
 #include "bench/kernels/fill_random.h"
 #include "common/flags/flags.h"
 #include "kernels/attention_cuda/decode_attention.h"
@@ -79,74 +80,6 @@ Args ArgsFromFlags() {
   return a;
 }
 
-struct Timing {
-  double stream_us = 0;  // median per call, back-to-back launches
-  double graph_us = 0;   // median per call, CUDA graph replay
-  double graph_min_us = 0, graph_max_us = 0;
-};
-
-// Times run(r, stream) for r = 0..rotations-1 as one cycle; returns per-call figures.
-template <typename Fn>
-Timing TimeCycle(const Args& a, cudaStream_t stream, Fn run) {
-  cudaEvent_t e0, e1;
-  BENCH_CUDA(cudaEventCreate(&e0));
-  BENCH_CUDA(cudaEventCreate(&e1));
-  for (int w = 0; w < 2; ++w) {
-    for (int r = 0; r < a.rotations; ++r) run(r, stream);
-  }
-  BENCH_CUDA(cudaStreamSynchronize(stream));
-  std::vector<double> plain, graph;
-  for (int rep = 0; rep < a.reps; ++rep) {
-    BENCH_CUDA(cudaEventRecord(e0, stream));
-    for (int r = 0; r < a.rotations; ++r) run(r, stream);
-    BENCH_CUDA(cudaEventRecord(e1, stream));
-    BENCH_CUDA(cudaEventSynchronize(e1));
-    float ms = 0;
-    BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-    plain.push_back(1e3 * ms / a.rotations);
-  }
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  BENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  for (int r = 0; r < a.rotations; ++r) run(r, stream);
-  BENCH_CUDA(cudaStreamEndCapture(stream, &g));
-  BENCH_CUDA(cudaGraphInstantiate(&ge, g, 0));
-  for (int w = 0; w < 2; ++w) BENCH_CUDA(cudaGraphLaunch(ge, stream));
-  BENCH_CUDA(cudaStreamSynchronize(stream));
-  for (int rep = 0; rep < a.reps; ++rep) {
-    BENCH_CUDA(cudaEventRecord(e0, stream));
-    BENCH_CUDA(cudaGraphLaunch(ge, stream));
-    BENCH_CUDA(cudaEventRecord(e1, stream));
-    BENCH_CUDA(cudaEventSynchronize(e1));
-    float ms = 0;
-    BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-    graph.push_back(1e3 * ms / a.rotations);
-  }
-  BENCH_CUDA(cudaGraphExecDestroy(ge));
-  BENCH_CUDA(cudaGraphDestroy(g));
-  BENCH_CUDA(cudaEventDestroy(e0));
-  BENCH_CUDA(cudaEventDestroy(e1));
-  Timing t;
-  t.stream_us = Median(plain);
-  t.graph_us = Median(graph);
-  t.graph_min_us = *std::min_element(graph.begin(), graph.end());
-  t.graph_max_us = *std::max_element(graph.begin(), graph.end());
-  return t;
-}
-
-// Poisons `out`, runs once, and counts non-finite outputs.
-template <typename Fn>
-int64_t CheckOutputs(void* out, int64_t n, cudaStream_t stream, Fn run) {
-  BENCH_CUDA(cudaMemsetAsync(out, 0xff, n * 2, stream));  // 0xffff is a bf16 NaN
-  run(0, stream);
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, stream));
-  BENCH_CUDA(cudaStreamSynchronize(stream));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;  // exponent all ones: Inf or NaN
-  return bad;
-}
-
 struct Row {
   int T;
   std::string kind;
@@ -159,12 +92,8 @@ struct Row {
 
 int Main(const Args& a) {
   BENCH_CUDA(cudaSetDevice(a.device));
-  cudaDeviceProp prop{};
-  BENCH_CUDA(cudaGetDeviceProperties(&prop, a.device));
-  int driver = 0;
-  BENCH_CUDA(cudaDriverGetVersion(&driver));
-  cudaStream_t stream;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const auto [prop, driver] = QueryDevice(a.device);
+  cudaStream_t stream = NonBlockingStream();
 
   const int R = a.rotations;
   const int H = a.heads, KVH = a.kv_heads, D = a.head_dim, B = a.batch;
@@ -237,7 +166,7 @@ int Main(const Args& a) {
       };
       Row row{T, "dense", T, 0, static_cast<int>(*ws / 1024), {}, 0};
       row.bytes = double(B) * T * KVH * D * 2 * 2 + 2.0 * q_elems * 2;
-      row.t = TimeCycle(a, stream, run);
+      row.t = TimeCycle(a.reps, a.rotations, stream, run);
       row.bad = CheckOutputs(out, q_elems, stream, run);
       rows_out.push_back(row);
       if (d_ws) BENCH_CUDA(cudaFree(d_ws));
@@ -299,7 +228,7 @@ int Main(const Args& a) {
                 {},
                 0};
         row.bytes = double(B) * keys * KVH * D * 2 * 2 + 2.0 * q_elems * 2;
-        row.t = TimeCycle(a, stream, run);
+        row.t = TimeCycle(a.reps, a.rotations, stream, run);
         row.bad = CheckOutputs(out, q_elems, stream, run);
         rows_out.push_back(row);
         if (d_ws) BENCH_CUDA(cudaFree(d_ws));
@@ -325,15 +254,8 @@ int Main(const Args& a) {
   }
 
   if (!a.json.empty()) {
-    char date[32];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string j = "{\n  \"bench\": \"attention_decode\",\n";
-    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
-    j += "  \"l2_bytes\": " + std::to_string(prop.l2CacheSize) + ",\n";
-    j += "  \"driver\": " + std::to_string(driver) + ",\n";
-    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    std::string j = JsonDeviceHead("attention_decode", prop, driver, /*with_l2=*/true);
+    j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"batch\": " + std::to_string(B) + ", \"heads\": " + std::to_string(H) +
          ", \"kv_heads\": " + std::to_string(KVH) + ", \"head_dim\": " + std::to_string(D) +
          ", \"dtype\": \"bf16\", \"k_keys\": " + std::to_string(a.k_keys) +

@@ -29,6 +29,7 @@
   } while (0)
 
 #include <algorithm>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,43 @@ inline bool WriteTextFile(const std::string& path, const std::string& text) {
   std::fclose(f);
   std::printf("wrote %s\n", path.c_str());
   return true;
+}
+
+// The device's properties and the driver version, for the printed header and the JSON.
+struct DeviceInfo {
+  cudaDeviceProp prop{};
+  int driver = 0;
+};
+inline DeviceInfo QueryDevice(int device) {
+  DeviceInfo d;
+  BENCH_CUDA(cudaGetDeviceProperties(&d.prop, device));
+  BENCH_CUDA(cudaDriverGetVersion(&d.driver));
+  return d;
+}
+
+inline cudaStream_t NonBlockingStream() {
+  cudaStream_t s;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+// The opening lines of a bench's JSON: "bench", "device", "sms", "l2_bytes" (if with_l2) and
+// "driver", each on its own line.
+inline std::string JsonDeviceHead(const std::string& bench, const cudaDeviceProp& prop, int driver,
+                                  bool with_l2) {
+  std::string j = "{\n  \"bench\": \"" + bench + "\",\n";
+  j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
+  j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
+  if (with_l2) j += "  \"l2_bytes\": " + std::to_string(prop.l2CacheSize) + ",\n";
+  return j + "  \"driver\": " + std::to_string(driver) + ",\n";
+}
+
+// The "commit" and "date" (now, UTC, ISO 8601) lines of a bench's JSON.
+inline std::string JsonCommitDate(const std::string& commit) {
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return "  \"commit\": \"" + commit + "\",\n  \"date\": \"" + date + "\",\n";
 }
 
 }  // namespace hipserve::bench

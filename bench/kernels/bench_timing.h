@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "bench/kernels/bench_check.h"
@@ -13,6 +15,46 @@ namespace hipserve::bench {
 struct Timing {
   double stream_us = 0, graph_us = 0, graph_min_us = 0, graph_max_us = 0;
 };
+
+// Milliseconds of fn() on stream s, between two events.
+template <typename Fn>
+double TimeMs(cudaStream_t s, Fn fn) {
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  BENCH_CUDA(cudaEventRecord(e0, s));
+  fn();
+  BENCH_CUDA(cudaEventRecord(e1, s));
+  BENCH_CUDA(cudaEventSynchronize(e1));
+  float ms = 0;
+  BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+  BENCH_CUDA(cudaEventDestroy(e0));
+  BENCH_CUDA(cudaEventDestroy(e1));
+  return ms;
+}
+
+// Copies n bf16 outputs at device pointer out to the host (synchronizing s) and counts the
+// non-finite ones (exponent all ones: Inf or NaN); leaves the copy in *bits if given.
+inline int64_t CountNonFiniteBf16(const void* out, int64_t n, cudaStream_t s,
+                                  std::vector<uint16_t>* bits = nullptr) {
+  std::vector<uint16_t> h(n);
+  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
+  BENCH_CUDA(cudaStreamSynchronize(s));
+  int64_t bad = 0;
+  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
+  if (bits != nullptr) *bits = std::move(h);
+  return bad;
+}
+
+// Poisons out (0xffff is a bf16 NaN), runs run(0, s) once and counts non-finite bf16 outputs;
+// copies the output to *bits if given.
+template <typename Fn>
+int64_t CheckOutputs(void* out, int64_t n, cudaStream_t s, Fn run,
+                     std::vector<uint16_t>* bits = nullptr) {
+  BENCH_CUDA(cudaMemsetAsync(out, 0xff, n * 2, s));
+  run(0, s);
+  return CountNonFiniteBf16(out, n, s, bits);
+}
 
 // Times `calls` invocations of run(i, stream) as one cycle, back-to-back and as a CUDA graph;
 // median over `reps`, per call.

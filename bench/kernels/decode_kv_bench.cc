@@ -109,21 +109,6 @@ struct Row {
   int64_t bad = 0;
 };
 
-// Poisons out, runs once, counts non-finite bf16 outputs; copies the output to *bits if given.
-template <typename Fn>
-int64_t CheckOutputs(void* out, int64_t n, cudaStream_t s, Fn run,
-                     std::vector<uint16_t>* bits = nullptr) {
-  BENCH_CUDA(cudaMemsetAsync(out, 0xff, n * 2, s));
-  run(0, s);
-  std::vector<uint16_t> h(n);
-  BENCH_CUDA(cudaMemcpyAsync(h.data(), out, n * 2, cudaMemcpyDeviceToHost, s));
-  BENCH_CUDA(cudaStreamSynchronize(s));
-  int64_t bad = 0;
-  for (uint16_t b : h) bad += (b & 0x7f80) == 0x7f80;
-  if (bits != nullptr) *bits = std::move(h);
-  return bad;
-}
-
 template <typename T>
 T* DeviceAlloc(size_t count) {
   void* p = nullptr;
@@ -568,12 +553,8 @@ void K5Section(const Args& a, cudaStream_t st, std::vector<Row>* rows) {
 }
 
 int Main(const Args& a) {
-  cudaDeviceProp prop{};
-  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
-  int driver = 0;
-  BENCH_CUDA(cudaDriverGetVersion(&driver));
-  cudaStream_t st;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  const auto [prop, driver] = QueryDevice(0);
+  cudaStream_t st = NonBlockingStream();
   std::printf("device %s, %d SMs, L2 %.0f MB, driver %d\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize / 1e6, driver);
   std::vector<Row> rows;
@@ -610,15 +591,8 @@ int Main(const Args& a) {
   }
 
   if (!a.json.empty()) {
-    char date[32];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string j = "{\n  \"bench\": \"decode_kv\",\n";
-    j += "  \"device\": \"" + std::string(prop.name) + "\",\n";
-    j += "  \"sms\": " + std::to_string(prop.multiProcessorCount) + ",\n";
-    j += "  \"l2_bytes\": " + std::to_string(prop.l2CacheSize) + ",\n";
-    j += "  \"driver\": " + std::to_string(driver) + ",\n";
-    j += "  \"commit\": \"" + a.commit + "\",\n  \"date\": \"" + date + "\",\n";
+    std::string j = JsonDeviceHead("decode_kv", prop, driver, /*with_l2=*/true);
+    j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, \"q_dtype\": \"bf16\", "
          "\"k_keys\": 2048, \"n_sink\": 256, \"n_window\": 1024, \"rope\": \"llama3\"},\n";
     j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
