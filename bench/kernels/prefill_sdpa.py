@@ -9,8 +9,6 @@ backend) K/V expanded to 32 heads beforehand (expansion not timed). The baseline
 flash variant. Median of --reps single calls after 2 warm-ups. With --ours, reads
 bench_prefill's JSON, adds the SDPA figures and ratios, and writes --out.
 """
-import argparse
-import json
 import statistics
 import sys
 
@@ -18,12 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sdpa_common import events, parse_args, read_ours, sdpa_out, write_out
+
 
 def time_ms(fn, reps):
     for _ in range(2):
         fn()
     torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0, e1 = events()
     ts = []
     for _ in range(reps):
         e0.record()
@@ -35,17 +35,11 @@ def time_ms(fn, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lens", default="8192,32768,131072")
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--ours", default="")
-    ap.add_argument("--out", default="")
-    a = ap.parse_args()
-    torch.manual_seed(0)
+    a = parse_args(lens="8192,32768,131072", reps=10)
     dev = torch.device("cuda")
     heads, kv_heads, d = 32, 8, 128
     results = []
-    for T in [int(x) for x in a.lens.split(",")]:
+    for T in a.lens:
         q = torch.empty(T, heads, d, device=dev, dtype=torch.bfloat16).uniform_(-2, 2)
         k = torch.empty(T, kv_heads, d, device=dev, dtype=torch.bfloat16).uniform_(-2, 2)
         v = torch.empty(T, kv_heads, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1)
@@ -76,16 +70,14 @@ def main():
         del q, k, v, qv, kv, vv
         torch.cuda.empty_cache()
 
-    out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(), "sdpa": results}
-    print(f"torch {torch.__version__} on {out['device']}")
+    out = sdpa_out(results)
     print(f"{'T':>8} {'sdpa_ms':>10} {'TFLOP/s':>8}  variants (ms)")
     for r in results:
         b = r["baseline_ms"]
         det = ", ".join(f"{k}={v:.3f}" for k, v in r.items() if k.startswith("flash_"))
         print(f"{r['T']:>8} {b or float('nan'):>10.3f} {r['baseline_tflops'] or 0:>8.1f}  {det}")
-    if a.ours:
-        with open(a.ours) as f:
-            ours = json.load(f)
+    ours = read_ours(a.ours)
+    if ours is not None:
         base = {r["T"]: r for r in results}
         print(f"\n{'T':>8} {'ours_ms':>10} {'ours_TF':>8} {'sdpa_ms':>10} {'sdpa_TF':>8} "
               f"{'ours/sdpa time':>15}")
@@ -97,12 +89,7 @@ def main():
                 r["ours_over_sdpa_time"] = r["ms"] / sd["baseline_ms"]
                 print(f"{r['T']:>8} {r['ms']:>10.3f} {r['tflops']:>8.1f} {sd['baseline_ms']:>10.3f}"
                       f" {sd['baseline_tflops']:>8.1f} {r['ours_over_sdpa_time']:>15.2f}")
-        ours["sdpa"] = out
-        out = ours
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"wrote {a.out}")
+    write_out(out, ours, a.out)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ Each is timed eagerly (back-to-back calls) and as CUDA-graph replays; the baseli
 of the flash variants. Median of --reps, each a cycle over --rotations q tensors. With --ours,
 reads bench_attention's JSON, adds the SDPA figures and the ratios, and writes --out.
 """
-import argparse
-import json
 import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from sdpa_common import events, parse_args, read_ours, sdpa_out, write_out
 
 
 def time_cycle(fn, rotations, reps):
@@ -27,7 +27,7 @@ def time_cycle(fn, rotations, reps):
         for r in range(rotations):
             fn(r)
     torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0, e1 = events()
     eager = []
     for _ in range(reps):
         e0.record()
@@ -65,21 +65,14 @@ def time_cycle(fn, rotations, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lens", default="32768,131072,1048576")
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--rotations", type=int, default=8)
-    ap.add_argument("--ours", default="")
-    ap.add_argument("--out", default="")
-    a = ap.parse_args()
-    torch.manual_seed(0)
+    a = parse_args(lens="32768,131072,1048576", reps=20, rotations=8)
     dev = torch.device("cuda")
     heads, kv_heads, d = 32, 8, 128
     group = heads // kv_heads
     # Memory ceiling on this card: a large device-to-device copy (bytes read + written).
     x = torch.empty(1 << 30, device=dev, dtype=torch.uint8).random_(0, 255)
     y = torch.empty_like(x)
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0, e1 = events()
     ct = []
     for i in range(12):
         e0.record()
@@ -92,7 +85,7 @@ def main():
     del x, y
     print(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + write)")
     results = []
-    for T in [int(x) for x in a.lens.split(",")]:
+    for T in a.lens:
         k = torch.empty(1, kv_heads, T, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1)
         v = torch.empty_like(k).uniform_(-1, 1)
         qs = [torch.empty(1, heads, 1, d, device=dev, dtype=torch.bfloat16).uniform_(-1, 1)
@@ -125,9 +118,7 @@ def main():
         del k, v
         torch.cuda.empty_cache()
 
-    out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(),
-           "d2d_copy_gbps": copy_gbps, "sdpa": results}
-    print(f"torch {torch.__version__} on {out['device']}")
+    out = sdpa_out(results, d2d_copy_gbps=copy_gbps)
     print(f"{'T':>8} {'sdpa_flash_us':>14} {'GB/s':>8}  variants (us)")
     for r in results:
         b = r["baseline_us"]
@@ -135,9 +126,8 @@ def main():
                         if k.endswith("_us") and k != "baseline_us" and v is not None)
         print(f"{r['T']:>8} {b if b else float('nan'):>14.1f} "
               f"{(r['bytes'] / (b * 1e3)) if b else 0:>8.0f}  {det}")
-    if a.ours:
-        with open(a.ours) as f:
-            ours = json.load(f)
+    ours = read_ours(a.ours)
+    if ours is not None:
         base = {r["T"]: r["baseline_us"] for r in results}
         print(f"\n{'T':>8} {'ours_dense_us':>14} {'sdpa_us':>10} {'sdpa/ours':>10} "
               f"{'bsa_us':>8} {'dense/bsa':>10}")
@@ -155,12 +145,7 @@ def main():
                   f"{(sd / dn['graph_us']) if dn and sd else 0:>10.2f} "
                   f"{bs['graph_us'] if bs else 0:>8.2f} "
                   f"{(dn['graph_us'] / bs['graph_us']) if dn and bs else 0:>10.1f}")
-        ours["sdpa"] = out
-        out = ours
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"wrote {a.out}")
+    write_out(out, ours, a.out)
 
 
 if __name__ == "__main__":
