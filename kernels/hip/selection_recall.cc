@@ -11,14 +11,14 @@
 namespace hipserve::kernels {
 
 absl::Status MeasureSelectionRecall(const SelectionRecallParams& p, SelectionRecall* out) {
-  if (out == nullptr || p.q == nullptr || p.k == nullptr || p.rope == nullptr ||
-      (p.count > 0 && p.blocks == nullptr)) {
+  if (out == nullptr || p.q == nullptr || p.k == nullptr || (p.count > 0 && p.blocks == nullptr)) {
     return absl::InvalidArgumentError("MeasureSelectionRecall: null pointer");
   }
   if (p.group <= 0 || p.head_dim <= 0 || p.head_dim % 2 != 0 || p.pos < 0 || p.pos >= p.num_kv ||
       p.block_size <= 0 || p.n_sink < 0 || p.n_window < 0 || p.count < 0 ||
-      p.k_token_stride < p.head_dim || p.pos >= p.rope->num_positions() ||
-      p.rope->head_dim() != p.head_dim) {
+      p.k_token_stride < p.head_dim ||
+      (p.rope != nullptr &&
+       (p.pos >= p.rope->num_positions() || p.rope->head_dim() != p.head_dim))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "MeasureSelectionRecall: bad shape (group ", p.group, ", head_dim ", p.head_dim, ", pos ",
         p.pos, ", num_kv ", p.num_kv, ", block_size ", p.block_size, ")"));
@@ -28,12 +28,20 @@ absl::Status MeasureSelectionRecall(const SelectionRecallParams& p, SelectionRec
   // Group-averaged dense probabilities, fp64 softmax over fp32 logits.
   std::vector<float> kr(d), qr(static_cast<size_t>(p.group) * d);
   for (int g = 0; g < p.group; ++g) {
-    p.rope->Rotate(p.q + static_cast<int64_t>(g) * d, p.pos,
-                   qr.data() + static_cast<size_t>(g) * d);
+    const float* qg = p.q + static_cast<int64_t>(g) * d;
+    if (p.rope != nullptr) {
+      p.rope->Rotate(qg, p.pos, qr.data() + static_cast<size_t>(g) * d);
+    } else {
+      std::copy_n(qg, d, qr.data() + static_cast<size_t>(g) * d);
+    }
   }
   std::vector<double> logits(static_cast<size_t>(p.group) * n), prob(n, 0.0);
   for (int j = 0; j < n; ++j) {
-    p.rope->Rotate(p.k + j * p.k_token_stride, j, kr.data());
+    if (p.rope != nullptr) {
+      p.rope->Rotate(p.k + j * p.k_token_stride, j, kr.data());
+    } else {
+      std::copy_n(p.k + j * p.k_token_stride, d, kr.data());
+    }
     for (int g = 0; g < p.group; ++g) {
       const float* qg = qr.data() + static_cast<size_t>(g) * d;
       double dot = 0;

@@ -28,7 +28,9 @@ struct SelectionRecallParams {
   int block_size = 0;  // > 0
   int n_sink = 0;
   int n_window = 0;
-  const RopeTable* rope = nullptr;  // covers [0, pos + 1)
+  // Covers [0, pos + 1). nullptr = logits without RoPE (synthetic data whose attention has no
+  // positions, such as A1's needles).
+  const RopeTable* rope = nullptr;
 };
 
 struct SelectionRecall {

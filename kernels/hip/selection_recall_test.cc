@@ -90,6 +90,24 @@ TEST(SelectionRecallTest, MissingTheNeedleShows) {
   EXPECT_GE(miss.selected, miss.fixed);
 }
 
+// rope = nullptr: logits are plain q . k (A1's attention); a key along the query dominates
+// only without rotation.
+TEST(SelectionRecallTest, NoRopeScoresUnrotatedKeys) {
+  Fixture f;
+  for (int c = 0; c < kHeadDim; ++c) f.q[kHeadDim + c] = f.q[c];
+  for (int c = 0; c < kHeadDim; ++c) f.k[101 * kHeadDim + c] = 40.f * f.q[c];
+  std::vector<int32_t> with = {100};
+  SelectionRecallParams p = f.Params(with);
+  p.rope = nullptr;
+  SelectionRecall plain;
+  ASSERT_TRUE(MeasureSelectionRecall(p, &plain).ok());
+  EXPECT_GT(plain.selected, 0.9);
+  EXPECT_NEAR(plain.oracle, plain.selected, 1e-9);
+  SelectionRecall rotated;
+  ASSERT_TRUE(MeasureSelectionRecall(f.Params(with), &rotated).ok());
+  EXPECT_LT(rotated.selected, plain.selected);
+}
+
 TEST(SelectionRecallTest, RejectsBadInput) {
   Fixture f;
   SelectionRecallParams p = f.Params({});
