@@ -149,17 +149,23 @@ struct Layer {
   int64_t q_elems() const { return int64_t{H} * D; }
 };
 
+// The fields the mask and the attention params share: query set r, K, lengths, shape.
+template <typename Params>
+void SetCommon(const Layer& L, int T, int r, const int32_t* lens, Params* p) {
+  p->q = static_cast<const uint16_t*>(L.q) + r * L.q_elems();
+  p->k = L.k;
+  p->kv_start = L.d_starts + r;
+  p->kv_len = lens;
+  p->batch = 1;
+  p->num_heads = L.H;
+  p->num_kv_heads = L.KVH;
+  p->head_dim = L.D;
+  p->max_kv_len = T;
+}
+
 HipDecodeMaskGpuParams MaskParams(const Layer& L, int T, int r, const int32_t* lens, int start) {
   HipDecodeMaskGpuParams p;
-  p.q = static_cast<const uint16_t*>(L.q) + r * L.q_elems();
-  p.k = L.k;
-  p.kv_start = L.d_starts + r;
-  p.kv_len = lens;
-  p.batch = 1;
-  p.num_heads = L.H;
-  p.num_kv_heads = L.KVH;
-  p.head_dim = L.D;
-  p.max_kv_len = T;
+  SetCommon(L, T, r, lens, &p);
   p.n_sink = L.cfg.n_sink;
   p.spec = &L.spec;
   p.rope = L.d_rope;
@@ -177,17 +183,9 @@ HipDecodeMaskGpuParams MaskParams(const Layer& L, int T, int r, const int32_t* l
 
 DecodeAttentionGpuParams AttnParams(const Layer& L, int T, int r, const int32_t* lens) {
   DecodeAttentionGpuParams p;
-  p.q = static_cast<const uint16_t*>(L.q) + r * L.q_elems();
-  p.k = L.k;
+  SetCommon(L, T, r, lens, &p);
   p.v = L.v;
   p.out = L.out;
-  p.kv_start = L.d_starts + r;
-  p.kv_len = lens;
-  p.batch = 1;
-  p.num_heads = L.H;
-  p.num_kv_heads = L.KVH;
-  p.head_dim = L.D;
-  p.max_kv_len = T;
   p.scale = 1.f / std::sqrt(static_cast<float>(L.D));
   return p;
 }

@@ -16,6 +16,21 @@ __global__ void ToFp8Kernel(uint8_t* out, const uint16_t* in, int64_t n) {
   }
 }
 
+// 16-byte vector i of a [tokens][kv_heads][vecs] layout: its token t, head h and vector vec.
+struct RowVec {
+  int64_t t;
+  int h;
+  int vec;
+};
+__device__ __forceinline__ RowVec At(int64_t i, int kv_heads, int vecs) {
+  const int64_t th = i / vecs;
+  return {th / kv_heads, static_cast<int>(th % kv_heads), static_cast<int>(i % vecs)};
+}
+
+__device__ __forceinline__ void Copy16(uint8_t* dst, const uint8_t* src) {
+  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+}
+
 // One thread per 16 bytes of a token row of one head.
 __global__ void ColdPagesKernel(uint8_t* pages, const uint8_t* k, const uint8_t* v, int64_t tokens,
                                 int kv_heads, int head_dim, int64_t page_stride) {
@@ -23,15 +38,12 @@ __global__ void ColdPagesKernel(uint8_t* pages, const uint8_t* k, const uint8_t*
   const int64_t total = tokens * kv_heads * vecs;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int vec = static_cast<int>(i % vecs);
-    const int64_t th = i / vecs;
-    const int h = static_cast<int>(th % kv_heads);
-    const int64_t t = th / kv_heads;
+    const auto [t, h, vec] = At(i, kv_heads, vecs);
     const int64_t src = (t * kv_heads + h) * head_dim + vec * 16;
     uint8_t* page = pages + (h * page_stride + t / 64) * (2 * 64 * head_dim);
     uint8_t* dk = page + (t % 64) * head_dim + vec * 16;
-    *reinterpret_cast<uint4*>(dk) = *reinterpret_cast<const uint4*>(k + src);
-    *reinterpret_cast<uint4*>(dk + 64 * head_dim) = *reinterpret_cast<const uint4*>(v + src);
+    Copy16(dk, k + src);
+    Copy16(dk + 64 * head_dim, v + src);
   }
 }
 
@@ -42,16 +54,13 @@ __global__ void ScatterKernel(uint8_t* bank_k, uint8_t* bank_v, const uint8_t* k
   const int64_t total = tokens * kv_heads * vecs;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int vec = static_cast<int>(i % vecs);
-    const int64_t th = i / vecs;
-    const int h = static_cast<int>(th % kv_heads);
-    const int64_t t = th / kv_heads;
+    const auto [t, h, vec] = At(i, kv_heads, vecs);
     const int32_t slot = slots[h * slot_stride + t];
     if (slot < 0) continue;
     const int64_t src = (t * kv_heads + h) * row_bytes + vec * 16;
     const int64_t dst = int64_t{slot} * row_bytes + vec * 16;
-    *reinterpret_cast<uint4*>(bank_k + dst) = *reinterpret_cast<const uint4*>(k + src);
-    *reinterpret_cast<uint4*>(bank_v + dst) = *reinterpret_cast<const uint4*>(v + src);
+    Copy16(bank_k + dst, k + src);
+    Copy16(bank_v + dst, v + src);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bench/bench_flags.h"
+#include "bench/kernels/bench_check.h"
 #include "common/flags/flags.h"
 #include "kvstore/cache_ops.h"
 #include "kvstore/kv_types.h"
@@ -32,15 +33,6 @@ ABSL_FLAG(int, device, 0, "CUDA device index, >= 0.");
 
 namespace hipserve::kvstore {
 namespace {
-
-#define BENCH_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    cudaError_t _e = (expr);                                                                      \
-    if (_e != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
 
 struct Args {
   std::string json;
@@ -247,16 +239,7 @@ int Main(const Args& a) {
   }
   json += std::string("  ],\n  \"goal_ratio\": 0.6,\n  \"goal_met\": ") +
           (goal_met ? "true" : "false") + "\n}\n";
-  if (!a.json.empty()) {
-    FILE* f = std::fopen(a.json.c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "cannot write %s\n", a.json.c_str());
-      return 1;
-    }
-    std::fputs(json.c_str(), f);
-    std::fclose(f);
-    std::printf("wrote %s\n", a.json.c_str());
-  }
+  if (!a.json.empty() && !bench::WriteTextFile(a.json, json)) return 1;
   BENCH_CUDA(cudaFree(d_copy));
   BENCH_CUDA(cudaFree(d_rows));
   BENCH_CUDA(cudaFree(d_src));
