@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/auth.h"
 #include "coordinator/generation_service.h"
 #include "coordinator/http/openai_server.h"
 #include "coordinator/remote_worker_group.h"
@@ -272,6 +273,7 @@ class ControlService final : public control::Control::CallbackService {
 
 struct Coordinator::Impl {
   CoordinatorOptions options;
+  std::shared_ptr<BearerTokens> auth;  // null: the public API is open
   Registry registry;
   RendezvousTable rendezvous;
   uint64_t attempts = 0;  // configuration attempts (rendezvous prefixes)
@@ -289,15 +291,20 @@ struct Coordinator::Impl {
   std::shared_ptr<WorkerGroup> group;
   std::thread config_thread;
 
-  explicit Impl(const CoordinatorOptions& o)
+  Impl(const CoordinatorOptions& o, std::shared_ptr<BearerTokens> tokens)
       : options(o),
+        auth(std::move(tokens)),
         registry(o.world_size),
         scheduler(o.scheduler),
-        generation(&scheduler, MakeServiceOptions(o), [this] { return WorkersReady(); }),
+        generation(&scheduler, MakeServiceOptions(o, auth), [this] { return WorkersReady(); }),
         control(&registry, &rendezvous, &options) {}
 
-  static GenerationServiceOptions MakeServiceOptions(const CoordinatorOptions& o) {
+  static GenerationServiceOptions MakeServiceOptions(const CoordinatorOptions& o,
+                                                     const std::shared_ptr<BearerTokens>& auth) {
     GenerationServiceOptions g;
+    if (auth != nullptr) {
+      g.authorize = [auth](absl::string_view authorization) { return auth->Check(authorization); };
+    }
     g.limits.default_max_tokens = o.default_max_tokens;
     g.limits.max_tokens_limit = o.max_tokens_limit;
     g.limits.max_prompt_tokens = o.max_prompt_tokens;
@@ -407,7 +414,13 @@ Coordinator::Coordinator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& o) {
   if (o.world_size <= 0) return absl::InvalidArgumentError("--world_size must be > 0");
-  auto impl = std::make_unique<Impl>(o);
+  std::shared_ptr<BearerTokens> tokens;
+  if (!o.auth_tokens_file.empty()) {
+    ASSIGN_OR_RETURN(tokens, BearerTokens::Load(o.auth_tokens_file));
+    LOG(INFO) << "public API requires one of " << tokens->size() << " bearer tokens ("
+              << o.auth_tokens_file << ")";
+  }
+  auto impl = std::make_unique<Impl>(o, tokens);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   {
@@ -440,6 +453,14 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     h.port = o.http_port;
     h.threads = o.http_threads;
     h.model_aliases = {o.model};
+    if (tokens != nullptr) {
+      // OpenAI clients expect 401 for a missing or a wrong key alike.
+      h.authorize = [tokens](const std::string& authorization) {
+        absl::Status s = tokens->Check(authorization);
+        if (absl::IsPermissionDenied(s)) return absl::UnauthenticatedError(s.message());
+        return s;
+      };
+    }
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> server =
         http::OpenAiHttpServer::Start(h, &impl->generation);
     if (!server.ok()) {

@@ -23,6 +23,9 @@ struct CoordinatorOptions {
   std::string http_host = "0.0.0.0";  // OpenAI-compatible HTTP API bind address
   int http_port = -1;                 // -1 = no HTTP API; 0 = pick a free port (http_port())
   int http_threads = 128;             // HTTP connections served at once
+  // Bearer tokens required on the public API (gRPC Generation service and HTTP /v1/*), one per
+  // line (coordinator/auth.h); empty = no authentication. Health and reflection stay open.
+  std::string auth_tokens_file;
   std::string control_host = "0.0.0.0";
   int control_port = 50052;       // 0 = pick a free port
   int world_size = 1;             // workers (tensor-parallel ranks) to wait for

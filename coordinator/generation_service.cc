@@ -264,6 +264,16 @@ absl::Status GenerationService::NotReadyStatus() const {
                                              " workers registered and configured"));
 }
 
+absl::Status GenerationService::Authorize(grpc::CallbackServerContext* ctx) const {
+  if (!options_.authorize) return absl::OkStatus();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  const absl::string_view value = it == md.end()
+                                      ? absl::string_view()
+                                      : absl::string_view(it->second.data(), it->second.size());
+  return options_.authorize(value);
+}
+
 absl::StatusOr<StartedRequest> GenerationService::StartRequest(const v1::GenerateRequest& request,
                                                                const SinkFactory& make_sink) {
   std::shared_ptr<const ServingModel> m = model();
@@ -281,6 +291,10 @@ absl::StatusOr<StartedRequest> GenerationService::StartRequest(const v1::Generat
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   auto* stream = new GenerateStream(this);
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    stream->FinishWithError(proto::ToGrpcStatus(auth));
+    return stream;
+  }
   absl::StatusOr<StartedRequest> started =
       StartRequest(*request, [stream](const std::string& id, int prompt_tokens) {
         stream->SetRequestId(id);
@@ -294,6 +308,10 @@ grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerCo
                                                           const v1::GenerateRequest* request,
                                                           v1::GenerateOnceResponse* response) {
   auto* reactor = new OnceReactor(this, response);
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    reactor->Finish(proto::ToGrpcStatus(auth));
+    return reactor;
+  }
   absl::StatusOr<StartedRequest> started =
       StartRequest(*request, [reactor](const std::string& id, int prompt_tokens) {
         reactor->SetRequestId(id);
@@ -306,6 +324,11 @@ grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
                                                    const v1::AbortRequest* request,
                                                    v1::AbortResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    auto* denied = ctx->DefaultReactor();
+    denied->Finish(proto::ToGrpcStatus(auth));
+    return denied;
+  }
   std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
   response->set_aborted(scheduler_->Abort(ids));
   auto* reactor = ctx->DefaultReactor();
@@ -316,6 +339,11 @@ grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    auto* denied = ctx->DefaultReactor();
+    denied->Finish(proto::ToGrpcStatus(auth));
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) {
@@ -346,6 +374,11 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
                                                           const v1::GetModelInfoRequest* request,
                                                           v1::ModelInfo* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    auto* denied = ctx->DefaultReactor();
+    denied->Finish(proto::ToGrpcStatus(auth));
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) {
@@ -374,6 +407,11 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* ctx,
                                                            const v1::GetServerInfoRequest* request,
                                                            v1::ServerInfo* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    auto* denied = ctx->DefaultReactor();
+    denied->Finish(proto::ToGrpcStatus(auth));
+    return denied;
+  }
   SchedulerStats st = scheduler_->Stats();
   std::shared_ptr<const ServingModel> m = model();
   response->set_active_requests(st.active);

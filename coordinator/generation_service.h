@@ -36,12 +36,17 @@ using SinkFactory =
 struct GenerationServiceOptions {
   RequestLimits limits;
   std::string hip_config_json;
+  // Checks a call's "authorization" metadata (coordinator/auth.h); null = open.
+  std::function<absl::Status(absl::string_view authorization)> authorize;
 };
 
 class GenerationService final : public v1::Generation::CallbackService {
  public:
   GenerationService(Scheduler* scheduler, const GenerationServiceOptions& options,
                     std::function<int()> workers_ready);
+
+  // The call's bearer token against options.authorize (OK when none is configured).
+  absl::Status Authorize(grpc::CallbackServerContext* ctx) const;
 
   // nullptr = not ready (requests get UNAVAILABLE).
   void SetModel(std::shared_ptr<const ServingModel> model);

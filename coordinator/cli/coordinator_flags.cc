@@ -31,6 +31,10 @@ ABSL_FLAG(int, server_http_threads, CoordinatorOptions().http_threads,
           "HTTP connections served at once (each streaming request holds one), >= 1.");
 ABSL_FLAG(std::string, server_http_port_file, "",
           "Write the bound HTTP port to this file once listening.");
+ABSL_FLAG(std::string, server_auth_tokens_file, CoordinatorOptions().auth_tokens_file,
+          "File of bearer tokens, one per line ('#' comments): the gRPC API (metadata "
+          "'authorization: Bearer <token>') and HTTP /v1/* then require one. Re-read when the "
+          "file changes. Empty = no authentication. Health and reflection stay open.");
 ABSL_FLAG(std::string, server_attention, CoordinatorOptions().attention,
           "Default attention: 'dense' or 'hip'.");
 ABSL_FLAG(std::string, server_hip_config, CoordinatorOptions().hip_config_json,
@@ -73,6 +77,7 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.http_port = absl::GetFlag(FLAGS_server_http_port);
   o.http_host = absl::GetFlag(FLAGS_server_http_host);
   o.http_threads = absl::GetFlag(FLAGS_server_http_threads);
+  o.auth_tokens_file = absl::GetFlag(FLAGS_server_auth_tokens_file);
   o.attention = absl::GetFlag(FLAGS_server_attention);
   o.hip_config_json = absl::GetFlag(FLAGS_server_hip_config);
   o.max_context = absl::GetFlag(FLAGS_server_max_context);

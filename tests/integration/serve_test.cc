@@ -1,6 +1,7 @@
 // End-to-end: `hipserve serve` as a real process, driven over gRPC.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -367,6 +368,68 @@ TEST(ServeBudgetTest, WorkerRejectsABudgetThatHoldsNothing) {
   }
   EXPECT_FALSE(server.running());
   EXPECT_NE(server.log().find("holds no token"), std::string::npos) << server.log();
+}
+
+// --auth_tokens_file: every public RPC needs a known bearer token; health stays open.
+TEST(ServeAuthTest, BearerTokensGuardThePublicApi) {
+  char path[] = "/tmp/hipserve-tokens-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string tokens = "# test tokens\nsecret-one\nsecret-two\n";
+  ASSERT_EQ(write(fd, tokens.data(), tokens.size()), static_cast<ssize_t>(tokens.size()));
+  close(fd);
+  testing::ServerProcess server({"--model=builtin:tiny", "--default_max_tokens=4",
+                                 std::string("--auth_tokens_file=") + path});
+  ASSERT_TRUE(server.WaitForPort(60)) << server.log();
+  auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  auto stub = v1::Generation::NewStub(channel);
+  // Health needs no token; wait for readiness through it.
+  bool serving = false;
+  for (int i = 0; i < 1200 && !serving; ++i) {
+    grpc::ClientContext ctx;
+    HealthCheckRequest req;
+    req.set_service("hipserve.v1.Generation");
+    HealthCheckResponse resp;
+    serving = health->Check(&ctx, req, &resp).ok() && resp.status() == HealthCheckResponse::SERVING;
+    if (!serving) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(serving) << server.log();
+  auto once = [&](const std::string& authorization) {
+    grpc::ClientContext ctx;
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    v1::GenerateRequest req;
+    req.set_text("hello");
+    v1::GenerateOnceResponse resp;
+    return stub->GenerateOnce(&ctx, req, &resp);
+  };
+  EXPECT_EQ(once("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(once("Bearer wrong").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status ok = once("Bearer secret-two");
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+  {
+    grpc::ClientContext ctx;
+    v1::ServerInfo info;
+    EXPECT_EQ(stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer secret-one");
+    v1::ServerInfo info;
+    EXPECT_TRUE(stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info).ok());
+  }
+  {  // the streaming RPC too
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_text("hello");
+    auto reader = stub->Generate(&ctx, req);
+    v1::GenerateResponse msg;
+    while (reader->Read(&msg)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  unlink(path);
 }
 
 }  // namespace

@@ -318,13 +318,35 @@ class OpenAiApiTest(unittest.TestCase):
             self.client.models.retrieve("gpt-4o")
 
     def test_no_authentication_configured(self):
-        # No bearer-token setting exists yet (issue 14 adds it to gRPC and HTTP through
-        # HttpServerOptions::authorize); any key, or none, is accepted. When it lands, this
-        # becomes an AuthenticationError check.
+        # Without --auth_tokens_file the API is open: any key, or none, is accepted.
         r = openai.OpenAI(base_url=SERVER.base + "/v1", api_key="anything", max_retries=0)
         self.assertEqual(r.completions.create(model=MODEL, prompt="Hi", max_tokens=1,
                                               temperature=0).usage.completion_tokens, 1)
-        self.assertTrue(hasattr(openai, "AuthenticationError"))
+
+    def test_bearer_tokens_give_authentication_errors(self):
+        # A second server with --auth_tokens_file (builtin:tiny: only the check matters here).
+        with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
+            f.write("# test\nsk-good\n")
+            path = f.name
+        guarded = ServerProcess(HIPSERVE, "builtin:tiny", extra=[f"--auth_tokens_file={path}"])
+        try:
+            self.assertEqual(http_get(guarded.base + "/health/ready")[0], 200)  # stays open
+            for key in ("sk-wrong", ""):
+                bad = openai.OpenAI(base_url=guarded.base + "/v1", api_key=key or "x",
+                                    max_retries=0, default_headers={} if key else
+                                    {"Authorization": ""})
+                with self.assertRaises(openai.AuthenticationError) as e:
+                    bad.completions.create(model="builtin:tiny", prompt="Hi", max_tokens=1)
+                self.assertEqual(e.exception.status_code, 401)
+                self.assertIn("token", str(e.exception).lower())
+            good = openai.OpenAI(base_url=guarded.base + "/v1", api_key="sk-good", max_retries=0)
+            r = good.completions.create(model="builtin:tiny", prompt="Hi", max_tokens=2,
+                                        temperature=0)
+            self.assertEqual(r.usage.completion_tokens, 2)
+            self.assertGreater(len(good.models.list().data), 0)
+        finally:
+            guarded.stop()
+            os.unlink(path)
 
     # --- lifetime ---------------------------------------------------------------------------
 
