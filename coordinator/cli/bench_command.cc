@@ -184,8 +184,8 @@ class Phase {
     sp->set_seed(o_.seed + global_index);
     sp->set_ignore_eos(true);
 
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(o_.timeout_s));
+    std::unique_ptr<grpc::ClientContext> ctx_owner = NewClientContext(o_.timeout_s);
+    grpc::ClientContext& ctx = *ctx_owner;
     {
       std::lock_guard<std::mutex> lock(mu_);
       contexts_[slot] = &ctx;
@@ -433,9 +433,8 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
 
   v1::ModelInfo info;
   {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(10));
-    grpc::Status s = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
+    std::unique_ptr<grpc::ClientContext> ctx = NewClientContext(10);
+    grpc::Status s = stub->GetModelInfo(ctx.get(), v1::GetModelInfoRequest(), &info);
     if (!s.ok()) {
       absl::Status a = proto::FromGrpcStatus(s);
       return absl::Status(a.code(), absl::StrCat("GetModelInfo on ", o.server, ": ", a.message()));
@@ -457,12 +456,11 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
       return absl::InvalidArgumentError(
           absl::StrCat("--prompt_file '", o.prompt_file, "' is empty"));
     }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(60));
+    std::unique_ptr<grpc::ClientContext> ctx = NewClientContext(60);
     v1::TokenizeRequest treq;
     treq.set_text(ss.str());
     v1::TokenizeResponse tresp;
-    grpc::Status s = stub->Tokenize(&ctx, treq, &tresp);
+    grpc::Status s = stub->Tokenize(ctx.get(), treq, &tresp);
     if (!s.ok()) {
       return absl::Status(proto::FromGrpcStatus(s).code(),
                           absl::StrCat("Tokenize --prompt_file: ", s.error_message()));

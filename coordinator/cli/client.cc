@@ -30,6 +30,15 @@ const char* ReasonName(v1::FinishReason r) {
   }
 }
 
+std::unique_ptr<grpc::ClientContext> NewClientContext(double deadline_s) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(Deadline(deadline_s));
+  if (const char* token = std::getenv("HIPSERVE_API_TOKEN"); token != nullptr && *token != 0) {
+    ctx->AddMetadata("authorization", std::string("Bearer ") + token);
+  }
+  return ctx;
+}
+
 std::chrono::system_clock::time_point Deadline(double seconds) {
   return std::chrono::system_clock::now() +
          std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
@@ -90,9 +99,8 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
   for (const std::string& s : o.stop) sp->add_stop(s);
   sp->set_ignore_eos(o.ignore_eos);
 
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(o.timeout_s));
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Generate(&ctx, req);
+  std::unique_ptr<grpc::ClientContext> ctx = NewClientContext(o.timeout_s);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Generate(ctx.get(), req);
   v1::GenerateResponse msg;
   v1::FinalInfo final_info;
   int prompt_tokens = 0, completion_tokens = 0;
@@ -123,15 +131,13 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
 absl::Status RunInspect(const std::string& server, std::ostream& out) {
   auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
   auto stub = v1::Generation::NewStub(channel);
-  grpc::ClientContext c1;
-  c1.set_deadline(Deadline(10));
+  std::unique_ptr<grpc::ClientContext> c1 = NewClientContext(10);
   v1::ModelInfo info;
-  grpc::Status s = stub->GetModelInfo(&c1, v1::GetModelInfoRequest(), &info);
+  grpc::Status s = stub->GetModelInfo(c1.get(), v1::GetModelInfoRequest(), &info);
   if (!s.ok()) return proto::FromGrpcStatus(s);
-  grpc::ClientContext c2;
-  c2.set_deadline(Deadline(10));
+  std::unique_ptr<grpc::ClientContext> c2 = NewClientContext(10);
   v1::ServerInfo server_info;
-  s = stub->GetServerInfo(&c2, v1::GetServerInfoRequest(), &server_info);
+  s = stub->GetServerInfo(c2.get(), v1::GetServerInfoRequest(), &server_info);
   if (!s.ok()) return proto::FromGrpcStatus(s);
   out << "model:        " << info.name() << "\n"
       << "backend:      " << info.backend() << " (" << info.dtype() << ", tp "

@@ -2,8 +2,11 @@
 // and `hipserve inspect`.
 #pragma once
 
+#include <grpcpp/client_context.h>
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -18,6 +21,9 @@ namespace hipserve::cli {
 const char* ReasonName(v1::FinishReason r);
 // now + `seconds`, for grpc::ClientContext::set_deadline.
 std::chrono::system_clock::time_point Deadline(double seconds);
+// A client context with the deadline set and, when $HIPSERVE_API_TOKEN is set, the metadata
+// "authorization: Bearer $HIPSERVE_API_TOKEN" (servers run with --auth_tokens_file).
+std::unique_ptr<grpc::ClientContext> NewClientContext(double deadline_s);
 
 struct GenerateClientOptions {
   std::string server = "localhost:50051";
