@@ -74,11 +74,11 @@ SeqStep Work(uint64_t seq, std::vector<int32_t> tokens, int start, bool sample =
   return s;
 }
 
-// Prompts of ids valid in any test model's vocabulary (>= 259).
-std::vector<std::vector<int32_t>> Prompts(int vocab) {
+// Seeded prompts of the given lengths, ids valid in any test model's vocabulary (< 259).
+std::vector<std::vector<int32_t>> SeededPrompts(int vocab, std::initializer_list<int> lens,
+                                                uint64_t seed) {
   std::vector<std::vector<int32_t>> p;
-  const int lens[] = {1, 7, 64, 150};
-  uint64_t x = 12345;
+  uint64_t x = seed;
   for (int len : lens) {
     std::vector<int32_t> ids;
     for (int i = 0; i < len; ++i) {
@@ -88,6 +88,10 @@ std::vector<std::vector<int32_t>> Prompts(int vocab) {
     p.push_back(ids);
   }
   return p;
+}
+
+std::vector<std::vector<int32_t>> Prompts(int vocab) {
+  return SeededPrompts(vocab, {1, 7, 64, 150}, 12345);
 }
 
 // Greedy tokens: prefill in one step, then one decode step per token.
@@ -242,17 +246,7 @@ ModelOptions SmallHip() {
 }
 
 std::vector<std::vector<int32_t>> LongPrompts(int vocab) {
-  std::vector<std::vector<int32_t>> p;
-  uint64_t x = 777;
-  for (int len : {300, 700}) {
-    std::vector<int32_t> ids;
-    for (int i = 0; i < len; ++i) {
-      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-      ids.push_back(static_cast<int32_t>((x >> 33) % std::min(vocab, 259)));
-    }
-    p.push_back(ids);
-  }
-  return p;
+  return SeededPrompts(vocab, {300, 700}, 777);
 }
 
 // A5 in HiP mode: the GPU HiP path (same schedule and block lists as the CPU's) gives the CPU
