@@ -27,6 +27,7 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgloo-dev libopenblas-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format libcpp-httplib-dev
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: clang with libFuzzer and the sanitizers
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -20,4 +20,10 @@ if [[ "${HIPSERVE_SKIP_TSAN:-0}" != 1 ]]; then
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan \
     -R '^kvstore_(concurrency|paged_store|token_cache)_test$' --output-on-failure
 fi
+# libFuzzer over the parsers, tokenizer, chat templates and request validation (tests/fuzz;
+# clang + ASan/UBSan into build/fuzz): HIPSERVE_FUZZ_SECONDS per target (default 20); a crash,
+# a sanitizer report or a hang fails.
+if [[ "${HIPSERVE_SKIP_FUZZ:-0}" != 1 ]]; then
+  scripts/fuzz.sh
+fi
 ctest --test-dir "${HIPSERVE_BUILD_DIR:-build}" -L cpu --output-on-failure -j"$(nproc)"
