@@ -16,6 +16,7 @@
 #include "coordinator/auth.h"
 #include "coordinator/generation_service.h"
 #include "coordinator/http/openai_server.h"
+#include "coordinator/metrics.h"
 #include "coordinator/remote_worker_group.h"
 #include "hipserve/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
@@ -271,21 +272,115 @@ class ControlService final : public control::Control::CallbackService {
   const CoordinatorOptions* options_;
 };
 
+// The server's Prometheus metrics (docs/API.md lists them): request outcomes, tokens and
+// latencies from the scheduler's events, steps from its loop, load and KV read at scrape time.
+class CoordinatorMetrics final : public SchedulerObserver {
+ public:
+  CoordinatorMetrics() {
+    const std::vector<double> latency = ExponentialBuckets(0.001, 2, 18);  // 1 ms .. ~131 s
+    prompt_tokens_ =
+        registry_.GetCounter("hipserve_prompt_tokens_total", "Prompt tokens of finished requests.");
+    generation_tokens_ = registry_.GetCounter("hipserve_generation_tokens_total",
+                                              "Tokens generated (sampled) for finished requests.");
+    ttft_ = registry_.GetHistogram("hipserve_time_to_first_token_seconds",
+                                   "Arrival to first generated token.", latency);
+    itl_ = registry_.GetHistogram("hipserve_inter_token_latency_seconds",
+                                  "Time between two deliveries of tokens to one request.",
+                                  ExponentialBuckets(0.0005, 2, 18));
+    queue_ = registry_.GetHistogram("hipserve_queue_time_seconds",
+                                    "Arrival to admission into the running batch.", latency);
+    e2e_ = registry_.GetHistogram("hipserve_request_duration_seconds",
+                                  "Arrival to finish of scheduled requests.", latency);
+    steps_ = registry_.GetCounter("hipserve_steps_total", "Steps the workers ran.");
+    failed_steps_ = registry_.GetCounter("hipserve_failed_steps_total",
+                                         "Steps the workers rejected or failed.");
+    step_time_ = registry_.GetHistogram("hipserve_step_duration_seconds",
+                                        "Wall time of one step on the worker group.",
+                                        ExponentialBuckets(0.0005, 2, 18));
+  }
+
+  MetricsRegistry& registry() { return registry_; }
+
+  // A request that ended (scheduled or refused at admission).
+  void CountRequest(const char* outcome, const absl::Status& status) {
+    registry_
+        .GetCounter("hipserve_requests_total",
+                    "Requests by outcome (finish reason, or 'rejected' when refused before "
+                    "scheduling) and gRPC status code.",
+                    {{"outcome", outcome}, {"code", absl::StatusCodeToString(status.code())}})
+        ->Inc();
+  }
+
+  void OnStep(double seconds, bool ok) override {
+    (ok ? steps_ : failed_steps_)->Inc();
+    step_time_->Observe(seconds);
+  }
+
+  void OnEvents(const SinkEvents& events) override {
+    const Clock::time_point now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const SinkEvent& e : events) {
+      if (e.kind == SinkEvent::Kind::kTokens) {
+        auto [it, fresh] = last_tokens_.try_emplace(e.request_id, now);
+        if (!fresh) {
+          itl_->Observe(std::chrono::duration<double>(now - it->second).count());
+          it->second = now;
+        }
+      } else if (e.kind == SinkEvent::Kind::kFinish) {
+        last_tokens_.erase(e.request_id);
+        const FinishInfo& f = e.finish;
+        CountRequest(ReasonName(f.reason), f.status);
+        prompt_tokens_->Inc(f.prompt_tokens);
+        generation_tokens_->Inc(f.completion_tokens);
+        if (f.completion_tokens > 0) ttft_->Observe(f.timing.ttft_s);
+        if (f.timing.queue_s > 0 || f.completion_tokens > 0) queue_->Observe(f.timing.queue_s);
+        e2e_->Observe(f.timing.total_s);
+      }
+    }
+  }
+
+  static const char* ReasonName(FinishReason r) {
+    switch (r) {
+      case FinishReason::kStop:
+        return "stop";
+      case FinishReason::kLength:
+        return "length";
+      case FinishReason::kEos:
+        return "eos";
+      case FinishReason::kAbort:
+        return "abort";
+      case FinishReason::kError:
+        return "error";
+    }
+    return "unknown";
+  }
+
+ private:
+  MetricsRegistry registry_;
+  Counter *prompt_tokens_, *generation_tokens_, *steps_, *failed_steps_;
+  Histogram *ttft_, *itl_, *queue_, *e2e_, *step_time_;
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, Clock::time_point> last_tokens_;  // by request id
+};
+
 struct Coordinator::Impl {
   CoordinatorOptions options;
   std::shared_ptr<BearerTokens> auth;  // null: the public API is open
   Registry registry;
   RendezvousTable rendezvous;
-  uint64_t attempts = 0;  // configuration attempts (rendezvous prefixes)
+  uint64_t attempts = 0;       // configuration attempts (rendezvous prefixes)
+  CoordinatorMetrics metrics;  // before the scheduler and the service, which report to it
   Scheduler scheduler;
   GenerationService generation;
   ControlService control;
   std::unique_ptr<grpc::Server> public_server;
   std::unique_ptr<grpc::Server> control_server;
   std::unique_ptr<http::OpenAiHttpServer> http_server;
+  std::unique_ptr<MetricsHttpServer> metrics_server;
   int port = 0, control_port = 0;
   mutable std::mutex mu;
   std::atomic<bool> stop{false};
+  std::atomic<bool> draining{false};
   bool ready = false;
   absl::Status configure_status;
   std::shared_ptr<WorkerGroup> group;
@@ -296,12 +391,20 @@ struct Coordinator::Impl {
         auth(std::move(tokens)),
         registry(o.world_size),
         scheduler(o.scheduler),
-        generation(&scheduler, MakeServiceOptions(o, auth), [this] { return WorkersReady(); }),
-        control(&registry, &rendezvous, &options) {}
+        generation(&scheduler, MakeServiceOptions(o, auth, &metrics),
+                   [this] { return WorkersReady(); }),
+        control(&registry, &rendezvous, &options) {
+    scheduler.SetObserver(&metrics);
+    RegisterGauges();
+  }
+
+  ~Impl() { scheduler.SetObserver(nullptr); }
 
   static GenerationServiceOptions MakeServiceOptions(const CoordinatorOptions& o,
-                                                     const std::shared_ptr<BearerTokens>& auth) {
+                                                     const std::shared_ptr<BearerTokens>& auth,
+                                                     CoordinatorMetrics* metrics) {
     GenerationServiceOptions g;
+    g.on_rejected = [metrics](const absl::Status& s) { metrics->CountRequest("rejected", s); };
     if (auth != nullptr) {
       g.authorize = [auth](absl::string_view authorization) { return auth->Check(authorization); };
     }
@@ -311,6 +414,48 @@ struct Coordinator::Impl {
     g.limits.attention = o.attention;
     g.hip_config_json = o.hip_config_json;
     return g;
+  }
+
+  // Load, KV and readiness, read at scrape time.
+  void RegisterGauges() {
+    MetricsRegistry& r = metrics.registry();
+    r.AddGaugeCallback("hipserve_requests_running", "Requests in the running batch.", {},
+                       [this] { return scheduler.Stats().active; });
+    r.AddGaugeCallback("hipserve_requests_queued", "Requests waiting for admission.", {},
+                       [this] { return scheduler.Stats().queued; });
+    r.AddGaugeCallback("hipserve_kv_tokens_in_use",
+                       "KV tokens reserved by running requests (prompt + max_tokens).", {}, [this] {
+                         return static_cast<double>(scheduler.Stats().kv_tokens_reserved);
+                       });
+    auto model_value = [this](auto read) {
+      return [this, read]() -> double {
+        std::shared_ptr<const ServingModel> m = generation.model();
+        return m ? static_cast<double>(read(*m)) : 0.0;
+      };
+    };
+    r.AddGaugeCallback(
+        "hipserve_kv_capacity_tokens", "KV tokens the workers can hold (0 while not ready).", {},
+        model_value([](const ServingModel& m) { return m.info.kv_capacity_tokens; }));
+    const char* plan_help =
+        "Per-worker memory plan (GetServerInfo.memory_plan) by part, in bytes; 0 while not "
+        "ready.";
+    r.AddGaugeCallback(
+        "hipserve_memory_plan_bytes", plan_help, {{"part", "budget"}},
+        model_value([](const ServingModel& m) { return m.info.memory.budget_bytes; }));
+    r.AddGaugeCallback(
+        "hipserve_memory_plan_bytes", plan_help, {{"part", "weights"}},
+        model_value([](const ServingModel& m) { return m.info.memory.weights_bytes; }));
+    r.AddGaugeCallback(
+        "hipserve_memory_plan_bytes", plan_help, {{"part", "workspace"}},
+        model_value([](const ServingModel& m) { return m.info.memory.workspace_bytes; }));
+    r.AddGaugeCallback("hipserve_memory_plan_bytes", plan_help, {{"part", "kv"}},
+                       model_value([](const ServingModel& m) { return m.info.memory.kv_bytes; }));
+    r.AddGaugeCallback("hipserve_workers_ready", "Workers registered and configured.", {},
+                       [this] { return WorkersReady(); });
+    r.AddGaugeCallback("hipserve_ready", "1 while the server admits requests (readiness).", {},
+                       [this] { return WorkersReady() > 0 && !draining ? 1.0 : 0.0; });
+    r.AddGaugeCallback("hipserve_draining", "1 once a drain (SIGTERM) has begun.", {},
+                       [this] { return draining ? 1.0 : 0.0; });
   }
 
   int WorkersReady() {
@@ -403,7 +548,7 @@ struct Coordinator::Impl {
         ready = true;
         configure_status = absl::OkStatus();
       }
-      SetServing(true);
+      if (!draining) SetServing(true);
       LOG(INFO) << "serving " << serving->info.name << " (tp " << serving->world_size
                 << ", max context " << serving->info.max_context << ")";
     }
@@ -470,6 +615,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     }
     impl->http_server = *std::move(server);
   }
+  if (o.metrics_port >= 0) {
+    Impl* metrics_owner = impl.get();
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Start(
+        o.host, o.metrics_port,
+        [metrics_owner] { return metrics_owner->metrics.registry().Render(); });
+    if (!server.ok()) {
+      impl->public_server->Shutdown();
+      impl->control_server->Shutdown();
+      if (impl->http_server) impl->http_server->Shutdown();
+      return server.status();
+    }
+    impl->metrics_server = *std::move(server);
+  }
   impl->SetServing(false);
   Impl* raw = impl.get();
   impl->config_thread = std::thread([raw] { raw->ConfigLoop(); });
@@ -484,6 +642,35 @@ Coordinator::~Coordinator() { Shutdown(); }
 int Coordinator::port() const { return impl_->port; }
 int Coordinator::control_port() const { return impl_->control_port; }
 int Coordinator::http_port() const { return impl_->http_server ? impl_->http_server->port() : -1; }
+int Coordinator::metrics_port() const {
+  return impl_->metrics_server ? impl_->metrics_server->port() : -1;
+}
+
+int Coordinator::Drain(double timeout_s) {
+  impl_->draining = true;
+  impl_->generation.SetDraining();
+  impl_->SetServing(false);
+  SchedulerStats st = impl_->scheduler.Stats();
+  LOG(INFO) << "draining: NOT_SERVING; waiting up to " << timeout_s << " s for "
+            << st.active + st.queued << " request(s) in flight";
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  while (st.active + st.queued > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    st = impl_->scheduler.Stats();
+  }
+  const int left = st.active + st.queued;
+  if (left > 0) {
+    LOG(WARNING) << "drain timeout (" << timeout_s << " s): ending " << left
+                 << " request(s) with UNAVAILABLE";
+    impl_->scheduler.FailAll(absl::UnavailableError(absl::StrCat(
+        "server is shutting down: the request did not finish within the drain timeout (", timeout_s,
+        " s); retry it on another replica")));
+  } else {
+    LOG(INFO) << "drained: no request in flight";
+  }
+  return left;
+}
 bool Coordinator::ready() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->ready;
@@ -511,6 +698,7 @@ void Coordinator::Shutdown() {
   impl_->public_server->Shutdown(deadline);
   impl_->control_server->Shutdown(deadline);
   if (impl_->http_server) impl_->http_server->Shutdown();
+  if (impl_->metrics_server) impl_->metrics_server->Shutdown();
   impl_->scheduler.SetWorkerGroup(nullptr, nullptr);
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->group.reset();

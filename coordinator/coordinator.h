@@ -6,6 +6,8 @@
 // once `world_size` workers have registered, the configuration thread connects to them,
 // sends Configure and flips health to SERVING. A worker that re-registers (restarted pod)
 // triggers reconfiguration; running requests then fail with UNAVAILABLE.
+// Drain() (SIGTERM) stops admitting requests and lets running ones finish before Shutdown().
+// Metrics (coordinator/metrics.h) are served on metrics_port when >= 0.
 // Thread-safe; Shutdown() may be called from any thread, once.
 #pragma once
 
@@ -26,6 +28,9 @@ struct CoordinatorOptions {
   // Bearer tokens required on the public API (gRPC Generation service and HTTP /v1/*), one per
   // line (coordinator/auth.h); empty = no authentication. Health and reflection stay open.
   std::string auth_tokens_file;
+  // Prometheus metrics (GET /metrics, text format) on `host`: -1 = off; 0 = pick a free port
+  // (metrics_port()).
+  int metrics_port = -1;
   std::string control_host = "0.0.0.0";
   int control_port = 50052;       // 0 = pick a free port
   int world_size = 1;             // workers (tensor-parallel ranks) to wait for
@@ -51,11 +56,17 @@ class Coordinator {
   ~Coordinator();
 
   int port() const;
-  int http_port() const;  // -1 without the HTTP API
+  int http_port() const;     // -1 without the HTTP API
+  int metrics_port() const;  // -1 without metrics
   int control_port() const;
   bool ready() const;
   // Last configuration error, if any (e.g. a worker could not load the model).
   absl::Status configure_status() const;
+  // Graceful drain (SIGTERM): readiness goes NOT_SERVING at once (gRPC health and HTTP
+  // /health/ready), new requests get UNAVAILABLE with a retry hint, and this waits up to
+  // `timeout_s` for the requests in flight to finish; those still running then end with
+  // UNAVAILABLE. Returns how many were ended that way. Call Shutdown() after it.
+  int Drain(double timeout_s);
   void Shutdown();
 
  private:

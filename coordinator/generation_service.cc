@@ -260,6 +260,10 @@ std::shared_ptr<const ServingModel> GenerationService::model() const {
 }
 
 absl::Status GenerationService::NotReadyStatus() const {
+  if (draining()) {
+    return absl::UnavailableError(
+        "server is draining (shutting down); retry the request on another replica");
+  }
   return absl::UnavailableError(absl::StrCat("server is not ready: ", workers_ready_(),
                                              " workers registered and configured"));
 }
@@ -276,6 +280,14 @@ absl::Status GenerationService::Authorize(grpc::CallbackServerContext* ctx) cons
 
 absl::StatusOr<StartedRequest> GenerationService::StartRequest(const v1::GenerateRequest& request,
                                                                const SinkFactory& make_sink) {
+  absl::StatusOr<StartedRequest> started = StartRequestUnobserved(request, make_sink);
+  if (!started.ok() && options_.on_rejected) options_.on_rejected(started.status());
+  return started;
+}
+
+absl::StatusOr<StartedRequest> GenerationService::StartRequestUnobserved(
+    const v1::GenerateRequest& request, const SinkFactory& make_sink) {
+  if (draining()) return NotReadyStatus();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) return NotReadyStatus();
   RequestLimits limits = options_.limits;

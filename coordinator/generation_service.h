@@ -38,6 +38,8 @@ struct GenerationServiceOptions {
   std::string hip_config_json;
   // Checks a call's "authorization" metadata (coordinator/auth.h); null = open.
   std::function<absl::Status(absl::string_view authorization)> authorize;
+  // Called with the status of every request StartRequest refuses (metrics); may be null.
+  std::function<void(const absl::Status&)> on_rejected;
 };
 
 class GenerationService final : public v1::Generation::CallbackService {
@@ -50,6 +52,9 @@ class GenerationService final : public v1::Generation::CallbackService {
 
   // nullptr = not ready (requests get UNAVAILABLE).
   void SetModel(std::shared_ptr<const ServingModel> model);
+  // Draining (SIGTERM): new requests get UNAVAILABLE with a retry hint; running ones go on.
+  void SetDraining() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
@@ -78,7 +83,7 @@ class GenerationService final : public v1::Generation::CallbackService {
 
   // The model being served; nullptr while not ready.
   std::shared_ptr<const ServingModel> model() const;
-  // UNAVAILABLE saying how many workers are ready.
+  // UNAVAILABLE saying how many workers are ready (or that the server is draining).
   absl::Status NotReadyStatus() const;
   int workers_ready() const { return workers_ready_(); }
   const GenerationServiceOptions& options() const { return options_; }
@@ -86,12 +91,16 @@ class GenerationService final : public v1::Generation::CallbackService {
   Scheduler* scheduler() { return scheduler_; }
 
  private:
+  absl::StatusOr<StartedRequest> StartRequestUnobserved(const v1::GenerateRequest& request,
+                                                        const SinkFactory& make_sink);
+
   Scheduler* scheduler_;
   GenerationServiceOptions options_;
   std::function<int()> workers_ready_;
   mutable std::mutex mu_;
   std::shared_ptr<const ServingModel> model_;
   std::atomic<uint64_t> next_request_{1};
+  std::atomic<bool> draining_{false};
 };
 
 // Fills the proto's final info from a FinishInfo.

@@ -417,8 +417,20 @@ void Scheduler::FlushLocked(std::unique_lock<std::mutex>& lock) {
   SinkEvents events;
   events.swap(outbox_);
   lock.unlock();
-  Deliver(events);
+  DeliverObserved(events);
   lock.lock();
+}
+
+void Scheduler::DeliverObserved(const SinkEvents& events) {
+  if (SchedulerObserver* o = observer_.load()) o->OnEvents(events);
+  Deliver(events);
+}
+
+void Scheduler::FailAll(const absl::Status& status) {
+  std::unique_lock<std::mutex> lock(mu_);
+  core_.FailAll(status, &outbox_);
+  cv_.notify_all();
+  FlushLocked(lock);
 }
 
 void Scheduler::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
@@ -460,7 +472,7 @@ void Scheduler::Loop() {
     SinkEvents events;
     events.swap(outbox_);
     lock.unlock();
-    Deliver(events);
+    DeliverObserved(events);
     lock.lock();
   };
   while (true) {
@@ -474,8 +486,12 @@ void Scheduler::Loop() {
     SinkEvents events;
     events.swap(outbox_);
     lock.unlock();
-    Deliver(events);
+    DeliverObserved(events);
+    const Clock::time_point step_start = Clock::now();
     StepOutcome outcome = step.group->Step(step.plan);
+    if (SchedulerObserver* o = observer_.load(); o != nullptr && !step.idle()) {
+      o->OnStep(Seconds(Clock::now() - step_start), outcome.status.ok());
+    }
     lock.lock();
     last_step = Clock::now();
     core_.ApplyResult(step, outcome, &outbox_);

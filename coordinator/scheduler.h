@@ -10,6 +10,7 @@
 //    the WorkerGroup and delivers sink events with the lock released.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -172,6 +173,17 @@ class SchedulerCore {
   uint64_t generated_ = 0;
 };
 
+// Watches the threaded Scheduler (metrics). Called without the scheduler's lock, from the
+// thread that delivers the events (see SequenceSink); implementations must be thread-safe.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // A step ran on the workers for `seconds`; `ok` = it was applied (not rejected or failed).
+  virtual void OnStep(double seconds, bool ok) {}
+  // Sink events, just before they are delivered.
+  virtual void OnEvents(const SinkEvents& events) {}
+};
+
 // Thread-safe front of SchedulerCore with one loop thread that plans, runs steps and delivers
 // sink events outside the lock (see SequenceSink). Submit/Abort/Stats/SetWorkerGroup may be
 // called from any thread. The WorkerGroup is swapped in with SetWorkerGroup (on
@@ -190,10 +202,15 @@ class Scheduler {
   // Aborts queued or active requests by id; returns how many were found.
   int Abort(const std::vector<std::string>& request_ids);
   SchedulerStats Stats() const;
+  // Finishes every queued and active request with `status` (e.g. at the end of a drain).
+  void FailAll(const absl::Status& status);
+  // Installs the observer (borrowed; must outlive the scheduler or be reset to null first).
+  void SetObserver(SchedulerObserver* observer) { observer_.store(observer); }
   void Stop();
 
  private:
   void Loop();
+  void DeliverObserved(const SinkEvents& events);
   // Hands the outbox to the loop thread, or delivers it here once the loop has ended.
   void FlushLocked(std::unique_lock<std::mutex>& lock);
 
@@ -204,6 +221,7 @@ class Scheduler {
   SchedulerCore core_;       // guarded by mu_
   SinkEvents outbox_;        // guarded by mu_; delivered in order by one thread at a time
   double heartbeat_s_;
+  std::atomic<SchedulerObserver*> observer_{nullptr};
   std::thread thread_;  // last: starts after the members above exist
 };
 

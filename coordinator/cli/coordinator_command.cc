@@ -28,7 +28,8 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
       "hipserve coordinator",
       "Runs only the coordinator: the public gRPC API on --port and the control plane on\n"
       "--control_port, where `hipserve worker` processes (possibly on other machines)\n"
-      "register. Becomes ready once --world_size workers are configured.",
+      "register. Becomes ready once --world_size workers are configured. On SIGTERM it\n"
+      "drains: NOT_SERVING at once, running requests finish (--drain_timeout_s), exit 0.",
       {"coordinator_", kServerFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   absl::StatusOr<coordinator::CoordinatorOptions> o = CoordinatorOptionsFromFlags();
@@ -56,9 +57,9 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
   if (!control_port_file.empty()) WritePortFile(control_port_file, (*c)->control_port());
   if (!port_file.empty()) WritePortFile(port_file, (*c)->port());
   WriteHttpPortFile(**c);
+  WriteMetricsPortFile(**c);
   while (!StopRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  (*c)->Shutdown();
-  return 0;
+  return DrainAndShutdown(**c);
 }
 
 }  // namespace hipserve::cli

@@ -31,6 +31,16 @@ ABSL_FLAG(int, server_http_threads, CoordinatorOptions().http_threads,
           "HTTP connections served at once (each streaming request holds one), >= 1.");
 ABSL_FLAG(std::string, server_http_port_file, "",
           "Write the bound HTTP port to this file once listening.");
+ABSL_FLAG(int, server_metrics_port, CoordinatorOptions().metrics_port,
+          "Prometheus metrics port (GET /metrics, text format; docs/API.md lists the metrics), "
+          "bound on --host, in [-1, 65535]: -1 = off, 0 = pick a free one (see "
+          "--metrics_port_file).");
+ABSL_FLAG(std::string, server_metrics_port_file, "",
+          "Write the bound metrics port to this file once listening.");
+ABSL_FLAG(double, server_drain_timeout_s, 30,
+          "On SIGTERM/SIGINT: readiness goes NOT_SERVING and new requests get UNAVAILABLE at "
+          "once; requests in flight may finish for this long, in seconds, >= 0; the rest then "
+          "end with UNAVAILABLE and the process exits 0.");
 ABSL_FLAG(std::string, server_auth_tokens_file, CoordinatorOptions().auth_tokens_file,
           "File of bearer tokens, one per line ('#' comments): the gRPC API (metadata "
           "'authorization: Bearer <token>') and HTTP /v1/* then require one. Re-read when the "
@@ -77,6 +87,7 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.http_port = absl::GetFlag(FLAGS_server_http_port);
   o.http_host = absl::GetFlag(FLAGS_server_http_host);
   o.http_threads = absl::GetFlag(FLAGS_server_http_threads);
+  o.metrics_port = absl::GetFlag(FLAGS_server_metrics_port);
   o.auth_tokens_file = absl::GetFlag(FLAGS_server_auth_tokens_file);
   o.attention = absl::GetFlag(FLAGS_server_attention);
   o.hip_config_json = absl::GetFlag(FLAGS_server_hip_config);
@@ -95,6 +106,10 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   RETURN_IF_ERROR(CheckFlag(o.port >= 0 && o.port <= 65535, "port", "in [0, 65535]", o.port));
   RETURN_IF_ERROR(CheckFlag(o.http_port >= -1 && o.http_port <= 65535, "http_port",
                             "in [-1, 65535]", o.http_port));
+  RETURN_IF_ERROR(CheckFlag(o.metrics_port >= -1 && o.metrics_port <= 65535, "metrics_port",
+                            "in [-1, 65535]", o.metrics_port));
+  const double drain_timeout_s = DrainTimeoutSeconds();
+  RETURN_IF_ERROR(CheckFlag(drain_timeout_s >= 0, "drain_timeout_s", ">= 0", drain_timeout_s));
   RETURN_IF_ERROR(CheckFlag(o.http_threads >= 1, "http_threads", ">= 1", o.http_threads));
   RETURN_IF_ERROR(CheckFlag(o.max_context >= 0, "max_context", ">= 0", o.max_context));
   RETURN_IF_ERROR(
@@ -118,6 +133,19 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
 bool WriteHttpPortFile(const coordinator::Coordinator& c) {
   const std::string path = absl::GetFlag(FLAGS_server_http_port_file);
   return path.empty() || c.http_port() < 0 || WritePortFile(path, c.http_port());
+}
+
+bool WriteMetricsPortFile(const coordinator::Coordinator& c) {
+  const std::string path = absl::GetFlag(FLAGS_server_metrics_port_file);
+  return path.empty() || c.metrics_port() < 0 || WritePortFile(path, c.metrics_port());
+}
+
+double DrainTimeoutSeconds() { return absl::GetFlag(FLAGS_server_drain_timeout_s); }
+
+int DrainAndShutdown(coordinator::Coordinator& c) {
+  c.Drain(DrainTimeoutSeconds());
+  c.Shutdown();
+  return 0;
 }
 
 bool WritePortFile(const std::string& path, int port) {

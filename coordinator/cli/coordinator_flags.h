@@ -21,5 +21,13 @@ bool WritePortFile(const std::string& path, int port);
 
 // Writes --http_port_file (when set and the HTTP API runs); false when it cannot.
 bool WriteHttpPortFile(const coordinator::Coordinator& c);
+// Writes --metrics_port_file (when set and metrics are served); false when it cannot.
+bool WriteMetricsPortFile(const coordinator::Coordinator& c);
+
+// --drain_timeout_s.
+double DrainTimeoutSeconds();
+// The graceful stop on SIGTERM/SIGINT: Coordinator::Drain(--drain_timeout_s), then Shutdown.
+// Returns the exit code (0).
+int DrainAndShutdown(coordinator::Coordinator& c);
 
 }  // namespace hipserve::cli

@@ -132,7 +132,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
       "hipserve serve",
       "Runs the whole server on this machine: the coordinator (public gRPC API on --port)\n"
       "and --tp worker processes. With --prompt it answers that one prompt through the\n"
-      "gRPC API, prints the answer and exits (a smoke test of the full path).",
+      "gRPC API, prints the answer and exits (a smoke test of the full path). On SIGTERM\n"
+      "it drains: NOT_SERVING at once, running requests finish (--drain_timeout_s), exit 0.",
       {"serve_", kServerFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   absl::StatusOr<coordinator::CoordinatorOptions> options = CoordinatorOptionsFromFlags();
@@ -202,6 +203,11 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     StopChildren(children);
     return 1;
   }
+  if (!WriteMetricsPortFile(**c)) {
+    std::cerr << "hipserve serve: cannot write --metrics_port_file\n";
+    StopChildren(children);
+    return 1;
+  }
 
   int exit_code = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -244,6 +250,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // SIGTERM/SIGINT: drain with the workers still up, then stop them.
+  if (StopRequested() && exit_code == 0) exit_code = DrainAndShutdown(**c);
   (*c)->Shutdown();
   StopChildren(children);
   return exit_code;

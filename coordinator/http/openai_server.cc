@@ -147,7 +147,7 @@ struct OpenAiHttpServer::Impl {
   }
 
   void Ready(const httplib::Request&, httplib::Response& res) {
-    if (service->model() == nullptr) {
+    if (service->model() == nullptr || service->draining()) {
       return SendError(res, ErrorFromStatus(service->NotReadyStatus(), nullptr));
     }
     SendJson(res, json{{"status", "ready"}, {"workers_ready", service->workers_ready()}});

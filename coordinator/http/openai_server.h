@@ -2,7 +2,8 @@
 //
 //   POST /v1/completions, POST /v1/chat/completions   (JSON, or server-sent events with stream)
 //   GET  /v1/models, GET /v1/models/{id}
-//   GET  /health (liveness), GET /health/ready (readiness: 503 until the workers are ready)
+//   GET  /health (liveness), GET /health/ready (readiness: 503 until the workers are ready,
+//                                                       and again once draining)
 //   GET  /hipserve/v1/server_info                     (GetServerInfo's load and KV counters)
 //
 // Requests take the gRPC service's own path (GenerationService::StartRequest: validation,
