@@ -9,7 +9,9 @@
 # Env:   HIPSERVE_FUZZ_SECONDS  seconds per target (default 20)
 #        HIPSERVE_FUZZ_TIMEOUT  seconds one input may take before it counts as a hang (default 10)
 #        HIPSERVE_FUZZ_DIR      build directory (default build/fuzz)
-#        HIPSERVE_FUZZ_ARGS     extra libFuzzer flags (e.g. -jobs=2)
+#        HIPSERVE_FUZZ_ARGS     extra libFuzzer flags (e.g. -use_value_profile=1)
+#        HIPSERVE_FUZZ_KEEP_CORPUS=1  start from the inputs earlier runs found (build/fuzz/corpus)
+#                               as well as the seeds (default: the seeds only)
 # Replay one input: build/fuzz/<target>_fuzzer <file>. A crashing input that was fixed belongs
 # in tests/fuzz/corpus/<target>/ as crash-<name>, so that every later run replays it.
 set -euo pipefail
@@ -21,7 +23,7 @@ targets=()
 for arg in "$@"; do
   case "$arg" in
     --build-only) build_only=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
     *) targets+=("$arg") ;;
   esac
@@ -58,6 +60,7 @@ for t in "${targets[@]}"; do
   [[ -d "$seeds" ]] || { echo "fuzz.sh: no seed corpus $seeds" >&2; exit 1; }
   # New inputs go to a scratch corpus (first directory), never into the seeds.
   work="$dir/corpus/$t"
+  [[ "${HIPSERVE_FUZZ_KEEP_CORPUS:-0}" == 1 ]] || rm -rf "$work"
   mkdir -p "$work"
   out="$dir/$t.log"
   # shellcheck disable=SC2086
