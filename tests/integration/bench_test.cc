@@ -15,17 +15,8 @@ namespace {
 
 using nlohmann::json;
 
-struct BenchRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using testing::ReadAll;
+using BenchRun = testing::CliRun;
 
 class BenchTest : public ::testing::Test {
  protected:
@@ -40,16 +31,9 @@ class BenchTest : public ::testing::Test {
   }
 
   // Runs `hipserve bench ARGS` with stdout/stderr captured (not a terminal).
-  BenchRun Bench(const std::vector<std::string>& args) {
-    std::string cmd = std::string("'") + HIPSERVE_BINARY + "' bench";
-    for (const std::string& a : args) cmd += " '" + a + "'";
-    cmd += " >'" + dir_ + "/out' 2>'" + dir_ + "/err' </dev/null";
-    BenchRun r;
-    int status = system(cmd.c_str());
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = ReadAll(dir_ + "/out");
-    r.err = ReadAll(dir_ + "/err");
-    return r;
+  BenchRun Bench(std::vector<std::string> args) {
+    args.insert(args.begin(), "bench");
+    return testing::RunHipserve(args);
   }
 
   std::string dir_;

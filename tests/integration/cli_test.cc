@@ -2,128 +2,63 @@
 // own flags and not the others', bad values and foreign flags are refused naming the flag, byte
 // sizes parse. Runs the real binary; no server is started.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <fstream>
+#include <algorithm>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/integration/server_process.h"
+
 namespace hipserve {
 namespace {
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
+using testing::CliRun;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+CliRun Hipserve(const std::vector<std::string>& args) { return testing::RunHipserve(args); }
+
+class CliTest : public ::testing::Test {};
+
+// The coordinator flags `serve` and `coordinator` share (coordinator/cli/coordinator_flags.cc).
+std::vector<std::string> ServerFlags(std::vector<std::string> own) {
+  std::vector<std::string> flags = {"model",
+                                    "host",
+                                    "port",
+                                    "http_port",
+                                    "http_host",
+                                    "http_threads",
+                                    "http_port_file",
+                                    "metrics_port",
+                                    "metrics_port_file",
+                                    "drain_timeout_s",
+                                    "auth_tokens_file",
+                                    "attention",
+                                    "hip_config",
+                                    "max_context",
+                                    "seed",
+                                    "gpu_kv_bytes",
+                                    "host_kv_bytes",
+                                    "default_max_tokens",
+                                    "max_tokens_limit",
+                                    "max_prompt_tokens",
+                                    "max_batch",
+                                    "chunk",
+                                    "max_queue",
+                                    "configure_timeout_s",
+                                    "step_timeout_s",
+                                    "port_file"};
+  flags.insert(flags.end(), own.begin(), own.end());
+  return flags;
 }
-
-class CliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/hipserve_cli_test_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    if (system(cmd.c_str()) != 0) {
-    }
-  }
-
-  CliRun Hipserve(const std::vector<std::string>& args) {
-    std::string cmd = std::string("'") + HIPSERVE_BINARY + "'";
-    for (const std::string& a : args) cmd += " '" + a + "'";
-    cmd += " >'" + dir_ + "/out' 2>'" + dir_ + "/err' </dev/null";
-    CliRun r;
-    int status = system(cmd.c_str());
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = ReadAll(dir_ + "/out");
-    r.err = ReadAll(dir_ + "/err");
-    return r;
-  }
-
-  std::string dir_;
-};
 
 // Every flag of every subcommand, as documented in README.md / docs.
 const std::map<std::string, std::vector<std::string>>& CommandFlags() {
   static const auto* m = new std::map<std::string, std::vector<std::string>>{
-      {"serve",
-       {"model",
-        "host",
-        "port",
-        "http_port",
-        "http_host",
-        "http_threads",
-        "http_port_file",
-        "metrics_port",
-        "metrics_port_file",
-        "drain_timeout_s",
-        "auth_tokens_file",
-        "attention",
-        "hip_config",
-        "max_context",
-        "seed",
-        "gpu_kv_bytes",
-        "host_kv_bytes",
-        "default_max_tokens",
-        "max_tokens_limit",
-        "max_prompt_tokens",
-        "max_batch",
-        "chunk",
-        "max_queue",
-        "configure_timeout_s",
-        "step_timeout_s",
-        "tp",
-        "backend",
-        "gpu_memory_bytes",
-        "cpu_weights",
-        "port_file",
-        "prompt",
-        "chat",
-        "max_tokens",
-        "temperature",
-        "ready_timeout_s",
-        "gpus"}},
+      {"serve", ServerFlags({"tp", "backend", "gpu_memory_bytes", "cpu_weights", "prompt", "chat",
+                             "max_tokens", "temperature", "ready_timeout_s", "gpus"})},
       {"coordinator",
-       {"model",
-        "host",
-        "port",
-        "http_port",
-        "http_host",
-        "http_threads",
-        "http_port_file",
-        "metrics_port",
-        "metrics_port_file",
-        "drain_timeout_s",
-        "auth_tokens_file",
-        "attention",
-        "hip_config",
-        "max_context",
-        "seed",
-        "gpu_kv_bytes",
-        "host_kv_bytes",
-        "default_max_tokens",
-        "max_tokens_limit",
-        "max_prompt_tokens",
-        "max_batch",
-        "chunk",
-        "max_queue",
-        "configure_timeout_s",
-        "step_timeout_s",
-        "control_host",
-        "control_port",
-        "world_size",
-        "port_file",
-        "control_port_file"}},
+       ServerFlags({"control_host", "control_port", "world_size", "control_port_file"})},
       {"worker",
        {"coordinator", "rank", "listen", "advertise", "backend", "gpu_memory_bytes", "gpu_kv_bytes",
         "host_kv_bytes", "cpu_weights", "register_timeout_s", "comm_host", "collective_timeout_s",

@@ -12,6 +12,30 @@
 
 namespace hipserve::testing {
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+CliRun RunHipserve(const std::vector<std::string>& args) {
+  char tmpl[] = "/tmp/hipserve_cli_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::string cmd = std::string("'") + HIPSERVE_BINARY + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " >'" + dir + "/out' 2>'" + dir + "/err' </dev/null";
+  CliRun r;
+  const int status = system(cmd.c_str());
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadAll(dir + "/out");
+  r.err = ReadAll(dir + "/err");
+  const std::string rm = "rm -rf '" + dir + "'";
+  if (system(rm.c_str()) != 0) {
+  }
+  return r;
+}
+
 ServerProcess::ServerProcess(std::vector<std::string> extra_args) {
   char tmpl[] = "/tmp/hipserve_test_XXXXXX";
   dir_ = mkdtemp(tmpl);

@@ -9,6 +9,17 @@
 
 namespace hipserve::testing {
 
+// The whole text of a file ("" when it cannot be read).
+std::string ReadAll(const std::string& path);
+
+// `hipserve ARGS` run to completion with stdin from /dev/null and stdout / stderr captured
+// (not a terminal). exit_code is -1 when the process did not exit normally.
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+CliRun RunHipserve(const std::vector<std::string>& args);
+
 class ServerProcess {
  public:
   // `extra_args` are appended to `hipserve serve --port=0 --port_file=...`.
