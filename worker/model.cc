@@ -29,7 +29,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
     return absl::InvalidArgumentError(
         absl::StrCat("attention mode '", options.attention, "' is unknown; use 'dense' or 'hip'"));
   }
-  RETURN_IF_ERROR(CheckWeights(w));
   ModelWeights header;  // everything but the tensors, kept by the Model
   header.dims = w.dims;
   header.rank = w.rank;
