@@ -15,11 +15,15 @@ struct SchedulerCore::Sequence {
   uint64_t epoch = 0;       // group the sequence's KV lives on
   int64_t reservation = 0;  // KV tokens reserved at admission
   int kv_len = 0;           // tokens in the workers' KV
-  int prefilled = 0;        // prompt tokens sent
+  int prefilled = 0;        // prompt (or, resuming, history) tokens sent
+  // > 0 while resuming on a new group: the history (prompt + generated) to prefill again.
+  int history_len = 0;
+  int progress_reported = 0;  // prompt tokens last reported in a prefill-progress event
   bool sent_any = false;
   bool cancel = false;
   bool finished = false;
   std::vector<int32_t> generated;
+  std::shared_ptr<const Tokenizer> tokenizer;  // the decoder's; outlives group swaps
   std::unique_ptr<IncrementalDecoder> decoder;
   std::string pending_text;  // decoded but not yet emitted (possible stop-string prefix)
   size_t max_stop_len = 0;
@@ -65,20 +69,93 @@ SchedulerCore::~SchedulerCore() = default;
 
 void SchedulerCore::SetWorkerGroup(std::shared_ptr<WorkerGroup> group,
                                    std::shared_ptr<const Tokenizer> tok, SinkEvents* events) {
-  // Sequences on the old group lost their KV.
-  for (auto& s : active_) {
-    FinishSequence(*s, FinishReason::kError,
-                   absl::UnavailableError("worker group was reconfigured"), events);
+  // Sequences on the old group lost their KV: they resume on the new one (recovery on) or
+  // fail. A group serving another model cannot continue them.
+  const bool same_model = group == nullptr || model_identity_.empty() ||
+                          model_identity_ == absl::StrCat(group->model_info().name, "/",
+                                                          group->model_info().vocab_size);
+  if (options_.recovery_timeout_s > 0 && same_model) {
+    if (group_ != nullptr)
+      LoseGroup(absl::UnavailableError("worker group was reconfigured"), events);
+  } else {
+    for (auto& s : active_) {
+      FinishSequence(*s, FinishReason::kError,
+                     absl::UnavailableError("worker group was reconfigured"), events);
+    }
+    active_.clear();
   }
-  active_.clear();
   pending_release_.clear();
   group_ = std::move(group);
   tokenizer_ = std::move(tok);
+  if (group_ != nullptr) {
+    model_identity_ = absl::StrCat(group_->model_info().name, "/", group_->model_info().vocab_size);
+  }
   // Admission follows what the workers can hold (the smallest rank decides).
   if (group_ && group_->model_info().kv_capacity_tokens > 0) {
     options_.kv_budget_tokens = group_->model_info().kv_capacity_tokens;
   }
   ++group_epoch_;
+  if (group_ == nullptr) {
+    if (options_.recovery_timeout_s > 0 && !recovering_) {
+      recovering_ = true;
+      recovery_deadline_ =
+          Clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(options_.recovery_timeout_s * 1000));
+    }
+    return;
+  }
+  if (recovering_ && !active_.empty()) {
+    LOG(INFO) << "worker group rebuilt: resuming " << active_.size()
+              << " request(s), re-prefilling their history";
+  }
+  recovering_ = false;
+  for (auto& s : active_) s->epoch = group_epoch_;
+}
+
+void SchedulerCore::Suspend(Sequence& s) {
+  s.kv_len = 0;
+  s.prefilled = 0;
+  s.sent_any = false;  // nothing to release on the next group
+  s.history_len =
+      s.generated.empty() ? 0 : static_cast<int>(s.req.prompt.size() + s.generated.size());
+}
+
+void SchedulerCore::LoseGroup(const absl::Status& cause, SinkEvents* events) {
+  if (options_.recovery_timeout_s <= 0) {
+    FailAll(absl::UnavailableError(cause.message()), events);
+  } else {
+    for (auto& s : active_) Suspend(*s);
+    if (!recovering_) {
+      recovering_ = true;
+      recovery_deadline_ =
+          Clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(options_.recovery_timeout_s * 1000));
+      if (!active_.empty() || !queue_.empty()) {
+        LOG(WARNING) << cause.message() << "; " << active_.size() << " running and "
+                     << queue_.size() << " queued request(s) wait up to "
+                     << options_.recovery_timeout_s << " s for the group to be rebuilt";
+      }
+    }
+  }
+  group_ = nullptr;
+  pending_release_.clear();
+}
+
+std::optional<Clock::time_point> SchedulerCore::recovery_deadline() const {
+  if (!recovering_) return std::nullopt;
+  return recovery_deadline_;
+}
+
+void SchedulerCore::ExpireRecovery(Clock::time_point now, SinkEvents* events) {
+  if (!recovering_ || now < recovery_deadline_) return;
+  recovering_ = false;
+  if (active_.empty() && queue_.empty()) return;
+  LOG(ERROR) << "worker group not rebuilt within " << options_.recovery_timeout_s << " s; failing "
+             << active_.size() + queue_.size() << " request(s)";
+  FailAll(absl::UnavailableError(absl::StrCat(
+              "the worker group was lost and not rebuilt within the recovery timeout (",
+              options_.recovery_timeout_s, " s); retry the request")),
+          events);
 }
 
 absl::Status SchedulerCore::Submit(SequenceRequest request) {
@@ -117,7 +194,8 @@ int SchedulerCore::Abort(const std::vector<std::string>& ids, SinkEvents* events
     ++found;
   }
   if (found == 0) return 0;
-  // Queued requests hold no KV: they end now.
+  // Queued requests hold no KV: they end now. So do active ones while no group is installed
+  // (waiting for recovery: their KV went with the old group).
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->cancel) {
       FinishSequence(**it, FinishReason::kAbort, absl::OkStatus(), events);
@@ -125,6 +203,12 @@ int SchedulerCore::Abort(const std::vector<std::string>& ids, SinkEvents* events
     } else {
       ++it;
     }
+  }
+  if (group_ == nullptr) {
+    for (auto& s : active_) {
+      if (s->cancel) FinishSequence(*s, FinishReason::kAbort, absl::OkStatus(), events);
+    }
+    RemoveFinished();
   }
   return found;
 }
@@ -207,7 +291,7 @@ void SchedulerCore::OnToken(Sequence& s, int32_t token, SinkEvents* events) {
     }
     s.pending_ids.clear();
   };
-  if (!s.req.ignore_eos && tokenizer_->IsEos(token)) {
+  if (!s.req.ignore_eos && s.tokenizer->IsEos(token)) {
     s.pending_text += s.decoder->Flush();
     emit(s.pending_text.size());
     FinishSequence(s, FinishReason::kEos, absl::OkStatus(), events);
@@ -275,7 +359,8 @@ PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
     queue_.pop_front();
     s->admitted = Clock::now();
     s->epoch = group_epoch_;
-    s->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_);
+    s->tokenizer = tokenizer_;
+    s->decoder = std::make_unique<IncrementalDecoder>(*s->tokenizer);
     kv_reserved_ += s->reservation;
     active_.push_back(std::move(s));
   }
@@ -290,13 +375,18 @@ PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
     item.sampling = s.req.sampling;
     item.sample_index = s.generated.size();
     const int prompt_len = static_cast<int>(s.req.prompt.size());
-    if (s.prefilled < prompt_len) {
+    // Resuming on a new group: the history (prompt, then every generated token) is the
+    // prompt; its last sample continues the RNG stream at sample_index = generated.size().
+    const int target = s.history_len > 0 ? s.history_len : prompt_len;
+    if (s.prefilled < target) {
       if (prefill_budget <= 0) continue;
-      const int n = std::min(prompt_len - s.prefilled, prefill_budget);
+      const int n = std::min(target - s.prefilled, prefill_budget);
       prefill_budget -= n;
-      item.tokens.assign(s.req.prompt.begin() + s.prefilled,
-                         s.req.prompt.begin() + s.prefilled + n);
-      item.sample = s.prefilled + n == prompt_len;
+      item.tokens.reserve(n);
+      for (int i = s.prefilled; i < s.prefilled + n; ++i) {
+        item.tokens.push_back(i < prompt_len ? s.req.prompt[i] : s.generated[i - prompt_len]);
+      }
+      item.sample = s.prefilled + n == target;
     } else {
       item.tokens = {s.generated.back()};
       item.sample = true;
@@ -321,10 +411,8 @@ void SchedulerCore::ApplyResult(const PlannedStep& step, const StepOutcome& outc
   if (!status.ok()) {
     if (absl::IsUnavailable(status) || !step.group->healthy()) {
       LOG(ERROR) << "worker group failed: " << status;
-      FailAll(absl::UnavailableError(absl::StrCat("worker group failed: ", status.message())),
-              events);
-      group_ = nullptr;
-      pending_release_.clear();
+      LoseGroup(absl::UnavailableError(absl::StrCat("worker group failed: ", status.message())),
+                events);
       return;
     }
     // The step was rejected as a whole and no KV changed. Fail the sequence it names (or
@@ -360,14 +448,19 @@ void SchedulerCore::ApplyResult(const PlannedStep& step, const StepOutcome& outc
     s.sent_any = true;
     s.kv_len += static_cast<int>(item.tokens.size());
     const int prompt_len = static_cast<int>(s.req.prompt.size());
-    if (s.prefilled < prompt_len) {
+    const int target = s.history_len > 0 ? s.history_len : prompt_len;
+    if (s.prefilled < target) {
       s.prefilled += static_cast<int>(item.tokens.size());
-      if (s.req.report_prefill_progress) {
+      // Prompt tokens done; a re-prefill after recovery reports only progress past what the
+      // client has already seen.
+      const int done = std::min(s.prefilled, prompt_len);
+      if (s.req.report_prefill_progress && done > s.progress_reported) {
+        s.progress_reported = done;
         SinkEvent e;
         e.kind = SinkEvent::Kind::kPrefillProgress;
         e.sink = s.req.sink;
         e.request_id = s.req.request_id;
-        e.processed = s.prefilled;
+        e.processed = done;
         e.total = prompt_len;
         events->push_back(std::move(e));
       }
@@ -476,8 +569,12 @@ void Scheduler::Loop() {
     lock.lock();
   };
   while (true) {
-    cv_.wait_for(lock, heartbeat, [&] { return stopping_ || !outbox_.empty() || core_.HasWork(); });
+    // Wakes for work, the heartbeat, or the end of a recovery wait.
+    Clock::time_point wake = Clock::now() + heartbeat;
+    if (std::optional<Clock::time_point> d = core_.recovery_deadline(); d && *d < wake) wake = *d;
+    cv_.wait_until(lock, wake, [&] { return stopping_ || !outbox_.empty() || core_.HasWork(); });
     if (stopping_) return;  // Stop delivers what is left
+    core_.ExpireRecovery(Clock::now(), &outbox_);
     PlannedStep step = core_.PlanStep(&outbox_);
     if (step.group == nullptr || (step.idle() && Clock::now() - last_step < heartbeat)) {
       deliver();

@@ -17,6 +17,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +79,13 @@ struct SchedulerOptions {
   int max_queue = 256;                 // waiting requests; more -> RESOURCE_EXHAUSTED
   int64_t kv_budget_tokens = 1 << 20;  // admitted prompt+max_tokens over active sequences
   double heartbeat_s = 5.0;            // idle heartbeat on the step stream
+  // When the worker group is lost (a worker died, a step failed with UNAVAILABLE, or the group
+  // was replaced), running requests keep their token history (prompt + tokens generated so
+  // far) and wait up to this long, in seconds, for a new group; on it they are re-prefilled
+  // and continue where they stopped (sampling is keyed by (seed, token index), so a seeded
+  // request gives the tokens of an undisturbed run). Past the bound they fail with UNAVAILABLE.
+  // 0 = off: they fail with UNAVAILABLE at once.
+  double recovery_timeout_s = 30;
 };
 
 struct SchedulerStats {
@@ -145,16 +153,28 @@ class SchedulerCore {
   PlannedStep PlanStep(SinkEvents* events);
   // Applies what the group reported for `step`: new tokens, stop decisions and finishes.
   // A rejected step fails the sequence it names (or every sequence in it when it names none)
-  // and leaves the others to run again; UNAVAILABLE fails every request and drops the group.
+  // and leaves the others to run again; UNAVAILABLE drops the group (LoseGroup: the requests
+  // wait for a new one with recovery on, else fail).
   // A step planned for a group that was replaced since is ignored.
   void ApplyResult(const PlannedStep& step, const StepOutcome& outcome, SinkEvents* events);
   // Finishes every queued and active request with `status`.
   void FailAll(const absl::Status& status, SinkEvents* events);
+  // While requests wait for a lost group to be rebuilt (recovery_timeout_s): the time they
+  // give up. Unset otherwise.
+  std::optional<Clock::time_point> recovery_deadline() const;
+  // Past the recovery deadline with no group: every queued and active request fails with
+  // UNAVAILABLE (the old behaviour, later).
+  void ExpireRecovery(Clock::time_point now, SinkEvents* events);
 
   SchedulerStats Stats() const;
 
  private:
   struct Sequence;
+  // The group is gone: with recovery on, active sequences keep their history and wait (the
+  // deadline starts now unless already running); without, every request fails with `cause`.
+  void LoseGroup(const absl::Status& cause, SinkEvents* events);
+  // Drops a sequence's KV state so that its whole history is prefilled again.
+  void Suspend(Sequence& s);
   void FinishSequence(Sequence& s, FinishReason reason, absl::Status status, SinkEvents* events);
   void OnToken(Sequence& s, int32_t token, SinkEvents* events);
   void RemoveFinished();
@@ -167,6 +187,9 @@ class SchedulerCore {
   std::shared_ptr<WorkerGroup> group_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   uint64_t group_epoch_ = 0;
+  std::string model_identity_;  // name/vocab of the last group's model: what resumes need
+  bool recovering_ = false;     // the group was lost; requests wait until recovery_deadline_
+  Clock::time_point recovery_deadline_;
   uint64_t next_seq_id_ = 1;
   int64_t kv_reserved_ = 0;
   uint64_t steps_ = 0;
@@ -193,8 +216,9 @@ class Scheduler {
   explicit Scheduler(const SchedulerOptions& options);
   ~Scheduler();  // stops the loop; pending requests finish with UNAVAILABLE
 
-  // Installs the group and tokenizer of a (re)configured worker group; sequences that were
-  // running on the previous group fail with UNAVAILABLE.
+  // Installs the group and tokenizer of a (re)configured worker group (null: none). Sequences
+  // that were running on the previous group are re-prefilled on the new one (recovery on, see
+  // SchedulerOptions::recovery_timeout_s) or fail with UNAVAILABLE (recovery off).
   void SetWorkerGroup(std::shared_ptr<WorkerGroup> group, std::shared_ptr<const Tokenizer> tok);
   // Queues a request. RESOURCE_EXHAUSTED when the queue is full or the request can never fit
   // the KV budget; ALREADY_EXISTS for a duplicate live request_id.

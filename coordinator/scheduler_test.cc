@@ -500,6 +500,7 @@ TEST(SchedulerCoreTest, RejectedStepNamingASequenceNotInTheStepFailsTheWholeStep
 TEST(SchedulerCoreTest, UnavailableFailsEveryRequestAndDropsTheGroup) {
   SchedulerOptions o;
   o.max_batch = 1;
+  o.recovery_timeout_s = 0;  // recovery off
   CoreHarness h({Bytes("abcdefghijklmnop")}, o);
   auto a = h.Submit("a", Bytes("p"), 50);
   auto queued = h.Submit("b", Bytes("p"), 50);
@@ -538,7 +539,9 @@ TEST(SchedulerCoreTest, AbortFinishesWithAbortAndReleasesKv) {
 }
 
 TEST(SchedulerCoreTest, ReconfigurationFailsActiveRequestsAndIgnoresTheOldStep) {
-  CoreHarness h({Bytes("abcdef")});
+  SchedulerOptions o;
+  o.recovery_timeout_s = 0;  // recovery off
+  CoreHarness h({Bytes("abcdef")}, o);
   auto a = h.Submit("a", Bytes("p"), 5);
   ASSERT_TRUE(h.Plan());
   StepOutcome outcome = h.group->Step(h.step.plan);
@@ -624,7 +627,9 @@ TEST(SchedulerTest, QueueLimitAndBudgetAreResourceExhausted) {
 }
 
 TEST(SchedulerTest, BrokenGroupFailsRequestsWithUnavailable) {
-  Harness h({Bytes("abcdefghijklmnop")});
+  SchedulerOptions o;
+  o.recovery_timeout_s = 0;  // recovery off
+  Harness h({Bytes("abcdefghijklmnop")}, o);
   h.group->BreakNext();
   auto sink = h.Submit("a", Bytes("p"), 50);
   ASSERT_TRUE(sink->Wait());
@@ -654,6 +659,242 @@ TEST(SchedulerTest, StopFailsPendingRequests) {
     EXPECT_EQ(s.Submit(Request("b", {1}, 1, {}, nullptr)).code(), absl::StatusCode::kUnavailable);
   }
   EXPECT_EQ(sink->finishes, 1);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Recovery from a lost worker group (SchedulerOptions::recovery_timeout_s).
+
+// A group whose sampled token depends on the whole history in its KV and on the sample index,
+// like a real model with counter-based sampling: a resumed sequence gets an undisturbed run's
+// tokens only if its history is re-prefilled exactly and sample_index continues. Checks that
+// positions are contiguous per sequence.
+class HistoryGroup final : public WorkerGroup {
+ public:
+  HistoryGroup() {
+    info_.name = "history";
+    info_.max_context = 4096;
+    info_.vocab_size = 259;
+    info_.tokenizer = MakeByteTokenizerSpec();
+  }
+  int world_size() const override { return 1; }
+  const GroupModelInfo& model_info() const override { return info_; }
+  bool healthy() const override { return !broken_; }
+  StepOutcome Step(const StepPlan& plan) override {
+    plans.push_back(plan);
+    for (SequenceId id : plan.release) kv_.erase(id.value());
+    StepOutcome out;
+    if (break_after_ >= 0 && static_cast<int>(plans.size()) > break_after_) {
+      broken_ = true;
+      out.status = absl::UnavailableError("worker rank 1 died");
+      return out;
+    }
+    for (const WorkItem& w : plan.work) {
+      std::vector<int32_t>& kv = kv_[w.seq_id.value()];
+      EXPECT_EQ(w.start_pos, static_cast<int32_t>(kv.size())) << "positions must be contiguous";
+      kv.insert(kv.end(), w.tokens.begin(), w.tokens.end());
+      if (!w.sample) continue;
+      uint64_t h = 1469598103934665603ull ^ (w.sampling.seed * 31 + w.sample_index);
+      for (int32_t t : kv) h = (h ^ static_cast<uint64_t>(t)) * 1099511628211ull;
+      out.tokens.push_back(StepToken{w.seq_id, static_cast<int32_t>('a' + h % 26), 0.f});
+    }
+    return out;
+  }
+  void BreakAfter(int steps) { break_after_ = steps; }
+  std::vector<StepPlan> plans;
+
+ private:
+  GroupModelInfo info_;
+  std::map<uint64_t, std::vector<int32_t>> kv_;
+  int break_after_ = -1;
+  bool broken_ = false;
+};
+
+struct RecoveryRun {
+  std::shared_ptr<RecordingSink> a, b;
+};
+
+// Two sequences (a: a 10-token prompt in chunks of 4, b: 2 tokens), 12 tokens each; the first
+// group breaks after `break_after` steps (-1 = never) and a new one is installed.
+RecoveryRun RunWithBreak(int break_after, SchedulerCore* core,
+                         std::vector<std::shared_ptr<HistoryGroup>>* groups) {
+  SinkEvents events;
+  groups->push_back(std::make_shared<HistoryGroup>());
+  groups->back()->BreakAfter(break_after);
+  core->SetWorkerGroup(groups->back(), ByteTokenizer(), &events);
+  RecoveryRun r{std::make_shared<RecordingSink>(), std::make_shared<RecordingSink>()};
+  SequenceRequest ra = Request("a", Bytes("0123456789"), 12, {}, r.a);
+  ra.sampling.seed = 7;
+  SequenceRequest rb = Request("b", Bytes("xy"), 12, {}, r.b);
+  rb.sampling.seed = 8;
+  EXPECT_TRUE(core->Submit(std::move(ra)).ok());
+  EXPECT_TRUE(core->Submit(std::move(rb)).ok());
+  for (int i = 0; i < 100 && core->HasWork(); ++i) {
+    events.clear();
+    PlannedStep step = core->PlanStep(&events);
+    StepOutcome outcome = step.group->Step(step.plan);
+    core->ApplyResult(step, outcome, &events);
+    Deliver(events);
+    if (!outcome.status.ok()) {
+      // Lost: nothing runs, nobody finished, the wait is bounded.
+      EXPECT_FALSE(core->HasWork());
+      EXPECT_FALSE(r.a->done);
+      EXPECT_FALSE(r.b->done);
+      EXPECT_TRUE(core->recovery_deadline().has_value());
+      events.clear();
+      EXPECT_EQ(core->PlanStep(&events).group, nullptr);
+      groups->push_back(std::make_shared<HistoryGroup>());
+      core->SetWorkerGroup(groups->back(), ByteTokenizer(), &events);
+      Deliver(events);
+      EXPECT_FALSE(core->recovery_deadline().has_value());
+    }
+  }
+  return r;
+}
+
+TEST(SchedulerRecoveryTest, LostGroupResumesWithTheUndisturbedTokens) {
+  SchedulerOptions o;
+  o.chunk_tokens = 4;
+  std::vector<std::shared_ptr<HistoryGroup>> ref_groups;
+  SchedulerCore ref_core(o);
+  RecoveryRun ref = RunWithBreak(-1, &ref_core, &ref_groups);
+  ASSERT_TRUE(ref.a->done && ref.b->done);
+  ASSERT_EQ(ref.a->tokens.size(), 12u);
+  ASSERT_EQ(ref.b->tokens.size(), 12u);
+  EXPECT_EQ(ref.a->progress, (std::vector<int>{4, 8, 10}));
+  // Break during a's prefill (step 1), right after its first token (3), and mid-decode (7).
+  for (int break_after : {1, 3, 7}) {
+    SCOPED_TRACE(testing::Message() << "break after " << break_after << " steps");
+    SchedulerCore core(o);
+    std::vector<std::shared_ptr<HistoryGroup>> groups;
+    RecoveryRun run = RunWithBreak(break_after, &core, &groups);
+    ASSERT_EQ(groups.size(), 2u);
+    ASSERT_TRUE(run.a->done && run.b->done);
+    EXPECT_TRUE(run.a->finish.status.ok()) << run.a->finish.status;
+    EXPECT_EQ(run.a->finish.reason, FinishReason::kLength);
+    EXPECT_EQ(run.a->tokens, ref.a->tokens);
+    EXPECT_EQ(run.b->tokens, ref.b->tokens);
+    EXPECT_EQ(run.a->text, ref.a->text);
+    // Progress never goes back nor repeats.
+    EXPECT_EQ(run.a->progress, (std::vector<int>{4, 8, 10}));
+    // The new group's first work for b is its history from position 0, sampling on.
+    const StepPlan& first = groups[1]->plans.at(0);
+    EXPECT_TRUE(first.release.empty());
+    for (const WorkItem& w : first.work) EXPECT_EQ(w.start_pos, 0);
+    const int b_done = static_cast<int>(
+        std::count_if(groups[0]->plans.begin(), groups[0]->plans.end() - 1, [](const StepPlan& p) {
+          for (const WorkItem& w : p.work) {
+            if (w.seq_id == Seq(2) && w.sample) return true;
+          }
+          return false;
+        }));
+    for (const WorkItem& w : first.work) {
+      if (w.seq_id != Seq(2)) continue;
+      std::vector<int32_t> history = Bytes("xy");
+      history.insert(history.end(), ref.b->tokens.begin(), ref.b->tokens.begin() + b_done);
+      EXPECT_EQ(w.tokens, history);
+      EXPECT_EQ(w.sample_index, static_cast<uint64_t>(b_done));
+      EXPECT_TRUE(w.sample);
+    }
+    EXPECT_EQ(core.Stats().kv_tokens_reserved, 0);
+  }
+}
+
+TEST(SchedulerRecoveryTest, PastTheTimeoutEveryRequestFailsUnavailable) {
+  SchedulerOptions o;
+  o.max_batch = 1;
+  o.recovery_timeout_s = 30;
+  CoreHarness h({Bytes("abcdefghijklmnop")}, o);
+  auto a = h.Submit("a", Bytes("p"), 50);
+  auto queued = h.Submit("b", Bytes("p"), 50);
+  ASSERT_TRUE(h.StepOnce());
+  h.group->BreakNext();
+  ASSERT_TRUE(h.Plan());
+  h.Apply();
+  EXPECT_FALSE(a->done);
+  EXPECT_FALSE(queued->done);
+  ASSERT_TRUE(h.core.recovery_deadline().has_value());
+  const Clock::time_point deadline = *h.core.recovery_deadline();
+  EXPECT_GT(deadline, Clock::now() + std::chrono::seconds(29));
+  SinkEvents events;
+  h.core.ExpireRecovery(deadline - std::chrono::milliseconds(1), &events);
+  EXPECT_TRUE(events.empty());
+  h.core.ExpireRecovery(deadline, &events);
+  Deliver(events);
+  ASSERT_TRUE(a->done);
+  ASSERT_TRUE(queued->done);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(a->finish.status.message().find("recovery timeout (30 s)"), std::string::npos)
+      << a->finish.status;
+  EXPECT_EQ(queued->finish.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.core.Stats().kv_tokens_reserved, 0);
+  EXPECT_FALSE(h.core.recovery_deadline().has_value());
+}
+
+TEST(SchedulerRecoveryTest, AbortWhileWaitingEndsAtOnceAndResumesTheOthers) {
+  CoreHarness h({Bytes("abcdefghijklmnop")});
+  auto a = h.Submit("a", Bytes("p"), 6);
+  auto b = h.Submit("b", Bytes("q"), 6);
+  ASSERT_TRUE(h.StepOnce());
+  ASSERT_TRUE(h.StepOnce());
+  SinkEvents events;
+  h.core.SetWorkerGroup(nullptr, nullptr, &events);  // the group was dropped
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(h.core.Abort({"a"}, &events), 1);
+  Deliver(events);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.reason, FinishReason::kAbort);
+  EXPECT_EQ(a->text, "ab");
+  EXPECT_FALSE(b->done);
+  h.group = std::make_shared<FakeGroup>(std::vector<std::vector<int32_t>>{Bytes("zzcdef")});
+  events.clear();
+  h.core.SetWorkerGroup(h.group, ByteTokenizer(), &events);
+  EXPECT_TRUE(events.empty());
+  ASSERT_TRUE(h.Plan());
+  // Only b resumes; nothing is released on the new group (a's KV went with the old one).
+  EXPECT_TRUE(h.step.plan.release.empty());
+  ASSERT_EQ(h.step.plan.work.size(), 1u);
+  EXPECT_EQ(h.step.plan.work[0].tokens, Bytes("qab"));
+  EXPECT_EQ(h.step.plan.work[0].start_pos, 0);
+  EXPECT_EQ(h.step.plan.work[0].sample_index, 2u);
+}
+
+TEST(SchedulerRecoveryTest, AnotherModelFailsTheWaitingRequests) {
+  CoreHarness h({Bytes("abcdefghijklmnop")});
+  auto a = h.Submit("a", Bytes("p"), 6);
+  ASSERT_TRUE(h.StepOnce());
+  SinkEvents events;
+  h.core.SetWorkerGroup(nullptr, nullptr, &events);
+  EXPECT_TRUE(events.empty());
+  auto other = std::make_shared<HistoryGroup>();  // model "history", not the fake's
+  h.core.SetWorkerGroup(other, ByteTokenizer(), &events);
+  Deliver(events);
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->finish.status.code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(SchedulerRecoveryTest, ThreadedLoopResumesOnANewGroupOrFailsAtTheDeadline) {
+  SchedulerOptions o;
+  o.recovery_timeout_s = 0.3;
+  Harness h({Bytes("abcdefghijklmnop")}, o);
+  h.group->Hold(true);
+  auto sink = h.Submit("a", Bytes("p"), 8);
+  h.group->BreakNext();
+  h.group->Hold(false);
+  // No new group: the loop wakes at the deadline and fails the request.
+  const Clock::time_point start = Clock::now();
+  ASSERT_TRUE(sink->Wait());
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(sink->finish.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_GE(waited, 0.25);
+  EXPECT_LT(waited, 3.0);
+
+  // A new group within the bound: the request completes.
+  auto fresh = std::make_shared<FakeGroup>(std::vector<std::vector<int32_t>>{Bytes("abcdefgh")});
+  h.scheduler.SetWorkerGroup(fresh, ByteTokenizer());
+  auto second = h.Submit("b", Bytes("p"), 8);
+  ASSERT_TRUE(second->Wait());
+  EXPECT_TRUE(second->finish.status.ok()) << second->finish.status;
+  EXPECT_EQ(second->text, "abcdefgh");
 }
 
 }  // namespace
