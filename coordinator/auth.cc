@@ -7,7 +7,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "proto/grpc_status.h"
 
 namespace hipserve::coordinator {
 namespace {
@@ -30,17 +32,38 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
+// A stable, non-secret name for an unnamed token (32-bit FNV-1a).
+uint32_t Fnv1a32(absl::string_view s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ReadTokenFile(const std::string& path) {
+absl::StatusOr<std::vector<TokenEntry>> ReadTokenFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read token file ", path));
-  std::vector<std::string> tokens;
+  std::vector<TokenEntry> tokens;
   std::string line;
+  int line_no = 0;
   while (std::getline(in, line)) {
-    const std::string t(absl::StripAsciiWhitespace(line));
+    ++line_no;
+    const absl::string_view t = absl::StripAsciiWhitespace(line);
     if (t.empty() || t[0] == '#') continue;
-    tokens.push_back(t);
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(t, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (fields.size() > 2) {
+      return absl::InvalidArgumentError(absl::StrCat("token file ", path, " line ", line_no,
+                                                     ": expected '<token> [<client name>]', got ",
+                                                     fields.size(), " fields"));
+    }
+    TokenEntry e;
+    e.token = std::string(fields[0]);
+    e.client = fields.size() == 2
+                   ? std::string(fields[1])
+                   : absl::StrCat("token-", absl::Hex(Fnv1a32(e.token), absl::kZeroPad8));
+    tokens.push_back(std::move(e));
   }
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("token file ", path, " holds no token"));
@@ -58,23 +81,39 @@ absl::StatusOr<std::shared_ptr<BearerTokens>> BearerTokens::Load(const std::stri
   return t;
 }
 
-void BearerTokens::MaybeReload() const {
-  const auto now = std::chrono::steady_clock::now();
-  if (now < next_check_) return;
-  next_check_ = now + std::chrono::seconds(1);
+absl::Status BearerTokens::ReloadLocked() const {
   const int64_t mtime = ModTimeNs(path_);
-  if (mtime == mtime_ns_) return;
   auto tokens = ReadTokenFile(path_);
   if (!tokens.ok()) {
-    LOG(WARNING) << "keeping the previous bearer tokens: " << tokens.status();
-    return;
+    LOG(WARNING) << "keeping the previous " << tokens_.size()
+                 << " bearer tokens: " << tokens.status();
+    return tokens.status();
   }
   tokens_ = *std::move(tokens);
   mtime_ns_ = mtime;
   LOG(INFO) << "reloaded " << tokens_.size() << " bearer tokens from " << path_;
+  return absl::OkStatus();
+}
+
+void BearerTokens::MaybeReloadLocked() const {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_check_) return;
+  next_check_ = now + std::chrono::seconds(1);
+  if (ModTimeNs(path_) == mtime_ns_) return;
+  // A failed reload logs once per change of the file: remember its mtime either way.
+  if (!ReloadLocked().ok()) mtime_ns_ = ModTimeNs(path_);
+}
+
+absl::Status BearerTokens::Reload() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ReloadLocked();
 }
 
 absl::Status BearerTokens::Check(absl::string_view authorization) const {
+  return Identify(authorization).status();
+}
+
+absl::StatusOr<std::string> BearerTokens::Identify(absl::string_view authorization) const {
   authorization = absl::StripAsciiWhitespace(authorization);
   constexpr absl::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size() ||
@@ -84,16 +123,56 @@ absl::Status BearerTokens::Check(absl::string_view authorization) const {
   }
   const absl::string_view token = absl::StripAsciiWhitespace(authorization.substr(kScheme.size()));
   std::lock_guard<std::mutex> lock(mu_);
-  MaybeReload();
-  bool found = false;
-  for (const std::string& t : tokens_) found |= ConstantTimeEquals(token, t);
-  if (!found) return absl::PermissionDeniedError("the bearer token is not valid");
-  return absl::OkStatus();
+  MaybeReloadLocked();
+  const TokenEntry* found = nullptr;
+  for (const TokenEntry& t : tokens_) {
+    if (ConstantTimeEquals(token, t.token)) found = &t;
+  }
+  if (found == nullptr) return absl::PermissionDeniedError("the bearer token is not valid");
+  return found->client;
 }
 
 size_t BearerTokens::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return tokens_.size();
+}
+
+namespace {
+
+class TokenAuthProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  TokenAuthProcessor(std::shared_ptr<const BearerTokens> tokens, std::vector<std::string> prefixes)
+      : tokens_(std::move(tokens)), prefixes_(std::move(prefixes)) {}
+
+  bool IsBlocking() const override { return false; }  // a few string compares
+
+  grpc::Status Process(const InputMetadata& md, grpc::AuthContext*, OutputMetadata*,
+                       OutputMetadata*) override {
+    auto path = md.find(":path");
+    // Without a path (never seen in practice) every method needs a token: fail closed.
+    if (path != md.end()) {
+      const absl::string_view p(path->second.data(), path->second.size());
+      bool covered = false;
+      for (const std::string& prefix : prefixes_) covered |= absl::StartsWith(p, prefix);
+      if (!covered) return grpc::Status::OK;
+    }
+    auto auth = md.find("authorization");
+    const absl::string_view value =
+        auth == md.end() ? absl::string_view()
+                         : absl::string_view(auth->second.data(), auth->second.size());
+    return proto::ToGrpcStatus(tokens_->Check(value));
+  }
+
+ private:
+  std::shared_ptr<const BearerTokens> tokens_;
+  std::vector<std::string> prefixes_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::AuthMetadataProcessor> MakeTokenAuthProcessor(
+    std::shared_ptr<const BearerTokens> tokens, std::vector<std::string> path_prefixes) {
+  return std::make_shared<TokenAuthProcessor>(std::move(tokens), std::move(path_prefixes));
 }
 
 }  // namespace hipserve::coordinator

@@ -22,11 +22,62 @@ std::string WriteFile(const std::string& text) {
 }
 
 TEST(BearerTokensTest, ReadsTokensSkippingCommentsAndBlanks) {
-  const std::string p = WriteFile("# team a\n  alpha  \n\nbeta\n#gamma\n");
+  const std::string p = WriteFile("# team a\n  alpha  \n\nbeta  team-b\n#gamma\n");
   auto t = ReadTokenFile(p);
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(*t, (std::vector<std::string>{"alpha", "beta"}));
+  ASSERT_EQ(t->size(), 2u);
+  EXPECT_EQ((*t)[0].token, "alpha");
+  // An unnamed token's client is a hash of it, never the token itself.
+  EXPECT_EQ((*t)[0].client.rfind("token-", 0), 0u) << (*t)[0].client;
+  EXPECT_EQ((*t)[0].client.size(), 14u);
+  EXPECT_EQ((*t)[0].client.find("alpha"), std::string::npos);
+  EXPECT_EQ((*t)[1], (TokenEntry{"beta", "team-b"}));
   std::remove(p.c_str());
+}
+
+TEST(BearerTokensTest, MoreThanTwoFieldsIsRefused) {
+  const std::string p = WriteFile("alpha\nbeta team b\n");
+  absl::Status s = ReadTokenFile(p).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("line 2"), std::string::npos) << s;
+  std::remove(p.c_str());
+}
+
+TEST(BearerTokensTest, IdentifiesTheClient) {
+  const std::string p = WriteFile("alpha alice\nalpha2 alice\nbeta\n");
+  auto t = BearerTokens::Load(p);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*(*t)->Identify("Bearer alpha"), "alice");
+  EXPECT_EQ(*(*t)->Identify("Bearer alpha2"), "alice");  // two tokens, one client
+  auto beta = (*t)->Identify("Bearer beta");
+  ASSERT_TRUE(beta.ok());
+  EXPECT_EQ(*beta, *(*t)->Identify("Bearer beta"));  // stable
+  EXPECT_NE(*beta, "alice");
+  EXPECT_EQ((*t)->Identify("Bearer gamma").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ((*t)->Identify("").status().code(), absl::StatusCode::kUnauthenticated);
+  std::remove(p.c_str());
+}
+
+TEST(BearerTokensTest, ReloadNowKeepsTheOldTokensOnError) {
+  const std::string p = WriteFile("old\n");
+  auto t = BearerTokens::Load(p);
+  ASSERT_TRUE(t.ok());
+  // Same second, same size: the mtime check might not notice; Reload (SIGHUP) reads anyway.
+  std::ofstream(p) << "new\n";
+  EXPECT_TRUE((*t)->Reload().ok());
+  EXPECT_TRUE((*t)->Check("Bearer new").ok());
+  EXPECT_EQ((*t)->Check("Bearer old").code(), absl::StatusCode::kPermissionDenied);
+  // A bad file (no token; then a malformed line; then gone) keeps the previous tokens.
+  std::ofstream(p) << "# emptied\n";
+  EXPECT_EQ((*t)->Reload().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*t)->Check("Bearer new").ok());
+  std::ofstream(p) << "a b c\n";
+  EXPECT_EQ((*t)->Reload().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*t)->Check("Bearer new").ok());
+  std::remove(p.c_str());
+  EXPECT_EQ((*t)->Reload().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*t)->Check("Bearer new").ok());
+  EXPECT_EQ((*t)->size(), 1u);
 }
 
 TEST(BearerTokensTest, EmptyOrMissingFileIsRefused) {
