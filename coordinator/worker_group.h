@@ -76,6 +76,7 @@ struct GroupModelInfo {
   struct MemoryPlan {
     std::string device;
     int64_t budget_bytes = 0, weights_bytes = 0, workspace_bytes = 0, kv_bytes = 0, kv_tokens = 0;
+    int64_t host_kv_bytes = 0, gpu_kv_tokens = 0;  // KV offload only
   } memory;
 };
 

@@ -399,5 +399,133 @@ TEST(CudaBackendGpuTest, UnsupportedShapesAreRefused) {
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << m.status();
 }
 
+// ---- KV offload (worker/cuda_kv_tiers.h) ----
+
+// SmallHip with the KV offloaded: every token fp8 in pinned host pages; `hot_cap` caps the GPU
+// page pool (-1: none, 0: every read over PCIe).
+ModelOptions OffloadHip(int64_t hot_cap, int64_t host_bytes = int64_t{256} << 20) {
+  ModelOptions mo = SmallHip();
+  mo.cuda.kv_offload = "on";
+  mo.cuda.host_kv_bytes = host_bytes;
+  mo.cuda.hot_kv_tokens_cap = hot_cap;
+  return mo;
+}
+
+// Hot rows hold the same fp8 codes as the cold pages, so which tier a kernel reads (all hot,
+// all cold, or hot pages evicted mid-sequence) changes no bit of the logits and no token.
+TEST(CudaBackendGpuTest, OffloadGivesTheSameBitsFromEveryTier) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  auto hot = Make(comm.get(), "cuda", OffloadHip(-1));
+  auto cold = Make(comm.get(), "cuda", OffloadHip(0));
+  auto evicting = Make(comm.get(), "cuda", OffloadHip(256));  // 4 pages: evicts from ~300 tokens
+  ASSERT_NE(hot, nullptr);
+  ASSERT_NE(cold, nullptr);
+  ASSERT_NE(evicting, nullptr);
+  EXPECT_GT(hot->memory_plan().gpu_kv_tokens, 1000);
+  EXPECT_EQ(cold->memory_plan().gpu_kv_tokens, 0);
+  EXPECT_EQ(evicting->memory_plan().gpu_kv_tokens, 256);
+  EXPECT_EQ(hot->memory_plan().host_kv_bytes, cold->memory_plan().host_kv_bytes);
+  const int vocab = hot->dims().vocab_size;
+  uint64_t seq = 500;
+  for (const auto& prompt : LongPrompts(vocab)) {
+    auto lh = hot->PrefillLogits(SequenceId(seq), prompt, 0);
+    auto lc = cold->PrefillLogits(SequenceId(seq), prompt, 0);
+    auto le = evicting->PrefillLogits(SequenceId(seq), prompt, 0);
+    ASSERT_TRUE(lh.ok()) << lh.status();
+    ASSERT_TRUE(lc.ok()) << lc.status();
+    ASSERT_TRUE(le.ok()) << le.status();
+    ASSERT_EQ(lh->size(), prompt.size() * vocab);
+    EXPECT_TRUE(*lh == *lc) << "all-hot vs all-cold logits differ, prompt " << prompt.size();
+    EXPECT_TRUE(*lh == *le) << "all-hot vs evicting logits differ, prompt " << prompt.size();
+    for (Model* m : {hot.get(), cold.get(), evicting.get()}) {
+      ASSERT_TRUE(m->Release(SequenceId(seq)).ok());
+    }
+    const std::vector<int32_t> th = Greedy(*hot, seq, prompt, 32);
+    const std::vector<int32_t> tc = Greedy(*cold, seq, prompt, 32);
+    const std::vector<int32_t> te = Greedy(*evicting, seq, prompt, 32);
+    ASSERT_EQ(th.size(), 32u);
+    EXPECT_EQ(th, tc);
+    EXPECT_EQ(th, te);
+    ++seq;
+  }
+  // Two sequences in one step (the pool of `evicting` is shared; pages move between them).
+  const auto prompts = LongPrompts(vocab);
+  for (Model* m : {hot.get(), evicting.get()}) {
+    StepBatch b;
+    b.work.push_back(Work(900, prompts[0], 0));
+    b.work.push_back(Work(901, prompts[1], 0));
+    auto r = m->Step(b);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 2u);
+    EXPECT_EQ((*r)[0].token, Greedy(*hot, 902, prompts[0], 1)[0]);
+    EXPECT_EQ((*r)[1].token, Greedy(*hot, 903, prompts[1], 1)[0]);
+    ASSERT_TRUE(m->Release(SequenceId(900)).ok());
+    ASSERT_TRUE(m->Release(SequenceId(901)).ok());
+  }
+}
+
+// fp8 e5m2 K/V (2 mantissa bits) against the bf16 GPU path: close, not equal.
+TEST(CudaBackendGpuTest, OffloadStaysCloseToBf16Kv) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  auto bf16 = Make(comm.get(), "cuda", SmallHip());
+  auto fp8 = Make(comm.get(), "cuda", OffloadHip(-1));
+  ASSERT_NE(bf16, nullptr);
+  ASSERT_NE(fp8, nullptr);
+  const int vocab = bf16->dims().vocab_size;
+  uint64_t seq = 600;
+  for (const auto& prompt : LongPrompts(vocab)) {
+    auto lb = bf16->PrefillLogits(SequenceId(seq), prompt, 0);
+    auto lf = fp8->PrefillLogits(SequenceId(seq), prompt, 0);
+    ASSERT_TRUE(lb.ok()) << lb.status();
+    ASSERT_TRUE(lf.ok()) << lf.status();
+    const float* b = lb->data() + (prompt.size() - 1) * vocab;
+    const float* f = lf->data() + (prompt.size() - 1) * vocab;
+    float range = 0;
+    double worst = 0;
+    for (int i = 0; i < vocab; ++i) range = std::max(range, std::fabs(b[i]));
+    for (int i = 0; i < vocab; ++i) worst = std::max<double>(worst, std::fabs(b[i] - f[i]) / range);
+    std::printf("[ fp8 kv ] prompt %zu tokens: last row worst %.4f of max|logit|\n", prompt.size(),
+                worst);
+    EXPECT_GT(worst, 0.0) << "fp8 KV cannot equal bf16 KV bit for bit";
+    EXPECT_LT(worst, 0.25) << "prompt of " << prompt.size() << " tokens";
+    ++seq;
+  }
+}
+
+// A full host tier fails the step with RESOURCE_EXHAUSTED and the numbers; nothing is lost:
+// the model serves a prompt that fits afterwards, and freed pages come back.
+TEST(CudaBackendGpuTest, OffloadHostTierFullIsResourceExhausted) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  std::string name;
+  auto w = TestWeights(&name);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const ModelDims d = w->dims;
+  const int64_t per_token = int64_t{d.num_layers} * d.num_kv_heads * d.head_dim * 2;
+  ModelOptions mo = OffloadHip(-1, per_token * 256);  // 4 pages of 64 tokens
+  mo.backend = "cuda";
+  auto m = Model::Create(*std::move(w), comm.get(), mo);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->kv_capacity_tokens(), 256);
+  const auto prompts = LongPrompts(d.vocab_size);  // 300 and 700 tokens
+  StepBatch big;
+  big.work.push_back(Work(1, prompts[0], 0));
+  auto r = (*m)->Step(big);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_NE(r.status().message().find("host KV tier"), std::string::npos) << r.status();
+  EXPECT_EQ((*m)->kv_tokens(), 0);
+  // The failed new sequence may already be gone (rolled back); releasing returns its pages.
+  const absl::Status released = (*m)->Release(SequenceId(1));
+  EXPECT_TRUE(released.ok() || absl::IsNotFound(released)) << released;
+  for (int round = 0; round < 2; ++round) {  // twice: the first round's pages came back
+    const std::vector<int32_t> prompt(prompts[0].begin(), prompts[0].begin() + 200);
+    const std::vector<int32_t> t = Greedy(**m, 2 + round, prompt, 8);
+    EXPECT_EQ(t.size(), 8u);
+  }
+  EXPECT_EQ((*m)->kv_tokens(), 0);
+}
+
 }  // namespace
 }  // namespace hipserve::worker

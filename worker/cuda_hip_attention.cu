@@ -293,7 +293,31 @@ absl::StatusOr<HipStepInfo> CudaHipAttention::CurrentStep(SequenceId seq) const 
 absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int num_q,
                                    int start_pos, const void* k, const void* v, int num_kv,
                                    void* out, void* stream) {
+  if (k == nullptr || v == nullptr) {
+    return absl::InvalidArgumentError("CudaHipAttention: k and v must be non-null");
+  }
+  return RunImpl(seq, layer, q, num_q, start_pos, k, v, kernels::TieredKvSource{}, num_kv, out,
+                 stream);
+}
+
+absl::Status CudaHipAttention::RunTiered(SequenceId seq, int layer, const void* q, int num_q,
+                                         int start_pos, const kernels::TieredKvSource& tiered,
+                                         int num_kv, void* out, void* stream) {
+  if (tiered.slot_table == nullptr || tiered.cold_pages == nullptr) {
+    return absl::InvalidArgumentError("CudaHipAttention: tiered source without tables");
+  }
+  return RunImpl(seq, layer, q, num_q, start_pos, nullptr, nullptr, tiered, num_kv, out, stream);
+}
+
+absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q, int num_q,
+                                       int start_pos, const void* k, const void* v,
+                                       const kernels::TieredKvSource& tiered, int num_kv, void* out,
+                                       void* stream) {
   Impl& m = *impl_;
+  const bool tiers = tiered.slot_table != nullptr;
+  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : kernels::KvDtype::kBf16;
+  kernels::TieredKvSource one = tiered;  // decode-style calls: every query is of this sequence
+  one.one_sequence = true;
   m.last = Impl::LastRun{};  // also drops the held list, so it does not count as shared
   auto it = m.states.find(seq);
   if (it == m.states.end()) {
@@ -307,8 +331,8 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
                                                    ", num_q ", num_q, ", start_pos ", start_pos,
                                                    ", num_kv ", num_kv));
   }
-  if (q == nullptr || k == nullptr || v == nullptr || out == nullptr) {
-    return absl::InvalidArgumentError("CudaHipAttention: q, k, v and out must be non-null");
+  if (q == nullptr || out == nullptr) {
+    return absl::InvalidArgumentError("CudaHipAttention: q and out must be non-null");
   }
   if (st.step.decode && num_q != 1) {
     return absl::FailedPreconditionError("CudaHipAttention: decode step with more than one query");
@@ -345,6 +369,8 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
   if (rows_q > 0) {
     pm.q = q;
     pm.k = k;
+    pm.k_dtype = kv_dtype;
+    pm.tiered = tiered;
     pm.num_q = rows_q;
     pm.q_offset = start_pos;
     pm.num_heads = heads;
@@ -393,6 +419,8 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
     kv_len_at = take(size_t{4} * single);
     dm.q = q16 + int64_t{rows_q} * q_row;
     dm.k = k;
+    dm.k_dtype = kv_dtype;
+    if (tiers) dm.tiered = one;
     dm.batch = single;
     dm.num_heads = heads;
     dm.num_kv_heads = kvh;
@@ -414,6 +442,8 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
     bd.attn.q = dm.q;
     bd.attn.k = k;
     bd.attn.v = v;
+    bd.attn.kv_dtype = kv_dtype;
+    if (tiers) bd.tiered = one;
     bd.attn.out = out16 + int64_t{rows_q} * q_row;
     bd.attn.batch = single;
     bd.attn.num_heads = heads;
@@ -447,6 +477,8 @@ absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int
     bp.q = q;
     bp.k = k;
     bp.v = v;
+    bp.kv_dtype = kv_dtype;
+    bp.tiered = tiered;
     bp.out = out;
     bp.num_q = rows_q;
     bp.q_offset = start_pos;

@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/strong_id.h"
+#include "kernels/attention_cuda/kv_source.h"
 #include "kernels/hip/hip_params.h"
 #include "worker/hip_attention.h"
 
@@ -65,6 +66,11 @@ class CudaHipAttention {
   // Enqueued on `stream` (a cudaStream_t; null = legacy default stream); asynchronous.
   absl::Status Run(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
                    const void* k, const void* v, int num_kv, void* out, void* stream);
+  // The same over offloaded K/V (worker/cuda_kv_tiers.h): every kernel reads the sequence's
+  // keys and values through `tiered` (fp8 e5m2 hot rows or cold pages; one sequence, b = 0).
+  absl::Status RunTiered(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
+                         const kernels::TieredKvSource& tiered, int num_kv, void* out,
+                         void* stream);
 
   // The decision of BeginStep for the sequence's current step (NotFound before any).
   absl::StatusOr<HipStepInfo> CurrentStep(common::SequenceId seq) const;
@@ -103,6 +109,10 @@ class CudaHipAttention {
  private:
   struct Impl;
   explicit CudaHipAttention(std::unique_ptr<Impl> impl);
+  // k, v contiguous bf16 when tiered.slot_table is null, else ignored.
+  absl::Status RunImpl(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
+                       const void* k, const void* v, const kernels::TieredKvSource& tiered,
+                       int num_kv, void* out, void* stream);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -22,6 +22,16 @@ struct CudaBackendOptions {
   // workspaces once, at Create, so they count in the memory plan. Longer steps fail
   // InvalidArgument (the scheduler's prefill chunk stays below it).
   int max_step_rows = 8192;
+  // KV offload (worker/cuda_kv_tiers.h, HIP.md 7): "on" keeps every token in host memory as fp8
+  // e5m2 (host_kv_bytes) with a GPU page pool of hot pages (what gpu_kv_bytes or the budget
+  // leaves); "off" keeps bf16 K/V in GPU memory only; "auto" = on when attention is HiP and the
+  // host tier holds more tokens than the bf16 GPU pool would, else off. "on" with dense
+  // attention (which reads every key every step) is refused.
+  std::string kv_offload = "auto";
+  int64_t host_kv_bytes = 0;  // offload: the host tier (pinned), > 0 required
+  int64_t gpu_kv_bytes = 0;   // offload: cap on the hot pool + tables; 0 = what the budget leaves
+  // Tests and benchmarks: caps the hot page pool (0 = every read from host memory); -1 = none.
+  int64_t hot_kv_tokens_cap = -1;
 };
 
 struct ModelOptions {

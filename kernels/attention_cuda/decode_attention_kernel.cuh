@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   const int32_t* slots = nullptr;
   const uint64_t* pages = nullptr;
   if constexpr (kTiered) {
-    const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+    const int64_t list = kv_access::TieredList(a.src, b, a.num_kv_heads, kvh);
     slots = a.src.slot_table + list * a.src.slot_stride;
     pages = a.src.cold_pages + list * a.src.page_stride;
   }

@@ -64,6 +64,12 @@ struct RowRef {
   bool host;  // k / v point into mapped host memory (cold tier)
 };
 
+// Slot / page table list of (batch entry b, KV head h) (see TieredKvSource::one_sequence).
+__device__ __forceinline__ int64_t TieredList(const TieredKvSource& src, int b, int num_kv_heads,
+                                              int h) {
+  return (src.one_sequence ? 0 : static_cast<int64_t>(b) * num_kv_heads) + h;
+}
+
 // Token `t` of the (sequence, KV head) whose slot / page table rows start at `slots` / `pages`.
 // `elem_off` = this lane's first element within the row; bank rows are in the bank dtype
 // (`bank_fp8`), cold rows fp8.

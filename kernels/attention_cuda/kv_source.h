@@ -37,6 +37,9 @@ struct TieredKvSource {
   // page's first byte (8-byte aligned). Device array.
   const uint64_t* cold_pages = nullptr;
   int64_t page_stride = 0;  // >= ceil(kv_len[b] / 64)
+  // true: every batch entry b is a query of ONE sequence (e.g. the single-query tail of a prefill
+  // step) and reads the tables of entry 0 (list = h instead of b * num_kv_heads + h).
+  bool one_sequence = false;
 };
 
 }  // namespace hipserve::kernels

@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   ChunkDescent d(a, in, CPB);
   const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
   const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
-  const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+  const int64_t list = kv_access::TieredList(a.keys.tiered, b, a.num_kv_heads, kvh);
   const float kNegInf = -__int_as_float(0x7f800000);
 
   for (int it = 0; it < a.iterations; ++it) {
