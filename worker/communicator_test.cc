@@ -222,9 +222,13 @@ BuiltinModelOptions SixKvHeads() {
   return o;
 }
 
-// Greedy tokens of two sequences batched together, prefill then `steps` decode steps, on
-// `world` ranks; rank 0's tokens are returned.
-std::vector<int32_t> GreedyTp(int world, const std::string& attention, int steps) {
+// Tokens of two sequences batched together (sampled with `o1` / `o2`; seeded ones advance their
+// sample index per token), prefill then `steps` decode steps, on `world` ranks; rank 0's tokens
+// are returned, and rank 0's sharded-sampling counts in *stats when given.
+std::vector<int32_t> SampleTp(int world, const std::string& attention, int steps,
+                              const kernels::SamplingOptions& o1,
+                              const kernels::SamplingOptions& o2,
+                              ShardedSamplingStats* stats = nullptr, int vocab = 259) {
   std::vector<int32_t> tokens;
   auto store = MakeMemoryStore();
   std::vector<std::thread> threads;
@@ -238,7 +242,9 @@ std::vector<int32_t> GreedyTp(int world, const std::string& attention, int steps
         ASSERT_TRUE(c.ok()) << c.status();
         comm = std::move(*c);
       }
-      auto full = MakeBuiltinModel(SixKvHeads());
+      BuiltinModelOptions shape = SixKvHeads();
+      shape.vocab_size = vocab;
+      auto full = MakeBuiltinModel(shape);
       ASSERT_TRUE(full.ok());
       auto shard = ShardWeights(*std::move(full), r, world);
       ASSERT_TRUE(shard.ok()) << shard.status();
@@ -256,12 +262,12 @@ std::vector<int32_t> GreedyTp(int world, const std::string& attention, int steps
       std::vector<int32_t> p1, p2;
       for (int i = 0; i < 40; ++i) p1.push_back((i * 37 + 11) % 256);
       for (int i = 0; i < 23; ++i) p2.push_back((i * 53 + 5) % 256);
-      SeqStep a{SequenceId(1), p1, 0, true, {}};
-      SeqStep c{SequenceId(2), p2, 0, true, {}};
-      a.sampling.temperature = 0;
-      c.sampling.temperature = 0;
+      SeqStep a{SequenceId(1), p1, 0, true, o1};
+      SeqStep c{SequenceId(2), p2, 0, true, o2};
       b.work = {a, c};
       for (int s = 0; s < steps; ++s) {
+        b.work[0].sampling.sample_index = o1.sample_index + s;
+        b.work[1].sampling.sample_index = o2.sample_index + s;
         auto out = (*m)->Step(b);
         ASSERT_TRUE(out.ok()) << out.status();
         if (r != 0) {
@@ -281,10 +287,16 @@ std::vector<int32_t> GreedyTp(int world, const std::string& attention, int steps
         b.work[0].tokens = {next[0]};
         b.work[1].tokens = {next[1]};
       }
+      if (r == 0 && stats != nullptr) *stats = (*m)->sharded_sampling_stats();
     });
   }
   for (auto& t : threads) t.join();
   return tokens;
+}
+
+std::vector<int32_t> GreedyTp(int world, const std::string& attention, int steps,
+                              ShardedSamplingStats* stats = nullptr) {
+  return SampleTp(world, attention, steps, {}, {}, stats);  // temperature 0
 }
 
 class TpModelTest : public ::testing::TestWithParam<std::string> {};
@@ -292,8 +304,54 @@ class TpModelTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(TpModelTest, GreedyTokensEqualAtTp1Tp2Tp3) {
   const std::vector<int32_t> tp1 = GreedyTp(1, GetParam(), 32);
   ASSERT_EQ(tp1.size(), 64u);
-  EXPECT_EQ(GreedyTp(2, GetParam(), 32), tp1);
+  ShardedSamplingStats stats;
+  EXPECT_EQ(GreedyTp(2, GetParam(), 32, &stats), tp1);
+  // Greedy rows are settled by the candidates alone: no logits row is gathered.
+  EXPECT_EQ(stats.candidate_rows, 64);
+  EXPECT_EQ(stats.fallback_rows, 0);
   EXPECT_EQ(GreedyTp(3, GetParam(), 32), tp1);
+}
+
+kernels::SamplingOptions Seeded(float temperature, int top_k, float top_p, uint64_t seed) {
+  kernels::SamplingOptions o;
+  o.temperature = temperature;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  o.seed = seed;
+  o.sample_index = seed % 5;
+  return o;
+}
+
+// Seeded sampling gives the same tokens at TP = 1, 2, 3 (vocabulary 3000, so shards hold more
+// logits than the records): rows settled from the candidates (greedy, top_k, top_p with a
+// nucleus the records hold) and rows whose whole logits are gathered (temperature alone; a
+// nucleus wider than the records) alike. The counts show which path ran.
+TEST(TpSamplingTest, SeededTokensEqualAtTp1Tp2Tp3) {
+  enum Expect { kCandidates, kFallback, kHalf };
+  struct Pair {
+    kernels::SamplingOptions a, b;
+    Expect expect;
+  };
+  const std::vector<Pair> pairs = {
+      {Seeded(0.8f, 40, 1.f, 11), Seeded(1.3f, 5, 0.7f, 12), kCandidates},
+      {Seeded(0.05f, 0, 0.9f, 21), Seeded(0.f, 0, 1.f, 22), kCandidates},
+      {Seeded(0.9f, 0, 1.f, 31), Seeded(1.2f, 0, 1.f, 32), kFallback},  // temperature alone
+      {Seeded(1.f, 0, 1.f, 41), Seeded(0.7f, 3, 1.f, 42), kHalf},
+      {Seeded(3.f, 0, 0.95f, 51), Seeded(0.f, 0, 1.f, 52), kHalf},  // nucleus wider than records
+  };
+  constexpr int kSteps = 12, kVocab = 3000;
+  for (const Pair& p : pairs) {
+    const std::vector<int32_t> tp1 = SampleTp(1, "dense", kSteps, p.a, p.b, nullptr, kVocab);
+    ASSERT_EQ(tp1.size(), 2u * kSteps);
+    for (int world : {2, 3}) {
+      ShardedSamplingStats stats;
+      EXPECT_EQ(SampleTp(world, "dense", kSteps, p.a, p.b, &stats, kVocab), tp1)
+          << "world " << world << " seeds " << p.a.seed << ", " << p.b.seed;
+      EXPECT_EQ(stats.candidate_rows + stats.fallback_rows, 2 * kSteps);
+      const int64_t want = p.expect == kCandidates ? 2 * kSteps : p.expect == kHalf ? kSteps : 0;
+      EXPECT_EQ(stats.candidate_rows, want) << "world " << world << " seed " << p.a.seed;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Attention, TpModelTest, ::testing::Values("dense", "hip"));

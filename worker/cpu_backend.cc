@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "kernels/embedding/embedding.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
+#include "kernels/sampling/candidates.h"
 #include "kernels/swiglu/swiglu.h"
 #include "kvstore/simple_store.h"
 #include "worker/hip_attention.h"
@@ -267,6 +270,50 @@ class CpuBackend final : public ForwardBackend {
     return logits;
   }
 
+  absl::Status Candidates(const Tensor& logits, int c, const std::vector<float>& temperatures,
+                          const Tensor& records) override {
+    const int local = static_cast<int>(w_.vocab_end - w_.vocab_begin);
+    const int words = kernels::CandidateRecordWords(c);
+    if (static_cast<int64_t>(temperatures.size()) != logits.rows || records.rows != logits.rows ||
+        records.cols != words || local > logits.cols) {
+      return absl::InternalError(absl::StrCat("candidates: ", logits.rows, " logit rows, ",
+                                              temperatures.size(), " temperatures, records [",
+                                              records.rows, ", ", records.cols, "]"));
+    }
+    int32_t* out = static_cast<int32_t*>(records.data);
+    for (int64_t i = 0; i < logits.rows; ++i) {
+      RETURN_IF_ERROR(kernels::CandidatesRef(F(logits) + i * logits.cols, std::max(local, 0),
+                                             w_.vocab_begin, c, temperatures[i], out + i * words));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SelectRows(const Tensor& logits, const std::vector<int>& rows,
+                          const Tensor& out) override {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::copy_n(F(logits) + rows[i] * logits.cols, logits.cols, F(out) + i * out.cols);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Tensor> Scratch(int slot, int64_t rows, int64_t cols, DType dtype) override {
+    if (slot < 0 || slot >= static_cast<int>(std::size(scratch_))) {
+      return absl::InternalError(absl::StrCat("scratch slot ", slot, " is out of range"));
+    }
+    std::vector<char>& v = scratch_[slot];
+    const int64_t bytes = rows * cols * kernels::DTypeSize(dtype);
+    if (static_cast<int64_t>(v.size()) < bytes) v.resize(bytes);
+    return Tensor{v.data(), dtype, rows, cols};
+  }
+  absl::Status ToHost(const Tensor& t, void* host) override {
+    std::memcpy(host, t.data, t.numel() * kernels::DTypeSize(t.dtype));
+    return absl::OkStatus();
+  }
+  absl::Status FromHost(const void* host, const Tensor& t) override {
+    std::memcpy(t.data, host, t.numel() * kernels::DTypeSize(t.dtype));
+    return absl::OkStatus();
+  }
+
   absl::Status Finish() override { return absl::OkStatus(); }
 
  private:
@@ -411,6 +458,7 @@ class CpuBackend final : public ForwardBackend {
   std::vector<LayerLinears> linears_;  // [num_layers]
   CpuLinear lm_head_;
   std::vector<float> buffers_[11];
+  std::vector<char> scratch_[4];        // Scratch slots (candidate records, masks, packed rows)
   const StepLayout* layout_ = nullptr;  // the step in progress (valid until the next BeginStep)
   bool emulate_ = false;                // ModelOptions::cpu_emulate_bf16
 };

@@ -26,6 +26,7 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
+#include "kernels/sampling/candidates.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/swiglu/swiglu.h"
 #include "worker/cpu_backend.h"
@@ -350,6 +351,29 @@ class CudaBackend final : public ForwardBackend {
  private:
   struct Seq {
     int64_t start = 0;  // first pool row
+  absl::Status Candidates(const Tensor& logits, int c, const std::vector<float>& temperatures,
+                          const Tensor& records) override;
+  absl::Status SelectRows(const Tensor& logits, const std::vector<int>& rows,
+                          const Tensor& out) override;
+  absl::StatusOr<Tensor> Scratch(int slot, int64_t rows, int64_t cols, DType dtype) override {
+    if (slot < 0 || slot >= static_cast<int>(std::size(scratch_))) {
+      return absl::InternalError(absl::StrCat("scratch slot ", slot, " is out of range"));
+    }
+    RETURN_IF_ERROR(EnsureBuffer(&scratch_[slot], rows * cols * kernels::DTypeSize(dtype)));
+    return Tensor{scratch_[slot].get(), dtype, rows, cols};
+  }
+  absl::Status ToHost(const Tensor& t, void* host) override {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host, t.data, t.numel() * kernels::DTypeSize(t.dtype),
+                                         cudaMemcpyDeviceToHost, stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return absl::OkStatus();
+  }
+  absl::Status FromHost(const void* host, const Tensor& t) override {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(t.data, host, t.numel() * kernels::DTypeSize(t.dtype),
+                                         cudaMemcpyHostToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `host` may go away after
+    return absl::OkStatus();
+  }
     int64_t cap = 0;    // rows owned
     int64_t len = 0;    // rows holding tokens
   };
@@ -401,6 +425,7 @@ class CudaBackend final : public ForwardBackend {
   StepProfiler prof_{std::getenv("HIPSERVE_PROFILE") != nullptr &&
                      std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
+  DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
 };
@@ -940,3 +965,42 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights wei
 }
 
 }  // namespace hipserve::worker
+absl::Status CudaBackend::Candidates(const Tensor& logits, int c,
+                                     const std::vector<float>& temperatures,
+                                     const Tensor& records) {
+  const int n = static_cast<int>(logits.rows);
+  if (n == 0) return absl::OkStatus();
+  if (static_cast<int>(temperatures.size()) != n || records.rows != n ||
+      records.cols != kernels::CandidateRecordWords(c)) {
+    return absl::InternalError(absl::StrCat("candidates: ", n, " logit rows, ", temperatures.size(),
+                                            " temperatures, records [", records.rows, ", ",
+                                            records.cols, "]"));
+  }
+  RETURN_IF_ERROR(EnsureBuffer(&cand_temps_, int64_t{n} * 4));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(cand_temps_.get(), temperatures.data(), int64_t{n} * 4,
+                                       cudaMemcpyHostToDevice, stream_));
+  kernels::CandidatesGpuParams p;
+  p.logits = static_cast<const float*>(logits.data);
+  p.rows = n;
+  p.cols = static_cast<int>(vocab_end_ - vocab_begin_);  // padding columns are never written
+  p.row_stride = logits.cols;
+  p.id_begin = vocab_begin_;
+  p.c = c;
+  p.temperatures = static_cast<const float*>(cand_temps_.get());
+  p.records = static_cast<int32_t*>(records.data);
+  // `temperatures` outlives the copy: Model::SampleSharded waits for the stream (ToHost) before
+  // it returns.
+  return kernels::CandidatesGpu(p, stream_);
+}
+
+absl::Status CudaBackend::SelectRows(const Tensor& logits, const std::vector<int>& rows,
+                                     const Tensor& out) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(static_cast<float*>(out.data) + static_cast<int64_t>(i) * out.cols,
+                        static_cast<const float*>(logits.data) + int64_t{rows[i]} * logits.cols,
+                        static_cast<size_t>(logits.cols) * 4, cudaMemcpyDeviceToDevice, stream_));
+  }
+  return absl::OkStatus();
+}
+

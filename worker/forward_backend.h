@@ -147,6 +147,24 @@ class ForwardBackend {
                                                         int vocab_size) = 0;
   // Waits for the step's device work; returns the first asynchronous error.
   virtual absl::Status Finish() = 0;
+
+  // ---- Candidate sampling at world size > 1 (worker/model_sampling.cc) ------------------
+  // records row i = this rank's candidate record (kernels/sampling/candidates.h) of `logits` row
+  // i: the best `c` of its vocabulary shard's columns with global ids, and the shard's
+  // normalisers at temperatures[i]. records: [logits.rows, CandidateRecordWords(c)] kInt32.
+  virtual absl::Status Candidates(const Tensor& logits, int c,
+                                  const std::vector<float>& temperatures,
+                                  const Tensor& records) = 0;
+  // out row i = logits row rows[i] (packs the rows the candidates could not settle).
+  virtual absl::Status SelectRows(const Tensor& logits, const std::vector<int>& rows,
+                                  const Tensor& out) = 0;
+  // A [rows, cols] `dtype` buffer in the backend's memory (collective operands); slot s's
+  // buffer is reused, its contents lost, by the next Scratch(s, ...). Slots 0..3.
+  virtual absl::StatusOr<Tensor> Scratch(int slot, int64_t rows, int64_t cols,
+                                         kernels::DType dtype) = 0;
+  // Copies t.numel() elements between a backend tensor and host memory; waits for them.
+  virtual absl::Status ToHost(const Tensor& t, void* host) = 0;
+  virtual absl::Status FromHost(const void* host, const Tensor& t) = 0;
 };
 
 // Copies gathered logits [world][rows][shard] into [rows][vocab] (host memory; helper shared by

@@ -194,13 +194,6 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
   RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, 0, NormId::kOutput, b.norm));
   if (layout.logit_rows.empty()) return be.Finish();
   RETURN_IF_ERROR(be.LmHead(b.norm, b.logits));
-  RETURN_IF_ERROR(comm_->AllGather(b.logits.data, b.logits.numel(), b.logits.dtype, b.gathered.data,
-                                   be.stream()));
-  if (rank_ != 0) return be.Finish();
-  if (logits_out != nullptr) {
-    ASSIGN_OR_RETURN(*logits_out, be.ReadLogits(b.gathered, world_size_, dims_.vocab_size));
-    return be.Finish();
-  }
   std::vector<kernels::SamplingOptions> options;
   std::vector<SequenceId> seqs;
   for (const SeqStep& s : batch.work) {
@@ -208,8 +201,21 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     options.push_back(s.sampling);
     seqs.push_back(s.seq);
   }
-  ASSIGN_OR_RETURN(std::vector<kernels::SampleResult> r,
-                   be.Sample(b.gathered, world_size_, dims_.vocab_size, options));
+  std::vector<kernels::SampleResult> r;
+  if (world_size_ > 1 && logits_out == nullptr) {
+    // Only the shards' candidates travel (whole rows only where they can't settle a row).
+    RETURN_IF_ERROR(SampleSharded(b, options, &r));
+    if (rank_ != 0) return be.Finish();
+  } else {
+    RETURN_IF_ERROR(comm_->AllGather(b.logits.data, b.logits.numel(), b.logits.dtype,
+                                     b.gathered.data, be.stream()));
+    if (rank_ != 0) return be.Finish();
+    if (logits_out != nullptr) {
+      ASSIGN_OR_RETURN(*logits_out, be.ReadLogits(b.gathered, world_size_, dims_.vocab_size));
+      return be.Finish();
+    }
+    ASSIGN_OR_RETURN(r, be.Sample(b.gathered, world_size_, dims_.vocab_size, options));
+  }
   RETURN_IF_ERROR(be.Finish());
   for (size_t i = 0; i < r.size(); ++i) {
     sampled->push_back(SampledToken{seqs[i], r[i].token, r[i].logprob});

@@ -50,6 +50,15 @@ struct SampledToken {
   float logprob = 0.f;
 };
 
+// How the rows of sharded steps (world size > 1) were sampled, since the Model was created (every
+// rank counts the same). Rows that were sampled from the gathered candidates alone, and rows
+// whose whole logits were gathered (the options need the whole row, or the candidates could not
+// prove the result; see kernels/sampling/candidates.h).
+struct ShardedSamplingStats {
+  int64_t candidate_rows = 0;
+  int64_t fallback_rows = 0;
+};
+
 class Model {
  public:
   static absl::StatusOr<std::unique_ptr<Model>> Create(ModelWeights weights, Communicator* comm,
@@ -86,6 +95,7 @@ class Model {
   // The HiP state (per-sequence schedule and mask cache) of the CPU backend in hip mode;
   // nullptr otherwise.
   const HipAttention* hip() const { return backend_->hip(); }
+  const ShardedSamplingStats& sharded_sampling_stats() const { return sharded_stats_; }
 
  private:
   Model(const ModelWeights& weights, Communicator* comm, const ModelOptions& options,
@@ -98,6 +108,12 @@ class Model {
   // Step's body after release; all_logits as Forward.
   absl::StatusOr<std::vector<SampledToken>> RunStep(const StepBatch& batch, bool all_logits,
                                                     std::vector<float>* logits_out);
+  // World size > 1: samples the logit rows of `b` (one per options entry) from the ranks'
+  // candidate records, gathering whole rows only for those the records can't settle
+  // (model_sampling.cc). Every rank calls it; `out` is filled on rank 0.
+  absl::Status SampleSharded(const StepBuffers& b,
+                             const std::vector<kernels::SamplingOptions>& options,
+                             std::vector<kernels::SampleResult>* out);
   absl::Status AllReduce(const Tensor& t) {
     return comm_->AllReduceSum(t.data, t.numel(), t.dtype, backend_->stream());
   }
@@ -111,6 +127,7 @@ class Model {
   std::unique_ptr<ForwardBackend> backend_;
   std::optional<SequenceId> last_failed_;
   absl::flat_hash_set<SequenceId> live_;  // sequences with KV in the backend
+  ShardedSamplingStats sharded_stats_;
 };
 
 }  // namespace hipserve::worker
