@@ -9,6 +9,8 @@
 #   PHASE=a5 bash scripts/gpu_worker_run.sh    # SmolLM2 A5 + README question (model in cache)
 #   PHASE=e3e4 bash scripts/gpu_worker_run.sh  # 8B preset: TTFT at 128K and 32 streams, HiP vs
 #                                              # dense, each mode its own server, one call
+#   PHASE=offload bash scripts/gpu_worker_run.sh  # 8B preset, HiP, KV offloaded: E1/E2 (BENCH_CASES,
+#                                                 # HOST_KV, CHUNK, MAX_CONTEXT, OFFLOAD_FLAGS)
 #   OLD=dir PHASE=kernels bash scripts/gpu_worker_run.sh   # prefill kernels, old vs new build
 # Env: OUT (results folder, default /tmp/out), COMMIT (recorded in the JSON names),
 #      BENCH_CASES (space-separated "name:prompt_tokens:max_tokens:concurrency:requests").
@@ -98,6 +100,31 @@ e3e4)
     grep -E "profile" "$OUT/serve_8b_$mode.log" | tail -4
   done
   ;;
+offload)
+  # E1/E2: the 8B preset in HiP mode with the KV offloaded (fp8 host tier + GPU hot pages): real
+  # prefills through gRPC (TTFT = prefill time), then decode tokens/s, per context length. The
+  # host tier and the hot pool are logged in the memory plan; GPU and pinned memory after each.
+  CASES=${BENCH_CASES:-"e1-128k:131072:64:1:1"}
+  export HIPSERVE_PROFILE=1
+  t0=$(date +%s)
+  serve_wait 50091 "$OUT/serve_8b_offload.log" --model=random:llama-3.1-8b --backend=cuda \
+    --attention=hip --kv_offload=on --host_kv_bytes="${HOST_KV:-40GiB}" \
+    --chunk="${CHUNK:-4096}" --max_context="${MAX_CONTEXT:-1100000}" ${OFFLOAD_FLAGS:-} ||
+    { tail -30 "$OUT/serve_8b_offload.log"; exit 1; }
+  echo "offload: 8B preset ready after $(( $(date +%s) - t0 )) s"
+  grep -E "memory plan|kv_offload" "$OUT/serve_8b_offload.log" | head -4
+  for c in $CASES; do
+    IFS=: read -r name p m conc n <<<"$c"
+    "$H" bench --server=localhost:50091 --prompt_tokens="$p" --max_tokens="$m" \
+      --concurrency="$conc" --num_requests="$n" --warmup_requests=0 --timeout_s=580 \
+      --noprogress --json_out="$OUT/bench-8b-offload-$name-$COMMIT.json" 2>&1 | tail -12
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader
+    grep -E "VmRSS|VmPin|VmLck" /proc/$(pgrep -f "hipserve worker" | head -1)/status 2>/dev/null
+    grep -E "profile" "$OUT/serve_8b_offload.log" | tail -2
+  done
+  "$H" inspect --server=localhost:50091 2>&1 | grep -iE "kv|memory" | head -12
+  stop_server
+  ;;
 kernels)
   # The prefill kernels of this build against an older one (OLD: a bundle dir with bin/), in
   # one call on one card, alternating old/new.
@@ -116,5 +143,5 @@ kernels)
   done
   ;;
 *)
-  echo "PHASE must be tests, bench, a5, e3e4 or kernels"; exit 2 ;;
+  echo "PHASE must be tests, bench, a5, e3e4, offload or kernels"; exit 2 ;;
 esac

@@ -32,6 +32,7 @@
 #include "worker/cpu_backend.h"
 #include "worker/cuda_backend.h"
 #include "worker/cuda_hip_attention.h"
+#include "worker/cuda_kv_tiers.h"
 
 namespace hipserve::worker {
 namespace {
@@ -235,6 +236,7 @@ class CudaBackend final : public ForwardBackend {
   ~CudaBackend() override {
     if (stream_ != nullptr) {
       cudaStreamSynchronize(stream_);
+      tiers_.reset();  // frees on stream_
       cudaStreamDestroy(stream_);
     }
   }
@@ -254,9 +256,11 @@ class CudaBackend final : public ForwardBackend {
     return it->second.len;
   }
   absl::Status AddSequence(SequenceId seq) override {
-    if (!seqs_.emplace(seq, Seq{}).second) {
+    if (seqs_.contains(seq)) {
       return absl::AlreadyExistsError(absl::StrCat("sequence ", seq.value(), " exists"));
     }
+    if (tiers_ != nullptr) RETURN_IF_ERROR(tiers_->AddSequence(seq));
+    seqs_.emplace(seq, Seq{});
     return absl::OkStatus();
   }
   absl::Status Truncate(SequenceId seq, int64_t tokens) override {
@@ -273,14 +277,20 @@ class CudaBackend final : public ForwardBackend {
   absl::Status Free(SequenceId seq) override {
     auto it = seqs_.find(seq);
     if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("sequence ", seq.value()));
-    pool_->Free(it->second.start, it->second.cap);
+    if (tiers_ != nullptr) {
+      RETURN_IF_ERROR(tiers_->Free(seq));
+    } else {
+      pool_->Free(it->second.start, it->second.cap);
+    }
     tokens_in_use_ -= it->second.len;
     seqs_.erase(it);
     if (hip_ != nullptr) hip_->Release(seq);
     return absl::OkStatus();
   }
   int64_t TokensInUse() const override { return tokens_in_use_; }
-  int64_t CapacityTokens() const override { return pool_->rows(); }
+  int64_t CapacityTokens() const override {
+    return tiers_ != nullptr ? tiers_->cold_capacity_tokens() : pool_->rows();
+  }
   int NumSequences() const override { return static_cast<int>(seqs_.size()); }
   std::unique_ptr<BackendCheckpoint> Save(const std::vector<SequenceId>& seqs) const override {
     auto c = std::make_unique<CudaCheckpoint>();
@@ -341,16 +351,6 @@ class CudaBackend final : public ForwardBackend {
                   out.data());
     return out;
   }
-  absl::Status Finish() override {
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    prof_.EndStep(stream_);
-    return absl::OkStatus();
-  }
-
- private:
-  struct Seq {
-    int64_t start = 0;  // first pool row
   absl::Status Candidates(const Tensor& logits, int c, const std::vector<float>& temperatures,
                           const Tensor& records) override;
   absl::Status SelectRows(const Tensor& logits, const std::vector<int>& rows,
@@ -374,6 +374,16 @@ class CudaBackend final : public ForwardBackend {
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `host` may go away after
     return absl::OkStatus();
   }
+  absl::Status Finish() override {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    prof_.EndStep(stream_);
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Seq {
+    int64_t start = 0;  // first pool row
     int64_t cap = 0;    // rows owned
     int64_t len = 0;    // rows holding tokens
   };
@@ -415,8 +425,11 @@ class CudaBackend final : public ForwardBackend {
   DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, up (bf16)
   DeviceBuffer lm_in_, logits_dev_, gathered_dev_, lm_packed_, unsharded_;
   DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
+  DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
   DeviceBuffer pool_dev_;
   std::unique_ptr<RangeAllocator> pool_;
+  // KV offload (ModelOptions::cuda.kv_offload): replaces pool_dev_ / pool_ when set.
+  std::unique_ptr<CudaKvTiers> tiers_;
   // HiP mode: keys stay un-rotated in the pool and are rotated at use (HIP.md 5).
   std::unique_ptr<CudaHipAttention> hip_;
   absl::flat_hash_map<SequenceId, Seq> seqs_;
@@ -425,7 +438,6 @@ class CudaBackend final : public ForwardBackend {
   StepProfiler prof_{std::getenv("HIPSERVE_PROFILE") != nullptr &&
                      std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
-  DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
 };
@@ -487,9 +499,55 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
         " (device ", o.cuda.device, ": ", GiB(static_cast<int64_t>(free_bytes)), " free of ",
         GiB(static_cast<int64_t>(total_bytes)), "; --gpu_memory_bytes sets the budget)"));
   }
+  const std::string& offload_flag = o.cuda.kv_offload;
+  if (offload_flag != "auto" && offload_flag != "on" && offload_flag != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_offload must be auto, on or off, not '", offload_flag, "'"));
+  }
+  if (offload_flag == "on" && o.attention != "hip") {
+    return absl::InvalidArgumentError(
+        "--kv_offload=on needs --attention=hip: dense attention reads every key at every step, "
+        "which from host memory would be bound by PCIe (use --kv_offload=off)");
+  }
   int64_t pool_rows = (budget - weight_bytes - work_bytes) / kv_row_bytes;
   pool_rows = std::min<int64_t>(pool_rows, o.kv_budget_tokens);
+  // auto: offload when HiP runs and the host tier holds more tokens than the bf16 GPU pool.
+  const int64_t host_tokens =
+      o.cuda.host_kv_bytes / (int64_t{d.num_layers} * b->local_kv_heads_ * d.head_dim * 2);
+  const bool offload = offload_flag == "on" ||
+                       (offload_flag == "auto" && o.attention == "hip" && host_tokens > pool_rows);
+  if (offload_flag == "auto" && o.attention == "hip") {
+    LOG(INFO) << "--kv_offload=auto: " << (offload ? "on" : "off") << " (host tier " << host_tokens
+              << " tokens fp8 vs GPU pool " << std::max<int64_t>(pool_rows, 0) << " tokens bf16)";
+  }
   pool_rows = pool_rows / kPoolGranule * kPoolGranule;
+  CudaKvTiersOptions tiers;
+  if (offload) {
+    tiers.num_layers = d.num_layers;
+    tiers.num_kv_heads = b->local_kv_heads_;
+    tiers.head_dim = d.head_dim;
+    tiers.n_sink = o.hip.n_sink;
+    tiers.n_window = o.hip.n_window;
+    tiers.device = o.cuda.device;
+    if (o.cuda.host_kv_bytes <= 0) {
+      return absl::InvalidArgumentError(
+          "KV offload needs a host KV budget (--host_kv_bytes on the coordinator or worker)");
+    }
+    tiers.cold_tokens = o.cuda.host_kv_bytes / CudaKvTiers::ColdBytesPerToken(tiers);
+    int64_t avail = budget - weight_bytes - work_bytes;
+    if (o.cuda.gpu_kv_bytes > 0) avail = std::min(avail, o.cuda.gpu_kv_bytes);
+    // Tables of every host-tier token with the x1.5 growth and the copy during growth.
+    const int64_t tables =
+        CudaKvTiers::TableBytesPerToken(tiers) * tiers.cold_tokens * 5 / 2 + 64 * kMiB;
+    tiers.table_bytes = std::min(tables, avail / 2);
+    tiers.hot_tokens = std::min(tiers.cold_tokens, std::max<int64_t>(0, avail - tiers.table_bytes) /
+                                                       CudaKvTiers::HotBytesPerToken(tiers));
+    tiers.hot_tokens = tiers.hot_tokens / kPoolGranule * kPoolGranule;
+    if (o.cuda.hot_kv_tokens_cap >= 0) {
+      tiers.hot_tokens = std::min(tiers.hot_tokens, o.cuda.hot_kv_tokens_cap);
+    }
+    pool_rows = kPoolGranule;  // passes the check below; unused
+  }
   if (pool_rows < kPoolGranule) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "no GPU memory left for KV after weights (", GiB(weight_bytes), ") and workspaces (",
@@ -498,8 +556,15 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   LOG(INFO) << "cuda memory plan (device " << o.cuda.device << ", budget " << GiB(budget)
             << ", free " << GiB(static_cast<int64_t>(free_bytes)) << "): weights "
             << GiB(weight_bytes) << ", workspaces " << GiB(work_bytes) << " (" << R
-            << " rows per step), KV pool " << GiB(pool_rows * kv_row_bytes) << " = " << pool_rows
-            << " tokens of " << kv_row_bytes << " bytes";
+            << " rows per step), "
+            << (offload
+                    ? absl::StrCat(
+                          "KV offloaded: host tier ", GiB(o.cuda.host_kv_bytes),
+                          " pinned = ", tiers.cold_tokens, " tokens (fp8 e5m2), ", "GPU hot pages ",
+                          GiB(tiers.hot_tokens * CudaKvTiers::HotBytesPerToken(tiers)), " = ",
+                          tiers.hot_tokens, " tokens, tables up to ", GiB(tiers.table_bytes))
+                    : absl::StrCat("KV pool ", GiB(pool_rows * kv_row_bytes), " = ", pool_rows,
+                                   " tokens of ", kv_row_bytes, " bytes"));
 
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, o.cuda.device));
@@ -509,6 +574,12 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   b->plan_.workspace_bytes = work_bytes;
   b->plan_.kv_bytes = pool_rows * kv_row_bytes;
   b->plan_.kv_tokens = pool_rows;
+  if (offload) {
+    b->plan_.kv_bytes = tiers.hot_tokens * CudaKvTiers::HotBytesPerToken(tiers) + tiers.table_bytes;
+    b->plan_.kv_tokens = tiers.cold_tokens;
+    b->plan_.host_kv_bytes = tiers.cold_tokens * CudaKvTiers::ColdBytesPerToken(tiers);
+    b->plan_.gpu_kv_tokens = tiers.hot_tokens;
+  }
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   if (o.attention == "hip") {
     ASSIGN_OR_RETURN(b->hip_, CudaHipAttention::Create(HipOptionsFor(w, o)));
@@ -541,8 +612,12 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   RETURN_IF_ERROR(b->logits_dev_.Allocate(int64_t{kLogitRowsPlanned} * vrows * 4));
   RETURN_IF_ERROR(b->ids_dev_.Allocate(R * 4));
   RETURN_IF_ERROR(b->pos_dev_.Allocate(R * 4));
-  RETURN_IF_ERROR(b->pool_dev_.Allocate(pool_rows * kv_row_bytes));
-  b->pool_ = std::make_unique<RangeAllocator>(pool_rows);
+  if (offload) {
+    ASSIGN_OR_RETURN(b->tiers_, CudaKvTiers::Create(tiers, b->stream_));
+  } else {
+    RETURN_IF_ERROR(b->pool_dev_.Allocate(pool_rows * kv_row_bytes));
+    b->pool_ = std::make_unique<RangeAllocator>(pool_rows);
+  }
   CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return std::unique_ptr<ForwardBackend>(std::move(b));
 }
@@ -608,7 +683,18 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
       return absl::InternalError(absl::StrCat("sequence ", it.seq.value(), " was not added"));
     }
     Seq& s = f->second;
-    RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
+    if (tiers_ == nullptr) RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
+  }
+  if (tiers_ != nullptr) {
+    std::vector<CudaKvTiers::Item> items;
+    items.reserve(layout.items.size());
+    for (const StepLayout::Item& it : layout.items) {
+      items.push_back(CudaKvTiers::Item{it.seq, it.start_pos, it.tokens, it.row});
+    }
+    RETURN_IF_ERROR(tiers_->Prepare(items));
+  }
+  for (const StepLayout::Item& it : layout.items) {
+    Seq& s = seqs_.at(it.seq);
     tokens_in_use_ += int64_t{it.start_pos} + it.tokens - s.len;
     s.len = int64_t{it.start_pos} + it.tokens;
   }
@@ -769,7 +855,11 @@ absl::Status CudaBackend::Attention(int layer, const Tensor& q, const Tensor& k,
                                     const Tensor& out) {
   prof_.Mark(stream_, StepProfiler::kAttention);
   if (hip_ != nullptr) {
-    RETURN_IF_ERROR(AppendKv(layer, k, v));  // un-rotated
+    if (tiers_ != nullptr) {
+      RETURN_IF_ERROR(tiers_->Append(layer, k.data, v.data));  // un-rotated, fp8 in both tiers
+    } else {
+      RETURN_IF_ERROR(AppendKv(layer, k, v));  // un-rotated
+    }
     return HipAttentionRun(layer, q, out);
   }
   // Dense attention uses real positions only: rotate q and the new keys once; keys are stored
@@ -794,6 +884,12 @@ absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tens
   const uint16_t* qd = static_cast<const uint16_t*>(q.data);
   uint16_t* od = static_cast<uint16_t*>(out.data);
   for (const StepLayout::Item& it : layout_->items) {
+    if (tiers_ != nullptr) {
+      ASSIGN_OR_RETURN(const kernels::TieredKvSource src, tiers_->Source(it.seq, layer));
+      RETURN_IF_ERROR(hip_->RunTiered(it.seq, layer, qd + it.row * lq, it.tokens, it.start_pos, src,
+                                      it.start_pos + it.tokens, od + it.row * lq, stream_));
+      continue;
+    }
     const Seq& s = seqs_.at(it.seq);
     RETURN_IF_ERROR(hip_->Run(it.seq, layer, qd + it.row * lq, it.tokens, it.start_pos,
                               PoolK(layer) + s.start * row_, PoolV(layer) + s.start * row_,
@@ -957,14 +1053,6 @@ absl::StatusOr<std::vector<kernels::SampleResult>> CudaBackend::Sample(
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights weights,
-                                                                const ModelOptions& options) {
-  return CudaBackend::Create(std::move(weights), options);
-}
-
-}  // namespace hipserve::worker
 absl::Status CudaBackend::Candidates(const Tensor& logits, int c,
                                      const std::vector<float>& temperatures,
                                      const Tensor& records) {
@@ -1004,3 +1092,11 @@ absl::Status CudaBackend::SelectRows(const Tensor& logits, const std::vector<int
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeCudaBackend(ModelWeights weights,
+                                                                const ModelOptions& options) {
+  return CudaBackend::Create(std::move(weights), options);
+}
+
+}  // namespace hipserve::worker

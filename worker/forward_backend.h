@@ -80,8 +80,10 @@ struct MemoryPlan {
   int64_t budget_bytes = 0;  // what the backend may use
   int64_t weights_bytes = 0;
   int64_t workspace_bytes = 0;
-  int64_t kv_bytes = 0;  // the KV pool (CUDA) or budget (CPU)
-  int64_t kv_tokens = 0;
+  int64_t kv_bytes = 0;       // the KV pool (CUDA; offload: hot pool + tables) or budget (CPU)
+  int64_t kv_tokens = 0;      // tokens the KV store holds (offload: the host tier)
+  int64_t host_kv_bytes = 0;  // KV offload: pinned host tier budget
+  int64_t gpu_kv_tokens = 0;  // KV offload: tokens the hot page pool holds
 };
 
 // Opaque per-backend state saved before a step and restored if it fails (HiP schedules, ...).
@@ -145,8 +147,6 @@ class ForwardBackend {
   // Host copy of the gathered logits as [rows][vocab_size] fp32 (accuracy tools).
   virtual absl::StatusOr<std::vector<float>> ReadLogits(const Tensor& gathered, int world_size,
                                                         int vocab_size) = 0;
-  // Waits for the step's device work; returns the first asynchronous error.
-  virtual absl::Status Finish() = 0;
 
   // ---- Candidate sampling at world size > 1 (worker/model_sampling.cc) ------------------
   // records row i = this rank's candidate record (kernels/sampling/candidates.h) of `logits` row
@@ -165,6 +165,8 @@ class ForwardBackend {
   // Copies t.numel() elements between a backend tensor and host memory; waits for them.
   virtual absl::Status ToHost(const Tensor& t, void* host) = 0;
   virtual absl::Status FromHost(const void* host, const Tensor& t) = 0;
+  // Waits for the step's device work; returns the first asynchronous error.
+  virtual absl::Status Finish() = 0;
 };
 
 // Copies gathered logits [world][rows][shard] into [rows][vocab] (host memory; helper shared by

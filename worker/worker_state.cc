@@ -54,10 +54,13 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mo.backend = options_.backend;
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
   mo.cuda.device = options_.device;
+  mo.cuda.kv_offload = options_.kv_offload;
   ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =
       options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();
   const int64_t gpu_bytes = options_.gpu_kv_bytes > 0 ? options_.gpu_kv_bytes : req.gpu_kv_bytes();
+  mo.cuda.host_kv_bytes = host_bytes;  // the offloaded KV's host tier (CUDA, --kv_offload)
+  mo.cuda.gpu_kv_bytes = gpu_bytes;
   if (mo.backend == "cuda" && gpu_bytes > 0) {
     // bf16 K and V for every layer and local KV head, in GPU memory.
     const int64_t per_token =
@@ -102,6 +105,8 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mp->set_workspace_bytes(plan.workspace_bytes);
   mp->set_kv_bytes(plan.kv_bytes);
   mp->set_kv_tokens(plan.kv_tokens);
+  mp->set_host_kv_bytes(plan.host_kv_bytes);
+  mp->set_gpu_kv_tokens(plan.gpu_kv_tokens);
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context()

@@ -38,6 +38,7 @@ struct WorkerOptions {
   // Also set by HIPSERVE_FORCE_NCCL=1 in the worker's environment.
   bool force_nccl = false;
   int device = 0;  // CUDA backend: the device this worker uses (CudaBackendOptions::device)
+  std::string kv_offload = "auto";  // CUDA backend: CudaBackendOptions::kv_offload
   // Random per process; reported in Stats so the coordinator tells a restarted worker on the
   // same address from the one it replaced.
   std::string instance_id;
