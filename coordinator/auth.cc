@@ -82,7 +82,9 @@ absl::StatusOr<std::shared_ptr<BearerTokens>> BearerTokens::Load(const std::stri
 }
 
 absl::Status BearerTokens::ReloadLocked() const {
-  const int64_t mtime = ModTimeNs(path_);
+  // Remembered either way: the periodic check then waits for the next change of the file
+  // instead of reporting a bad one again every second.
+  mtime_ns_ = ModTimeNs(path_);
   auto tokens = ReadTokenFile(path_);
   if (!tokens.ok()) {
     LOG(WARNING) << "keeping the previous " << tokens_.size()
@@ -90,7 +92,6 @@ absl::Status BearerTokens::ReloadLocked() const {
     return tokens.status();
   }
   tokens_ = *std::move(tokens);
-  mtime_ns_ = mtime;
   LOG(INFO) << "reloaded " << tokens_.size() << " bearer tokens from " << path_;
   return absl::OkStatus();
 }
@@ -100,8 +101,7 @@ void BearerTokens::MaybeReloadLocked() const {
   if (now < next_check_) return;
   next_check_ = now + std::chrono::seconds(1);
   if (ModTimeNs(path_) == mtime_ns_) return;
-  // A failed reload logs once per change of the file: remember its mtime either way.
-  if (!ReloadLocked().ok()) mtime_ns_ = ModTimeNs(path_);
+  ReloadLocked().IgnoreError();  // logged; a bad file keeps the previous tokens
 }
 
 absl::Status BearerTokens::Reload() {

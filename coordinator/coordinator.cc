@@ -240,8 +240,12 @@ class ControlService final : public control::Control::CallbackService {
       Registry::Entry entry, holder;
     };
     auto* p = new Probe;
-    p->stub = control::Worker::NewStub(
-        grpc::CreateChannel(holder.address, grpc::InsecureChannelCredentials()));
+    // The files were checked at Start; a failure now (a file removed since) probes plaintext,
+    // which a mutual-TLS worker refuses: the holder then counts as gone.
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        tls::ChannelCredentials(options_->worker_tls, "--worker_tls_");
+    p->stub = control::Worker::NewStub(grpc::CreateChannel(
+        holder.address, creds.ok() ? *creds : grpc::InsecureChannelCredentials()));
     p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     p->reg = req;
     p->entry = entry;
@@ -366,6 +370,8 @@ class CoordinatorMetrics final : public SchedulerObserver {
 struct Coordinator::Impl {
   CoordinatorOptions options;
   std::shared_ptr<BearerTokens> auth;  // null: the public API is open
+  std::shared_ptr<ClientLimits> client_limits;
+  std::shared_ptr<grpc::ChannelCredentials> worker_credentials;  // dialling the workers
   Registry registry;
   RendezvousTable rendezvous;
   uint64_t attempts = 0;       // configuration attempts (rendezvous prefixes)
@@ -389,9 +395,10 @@ struct Coordinator::Impl {
   Impl(const CoordinatorOptions& o, std::shared_ptr<BearerTokens> tokens)
       : options(o),
         auth(std::move(tokens)),
+        client_limits(std::make_shared<ClientLimits>(o.client_limits)),
         registry(o.world_size),
         scheduler(o.scheduler),
-        generation(&scheduler, MakeServiceOptions(o, auth, &metrics),
+        generation(&scheduler, MakeServiceOptions(o, auth, client_limits, &metrics),
                    [this] { return WorkersReady(); }),
         control(&registry, &rendezvous, &options) {
     scheduler.SetObserver(&metrics);
@@ -400,14 +407,17 @@ struct Coordinator::Impl {
 
   ~Impl() { scheduler.SetObserver(nullptr); }
 
-  static GenerationServiceOptions MakeServiceOptions(const CoordinatorOptions& o,
-                                                     const std::shared_ptr<BearerTokens>& auth,
-                                                     CoordinatorMetrics* metrics) {
+  static GenerationServiceOptions MakeServiceOptions(
+      const CoordinatorOptions& o, const std::shared_ptr<BearerTokens>& auth,
+      const std::shared_ptr<ClientLimits>& client_limits, CoordinatorMetrics* metrics) {
     GenerationServiceOptions g;
     g.on_rejected = [metrics](const absl::Status& s) { metrics->CountRequest("rejected", s); };
     if (auth != nullptr) {
-      g.authorize = [auth](absl::string_view authorization) { return auth->Check(authorization); };
+      g.authorize = [auth](absl::string_view authorization) {
+        return auth->Identify(authorization);
+      };
     }
+    if (client_limits->enabled()) g.client_limits = client_limits;
     g.limits.default_max_tokens = o.default_max_tokens;
     g.limits.max_tokens_limit = o.max_tokens_limit;
     g.limits.max_prompt_tokens = o.max_prompt_tokens;
@@ -516,9 +526,9 @@ struct Coordinator::Impl {
       const std::string prefix = absl::StrCat("cfg", ++attempts, "/");
       rendezvous.Begin(prefix);
       req.set_comm_bootstrap(prefix);
-      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g =
-          RemoteWorkerGroup::Connect(addresses, req, options.configure_timeout_s,
-                                     options.step_timeout_s, [this] { rendezvous.Abandon(); });
+      absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> g = RemoteWorkerGroup::Connect(
+          addresses, req, options.configure_timeout_s, options.step_timeout_s,
+          [this] { rendezvous.Abandon(); }, worker_credentials);
       if (!g.ok()) {
         rendezvous.Abandon();
         LOG(ERROR) << "configuration failed: " << g.status();
@@ -565,13 +575,36 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     LOG(INFO) << "public API requires one of " << tokens->size() << " bearer tokens ("
               << o.auth_tokens_file << ")";
   }
+  // TLS: every file is read and checked before anything listens.
+  const tls::TlsFiles public_tls{o.tls_cert_file, o.tls_key_file, ""};
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> public_creds,
+                   tls::ServerCredentials(public_tls, tls::ClientCertPolicy::kNone, "--tls_"));
+  const bool public_tls_on = tls::ServerTlsEnabled(public_tls);
+  if (o.auth_health_and_reflection) {
+    if (tokens == nullptr || !public_tls_on) {
+      return absl::InvalidArgumentError(
+          "--auth_health_and_reflection needs --auth_tokens_file and TLS (--tls_cert_file, "
+          "--tls_key_file): gRPC checks those tokens in its TLS auth processor");
+    }
+    public_creds->SetAuthMetadataProcessor(MakeTokenAuthProcessor(
+        tokens, {"/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/"}));
+  }
+  RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.worker_tls, "--worker_tls_"));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> control_creds,
+                   tls::ServerCredentials(o.worker_tls, tls::ClientCertPolicy::kRequireAndVerify,
+                                          "--worker_tls_"));
+  LOG(INFO) << "public gRPC API: "
+            << (public_tls_on ? "TLS (" + o.tls_cert_file + ")" : "plaintext")
+            << "; workers: " << (tls::ServerTlsEnabled(o.worker_tls) ? "mutual TLS" : "plaintext");
   auto impl = std::make_unique<Impl>(o, tokens);
+  ASSIGN_OR_RETURN(impl->worker_credentials,
+                   tls::ChannelCredentials(o.worker_tls, "--worker_tls_"));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   {
     grpc::ServerBuilder b;
-    b.AddListeningPort(absl::StrCat(o.host, ":", o.port), grpc::InsecureServerCredentials(),
-                       &impl->port);
+    b.AddListeningPort(absl::StrCat(o.host, ":", o.port), public_creds, &impl->port);
     b.RegisterService(&impl->generation);
     b.SetMaxReceiveMessageSize(64 << 20);
     impl->public_server = b.BuildAndStart();
@@ -582,8 +615,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   }
   {
     grpc::ServerBuilder b;
-    b.AddListeningPort(absl::StrCat(o.control_host, ":", o.control_port),
-                       grpc::InsecureServerCredentials(), &impl->control_port);
+    b.AddListeningPort(absl::StrCat(o.control_host, ":", o.control_port), control_creds,
+                       &impl->control_port);
     b.RegisterService(&impl->control);
     impl->control_server = b.BuildAndStart();
     if (!impl->control_server || impl->control_port == 0) {
@@ -598,12 +631,17 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     h.port = o.http_port;
     h.threads = o.http_threads;
     h.model_aliases = {o.model};
+    h.tls_cert_file = o.tls_cert_file;
+    h.tls_key_file = o.tls_key_file;
+    h.authorize_health = o.auth_health_and_reflection;
     if (tokens != nullptr) {
       // OpenAI clients expect 401 for a missing or a wrong key alike.
-      h.authorize = [tokens](const std::string& authorization) {
-        absl::Status s = tokens->Check(authorization);
-        if (absl::IsPermissionDenied(s)) return absl::UnauthenticatedError(s.message());
-        return s;
+      h.authorize = [tokens](const std::string& authorization) -> absl::StatusOr<std::string> {
+        absl::StatusOr<std::string> client = tokens->Identify(authorization);
+        if (absl::IsPermissionDenied(client.status())) {
+          return absl::UnauthenticatedError(client.status().message());
+        }
+        return client;
       };
     }
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> server =
@@ -638,6 +676,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
 }
 
 Coordinator::~Coordinator() { Shutdown(); }
+
+absl::Status Coordinator::ReloadAuthTokens() {
+  if (impl_->auth == nullptr) {
+    return absl::FailedPreconditionError("no --auth_tokens_file: there are no tokens to reload");
+  }
+  return impl_->auth->Reload();
+}
 
 int Coordinator::port() const { return impl_->port; }
 int Coordinator::control_port() const { return impl_->control_port; }

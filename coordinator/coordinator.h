@@ -15,6 +15,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/tls/tls.h"
+#include "coordinator/client_limits.h"
 #include "coordinator/scheduler.h"
 
 namespace hipserve::coordinator {
@@ -26,8 +28,21 @@ struct CoordinatorOptions {
   int http_port = -1;                 // -1 = no HTTP API; 0 = pick a free port (http_port())
   int http_threads = 128;             // HTTP connections served at once
   // Bearer tokens required on the public API (gRPC Generation service and HTTP /v1/*), one per
-  // line (coordinator/auth.h); empty = no authentication. Health and reflection stay open.
+  // line (coordinator/auth.h); empty = no authentication. Health and reflection stay open
+  // unless auth_health_and_reflection.
   std::string auth_tokens_file;
+  // With auth_tokens_file: grpc.health.v1, server reflection and HTTP /health* need a token
+  // too. gRPC checks it in a TLS auth processor, so this needs tls_cert_file.
+  bool auth_health_and_reflection = false;
+  // TLS (PEM files) on the public gRPC port and the HTTP port; both "" = plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Mutual TLS with the workers (all three files or none): the control plane verifies the
+  // workers' client certificates against worker_tls.ca_file and the coordinator presents
+  // worker_tls.cert_file when it dials them.
+  tls::TlsFiles worker_tls;
+  // Per-client limits of the public API (coordinator/client_limits.h); 0 = unlimited.
+  ClientLimitOptions client_limits;
   // Prometheus metrics (GET /metrics, text format) on `host`: -1 = off; 0 = pick a free port
   // (metrics_port()).
   int metrics_port = -1;
@@ -68,6 +83,9 @@ class Coordinator {
   // UNAVAILABLE. Returns how many were ended that way. Call Shutdown() after it.
   int Drain(double timeout_s);
   void Shutdown();
+  // Re-reads auth_tokens_file now (SIGHUP). On error the previous tokens stay (logged, and
+  // returned); FailedPrecondition when the server runs without tokens.
+  absl::Status ReloadAuthTokens();
 
  private:
   struct Impl;

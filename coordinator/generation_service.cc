@@ -269,7 +269,11 @@ absl::Status GenerationService::NotReadyStatus() const {
 }
 
 absl::Status GenerationService::Authorize(grpc::CallbackServerContext* ctx) const {
-  if (!options_.authorize) return absl::OkStatus();
+  return Identify(ctx).status();
+}
+
+absl::StatusOr<std::string> GenerationService::Identify(grpc::CallbackServerContext* ctx) const {
+  if (!options_.authorize) return PeerHost(ctx->peer());
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   const absl::string_view value = it == md.end()
@@ -279,14 +283,15 @@ absl::Status GenerationService::Authorize(grpc::CallbackServerContext* ctx) cons
 }
 
 absl::StatusOr<StartedRequest> GenerationService::StartRequest(const v1::GenerateRequest& request,
-                                                               const SinkFactory& make_sink) {
-  absl::StatusOr<StartedRequest> started = StartRequestUnobserved(request, make_sink);
+                                                               const SinkFactory& make_sink,
+                                                               const std::string& client) {
+  absl::StatusOr<StartedRequest> started = StartRequestUnobserved(request, make_sink, client);
   if (!started.ok() && options_.on_rejected) options_.on_rejected(started.status());
   return started;
 }
 
 absl::StatusOr<StartedRequest> GenerationService::StartRequestUnobserved(
-    const v1::GenerateRequest& request, const SinkFactory& make_sink) {
+    const v1::GenerateRequest& request, const SinkFactory& make_sink, const std::string& client) {
   if (draining()) return NotReadyStatus();
   std::shared_ptr<const ServingModel> m = model();
   if (m == nullptr) return NotReadyStatus();
@@ -295,7 +300,13 @@ absl::StatusOr<StartedRequest> GenerationService::StartRequestUnobserved(
   ASSIGN_OR_RETURN(SequenceRequest sr, ToSequenceRequest(request, *m->tokenizer, limits));
   if (sr.request_id.empty()) sr.request_id = absl::StrCat("req-", next_request_++);
   StartedRequest started{sr.request_id, static_cast<int>(sr.prompt.size())};
+  std::unique_ptr<ClientLimits::Lease> lease;  // held until the request ends
+  if (options_.client_limits != nullptr && options_.client_limits->enabled()) {
+    ASSIGN_OR_RETURN(lease, options_.client_limits->Acquire(
+                                client, static_cast<int64_t>(sr.prompt.size()) + sr.max_tokens));
+  }
   sr.sink = make_sink(started.request_id, started.prompt_tokens);
+  if (lease != nullptr) sr.sink = WithLease(std::move(sr.sink), std::move(lease));
   RETURN_IF_ERROR(scheduler_->Submit(std::move(sr)));
   return started;
 }
@@ -303,15 +314,18 @@ absl::StatusOr<StartedRequest> GenerationService::StartRequestUnobserved(
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   auto* stream = new GenerateStream(this);
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    stream->FinishWithError(proto::ToGrpcStatus(auth));
+  absl::StatusOr<std::string> client = Identify(ctx);
+  if (!client.ok()) {
+    stream->FinishWithError(proto::ToGrpcStatus(client.status()));
     return stream;
   }
-  absl::StatusOr<StartedRequest> started =
-      StartRequest(*request, [stream](const std::string& id, int prompt_tokens) {
+  absl::StatusOr<StartedRequest> started = StartRequest(
+      *request,
+      [stream](const std::string& id, int prompt_tokens) {
         stream->SetRequestId(id);
         return std::make_shared<StreamSink>(stream, id, prompt_tokens);
-      });
+      },
+      *client);
   if (!started.ok()) stream->FinishWithError(proto::ToGrpcStatus(started.status()));
   return stream;
 }
@@ -320,15 +334,18 @@ grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerCo
                                                           const v1::GenerateRequest* request,
                                                           v1::GenerateOnceResponse* response) {
   auto* reactor = new OnceReactor(this, response);
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(auth));
+  absl::StatusOr<std::string> client = Identify(ctx);
+  if (!client.ok()) {
+    reactor->Finish(proto::ToGrpcStatus(client.status()));
     return reactor;
   }
-  absl::StatusOr<StartedRequest> started =
-      StartRequest(*request, [reactor](const std::string& id, int prompt_tokens) {
+  absl::StatusOr<StartedRequest> started = StartRequest(
+      *request,
+      [reactor](const std::string& id, int prompt_tokens) {
         reactor->SetRequestId(id);
         return std::make_shared<OnceSink>(reactor, id, prompt_tokens);
-      });
+      },
+      *client);
   if (!started.ok()) reactor->Finish(proto::ToGrpcStatus(started.status()));
   return reactor;
 }

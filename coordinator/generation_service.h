@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 
+#include "coordinator/client_limits.h"
 #include "coordinator/request_validation.h"
 #include "coordinator/scheduler.h"
 #include "hipserve/v1/generate.grpc.pb.h"
@@ -36,8 +37,11 @@ using SinkFactory =
 struct GenerationServiceOptions {
   RequestLimits limits;
   std::string hip_config_json;
-  // Checks a call's "authorization" metadata (coordinator/auth.h); null = open.
-  std::function<absl::Status(absl::string_view authorization)> authorize;
+  // Checks a call's "authorization" metadata (coordinator/auth.h) and returns the client it
+  // belongs to (its token's name); null = open (the client is then the peer's host).
+  std::function<absl::StatusOr<std::string>(absl::string_view authorization)> authorize;
+  // Per-client limits on Generate / GenerateOnce (and the HTTP front); null = none.
+  std::shared_ptr<ClientLimits> client_limits;
   // Called with the status of every request StartRequest refuses (metrics); may be null.
   std::function<void(const absl::Status&)> on_rejected;
 };
@@ -49,6 +53,9 @@ class GenerationService final : public v1::Generation::CallbackService {
 
   // The call's bearer token against options.authorize (OK when none is configured).
   absl::Status Authorize(grpc::CallbackServerContext* ctx) const;
+  // Authorize, then the caller's client identity: its token's name, or the peer's host when
+  // authentication is off.
+  absl::StatusOr<std::string> Identify(grpc::CallbackServerContext* ctx) const;
 
   // nullptr = not ready (requests get UNAVAILABLE).
   void SetModel(std::shared_ptr<const ServingModel> model);
@@ -77,9 +84,11 @@ class GenerationService final : public v1::Generation::CallbackService {
   // configured), validation and tokenization (ToSequenceRequest, INVALID_ARGUMENT naming the
   // field), an id when the request has none, then Scheduler::Submit (RESOURCE_EXHAUSTED when
   // the queue is full). On success the sink receives the request's events; on error nothing
-  // was queued and the sink (if made) gets no event. Thread-safe.
+  // was queued and the sink (if made) gets no event. With options.client_limits, `client`'s
+  // limits apply (RESOURCE_EXHAUSTED past them) until the request ends. Thread-safe.
   absl::StatusOr<StartedRequest> StartRequest(const v1::GenerateRequest& request,
-                                              const SinkFactory& make_sink);
+                                              const SinkFactory& make_sink,
+                                              const std::string& client = "");
 
   // The model being served; nullptr while not ready.
   std::shared_ptr<const ServingModel> model() const;
@@ -92,7 +101,8 @@ class GenerationService final : public v1::Generation::CallbackService {
 
  private:
   absl::StatusOr<StartedRequest> StartRequestUnobserved(const v1::GenerateRequest& request,
-                                                        const SinkFactory& make_sink);
+                                                        const SinkFactory& make_sink,
+                                                        const std::string& client);
 
   Scheduler* scheduler_;
   GenerationServiceOptions options_;

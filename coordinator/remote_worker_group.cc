@@ -48,8 +48,10 @@ grpc::ChannelArguments ChannelArgs() {
 
 absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
     const std::vector<std::string>& addresses, const control::ConfigureRequest& base,
-    double timeout_s, double step_timeout_s, std::function<void()> on_rank_failure) {
+    double timeout_s, double step_timeout_s, std::function<void()> on_rank_failure,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   if (addresses.empty()) return absl::InvalidArgumentError("no workers");
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   std::unique_ptr<RemoteWorkerGroup> group(new RemoteWorkerGroup());
   const int world = static_cast<int>(addresses.size());
   group->workers_.resize(world);
@@ -57,7 +59,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
     Remote& w = group->workers_[r];
     w.address = addresses[r];
     w.stub = control::Worker::NewStub(
-        grpc::CreateCustomChannel(addresses[r], grpc::InsecureChannelCredentials(), ChannelArgs()));
+        grpc::CreateCustomChannel(addresses[r], credentials, ChannelArgs()));
   }
   // Configure all ranks concurrently: they build the communicator together.
   std::vector<std::future<absl::StatusOr<control::ConfigureResponse>>> futures;

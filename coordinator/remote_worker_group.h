@@ -1,6 +1,8 @@
 // RemoteWorkerGroup: workers reached over gRPC (Configure, then one Step stream each).
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -27,11 +29,13 @@ class RemoteWorkerGroup final : public WorkerGroup {
   // `on_rank_failure` (optional) runs as soon as one rank's Configure fails, while the others
   // may still wait for it in the communicator rendezvous (the coordinator abandons that
   // rendezvous so they fail at once). Ranks that loaded a different model (name or shape
-  // differing from rank 0's) are refused with FailedPrecondition naming both.
+  // differing from rank 0's) are refused with FailedPrecondition naming both. `credentials`
+  // dial the workers (mutual TLS: common/tls); null = plaintext.
   static absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> Connect(
       const std::vector<std::string>& addresses, const v1::control::ConfigureRequest& base,
       double timeout_s, double step_timeout_s = 600,
-      std::function<void()> on_rank_failure = nullptr);
+      std::function<void()> on_rank_failure = nullptr,
+      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~RemoteWorkerGroup() override;
 
   int world_size() const override { return static_cast<int>(workers_.size()); }

@@ -68,7 +68,9 @@ std::string NewInstanceId() {
 absl::Status Register(const WorkerMainOptions& o, int rank, const std::string& advertise,
                       const std::string& instance_id, const std::atomic<bool>* stop,
                       bool log_success = true) {
-  auto channel = grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials());
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                   tls::ChannelCredentials(o.tls, "--worker_tls_"));
+  auto channel = grpc::CreateChannel(o.coordinator, creds);
   auto stub = control::Control::NewStub(channel);
   control::RegisterRequest req;
   req.set_rank(rank);
@@ -146,9 +148,16 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   const std::string instance_id = wo.instance_id;
   // comm_host is known only once the port is bound (below); WorkerState reads it at Configure.
   WorkerService service(wo);
+  RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.tls, "--worker_tls_"));
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> server_creds,
+      tls::ServerCredentials(o.tls, tls::ClientCertPolicy::kRequireAndVerify, "--worker_tls_"));
+  LOG(INFO) << "control service: "
+            << (tls::ServerTlsEnabled(o.tls) ? "mutual TLS (" + o.tls.cert_file + ")"
+                                             : "plaintext");
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(o.listen, server_creds, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/tls/tls.h"
 
 namespace hipserve::worker {
 
@@ -31,6 +32,10 @@ struct WorkerMainOptions {
   // Refuse to join a coordinator whose world size / model differs (0 / "" = accept any).
   int expected_world_size = 0;
   std::string expected_model;
+  // Mutual TLS with the coordinator (--worker_tls_*: all three files or none): this worker's
+  // server requires and verifies a client certificate signed by tls.ca_file, and registers
+  // with the coordinator presenting tls.cert_file. Empty = plaintext.
+  tls::TlsFiles tls;
 };
 
 // `stop` is polled; set it from a signal handler to end the worker. Returns when stopped.

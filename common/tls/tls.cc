@@ -133,7 +133,7 @@ absl::Status CheckMutualTlsFiles(const TlsFiles& files, absl::string_view flag_p
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
     const TlsFiles& files, ClientCertPolicy policy, absl::string_view flag_prefix) {
   if (!ServerTlsEnabled(files)) {
-    if (policy == ClientCertPolicy::kRequireAndVerify || !files.ca_file.empty()) {
+    if (!files.ca_file.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(flag_prefix, "ca_file needs ", flag_prefix,
                                                      "cert_file and ", flag_prefix, "key_file"));
     }

@@ -117,6 +117,9 @@ TEST_F(TlsTest, NoFilesIsPlaintext) {
   EXPECT_FALSE(ServerTlsEnabled({}));
   EXPECT_FALSE(ClientTlsEnabled({}));
   EXPECT_TRUE(ClientTlsEnabled({"", "", "system"}));
+  // No files: plaintext, whatever the policy (mutual TLS is optional).
+  EXPECT_TRUE(ServerCredentials({}, ClientCertPolicy::kRequireAndVerify, "--worker_tls_").ok());
+  EXPECT_FALSE(ServerCredentials({"", "", F("ca.pem")}, ClientCertPolicy::kNone, "--tls_").ok());
   auto creds = ServerCredentials({}, ClientCertPolicy::kNone, "--tls_");
   ASSERT_TRUE(creds.ok());
   StartServer(*creds);

@@ -22,6 +22,7 @@
 #include "common/flags/flags.h"
 #include "coordinator/cli/bench_stats.h"
 #include "coordinator/cli/client.h"
+#include "coordinator/cli/client_flags.h"
 #include "coordinator/cli/commands.h"
 #include "hipserve/v1/generate.grpc.pb.h"
 #include "proto/grpc_status.h"
@@ -428,7 +429,7 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(o.server, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(o.server, ClientCredentials(), args);
   auto stub = v1::Generation::NewStub(channel);
 
   v1::ModelInfo info;
@@ -653,7 +654,7 @@ int BenchCommand(const std::vector<std::string>& args) {
       "and summary (scripts/plot_bench.py draws a PNG from it). Requests set ignore_eos,\n"
       "so every request generates exactly --max_tokens tokens. Exit status: 0 ok, 1 the\n"
       "server failed or any measured request failed, 2 bad flags.",
-      {"bench_"}};
+      {"bench_", kClientFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   BenchOptions o;
   o.server = absl::GetFlag(FLAGS_bench_server);
@@ -672,6 +673,10 @@ int BenchCommand(const std::vector<std::string>& args) {
   o.progress = absl::GetFlag(FLAGS_bench_progress);
   o.progress_interval_s = absl::GetFlag(FLAGS_bench_progress_interval_s);
   if (absl::Status s = ValidateBenchOptions(o); !s.ok()) {
+    std::cerr << "hipserve bench: " << s.message() << "\n";
+    return 2;
+  }
+  if (absl::Status s = ApplyClientTlsFlags(); !s.ok()) {
     std::cerr << "hipserve bench: " << s.message() << "\n";
     return 2;
   }

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,29 @@ const char* ReasonName(v1::FinishReason r) {
   }
 }
 
+namespace {
+std::mutex g_tls_mu;
+std::shared_ptr<grpc::ChannelCredentials>* g_tls_credentials = nullptr;  // null: plaintext
+}  // namespace
+
+absl::Status SetClientTls(const tls::TlsFiles& files) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      tls::ChannelCredentials(files, "--tls_");
+  if (!creds.ok()) return creds.status();
+  std::lock_guard<std::mutex> lock(g_tls_mu);
+  if (g_tls_credentials == nullptr) {
+    g_tls_credentials = new std::shared_ptr<grpc::ChannelCredentials>;
+  }
+  *g_tls_credentials = *std::move(creds);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> ClientCredentials() {
+  std::lock_guard<std::mutex> lock(g_tls_mu);
+  if (g_tls_credentials == nullptr) return grpc::InsecureChannelCredentials();
+  return *g_tls_credentials;
+}
+
 std::unique_ptr<grpc::ClientContext> NewClientContext(double deadline_s) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(Deadline(deadline_s));
@@ -45,7 +69,7 @@ std::chrono::system_clock::time_point Deadline(double seconds) {
 }
 
 absl::Status WaitForReady(const std::string& server, double timeout_s) {
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(server, ClientCredentials());
   auto stub = grpc::health::v1::Health::NewStub(channel);
   const auto end = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
@@ -75,7 +99,7 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
     absl::Status ready = WaitForReady(o.server, o.wait_ready_s);
     if (!ready.ok()) return ready;
   }
-  auto channel = grpc::CreateChannel(o.server, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(o.server, ClientCredentials());
   auto stub = v1::Generation::NewStub(channel);
   v1::GenerateRequest req;
   if (o.chat) {
@@ -129,7 +153,7 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
 }
 
 absl::Status RunInspect(const std::string& server, std::ostream& out) {
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(server, ClientCredentials());
   auto stub = v1::Generation::NewStub(channel);
   std::unique_ptr<grpc::ClientContext> c1 = NewClientContext(10);
   v1::ModelInfo info;

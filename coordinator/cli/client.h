@@ -3,6 +3,7 @@
 #pragma once
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/security/credentials.h>
 
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/tls/tls.h"
 #include "hipserve/v1/generate.pb.h"
 
 namespace hipserve::cli {
@@ -21,6 +23,13 @@ namespace hipserve::cli {
 const char* ReasonName(v1::FinishReason r);
 // now + `seconds`, for grpc::ClientContext::set_deadline.
 std::chrono::system_clock::time_point Deadline(double seconds);
+// TLS of every channel this process opens to the public API (generate, inspect, bench, serve
+// --prompt): the files are read and checked now (InvalidArgument naming the --tls_* flag);
+// plaintext until this is called, or when `files` is empty.
+absl::Status SetClientTls(const tls::TlsFiles& files);
+// The channel credentials SetClientTls chose (insecure by default).
+std::shared_ptr<grpc::ChannelCredentials> ClientCredentials();
+
 // A client context with the deadline set and, when $HIPSERVE_API_TOKEN is set, the metadata
 // "authorization: Bearer $HIPSERVE_API_TOKEN" (servers run with --auth_tokens_file).
 std::unique_ptr<grpc::ClientContext> NewClientContext(double deadline_s);

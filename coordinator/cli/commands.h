@@ -20,5 +20,8 @@ int BenchCommand(const std::vector<std::string>& args);  // bench_command.cc
 void InstallStopSignals();
 bool StopRequested();
 const std::atomic<bool>* StopFlag();
+// SIGHUP (serve, coordinator): a request to reload the bearer tokens; true once per signal(s).
+void InstallReloadSignal();
+bool TakeReloadRequest();
 
 }  // namespace hipserve::cli

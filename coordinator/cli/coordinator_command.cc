@@ -29,7 +29,9 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
       "Runs only the coordinator: the public gRPC API on --port and the control plane on\n"
       "--control_port, where `hipserve worker` processes (possibly on other machines)\n"
       "register. Becomes ready once --world_size workers are configured. On SIGTERM it\n"
-      "drains: NOT_SERVING at once, running requests finish (--drain_timeout_s), exit 0.",
+      "drains: NOT_SERVING at once, running requests finish (--drain_timeout_s), exit 0.\n"
+      "SIGHUP re-reads --auth_tokens_file. TLS: --tls_* (public port), --worker_tls_*\n"
+      "(mutual TLS with the workers; docs/DEPLOY.md).",
       {"coordinator_", kServerFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   absl::StatusOr<coordinator::CoordinatorOptions> o = CoordinatorOptionsFromFlags();
@@ -47,6 +49,7 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
     return 2;
   }
   InstallStopSignals();
+  InstallReloadSignal();
   auto c = coordinator::Coordinator::Start(*o);
   if (!c.ok()) {
     std::cerr << "hipserve coordinator: " << c.status().message() << "\n";
@@ -58,7 +61,10 @@ int CoordinatorCommand(const std::vector<std::string>& args) {
   if (!port_file.empty()) WritePortFile(port_file, (*c)->port());
   WriteHttpPortFile(**c);
   WriteMetricsPortFile(**c);
-  while (!StopRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!StopRequested()) {
+    ReloadTokensIfRequested(**c);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   return DrainAndShutdown(**c);
 }
 

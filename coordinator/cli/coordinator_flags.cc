@@ -6,7 +6,10 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "common/flags/flags.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tls/tls.h"
+#include "coordinator/cli/commands.h"
 
 using hipserve::coordinator::CoordinatorOptions;
 using hipserve::flags::ByteSize;
@@ -42,9 +45,41 @@ ABSL_FLAG(double, server_drain_timeout_s, 30,
           "once; requests in flight may finish for this long, in seconds, >= 0; the rest then "
           "end with UNAVAILABLE and the process exits 0.");
 ABSL_FLAG(std::string, server_auth_tokens_file, CoordinatorOptions().auth_tokens_file,
-          "File of bearer tokens, one per line ('#' comments): the gRPC API (metadata "
-          "'authorization: Bearer <token>') and HTTP /v1/* then require one. Re-read when the "
-          "file changes. Empty = no authentication. Health and reflection stay open.");
+          "File of bearer tokens, one per line as '<token> [<client name>]' ('#' comments): the "
+          "gRPC API (metadata 'authorization: Bearer <token>') and HTTP /v1/* then require one "
+          "(missing: UNAUTHENTICATED / 401; unknown: PERMISSION_DENIED / 401). The name keys "
+          "the per-client limits. Re-read when the file changes and on SIGHUP; a bad file "
+          "keeps the previous tokens. Empty = no authentication.");
+ABSL_FLAG(bool, server_auth_health_and_reflection, CoordinatorOptions().auth_health_and_reflection,
+          "With --auth_tokens_file: also require a token on grpc.health.v1, server reflection "
+          "and HTTP /health, /health/ready (default: those stay open for load balancers and "
+          "probes). Needs TLS, i.e. --tls_cert_file: gRPC checks it in its TLS auth processor.");
+ABSL_FLAG(std::string, server_tls_cert_file, CoordinatorOptions().tls_cert_file,
+          "TLS certificate (PEM, chain) of the public gRPC port and the HTTP port (HTTPS); with "
+          "--tls_key_file. Clients then need TLS ('hipserve generate --tls_ca_file=...'). "
+          "Empty = plaintext (logged at startup). The metrics port stays plain HTTP.");
+ABSL_FLAG(std::string, server_tls_key_file, CoordinatorOptions().tls_key_file,
+          "Private key (PEM, unencrypted) of --tls_cert_file.");
+ABSL_FLAG(std::string, server_worker_tls_cert_file, CoordinatorOptions().worker_tls.cert_file,
+          "Mutual TLS with the workers (with --worker_tls_key_file and --worker_tls_ca_file; all "
+          "three or none): the certificate (PEM) the coordinator presents to workers and serves "
+          "its control plane with. It must name the control address the workers dial.");
+ABSL_FLAG(std::string, server_worker_tls_key_file, CoordinatorOptions().worker_tls.key_file,
+          "Private key (PEM) of --worker_tls_cert_file.");
+ABSL_FLAG(std::string, server_worker_tls_ca_file, CoordinatorOptions().worker_tls.ca_file,
+          "CA certificates (PEM) that sign the workers' certificates: workers without one are "
+          "refused at the TLS handshake, and the coordinator verifies the workers it dials "
+          "(their certificates must name the address they advertise).");
+ABSL_FLAG(int, server_max_concurrent_requests_per_client,
+          CoordinatorOptions().client_limits.max_concurrent_requests,
+          "Unfinished requests (queued or running) one client may have, >= 0; more get "
+          "RESOURCE_EXHAUSTED. A client is its token's name in --auth_tokens_file, or its IP "
+          "address without authentication. 0 = unlimited.");
+ABSL_FLAG(int64_t, server_max_queued_tokens_per_client,
+          CoordinatorOptions().client_limits.max_queued_tokens,
+          "Tokens one client's unfinished requests may claim, prompt + max_tokens summed (the "
+          "KV the scheduler reserves), >= 0; a request past it gets RESOURCE_EXHAUSTED. 0 = "
+          "unlimited.");
 ABSL_FLAG(std::string, server_attention, CoordinatorOptions().attention,
           "Default attention: 'dense' or 'hip'.");
 ABSL_FLAG(std::string, server_hip_config, CoordinatorOptions().hip_config_json,
@@ -89,6 +124,24 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.http_threads = absl::GetFlag(FLAGS_server_http_threads);
   o.metrics_port = absl::GetFlag(FLAGS_server_metrics_port);
   o.auth_tokens_file = absl::GetFlag(FLAGS_server_auth_tokens_file);
+  o.auth_health_and_reflection = absl::GetFlag(FLAGS_server_auth_health_and_reflection);
+  o.tls_cert_file = absl::GetFlag(FLAGS_server_tls_cert_file);
+  o.tls_key_file = absl::GetFlag(FLAGS_server_tls_key_file);
+  o.worker_tls.cert_file = absl::GetFlag(FLAGS_server_worker_tls_cert_file);
+  o.worker_tls.key_file = absl::GetFlag(FLAGS_server_worker_tls_key_file);
+  o.worker_tls.ca_file = absl::GetFlag(FLAGS_server_worker_tls_ca_file);
+  o.client_limits.max_concurrent_requests =
+      absl::GetFlag(FLAGS_server_max_concurrent_requests_per_client);
+  o.client_limits.max_queued_tokens = absl::GetFlag(FLAGS_server_max_queued_tokens_per_client);
+  RETURN_IF_ERROR(CheckFlag(o.client_limits.max_concurrent_requests >= 0,
+                            "max_concurrent_requests_per_client", ">= 0",
+                            o.client_limits.max_concurrent_requests));
+  RETURN_IF_ERROR(CheckFlag(o.client_limits.max_queued_tokens >= 0, "max_queued_tokens_per_client",
+                            ">= 0", static_cast<double>(o.client_limits.max_queued_tokens)));
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.worker_tls, "--worker_tls_"));
   o.attention = absl::GetFlag(FLAGS_server_attention);
   o.hip_config_json = absl::GetFlag(FLAGS_server_hip_config);
   o.max_context = absl::GetFlag(FLAGS_server_max_context);
@@ -141,6 +194,20 @@ bool WriteMetricsPortFile(const coordinator::Coordinator& c) {
 }
 
 double DrainTimeoutSeconds() { return absl::GetFlag(FLAGS_server_drain_timeout_s); }
+
+void ReloadTokensIfRequested(coordinator::Coordinator& c) {
+  if (!TakeReloadRequest()) return;
+  LOG(INFO) << "SIGHUP: reloading the bearer tokens";
+  absl::Status s = c.ReloadAuthTokens();
+  if (!s.ok()) LOG(ERROR) << "token reload failed, the previous tokens stay: " << s;
+}
+
+std::vector<std::string> WorkerTlsArgs(const coordinator::CoordinatorOptions& o) {
+  if (o.worker_tls.cert_file.empty()) return {};
+  return {"--worker_tls_cert_file=" + o.worker_tls.cert_file,
+          "--worker_tls_key_file=" + o.worker_tls.key_file,
+          "--worker_tls_ca_file=" + o.worker_tls.ca_file};
+}
 
 int DrainAndShutdown(coordinator::Coordinator& c) {
   c.Drain(DrainTimeoutSeconds());

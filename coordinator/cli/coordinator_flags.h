@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "coordinator/coordinator.h"
@@ -26,6 +27,11 @@ bool WriteMetricsPortFile(const coordinator::Coordinator& c);
 
 // --drain_timeout_s.
 double DrainTimeoutSeconds();
+// After SIGHUP (InstallReloadSignal): re-reads --auth_tokens_file and logs the outcome (a bad
+// file keeps the previous tokens). Call from the command's main loop.
+void ReloadTokensIfRequested(coordinator::Coordinator& c);
+// The mutual-TLS flags (--worker_tls_*) as worker flags, for the workers `serve` starts.
+std::vector<std::string> WorkerTlsArgs(const coordinator::CoordinatorOptions& o);
 // The graceful stop on SIGTERM/SIGINT: Coordinator::Drain(--drain_timeout_s), then Shutdown.
 // Returns the exit code (0).
 int DrainAndShutdown(coordinator::Coordinator& c);

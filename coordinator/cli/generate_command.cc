@@ -5,6 +5,7 @@
 #include "common/flags/flags.h"
 #include "common/status_macros.h"
 #include "coordinator/cli/client.h"
+#include "coordinator/cli/client_flags.h"
 #include "coordinator/cli/commands.h"
 
 ABSL_FLAG(std::string, generate_server, hipserve::cli::GenerateClientOptions().server,
@@ -72,9 +73,10 @@ int GenerateCommand(const std::vector<std::string>& args) {
       "hipserve generate",
       "Sends one Generate request to a running server and streams the answer to stdout;\n"
       "a summary (finish reason, token counts, timing) goes to stderr.",
-      {"generate_"}};
+      {"generate_", kClientFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   absl::StatusOr<GenerateClientOptions> o = GenerateOptionsFromFlags();
+  if (absl::Status tls = ApplyClientTlsFlags(); o.ok() && !tls.ok()) o = tls;
   if (!o.ok()) {
     std::cerr << "hipserve generate: " << o.status().message() << "\n";
     return 2;

@@ -44,6 +44,10 @@ ABSL_FLAG(hipserve::flags::IntList, serve_gpus, hipserve::flags::IntList{},
           "r); empty = all visible, worker r on device r. Needs at least --tp entries.");
 ABSL_FLAG(double, serve_ready_timeout_s, 600,
           "How long to wait for the workers to be ready, in seconds, > 0.");
+ABSL_FLAG(std::string, serve_tls_ca_file, "",
+          "With --prompt and --tls_cert_file: the CA (PEM) that signed --tls_cert_file, to "
+          "verify the server when the prompt is sent to localhost:<port> over TLS; empty = "
+          "--tls_cert_file itself (a self-signed certificate).");
 
 namespace hipserve::cli {
 
@@ -162,6 +166,7 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   o.control_host = "127.0.0.1";
   o.control_port = 0;
   InstallStopSignals();
+  InstallReloadSignal();
   absl::StatusOr<std::unique_ptr<coordinator::Coordinator>> c = coordinator::Coordinator::Start(o);
   if (!c.ok()) {
     std::cerr << "hipserve serve: " << c.status().message() << "\n";
@@ -186,6 +191,7 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
     if (backend == "cuda") {
       args.push_back(absl::StrCat("--device=", gpus.empty() ? r : gpus[r]));
     }
+    for (std::string& a : WorkerTlsArgs(o)) args.push_back(std::move(a));
     children.push_back(SpawnWorker(self, args));
     if (children.back() < 0) {
       std::cerr << "hipserve serve: cannot start worker " << r << "\n";
@@ -213,6 +219,7 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   const auto start = std::chrono::steady_clock::now();
   bool prompt_done = client.prompt.empty();
   while (!StopRequested()) {
+    ReloadTokensIfRequested(**c);
     int status = 0;
     int dead = ReapExited(children, &status);
     if (dead >= 0) {
@@ -238,6 +245,17 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
       }
     } else if (!prompt_done) {
       client.server = absl::StrCat("127.0.0.1:", (*c)->port());
+      if (!o.tls_cert_file.empty()) {
+        // Over TLS the name dialled must be one the certificate names.
+        client.server = absl::StrCat("localhost:", (*c)->port());
+        const std::string ca = absl::GetFlag(FLAGS_serve_tls_ca_file);
+        absl::Status tls = SetClientTls({"", "", ca.empty() ? o.tls_cert_file : ca});
+        if (!tls.ok()) {
+          std::cerr << "hipserve serve: " << tls.message() << "\n";
+          exit_code = 1;
+          break;
+        }
+      }
       client.max_tokens = absl::GetFlag(FLAGS_serve_max_tokens);
       client.temperature = static_cast<float>(absl::GetFlag(FLAGS_serve_temperature));
       client.wait_ready_s = 30;

@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "common/flags/flags.h"
 #include "common/status_macros.h"
+#include "common/tls/tls.h"
 #include "coordinator/cli/commands.h"
 #include "worker/worker_main.h"
 
@@ -54,6 +55,16 @@ ABSL_FLAG(std::string, worker_model, WorkerMainOptions().expected_model,
 ABSL_FLAG(int, worker_device, WorkerMainOptions().device,
           "CUDA backend: the device ordinal this worker uses; -1 = rank modulo the visible "
           "devices (one GPU per rank on one host).");
+ABSL_FLAG(std::string, worker_worker_tls_cert_file, WorkerMainOptions().tls.cert_file,
+          "Mutual TLS with the coordinator (with --worker_tls_key_file and --worker_tls_ca_file; "
+          "all three or none, matching the coordinator's): this worker's certificate (PEM). It "
+          "serves the control service with it (it must name the --advertise address) and "
+          "presents it when registering.");
+ABSL_FLAG(std::string, worker_worker_tls_key_file, WorkerMainOptions().tls.key_file,
+          "Private key (PEM) of --worker_tls_cert_file.");
+ABSL_FLAG(std::string, worker_worker_tls_ca_file, WorkerMainOptions().tls.ca_file,
+          "CA certificates (PEM) that sign the coordinator's certificate: a coordinator "
+          "without one is refused at the TLS handshake.");
 
 namespace hipserve::cli {
 
@@ -79,6 +90,10 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
   o.expected_world_size = absl::GetFlag(FLAGS_worker_world_size);
   o.expected_model = absl::GetFlag(FLAGS_worker_model);
   o.device = absl::GetFlag(FLAGS_worker_device);
+  o.tls.cert_file = absl::GetFlag(FLAGS_worker_worker_tls_cert_file);
+  o.tls.key_file = absl::GetFlag(FLAGS_worker_worker_tls_key_file);
+  o.tls.ca_file = absl::GetFlag(FLAGS_worker_worker_tls_ca_file);
+  RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.tls, "--worker_tls_"));
   RETURN_IF_ERROR(CheckFlag(o.rank >= -1, "rank", ">= 0 (or -1)", o.rank));
   RETURN_IF_ERROR(
       CheckFlag(o.register_timeout_s > 0, "register_timeout_s", "> 0", o.register_timeout_s));

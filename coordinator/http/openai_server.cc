@@ -85,14 +85,22 @@ struct StreamState {
 struct OpenAiHttpServer::Impl {
   HttpServerOptions options;
   GenerationService* service;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> owned_server;  // an httplib::SSLServer with TLS
+  httplib::Server& server;
   std::thread thread;
   int port = 0;
   int64_t started_at = std::time(nullptr);
   std::mutex mu;
   bool stopped = false;
 
-  Impl(const HttpServerOptions& o, GenerationService* s) : options(o), service(s) {}
+  Impl(const HttpServerOptions& o, GenerationService* s)
+      : options(o),
+        service(s),
+        owned_server(o.tls_cert_file.empty()
+                         ? std::make_unique<httplib::Server>()
+                         : std::make_unique<httplib::SSLServer>(o.tls_cert_file.c_str(),
+                                                                o.tls_key_file.c_str())),
+        server(*owned_server) {}
 
   // The served model's name and its aliases; empty while not ready.
   std::vector<std::string> ModelIds() const {
@@ -171,8 +179,13 @@ struct OpenAiHttpServer::Impl {
     if (auto e = ParseRequest(endpoint, req.body, &r)) return SendError(res, *e);
     if (auto e = CheckModel(r.model)) return SendError(res, *e);
     auto sink = std::make_shared<HttpSink>();
-    absl::StatusOr<StartedRequest> started =
-        service->StartRequest(r.request, [&](const std::string&, int) { return sink; });
+    // The pre-routing handler already checked the token; this names its client.
+    absl::StatusOr<std::string> client =
+        options.authorize ? options.authorize(req.get_header_value("Authorization"))
+                          : absl::StatusOr<std::string>(req.remote_addr);
+    if (!client.ok()) return SendError(res, ErrorFromStatus(client.status(), &r));
+    absl::StatusOr<StartedRequest> started = service->StartRequest(
+        r.request, [&](const std::string&, int) { return sink; }, *client);
     if (!started.ok()) return SendError(res, ErrorFromStatus(started.status(), &r));
     ResponseHeader header;
     header.id = absl::StrCat(endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-",
@@ -254,10 +267,10 @@ struct OpenAiHttpServer::Impl {
     server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     server.set_payload_max_length(options.max_body_bytes);
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (!options.authorize || req.path.rfind("/v1/", 0) != 0) {
-        return httplib::Server::HandlerResponse::Unhandled;
-      }
-      absl::Status s = options.authorize(req.get_header_value("Authorization"));
+      const bool covered = req.path.rfind("/v1/", 0) == 0 ||
+                           (options.authorize_health && req.path.rfind("/health", 0) == 0);
+      if (!options.authorize || !covered) return httplib::Server::HandlerResponse::Unhandled;
+      absl::Status s = options.authorize(req.get_header_value("Authorization")).status();
       if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
       SendError(res, ErrorFromStatus(s, nullptr));
       return httplib::Server::HandlerResponse::Handled;
@@ -316,7 +329,15 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     const HttpServerOptions& options, GenerationService* service) {
   // A write to a connection the client closed must fail with EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("HTTPS needs both a certificate and a key file");
+  }
   auto impl = std::make_unique<Impl>(options, service);
+  if (!impl->server.is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot start HTTPS with certificate ",
+                                                   options.tls_cert_file, " and key ",
+                                                   options.tls_key_file));
+  }
   impl->Route();
   if (options.port == 0) {
     impl->port = impl->server.bind_to_any_port(options.host);
@@ -331,7 +352,8 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
   impl->thread = std::thread([raw] { raw->server.listen_after_bind(); });
   // stop() only reaches a server that runs: wait for it so that Shutdown cannot hang.
   while (!impl->server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  LOG(INFO) << "OpenAI-compatible HTTP API listening on " << options.host << ":" << impl->port;
+  LOG(INFO) << "OpenAI-compatible HTTP API listening on " << options.host << ":" << impl->port
+            << (options.tls_cert_file.empty() ? " (plain HTTP)" : " (HTTPS)");
   return std::unique_ptr<OpenAiHttpServer>(new OpenAiHttpServer(std::move(impl)));
 }
 

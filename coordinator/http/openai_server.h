@@ -34,9 +34,15 @@ struct HttpServerOptions {
   // "default"); /v1/models lists them too.
   std::vector<std::string> model_aliases;
   // Authentication seam: called with the Authorization header ("" when absent) of every /v1
-  // request; a non-OK status (UNAUTHENTICATED) is returned to the client as 401. Unset = no
-  // authentication. Bearer tokens shared with the gRPC port arrive with issue 14.
-  std::function<absl::Status(const std::string& authorization)> authorize;
+  // request (and /health* with authorize_health); a non-OK status (UNAUTHENTICATED) is returned
+  // to the client as 401, OK carries the client's name (per-client limits). Unset = no
+  // authentication; the client is then the peer's address.
+  std::function<absl::StatusOr<std::string>(const std::string& authorization)> authorize;
+  bool authorize_health = false;  // also require a token on /health and /health/ready
+  // HTTPS (httplib::SSLServer over OpenSSL) with this certificate and key (PEM), the same files
+  // as the gRPC port's; both "" = plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   size_t max_body_bytes = 64 << 20;  // like the gRPC port's receive limit
 };
 
