@@ -27,6 +27,7 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgloo-dev libopenblas-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format libcpp-httplib-dev
+  libssl-dev openssl  # TLS: OpenSSL checks the PEM files; tests make a throwaway CA with openssl
   clang libclang-rt-14-dev  # scripts/fuzz.sh: clang with libFuzzer and the sanitizers
 )
 missing=()
