@@ -532,6 +532,9 @@ struct Coordinator::Impl {
       if (!g.ok()) {
         rendezvous.Abandon();
         LOG(ERROR) << "configuration failed: " << g.status();
+        // Retry at the next registration, a worker announcing itself again included (e.g. a
+        // restarted worker raced a stale address of its rank).
+        registry.MarkStale();
         std::lock_guard<std::mutex> lock(mu);
         configure_status = g.status();
         continue;

@@ -4,8 +4,10 @@
 //
 // Owns both gRPC servers, the scheduler and a configuration thread. Start() binds the ports;
 // once `world_size` workers have registered, the configuration thread connects to them,
-// sends Configure and flips health to SERVING. A worker that re-registers (restarted pod)
-// triggers reconfiguration; running requests then fail with UNAVAILABLE.
+// sends Configure and flips health to SERVING. A lost worker turns health NOT_SERVING; one
+// that re-registers (restarted pod) triggers reconfiguration, and running requests then resume
+// on the rebuilt group (re-prefilled; scheduler.recovery_timeout_s bounds the wait) or, with
+// recovery off, fail with UNAVAILABLE.
 // Drain() (SIGTERM) stops admitting requests and lets running ones finish before Shutdown().
 // Metrics (coordinator/metrics.h) are served on metrics_port when >= 0.
 // Thread-safe; Shutdown() may be called from any thread, once.

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
@@ -122,6 +123,7 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
   if (o.seed) sp->set_seed(*o.seed);
   for (const std::string& s : o.stop) sp->add_stop(s);
   sp->set_ignore_eos(o.ignore_eos);
+  req.set_report_prefill_progress(o.prefill_progress);
 
   std::unique_ptr<grpc::ClientContext> ctx = NewClientContext(o.timeout_s);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Generate(ctx.get(), req);
@@ -129,7 +131,19 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
   v1::FinalInfo final_info;
   int prompt_tokens = 0, completion_tokens = 0;
   bool got_final = false;
+  bool progress_shown = false;  // a progress line is on `err` and must be cleared
   while (reader->Read(&msg)) {
+    if (msg.has_prefill()) {
+      const v1::PrefillProgress& p = msg.prefill();
+      const int64_t total = std::max(1, p.total_tokens());
+      err << "\rprefill " << p.processed_tokens() << "/" << p.total_tokens() << " tokens ("
+          << int64_t{p.processed_tokens()} * 100 / total << "%)" << std::flush;
+      progress_shown = true;
+    }
+    if (progress_shown && (!msg.text().empty() || msg.has_final())) {
+      err << "\r\033[K" << std::flush;  // the answer replaces the progress line
+      progress_shown = false;
+    }
     out << msg.text() << std::flush;
     prompt_tokens = msg.prompt_tokens();
     completion_tokens = msg.completion_tokens();
@@ -139,6 +153,7 @@ absl::Status RunGenerate(const GenerateClientOptions& o, std::ostream& out, std:
     }
   }
   grpc::Status st = reader->Finish();
+  if (progress_shown) err << "\n";
   out << "\n";
   if (!st.ok()) return proto::FromGrpcStatus(st);
   if (!got_final) return absl::InternalError("stream ended without a final message");

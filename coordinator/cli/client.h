@@ -49,6 +49,9 @@ struct GenerateClientOptions {
   double timeout_s = 600;
   double wait_ready_s = 0;  // wait this long for readiness before sending
   bool stats = true;        // print finish reason and timing to `err`
+  // Ask for prefill-progress events and show them on `err` as one line redrawn in place
+  // ("\rprefill 1024/4096 tokens (25%)"), cleared when the first token arrives; for a terminal.
+  bool prefill_progress = false;
 };
 
 // Waits until grpc.health.v1 reports "hipserve.v1.Generation" SERVING.

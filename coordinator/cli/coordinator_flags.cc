@@ -111,6 +111,12 @@ ABSL_FLAG(double, server_step_timeout_s, CoordinatorOptions().step_timeout_s,
           "Longest a step may take before its workers count as lost (readiness then goes "
           "NOT_SERVING and running requests fail with UNAVAILABLE), in seconds, > 0.");
 
+ABSL_FLAG(double, server_recovery_timeout_s, CoordinatorOptions().scheduler.recovery_timeout_s,
+          "When a worker is lost mid-stream, running requests keep their tokens and wait this "
+          "long, in seconds, >= 0, for the worker group to be whole again (the worker restarted "
+          "and re-registered); they then continue, re-prefilled, on one unbroken stream. Past "
+          "it they end with UNAVAILABLE. 0 = off: they end with UNAVAILABLE at once.");
+
 namespace hipserve::cli {
 
 absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
@@ -156,6 +162,7 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   o.scheduler.max_queue = absl::GetFlag(FLAGS_server_max_queue);
   o.configure_timeout_s = absl::GetFlag(FLAGS_server_configure_timeout_s);
   o.step_timeout_s = absl::GetFlag(FLAGS_server_step_timeout_s);
+  o.scheduler.recovery_timeout_s = absl::GetFlag(FLAGS_server_recovery_timeout_s);
   RETURN_IF_ERROR(CheckFlag(o.port >= 0 && o.port <= 65535, "port", "in [0, 65535]", o.port));
   RETURN_IF_ERROR(CheckFlag(o.http_port >= -1 && o.http_port <= 65535, "http_port",
                             "in [-1, 65535]", o.http_port));
@@ -180,6 +187,8 @@ absl::StatusOr<coordinator::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   RETURN_IF_ERROR(
       CheckFlag(o.configure_timeout_s > 0, "configure_timeout_s", "> 0", o.configure_timeout_s));
   RETURN_IF_ERROR(CheckFlag(o.step_timeout_s > 0, "step_timeout_s", "> 0", o.step_timeout_s));
+  RETURN_IF_ERROR(CheckFlag(o.scheduler.recovery_timeout_s >= 0, "recovery_timeout_s", ">= 0",
+                            o.scheduler.recovery_timeout_s));
   return o;
 }
 

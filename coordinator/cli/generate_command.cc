@@ -1,4 +1,7 @@
 // `hipserve generate`: one Generate call to a running server, streamed to stdout.
+#include <unistd.h>
+
+#include <cstdio>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -27,6 +30,9 @@ ABSL_FLAG(hipserve::flags::StringList, generate_stop, {},
 ABSL_FLAG(bool, generate_ignore_eos, false, "Keep generating past end-of-sequence.");
 ABSL_FLAG(double, generate_timeout_s, hipserve::cli::GenerateClientOptions().timeout_s,
           "Deadline of the whole call, in seconds, > 0.");
+ABSL_FLAG(bool, generate_progress, true,
+          "When stderr is a terminal, show a long prompt's prefill progress (tokens done / "
+          "total) as one line redrawn in place; --noprogress turns it off.");
 ABSL_FLAG(double, generate_wait_ready_s, hipserve::cli::GenerateClientOptions().wait_ready_s,
           "Wait this long (seconds, >= 0) for the server to become ready.");
 
@@ -45,6 +51,7 @@ absl::StatusOr<GenerateClientOptions> GenerateOptionsFromFlags() {
   o.ignore_eos = absl::GetFlag(FLAGS_generate_ignore_eos);
   o.timeout_s = absl::GetFlag(FLAGS_generate_timeout_s);
   o.wait_ready_s = absl::GetFlag(FLAGS_generate_wait_ready_s);
+  o.prefill_progress = absl::GetFlag(FLAGS_generate_progress) && isatty(fileno(stderr));
   const int max_tokens = absl::GetFlag(FLAGS_generate_max_tokens);
   const double temperature = absl::GetFlag(FLAGS_generate_temperature);
   const double top_p = absl::GetFlag(FLAGS_generate_top_p);

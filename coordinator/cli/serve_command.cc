@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -48,6 +49,13 @@ ABSL_FLAG(std::string, serve_tls_ca_file, "",
           "With --prompt and --tls_cert_file: the CA (PEM) that signed --tls_cert_file, to "
           "verify the server when the prompt is sent to localhost:<port> over TLS; empty = "
           "--tls_cert_file itself (a self-signed certificate).");
+ABSL_FLAG(int, serve_worker_restart_limit, 10,
+          "How often each worker rank is restarted after it dies, >= 0 (the public port stays "
+          "up, readiness NOT_SERVING until the group is whole again; running requests wait "
+          "--recovery_timeout_s). Past the limit, or 0, a dead worker stops the server.");
+ABSL_FLAG(double, serve_worker_restart_backoff_s, 0.5,
+          "Delay before restarting a dead worker, in seconds, >= 0; doubles with each "
+          "consecutive death of that rank (at most 30 s) and resets once it has run 60 s.");
 
 namespace hipserve::cli {
 
@@ -126,8 +134,68 @@ absl::Status CheckServeFlags() {
   const int max_tokens = absl::GetFlag(FLAGS_serve_max_tokens);
   RETURN_IF_ERROR(flags::CheckFlag(max_tokens >= 1, "max_tokens", ">= 1", max_tokens));
   const double ready_timeout_s = absl::GetFlag(FLAGS_serve_ready_timeout_s);
-  return flags::CheckFlag(ready_timeout_s > 0, "ready_timeout_s", "> 0", ready_timeout_s);
+  RETURN_IF_ERROR(flags::CheckFlag(ready_timeout_s > 0, "ready_timeout_s", "> 0", ready_timeout_s));
+  const int restart_limit = absl::GetFlag(FLAGS_serve_worker_restart_limit);
+  RETURN_IF_ERROR(
+      flags::CheckFlag(restart_limit >= 0, "worker_restart_limit", ">= 0", restart_limit));
+  const double backoff_s = absl::GetFlag(FLAGS_serve_worker_restart_backoff_s);
+  return flags::CheckFlag(backoff_s >= 0, "worker_restart_backoff_s", ">= 0", backoff_s);
 }
+
+std::string ExitDescription(int status) {
+  return WIFEXITED(status) ? absl::StrCat("code ", WEXITSTATUS(status))
+                           : absl::StrCat("signal ", WTERMSIG(status));
+}
+
+// Restarts of dead workers: per rank, a count against --worker_restart_limit and a backoff
+// that doubles with each consecutive death.
+class WorkerRestarts {
+ public:
+  using Clock = std::chrono::steady_clock;
+  WorkerRestarts(int ranks, int limit, double backoff_s)
+      : limit_(limit), backoff_s_(backoff_s), ranks_(ranks) {}
+
+  void Started(int rank) {
+    ranks_[rank].started = Clock::now();
+    ranks_[rank].pending = false;
+  }
+  // Rank `rank` died with `status`: false when it must not be restarted (limit reached).
+  bool Died(int rank, int status) {
+    Rank& r = ranks_[rank];
+    const Clock::time_point now = Clock::now();
+    if (r.restarts >= limit_) {
+      LOG(ERROR) << "worker rank " << rank << " exited (" << ExitDescription(status) << "); "
+                 << (limit_ == 0 ? std::string("stopping")
+                                 : absl::StrCat("restart limit (", limit_, ") reached; stopping"));
+      return false;
+    }
+    if (now - r.started > std::chrono::seconds(60)) r.streak = 0;
+    const double delay = std::min(30.0, backoff_s_ * std::pow(2.0, r.streak));
+    ++r.streak;
+    ++r.restarts;
+    r.pending = true;
+    r.restart_at = now + std::chrono::milliseconds(static_cast<int64_t>(delay * 1000));
+    LOG(WARNING) << "worker rank " << rank << " exited (" << ExitDescription(status)
+                 << "); restarting it in " << delay << " s (restart " << r.restarts << " of "
+                 << limit_ << "); NOT_SERVING until the worker group is whole again";
+    return true;
+  }
+  // Whether `rank` waits for a restart that is due now.
+  bool Due(int rank) const {
+    return ranks_[rank].pending && Clock::now() >= ranks_[rank].restart_at;
+  }
+
+ private:
+  struct Rank {
+    int restarts = 0;
+    int streak = 0;  // consecutive deaths (reset after 60 s of life)
+    bool pending = false;
+    Clock::time_point started, restart_at;
+  };
+  int limit_;
+  double backoff_s_;
+  std::vector<Rank> ranks_;
+};
 
 }  // namespace
 
@@ -136,8 +204,10 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
       "hipserve serve",
       "Runs the whole server on this machine: the coordinator (public gRPC API on --port)\n"
       "and --tp worker processes. With --prompt it answers that one prompt through the\n"
-      "gRPC API, prints the answer and exits (a smoke test of the full path). On SIGTERM\n"
-      "it drains: NOT_SERVING at once, running requests finish (--drain_timeout_s), exit 0.",
+      "gRPC API, prints the answer and exits (a smoke test of the full path). A worker that\n"
+      "dies is restarted (--worker_restart_limit) and running requests continue on the\n"
+      "rebuilt group (--recovery_timeout_s). On SIGTERM it drains: NOT_SERVING at once,\n"
+      "running requests finish (--drain_timeout_s), exit 0.",
       {"serve_", kServerFlagPrefix}};
   if (int rc = flags::ParseCommandFlagsOrExitCode(kSpec, args); rc >= 0) return rc;
   absl::StatusOr<coordinator::CoordinatorOptions> options = CoordinatorOptionsFromFlags();
@@ -180,6 +250,9 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   }
   const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
   std::vector<pid_t> children;
+  std::vector<std::vector<std::string>> worker_args;
+  WorkerRestarts restarts(tp, absl::GetFlag(FLAGS_serve_worker_restart_limit),
+                          absl::GetFlag(FLAGS_serve_worker_restart_backoff_s));
   for (int r = 0; r < tp; ++r) {
     std::vector<std::string> args = {"worker",
                                      absl::StrCat("--coordinator=127.0.0.1:", (*c)->control_port()),
@@ -192,7 +265,9 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
       args.push_back(absl::StrCat("--device=", gpus.empty() ? r : gpus[r]));
     }
     for (std::string& a : WorkerTlsArgs(o)) args.push_back(std::move(a));
+    worker_args.push_back(args);
     children.push_back(SpawnWorker(self, args));
+    restarts.Started(r);
     if (children.back() < 0) {
       std::cerr << "hipserve serve: cannot start worker " << r << "\n";
       StopChildren(children);
@@ -218,27 +293,42 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
   int exit_code = 0;
   const auto start = std::chrono::steady_clock::now();
   bool prompt_done = client.prompt.empty();
+  bool ever_ready = false;  // after the first configuration, failures wait for restarts
   while (!StopRequested()) {
     ReloadTokensIfRequested(**c);
     int status = 0;
     int dead = ReapExited(children, &status);
-    if (dead >= 0) {
-      LOG(ERROR) << "worker rank " << dead << " exited ("
-                 << (WIFEXITED(status) ? absl::StrCat("code ", WEXITSTATUS(status))
-                                       : absl::StrCat("signal ", WTERMSIG(status)))
-                 << "); stopping";
+    if (dead >= 0 && !restarts.Died(dead, status)) {
+      exit_code = 1;
+      break;
+    }
+    bool spawn_failed = false;
+    for (int r = 0; r < tp; ++r) {
+      if (children[r] > 0 || !restarts.Due(r)) continue;
+      children[r] = SpawnWorker(self, worker_args[r]);
+      restarts.Started(r);
+      if (children[r] < 0) {
+        LOG(ERROR) << "cannot restart worker rank " << r << "; stopping";
+        spawn_failed = true;
+        break;
+      }
+      LOG(INFO) << "restarted worker rank " << r << " (pid " << children[r] << ")";
+    }
+    if (spawn_failed) {
       exit_code = 1;
       break;
     }
     absl::Status cs = (*c)->configure_status();
-    if (!cs.ok()) {
+    if (!cs.ok() && !ever_ready) {
       std::cerr << "hipserve serve: workers could not be configured: " << cs.message() << "\n";
       exit_code = 1;
       break;
     }
+    if ((*c)->ready()) ever_ready = true;
     if (!(*c)->ready()) {
-      if (std::chrono::steady_clock::now() - start >
-          std::chrono::milliseconds(static_cast<int64_t>(ready_timeout_s * 1000))) {
+      if (!ever_ready &&
+          std::chrono::steady_clock::now() - start >
+              std::chrono::milliseconds(static_cast<int64_t>(ready_timeout_s * 1000))) {
         std::cerr << "hipserve serve: workers not ready after " << ready_timeout_s << " s\n";
         exit_code = 1;
         break;

@@ -55,6 +55,7 @@ std::vector<std::string> ServerFlags(std::vector<std::string> own) {
                                     "max_queue",
                                     "configure_timeout_s",
                                     "step_timeout_s",
+                                    "recovery_timeout_s",
                                     "port_file"};
   flags.insert(flags.end(), own.begin(), own.end());
   return flags;
@@ -63,9 +64,9 @@ std::vector<std::string> ServerFlags(std::vector<std::string> own) {
 // Every flag of every subcommand, as documented in README.md / docs.
 const std::map<std::string, std::vector<std::string>>& CommandFlags() {
   static const auto* m = new std::map<std::string, std::vector<std::string>>{
-      {"serve",
-       ServerFlags({"tp", "backend", "gpu_memory_bytes", "cpu_weights", "prompt", "chat",
-                    "max_tokens", "temperature", "ready_timeout_s", "gpus", "tls_ca_file"})},
+      {"serve", ServerFlags({"tp", "backend", "gpu_memory_bytes", "cpu_weights", "prompt", "chat",
+                             "max_tokens", "temperature", "ready_timeout_s", "gpus", "tls_ca_file",
+                             "worker_restart_limit", "worker_restart_backoff_s"})},
       {"coordinator",
        ServerFlags({"control_host", "control_port", "world_size", "control_port_file"})},
       {"worker",
@@ -92,7 +93,7 @@ const std::map<std::string, std::vector<std::string>>& CommandFlags() {
       {"generate",
        {"server", "prompt", "chat", "system", "max_tokens", "temperature", "top_p", "top_k", "seed",
         "seeded", "stop", "ignore_eos", "timeout_s", "wait_ready_s", "tls_ca_file", "tls_cert_file",
-        "tls_key_file"}},
+        "tls_key_file", "progress"}},
       {"inspect", {"server", "tls_ca_file", "tls_cert_file", "tls_key_file"}},
       {"bench",
        {"server", "concurrency", "prompt_tokens", "prompt_file", "max_tokens", "num_requests",

@@ -31,6 +31,7 @@ class ServerProcess {
   // Waits for the port file; returns false on timeout or early exit (see log()).
   bool WaitForPort(double timeout_s);
   std::string address() const;
+  pid_t pid() const { return pid_; }  // -1 once stopped
   bool running();
   // Sends SIGTERM and waits; returns the exit status as from waitpid.
   int Stop();

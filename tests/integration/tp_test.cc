@@ -5,8 +5,10 @@
 //  * `hipserve coordinator` + two `hipserve worker` processes with their own listen addresses:
 //    the same tokens; refusals naming the numbers (duplicate rank, other world size, other
 //    model, rank outside the world, --tp not dividing the KV heads); kill -9 of a worker
-//    mid-stream -> UNAVAILABLE within 5 s, NOT_SERVING, the restarted worker rejoins and the
-//    next request gives the same tokens.
+//    mid-stream -> UNAVAILABLE within 5 s (--recovery_timeout_s=0), NOT_SERVING, the
+//    restarted worker rejoins and the next request gives the same tokens; with recovery on, the
+//    test restarts the killed worker and the stream in flight completes with the tokens of an
+//    undisturbed run (seeded sampling).
 // Every worker runs with HIPSERVE_CPU_THREADS=1 (several processes share 2 cores in CI).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -236,15 +238,16 @@ TEST(TpServeRefusalTest, TpNotDividingTheKvHeadsNamesBoth) {
 
 class MultiProcessTest : public ::testing::Test {
  protected:
-  // Starts the coordinator (port files in `dir`).
-  void StartCoordinator() {
+  // Starts the coordinator (port files in `dir`). recovery_timeout_s = 0: a lost worker ends
+  // the streams in flight with UNAVAILABLE.
+  void StartCoordinator(double recovery_timeout_s = 0) {
     char tmpl[] = "/tmp/hipserve_tpc_XXXXXX";
     dir_ = mkdtemp(tmpl);
     coordinator_ = std::make_unique<Proc>(std::vector<std::string>{
         "coordinator", "--host=127.0.0.1", "--port=0", "--port_file=" + dir_ + "/port",
         "--control_host=127.0.0.1", "--control_port=0",
         "--control_port_file=" + dir_ + "/control_port", "--world_size=2", "--model=builtin:tiny6",
-        "--step_timeout_s=30"});
+        "--step_timeout_s=30", "--recovery_timeout_s=" + std::to_string(recovery_timeout_s)});
     const int port = ReadPortFile(dir_ + "/port", 30);
     const int control = ReadPortFile(dir_ + "/control_port", 30);
     ASSERT_GT(port, 0) << coordinator_->log();
@@ -350,6 +353,60 @@ TEST_F(MultiProcessTest, SameTokensRefusalsAndRecoveryFromAKilledWorker) {
   Generated after = Greedy(address_, kPrompt, 32);
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
   EXPECT_EQ(after.ids, before.ids);
+}
+
+// Recovery on: kill -9 of a worker mid-stream, the test restarts it; the stream in flight waits,
+// is re-prefilled on the rebuilt group and ends with the tokens of an undisturbed run.
+TEST_F(MultiProcessTest, KilledWorkerRestartedByTheTestAndTheStreamContinues) {
+  StartCoordinator(/*recovery_timeout_s=*/60);
+  workers_.push_back(StartWorker(0));
+  workers_.push_back(StartWorker(1));
+  absl::Status ready = cli::WaitForReady(address_, 60);
+  ASSERT_TRUE(ready.ok()) << ready;
+  auto stub =
+      v1::Generation::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest req;
+  req.set_text(kPrompt);
+  req.mutable_sampling()->set_max_tokens(400);
+  req.mutable_sampling()->set_temperature(0.9f);
+  req.mutable_sampling()->set_seed(77);
+  req.mutable_sampling()->set_ignore_eos(true);
+  // `on_tokens(n)` runs with the tokens received so far.
+  auto run = [&](const std::function<void(size_t)>& on_tokens) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(180));
+    auto reader = stub->Generate(&ctx, req);
+    Generated g;
+    v1::GenerateResponse msg;
+    while (reader->Read(&msg)) {
+      g.ids.insert(g.ids.end(), msg.token_ids().begin(), msg.token_ids().end());
+      if (on_tokens) on_tokens(g.ids.size());
+    }
+    g.status = reader->Finish();
+    g.end = Clock::now();
+    return g;
+  };
+  Generated undisturbed = run(nullptr);
+  ASSERT_TRUE(undisturbed.status.ok()) << undisturbed.status.error_message();
+  ASSERT_EQ(undisturbed.ids.size(), 400u);
+
+  Clock::time_point killed;
+  bool restarted = false;
+  Generated survived = run([&](size_t n) {
+    if (restarted || n < 30) return;
+    workers_[1]->Signal(SIGKILL);
+    killed = Clock::now();
+    workers_[1]->Wait(5);
+    workers_[1] = StartWorker(1);  // the restart (a pod controller's job)
+    restarted = true;
+  });
+  ASSERT_TRUE(restarted);
+  EXPECT_TRUE(survived.status.ok()) << survived.status.error_message();
+  EXPECT_EQ(survived.ids, undisturbed.ids);
+  std::cout << "stream completed " << std::chrono::duration<double>(survived.end - killed).count()
+            << " s after the kill\n";
+  EXPECT_NE(coordinator_->log().find("re-prefilling their history"), std::string::npos);
+  EXPECT_EQ(Readiness(address_), HealthCheckResponse::SERVING);
 }
 
 // A stalled worker (SIGSTOP): its peer's collective times out (2 s here), the stream ends
