@@ -459,6 +459,8 @@ grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerC
     out->set_workspace_bytes(mp.workspace_bytes);
     out->set_kv_bytes(mp.kv_bytes);
     out->set_kv_tokens(mp.kv_tokens);
+    out->set_host_kv_bytes(mp.host_kv_bytes);
+    out->set_gpu_kv_tokens(mp.gpu_kv_tokens);
     response->set_kv_capacity_tokens(m->info.kv_capacity_tokens);
     response->set_backend(m->info.backend);
   }

@@ -134,6 +134,8 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   info.memory.workspace_bytes = mp.workspace_bytes();
   info.memory.kv_bytes = mp.kv_bytes();
   info.memory.kv_tokens = mp.kv_tokens();
+  info.memory.host_kv_bytes = mp.host_kv_bytes();
+  info.memory.gpu_kv_tokens = mp.gpu_kv_tokens();
   info.tokenizer = FromProto(rank0.tokenizer());
   for (Remote& w : group->workers_) {
     w.stream_ctx = std::make_unique<grpc::ClientContext>();

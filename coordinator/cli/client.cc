@@ -190,6 +190,17 @@ absl::Status RunInspect(const std::string& server, std::ostream& out) {
       << server_info.queued_requests() << " queued\n"
       << "steps:        " << server_info.steps() << " (" << server_info.generated_tokens()
       << " tokens generated)\n";
+  const v1::MemoryPlan& mp = server_info.memory_plan();
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  out << "memory:       " << mp.device() << ": weights " << mp.weights_bytes() / kGiB
+      << " GiB, workspaces " << mp.workspace_bytes() / kGiB << " GiB, KV " << mp.kv_bytes() / kGiB
+      << " GiB of budget " << mp.budget_bytes() / kGiB << " GiB\n"
+      << "kv:           " << server_info.kv_capacity_tokens() << " tokens capacity";
+  if (mp.host_kv_bytes() > 0) {
+    out << " (offloaded: host tier " << mp.host_kv_bytes() / kGiB << " GiB fp8, GPU hot pages "
+        << mp.gpu_kv_tokens() << " tokens)";
+  }
+  out << "\n";
   return absl::OkStatus();
 }
 

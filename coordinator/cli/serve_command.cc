@@ -43,6 +43,11 @@ ABSL_FLAG(double, serve_temperature, 0.0, "With --prompt: sampling temperature (
 ABSL_FLAG(hipserve::flags::IntList, serve_gpus, hipserve::flags::IntList{},
           "CUDA backend: device ordinals for the workers, e.g. 0,1,2,3 (worker r uses entry "
           "r); empty = all visible, worker r on device r. Needs at least --tp entries.");
+ABSL_FLAG(std::string, serve_kv_offload, "auto",
+          "CUDA backend: 'on' keeps every KV token in pinned host memory as fp8 (the host tier, "
+          "--host_kv_bytes per worker) with a GPU pool of hot pages read first; 'off' keeps bf16 "
+          "KV in GPU memory only; 'auto' = on with --attention=hip when the host tier holds more "
+          "tokens than the GPU pool would, else off.");
 ABSL_FLAG(double, serve_ready_timeout_s, 600,
           "How long to wait for the workers to be ready, in seconds, > 0.");
 ABSL_FLAG(std::string, serve_tls_ca_file, "",
@@ -124,6 +129,11 @@ absl::Status CheckServeFlags() {
   if (cpu_weights != "fp32" && cpu_weights != "bf16") {
     return absl::InvalidArgumentError(
         absl::StrCat("--cpu_weights must be 'fp32' or 'bf16', got '", cpu_weights, "'"));
+  }
+  const std::string kv_offload = absl::GetFlag(FLAGS_serve_kv_offload);
+  if (kv_offload != "auto" && kv_offload != "on" && kv_offload != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_offload must be 'auto', 'on' or 'off', got '", kv_offload, "'"));
   }
   const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
   if (!gpus.empty() && static_cast<int>(gpus.size()) < tp) {
@@ -260,7 +270,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
                                      "--listen=127.0.0.1:0",
                                      "--backend=" + backend,
                                      "--cpu_weights=" + cpu_weights,
-                                     absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes)};
+                                     absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes),
+                                     "--kv_offload=" + absl::GetFlag(FLAGS_serve_kv_offload)};
     if (backend == "cuda") {
       args.push_back(absl::StrCat("--device=", gpus.empty() ? r : gpus[r]));
     }

@@ -66,6 +66,12 @@ ABSL_FLAG(std::string, worker_worker_tls_ca_file, WorkerMainOptions().tls.ca_fil
           "CA certificates (PEM) that sign the coordinator's certificate: a coordinator "
           "without one is refused at the TLS handshake.");
 
+ABSL_FLAG(std::string, worker_kv_offload, WorkerMainOptions().kv_offload,
+          "CUDA backend: 'on' keeps every KV token in pinned host memory as fp8 (the host tier, "
+          "--host_kv_bytes) with a GPU pool of hot pages read first; 'off' keeps bf16 KV in GPU "
+          "memory only; 'auto' = on with HiP attention when the host tier holds more tokens than "
+          "the GPU pool would, else off.");
+
 namespace hipserve::cli {
 
 namespace {
@@ -94,6 +100,7 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
   o.tls.key_file = absl::GetFlag(FLAGS_worker_worker_tls_key_file);
   o.tls.ca_file = absl::GetFlag(FLAGS_worker_worker_tls_ca_file);
   RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.tls, "--worker_tls_"));
+  o.kv_offload = absl::GetFlag(FLAGS_worker_kv_offload);
   RETURN_IF_ERROR(CheckFlag(o.rank >= -1, "rank", ">= 0 (or -1)", o.rank));
   RETURN_IF_ERROR(
       CheckFlag(o.register_timeout_s > 0, "register_timeout_s", "> 0", o.register_timeout_s));
