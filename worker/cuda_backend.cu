@@ -438,6 +438,7 @@ class CudaBackend final : public ForwardBackend {
   StepProfiler prof_{std::getenv("HIPSERVE_PROFILE") != nullptr &&
                      std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
+  std::vector<CudaHipAttention::DecodeItem> hip_batch_;  // HipAttentionRun's decode items
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
 };
@@ -883,7 +884,30 @@ absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tens
   const int64_t lq = q.cols;
   const uint16_t* qd = static_cast<const uint16_t*>(q.data);
   uint16_t* od = static_cast<uint16_t*>(out.data);
+  // Decode tokens (one token at start_pos > 0: HiP decode steps) of all sequences: one batched
+  // call (one mask + one BSA launch per extend mode). Prefill chunks: one call each.
+  hip_batch_.clear();
   for (const StepLayout::Item& it : layout_->items) {
+    if (it.tokens != 1 || it.start_pos == 0) continue;
+    CudaHipAttention::DecodeItem d;
+    d.seq = it.seq;
+    d.q = qd + it.row * lq;
+    d.out = od + it.row * lq;
+    d.num_kv = it.start_pos + 1;
+    if (tiers_ != nullptr) {
+      ASSIGN_OR_RETURN(d.tiered, tiers_->Source(it.seq, layer));
+    } else {
+      d.kv_row = seqs_.at(it.seq).start;
+    }
+    hip_batch_.push_back(d);
+  }
+  if (!hip_batch_.empty()) {
+    const bool pool = tiers_ == nullptr;
+    RETURN_IF_ERROR(hip_->RunDecodeBatch(layer, hip_batch_, pool ? PoolK(layer) : nullptr,
+                                         pool ? PoolV(layer) : nullptr, stream_));
+  }
+  for (const StepLayout::Item& it : layout_->items) {
+    if (it.tokens == 1 && it.start_pos > 0) continue;  // in the batch above
     if (tiers_ != nullptr) {
       ASSIGN_OR_RETURN(const kernels::TieredKvSource src, tiers_->Source(it.seq, layer));
       RETURN_IF_ERROR(hip_->RunTiered(it.seq, layer, qd + it.row * lq, it.tokens, it.start_pos, src,

@@ -465,6 +465,55 @@ TEST(CudaBackendGpuTest, OffloadGivesTheSameBitsFromEveryTier) {
   }
 }
 
+// HiP decode batched across sequences (CudaHipAttention::RunDecodeBatch: one mask and one BSA
+// call per layer for all decode tokens of a step), with the KV in the bf16 pool and offloaded
+// (evicting hot pool): sequences joining one step apart (so prefill chunks share steps with
+// decodes, and the sequences' refresh phases differ; stages cached and refreshed on
+// (6, 3, 2)) give the greedy tokens each sequence gets alone (batch of one).
+TEST(CudaBackendGpuTest, HipBatchedDecodeMatchesSequencesAlone) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  for (const bool offload : {false, true}) {
+    ModelOptions mo = offload ? OffloadHip(256) : SmallHip();
+    mo.hip.mask_refresh_interval = {6, 3, 2};
+    auto gpu = Make(comm.get(), "cuda", mo);
+    ASSERT_NE(gpu, nullptr);
+    const int vocab = gpu->dims().vocab_size;
+    const auto prompts = SeededPrompts(vocab, {300, 150, 700, 7, 420}, 4242);
+    constexpr int kTokens = 16;
+    std::vector<std::vector<int32_t>> alone;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      alone.push_back(Greedy(*gpu, 10 + i, prompts[i], kTokens));
+    }
+    std::vector<std::vector<int32_t>> batched(prompts.size());
+    std::vector<int> pos(prompts.size(), 0);
+    for (int step = 0; step < kTokens + static_cast<int>(prompts.size()); ++step) {
+      StepBatch b;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        if (step < static_cast<int>(i) || batched[i].size() == kTokens) continue;
+        if (batched[i].empty()) {
+          b.work.push_back(Work(20 + i, prompts[i], 0));
+        } else {
+          b.work.push_back(Work(20 + i, {batched[i].back()}, pos[i]));
+        }
+      }
+      if (b.work.empty()) break;
+      auto r = gpu->Step(b);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(r->size(), b.work.size());
+      for (size_t j = 0; j < r->size(); ++j) {
+        const size_t i = (*r)[j].seq.value() - 20;
+        pos[i] += static_cast<int>(b.work[j].tokens.size());
+        batched[i].push_back((*r)[j].token);
+      }
+    }
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(batched[i], alone[i]) << "sequence " << i << (offload ? " (offload)" : " (pool)");
+      ASSERT_TRUE(gpu->Release(SequenceId(20 + i)).ok());
+    }
+  }
+}
+
 // fp8 e5m2 K/V (2 mantissa bits) against the bf16 GPU path: close, not equal.
 TEST(CudaBackendGpuTest, OffloadStaysCloseToBf16Kv) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/attention_cuda/bsa_prefill.h"
@@ -106,6 +107,118 @@ __global__ void FillLensKernel(int64_t* kv_start, int32_t* kv_len, int n, int32_
   }
 }
 
+// Batched decode (RunDecodeBatch). The per-entry data of a launch travels in its kernel
+// parameters (__grid_constant__: read in place, no host staging buffer), kBatchChunk entries a
+// launch.
+constexpr int kBatchChunk = 64;
+constexpr int kCopyThreads = 256;
+
+// The workspace arrays of one batch (one extend group), batch-major, and where the arrays of a
+// pooled StageList block are.
+struct BatchLayout {
+  int64_t* kv_start;                              // [n]
+  int32_t* kv_len;                                // [n]
+  int32_t* start_stage;                           // [n] (HipDecodeMaskGpuParams::seq_start_stage)
+  kernels::TieredKvTables* tables;                // [n], or null (contiguous K/V)
+  int32_t* starts[kernels::kHipGpuMaxStages];     // [n][kvh][keep[s]]
+  int32_t* count[kernels::kHipGpuMaxStages];      // [n][kvh]
+  int32_t* range_end[kernels::kHipGpuMaxStages];  // [n][kvh]
+  int keep[kernels::kHipGpuMaxStages];
+  int64_t count_off[kernels::kHipGpuMaxStages];  // bytes from a list block to its count array
+  int64_t end_off[kernels::kHipGpuMaxStages];    // ... and to its range_end array
+  int kvh;
+  int row_words;  // int32 words of one q / out row
+  int32_t* q;     // [n][row_words] copies of the queries, or null (used in place)
+  int32_t* out;   // [n][row_words] outputs to scatter, or null (written in place)
+};
+
+struct GatherEntry {
+  const char* list;  // StageList block of stage `stage` to copy into the arrays; null: none
+  const int32_t* q;  // query row to copy into layout.q; null: none
+  kernels::TieredKvTables tables;
+  int64_t kv_start;
+  int32_t kv_len;
+  int32_t start_stage;
+  int32_t stage;
+};
+
+struct GatherArgs {
+  BatchLayout l;
+  int first;  // batch index of e[0]
+  GatherEntry e[kBatchChunk];
+};
+
+struct ScatterEntry {
+  char* list[kernels::kHipGpuMaxStages];  // StageList block that receives stage s; null: none
+  int32_t* out;                           // output row that receives layout.out's; null: none
+};
+
+struct ScatterArgs {
+  BatchLayout l;
+  int first;
+  int stages;
+  ScatterEntry e[kBatchChunk];
+};
+// Kernel parameters beyond 4 KiB need CUDA 12.1+ and compute capability >= 7.0 (both given).
+static_assert(sizeof(GatherArgs) <= 32764 && sizeof(ScatterArgs) <= 32764,
+              "kernel parameter limit");
+
+// One block per entry: its lengths, start stage and tables; the cached list it reads (stage
+// s > 0 restart: the input list s - 1; reuse: the final list); its query row.
+__global__ void __launch_bounds__(kCopyThreads) GatherKernel(const __grid_constant__ GatherArgs a) {
+  const GatherEntry& e = a.e[blockIdx.x];
+  const BatchLayout& l = a.l;
+  const int64_t b = a.first + static_cast<int>(blockIdx.x);
+  if (threadIdx.x == 0) {
+    l.kv_start[b] = e.kv_start;
+    l.kv_len[b] = e.kv_len;
+    l.start_stage[b] = e.start_stage;
+    if (l.tables != nullptr) l.tables[b] = e.tables;
+  }
+  if (e.list != nullptr) {
+    const int s = e.stage, n = l.kvh * l.keep[s];
+    const auto* src = reinterpret_cast<const int32_t*>(e.list);
+    for (int i = threadIdx.x; i < n; i += kCopyThreads) l.starts[s][b * n + i] = src[i];
+    const auto* cnt = reinterpret_cast<const int32_t*>(e.list + l.count_off[s]);
+    const auto* end = reinterpret_cast<const int32_t*>(e.list + l.end_off[s]);
+    for (int i = threadIdx.x; i < l.kvh; i += kCopyThreads) {
+      l.count[s][b * l.kvh + i] = cnt[i];
+      l.range_end[s][b * l.kvh + i] = end[i];
+    }
+  }
+  if (e.q != nullptr) {
+    for (int i = threadIdx.x; i < l.row_words; i += kCopyThreads) {
+      l.q[b * l.row_words + i] = e.q[i];
+    }
+  }
+}
+
+// One block per entry: the stages it recomputed back into its lists; its output row.
+__global__ void __launch_bounds__(kCopyThreads)
+    ScatterKernel(const __grid_constant__ ScatterArgs a) {
+  const ScatterEntry& e = a.e[blockIdx.x];
+  const BatchLayout& l = a.l;
+  const int64_t b = a.first + static_cast<int>(blockIdx.x);
+  for (int s = 0; s < a.stages; ++s) {
+    char* list = e.list[s];
+    if (list == nullptr) continue;
+    const int n = l.kvh * l.keep[s];
+    auto* dst = reinterpret_cast<int32_t*>(list);
+    for (int i = threadIdx.x; i < n; i += kCopyThreads) dst[i] = l.starts[s][b * n + i];
+    auto* cnt = reinterpret_cast<int32_t*>(list + l.count_off[s]);
+    auto* end = reinterpret_cast<int32_t*>(list + l.end_off[s]);
+    for (int i = threadIdx.x; i < l.kvh; i += kCopyThreads) {
+      cnt[i] = l.count[s][b * l.kvh + i];
+      end[i] = l.range_end[s][b * l.kvh + i];
+    }
+  }
+  if (e.out != nullptr) {
+    for (int i = threadIdx.x; i < l.row_words; i += kCopyThreads) {
+      e.out[i] = l.out[b * l.row_words + i];
+    }
+  }
+}
+
 }  // namespace cuda_hip_internal
 
 namespace chi = cuda_hip_internal;
@@ -141,6 +254,8 @@ struct CudaHipAttention::Impl {
   char* workspace = nullptr;  // device, shared by all Runs
   size_t workspace_bytes = 0;
   absl::flat_hash_map<SequenceId, SeqState> states;
+  int bsa_num_splits = 0;  // SetBsaDecodePlanForTesting
+  int bsa_keys_per_step = 0;
 
   // What the latest Run attended with (for LastRunBlocks); pointers into the workspace or a
   // held list.
@@ -155,6 +270,15 @@ struct CudaHipAttention::Impl {
     const int32_t* single_count = nullptr;   // [single][num_kv_heads]
     int single_stride = 0;
     std::shared_ptr<chi::StageList> hold;  // the decode list, kept alive
+    // RunDecodeBatch: per extend group, the final lists (workspace, [n][kvh][stride]) of its
+    // items (indices into the call's items; num_q = all items).
+    struct BatchPart {
+      const int32_t* starts = nullptr;
+      const int32_t* count = nullptr;
+      int stride = 0;
+      std::vector<int> items;
+    };
+    std::vector<BatchPart> parts;
   };
   LastRun last;
 };
@@ -457,6 +581,8 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     bd.rope = m.rope;
     bd.rope_positions = m.rope_positions;
     bd.extend = extend;
+    bd.attn.num_splits = m.bsa_num_splits;
+    bd.keys_per_step = m.bsa_keys_per_step;
     ASSIGN_OR_RETURN(bd.attn.workspace_bytes, kernels::BsaDecodeAttentionWorkspaceBytes(bd));
     bsa_ws_at = take(bd.attn.workspace_bytes);
   }
@@ -532,6 +658,319 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     last.single_count = state.count[stages - 1];
     last.single_stride = bd.max_blocks;
     if (decode) last.hold = lists[stages - 1];
+  }
+  last.valid = true;
+  m.last = std::move(last);
+  return absl::OkStatus();
+}
+
+void CudaHipAttention::SetBsaDecodePlanForTesting(int num_splits, int keys_per_step) {
+  impl_->bsa_num_splits = num_splits;
+  impl_->bsa_keys_per_step = keys_per_step;
+}
+
+absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<DecodeItem>& items,
+                                              const void* k, const void* v, void* stream) {
+  Impl& m = *impl_;
+  m.last = Impl::LastRun{};  // also drops a held list, so it does not count as shared
+  const int n = static_cast<int>(items.size());
+  if (layer < 0 || layer >= m.options.num_layers || n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CudaHipAttention: bad batch: layer ", layer, ", ", n, " items"));
+  }
+  if ((k == nullptr) != (v == nullptr)) {
+    return absl::InvalidArgumentError("CudaHipAttention: k and v must be both set or both null");
+  }
+  const bool tiers = k == nullptr;
+  const kernels::HipConfig& cfg = m.options.config;
+  const int kvh = m.options.num_kv_heads, d = m.options.head_dim, heads = m.options.num_heads;
+  const int64_t row_bytes = int64_t{heads} * d * 2;  // one q / out row, bf16
+  const kernels::TieredKvSource& first_src = items[0].tiered;
+  std::vector<SeqState*> states(n);
+  absl::flat_hash_set<SequenceId> seen;
+  for (int i = 0; i < n; ++i) {
+    const DecodeItem& it = items[i];
+    auto found = m.states.find(it.seq);
+    if (found == m.states.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("CudaHipAttention: BeginStep was not called for sequence ", it.seq.value()));
+    }
+    states[i] = &found->second;
+    if (!states[i]->step.decode) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("CudaHipAttention: sequence ", it.seq.value(), " is not in a decode step"));
+    }
+    if (!seen.insert(it.seq).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CudaHipAttention: sequence ", it.seq.value(), " twice in a batch"));
+    }
+    if (it.num_kv < 2 || it.q == nullptr || it.out == nullptr || it.kv_row < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: bad batch item ", i,
+                                                     ": num_kv ", it.num_kv, ", kv_row ", it.kv_row,
+                                                     ", q and out must be non-null"));
+    }
+    if (tiers && (it.tiered.slot_table == nullptr || it.tiered.cold_pages == nullptr ||
+                  it.tiered.entries != nullptr || it.tiered.bank_k != first_src.bank_k ||
+                  it.tiered.bank_v != first_src.bank_v)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CudaHipAttention: batch item ", i,
+          ": a one-sequence tiered source with the banks of item 0 is needed (k / v are null)"));
+    }
+  }
+
+  // At most two groups: steps with and without the context extension (per sequence, as Run).
+  struct Group {
+    std::vector<int> items;
+    bool extend = false;
+    const kernels::PruningSpec* spec = nullptr;
+    int max_kv = 0;
+    std::vector<int> start_stage;        // per item: refresh stage, -1 = reuse
+    std::vector<chi::StageLists> lists;  // per item: the lists this step uses
+    int min_start = -1;                  // smallest start stage >= 0; -1: nobody refreshes
+    bool q_in_place = true, out_in_place = true;
+    size_t kv_start_at = 0, kv_len_at = 0, stage_at = 0, tables_at = 0, q_at = 0, out_at = 0;
+    size_t mask_at = 0, bsa_at = 0;
+    std::array<size_t, kernels::kHipGpuMaxStages> starts_at{}, count_at{}, end_at{};
+    kernels::HipDecodeMaskGpuParams dm;
+    kernels::BsaDecodeGpuParams bd;
+  };
+  std::vector<Group> groups;
+  {
+    Group plain, ext;
+    plain.extend = false;
+    ext.extend = true;
+    for (int i = 0; i < n; ++i) {
+      (cfg.extend && items[i].num_kv > m.extend_min_tokens ? ext : plain).items.push_back(i);
+    }
+    for (Group* g : {&plain, &ext}) {
+      if (!g->items.empty()) groups.push_back(std::move(*g));
+    }
+  }
+
+  size_t ws_used = 0;
+  auto take = [&ws_used](size_t bytes) {
+    const size_t at = ws_used;
+    ws_used += chi::AlignUp(std::max<size_t>(bytes, 16), chi::kAlign);
+    return at;
+  };
+  int rope_need = cfg.n_window + 2;
+  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : kernels::KvDtype::kBf16;
+  kernels::TieredKvSource batch_src;  // per-entry tables, filled in at launch
+  batch_src.bank_k = first_src.bank_k;
+  batch_src.bank_v = first_src.bank_v;
+  for (Group& g : groups) {
+    const int gn = static_cast<int>(g.items.size());
+    g.spec = g.extend ? &m.specs[layer] : &m.specs_real[layer];
+    const kernels::PruningSpec& spec = *g.spec;
+    const int stages = spec.num_stages();
+    g.start_stage.resize(gn);
+    g.lists.resize(gn);
+    for (int j = 0; j < gn; ++j) {
+      const DecodeItem& it = items[g.items[j]];
+      SeqState& st = *states[g.items[j]];
+      // As RunImpl's decode: restart from the refresh stage (from 0 when nothing is cached);
+      // a stage this step writes gets a fresh list unless nobody else (a snapshot) holds the
+      // cached one.
+      chi::StageLists& cache = st.cache[layer];
+      const int start = cache[stages - 1] != nullptr ? st.step.refresh_stage : 0;
+      g.start_stage[j] = start;
+      for (int s = 0; s < stages; ++s) {
+        if (start >= 0 && s >= start && (cache[s] == nullptr || cache[s].use_count() > 1)) {
+          ASSIGN_OR_RETURN(g.lists[j][s], chi::NewStageList(m.pools[s], kvh, m.max_keep[s]));
+        } else {
+          g.lists[j][s] = cache[s];
+        }
+      }
+      const int read = start > 0 ? start - 1 : (start < 0 ? stages - 1 : -1);
+      if (read >= 0 && g.lists[j][read] == nullptr) {
+        return absl::InternalError(absl::StrCat("CudaHipAttention: sequence ", it.seq.value(),
+                                                " has no cached list of stage ", read));
+      }
+      if (start >= 0) g.min_start = g.min_start < 0 ? start : std::min(g.min_start, start);
+      g.max_kv = std::max(g.max_kv, it.num_kv);
+      const auto* q0 = static_cast<const char*>(items[g.items[0]].q);
+      auto* o0 = static_cast<char*>(items[g.items[0]].out);
+      g.q_in_place = g.q_in_place && static_cast<const char*>(it.q) == q0 + j * row_bytes;
+      g.out_in_place = g.out_in_place && static_cast<char*>(it.out) == o0 + j * row_bytes;
+    }
+    g.kv_start_at = take(size_t{8} * gn);
+    g.kv_len_at = take(size_t{4} * gn);
+    g.stage_at = take(size_t{4} * gn);
+    if (tiers) g.tables_at = take(sizeof(kernels::TieredKvTables) * gn);
+    for (int s = 0; s < stages; ++s) {
+      g.starts_at[s] = take(size_t{4} * gn * kvh * spec.keep_chunks(s));
+      g.count_at[s] = take(size_t{4} * gn * kvh);
+      g.end_at[s] = take(size_t{4} * gn * kvh);
+    }
+    if (!g.q_in_place) g.q_at = take(static_cast<size_t>(row_bytes) * gn);
+    if (!g.out_in_place) g.out_at = take(static_cast<size_t>(row_bytes) * gn);
+    kernels::HipDecodeMaskGpuParams& dm = g.dm;
+    dm.k = k;
+    dm.k_dtype = kv_dtype;
+    if (tiers) dm.tiered = batch_src;
+    dm.batch = gn;
+    dm.num_heads = heads;
+    dm.num_kv_heads = kvh;
+    dm.head_dim = d;
+    dm.max_kv_len = g.max_kv;
+    dm.n_sink = cfg.n_sink;
+    dm.spec = g.spec;
+    dm.start_stage = std::max(g.min_start, 0);
+    if (g.min_start >= 0) {
+      ASSIGN_OR_RETURN(dm.workspace_bytes, kernels::HipDecodeMaskWorkspaceBytes(dm));
+      ASSIGN_OR_RETURN(const int need, kernels::HipDecodeMaskRopePositions(dm));
+      rope_need = std::max(rope_need, need);
+      g.mask_at = take(dm.workspace_bytes);
+    }
+    rope_need = std::max(rope_need, g.max_kv + 1);
+  }
+  RETURN_IF_ERROR(m.EnsureRope(rope_need, static_cast<cudaStream_t>(stream)));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (Group& g : groups) {
+    const kernels::PruningSpec& spec = *g.spec;
+    kernels::BsaDecodeGpuParams& bd = g.bd;
+    bd.attn.k = k;
+    bd.attn.v = v;
+    bd.attn.kv_dtype = kv_dtype;
+    if (tiers) bd.tiered = batch_src;
+    bd.attn.batch = static_cast<int>(g.items.size());
+    bd.attn.num_heads = heads;
+    bd.attn.num_kv_heads = kvh;
+    bd.attn.head_dim = d;
+    bd.attn.max_kv_len = g.max_kv;
+    bd.attn.scale = scale;
+    bd.attn.num_splits = m.bsa_num_splits;
+    bd.keys_per_step = m.bsa_keys_per_step;
+    bd.max_blocks = spec.keep_chunks(spec.num_stages() - 1);
+    bd.n_sink = cfg.n_sink;
+    bd.n_window = cfg.n_window;
+    bd.rope = m.rope;
+    bd.rope_positions = m.rope_positions;
+    bd.extend = g.extend;
+    ASSIGN_OR_RETURN(bd.attn.workspace_bytes, kernels::BsaDecodeAttentionWorkspaceBytes(bd));
+    g.bsa_at = take(bd.attn.workspace_bytes);
+  }
+  cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  RETURN_IF_ERROR(m.EnsureWorkspace(ws_used, cs));
+  char* ws = m.workspace;
+
+  Impl::LastRun last;
+  last.num_q = n;
+  for (Group& g : groups) {
+    const kernels::PruningSpec& spec = *g.spec;
+    const int stages = spec.num_stages();
+    const int gn = static_cast<int>(g.items.size());
+    chi::BatchLayout l{};
+    l.kv_start = reinterpret_cast<int64_t*>(ws + g.kv_start_at);
+    l.kv_len = reinterpret_cast<int32_t*>(ws + g.kv_len_at);
+    l.start_stage = reinterpret_cast<int32_t*>(ws + g.stage_at);
+    l.tables = tiers ? reinterpret_cast<kernels::TieredKvTables*>(ws + g.tables_at) : nullptr;
+    for (int s = 0; s < stages; ++s) {
+      l.starts[s] = reinterpret_cast<int32_t*>(ws + g.starts_at[s]);
+      l.count[s] = reinterpret_cast<int32_t*>(ws + g.count_at[s]);
+      l.range_end[s] = reinterpret_cast<int32_t*>(ws + g.end_at[s]);
+      l.keep[s] = spec.keep_chunks(s);
+      // The StageList block layout (NewStageList).
+      l.count_off[s] = static_cast<int64_t>(chi::AlignUp(size_t{4} * kvh * m.max_keep[s], 16));
+      l.end_off[s] = l.count_off[s] + static_cast<int64_t>(chi::AlignUp(size_t{4} * kvh, 16));
+    }
+    l.kvh = kvh;
+    l.row_words = static_cast<int>(row_bytes / 4);
+    l.q = g.q_in_place ? nullptr : reinterpret_cast<int32_t*>(ws + g.q_at);
+    l.out = g.out_in_place ? nullptr : reinterpret_cast<int32_t*>(ws + g.out_at);
+
+    // Gather: lengths, start stages, tables, the cached lists read, the queries.
+    for (int c0 = 0; c0 < gn; c0 += chi::kBatchChunk) {
+      const int cn = std::min(chi::kBatchChunk, gn - c0);
+      chi::GatherArgs a{};
+      a.l = l;
+      a.first = c0;
+      for (int j = 0; j < cn; ++j) {
+        const DecodeItem& it = items[g.items[c0 + j]];
+        const int start = g.start_stage[c0 + j];
+        chi::GatherEntry& e = a.e[j];
+        e.kv_start = tiers ? 0 : it.kv_row;
+        e.kv_len = it.num_kv;
+        e.start_stage = start;
+        if (tiers) {
+          e.tables = kernels::TieredKvTables{it.tiered.slot_table, it.tiered.cold_pages,
+                                             it.tiered.slot_stride, it.tiered.page_stride};
+        }
+        const int read = start > 0 ? start - 1 : (start < 0 ? stages - 1 : -1);
+        e.stage = std::max(read, 0);
+        e.list = read >= 0 ? g.lists[c0 + j][read]->mem : nullptr;
+        e.q = g.q_in_place ? nullptr : static_cast<const int32_t*>(it.q);
+      }
+      chi::GatherKernel<<<cn, chi::kCopyThreads, 0, cs>>>(a);
+      CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    }
+    const void* q = g.q_in_place ? items[g.items[0]].q : static_cast<const void*>(l.q);
+    void* out = g.out_in_place ? items[g.items[0]].out : static_cast<void*>(l.out);
+    kernels::TieredKvSource src = batch_src;
+    src.entries = l.tables;
+    kernels::HipDecodeMaskGpuState state;
+    for (int s = 0; s < stages; ++s) {
+      state.starts[s] = l.starts[s];
+      state.count[s] = l.count[s];
+      state.range_end[s] = l.range_end[s];
+    }
+    if (g.min_start >= 0) {
+      kernels::HipDecodeMaskGpuParams& dm = g.dm;
+      dm.q = q;
+      if (tiers) dm.tiered = src;
+      dm.kv_start = tiers ? nullptr : l.kv_start;
+      dm.kv_len = l.kv_len;
+      dm.rope = m.rope;
+      dm.rope_positions = m.rope_positions;
+      dm.seq_start_stage = l.start_stage;
+      dm.state = state;
+      dm.workspace = ws + g.mask_at;
+      RETURN_IF_ERROR(kernels::HipDecodeMaskGpu(dm, cs));
+    }
+    kernels::BsaDecodeGpuParams& bd = g.bd;
+    bd.attn.q = q;
+    bd.attn.out = out;
+    if (tiers) bd.tiered = src;
+    bd.attn.kv_start = tiers ? nullptr : l.kv_start;
+    bd.attn.kv_len = l.kv_len;
+    bd.attn.workspace = ws + g.bsa_at;
+    bd.rope = m.rope;  // EnsureRope ran before the plan; unchanged since
+    bd.rope_positions = m.rope_positions;
+    bd.block_starts = state.starts[stages - 1];
+    bd.block_count = state.count[stages - 1];
+    RETURN_IF_ERROR(kernels::BsaDecodeAttentionGpu(bd, cs));
+    // Scatter: the recomputed stages into the sequences' lists, the outputs.
+    if (g.min_start >= 0 || !g.out_in_place) {
+      for (int c0 = 0; c0 < gn; c0 += chi::kBatchChunk) {
+        const int cn = std::min(chi::kBatchChunk, gn - c0);
+        chi::ScatterArgs a{};
+        a.l = l;
+        a.first = c0;
+        a.stages = stages;
+        for (int j = 0; j < cn; ++j) {
+          const int start = g.start_stage[c0 + j];
+          chi::ScatterEntry& e = a.e[j];
+          for (int s = 0; s < stages; ++s) {
+            e.list[s] = start >= 0 && s >= start ? g.lists[c0 + j][s]->mem : nullptr;
+          }
+          e.out = g.out_in_place ? nullptr : static_cast<int32_t*>(items[g.items[c0 + j]].out);
+        }
+        chi::ScatterKernel<<<cn, chi::kCopyThreads, 0, cs>>>(a);
+        CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      }
+    }
+    Impl::LastRun::BatchPart part;
+    part.starts = state.starts[stages - 1];
+    part.count = state.count[stages - 1];
+    part.stride = bd.max_blocks;
+    part.items = g.items;
+    last.parts.push_back(std::move(part));
+  }
+  // Every launch is enqueued: the sequences that refreshed now cache this step's lists.
+  for (Group& g : groups) {
+    for (size_t j = 0; j < g.items.size(); ++j) {
+      if (g.start_stage[j] >= 0) states[g.items[j]]->cache[layer] = std::move(g.lists[j]);
+    }
   }
   last.valid = true;
   m.last = std::move(last);
@@ -618,6 +1057,20 @@ absl::StatusOr<CudaHipAttention::RunBlocks> CudaHipAttention::LastRunBlocks(void
       if (c < 0 || c > last.single_stride) return BadCount(c, last.single_stride);
       const int32_t* first = starts.data() + e * last.single_stride;
       rb.lists[static_cast<size_t>(last.rows_q) * kvh + e].assign(first, first + c);
+    }
+  }
+  for (const Impl::LastRun::BatchPart& part : last.parts) {
+    const size_t entries = part.items.size() * kvh;
+    RETURN_IF_ERROR(CopyToHost(part.starts, entries * part.stride, &starts, cs));
+    RETURN_IF_ERROR(CopyToHost(part.count, entries, &counts, cs));
+    for (size_t j = 0; j < part.items.size(); ++j) {
+      for (int h = 0; h < kvh; ++h) {
+        const size_t e = j * kvh + h;
+        const int c = counts[e];
+        if (c < 0 || c > part.stride) return BadCount(c, part.stride);
+        const int32_t* first = starts.data() + e * part.stride;
+        rb.lists[static_cast<size_t>(part.items[j]) * kvh + h].assign(first, first + c);
+      }
     }
   }
   return rb;

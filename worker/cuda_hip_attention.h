@@ -1,7 +1,8 @@
 // CudaHipAttention: HiP sparse attention for the worker's CUDA forward pass, the GPU twin of
 // HipAttention (worker/hip_attention.h). Same options, same per-sequence schedule (BeginStep),
 // same selection, called per (sequence, layer) exactly as the CPU backend calls
-// HipAttention::Run, on bf16 device tensors. Built on the tested kernels:
+// HipAttention::Run, on bf16 device tensors, or (RunDecodeBatch) for the decode tokens of many
+// sequences of one layer at once. Built on the tested kernels:
 //   - prefill rows (64-query blocks aligned to absolute positions): HipPrefillMaskGpu
 //     (kernels/hip_cuda/prefill_mask.h) + BsaPrefillAttentionGpu (attention_cuda/bsa_prefill.h);
 //   - the last HipConfig::tail_queries queries of a prefill step (one row each) and decode
@@ -9,7 +10,13 @@
 //     kv_len = position + 1) + BsaDecodeAttentionGpu (attention_cuda/decode_attention.h) with
 //     in-kernel RoPE and the HIP.md 5 position rewrites;
 //   - decode mask reuse (HIP.md 4): each sequence keeps per layer the kept list of every stage
-//     in device memory; a step restarts from its refresh stage or reuses the final list.
+//     in device memory; a step restarts from its refresh stage or reuses the final list;
+//   - batched decode (RunDecodeBatch): one small kernel gathers each sequence's cached input
+//     list (and, for reuse, its final list) into batch-major workspace arrays, one
+//     HipDecodeMaskGpu call (per-sequence refresh stages through seq_start_stage) and one
+//     BsaDecodeAttentionGpu call serve all sequences, and one kernel scatters the refreshed
+//     stages back into the sequences' lists (tiered K/V: per-sequence tables through
+//     TieredKvSource::entries).
 // The selected block lists equal HipAttention's exactly (the kernels are bit-exact against the
 // CPU reference); outputs agree within bf16 rounding (bf16 q/k/v/out, fp32 math).
 //
@@ -24,7 +31,7 @@
 // them): they share the workspace, and pooled list buffers are recycled in stream order.
 // Lifetime: the destructor synchronises the device; snapshots may outlive the object.
 // Thread-safety: not thread-safe; driven by the backend's thread.
-// Host syncs: none in a Run, except when the RoPE table or workspace grows.
+// Host syncs: none in a Run or RunDecodeBatch, except when the RoPE table or workspace grows.
 // CUDA builds only (compiled with cuda_backend.cu); the header carries no CUDA types.
 #pragma once
 
@@ -72,6 +79,36 @@ class CudaHipAttention {
                          const kernels::TieredKvSource& tiered, int num_kv, void* out,
                          void* stream);
 
+  // One decode query of a RunDecodeBatch.
+  struct DecodeItem {
+    common::SequenceId seq;
+    const void* q = nullptr;         // [num_heads][head_dim] bf16, the query at position num_kv - 1
+    void* out = nullptr;             // [num_heads][head_dim] bf16; must not alias q or K/V
+    int num_kv = 0;                  // the sequence's keys, the new one included (start_pos + 1)
+    int64_t kv_row = 0;              // contiguous K/V: row of the sequence's key 0 in k / v
+    kernels::TieredKvSource tiered;  // offloaded K/V: the sequence's source (one sequence)
+  };
+  // The decode attention of one layer for many sequences at once: the same lists, cached state
+  // and outputs as calling Run / RunTiered(item.seq, layer, item.q, 1, num_kv - 1, ...) for each
+  // item in turn, with one mask and one BSA call for all items whose step has the same extend
+  // mode (cfg.extend && num_kv > extend_min_tokens; at most two groups). Every item's sequence
+  // must be in a decode step (BeginStep with one token at num_kv - 1 > 0: FailedPrecondition
+  // otherwise) and appear once. K/V: the contiguous bf16 pool `k`, `v` ([rows][num_kv_heads]
+  // [head_dim], item i's token t at row kv_row + t) when non-null; null: each item's `tiered`
+  // (CudaKvTiers::Source), all with the same bank_k / bank_v. q / out rows that are
+  // consecutive in item order ([n][num_heads][head_dim]) are used in place; others are copied
+  // through the workspace. Outputs equal the per-sequence path's up to the BSA kernel's
+  // partition plan, which depends on the batch (SetBsaDecodePlanForTesting fixes it).
+  // LastRunBlocks then reports lists[i * num_kv_heads + kvh] for item i. On error nothing of
+  // the sequences' cached state changed (kernels may have been enqueued).
+  absl::Status RunDecodeBatch(int layer, const std::vector<DecodeItem>& items, const void* k,
+                              const void* v, void* stream);
+
+  // Tests: fixes BsaDecodeGpuParams::num_splits / keys_per_step of every decode BSA call (0 =
+  // automatic, the default), so outputs do not depend on the batch (for keys lists of one
+  // logical length: sequences longer than n_sink and n_window + 1).
+  void SetBsaDecodePlanForTesting(int num_splits, int keys_per_step);
+
   // The decision of BeginStep for the sequence's current step (NotFound before any).
   absl::StatusOr<HipStepInfo> CurrentStep(common::SequenceId seq) const;
 
@@ -80,9 +117,10 @@ class CudaHipAttention {
   // HipAttention::CachedBlocks; NotFound when there is none.
   absl::StatusOr<std::vector<int32_t>> CachedBlocks(common::SequenceId seq, int layer, int kv_head,
                                                     void* stream) const;
-  // The block lists the latest Run attended with: lists[i * num_kv_heads + kvh] = ascending
-  // block starts of query i of that Run (queries of one prefill row share a list). Valid until
-  // the next Run; FailedPrecondition when there was no successful Run since.
+  // The block lists the latest Run (or RunDecodeBatch: query i = item i) attended with:
+  // lists[i * num_kv_heads + kvh] = ascending block starts of query i of that Run (queries of
+  // one prefill row share a list). Valid until the next Run; FailedPrecondition when there was
+  // no successful Run since.
   struct RunBlocks {
     int num_q = 0;
     int num_kv_heads = 0;

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@
 #include "kernels/hip/rope_table.h"
 #include "kernels/testing/compare.h"
 #include "worker/cuda_hip_attention.h"
+#include "worker/cuda_kv_tiers.h"
 #include "worker/hip_attention.h"
 
 namespace hipserve::worker {
@@ -441,6 +443,385 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"medium_d64_g2_all_tail", 64, 2, 2, {1000, 20, 1600}, 40, true, 0, 100, true}),
     CaseName);
 
+// ---------------------------------------------------------------------------------------------
+// Batched decode (RunDecodeBatch) against the per-sequence path (Run / RunTiered) of a second
+// CudaHipAttention and against the CPU HipAttention. Five sequences of different lengths are
+// prefilled (per-sequence path), then decode together in rounds; sequence i joins at round
+// kJoin[i], so the batch mixes first decode steps, stage 0 / 1 / 2 refreshes and reused lists,
+// and (extend_min_tokens = 2000) steps with and without the context extension (two groups per
+// call; one sequence crosses the threshold mid-way). Twice a garbage round (other queries) runs
+// between Save and Restore on all three. Odd rounds place the items' q / out rows out of order
+// with gaps (copied through the workspace), even rounds consecutively (used in place). K/V: a
+// bf16 pool (sequences at different rows) or CudaKvTiers (fp8 hot pages / cold host pages,
+// per-sequence tables through TieredKvSource::entries); values are fp8-representable, so the
+// CPU sees exactly what the GPU reads. Per round and layer:
+//   - every item's block list (LastRunBlocks) EQUALS the per-sequence path's and the CPU's
+//     CachedBlocks (truncated to the BSA list as above); CachedBlocks of both GPU objects equal
+//     the CPU's for every (sequence, layer, KV head), also right after each Restore;
+//   - the outputs are bit-identical to the per-sequence path's (both with the BSA plan fixed by
+//     SetBsaDecodePlanForTesting: every sequence is longer than n_sink and n_window + 1) and
+//     NaN-free (NaN-poisoned before each run).
+struct BatchCase {
+  std::string name;
+  int head_dim = 64;
+  int num_kv_heads = 2;
+  int group = 2;
+  bool tiered = false;
+  int64_t hot_tokens = 0;  // tiered: GPU page pool (tokens)
+};
+
+std::string BatchCaseName(const ::testing::TestParamInfo<BatchCase>& info) {
+  return info.param.name;
+}
+
+class CudaHipAttentionBatchGpuTest : public ::testing::TestWithParam<BatchCase> {};
+
+TEST_P(CudaHipAttentionBatchGpuTest, BatchedDecodeMatchesPerSequence) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  const BatchCase& bc = GetParam();
+  constexpr int kSeqs = 5;
+  constexpr int kRounds = 30;
+  const int prompts[kSeqs] = {1000, 1993, 2400, 700, 3100};
+  const int join[kSeqs] = {0, 2, 5, 9, 14};  // first decode round of each sequence
+  const std::vector<int> garbage_before = {8, 16};
+  const Shape s{bc.num_kv_heads * bc.group, bc.num_kv_heads, bc.head_dim};
+  Case c;
+  c.extend = true;
+  c.extend_min_tokens = 2000;
+  HipAttentionOptions o;
+  o.config = SmallConfig(c);
+  o.rope = Llama3Rope();
+  o.num_layers = kLayers;
+  o.num_heads = s.heads;
+  o.num_kv_heads = s.kvh;
+  o.head_dim = s.d;
+  const kernels::HipConfig& cfg = o.config;
+  auto cpu_or = HipAttention::Create(o);
+  ASSERT_TRUE(cpu_or.ok()) << cpu_or.status();
+  auto ref_or = CudaHipAttention::Create(o);
+  ASSERT_TRUE(ref_or.ok()) << ref_or.status();
+  auto bat_or = CudaHipAttention::Create(o);
+  ASSERT_TRUE(bat_or.ok()) << bat_or.status();
+  HipAttention& cpu = **cpu_or;
+  CudaHipAttention& ref = **ref_or;
+  CudaHipAttention& bat = **bat_or;
+  ref.SetBsaDecodePlanForTesting(3, 8);
+  bat.SetBsaDecodePlanForTesting(3, 8);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+
+  const int64_t kvrow = int64_t{s.kvh} * s.d, qrow = int64_t{s.heads} * s.d;
+  const uint64_t seed = kernels::decode_test::SeedOf(bc.name);
+  // Host K/V per (sequence, layer): fp8-representable values and their bf16 bits.
+  std::vector<int> total(kSeqs);
+  std::vector<int64_t> kv_row(kSeqs);
+  int64_t pool_rows = 0;
+  std::vector<std::vector<kernels::decode_test::KvTensor>> kh(kSeqs), vh(kSeqs);
+  for (int i = 0; i < kSeqs; ++i) {
+    total[i] = prompts[i] + kRounds - join[i];
+    kv_row[i] = pool_rows + 17 * i;  // gaps between sequences
+    pool_rows = kv_row[i] + total[i];
+    for (int l = 0; l < kLayers; ++l) {
+      kh[i].push_back(kernels::decode_test::MakeKv(total[i] * kvrow, seed + 100 * i + 10 * l + 1,
+                                                   -1.f, 1.f, /*fp8=*/true));
+      vh[i].push_back(kernels::decode_test::MakeKv(total[i] * kvrow, seed + 100 * i + 10 * l + 2,
+                                                   -1.f, 1.f, /*fp8=*/true));
+    }
+  }
+  // Contiguous mode: one NaN-poisoned bf16 pool per layer for K and for V.
+  std::vector<std::unique_ptr<DeviceBuffer>> pk, pv;
+  std::unique_ptr<CudaKvTiers> tiers;
+  if (bc.tiered) {
+    CudaKvTiersOptions to;
+    to.num_layers = kLayers;
+    to.num_kv_heads = s.kvh;
+    to.head_dim = s.d;
+    to.n_sink = cfg.n_sink;
+    to.n_window = cfg.n_window;
+    to.hot_tokens = bc.hot_tokens;
+    to.cold_tokens = int64_t{1} << 15;
+    to.table_bytes = int64_t{64} << 20;
+    auto t = CudaKvTiers::Create(to, stream);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tiers = std::move(t).value();
+    for (int i = 0; i < kSeqs; ++i) ASSERT_TRUE(tiers->AddSequence(SequenceId(i + 1)).ok());
+  } else {
+    for (int l = 0; l < kLayers; ++l) {
+      pk.push_back(std::make_unique<DeviceBuffer>(pool_rows * kvrow * 2));
+      pv.push_back(std::make_unique<DeviceBuffer>(pool_rows * kvrow * 2));
+      ASSERT_EQ(cudaMemset(pk.back()->get(), 0xFF, pool_rows * kvrow * 2), cudaSuccess);
+      ASSERT_EQ(cudaMemset(pv.back()->get(), 0xFF, pool_rows * kvrow * 2), cudaSuccess);
+    }
+  }
+  // Writes tokens [start, start + n) of the listed sequences (one item each) to the K/V store.
+  DeviceBuffer step_k(int64_t{4096} * kvrow * 2), step_v(int64_t{4096} * kvrow * 2);
+  auto write_kv = [&](const std::vector<int>& seqs, const std::vector<int>& starts,
+                      const std::vector<int>& counts) {
+    std::vector<CudaKvTiers::Item> items;
+    int row = 0;
+    for (size_t j = 0; j < seqs.size(); ++j) {
+      items.push_back(CudaKvTiers::Item{SequenceId(seqs[j] + 1), starts[j], counts[j], row});
+      row += counts[j];
+    }
+    if (tiers != nullptr) {
+      ASSERT_TRUE(tiers->Prepare(items).ok());
+    }
+    for (int l = 0; l < kLayers; ++l) {
+      for (size_t j = 0; j < seqs.size(); ++j) {
+        const int i = seqs[j];
+        const int64_t at = int64_t{starts[j]} * kvrow, bytes = int64_t{counts[j]} * kvrow * 2;
+        uint16_t* dk = tiers != nullptr
+                           ? static_cast<uint16_t*>(step_k.get()) + items[j].row * kvrow
+                           : static_cast<uint16_t*>(pk[l]->get()) + kv_row[i] * kvrow + at;
+        uint16_t* dv = tiers != nullptr
+                           ? static_cast<uint16_t*>(step_v.get()) + items[j].row * kvrow
+                           : static_cast<uint16_t*>(pv[l]->get()) + kv_row[i] * kvrow + at;
+        ASSERT_EQ(
+            cudaMemcpyAsync(dk, kh[i][l].bf16.data() + at, bytes, cudaMemcpyHostToDevice, stream),
+            cudaSuccess);
+        ASSERT_EQ(
+            cudaMemcpyAsync(dv, vh[i][l].bf16.data() + at, bytes, cudaMemcpyHostToDevice, stream),
+            cudaSuccess);
+      }
+      if (tiers != nullptr) {
+        ASSERT_TRUE(tiers->Append(l, step_k.get(), step_v.get()).ok());
+      }
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);  // host rows reused next call
+    }
+  };
+
+  // Prefill: each sequence alone, the per-sequence path on both GPU objects.
+  for (int i = 0; i < kSeqs; ++i) {
+    const SequenceId seq(i + 1);
+    const int n = prompts[i];
+    write_kv({i}, {0}, {n});
+    if (HasFatalFailure()) return;
+    cpu.BeginStep(seq, 0, n);
+    ref.BeginStep(seq, 0, n);
+    bat.BeginStep(seq, 0, n);
+    for (int l = 0; l < kLayers; ++l) {
+      const std::vector<float> q = RandomBf16(n * qrow, seed + 7000 + 10 * i + l, -2.f, 2.f);
+      DeviceBuffer q_dev(kernels::decode_test::ToBf16Bits(q));
+      DeviceBuffer out_dev(n * qrow * 2);
+      std::vector<float> cpu_out(n * qrow);
+      ASSERT_TRUE(cpu.Run(seq, l, q.data(), n, 0, kh[i][l].values.data(), vh[i][l].values.data(), n,
+                          cpu_out.data())
+                      .ok());
+      for (CudaHipAttention* g : {&ref, &bat}) {
+        absl::Status st;
+        if (tiers != nullptr) {
+          auto src = tiers->Source(seq, l);
+          ASSERT_TRUE(src.ok()) << src.status();
+          st = g->RunTiered(seq, l, q_dev.get(), n, 0, *src, n, out_dev.get(), stream);
+        } else {
+          st = g->Run(
+              seq, l, q_dev.get(), n, 0, static_cast<uint16_t*>(pk[l]->get()) + kv_row[i] * kvrow,
+              static_cast<uint16_t*>(pv[l]->get()) + kv_row[i] * kvrow, n, out_dev.get(), stream);
+        }
+        ASSERT_TRUE(st.ok()) << st;
+      }
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    }
+  }
+
+  int list_mismatches = 0, out_mismatches = 0, mixed_extend_calls = 0, pruned = 0;
+  std::vector<int> refresh_seen(cfg.num_stages() + 1, 0);
+  std::vector<int> pos(prompts, prompts + kSeqs);  // next position of each sequence
+  auto compare_cached = [&](const std::vector<int>& seqs, const std::string& where) {
+    for (int i : seqs) {
+      for (int l = 0; l < kLayers; ++l) {
+        for (int h = 0; h < s.kvh; ++h) {
+          const std::vector<int32_t>* want = cpu.CachedBlocks(SequenceId(i + 1), l, h);
+          for (CudaHipAttention* g : {&ref, &bat}) {
+            auto got = g->CachedBlocks(SequenceId(i + 1), l, h, stream);
+            ASSERT_EQ(want != nullptr, got.ok()) << where << ": " << got.status();
+            if (want != nullptr && *got != *want) {
+              ++list_mismatches;
+              ADD_FAILURE() << where << " seq " << i << " layer " << l << " kv head " << h
+                            << (g == &bat ? " (batched)" : " (per sequence)") << ": CachedBlocks "
+                            << ListString(*got) << "\n  CPU " << ListString(*want);
+            }
+          }
+        }
+      }
+    }
+  };
+
+  // One decode round of the listed sequences on all three; `check`: compare (false: garbage).
+  auto run_round = [&](int round, const std::vector<int>& seqs, uint64_t q_seed, bool check) {
+    const int n = static_cast<int>(seqs.size());
+    std::vector<int> starts, ones(n, 1);
+    for (int i : seqs) starts.push_back(pos[i]);
+    write_kv(seqs, starts, ones);
+    if (HasFatalFailure()) return;
+    bool ext_on = false, ext_off = false;
+    for (int j = 0; j < n; ++j) {
+      const SequenceId seq(seqs[j] + 1);
+      cpu.BeginStep(seq, starts[j], 1);
+      ref.BeginStep(seq, starts[j], 1);
+      bat.BeginStep(seq, starts[j], 1);
+      auto ci = cpu.CurrentStep(seq);
+      auto bi = bat.CurrentStep(seq);
+      ASSERT_TRUE(ci.ok() && bi.ok() && ci->decode && bi->decode);
+      ASSERT_EQ(ci->refresh_stage, bi->refresh_stage);
+      if (check) ++refresh_seen[ci->refresh_stage + 1];
+      (starts[j] + 1 > cpu.extend_min_tokens() ? ext_on : ext_off) = true;
+    }
+    mixed_extend_calls += check && ext_on && ext_off;
+    // Row of item j in the q / out buffers: consecutive on even rounds, reversed with gaps on
+    // odd ones.
+    const bool scattered = round % 2 == 1;
+    const int rows = scattered ? 2 * n + 1 : n;
+    auto row_of = [&](int j) { return scattered ? 2 * (n - 1 - j) + 1 : j; };
+    for (int l = 0; l < kLayers; ++l) {
+      const std::string where = bc.name + " round " + std::to_string(round) + " layer " +
+                                std::to_string(l) + (check ? "" : " (rolled back)");
+      const std::vector<float> q = RandomBf16(rows * qrow, q_seed + l, -2.f, 2.f);
+      DeviceBuffer q_dev(kernels::decode_test::ToBf16Bits(q));
+      DeviceBuffer out_ref(rows * qrow * 2), out_bat(rows * qrow * 2);
+      ASSERT_EQ(cudaMemsetAsync(out_ref.get(), 0xFF, rows * qrow * 2, stream), cudaSuccess);
+      ASSERT_EQ(cudaMemsetAsync(out_bat.get(), 0xFF, rows * qrow * 2, stream), cudaSuccess);
+      const auto* qd = static_cast<const uint16_t*>(q_dev.get());
+      std::vector<CudaHipAttention::DecodeItem> items(n);
+      std::vector<std::vector<std::vector<int32_t>>> ref_lists(n);
+      for (int j = 0; j < n; ++j) {
+        const int i = seqs[j];
+        const SequenceId seq(i + 1);
+        const int num_kv = starts[j] + 1;
+        std::vector<float> cpu_out(qrow);
+        ASSERT_TRUE(cpu.Run(seq, l, q.data() + row_of(j) * qrow, 1, starts[j],
+                            kh[i][l].values.data(), vh[i][l].values.data(), num_kv, cpu_out.data())
+                        .ok());
+        CudaHipAttention::DecodeItem& it = items[j];
+        it.seq = seq;
+        it.q = qd + row_of(j) * qrow;
+        it.out = static_cast<uint16_t*>(out_bat.get()) + row_of(j) * qrow;
+        it.num_kv = num_kv;
+        void* ro = static_cast<uint16_t*>(out_ref.get()) + row_of(j) * qrow;
+        absl::Status st;
+        if (tiers != nullptr) {
+          auto src = tiers->Source(seq, l);
+          ASSERT_TRUE(src.ok()) << src.status();
+          it.tiered = *src;
+          st = ref.RunTiered(seq, l, it.q, 1, starts[j], *src, num_kv, ro, stream);
+        } else {
+          it.kv_row = kv_row[i];
+          st = ref.Run(
+              seq, l, it.q, 1, starts[j], static_cast<uint16_t*>(pk[l]->get()) + kv_row[i] * kvrow,
+              static_cast<uint16_t*>(pv[l]->get()) + kv_row[i] * kvrow, num_kv, ro, stream);
+        }
+        ASSERT_TRUE(st.ok()) << where << ": " << st;
+        if (check) {
+          auto rb = ref.LastRunBlocks(stream);
+          ASSERT_TRUE(rb.ok()) << where << ": " << rb.status();
+          ref_lists[j] = rb->lists;
+        }
+      }
+      const absl::Status bs =
+          tiers != nullptr ? bat.RunDecodeBatch(l, items, nullptr, nullptr, stream)
+                           : bat.RunDecodeBatch(l, items, pk[l]->get(), pv[l]->get(), stream);
+      ASSERT_TRUE(bs.ok()) << where << ": " << bs;
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << where;
+      if (!check) continue;
+      auto blocks = bat.LastRunBlocks(stream);
+      ASSERT_TRUE(blocks.ok()) << where << ": " << blocks.status();
+      ASSERT_EQ(blocks->num_q, n);
+      ASSERT_EQ(static_cast<int>(blocks->lists.size()), n * s.kvh);
+      const int max_blocks =
+          kernels::PruningSpecForLayer(cfg, l).keep_tokens.back() / cfg.block_size();
+      for (int j = 0; j < n; ++j) {
+        for (int h = 0; h < s.kvh; ++h) {
+          const std::vector<int32_t>& got = blocks->lists[static_cast<size_t>(j) * s.kvh + h];
+          const std::vector<int32_t>* cached = cpu.CachedBlocks(SequenceId(seqs[j] + 1), l, h);
+          ASSERT_NE(cached, nullptr) << where;
+          const std::vector<int32_t> want(
+              cached->begin(), cached->begin() + std::min<int>(cached->size(), max_blocks));
+          const int candidates =
+              std::max(0, starts[j] - cfg.n_window - cfg.n_sink + kBlock - 1) / kBlock;
+          pruned += static_cast<int>(got.size()) < candidates;
+          if (got != want || got != ref_lists[j][h]) {
+            if (list_mismatches++ < 6) {
+              ADD_FAILURE() << where << " seq " << seqs[j] << " kv head " << h << ": batched "
+                            << ListString(got) << "\n  per sequence " << ListString(ref_lists[j][h])
+                            << "\n  CPU " << ListString(want);
+            }
+          }
+        }
+      }
+      const std::vector<uint16_t> a = out_ref.ToHost<uint16_t>(rows * qrow);
+      const std::vector<uint16_t> b = out_bat.ToHost<uint16_t>(rows * qrow);
+      for (int j = 0; j < n; ++j) {
+        int diff = 0, nan = 0;
+        for (int64_t x = row_of(j) * qrow; x < (row_of(j) + 1) * qrow; ++x) {
+          diff += a[x] != b[x];
+          nan += std::isnan(kernels::Bf16ToFloat(b[x]));
+        }
+        EXPECT_EQ(nan, 0) << where << " seq " << seqs[j];
+        if (diff != 0 && out_mismatches++ < 6) {
+          ADD_FAILURE() << where << " seq " << seqs[j] << ": " << diff << " of " << qrow
+                        << " output values differ from the per-sequence path";
+        }
+      }
+      // Rows between the items' (odd rounds) stay untouched.
+      if (scattered) {
+        for (int64_t x = 0; x < qrow; ++x) EXPECT_EQ(b[x], 0xFFFF) << where << " gap row";
+      }
+    }
+    if (check) {
+      for (int i : seqs) ++pos[i];
+    }
+  };
+
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<int> seqs;
+    for (int i = 0; i < kSeqs; ++i) {
+      if (join[i] <= round) seqs.push_back(i);
+    }
+    const std::string where = bc.name + " round " + std::to_string(round);
+    if (std::find(garbage_before.begin(), garbage_before.end(), round) != garbage_before.end()) {
+      std::vector<SequenceId> ids;
+      for (int i : seqs) ids.push_back(SequenceId(i + 1));
+      const auto cpu_snap = cpu.Save(ids);
+      const auto ref_snap = ref.Save(ids);
+      const auto bat_snap = bat.Save(ids);
+      run_round(round, seqs, seed ^ 0xBADC0FFEEull ^ round, /*check=*/false);
+      if (HasFatalFailure()) return;
+      cpu.Restore(cpu_snap);
+      ref.Restore(ref_snap);
+      bat.Restore(bat_snap);
+      compare_cached(seqs, where + " after Restore");
+      if (HasFatalFailure()) return;
+    }
+    run_round(round, seqs, seed + 1000 * (round + 1), /*check=*/true);
+    if (HasFatalFailure()) return;
+    compare_cached(seqs, where);
+    if (HasFatalFailure()) return;
+  }
+  std::printf(
+      "[ case ] %s: list mismatches %d, output mismatches %d, calls mixing extend modes %d, "
+      "pruned lists %d, refreshes reuse/s0/s1/s2 %d/%d/%d/%d\n",
+      bc.name.c_str(), list_mismatches, out_mismatches, mixed_extend_calls, pruned, refresh_seen[0],
+      refresh_seen[1], refresh_seen[2], refresh_seen[3]);
+  EXPECT_EQ(list_mismatches, 0);
+  EXPECT_EQ(out_mismatches, 0);
+  EXPECT_GT(mixed_extend_calls, 0);
+  EXPECT_GT(pruned, 0);
+  for (int r = 0; r <= cfg.num_stages(); ++r) EXPECT_GT(refresh_seen[r], 0) << "refresh " << r - 1;
+  tiers.reset();  // before the stream it enqueues on
+  cudaStreamDestroy(stream);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Batches, CudaHipAttentionBatchGpuTest,
+    ::testing::Values(BatchCase{"pool_d64_g2", 64, 2, 2, false, 0},
+                      BatchCase{"pool_d128_g4", 128, 2, 4, false, 0},
+                      // Every page hot; a pool of 40 pages (most reads from host pages);
+                      // no hot pool at all.
+                      BatchCase{"tiers_hot_d64_g2", 64, 2, 2, true, int64_t{1} << 15},
+                      BatchCase{"tiers_evicting_d128_g3", 128, 2, 3, true, 40 * 64},
+                      BatchCase{"tiers_cold_d64_g1", 64, 2, 1, true, 0}),
+    BatchCaseName);
+
 TEST(CudaHipAttentionGpuErrors, RejectsUnsupportedAndMisuse) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   HipAttentionOptions o;
@@ -474,6 +855,26 @@ TEST(CudaHipAttentionGpuErrors, RejectsUnsupportedAndMisuse) {
       (*gpu)->Run(seq, 1, buf.get(), 4, 0, buf.get(), buf.get(), 4, buf.get(), nullptr).code(),
       absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*gpu)->CachedBlocks(seq, 0, 0, nullptr).status().code(), absl::StatusCode::kNotFound);
+  // RunDecodeBatch: only sequences in a decode step, each once, K and V both or neither.
+  CudaHipAttention::DecodeItem item;
+  item.seq = seq;  // in a prefill step
+  item.q = buf.get();
+  item.out = static_cast<char*>(buf.get()) + 4096;
+  item.num_kv = 5;
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {item}, buf.get(), buf.get(), nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+  item.seq = SequenceId(2);  // no BeginStep
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {item}, buf.get(), buf.get(), nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+  (*gpu)->BeginStep(item.seq, 4, 1);  // decode step 0
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {item, item}, buf.get(), buf.get(), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {item}, buf.get(), nullptr, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {}, buf.get(), buf.get(), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gpu)->RunDecodeBatch(0, {item}, nullptr, nullptr, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);  // tiered without a source
 }
 
 }  // namespace

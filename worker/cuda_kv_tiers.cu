@@ -115,6 +115,9 @@ struct CudaKvTiers::Impl {
   int64_t hot_pages = 0;
   uint8_t* hot_k = nullptr;
   uint8_t* hot_v = nullptr;
+  // Without a hot pool: a small device block that stands in for both banks (never read: every
+  // slot is -1), the same for every sequence, so that batched calls see one bank.
+  uint8_t* no_bank = nullptr;
   std::vector<int32_t> hot_free;
   std::unique_ptr<kvstore::Memory> memory;
   std::unique_ptr<kvstore::PagePool> cold;
@@ -167,6 +170,7 @@ CudaKvTiers::~CudaKvTiers() {
   }
   cudaFree(m.hot_k);
   cudaFree(m.hot_v);
+  cudaFree(m.no_bank);
   cudaFree(m.meta_dev);
   m.cold.reset();  // before the Memory it allocates from
 }
@@ -198,6 +202,8 @@ absl::StatusOr<std::unique_ptr<CudaKvTiers>> CudaKvTiers::Create(const CudaKvTie
     const size_t bank = static_cast<size_t>(m->lists * m->hot_pages * kPage * o.head_dim);
     CUDA_RETURN_IF_ERROR(cudaMalloc(&m->hot_k, bank));
     CUDA_RETURN_IF_ERROR(cudaMalloc(&m->hot_v, bank));
+  } else {
+    CUDA_RETURN_IF_ERROR(cudaMalloc(&m->no_bank, 256));
   }
   m->hot_free.reserve(m->hot_pages);
   for (int64_t i = m->hot_pages - 1; i >= 0; --i) m->hot_free.push_back(static_cast<int32_t>(i));
@@ -417,8 +423,8 @@ absl::StatusOr<kernels::TieredKvSource> CudaKvTiers::Source(SequenceId seq, int 
   }
   kernels::TieredKvSource src;
   // An empty hot pool still needs valid bank pointers (never read: every slot is -1).
-  src.bank_k = m.hot_k != nullptr ? static_cast<const void*>(m.hot_k) : s.slots;
-  src.bank_v = m.hot_v != nullptr ? static_cast<const void*>(m.hot_v) : s.slots;
+  src.bank_k = m.hot_k != nullptr ? m.hot_k : m.no_bank;
+  src.bank_v = m.hot_v != nullptr ? m.hot_v : m.no_bank;
   const int64_t first = int64_t{layer} * m.o.num_kv_heads;
   src.slot_stride = s.page_cap * kPage;
   src.page_stride = s.page_cap;

@@ -94,7 +94,9 @@ class CudaKvTiers {
   // [head_dim], un-rotated) into the cold pages and, where a page is hot, into the hot pool.
   absl::Status Append(int layer, const void* k, const void* v);
   // What the kernels read for (seq, layer): fp8 banks, slot and page tables. Valid until the
-  // next Prepare or Free.
+  // next Prepare or Free. The banks are the same for every sequence and layer (one hot pool),
+  // so the sources of many sequences can be read in one batched call
+  // (CudaHipAttention::RunDecodeBatch).
   absl::StatusOr<kernels::TieredKvSource> Source(common::SequenceId seq, int layer) const;
 
   int64_t cold_capacity_tokens() const;

@@ -4,7 +4,8 @@
 //   - fp8 e5m2 K/V;
 //   - tiered reads (slot table -> bf16 / fp8 bank row, or fp8 page in mapped host memory):
 //     random hit / miss patterns must give bit-identical outputs to the all-hot path on the
-//     same decoded values, and match BsaRef.
+//     same decoded values, and match BsaRef; likewise with every sequence's tables in its own
+//     allocation (TieredKvSource::entries).
 // Pass rule (CONVENTIONS): max and mean error <= 2x those of a naive bf16 implementation (bf16
 // scores / probabilities / output over the same rotated keys) + a rounding atol; no NaN.
 // Fixed seeds per case; outputs and partition workspaces are poisoned with NaN before each run.
@@ -355,6 +356,16 @@ TEST_P(BsaDecodeKvGpuTest, MatchesBsaRef) {
     for (int64_t i = 0; i < out_n; ++i) diff += result[i] != direct[i];
     EXPECT_EQ(diff, 0) << "tiered output differs from the all-hot path in " << diff << " of "
                        << out_n << " values (hits " << f.hits << " / " << f.total << ")";
+    // The same tables, every sequence's in its own allocation with its own strides
+    // (TieredKvSource::entries, the batched decode of sequences with separate tables).
+    decode_test::PerEntryTiered pe;
+    decode_test::SplitTieredPerEntry(f.src, c.kv_heads, c.lens, &pe);
+    tp.tiered = pe.src;
+    const std::vector<uint16_t> per_entry = RunBsa(tp, out_n, d_out.get());
+    diff = 0;
+    for (int64_t i = 0; i < out_n; ++i) diff += per_entry[i] != direct[i];
+    EXPECT_EQ(diff, 0) << "per-entry tables: output differs from the all-hot path in " << diff
+                       << " of " << out_n << " values";
   }
 
   std::vector<float> got(out_n);

@@ -27,6 +27,7 @@ constexpr int kMaxListInts = 16384;  // sink + selected keys per plan row (64 Ki
 // k / v, or the tiered source (which replaces them).
 absl::Status ValidateKvPointers(const BsaPrefillGpuParams& p) {
   const TieredKvSource& t = p.tiered;
+  if (t.entries != nullptr) return Invalid(kFn, "tiered.entries (per-entry tables) is decode-only");
   if (t.slot_table == nullptr) {
     if (p.k == nullptr || p.v == nullptr) return Invalid(kFn, "k and v must be non-null");
     if (!Aligned16(p.k) || !Aligned16(p.v)) return Invalid(kFn, "k and v must be 16-byte aligned");

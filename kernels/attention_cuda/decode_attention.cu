@@ -79,8 +79,8 @@ absl::Status ValidateBsaShape(const char* fn, const BsaDecodeGpuParams& p) {
                    absl::StrCat("rope table covers ", p.rope_positions, " positions, max_kv_len ",
                                 p.attn.max_kv_len, " needs as many"));
   }
-  if (p.tiered.slot_table != nullptr) {
-    const TieredKvSource& t = p.tiered;
+  if (p.tiered.slot_table != nullptr && p.tiered.entries == nullptr) {
+    const TieredKvSource& t = p.tiered;  // per-entry strides are in device memory: unchecked
     if (t.slot_stride < p.attn.max_kv_len) {
       return Invalid(fn, absl::StrCat("tiered.slot_stride ", t.slot_stride, " < max_kv_len ",
                                       p.attn.max_kv_len));
@@ -110,7 +110,7 @@ absl::Status ValidatePointers(const char* fn, const DecodeAttentionGpuParams& p,
 
 absl::Status ValidateBsaOptions(const char* fn, const BsaDecodeGpuParams& p) {
   if (p.rope != nullptr && !Aligned16(p.rope)) return Invalid(fn, "rope must be 16-byte aligned");
-  if (p.tiered.slot_table != nullptr) return internal::CheckTieredKvPointers(fn, p.tiered);
+  if (IsTiered(p.tiered)) return internal::CheckTieredKvPointers(fn, p.tiered);
   return absl::OkStatus();
 }
 
@@ -302,7 +302,7 @@ absl::Status DenseDecodeAttentionGpu(const DecodeAttentionGpuParams& p, void* st
 
 absl::Status BsaDecodeAttentionGpu(const BsaDecodeGpuParams& p, void* stream) {
   if (absl::Status s = ValidateBsaShape(kBsaFn, p); !s.ok()) return s;
-  const bool tiered = p.tiered.slot_table != nullptr;
+  const bool tiered = IsTiered(p.tiered);
   if (absl::Status s = ValidatePointers(kBsaFn, p.attn, tiered); !s.ok()) return s;
   if (absl::Status s = ValidateBsaOptions(kBsaFn, p); !s.ok()) return s;
   if (p.block_count == nullptr || (p.max_blocks > 0 && p.block_starts == nullptr)) {

@@ -94,9 +94,10 @@ struct BsaDecodeGpuParams {
   const float* rope = nullptr;
   int rope_positions = 0;
   bool extend = true;
-  // Tiered reads (HIP.md 7): when tiered.slot_table is non-null every key / value (sink and
-  // window included) is read through `tiered` and attn.k, attn.v, attn.kv_start are ignored
-  // (may be null). Bank rows are in attn.kv_dtype; absent tokens come from fp8 host pages.
+  // Tiered reads (HIP.md 7): when IsTiered(tiered) (slot_table or per-entry tables
+  // tiered.entries non-null) every key / value (sink and window included) is read through
+  // `tiered` and attn.k, attn.v, attn.kv_start are ignored (may be null). Bank rows are in
+  // attn.kv_dtype; absent tokens come from fp8 host pages.
   TieredKvSource tiered;
   // Keys each slot of the kernel takes per step, for group sizes <= 4 (larger groups always
   // use 2): 0 = automatic (4 when batch * num_kv_heads >= the device's SM count, else 8), or

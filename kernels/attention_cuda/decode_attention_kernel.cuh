@@ -223,9 +223,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocksPerSm(MAXG, BSA, KU))
   const int32_t* slots = nullptr;
   const uint64_t* pages = nullptr;
   if constexpr (kTiered) {
-    const int64_t list = kv_access::TieredList(a.src, b, a.num_kv_heads, kvh);
-    slots = a.src.slot_table + list * a.src.slot_stride;
-    pages = a.src.cold_pages + list * a.src.page_stride;
+    const kv_access::TieredRows rows = kv_access::TieredListRows(a.src, b, a.num_kv_heads, kvh);
+    slots = rows.slots;
+    pages = rows.pages;
   }
 
   float m[MAXG], l[MAXG], acc[MAXG][8];

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -122,6 +123,53 @@ inline void NaiveBf16Attend(const float* q, const std::vector<const float*>& key
     for (int x = 0; x < d; ++x) acc[x] += p * vals[j][x];
   }
   for (int x = 0; x < d; ++x) out[x] = RoundToBf16(static_cast<float>(acc[x]));
+}
+
+// The same tiered K/V with every entry's tables in its own allocation (TieredKvSource::entries):
+// entry b takes lists [b * kv_heads, (b + 1) * kv_heads) of `shared` (a shared-table source),
+// copied with strides of its own (slot stride lens[b] + 3 b + 1, page stride
+// ceil(lens[b] / 64) + b + 1), so reading an entry through the shared layout would read
+// other tokens. Slots past an entry's length are absent (-1), pages past it null.
+struct PerEntryTiered {
+  std::vector<std::unique_ptr<DeviceBuffer>> tables;
+  std::unique_ptr<DeviceBuffer> entries;
+  TieredKvSource src;
+};
+
+inline void SplitTieredPerEntry(const TieredKvSource& shared, int kv_heads,
+                                const std::vector<int>& lens, PerEntryTiered* out) {
+  const int batch = static_cast<int>(lens.size());
+  std::vector<int32_t> slots(static_cast<size_t>(batch) * kv_heads * shared.slot_stride);
+  std::vector<uint64_t> pages(static_cast<size_t>(batch) * kv_heads * shared.page_stride);
+  EXPECT_EQ(cudaMemcpy(slots.data(), shared.slot_table, slots.size() * 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(pages.data(), shared.cold_pages, pages.size() * 8, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  std::vector<TieredKvTables> entries(batch);
+  for (int b = 0; b < batch; ++b) {
+    const int64_t ss = lens[b] + 3 * b + 1;
+    const int64_t np = (lens[b] + kKvPageTokens - 1) / kKvPageTokens;
+    const int64_t ps = np + b + 1;
+    std::vector<int32_t> s(static_cast<size_t>(kv_heads) * ss, -1);
+    std::vector<uint64_t> pg(static_cast<size_t>(kv_heads) * ps, 0);
+    for (int h = 0; h < kv_heads; ++h) {
+      const int64_t list = int64_t{b} * kv_heads + h;
+      std::copy_n(slots.data() + list * shared.slot_stride, lens[b], s.data() + h * ss);
+      std::copy_n(pages.data() + list * shared.page_stride, np, pg.data() + h * ps);
+    }
+    out->tables.push_back(std::make_unique<DeviceBuffer>(s));
+    entries[b].slot_table = out->tables.back()->get<int32_t>();
+    entries[b].slot_stride = ss;
+    out->tables.push_back(std::make_unique<DeviceBuffer>(pg));
+    entries[b].cold_pages = out->tables.back()->get<uint64_t>();
+    entries[b].page_stride = ps;
+  }
+  out->entries = std::make_unique<DeviceBuffer>(entries);
+  out->src = shared;
+  out->src.slot_table = nullptr;  // must not be read
+  out->src.cold_pages = nullptr;
+  out->src.slot_stride = out->src.page_stride = 0;
+  out->src.entries = out->entries->get<TieredKvTables>();
 }
 
 // Relative L2 error of a bf16 output (METHOD.md: bf16 lands at 1e-3..1e-2).

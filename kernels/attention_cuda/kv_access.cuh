@@ -64,10 +64,21 @@ struct RowRef {
   bool host;  // k / v point into mapped host memory (cold tier)
 };
 
-// Slot / page table list of (batch entry b, KV head h) (see TieredKvSource::one_sequence).
-__device__ __forceinline__ int64_t TieredList(const TieredKvSource& src, int b, int num_kv_heads,
-                                              int h) {
-  return (src.one_sequence ? 0 : static_cast<int64_t>(b) * num_kv_heads) + h;
+// The slot and page table rows of (batch entry b, KV head h): the entry's own tables
+// (TieredKvSource::entries), else list (one_sequence ? 0 : b * num_kv_heads) + h of the shared
+// ones.
+struct TieredRows {
+  const int32_t* slots;
+  const uint64_t* pages;
+};
+__device__ __forceinline__ TieredRows TieredListRows(const TieredKvSource& src, int b,
+                                                     int num_kv_heads, int h) {
+  if (src.entries != nullptr) {
+    const TieredKvTables& e = src.entries[b];
+    return {e.slot_table + h * e.slot_stride, e.cold_pages + h * e.page_stride};
+  }
+  const int64_t list = (src.one_sequence ? 0 : static_cast<int64_t>(b) * num_kv_heads) + h;
+  return {src.slot_table + list * src.slot_stride, src.cold_pages + list * src.page_stride};
 }
 
 // Token `t` of the (sequence, KV head) whose slot / page table rows start at `slots` / `pages`.

@@ -16,6 +16,16 @@ namespace hipserve::kernels {
 // K [64][head_dim] fp8 e5m2, then V [64][head_dim] fp8 e5m2 (V row = K row + 64 * head_dim).
 inline constexpr int kKvPageTokens = 64;
 
+// One batch entry's own slot / page tables (TieredKvSource::entries): list h of the entry (KV
+// head h) is slot_table + h * slot_stride and cold_pages + h * page_stride, the layout of a
+// one-sequence source (worker/cuda_kv_tiers.h Source(seq, layer)).
+struct TieredKvTables {
+  const int32_t* slot_table = nullptr;   // device
+  const uint64_t* cold_pages = nullptr;  // device
+  int64_t slot_stride = 0;               // >= the entry's kv_len
+  int64_t page_stride = 0;               // >= ceil(kv_len / 64)
+};
+
 // Tiered K/V (HIP.md 7): token t of (sequence b, KV head h) is read
 //   - from the GPU cache bank when slot_table gives a row r >= 0: K = bank_k[r], V = bank_v[r]
 //     (rows of head_dim elements of the params' kv_dtype; kvstore::TokenCache's bank layout,
@@ -40,6 +50,18 @@ struct TieredKvSource {
   // true: every batch entry b is a query of ONE sequence (e.g. the single-query tail of a prefill
   // step) and reads the tables of entry 0 (list = h instead of b * num_kv_heads + h).
   bool one_sequence = false;
+  // Decode kernels only (HipDecodeMaskGpu, BsaDecodeAttentionGpu): optional [batch] device
+  // array of per-entry tables, for a batch of sequences whose tables are separate allocations
+  // with their own strides. When non-null it replaces slot_table / cold_pages / slot_stride /
+  // page_stride / one_sequence (which are then ignored, may be null / 0, and are not checked):
+  // entry b reads entries[b]; its strides must cover its kv_len (the host cannot check them).
+  // The banks stay shared by all entries. Prefill kernels refuse it (InvalidArgument).
+  const TieredKvTables* entries = nullptr;
 };
+
+// Whether a source is set (the kernels then read K/V through it instead of contiguous rows).
+inline bool IsTiered(const TieredKvSource& t) {
+  return t.slot_table != nullptr || t.entries != nullptr;
+}
 
 }  // namespace hipserve::kernels

@@ -36,9 +36,11 @@ inline absl::Status CheckKvDtype(absl::string_view fn, KvDtype d,
 }
 
 // The bank and cold-page pointers of a tiered K/V source that reads both K and V (BSA decode and
-// prefill): non-null, banks 16-byte aligned. Call only when `t.slot_table` is set.
+// prefill): non-null (cold_pages unless per-entry tables are given), banks 16-byte aligned.
+// Call only when IsTiered(t).
 inline absl::Status CheckTieredKvPointers(absl::string_view fn, const TieredKvSource& t) {
-  if (t.bank_k == nullptr || t.bank_v == nullptr || t.cold_pages == nullptr) {
+  if (t.bank_k == nullptr || t.bank_v == nullptr ||
+      (t.cold_pages == nullptr && t.entries == nullptr)) {
     return Invalid(fn, "tiered: bank_k, bank_v and cold_pages must be non-null");
   }
   if (!Aligned16(t.bank_k) || !Aligned16(t.bank_v)) {

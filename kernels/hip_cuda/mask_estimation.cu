@@ -145,14 +145,15 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
   if (absl::Status s = ValidateShape(p); !s.ok()) return s;
   const PruningSpec& spec = *p.spec;
   const int stages = spec.num_stages();
-  const bool tiered = p.tiered.slot_table != nullptr;
+  const bool tiered = IsTiered(p.tiered);
   if (p.q == nullptr || p.kv_len == nullptr || p.rope == nullptr ||
       (!tiered && p.kv_start == nullptr)) {
     return Invalid(kFn, "q, kv_len, rope and (without a tiered source) kv_start must be non-null");
   }
   if (!Aligned16(p.q) || !Aligned16(p.rope))
     return Invalid(kFn, "q and rope must be 16-byte aligned");
-  if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len);
+  if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, p.max_kv_len,
+                                                  /*allow_entries=*/true);
       !st.ok()) {
     return st;
   }

@@ -62,11 +62,12 @@ struct HipDecodeMaskGpuParams {
   // Element type of k and of a tiered source's bank rows (attention_cuda/kv_source.h). fp8
   // e5m2 decodes exactly, so the lists equal EstimateMaskRef's on the decoded keys.
   KvDtype k_dtype = KvDtype::kBf16;
-  // Tiered keys (HIP.md 7), the layout BSA decode reads: when tiered.slot_table is non-null,
-  // token t of (b, kvh) comes from mask-cache row tiered.bank_k[slot] (k_dtype) when its slot
-  // table entry is >= 0, else from the fp8 cold page in mapped host memory (read over PCIe);
-  // k and kv_start are then ignored (may be null) and bank_v is not read. slot_stride and
-  // page_stride must cover max_kv_len tokens.
+  // Tiered keys (HIP.md 7), the layout BSA decode reads: when IsTiered(tiered) (slot_table or
+  // per-entry tables non-null), token t of (b, kvh) comes from mask-cache row
+  // tiered.bank_k[slot] (k_dtype) when its slot table entry is >= 0, else from the fp8 cold
+  // page in mapped host memory (read over PCIe); k and kv_start are then ignored (may be null)
+  // and bank_v is not read. slot_stride and page_stride must cover max_kv_len tokens; with
+  // tiered.entries (sequences with separate tables) each entry's strides cover its kv_len.
   TieredKvSource tiered;
   // Sequence b's token t is row kv_start[b] + t of k, t in [0, kv_len[b]); the query sits at
   // position kv_len[b] - 1, so its candidate range is CandidateRangeFor(config, kv_len[b] - 1)

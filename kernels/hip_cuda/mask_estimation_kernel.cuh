@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   ChunkDescent d(a, in, CPB);
   const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
   const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
-  const int64_t list = kv_access::TieredList(a.keys.tiered, b, a.num_kv_heads, kvh);
+  const kv_access::TieredRows rows = ProbeRows(a.keys, b, a.num_kv_heads, kvh);
   const float kNegInf = -__int_as_float(0x7f800000);
 
   for (int it = 0; it < a.iterations; ++it) {
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
       }
       const float4* cs4 = reinterpret_cast<const float4*>(a.rope + static_cast<int64_t>(rpos) * HD);
       uint32_t kw[HD / 2];  // packed bf16 pairs: element 2i in the low half of kw[i]
-      LoadProbeKey<HD>(a.keys, list, (row0 + probe) * a.num_kv_heads + kvh, probe, kw);
+      LoadProbeKey<HD>(a.keys, rows, (row0 + probe) * a.num_kv_heads + kvh, probe, kw);
       float acc[MAXG];
 #pragma unroll
       for (int g = 0; g < MAXG; ++g) acc[g] = 0.f;

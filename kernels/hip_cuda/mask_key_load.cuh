@@ -31,8 +31,8 @@ struct KeyArgs {
   TieredKvSource tiered;  // kKeysTiered only; bank_v is never read
 };
 
-// Builds the source from the public params' fields (host side). `tiered.slot_table` non-null
-// selects the tiered source.
+// Builds the source from the public params' fields (host side). IsTiered(tiered) selects the
+// tiered source.
 inline KeyArgs MakeKeyArgs(KvDtype dtype, const void* k, const TieredKvSource& tiered) {
   KeyArgs ka{};
   const bool fp8 = dtype == KvDtype::kFp8E5m2;
@@ -41,25 +41,32 @@ inline KeyArgs MakeKeyArgs(KvDtype dtype, const void* k, const TieredKvSource& t
   ka.tiered = tiered;
   // kv_access::TieredRow also forms the (unused) V address; keep it a valid pointer.
   if (ka.tiered.bank_v == nullptr) ka.tiered.bank_v = ka.tiered.bank_k;
-  ka.source = tiered.slot_table != nullptr ? kKeysTiered : (fp8 ? kKeysFp8 : kKeysBf16);
+  ka.source = IsTiered(tiered) ? kKeysTiered : (fp8 ? kKeysFp8 : kKeysBf16);
   return ka;
+}
+
+// The tiered table rows of (batch entry b, KV head h) (kv_access::TieredListRows), or nulls for
+// contiguous keys. Computed once per thread block.
+__device__ __forceinline__ kv_access::TieredRows ProbeRows(const KeyArgs& ka, int b,
+                                                           int num_kv_heads, int h) {
+  if (ka.source != kKeysTiered) return {nullptr, nullptr};
+  return kv_access::TieredListRows(ka.tiered, b, num_kv_heads, h);
 }
 
 // Loads the probe key of token `t` as packed bf16 pairs: element 2i in the low half of kw[i].
 //   contiguous: element row `key_row` (= kv row * num_kv_heads + KV head) of ka.k;
-//   tiered:     token t of slot / page table list `list` (= sequence * num_kv_heads + KV head).
+//   tiered:     token t of the slot / page table rows `rows` (ProbeRows).
 // Device rows use the read-only path, cold rows plain 8-byte loads (the page is only 8-byte
 // aligned). In tiered mode lanes of a warp may take different branches (hit / miss).
 template <int HD>
-__device__ __forceinline__ void LoadProbeKey(const KeyArgs& ka, int64_t list, int64_t key_row,
-                                             int32_t t, uint32_t (&kw)[HD / 2]) {
+__device__ __forceinline__ void LoadProbeKey(const KeyArgs& ka, const kv_access::TieredRows& rows,
+                                             int64_t key_row, int32_t t, uint32_t (&kw)[HD / 2]) {
   const uint8_t* p;
   bool fp8 = ka.source == kKeysFp8;
   bool host = false;
   if (ka.source == kKeysTiered) {
-    const kv_access::RowRef r = kv_access::TieredRow<HD>(
-        ka.tiered, ka.tiered.slot_table + list * ka.tiered.slot_stride,
-        ka.tiered.cold_pages + list * ka.tiered.page_stride, t, 0, ka.bank_fp8);
+    const kv_access::RowRef r =
+        kv_access::TieredRow<HD>(ka.tiered, rows.slots, rows.pages, t, 0, ka.bank_fp8);
     p = r.k;
     fp8 = r.fp8;
     host = r.host;

@@ -3,7 +3,8 @@
 // bf16 or fp8, through the slot table; absent tokens straight from fp8 cold pages in mapped
 // pinned host memory). Every stage's kept list (starts, count, range_end; prefill also the
 // final count) must EQUAL EstimateMaskRef's run on the decoded key values, for random hit rates
-// 0 / 50 / 90 / 100 %. Bank rows no token maps to, the V half of the cold pages and the bytes
+// 0 / 50 / 90 / 100 % (decode: also with every sequence's tables in its own allocation,
+// TieredKvSource::entries). Bank rows no token maps to, the V half of the cold pages and the bytes
 // around them are NaN, so a wrong read changes a score. ctest label gpu; GTEST_SKIP without a
 // device.
 #include <cuda_runtime.h>
@@ -310,20 +311,33 @@ TEST_P(MaskKeySourceGpuTest, ListsEqualCpuReferenceOnDecodedKeys) {
     DeviceBuffer d_ws(std::vector<uint8_t>(*ws, 0xff));
     p.workspace = d_ws.get();
     p.workspace_bytes = *ws;
-    ASSERT_TRUE(HipDecodeMaskGpu(p, nullptr).ok());
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    int selected = 0;
-    for (int b = 0; b < batch; ++b) {
-      const int32_t q_pos = keys.lens[b] - 1;
-      for (int h = 0; h < c.kv_heads; ++h) {
-        const MaskEstimationResult ref = Reference(
-            c, cfg, spec, *rope, keys, b, h, q.data() + (int64_t{b} * c.heads + h * group) * d,
-            int64_t{group} * d, &q_pos, 1);
-        selected += ExpectListsEqual(state, spec, lists, b * c.kv_heads + h, ref,
-                                     absl::StrCat("b", b, " kvh", h));
+    // Tiered sources run twice: shared tables, then every sequence's tables in its own
+    // allocation (TieredKvSource::entries); lists poisoned before each run.
+    decode_test::PerEntryTiered per_entry;
+    const bool tiered_src = c.src != Src::kFp8;
+    if (tiered_src) decode_test::SplitTieredPerEntry(tiered.src, c.kv_heads, keys.lens, &per_entry);
+    for (int run = 0; run < (tiered_src ? 2 : 1); ++run) {
+      if (run == 1) p.tiered = per_entry.src;
+      for (const auto& buf : keep_alive) {
+        ASSERT_EQ(cudaMemset(buf->get(), 0xff, buf->bytes()), cudaSuccess);
       }
+      const absl::Status st = HipDecodeMaskGpu(p, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      int selected = 0;
+      for (int b = 0; b < batch; ++b) {
+        const int32_t q_pos = keys.lens[b] - 1;
+        for (int h = 0; h < c.kv_heads; ++h) {
+          const MaskEstimationResult ref = Reference(
+              c, cfg, spec, *rope, keys, b, h, q.data() + (int64_t{b} * c.heads + h * group) * d,
+              int64_t{group} * d, &q_pos, 1);
+          selected +=
+              ExpectListsEqual(state, spec, lists, b * c.kv_heads + h, ref,
+                               absl::StrCat(run ? "per-entry tables " : "", "b", b, " kvh", h));
+        }
+      }
+      EXPECT_GT(selected, 0) << "no list had anything to select in the last stage";
     }
-    EXPECT_GT(selected, 0) << "no list had anything to select in the last stage";
     return;
   }
 
@@ -521,6 +535,13 @@ TEST(MaskKeySourceGpuArgs, RejectsBadKeySources) {
   p.tiered.cold_pages = nullptr;
   st = HipDecodeMaskGpu(p, nullptr);
   EXPECT_NE(st.message().find("cold_pages"), std::string::npos) << st;
+  // Per-entry tables replace the shared ones (their strides live on the device: unchecked);
+  // the bank is still required.
+  TieredKvSource per_entry;
+  per_entry.entries = reinterpret_cast<const TieredKvTables*>(i32);
+  p.tiered = per_entry;
+  st = HipDecodeMaskGpu(p, nullptr);
+  EXPECT_NE(st.message().find("bank_k"), std::string::npos) << st;
 
   HipPrefillMaskGpuParams pp;
   pp.num_q = 128;
@@ -544,6 +565,9 @@ TEST(MaskKeySourceGpuArgs, RejectsBadKeySources) {
   pp.tiered.page_stride = 66;
   absl::StatusOr<HipPrefillPlan> plan = HipPrefillMaskGpu(pp, nullptr);
   EXPECT_NE(plan.status().message().find("slot_stride"), std::string::npos) << plan.status();
+  pp.tiered.entries = reinterpret_cast<const TieredKvTables*>(i32);  // decode-only
+  plan = HipPrefillMaskGpu(pp, nullptr);
+  EXPECT_NE(plan.status().message().find("decode-only"), std::string::npos) << plan.status();
 }
 
 }  // namespace

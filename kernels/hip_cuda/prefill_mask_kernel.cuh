@@ -244,7 +244,10 @@ __device__ __forceinline__ void RotatedProbeKey(const StageArgs& a, int kvh, int
   const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
   // Batch 1: the tiered list of KV head kvh is kvh; contiguous keys start at row 0.
   uint32_t kw[HD / 2];
-  LoadProbeKey<HD>(a.keys, kvh, static_cast<int64_t>(probe) * a.num_kv_heads + kvh, probe, kw);
+  const TieredKvSource& ts = a.keys.tiered;  // shared tables only (entries: decode-only)
+  const kv_access::TieredRows rows{ts.slot_table + kvh * ts.slot_stride,
+                                   ts.cold_pages + kvh * ts.page_stride};
+  LoadProbeKey<HD>(a.keys, rows, static_cast<int64_t>(probe) * a.num_kv_heads + kvh, probe, kw);
   float x[HD];
 #pragma unroll
   for (int v = 0; v < HD / 8; ++v) {
