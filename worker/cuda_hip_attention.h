@@ -99,8 +99,9 @@ class CudaHipAttention {
   // consecutive in item order ([n][num_heads][head_dim]) are used in place; others are copied
   // through the workspace. Outputs equal the per-sequence path's up to the BSA kernel's
   // partition plan, which depends on the batch (SetBsaDecodePlanForTesting fixes it).
-  // LastRunBlocks then reports lists[i * num_kv_heads + kvh] for item i. On error nothing of
-  // the sequences' cached state changed (kernels may have been enqueued).
+  // LastRunBlocks then reports lists[i * num_kv_heads + kvh] for item i. On error no sequence's
+  // cached lists are replaced, but (as with Run) kernels may have been enqueued and lists that
+  // no snapshot holds may have been rewritten in place: roll a failed step back with Restore.
   absl::Status RunDecodeBatch(int layer, const std::vector<DecodeItem>& items, const void* k,
                               const void* v, void* stream);
 
