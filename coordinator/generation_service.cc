@@ -311,22 +311,22 @@ absl::StatusOr<StartedRequest> GenerationService::StartRequestUnobserved(
   return started;
 }
 
+absl::Status GenerationService::StartCall(grpc::CallbackServerContext* ctx,
+                                          const v1::GenerateRequest& request,
+                                          const SinkFactory& make_sink) {
+  ASSIGN_OR_RETURN(std::string client, Identify(ctx));
+  return StartRequest(request, make_sink, client).status();
+}
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   auto* stream = new GenerateStream(this);
-  absl::StatusOr<std::string> client = Identify(ctx);
-  if (!client.ok()) {
-    stream->FinishWithError(proto::ToGrpcStatus(client.status()));
-    return stream;
-  }
-  absl::StatusOr<StartedRequest> started = StartRequest(
-      *request,
-      [stream](const std::string& id, int prompt_tokens) {
+  const absl::Status status =
+      StartCall(ctx, *request, [stream](const std::string& id, int prompt_tokens) {
         stream->SetRequestId(id);
         return std::make_shared<StreamSink>(stream, id, prompt_tokens);
-      },
-      *client);
-  if (!started.ok()) stream->FinishWithError(proto::ToGrpcStatus(started.status()));
+      });
+  if (!status.ok()) stream->FinishWithError(proto::ToGrpcStatus(status));
   return stream;
 }
 
@@ -334,139 +334,112 @@ grpc::ServerUnaryReactor* GenerationService::GenerateOnce(grpc::CallbackServerCo
                                                           const v1::GenerateRequest* request,
                                                           v1::GenerateOnceResponse* response) {
   auto* reactor = new OnceReactor(this, response);
-  absl::StatusOr<std::string> client = Identify(ctx);
-  if (!client.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(client.status()));
-    return reactor;
-  }
-  absl::StatusOr<StartedRequest> started = StartRequest(
-      *request,
-      [reactor](const std::string& id, int prompt_tokens) {
+  const absl::Status status =
+      StartCall(ctx, *request, [reactor](const std::string& id, int prompt_tokens) {
         reactor->SetRequestId(id);
         return std::make_shared<OnceSink>(reactor, id, prompt_tokens);
-      },
-      *client);
-  if (!started.ok()) reactor->Finish(proto::ToGrpcStatus(started.status()));
+      });
+  if (!status.ok()) reactor->Finish(proto::ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename Body>
+grpc::ServerUnaryReactor* GenerationService::AuthorizedUnary(grpc::CallbackServerContext* ctx,
+                                                             Body body) {
+  absl::Status status = Authorize(ctx);
+  if (status.ok()) status = body();
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(proto::ToGrpcStatus(status));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
                                                    const v1::AbortRequest* request,
                                                    v1::AbortResponse* response) {
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    auto* denied = ctx->DefaultReactor();
-    denied->Finish(proto::ToGrpcStatus(auth));
-    return denied;
-  }
-  std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
-  response->set_aborted(scheduler_->Abort(ids));
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return AuthorizedUnary(ctx, [&] {
+    std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
+    response->set_aborted(scheduler_->Abort(ids));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    auto* denied = ctx->DefaultReactor();
-    denied->Finish(proto::ToGrpcStatus(auth));
-    return denied;
-  }
-  auto* reactor = ctx->DefaultReactor();
-  std::shared_ptr<const ServingModel> m = model();
-  if (m == nullptr) {
-    reactor->Finish(proto::ToGrpcStatus(NotReadyStatus()));
-    return reactor;
-  }
-  v1::GenerateRequest as_generate;
-  if (request->has_chat()) {
-    *as_generate.mutable_chat() = request->chat();
-  } else {
-    as_generate.set_text(request->text());
-  }
-  absl::StatusOr<std::vector<int32_t>> ids = PromptTokens(as_generate, *m->tokenizer);
-  if (!ids.ok()) {
-    reactor->Finish(proto::ToGrpcStatus(ids.status()));
-    return reactor;
-  }
-  for (int32_t id : *ids) {
-    response->add_token_ids(id);
-    // Pieces of multi-byte characters are not valid UTF-8 on their own.
-    IncrementalDecoder check(*m->tokenizer);
-    response->add_pieces(check.Add(id) + check.Flush());
-  }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return AuthorizedUnary(ctx, [&]() -> absl::Status {
+    std::shared_ptr<const ServingModel> m = model();
+    if (m == nullptr) return NotReadyStatus();
+    v1::GenerateRequest as_generate;
+    if (request->has_chat()) {
+      *as_generate.mutable_chat() = request->chat();
+    } else {
+      as_generate.set_text(request->text());
+    }
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptTokens(as_generate, *m->tokenizer));
+    for (int32_t id : ids) {
+      response->add_token_ids(id);
+      // Pieces of multi-byte characters are not valid UTF-8 on their own.
+      IncrementalDecoder check(*m->tokenizer);
+      response->add_pieces(check.Add(id) + check.Flush());
+    }
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
                                                           const v1::GetModelInfoRequest* request,
                                                           v1::ModelInfo* response) {
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    auto* denied = ctx->DefaultReactor();
-    denied->Finish(proto::ToGrpcStatus(auth));
-    return denied;
-  }
-  auto* reactor = ctx->DefaultReactor();
-  std::shared_ptr<const ServingModel> m = model();
-  if (m == nullptr) {
-    reactor->Finish(proto::ToGrpcStatus(NotReadyStatus()));
-    return reactor;
-  }
-  const GroupModelInfo& i = m->info;
-  response->set_name(i.name);
-  response->set_vocab_size(i.vocab_size);
-  response->set_max_context(i.max_context);
-  response->set_num_layers(i.num_layers);
-  response->set_hidden_size(i.hidden_size);
-  response->set_num_heads(i.num_heads);
-  response->set_num_kv_heads(i.num_kv_heads);
-  response->set_head_dim(i.head_dim);
-  response->set_tensor_parallel(m->world_size);
-  response->set_dtype(i.dtype);
-  response->set_backend(i.backend);
-  response->set_attention(options_.limits.attention);
-  response->set_hip_config_json(options_.hip_config_json);
-  for (int32_t id : i.tokenizer.eos_token_ids) response->add_eos_token_ids(id);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return AuthorizedUnary(ctx, [&]() -> absl::Status {
+    std::shared_ptr<const ServingModel> m = model();
+    if (m == nullptr) return NotReadyStatus();
+    const GroupModelInfo& i = m->info;
+    response->set_name(i.name);
+    response->set_vocab_size(i.vocab_size);
+    response->set_max_context(i.max_context);
+    response->set_num_layers(i.num_layers);
+    response->set_hidden_size(i.hidden_size);
+    response->set_num_heads(i.num_heads);
+    response->set_num_kv_heads(i.num_kv_heads);
+    response->set_head_dim(i.head_dim);
+    response->set_tensor_parallel(m->world_size);
+    response->set_dtype(i.dtype);
+    response->set_backend(i.backend);
+    response->set_attention(options_.limits.attention);
+    response->set_hip_config_json(options_.hip_config_json);
+    for (int32_t id : i.tokenizer.eos_token_ids) response->add_eos_token_ids(id);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* ctx,
                                                            const v1::GetServerInfoRequest* request,
                                                            v1::ServerInfo* response) {
-  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
-    auto* denied = ctx->DefaultReactor();
-    denied->Finish(proto::ToGrpcStatus(auth));
-    return denied;
-  }
-  SchedulerStats st = scheduler_->Stats();
-  std::shared_ptr<const ServingModel> m = model();
-  response->set_active_requests(st.active);
-  response->set_queued_requests(st.queued);
-  response->set_workers_ready(workers_ready_());
-  response->set_world_size(m ? m->world_size : 0);
-  response->set_kv_tokens_in_use(st.kv_tokens_reserved);
-  response->set_steps(st.steps);
-  response->set_generated_tokens(st.generated_tokens);
-  if (m) {
-    const GroupModelInfo::MemoryPlan& mp = m->info.memory;
-    v1::MemoryPlan* out = response->mutable_memory_plan();
-    out->set_device(mp.device);
-    out->set_budget_bytes(mp.budget_bytes);
-    out->set_weights_bytes(mp.weights_bytes);
-    out->set_workspace_bytes(mp.workspace_bytes);
-    out->set_kv_bytes(mp.kv_bytes);
-    out->set_kv_tokens(mp.kv_tokens);
-    out->set_host_kv_bytes(mp.host_kv_bytes);
-    out->set_gpu_kv_tokens(mp.gpu_kv_tokens);
-    response->set_kv_capacity_tokens(m->info.kv_capacity_tokens);
-    response->set_backend(m->info.backend);
-  }
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return AuthorizedUnary(ctx, [&] {
+    SchedulerStats st = scheduler_->Stats();
+    std::shared_ptr<const ServingModel> m = model();
+    response->set_active_requests(st.active);
+    response->set_queued_requests(st.queued);
+    response->set_workers_ready(workers_ready_());
+    response->set_world_size(m ? m->world_size : 0);
+    response->set_kv_tokens_in_use(st.kv_tokens_reserved);
+    response->set_steps(st.steps);
+    response->set_generated_tokens(st.generated_tokens);
+    if (m) {
+      const GroupModelInfo::MemoryPlan& mp = m->info.memory;
+      v1::MemoryPlan* out = response->mutable_memory_plan();
+      out->set_device(mp.device);
+      out->set_budget_bytes(mp.budget_bytes);
+      out->set_weights_bytes(mp.weights_bytes);
+      out->set_workspace_bytes(mp.workspace_bytes);
+      out->set_kv_bytes(mp.kv_bytes);
+      out->set_kv_tokens(mp.kv_tokens);
+      out->set_host_kv_bytes(mp.host_kv_bytes);
+      out->set_gpu_kv_tokens(mp.gpu_kv_tokens);
+      response->set_kv_capacity_tokens(m->info.kv_capacity_tokens);
+      response->set_backend(m->info.backend);
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace hipserve::coordinator

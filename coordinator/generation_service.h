@@ -103,6 +103,13 @@ class GenerationService final : public v1::Generation::CallbackService {
   absl::StatusOr<StartedRequest> StartRequestUnobserved(const v1::GenerateRequest& request,
                                                         const SinkFactory& make_sink,
                                                         const std::string& client);
+  // Generate / GenerateOnce: Identify the caller, then StartRequest as that client.
+  absl::Status StartCall(grpc::CallbackServerContext* ctx, const v1::GenerateRequest& request,
+                         const SinkFactory& make_sink);
+  // The unary handlers: Authorize, then `body` (returns absl::Status, fills the response); the
+  // call's default reactor finishes with the first error, or OK.
+  template <typename Body>
+  grpc::ServerUnaryReactor* AuthorizedUnary(grpc::CallbackServerContext* ctx, Body body);
 
   Scheduler* scheduler_;
   GenerationServiceOptions options_;
