@@ -1,7 +1,7 @@
-// CandidatesRef and MergeCandidates (candidates.h). The merge repeats SampleRef's sorted-path
-// arithmetic (sampling_ref.cc) expression for expression: the tokens are identical only while
-// both compute the same fp64 weights and sum them in the same order. candidates_test.cc checks
-// the two against each other over many random rows and options.
+// CandidatesRef and MergeCandidates (candidates.h). The merge runs SampleRef's sorted-path
+// arithmetic (sampling_ref.cc) through the same helpers (sampling_ref_internal.h): the tokens are
+// identical only while both compute the same fp64 weights and sum them in the same order.
+// candidates_test.cc checks the two against each other over many random rows and options.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,19 +9,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/sampling/candidates.h"
+#include "kernels/sampling/sampling_ref_internal.h"
 
 namespace hipserve::kernels {
 namespace {
 
-struct Candidate {
-  int32_t id;
-  float logit;
-};
-
-// SampleRef's order: higher logit first; equal logits (-0 == +0 included) -> lower id first.
-bool Before(const Candidate& a, const Candidate& b) {
-  return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
-}
+using sampling_internal::Before;
+using sampling_internal::Candidate;
 
 float FloatOf(int32_t w) {
   float f;
@@ -197,9 +191,7 @@ absl::StatusOr<std::optional<SampleResult>> MergeCandidates(
 
   // As SampleRef: unnormalised probabilities exp((l - max) / T).
   const double temperature = o.temperature;
-  auto weight = [&](const Candidate& x) {
-    return std::exp((static_cast<double>(x.logit) - max_logit) / temperature);
-  };
+  const sampling_internal::Weight weight{max_logit, temperature};
   std::vector<Candidate> cand;
   bool nucleus_done = false;
   if (o.top_k > 0) {
@@ -235,27 +227,9 @@ absl::StatusOr<std::optional<SampleResult>> MergeCandidates(
     nucleus_done = true;
   }
   if (o.top_p < 1.f && !nucleus_done) {  // SampleRef's top_p over the top_k survivors
-    double total = 0.0;
-    for (const Candidate& x : cand) total += weight(x);
-    const double target = static_cast<double>(o.top_p) * total;
-    double cum = 0.0;
-    size_t keep = 0;
-    while (keep < cand.size()) {
-      cum += weight(cand[keep]);
-      ++keep;
-      if (cum >= target) break;
-    }
-    cand.resize(keep);
+    sampling_internal::KeepTopP(o.top_p, weight, &cand);
   }
-  double total = 0.0;
-  for (const Candidate& x : cand) total += weight(x);
-  const double target = SamplingUniform(o.seed, o.sample_index) * total;
-  double cum = 0.0;
-  for (const Candidate& x : cand) {
-    cum += weight(x);
-    if (target < cum) return result(x);
-  }
-  return result(cand.back());
+  return result(sampling_internal::Draw(cand, SamplingUniform(o.seed, o.sample_index), weight));
 }
 
 }  // namespace hipserve::kernels

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/sampling/sampling.h"
+#include "kernels/sampling/sampling_ref_internal.h"
 
 namespace hipserve::kernels {
 namespace {
@@ -30,15 +31,8 @@ absl::Status ValidateOptions(const SamplingOptions& o) {
   return absl::OkStatus();
 }
 
-struct Candidate {
-  int32_t id;
-  float logit;
-};
-
-// Higher logit first; equal logits -> lower id first (deterministic tie break).
-bool Before(const Candidate& a, const Candidate& b) {
-  return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
-}
+using sampling_internal::Before;
+using sampling_internal::Candidate;
 
 }  // namespace
 
@@ -91,35 +85,12 @@ absl::StatusOr<SampleResult> SampleRef(const float* logits, int vocab, const Sam
     cand.resize(o.top_k);
     sorted = true;
   }
-  // Unnormalised probabilities exp((l - max) / T); computed this way so tiny T can't overflow.
-  const double temperature = o.temperature;
-  auto weight = [&](const Candidate& c) {
-    return std::exp((static_cast<double>(c.logit) - max_logit) / temperature);
-  };
+  const sampling_internal::Weight weight{max_logit, o.temperature};
   if (o.top_p < 1.f) {
     if (!sorted) std::sort(cand.begin(), cand.end(), Before);
-    double total = 0.0;
-    for (const Candidate& c : cand) total += weight(c);
-    const double target = static_cast<double>(o.top_p) * total;
-    double cum = 0.0;
-    size_t keep = 0;
-    while (keep < cand.size()) {
-      cum += weight(cand[keep]);
-      ++keep;
-      if (cum >= target) break;
-    }
-    cand.resize(keep);
+    sampling_internal::KeepTopP(o.top_p, weight, &cand);
   }
-
-  double total = 0.0;
-  for (const Candidate& c : cand) total += weight(c);
-  const double target = SamplingUniform(o.seed, o.sample_index) * total;
-  double cum = 0.0;
-  for (const Candidate& c : cand) {
-    cum += weight(c);
-    if (target < cum) return result(c.id);
-  }
-  return result(cand.back().id);  // rounding left target at the very top
+  return result(sampling_internal::Draw(cand, SamplingUniform(o.seed, o.sample_index), weight).id);
 }
 
 }  // namespace hipserve::kernels
