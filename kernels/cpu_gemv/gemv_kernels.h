@@ -1,8 +1,9 @@
 // Internal to kernels/cpu_gemv: the per-ISA GEMV bodies. Each is compiled in its own file with
 // that ISA's flags (gemv_avx2.cc: -mavx2 -mfma; gemv_avx512.cc: -mavx512f -mavx512bw
 // -mavx512vl -mfma) and only called after gemv.cc checked the CPU supports it. Those files
-// include nothing but <immintrin.h>, <cstdint> and this header, so no inline function of a
-// shared header gets an AVX-512 body that other files could end up calling.
+// include nothing but <immintrin.h>, <cstdint>, this header and gemv_tiles.h (templates on a
+// type local to each file), so no inline function of a shared header gets an AVX-512 body that
+// other files could end up calling.
 #pragma once
 
 #include <cstdint>
