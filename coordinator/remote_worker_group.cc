@@ -12,9 +12,7 @@ namespace hipserve::coordinator {
 
 namespace control = v1::control;
 
-namespace {
-
-TokenizerSpec FromProto(const control::TokenizerSpec& p) {
+TokenizerSpec TokenizerSpecFromProto(const control::TokenizerSpec& p) {
   TokenizerSpec s;
   if (p.model() == "byte") {
     s = MakeByteTokenizerSpec();
@@ -33,6 +31,8 @@ TokenizerSpec FromProto(const control::TokenizerSpec& p) {
   }
   return s;
 }
+
+namespace {
 
 grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
@@ -136,7 +136,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   info.memory.kv_tokens = mp.kv_tokens();
   info.memory.host_kv_bytes = mp.host_kv_bytes();
   info.memory.gpu_kv_tokens = mp.gpu_kv_tokens();
-  info.tokenizer = FromProto(rank0.tokenizer());
+  info.tokenizer = TokenizerSpecFromProto(rank0.tokenizer());
   for (Remote& w : group->workers_) {
     w.stream_ctx = std::make_unique<grpc::ClientContext>();
     w.stream = w.stub->Step(w.stream_ctx.get());

@@ -19,6 +19,10 @@
 
 namespace hipserve::coordinator {
 
+// The tokenizer a worker reports at Configure ("byte" = MakeByteTokenizerSpec, with the
+// reported EOS ids when there are any).
+TokenizerSpec TokenizerSpecFromProto(const v1::control::TokenizerSpec& p);
+
 class RemoteWorkerGroup final : public WorkerGroup {
  public:
   // Connects to `addresses[r]` for rank r, sends Configure (rank and world size filled in)

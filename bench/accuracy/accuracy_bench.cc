@@ -127,18 +127,6 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t c = line.find(':');
-      if (c != std::string::npos) return line.substr(c + 2);
-    }
-  }
-  return "unknown";
-}
-
 // ---- A2/A3: passkey retrieval -------------------------------------------------------------
 
 struct PasskeyParts {

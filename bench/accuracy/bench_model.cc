@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/remote_worker_group.h"
 #include "worker/builtin_model.h"
 #include "worker/hip_config.h"
 
@@ -17,22 +19,7 @@ namespace hipserve::bench {
 
 absl::StatusOr<BenchSource> LoadBenchSource(const std::string& model) {
   ASSIGN_OR_RETURN(worker::LoadedSource src, worker::LoadModelSource(model, 1234));
-  const auto& p = src.tokenizer;
-  coordinator::TokenizerSpec s;
-  if (p.model() == "byte") {
-    s = coordinator::MakeByteTokenizerSpec();
-  } else {
-    s.model = p.model();
-    s.tokens.assign(p.tokens().begin(), p.tokens().end());
-    s.merges.assign(p.merges().begin(), p.merges().end());
-    s.token_types.assign(p.token_types().begin(), p.token_types().end());
-    s.bos_token_id = p.bos_token_id();
-    s.chat_template = p.chat_template();
-    s.add_bos = p.add_bos();
-    s.pre = p.pre();
-  }
-  if (p.eos_token_ids_size() > 0)
-    s.eos_token_ids.assign(p.eos_token_ids().begin(), p.eos_token_ids().end());
+  const coordinator::TokenizerSpec s = coordinator::TokenizerSpecFromProto(src.tokenizer);
   BenchSource out;
   out.eos_ids = s.eos_token_ids;
   ASSIGN_OR_RETURN(out.tokenizer, coordinator::Tokenizer::Create(s));
@@ -142,6 +129,18 @@ std::string NowUtc() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t c = line.find(':');
+      if (c != std::string::npos) return line.substr(c + 2);
+    }
+  }
+  return "unknown";
 }
 
 }  // namespace hipserve::bench

@@ -59,4 +59,7 @@ int BlasThreads();
 
 std::string NowUtc();  // "2025-01-31T12:34:56Z"
 
+// The CPU's "model name" from /proc/cpuinfo, or "unknown".
+std::string CpuModel();
+
 }  // namespace hipserve::bench

@@ -59,18 +59,6 @@ double LoadAverage1() {
   return getloadavg(l, 3) >= 1 ? l[0] : -1;
 }
 
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t c = line.find(':');
-      if (c != std::string::npos) return line.substr(c + 2);
-    }
-  }
-  return "unknown";
-}
-
 // Median wall seconds of `reps` runs of fn, after one warm-up. Wall time, because the kernels
 // run on two threads (CPU time would count both, and the pool's spin-waits); the median keeps
 // other jobs on a shared machine from skewing it much.
