@@ -30,33 +30,27 @@ class RopeTable {
 
   // out[0, head_dim) = x rotated to `pos` (HF rotate_half layout). Requires
   // 0 <= pos < num_positions(); out must not alias x.
-  void Rotate(const float* x, int32_t pos, float* out) const {
-    const int half = head_dim_ / 2;
-    const float* cs = table_.data() + static_cast<int64_t>(pos) * head_dim_;
-    const float* sn = cs + half;
-    for (int i = 0; i < half; ++i) {
-      const float x1 = x[i];
-      const float x2 = x[i + half];
-      out[i] = x1 * cs[i] - x2 * sn[i];
-      out[i + half] = x2 * cs[i] + x1 * sn[i];
-    }
-  }
+  void Rotate(const float* x, int32_t pos, float* out) const { RotateBy(x, pos, 1.f, out); }
 
   // out = x rotated by -pos (the inverse of Rotate at `pos`: Rotate(out, pos) == x up to
   // rounding). Same requirements as Rotate.
-  void RotateInverse(const float* x, int32_t pos, float* out) const {
+  void RotateInverse(const float* x, int32_t pos, float* out) const { RotateBy(x, pos, -1.f, out); }
+
+ private:
+  // Rotate (sign 1) or RotateInverse (sign -1: the angle, i.e. the sine, negated; exact).
+  void RotateBy(const float* x, int32_t pos, float sign, float* out) const {
     const int half = head_dim_ / 2;
     const float* cs = table_.data() + static_cast<int64_t>(pos) * head_dim_;
     const float* sn = cs + half;
     for (int i = 0; i < half; ++i) {
       const float x1 = x[i];
       const float x2 = x[i + half];
-      out[i] = x1 * cs[i] + x2 * sn[i];
-      out[i + half] = x2 * cs[i] - x1 * sn[i];
+      const float s = sign * sn[i];
+      out[i] = x1 * cs[i] - x2 * s;
+      out[i + half] = x2 * cs[i] + x1 * s;
     }
   }
 
- private:
   RopeTable(const RopeConfig& config, int head_dim) : config_(config), head_dim_(head_dim) {}
 
   RopeConfig config_;
