@@ -306,10 +306,9 @@ int Main(const Args& a) {
          "\"refresh\": [96, 24, 8], \"pruning_positions\": \"relative\", \"bsa_rope\": false, "
          "\"batch_buckets\": [1, 2, 4, 8, 16, 32], \"kv_rows\": " +
          std::to_string(kv_rows) + "},\n";
-    j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
-         ", \"rotations\": " + std::to_string(a.rotations) +
-         ", \"statistic\": \"median over reps of (cycle time / steps); eager and graph reps "
-         "interleaved; each step includes input upload, q copy, kernels, out copy\"},\n";
+    j += JsonMethod(a.reps, a.rotations,
+                    "median over reps of (cycle time / steps); eager and graph reps interleaved; "
+                    "each step includes input upload, q copy, kernels, out copy");
     j += "  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];

@@ -588,18 +588,14 @@ int Main(const Args& a) {
          ", \"kv_heads\": " + std::to_string(L.KVH) + ", \"head_dim\": " + std::to_string(L.D) +
          ", \"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
          "\"refresh\": [96, 24, 8], \"pruning_positions\": \"relative\", \"rope\": \"llama3\"},\n";
-    j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
-         ", \"rotations\": " + std::to_string(a.rotations) +
-         ", \"statistic\": \"median per call (graph replay)\"},\n  \"rows\": [\n";
+    j += JsonMethod(a.reps, a.rotations, "median per call (graph replay)") + "  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       char buf[512];
       std::snprintf(buf, sizeof(buf),
-                    "    {\"T\": %d, \"kind\": \"%s\", \"bytes\": %.0f, \"flops\": %.0f, "
-                    "\"stream_us\": %.3f, \"graph_us\": %.3f, \"graph_min_us\": %.3f, "
-                    "\"graph_max_us\": %.3f, \"gbps\": %.1f, \"bad_outputs\": %lld}%s\n",
-                    r.T, r.kind.c_str(), r.bytes, r.flops, r.t.stream_us, r.t.graph_us,
-                    r.t.graph_min_us, r.t.graph_max_us, r.bytes / (r.t.graph_us * 1e3),
+                    "    {\"T\": %d, \"kind\": \"%s\", \"bytes\": %.0f, \"flops\": %.0f, %s, "
+                    "\"bad_outputs\": %lld}%s\n",
+                    r.T, r.kind.c_str(), r.bytes, r.flops, TimingJson(r.t, r.bytes).c_str(),
                     static_cast<long long>(r.bad), i + 1 < rows.size() ? "," : "");
       j += buf;
     }

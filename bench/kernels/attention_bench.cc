@@ -261,21 +261,17 @@ int Main(const Args& a) {
          ", \"dtype\": \"bf16\", \"k_keys\": " + std::to_string(a.k_keys) +
          ", \"n_sink\": " + std::to_string(a.n_sink) +
          ", \"n_window\": " + std::to_string(a.n_window) + "},\n";
-    j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
-         ", \"rotations\": " + std::to_string(R) +
-         ", \"statistic\": \"median per call\"},\n  \"rows\": [\n";
+    j += JsonMethod(a.reps, R, "median per call") + "  \"rows\": [\n";
     for (size_t i = 0; i < rows_out.size(); ++i) {
       const Row& r = rows_out[i];
       char buf[512];
-      std::snprintf(buf, sizeof(buf),
-                    "    {\"T\": %d, \"kind\": \"%s\", \"keys_per_head\": %lld, \"bytes\": %.0f, "
-                    "\"stream_us\": %.3f, \"graph_us\": %.3f, \"graph_min_us\": %.3f, "
-                    "\"graph_max_us\": %.3f, \"gbps\": %.1f, \"workspace_kib\": %d, "
-                    "\"bad_outputs\": %lld}%s\n",
-                    r.T, r.kind.c_str(), static_cast<long long>(r.keys_per_head), r.bytes,
-                    r.t.stream_us, r.t.graph_us, r.t.graph_min_us, r.t.graph_max_us,
-                    r.bytes / (r.t.graph_us * 1e3), r.num_splits_ws, static_cast<long long>(r.bad),
-                    i + 1 < rows_out.size() ? "," : "");
+      std::snprintf(
+          buf, sizeof(buf),
+          "    {\"T\": %d, \"kind\": \"%s\", \"keys_per_head\": %lld, \"bytes\": %.0f, %s, "
+          "\"workspace_kib\": %d, \"bad_outputs\": %lld}%s\n",
+          r.T, r.kind.c_str(), static_cast<long long>(r.keys_per_head), r.bytes,
+          TimingJson(r.t, r.bytes).c_str(), r.num_splits_ws, static_cast<long long>(r.bad),
+          i + 1 < rows_out.size() ? "," : "");
       j += buf;
     }
     j += "  ]\n}\n";

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -15,6 +17,25 @@ namespace hipserve::bench {
 struct Timing {
   double stream_us = 0, graph_us = 0, graph_min_us = 0, graph_max_us = 0;
 };
+
+// A row's timing in the benches' JSON: "stream_us", "graph_us", "graph_min_us", "graph_max_us"
+// and "gbps" (GB/s of `bytes` per call at the graph replay time), comma-separated.
+inline std::string TimingJson(const Timing& t, double bytes) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "\"stream_us\": %.3f, \"graph_us\": %.3f, \"graph_min_us\": %.3f, "
+                "\"graph_max_us\": %.3f, \"gbps\": %.1f",
+                t.stream_us, t.graph_us, t.graph_min_us, t.graph_max_us,
+                bytes / (t.graph_us * 1e3));
+  return buf;
+}
+
+// The "method" line of a bench's JSON: reps, rotations and the statistic reported.
+inline std::string JsonMethod(int reps, int rotations, const std::string& statistic) {
+  return "  \"method\": {\"reps\": " + std::to_string(reps) +
+         ", \"rotations\": " + std::to_string(rotations) + ", \"statistic\": \"" + statistic +
+         "\"},\n";
+}
 
 // Milliseconds of fn() on stream s, between two events.
 template <typename Fn>

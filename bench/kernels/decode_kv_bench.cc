@@ -595,20 +595,15 @@ int Main(const Args& a) {
     j += JsonCommitDate(a.commit);
     j += "  \"shape\": {\"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, \"q_dtype\": \"bf16\", "
          "\"k_keys\": 2048, \"n_sink\": 256, \"n_window\": 1024, \"rope\": \"llama3\"},\n";
-    j += "  \"method\": {\"reps\": " + std::to_string(a.reps) +
-         ", \"rotations\": " + std::to_string(a.rotations) +
-         ", \"statistic\": \"median per call (graph replay)\"},\n  \"rows\": [\n";
+    j += JsonMethod(a.reps, a.rotations, "median per call (graph replay)") + "  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       char buf[640];
       std::snprintf(buf, sizeof(buf),
                     "    {\"section\": \"%s\", \"kind\": \"%s\", \"T\": %d, \"batch\": %d, "
-                    "\"bytes\": %.0f, \"stream_us\": %.3f, \"graph_us\": %.3f, "
-                    "\"graph_min_us\": %.3f, \"graph_max_us\": %.3f, \"gbps\": %.1f, "
-                    "\"extra\": %.6g, \"bad_outputs\": %lld}%s\n",
-                    r.section.c_str(), r.kind.c_str(), r.T, r.batch, r.bytes, r.t.stream_us,
-                    r.t.graph_us, r.t.graph_min_us, r.t.graph_max_us,
-                    r.bytes / (r.t.graph_us * 1e3), r.extra, static_cast<long long>(r.bad),
+                    "\"bytes\": %.0f, %s, \"extra\": %.6g, \"bad_outputs\": %lld}%s\n",
+                    r.section.c_str(), r.kind.c_str(), r.T, r.batch, r.bytes,
+                    TimingJson(r.t, r.bytes).c_str(), r.extra, static_cast<long long>(r.bad),
                     i + 1 < rows.size() ? "," : "");
       j += buf;
     }
