@@ -460,6 +460,14 @@ struct Coordinator::Impl {
         model_value([](const ServingModel& m) { return m.info.memory.workspace_bytes; }));
     r.AddGaugeCallback("hipserve_memory_plan_bytes", plan_help, {{"part", "kv"}},
                        model_value([](const ServingModel& m) { return m.info.memory.kv_bytes; }));
+    r.AddGaugeCallback(
+        "hipserve_memory_plan_bytes", plan_help, {{"part", "host_kv"}},
+        model_value([](const ServingModel& m) { return m.info.memory.host_kv_bytes; }));
+    r.AddGaugeCallback(
+        "hipserve_kv_gpu_hot_tokens",
+        "KV offload: tokens whose pages fit the GPU's hot pool per worker (the rest is read from "
+        "the host tier); 0 without offload.",
+        {}, model_value([](const ServingModel& m) { return m.info.memory.gpu_kv_tokens; }));
     r.AddGaugeCallback("hipserve_workers_ready", "Workers registered and configured.", {},
                        [this] { return WorkersReady(); });
     r.AddGaugeCallback("hipserve_ready", "1 while the server admits requests (readiness).", {},

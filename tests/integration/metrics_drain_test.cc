@@ -273,6 +273,10 @@ TEST(MetricsEndpointTest, CountersMoveAndTheFormatParses) {
   EXPECT_EQ(before["hipserve_requests_running"], 0);
   EXPECT_GT(before["hipserve_kv_capacity_tokens"], 0);
   EXPECT_GT(before["hipserve_memory_plan_bytes{part=\"kv\"}"], 0);
+  // The CPU backend keeps no offloaded tiers: both are exported, both 0.
+  EXPECT_EQ(before.count("hipserve_memory_plan_bytes{part=\"host_kv\"}"), 1u);
+  EXPECT_EQ(before["hipserve_memory_plan_bytes{part=\"host_kv\"}"], 0);
+  EXPECT_EQ(before.count("hipserve_kv_gpu_hot_tokens"), 1u);
   auto stub = server.Stub();
 
   // A long stream: scraped while it runs.
