@@ -422,6 +422,7 @@ struct Coordinator::Impl {
     g.limits.max_tokens_limit = o.max_tokens_limit;
     g.limits.max_prompt_tokens = o.max_prompt_tokens;
     g.limits.attention = o.attention;
+    SetHipLimitsFromJson(o.hip_config_json, &g.limits);
     g.hip_config_json = o.hip_config_json;
     return g;
   }

@@ -243,6 +243,14 @@ void ToProto(const FinishInfo& info, v1::FinalInfo* out) {
   t->set_total_seconds(info.timing.total_s);
   t->set_decode_tokens_per_second(info.timing.decode_tokens_per_s);
   if (!info.status.ok()) out->set_error_message(std::string(info.status.message()));
+  if (!info.hip.attention.empty()) {
+    v1::AppliedHip* h = out->mutable_hip();
+    h->set_attention(info.hip.attention);
+    h->mutable_mask_refresh_interval()->Add(info.hip.mask_refresh_interval.begin(),
+                                            info.hip.mask_refresh_interval.end());
+    h->set_k(info.hip.k);
+    h->set_overridden(info.hip.overridden);
+  }
 }
 
 GenerationService::GenerationService(Scheduler* scheduler, const GenerationServiceOptions& options,

@@ -205,6 +205,8 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
     s->set_top_p(item.sampling.top_p);
     s->set_top_k(item.sampling.top_k);
     s->set_seed(item.sampling.seed);
+    w->mutable_mask_refresh_interval()->Add(item.mask_refresh_interval.begin(),
+                                            item.mask_refresh_interval.end());
   }
   {
     std::lock_guard<std::mutex> lock(wd_mu_);

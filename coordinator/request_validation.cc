@@ -1,6 +1,7 @@
 #include "coordinator/request_validation.h"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,23 @@ namespace {
 absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError(msg); }
 
 }  // namespace
+
+void SetHipLimitsFromJson(const std::string& hip_config_json, RequestLimits* limits) {
+  const nlohmann::json j = nlohmann::json::parse(hip_config_json, nullptr,
+                                                 /*allow_exceptions=*/false);
+  if (!j.is_object()) return;
+  auto it = j.find("mask_refresh_interval");
+  if (it != j.end() && it->is_array()) {
+    std::vector<int> v;
+    for (const nlohmann::json& e : *it) {
+      if (!e.is_number_integer()) return;
+      v.push_back(e.get<int>());
+    }
+    limits->hip_mask_refresh_interval = std::move(v);
+  }
+  it = j.find("k");
+  if (it != j.end() && it->is_number_integer()) limits->hip_k = it->get<int>();
+}
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& req,
                                                   const Tokenizer& tok) {
@@ -106,8 +124,9 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
     out.sampling.seed = rng();
   }
 
-  // Per-request HiP overrides are validated, but only "same as the server" is accepted until
-  // the worker can switch per sequence: silently ignoring them would mislead the caller.
+  // Per-request HiP overrides. One server runs one attention mode; the decode refresh
+  // intervals apply per sequence (they travel with its step work to every rank); k would change
+  // the sequence's pruning budgets and is server-wide only.
   const v1::HipOverrides& hip = req.hip();
   if (hip.attention() != v1::ATTENTION_MODE_UNSPECIFIED) {
     const std::string wanted = hip.attention() == v1::ATTENTION_MODE_HIP ? "hip" : "dense";
@@ -119,24 +138,44 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
                                   wanted, ")"));
     }
   }
+  out.applied_hip.attention = limits.attention;
+  if (limits.attention == "hip") {
+    out.applied_hip.mask_refresh_interval = limits.hip_mask_refresh_interval;
+    out.applied_hip.k = limits.hip_k;
+  }
   if (hip.mask_refresh_interval_size() != 0) {
-    if (hip.mask_refresh_interval_size() != 3) {
-      return Invalid("hip.mask_refresh_interval needs exactly 3 values (stages 1, 2, 3)");
+    const int stages = static_cast<int>(limits.hip_mask_refresh_interval.size());
+    if (limits.attention != "hip") {
+      return Invalid(
+          absl::StrCat("hip.mask_refresh_interval applies to HiP attention, but this "
+                       "server runs '",
+                       limits.attention, "' attention (start it with --attention=hip)"));
     }
-    for (int v : hip.mask_refresh_interval()) {
-      if (v <= 0) return Invalid("hip.mask_refresh_interval values must be > 0");
+    if (hip.mask_refresh_interval_size() != stages) {
+      return Invalid(absl::StrCat("hip.mask_refresh_interval needs exactly ", stages,
+                                  " values (one per pruning stage of the server's HiP config), "
+                                  "got ",
+                                  hip.mask_refresh_interval_size()));
     }
-    return Invalid(
-        "hip.mask_refresh_interval: per-request HiP parameters are not supported yet; set them "
-        "server-wide with --hip_config");
+    for (int i = 0; i < stages; ++i) {
+      const int v = hip.mask_refresh_interval(i);
+      if (v <= 0) {
+        return Invalid(
+            absl::StrCat("hip.mask_refresh_interval values must be > 0, got [", i, "] = ", v));
+      }
+    }
+    out.hip_mask_refresh_interval.assign(hip.mask_refresh_interval().begin(),
+                                         hip.mask_refresh_interval().end());
+    out.applied_hip.mask_refresh_interval = out.hip_mask_refresh_interval;
+    out.applied_hip.overridden = true;
   }
   if (hip.has_k()) {
     if (hip.k() <= 0 || hip.k() % 8 != 0) {
       return Invalid(absl::StrCat("hip.k must be a positive multiple of 8, got ", hip.k()));
     }
     return Invalid(
-        "hip.k: per-request HiP parameters are not supported yet; set them server-wide with "
-        "--hip_config");
+        "hip.k: a per-request k is not supported (it would change the sequence's pruning "
+        "budgets); set it server-wide with --hip_config '{\"k\": ...}'");
   }
 
   ASSIGN_OR_RETURN(out.prompt, PromptTokens(req, tok));

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "coordinator/scheduler.h"
@@ -18,7 +20,15 @@ struct RequestLimits {
   int max_prompt_tokens = 1 << 30;
   int max_stop_strings = 16;
   std::string attention = "dense";  // modes this server runs
+  // The server's HiP settings (--hip_config; used when attention == "hip"): the decode refresh
+  // interval per stage (its size = the stage count) and the final keep.
+  std::vector<int> hip_mask_refresh_interval = {96, 24, 8};
+  int hip_k = 2048;
 };
+
+// Fills limits->hip_mask_refresh_interval / hip_k from the server's --hip_config JSON (keys
+// missing or unreadable keep the HipConfig defaults, which the limits' defaults equal).
+void SetHipLimitsFromJson(const std::string& hip_config_json, RequestLimits* limits);
 
 // Encodes the input (text, token ids or chat) into prompt token ids.
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& request,

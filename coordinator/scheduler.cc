@@ -241,6 +241,7 @@ void SchedulerCore::FinishSequence(Sequence& s, FinishReason reason, absl::Statu
   info.status = std::move(status);
   info.prompt_tokens = static_cast<int>(s.req.prompt.size());
   info.completion_tokens = static_cast<int>(s.generated.size());
+  info.hip = s.req.applied_hip;
   if (s.admitted != Clock::time_point()) info.timing.queue_s = Seconds(s.admitted - s.req.arrival);
   if (!s.generated.empty()) {
     info.timing.ttft_s = Seconds(s.first_token - s.req.arrival);
@@ -374,6 +375,7 @@ PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
     item.start_pos = s.kv_len;
     item.sampling = s.req.sampling;
     item.sample_index = s.generated.size();
+    item.mask_refresh_interval = s.req.hip_mask_refresh_interval;
     const int prompt_len = static_cast<int>(s.req.prompt.size());
     // Resuming on a new group: the history (prompt, then every generated token) is the
     // prompt; its last sample continues the RNG stream at sample_index = generated.size().

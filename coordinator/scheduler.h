@@ -37,6 +37,15 @@ struct RequestTiming {
   double queue_s = 0, ttft_s = 0, total_s = 0, decode_tokens_per_s = 0;
 };
 
+// The HiP settings a request runs with: the server's configuration with the request's
+// overrides applied (reported in its final message).
+struct AppliedHip {
+  std::string attention;                   // "dense" or "hip"; empty = not reported
+  std::vector<int> mask_refresh_interval;  // hip only
+  int k = 0;                               // hip only: final keep of layers without an override
+  bool overridden = false;                 // the request changed a HiP setting
+};
+
 struct FinishInfo {
   FinishReason reason = FinishReason::kStop;
   RequestTiming timing;
@@ -44,6 +53,7 @@ struct FinishInfo {
   int completion_tokens = 0;
   // Not OK: the request failed (the RPC ends with this status, e.g. UNAVAILABLE).
   absl::Status status;
+  AppliedHip hip;  // SequenceRequest::applied_hip
 };
 
 // Receives one request's events, in order, OnFinish last. Called without the scheduler's lock
@@ -69,6 +79,9 @@ struct SequenceRequest {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   bool report_prefill_progress = false;
+  // Per-request HiP decode refresh intervals (validated), empty = the server's.
+  std::vector<int> hip_mask_refresh_interval;
+  AppliedHip applied_hip;  // reported in FinishInfo::hip
   Clock::time_point arrival = Clock::now();
   std::shared_ptr<SequenceSink> sink;
 };

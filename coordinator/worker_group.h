@@ -32,6 +32,9 @@ struct WorkItem {
   bool sample = false;
   SamplingSpec sampling;
   uint64_t sample_index = 0;  // tokens this sequence sampled before (RNG stream position)
+  // HiP: the request's own decode refresh intervals (hip.mask_refresh_interval), empty = the
+  // server's. Carried by every item of the sequence.
+  std::vector<int> mask_refresh_interval;
 };
 
 struct StepPlan {

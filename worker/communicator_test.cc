@@ -262,8 +262,8 @@ std::vector<int32_t> SampleTp(int world, const std::string& attention, int steps
       std::vector<int32_t> p1, p2;
       for (int i = 0; i < 40; ++i) p1.push_back((i * 37 + 11) % 256);
       for (int i = 0; i < 23; ++i) p2.push_back((i * 53 + 5) % 256);
-      SeqStep a{SequenceId(1), p1, 0, true, o1};
-      SeqStep c{SequenceId(2), p2, 0, true, o2};
+      SeqStep a{SequenceId(1), p1, 0, true, o1, {}};
+      SeqStep c{SequenceId(2), p2, 0, true, o2, {}};
       b.work = {a, c};
       for (int s = 0; s < steps; ++s) {
         b.work[0].sampling.sample_index = o1.sample_index + s;

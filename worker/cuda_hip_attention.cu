@@ -395,11 +395,13 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
 }
 
 // The schedule is HipAttention's (NextHipStep, worker/hip_attention.h).
-void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
+void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
+                                 const std::vector<int>& refresh_interval) {
   Impl& m = *impl_;
   SeqState& st = m.states[seq];
   if (st.cache.empty()) st.cache.resize(m.options.num_layers);
-  st.step = NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step);
+  st.step =
+      NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step, refresh_interval);
   if (!st.step.decode) {
     for (chi::StageLists& lists : st.cache) lists = chi::StageLists{};
   }

@@ -62,7 +62,10 @@ class CudaHipAttention {
   // As HipAttention::BeginStep: one token at start_pos > 0 is decode step i (i = decode steps
   // since the last prefill chunk, refresh stage DecodeRefreshStage(config, i)); anything else
   // is a prefill chunk, which resets the counter and drops the cached lists. Host only.
-  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens);
+  // `refresh_interval`: the sequence's own intervals (per-request override), empty = config's;
+  // RunDecodeBatch follows each sequence's own refresh stage, so overrides mix in one batch.
+  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
+                 const std::vector<int>& refresh_interval = {});
 
   // Attention of one layer for the step's num_q queries at positions start_pos.. over all
   // num_kv = start_pos + num_q keys of the sequence. Device tensors, bf16 (uint16_t storage),

@@ -52,6 +52,9 @@ struct StepLayout {
     int row = 0;        // first row of the step's [rows, ...] activations
     int tokens = 0;     // > 0
     int start_pos = 0;  // position of the first token (== tokens the sequence holds)
+    // HiP: the sequence's own decode refresh intervals (per-request override, validated by
+    // Model), empty = the configured ones.
+    std::vector<int> mask_refresh_interval;
   };
   std::vector<int32_t> ids;        // [rows] token ids
   std::vector<int32_t> positions;  // [rows] absolute positions

@@ -55,24 +55,28 @@ absl::Status HipAttention::EnsureRope(int positions) {
 }
 
 HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
-                        int64_t* next_decode_step) {
+                        int64_t* next_decode_step, const std::vector<int>& refresh_interval) {
   HipStepInfo step;
   if (num_tokens == 1 && start_pos > 0) {
     step.decode = true;
     step.decode_step = (*next_decode_step)++;
-    step.refresh_stage = kernels::DecodeRefreshStage(config, step.decode_step);
+    step.refresh_stage = kernels::DecodeRefreshStage(
+        refresh_interval.empty() ? config.mask_refresh_interval : refresh_interval,
+        step.decode_step);
   } else {
     *next_decode_step = 0;
   }
   return step;
 }
 
-void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens) {
+void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
+                             const std::vector<int>& refresh_interval) {
   SeqState& st = states_[seq];
   if (st.cache.empty()) {
     st.cache.resize(static_cast<size_t>(options_.num_layers) * options_.num_kv_heads);
   }
-  st.step = NextHipStep(options_.config, start_pos, num_tokens, &st.next_decode_step);
+  st.step =
+      NextHipStep(options_.config, start_pos, num_tokens, &st.next_decode_step, refresh_interval);
   if (!st.step.decode) std::fill(st.cache.begin(), st.cache.end(), nullptr);
 }
 

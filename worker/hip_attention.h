@@ -69,9 +69,11 @@ struct HipStepInfo {
 // The per-sequence schedule (HIP.md 4), shared by HipAttention and CudaHipAttention: a step of
 // one token at start_pos > 0 is decode step i = *next_decode_step (which advances), refreshing
 // from DecodeRefreshStage(config, i); anything else is a prefill chunk, which restarts the count
-// (result.decode == false: the caller drops its cached masks).
+// (result.decode == false: the caller drops its cached masks). A non-empty `refresh_interval`
+// (the sequence's own mask_refresh_interval, one value >= 1 per stage: a per-request override)
+// replaces config.mask_refresh_interval for this step.
 HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
-                        int64_t* next_decode_step);
+                        int64_t* next_decode_step, const std::vector<int>& refresh_interval = {});
 
 class HipAttention {
  public:
@@ -80,7 +82,11 @@ class HipAttention {
   // Starts a step of `seq` (call once per step, before Run for its layers): a step of one
   // token at start_pos > 0 is decode step i = number of decode steps since the last prefill
   // chunk; anything else is a prefill chunk, which resets the counter and drops the cache.
-  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens);
+  // `refresh_interval`: the sequence's own decode refresh intervals (per-request override; one
+  // value >= 1 per stage, the caller validates), empty = config().mask_refresh_interval. Only
+  // this sequence's schedule changes; the batch does not matter.
+  void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
+                 const std::vector<int>& refresh_interval = {});
 
   // Attention of one layer for the step's `num_q` queries at positions start_pos.. over all
   // `num_kv` keys of the sequence (the new ones included: start_pos + num_q == num_kv).

@@ -223,6 +223,78 @@ TEST(HipModelTest, FailedStepRollsBackTheSchedule) {
   EXPECT_EQ(m->hip()->num_sequences(), 0);
 }
 
+// A per-request mask_refresh_interval (SeqStep::mask_refresh_interval, sent with every step of
+// the sequence) changes that sequence's decode schedule only: in one batch, seq 1 with [1, 1, 1]
+// refreshes every stage every step and gives exactly the tokens of a model configured with
+// [1, 1, 1]; seq 2 keeps the configured [6, 3, 2] and the tokens it gets alone.
+TEST(HipModelTest, PerSequenceRefreshIntervalOverride) {
+  auto comm = MakeLocalCommunicator();
+  const HipConfig cfg = PruningConfig();
+  HipConfig every = cfg;
+  every.mask_refresh_interval = {1, 1, 1};
+  const std::vector<int32_t> pa = Prompt(70, 3), pb = Prompt(45, 4);
+  auto ref_every = MakeModel(comm.get(), "hip", every);
+  auto ref_server = MakeModel(comm.get(), "hip", cfg);
+  const auto a = Generate(*ref_every, 1, pa, {70}, 16);
+  const auto a_server = Generate(*ref_server, 1, pa, {70}, 16);
+  const auto b = Generate(*ref_server, 2, pb, {45}, 16);
+  ASSERT_EQ(a.size(), 16u);
+  ASSERT_EQ(b.size(), 16u);
+  // The schedules give different results for this prompt, so the comparison below can fail.
+  double diff = 0;
+  for (size_t i = 0; i < a.size() && a[i].token == a_server[i].token; ++i) {
+    diff = std::max(diff, std::fabs(double{a[i].logprob} - a_server[i].logprob));
+  }
+  EXPECT_GT(diff, 1e-6) << "[1, 1, 1] and [6, 3, 2] should not be bit-identical here";
+
+  auto m = MakeModel(comm.get(), "hip", cfg);
+  std::vector<SampledToken> ga, gb;
+  int pos_a = 0, pos_b = 0;
+  for (int t = 0; t < 16; ++t) {
+    StepBatch batch;
+    batch.work.push_back(t == 0 ? Work(1, pa, 0) : Work(1, {ga.back().token}, pos_a));
+    batch.work[0].mask_refresh_interval = {1, 1, 1};
+    batch.work.push_back(t == 0 ? Work(2, pb, 0) : Work(2, {gb.back().token}, pos_b));
+    auto r = m->Step(batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 2u);
+    pos_a += static_cast<int>(batch.work[0].tokens.size());
+    pos_b += static_cast<int>(batch.work[1].tokens.size());
+    ga.push_back((*r)[0]);
+    gb.push_back((*r)[1]);
+    if (t == 0) continue;
+    auto sa = m->hip()->CurrentStep(SequenceId(1));
+    auto sb = m->hip()->CurrentStep(SequenceId(2));
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    ASSERT_TRUE(sa->decode && sb->decode);
+    EXPECT_EQ(sa->decode_step, t - 1);
+    EXPECT_EQ(sa->refresh_stage, 0) << "step " << t;
+    EXPECT_EQ(sb->refresh_stage, kernels::DecodeRefreshStage(cfg, t - 1)) << "step " << t;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(ga[i].token, a[i].token) << i;
+    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
+    EXPECT_EQ(gb[i].token, b[i].token) << i;
+    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
+  }
+
+  // Malformed overrides fail the step for that sequence, before anything runs.
+  for (const std::vector<int>& bad : {std::vector<int>{1, 1}, std::vector<int>{4, 0, 2}}) {
+    StepBatch b2;
+    b2.work.push_back(Work(3, Prompt(10, 7), 0));
+    b2.work[0].mask_refresh_interval = bad;
+    auto s = m->Step(b2).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("mask_refresh_interval"), std::string::npos) << s;
+    EXPECT_EQ(m->last_failed_sequence(), SequenceId(3));
+  }
+  auto dense = MakeModel(comm.get(), "dense");
+  StepBatch b3;
+  b3.work.push_back(Work(1, Prompt(10, 7), 0));
+  b3.work[0].mask_refresh_interval = {1, 1, 1};
+  EXPECT_EQ(dense->Step(b3).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(HipModelTest, RejectsBadSetup) {
   auto comm = MakeLocalCommunicator();
   auto w = MakeBuiltinModel(BuiltinModelOptions{});

@@ -86,6 +86,24 @@ absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* 
             who, "token id ", t, " outside the vocabulary [0, ", dims_.vocab_size, ")"));
       }
     }
+    if (!s.mask_refresh_interval.empty()) {
+      if (options_.attention != "hip") {
+        return absl::InvalidArgumentError(
+            who + "mask_refresh_interval is a HiP setting, but this worker runs '" +
+            options_.attention + "' attention");
+      }
+      if (static_cast<int>(s.mask_refresh_interval.size()) != options_.hip.num_stages()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(who, "mask_refresh_interval has ", s.mask_refresh_interval.size(),
+                         " values; the HiP config has ", options_.hip.num_stages(), " stages"));
+      }
+      for (int v : s.mask_refresh_interval) {
+        if (v <= 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(who, "mask_refresh_interval values must be > 0, got ", v));
+        }
+      }
+    }
     const bool released =
         std::find(batch.release.begin(), batch.release.end(), s.seq) != batch.release.end();
     int64_t have = 0;
@@ -156,6 +174,7 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     it.row = layout.rows();
     it.tokens = static_cast<int>(s.tokens.size());
     it.start_pos = s.start_pos;
+    it.mask_refresh_interval = s.mask_refresh_interval;
     layout.items.push_back(it);
     layout.ids.insert(layout.ids.end(), s.tokens.begin(), s.tokens.end());
     for (int i = 0; i < it.tokens; ++i) layout.positions.push_back(s.start_pos + i);

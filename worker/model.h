@@ -37,6 +37,9 @@ struct SeqStep {
   int32_t start_pos = 0;  // must equal the tokens the sequence already holds
   bool sample = false;
   kernels::SamplingOptions sampling;
+  // HiP attention: this sequence's decode refresh intervals (per-request override; one value
+  // >= 1 per pruning stage), empty = ModelOptions::hip's. Sent with every step of the sequence.
+  std::vector<int> mask_refresh_interval;
 };
 
 struct StepBatch {

@@ -176,6 +176,8 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
     s.sampling.top_k = w.sampling().top_k();
     s.sampling.seed = w.sampling().seed();
     s.sampling.sample_index = w.sample_index();
+    s.mask_refresh_interval.assign(w.mask_refresh_interval().begin(),
+                                   w.mask_refresh_interval().end());
     batch.work.push_back(std::move(s));
   }
   ++steps_;

@@ -174,8 +174,12 @@ CandidateRange CandidateRangeFor(const HipConfig& c, int32_t last_pos) {
 }
 
 int DecodeRefreshStage(const HipConfig& c, int64_t decode_step) {
-  for (int s = 0; s < c.num_stages(); ++s) {
-    if (decode_step % c.mask_refresh_interval[s] == 0) return s;
+  return DecodeRefreshStage(c.mask_refresh_interval, decode_step);
+}
+
+int DecodeRefreshStage(const std::vector<int>& interval, int64_t decode_step) {
+  for (size_t s = 0; s < interval.size(); ++s) {
+    if (decode_step % interval[s] == 0) return static_cast<int>(s);
   }
   return -1;
 }

@@ -126,5 +126,8 @@ CandidateRange CandidateRangeFor(const HipConfig& config, int32_t last_pos);
 // Decode refresh schedule (HIP.md 4): the first stage s with step % interval[s] == 0, or -1
 // when none matches (reuse the cached final block list). Step 0 always gives 0.
 int DecodeRefreshStage(const HipConfig& config, int64_t decode_step);
+// The same with explicit intervals (one per stage, each >= 1): a sequence's own schedule
+// (per-request override, GenerateRequest.hip.mask_refresh_interval).
+int DecodeRefreshStage(const std::vector<int>& mask_refresh_interval, int64_t decode_step);
 
 }  // namespace hipserve::kernels

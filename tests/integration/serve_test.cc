@@ -193,6 +193,11 @@ TEST_F(ServeTest, BadInputIsInvalidArgumentNamingTheFieldAndServerKeepsServing) 
        "hip.attention"},
       {"hip k not a multiple of 8", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(100); },
        "hip.k"},
+      {"hip refresh intervals on a dense server",
+       [](v1::GenerateRequest* r) {
+         for (int v : {1, 1, 1}) r->mutable_hip()->add_mask_refresh_interval(v);
+       },
+       "hip.mask_refresh_interval applies to HiP attention"},
       {"bad chat role",
        [](v1::GenerateRequest* r) {
          auto* m = r->mutable_chat()->add_messages();
@@ -220,6 +225,7 @@ TEST_F(ServeTest, BadInputIsInvalidArgumentNamingTheFieldAndServerKeepsServing) 
   Result ok = Generate(TextRequest("still alive?", 4, 0.0f, 1));
   ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
   EXPECT_EQ(ok.ids.size(), 4u);
+  EXPECT_EQ(ok.last.final().hip().attention(), "dense");  // what the request ran with
   EXPECT_TRUE(server_->running());
 }
 
