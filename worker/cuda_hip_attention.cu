@@ -358,12 +358,8 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
         absl::StrCat("CudaHipAttention: last chunk size ", cfg.block_size(),
                      " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
   }
-  if (cfg.stage1_representatives != kernels::Stage1Representatives::kProbes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CudaHipAttention: stage1_representatives '",
-                     kernels::Stage1RepresentativesName(cfg.stage1_representatives),
-                     "' are CPU-only so far (GPU: 'probes')"));
-  }
+  // Probes at every stage only (stage1_representatives and stage_representatives).
+  RETURN_IF_ERROR(kernels::HipConfigRunsOnGpu(cfg, "CudaHipAttention"));
   if (cfg.num_stages() > kernels::kHipGpuMaxStages) {
     return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: ", cfg.num_stages(),
                                                    " stages are not supported (supported: 1..",

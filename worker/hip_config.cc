@@ -57,9 +57,35 @@ absl::StatusOr<Stage1Representatives> GetRepresentatives(const json& v, const st
     if (s == "probes") return Stage1Representatives::kProbes;
     if (s == "page_bound") return Stage1Representatives::kPageBound;
     if (s == "block_means") return Stage1Representatives::kBlockMeans;
+    if (s == "exact") return Stage1Representatives::kExact;
   }
-  return Bad(
-      key, absl::StrCat("expected \"probes\", \"page_bound\" or \"block_means\", got ", v.dump()));
+  return Bad(key,
+             absl::StrCat("expected \"probes\", \"page_bound\", \"block_means\" or \"exact\", got ",
+                          v.dump()));
+}
+
+// "stage_representatives": one name for every stage, or a list with one name per stage.
+absl::StatusOr<std::vector<Stage1Representatives>> GetStageRepresentatives(const json& v,
+                                                                           const std::string& key,
+                                                                           int stages) {
+  std::vector<Stage1Representatives> out;
+  if (v.is_string()) {
+    ASSIGN_OR_RETURN(Stage1Representatives r, GetRepresentatives(v, key));
+    out.assign(stages, r);
+    return out;
+  }
+  if (!v.is_array()) {
+    return Bad(key, absl::StrCat("expected a name or a list of names, got ", v.dump()));
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    ASSIGN_OR_RETURN(Stage1Representatives r,
+                     GetRepresentatives(v[i], absl::StrCat(key, "[", i, "]")));
+    out.push_back(r);
+  }
+  if (static_cast<int>(out.size()) != stages) {
+    return Bad(key, absl::StrCat("expected one entry per stage (", stages, "), got ", out.size()));
+  }
+  return out;
 }
 
 absl::StatusOr<HipLayerOverride> GetOverride(const json& v, const std::string& key) {
@@ -93,6 +119,8 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
   if (!root.is_object()) {
     return absl::InvalidArgumentError("hip config: expected a JSON object at the top level");
   }
+  bool stage1_given = false;
+  const json* stage_reps = nullptr;
   for (const auto& [key, value] : root.items()) {
     if (key == "n_sink") {
       ASSIGN_OR_RETURN(c.n_sink, GetInt(value, key));
@@ -121,6 +149,9 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       ASSIGN_OR_RETURN(c.pruning_positions, GetPositions(value, key));
     } else if (key == "stage1_representatives") {
       ASSIGN_OR_RETURN(c.stage1_representatives, GetRepresentatives(value, key));
+      stage1_given = true;
+    } else if (key == "stage_representatives") {
+      stage_reps = &value;  // needs chunk_sizes (the stage count): parsed after the loop
     } else if (key == "mean_block_size") {
       ASSIGN_OR_RETURN(c.mean_block_size, GetInt(value, key));
     } else if (key == "layer_overrides") {
@@ -135,8 +166,23 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
                  "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, "
                  "stage_keep, k, "
                  "stride_q, mask_refresh_interval, extend, extend_min_tokens, pruning_positions, "
-                 "stage1_representatives, mean_block_size, layer_overrides)");
+                 "stage1_representatives, stage_representatives, mean_block_size, "
+                 "layer_overrides)");
     }
+  }
+  if (stage_reps != nullptr) {
+    const std::string key = "stage_representatives";
+    if (c.chunk_sizes.empty()) return Bad(key, "chunk_sizes must not be empty");
+    ASSIGN_OR_RETURN(std::vector<Stage1Representatives> reps,
+                     GetStageRepresentatives(*stage_reps, key, c.num_stages()));
+    if (stage1_given && reps[0] != c.stage1_representatives) {
+      return Bad(key, absl::StrCat("stage 1 is \"", kernels::Stage1RepresentativesName(reps[0]),
+                                   "\" but stage1_representatives is \"",
+                                   kernels::Stage1RepresentativesName(c.stage1_representatives),
+                                   "\" (give one of the two, or the same)"));
+    }
+    c.stage1_representatives = reps[0];
+    c.later_stage_representatives.assign(reps.begin() + 1, reps.end());
   }
   RETURN_IF_ERROR(kernels::ValidateHipConfig(c));
   return c;
@@ -158,6 +204,14 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["pruning_positions"] = kernels::PruningPositionsName(c.pruning_positions);
   j["stage1_representatives"] = kernels::Stage1RepresentativesName(c.stage1_representatives);
   j["mean_block_size"] = c.mean_block_size;
+  if (!c.later_stage_representatives.empty()) {  // absent = probes after stage 1 (the default)
+    json reps = json::array();
+    reps.push_back(kernels::Stage1RepresentativesName(c.stage1_representatives));
+    for (Stage1Representatives r : c.later_stage_representatives) {
+      reps.push_back(kernels::Stage1RepresentativesName(r));
+    }
+    j["stage_representatives"] = reps;
+  }
   json overrides = json::array();
   for (const HipLayerOverride& o : c.layer_overrides) {
     overrides.push_back(

@@ -80,6 +80,45 @@ TEST(HipConfigTest, Stage1RepresentativesRoundTrip) {
   }
 }
 
+TEST(HipConfigTest, StageRepresentativesForEveryStage) {
+  using R = kernels::Stage1Representatives;
+  // Absent: stage 1's option, then probes (today's behaviour); nothing new in the JSON.
+  auto d = ParseHipConfig(R"({"stage1_representatives": "page_bound"})");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->later_stage_representatives.empty());
+  EXPECT_EQ(HipConfigToJson(*d).find("stage_representatives"), std::string::npos);
+  EXPECT_EQ(HipConfigToJson(*ParseHipConfig("")).find("stage_representatives"), std::string::npos);
+  // One name: every stage.
+  auto all = ParseHipConfig(R"({"stage_representatives": "block_means", "mean_block_size": 8})");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->stage1_representatives, R::kBlockMeans);
+  EXPECT_EQ(all->later_stage_representatives, (std::vector<R>{R::kBlockMeans, R::kBlockMeans}));
+  EXPECT_EQ(all->mean_block_size, 8);
+  // A list: one per stage; agreeing stage1_representatives is accepted.
+  auto list = ParseHipConfig(
+      R"({"stage1_representatives": "page_bound",
+          "stage_representatives": ["page_bound", "page_bound", "exact"]})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->stage1_representatives, R::kPageBound);
+  EXPECT_EQ(list->later_stage_representatives, (std::vector<R>{R::kPageBound, R::kExact}));
+  const std::string text = HipConfigToJson(*list);
+  EXPECT_NE(text.find(R"("stage_representatives":["page_bound","page_bound","exact"])"),
+            std::string::npos)
+      << text;
+  auto again = ParseHipConfig(text);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->stage1_representatives, R::kPageBound);
+  EXPECT_EQ(again->later_stage_representatives, list->later_stage_representatives);
+  EXPECT_EQ(HipConfigToJson(*again), text);
+  // Two stages: the list follows chunk_sizes wherever it appears in the object.
+  auto two = ParseHipConfig(
+      R"({"stage_representatives": ["probes", "exact"], "chunk_sizes": [256, 8],
+          "stage_keep": [32768], "mask_refresh_interval": [8, 8], "stride_q": [4, 1]})");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->stage1_representatives, R::kProbes);
+  EXPECT_EQ(two->later_stage_representatives, std::vector<R>{R::kExact});
+}
+
 TEST(HipConfigTest, EmptyOverrideListDisablesDefaults) {
   auto c = ParseHipConfig(R"({"layer_overrides": []})");
   ASSERT_TRUE(c.ok()) << c.status();
@@ -131,15 +170,31 @@ INSTANTIATE_TEST_SUITE_P(
             R"({"stage_keep": [4096, 1024], "k": 1024, "layer_overrides": [{"layers": [0]}]})",
             "layer_overrides[0].k = 4096 exceeds"},
         ErrorCase{"Huge", R"({"n_sink": 99999999999})", "n_sink: value"},
-        ErrorCase{"BadRepresentatives", R"({"stage1_representatives": "means"})",
-                  R"(stage1_representatives: expected "probes", "page_bound" or "block_means")"},
+        ErrorCase{
+            "BadRepresentatives", R"({"stage1_representatives": "means"})",
+            R"(stage1_representatives: expected "probes", "page_bound", "block_means" or "exact")"},
         ErrorCase{"RepresentativesType", R"({"stage1_representatives": 1})",
                   "stage1_representatives: expected"},
         ErrorCase{"MeanBlockType", R"({"mean_block_size": "16"})",
                   "mean_block_size: expected an integer"},
         ErrorCase{"MeanBlockZero", R"({"mean_block_size": 0})", "mean_block_size = 0 must be > 0"},
         ErrorCase{"MeanBlockNotDividing", R"({"mean_block_size": 24})",
-                  "mean_block_size = 24 must be > 0 and divide chunk_sizes[0] = 256"}),
+                  "mean_block_size = 24 must be > 0 and divide chunk_sizes[0] = 256"},
+        ErrorCase{"StageRepsLength", R"({"stage_representatives": ["page_bound", "exact"]})",
+                  "stage_representatives: expected one entry per stage (3), got 2"},
+        ErrorCase{"StageRepsLengthFollowsChunkSizes",
+                  R"({"chunk_sizes": [256, 8], "stage_keep": [32768],
+                      "mask_refresh_interval": [8, 8], "stride_q": [4, 1],
+                      "stage_representatives": ["exact", "exact", "exact"]})",
+                  "stage_representatives: expected one entry per stage (2), got 3"},
+        ErrorCase{"StageRepsBadName", R"({"stage_representatives": ["probes", "bound", "exact"]})",
+                  R"(stage_representatives[1]: expected "probes")"},
+        ErrorCase{"StageRepsBadType", R"({"stage_representatives": 3})",
+                  "stage_representatives: expected a name or a list of names"},
+        ErrorCase{
+            "StageRepsDisagreeWithStage1",
+            R"({"stage1_representatives": "probes", "stage_representatives": "exact"})",
+            R"(stage_representatives: stage 1 is "exact" but stage1_representatives is "probes")"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 
 }  // namespace

@@ -1,5 +1,6 @@
 // bench_hip_stage1_recall: A1-style needle recall of HiP mask estimation on the CPU reference,
-// for each stage-1 representative (probes, page bound, block means). What it measures, how,
+// for each chunk representative (probes, page bound, block means, exact) at stage 1 or at every
+// pruning stage. What it measures, how,
 // and every flag are in kUsage below (printed by --help).
 #include <algorithm>
 #include <chrono>
@@ -35,7 +36,7 @@ the unit mean query of the head's group, planted at uniform random starts in
 [n_sink, T - 1 - n_window - span_len). The query sits at T - 1. Attention (dense and HiP) has
 no RoPE, as in A1; the mask estimation uses the layer's pruning positions.
 
-Per T and stage-1 option, pooled over --seeds seeds and all KV heads:
+Per T and option, pooled over --seeds seeds and all KV heads:
   needle_s1 / s2 / final: share of needle keys inside the chunks kept by stage 1, stage 2 and
     in the final block list;
   mass: dense attention probability mass of sink + window + selected blocks
@@ -49,6 +50,10 @@ Per T and stage-1 option, pooled over --seeds seeds and all KV heads:
                           [--needle_norm 64] [--layer 8] [--kv_heads 8]
                           [--options probes,page_bound,block_means16,block_means8]
                           [--json out.json]
+  --options: comma-separated; each is NAME (stage 1 only, later stages probes: the default
+  scope), NAME+all (NAME at every pruning stage, at the stage's granularity) or A/B/C (one name
+  per stage). NAME: probes, page_bound, block_meansN (N keys per mean), exact (every key
+  scored; docs/HIP_NOTES.md 7). Example: probes,page_bound+all,page_bound/page_bound/exact
   --layer: 8 = relative pruning positions, k = 2048; 0 = chunk-indexed, k = 4096 (the default
   layer override).
 )";
@@ -109,18 +114,46 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
-bool ApplyOption(const std::string& name, kernels::HipConfig* c) {
+bool ParseRepresentatives(const std::string& name, kernels::Stage1Representatives* r,
+                          int* mean_block_size) {
   if (name == "probes") {
-    c->stage1_representatives = kernels::Stage1Representatives::kProbes;
+    *r = kernels::Stage1Representatives::kProbes;
   } else if (name == "page_bound") {
-    c->stage1_representatives = kernels::Stage1Representatives::kPageBound;
+    *r = kernels::Stage1Representatives::kPageBound;
+  } else if (name == "exact") {
+    *r = kernels::Stage1Representatives::kExact;
   } else if (name.rfind("block_means", 0) == 0) {
-    c->stage1_representatives = kernels::Stage1Representatives::kBlockMeans;
-    c->mean_block_size = std::atoi(name.c_str() + 11);
-    if (c->mean_block_size <= 0) return false;
+    *r = kernels::Stage1Representatives::kBlockMeans;
+    const int size = std::atoi(name.c_str() + 11);
+    if (size <= 0 || (*mean_block_size != 0 && *mean_block_size != size)) return false;
+    *mean_block_size = size;
   } else {
     return false;
   }
+  return true;
+}
+
+// "NAME" = stage 1 only (later stages probes, the default); "NAME+all" = NAME at every stage;
+// "A/B/C" = one name per stage.
+bool ApplyOption(const std::string& option, kernels::HipConfig* c) {
+  std::vector<std::string> names;
+  const size_t plus = option.find("+all");
+  if (plus != std::string::npos && plus + 4 == option.size()) {
+    names.assign(c->num_stages(), option.substr(0, plus));
+  } else {
+    std::stringstream ss(option);
+    std::string item;
+    while (std::getline(ss, item, '/')) names.push_back(item);
+  }
+  if (names.empty()) return false;
+  int mean_block_size = 0;
+  std::vector<kernels::Stage1Representatives> reps(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!ParseRepresentatives(names[i], &reps[i], &mean_block_size)) return false;
+  }
+  c->stage1_representatives = reps[0];
+  c->later_stage_representatives.assign(reps.begin() + 1, reps.end());
+  if (mean_block_size > 0) c->mean_block_size = mean_block_size;
   return kernels::ValidateHipConfig(*c).ok();
 }
 
@@ -165,7 +198,7 @@ int Main(int argc, char** argv) {
       "heads\n",
       a.layer, kernels::PruningPositionsName(kernels::PruningSpecForLayer(base, a.layer).positions),
       a.spans, a.span_len, a.needle_norm, a.seeds, a.kv_heads);
-  std::printf("%-8s %-14s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n", "T", "stage1", "needle_s1",
+  std::printf("%-8s %-30s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n", "T", "option", "needle_s1",
               "needle_s2", "needle_fin", "mass", "mass_min", "oracle", "rel_err", "floor",
               "mask_ms");
   bool first_row = true;
@@ -333,12 +366,12 @@ int Main(int argc, char** argv) {
       const Acc& x = acc[o];
       const double err = std::sqrt(x.err_num / x.err_den);
       const double ms = 1e3 * x.mask_s / x.n;
-      std::printf("%-8d %-14s %9.3f %9.3f %9.3f %8.4f %8.4f %8.4f %8.4f %8.4f %8.2f\n", T,
+      std::printf("%-8d %-30s %9.3f %9.3f %9.3f %8.4f %8.4f %8.4f %8.4f %8.4f %8.2f\n", T,
                   a.options[o].c_str(), x.s1 / x.needles, x.s2 / x.needles, x.fin / x.needles,
                   x.mass / x.n, x.mass_min, x.oracle / x.n, err, floor_err, ms);
       char line[512];
       std::snprintf(line, sizeof(line),
-                    "%s    {\"T\": %d, \"stage1\": \"%s\", \"needle_s1\": %.4f, \"needle_s2\": "
+                    "%s    {\"T\": %d, \"option\": \"%s\", \"needle_s1\": %.4f, \"needle_s2\": "
                     "%.4f, \"needle_final\": %.4f, \"mass\": %.5f, \"mass_min\": %.5f, "
                     "\"oracle\": %.5f, \"rel_err\": %.5f, \"floor\": %.5f, \"mask_ms\": %.3f}",
                     first_row ? "" : ",\n", T, a.options[o].c_str(), x.s1 / x.needles,

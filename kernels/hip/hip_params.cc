@@ -17,6 +17,23 @@ std::string List(const std::vector<int>& v) {
   return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
 }
 
+bool KnownRepresentatives(Stage1Representatives r) {
+  switch (r) {
+    case Stage1Representatives::kProbes:
+    case Stage1Representatives::kPageBound:
+    case Stage1Representatives::kBlockMeans:
+    case Stage1Representatives::kExact:
+      return true;
+  }
+  return false;
+}
+
+absl::Status NotOnGpu(const std::string& who, const std::string& field, Stage1Representatives r) {
+  return absl::InvalidArgumentError(absl::StrCat(who, ": ", field, " '",
+                                                 Stage1RepresentativesName(r),
+                                                 "' are CPU-only so far (GPU: 'probes')"));
+}
+
 }  // namespace
 
 const char* PruningPositionsName(PruningPositions p) {
@@ -39,6 +56,8 @@ const char* Stage1RepresentativesName(Stage1Representatives r) {
       return "page_bound";
     case Stage1Representatives::kBlockMeans:
       return "block_means";
+    case Stage1Representatives::kExact:
+      return "exact";
   }
   return "unknown";
 }
@@ -129,14 +148,22 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
     }
     if (absl::Status s = check_k(name + ".k", o.k); !s.ok()) return s;
   }
-  switch (c.stage1_representatives) {
-    case Stage1Representatives::kProbes:
-    case Stage1Representatives::kPageBound:
-    case Stage1Representatives::kBlockMeans:
-      break;
-    default:
-      return Bad(absl::StrCat("stage1_representatives has an unknown value ",
-                              static_cast<int>(c.stage1_representatives)));
+  if (!KnownRepresentatives(c.stage1_representatives)) {
+    return Bad(absl::StrCat("stage1_representatives has an unknown value ",
+                            static_cast<int>(c.stage1_representatives)));
+  }
+  if (!c.later_stage_representatives.empty()) {
+    if (static_cast<int>(c.later_stage_representatives.size()) != stages - 1) {
+      return Bad(absl::StrCat("stage_representatives must have ", stages,
+                              " entries (one per stage), got ",
+                              c.later_stage_representatives.size() + 1));
+    }
+    for (int s = 1; s < stages; ++s) {
+      if (!KnownRepresentatives(c.later_stage_representatives[s - 1])) {
+        return Bad(absl::StrCat("stage_representatives[", s, "] has an unknown value ",
+                                static_cast<int>(c.later_stage_representatives[s - 1])));
+      }
+    }
   }
   if (c.mean_block_size <= 0 || c.chunk_sizes[0] % c.mean_block_size != 0) {
     return Bad(absl::StrCat("mean_block_size = ", c.mean_block_size,
@@ -153,6 +180,7 @@ PruningSpec PruningSpecForLayer(const HipConfig& c, int layer) {
   spec.n_window = c.n_window;
   spec.stage1 = c.stage1_representatives;
   spec.mean_block_size = c.mean_block_size;
+  spec.later_stages = c.later_stage_representatives;
   int k = c.k;
   spec.positions = c.pruning_positions;
   for (const HipLayerOverride& o : c.layer_overrides) {
@@ -164,6 +192,31 @@ PruningSpec PruningSpecForLayer(const HipConfig& c, int layer) {
   if (!c.extend) spec.positions = PruningPositions::kReal;
   spec.keep_tokens.push_back(k);
   return spec;
+}
+
+absl::Status HipConfigRunsOnGpu(const HipConfig& c, const std::string& who) {
+  if (c.stage1_representatives != Stage1Representatives::kProbes) {
+    return NotOnGpu(who, "stage1_representatives", c.stage1_representatives);
+  }
+  for (size_t i = 0; i < c.later_stage_representatives.size(); ++i) {
+    if (c.later_stage_representatives[i] != Stage1Representatives::kProbes) {
+      return NotOnGpu(who, absl::StrCat("stage_representatives[", i + 1, "]"),
+                      c.later_stage_representatives[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, const std::string& who) {
+  for (int s = 0; s < spec.num_stages(); ++s) {
+    const Stage1Representatives r = s == 0 || s - 1 < static_cast<int>(spec.later_stages.size())
+                                        ? spec.representatives(s)
+                                        : Stage1Representatives::kProbes;
+    if (r != Stage1Representatives::kProbes) {
+      return NotOnGpu(who, absl::StrCat("spec stage ", s, " representatives"), r);
+    }
+  }
+  return absl::OkStatus();
 }
 
 CandidateRange CandidateRangeFor(const HipConfig& c, int32_t last_pos) {

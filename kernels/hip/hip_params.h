@@ -22,15 +22,19 @@ enum class PruningPositions {
 // "relative", "chunk_indexed", "real".
 const char* PruningPositionsName(PruningPositions p);
 
-// How stage 1 scores a chunk (HIP.md 2.1; definitions in kernels/hip/mask_estimation.h). Later
-// stages always use probes. Only kProbes runs on the GPU so far.
+// How a pruning stage scores a chunk (HIP.md 2.1; definitions in kernels/hip/mask_estimation.h).
+// Stage 1 by HipConfig::stage1_representatives; later stages by
+// HipConfig::later_stage_representatives (default: probes). Only kProbes runs on the GPU so far.
 enum class Stage1Representatives {
   kProbes,      // binary descent over single probe keys (HIP.md 2)
-  kPageBound,   // upper bound of q . k from the element-wise min / max of each 64-key page
-  kBlockMeans,  // the mean key of each mean_block_size-key block of the chunk
+  kPageBound,   // upper bound of q . k from the element-wise min / max of each page (stage 1:
+                // 64 keys; later stages: min(64, chunk size) keys)
+  kBlockMeans,  // the mean key of each mean_block_size-key block of the chunk (later stages:
+                // blocks of min(mean_block_size, chunk size) keys)
+  kExact,       // the exact max over the chunk's keys of the probe score (no summary)
 };
 
-// "probes", "page_bound", "block_means".
+// "probes", "page_bound", "block_means", "exact".
 const char* Stage1RepresentativesName(Stage1Representatives r);
 
 // Keys per page of the page-bound summaries (min / max per page and KV head); pages are aligned
@@ -86,6 +90,11 @@ struct HipConfig {
   Stage1Representatives stage1_representatives = Stage1Representatives::kProbes;
   // kBlockMeans: keys per mean block (> 0, dividing chunk_sizes[0]; HIP.md 2.1 names 8 or 16).
   int mean_block_size = 16;
+  // Chunk scores of the stages after the first (issue 12: stage 2 misses short spans exactly as
+  // stage 1 does): empty = probes (HIP.md 2, today's behaviour), else one entry per stage
+  // s >= 1 (num_stages() - 1 entries). CPU reference only so far (HipConfigRunsOnGpu); see
+  // docs/HIP_NOTES.md 7. JSON: "stage_representatives" lists all stages.
+  std::vector<Stage1Representatives> later_stage_representatives;
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
   int block_size() const { return chunk_sizes.back(); }
@@ -104,8 +113,16 @@ struct PruningSpec {
   int n_window = 0;  // for the relative / chunk-indexed query placement
   Stage1Representatives stage1 = Stage1Representatives::kProbes;
   int mean_block_size = 16;  // kBlockMeans only
+  // Stages s >= 1: empty = probes, else [stages - 1] (later_stages[s - 1] is stage s's).
+  std::vector<Stage1Representatives> later_stages;
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
+  // How stage s scores its chunks.
+  Stage1Representatives representatives(int s) const {
+    if (s == 0) return stage1;
+    if (later_stages.empty()) return Stage1Representatives::kProbes;
+    return later_stages[s - 1];
+  }
   // Chunks kept after stage s (keep_tokens[s] / chunk_sizes[s]).
   int keep_chunks(int s) const { return keep_tokens[s] / chunk_sizes[s]; }
 };
@@ -113,6 +130,12 @@ struct PruningSpec {
 // Layer `layer`'s spec: its override's k and positions if any, else the defaults; positions
 // are kReal whenever extend is off. Assumes a valid config.
 PruningSpec PruningSpecForLayer(const HipConfig& config, int layer);
+
+// The GPU kernels implement only kProbes, at every stage. InvalidArgument naming the option
+// and the stage when `config` (or `spec`) asks for anything else, so that no GPU entry point
+// silently runs the probes path for a CPU-only option. `who` prefixes the message.
+absl::Status HipConfigRunsOnGpu(const HipConfig& config, const std::string& who);
+absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, const std::string& who);
 
 // Candidate range [begin, end) of a query block whose last query sits at `last_pos`:
 // [n_sink, max(n_sink, last_pos - n_window)). Keys at or after `end` are in the window of

@@ -28,11 +28,11 @@
 // - The final list drops starts after the block's last query (causal) and duplicates; it is
 //   sorted ascending.
 //
-// Stage-1 representatives (HIP.md 2.1, PruningSpec::stage1; stages after the first always use
-// the binary descent above). Both replace only the chunk score of stage 1; selection, ties and
-// everything else are unchanged. "Rows" are the stage's scoring rows as above, and a key's
-// scoring position is the probe's: 0 in kRelative (the left probe's), the chunk's index in
-// kChunkIndexed, its real position in kReal.
+// Stage-1 representatives (HIP.md 2.1, PruningSpec::stage1; stages after the first use the
+// binary descent above unless PruningSpec::later_stages says otherwise, see below). They
+// replace only the chunk score; selection, ties and everything else are unchanged. "Rows" are
+// the stage's scoring rows as above, and a key's scoring position is the probe's: 0 in kRelative
+// (the left probe's), the chunk's index in kChunkIndexed, its real position in kReal.
 // - kPageBound: page p = keys [64p, 64p + 64) (kHipPageSize), full when 64p + 64 <= num_kv.
 //   Summary of a full page: element-wise min and max of its un-rotated keys (KeyPageMinMax).
 //   Chunk score = max over the pages overlapping the chunk and over rows of:
@@ -50,6 +50,21 @@
 //   may be partial); representative = BlockMeanKey of the block, rotated at the scoring
 //   position of the block's key lo + (n - 1) / 2 (lo = first key, n = keys in the block).
 //   Chunk score = max over blocks and rows of row . representative (as a probe score).
+// - kExact: chunk score = max over the chunk's keys of the key's probe score (key at its
+//   scoring position as above). No summary; costs one probe per key.
+//
+// Later stages (PruningSpec::later_stages, issue 12: stage 2's ~10 probes per 32-key chunk
+// miss short spans just like stage 1's): stage s >= 1 scores its chunks with
+// spec.representatives(s), defined exactly as above with the stage's own granularity:
+// - kPageBound: pages of g = min(kHipPageSize, chunk_sizes[s]) keys, aligned to absolute
+//   positions (page p = keys [g p, g p + g), full when g p + g <= num_kv); stage 1 keeps
+//   g = kHipPageSize whatever its chunk size. The rotation rules are the same per mode: in
+//   kChunkIndexed every key of a stage-s chunk sits at that chunk's index in the stage-s
+//   input, so the row is un-rotated by that index once per chunk and the bound stays exact
+//   for the box.
+// - kBlockMeans: blocks of min(mean_block_size, chunk_sizes[s]) keys from the chunk start.
+// - kExact and kProbes: unchanged (they have no granularity).
+// With later_stages empty every stage after the first uses probes (HIP.md 2), bit for bit.
 #pragma once
 
 #include <cstdint>

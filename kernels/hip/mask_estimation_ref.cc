@@ -68,12 +68,19 @@ absl::Status Validate(const MaskEstimationParams& p) {
       return Bad(absl::StrCat("spec stage ", i, " is inconsistent (see ValidateHipConfig)"));
     }
   }
-  if (s.stage1 != Stage1Representatives::kProbes && s.stage1 != Stage1Representatives::kPageBound &&
-      s.stage1 != Stage1Representatives::kBlockMeans) {
-    return Bad("spec.stage1 has an unknown value");
+  if (!s.later_stages.empty() && static_cast<int>(s.later_stages.size()) != stages - 1) {
+    return Bad(absl::StrCat("spec.later_stages must be empty or have ", stages - 1,
+                            " entries, got ", s.later_stages.size()));
   }
-  if (s.stage1 == Stage1Representatives::kBlockMeans && s.mean_block_size <= 0) {
-    return Bad(absl::StrCat("spec.mean_block_size must be > 0, got ", s.mean_block_size));
+  for (int i = 0; i < stages; ++i) {
+    const Stage1Representatives r = s.representatives(i);
+    if (r != Stage1Representatives::kProbes && r != Stage1Representatives::kPageBound &&
+        r != Stage1Representatives::kBlockMeans && r != Stage1Representatives::kExact) {
+      return Bad(absl::StrCat("spec stage ", i, " representatives have an unknown value"));
+    }
+    if (r == Stage1Representatives::kBlockMeans && s.mean_block_size <= 0) {
+      return Bad(absl::StrCat("spec.mean_block_size must be > 0, got ", s.mean_block_size));
+    }
   }
   if (p.start_stage < 0 || p.start_stage >= stages) {
     return Bad(absl::StrCat("start_stage ", p.start_stage, " outside [0, ", stages, ")"));
@@ -231,7 +238,8 @@ int32_t KeyScoringPosition(PruningPositions mode, int32_t key, int32_t index) {
   return key;
 }
 
-// Stage-1 scores with page bounds or block means (mask_estimation.h), with their scratch.
+// Chunk scores with page bounds, block means or exact keys (mask_estimation.h), with their
+// scratch.
 class Stage1Representation {
  public:
   Stage1Representation(const MaskEstimationParams& p, StageScorer& scorer)
@@ -242,7 +250,8 @@ class Stage1Representation {
         mean_(p.head_dim),
         unrotated_(static_cast<size_t>(scorer.num_rows()) * p.head_dim) {}
 
-  float PageBoundScore(int32_t lo, int32_t hi, int32_t index) {
+  // `page` = keys per summary (kHipPageSize at stage 1; min(kHipPageSize, chunk) later).
+  float PageBoundScore(int32_t lo, int32_t hi, int32_t index, int32_t page_size) {
     const int d = p_.head_dim;
     const PruningPositions mode = p_.spec->positions;
     const int rows = scorer_.num_rows();
@@ -254,16 +263,16 @@ class Stage1Representation {
       }
     }
     float best = kNegInf;
-    for (int32_t page = lo / kHipPageSize; page <= (hi - 1) / kHipPageSize; ++page) {
-      const int32_t first = page * kHipPageSize;
-      if (first + kHipPageSize > p_.num_kv) {  // open page: exact scores of its chunk keys
-        for (int32_t j = std::max(lo, first); j < std::min(hi, first + kHipPageSize); ++j) {
+    for (int32_t page = lo / page_size; page <= (hi - 1) / page_size; ++page) {
+      const int32_t first = page * page_size;
+      if (first + page_size > p_.num_kv) {  // open page: exact scores of its chunk keys
+        for (int32_t j = std::max(lo, first); j < std::min(hi, first + page_size); ++j) {
           const float sc = scorer_.Probe(j, KeyScoringPosition(mode, j, index));
           if (sc > best) best = sc;
         }
         continue;
       }
-      KeyPageMinMax(p_.k, p_.k_token_stride, d, first, kHipPageSize, mn_.data(), mx_.data());
+      KeyPageMinMax(p_.k, p_.k_token_stride, d, first, page_size, mn_.data(), mx_.data());
       for (int r = 0; r < rows; ++r) {
         float b;
         if (mode == PruningPositions::kReal) {
@@ -279,8 +288,8 @@ class Stage1Representation {
     return best;
   }
 
-  float BlockMeansScore(int32_t lo, int32_t hi, int32_t index) {
-    const int32_t size = p_.spec->mean_block_size;
+  // `size` = keys per mean block (mean_block_size at stage 1; min(that, chunk) later).
+  float BlockMeansScore(int32_t lo, int32_t hi, int32_t index, int32_t size) {
     float best = kNegInf;
     for (int32_t b = lo; b < hi; b += size) {
       const int n = std::min(size, hi - b);
@@ -288,6 +297,16 @@ class Stage1Representation {
       const float sc = scorer_.ProbeVector(
           mean_.data(), KeyScoringPosition(p_.spec->positions, b + (n - 1) / 2, index));
       if (sc > best) best = sc;
+    }
+    return best;
+  }
+
+  // Max over the chunk's keys of their probe scores.
+  float ExactScore(int32_t lo, int32_t hi, int32_t index) {
+    float best = kNegInf;
+    for (int32_t j = lo; j < hi; ++j) {
+      const float sc = scorer_.Probe(j, KeyScoringPosition(p_.spec->positions, j, index));
+      if (sc > best) best = sc;  // NaN never wins
     }
     return best;
   }
@@ -326,7 +345,12 @@ absl::Status RunStage(const MaskEstimationParams& p, int stage, const ChunkList&
   }
   StageScorer scorer(p, stage, n);
   const int iterations = CeilLog2(in.chunk_size);
-  const Stage1Representatives reps = stage == 0 ? p.spec->stage1 : Stage1Representatives::kProbes;
+  const Stage1Representatives reps = p.spec->representatives(stage);
+  // Summary granularity: stage 1 keeps HIP.md 2.1's 64-key pages and mean_block_size; later
+  // stages use the same summaries at their own chunk size when that is smaller.
+  const int32_t page_size = stage == 0 ? kHipPageSize : std::min(kHipPageSize, in.chunk_size);
+  const int32_t mean_size =
+      stage == 0 ? p.spec->mean_block_size : std::min(p.spec->mean_block_size, in.chunk_size);
   Stage1Representation rep(p, scorer);
   std::vector<float> score(n);
   for (int i = 0; i < n; ++i) {
@@ -337,10 +361,13 @@ absl::Status RunStage(const MaskEstimationParams& p, int stage, const ChunkList&
         score[i] = ChunkScore(scorer, p.spec->positions, lo, hi, i, iterations);
         break;
       case Stage1Representatives::kPageBound:
-        score[i] = rep.PageBoundScore(lo, hi, i);
+        score[i] = rep.PageBoundScore(lo, hi, i, page_size);
         break;
       case Stage1Representatives::kBlockMeans:
-        score[i] = rep.BlockMeansScore(lo, hi, i);
+        score[i] = rep.BlockMeansScore(lo, hi, i, mean_size);
+        break;
+      case Stage1Representatives::kExact:
+        score[i] = rep.ExactScore(lo, hi, i);
         break;
     }
   }

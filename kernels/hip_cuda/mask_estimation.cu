@@ -65,6 +65,7 @@ absl::Status ValidateShape(const HipDecodeMaskGpuParams& p) {
                                      " stages with one keep_tokens entry each; got ", stages));
   }
   if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
+  if (absl::Status st = PruningSpecRunsOnGpu(s, kFn); !st.ok()) return st;
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
         s.keep_tokens[i] % s.chunk_sizes[i] != 0 ||

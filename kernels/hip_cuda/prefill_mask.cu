@@ -86,6 +86,7 @@ absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
                           " stages with one keep_tokens and stride_q entry each; got ", stages));
   }
   if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
+  if (absl::Status st = PruningSpecRunsOnGpu(s, kFn); !st.ok()) return st;
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
         s.keep_tokens[i] % s.chunk_sizes[i] != 0 || s.stride_q[i] <= 0 ||
