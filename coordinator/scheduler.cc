@@ -33,6 +33,10 @@ struct SchedulerCore::Sequence {
 
 namespace {
 
+// Prefill chunks that do not end a prompt end on multiples of this (HipConfig::block_q and
+// tail_queries defaults; the GPU requires block_q 64). See Plan.
+constexpr int kPrefillCutAlign = 64;
+
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Largest prefix length <= n of `s` that does not split a UTF-8 character.
@@ -382,7 +386,19 @@ PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
     const int target = s.history_len > 0 ? s.history_len : prompt_len;
     if (s.prefilled < target) {
       if (prefill_budget <= 0) continue;
-      const int n = std::min(target - s.prefilled, prefill_budget);
+      int n = std::min(target - s.prefilled, prefill_budget);
+      if (n < target - s.prefilled && options_.chunk_tokens >= 2 * kPrefillCutAlign) {
+        // Not the last chunk: end it on a multiple of kPrefillCutAlign that leaves at least
+        // kPrefillCutAlign tokens to the last one, so that HiP's query blocks and its tail
+        // queries (worker/hip_attention.h HipStepInfo::tail) see the same queries however the
+        // budget splits the prompt (outputs then do not depend on what else is batched).
+        // With the whole budget free this still advances by >= kPrefillCutAlign tokens.
+        const int end = std::min((s.prefilled + n) / kPrefillCutAlign,
+                                 (target - kPrefillCutAlign) / kPrefillCutAlign) *
+                        kPrefillCutAlign;
+        n = end - s.prefilled;
+        if (n <= 0) continue;  // too little budget left in this step for an aligned cut
+      }
       prefill_budget -= n;
       item.tokens.reserve(n);
       for (int i = s.prefilled; i < s.prefilled + n; ++i) {

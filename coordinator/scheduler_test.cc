@@ -25,6 +25,7 @@ class FakeGroup final : public WorkerGroup {
   }
   int world_size() const override { return 1; }
   const GroupModelInfo& model_info() const override { return info_; }
+  void set_max_context(int n) { info_.max_context = n; }
   bool healthy() const override {
     std::lock_guard<std::mutex> lock(mu_);
     return !broken_;
@@ -274,6 +275,30 @@ TEST(SchedulerCoreTest, ChunkedPrefillReportsProgressAndKeepsPositions) {
   }
   EXPECT_EQ(starts, (std::vector<int>{0, 4, 8, 10}));
   EXPECT_EQ(sizes, (std::vector<int>{4, 4, 2, 1}));
+}
+
+// Prefill cuts that do not end a prompt fall on multiples of 64 and leave at least 64 tokens to
+// the last chunk, so HiP's query blocks and tail queries see what a one-step prefill sees
+// (worker/hip_attention.h HipStepInfo::tail) whatever shares the budget.
+TEST(SchedulerCoreTest, PrefillCutsAreAlignedAndLeaveATail) {
+  SchedulerOptions o;
+  o.chunk_tokens = 200;
+  CoreHarness h({Bytes("z"), Bytes("z")}, o);
+  h.group->set_max_context(4096);
+  h.Submit("a", std::vector<int32_t>(300, 'q'), 1);
+  h.Submit("b", std::vector<int32_t>(100, 'q'), 1);
+  h.RunUntilIdle();
+  std::map<uint64_t, std::vector<std::pair<int, int>>> chunks;  // seq -> (start, tokens)
+  for (const StepPlan& p : h.group->plans()) {
+    for (const WorkItem& w : p.work) {
+      chunks[w.seq_id.value()].push_back({w.start_pos, static_cast<int>(w.tokens.size())});
+    }
+  }
+  ASSERT_EQ(chunks.size(), 2u);
+  // a: 200 of budget would cut at 200; the cut falls back to 192. b waits rather than take the
+  // 8 (then 92) tokens left, which allow no aligned cut leaving 64 tokens; then runs whole.
+  EXPECT_EQ(chunks.begin()->second, (std::vector<std::pair<int, int>>{{0, 192}, {192, 108}}));
+  EXPECT_EQ(std::next(chunks.begin())->second, (std::vector<std::pair<int, int>>{{0, 100}}));
 }
 
 TEST(SchedulerCoreTest, PrefillBudgetIsSharedAndDecodeIsNotHeldBack) {

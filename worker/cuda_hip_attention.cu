@@ -392,12 +392,12 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
 
 // The schedule is HipAttention's (NextHipStep, worker/hip_attention.h).
 void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
-                                 const std::vector<int>& refresh_interval) {
+                                 const std::vector<int>& refresh_interval, bool ends_prompt) {
   Impl& m = *impl_;
   SeqState& st = m.states[seq];
   if (st.cache.empty()) st.cache.resize(m.options.num_layers);
-  st.step =
-      NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step, refresh_interval);
+  st.step = NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step,
+                        refresh_interval, ends_prompt);
   if (!st.step.decode) {
     for (chi::StageLists& lists : st.cache) lists = chi::StageLists{};
   }
@@ -470,7 +470,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
   // Queries [0, rows_q) form 64-query rows aligned to absolute positions (prefill mask +
   // prefill BSA); the last `single` queries get a row each (decode mask + decode BSA): the
   // prefill tail (HipConfig::tail_queries), or the decode query.
-  const int single = decode ? num_q : std::min(num_q, cfg.tail_queries);
+  const int single = decode ? num_q : (st.step.tail ? std::min(num_q, cfg.tail_queries) : 0);
   const int rows_q = num_q - single;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   cudaStream_t cs = static_cast<cudaStream_t>(stream);

@@ -64,8 +64,9 @@ class CudaHipAttention {
   // is a prefill chunk, which resets the counter and drops the cached lists. Host only.
   // `refresh_interval`: the sequence's own intervals (per-request override), empty = config's;
   // RunDecodeBatch follows each sequence's own refresh stage, so overrides mix in one batch.
+  // `ends_prompt`: as HipAttention::BeginStep.
   void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
-                 const std::vector<int>& refresh_interval = {});
+                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true);
 
   // Attention of one layer for the step's num_q queries at positions start_pos.. over all
   // num_kv = start_pos + num_q keys of the sequence. Device tensors, bf16 (uint16_t storage),

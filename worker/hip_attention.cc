@@ -55,8 +55,10 @@ absl::Status HipAttention::EnsureRope(int positions) {
 }
 
 HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
-                        int64_t* next_decode_step, const std::vector<int>& refresh_interval) {
+                        int64_t* next_decode_step, const std::vector<int>& refresh_interval,
+                        bool ends_prompt) {
   HipStepInfo step;
+  step.tail = ends_prompt;
   if (num_tokens == 1 && start_pos > 0) {
     step.decode = true;
     step.decode_step = (*next_decode_step)++;
@@ -70,13 +72,13 @@ HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num
 }
 
 void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
-                             const std::vector<int>& refresh_interval) {
+                             const std::vector<int>& refresh_interval, bool ends_prompt) {
   SeqState& st = states_[seq];
   if (st.cache.empty()) {
     st.cache.resize(static_cast<size_t>(options_.num_layers) * options_.num_kv_heads);
   }
-  st.step =
-      NextHipStep(options_.config, start_pos, num_tokens, &st.next_decode_step, refresh_interval);
+  st.step = NextHipStep(options_.config, start_pos, num_tokens, &st.next_decode_step,
+                        refresh_interval, ends_prompt);
   if (!st.step.decode) std::fill(st.cache.begin(), st.cache.end(), nullptr);
 }
 
@@ -133,7 +135,7 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   // blocks aligned to absolute multiples of block_q (so a chunk boundary at such a multiple
   // changes no block's selection), except the last tail_queries queries, which get one row
   // each (HipConfig::tail_queries). Decode: the one query.
-  const int tail = st.step.decode ? num_q : std::min(num_q, cfg.tail_queries);
+  const int tail = st.step.decode ? num_q : (st.step.tail ? std::min(num_q, cfg.tail_queries) : 0);
   std::vector<int32_t> q_pos(num_q), q_row(num_q);
   std::vector<std::pair<int, int>> row_queries;
   for (int i = 0; i < num_q; ++i) {

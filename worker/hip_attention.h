@@ -64,6 +64,11 @@ struct HipStepInfo {
   int64_t decode_step = 0;  // decode steps since the last prefill chunk (0 = first decode)
   // Stage recomputed from (0 = all stages), or -1 = cached final blocks reused. Prefill: 0.
   int refresh_stage = 0;
+  // Prefill: the step's last HipConfig::tail_queries queries get one selection each. Only the
+  // step that ends the prompt (the one that samples) does this, so where earlier chunks end
+  // (which depends on what else is batched) changes no selection when the cuts fall on
+  // multiples of block_q and leave tail_queries tokens to the last step (the scheduler's cuts).
+  bool tail = true;
 };
 
 // The per-sequence schedule (HIP.md 4), shared by HipAttention and CudaHipAttention: a step of
@@ -72,8 +77,10 @@ struct HipStepInfo {
 // (result.decode == false: the caller drops its cached masks). A non-empty `refresh_interval`
 // (the sequence's own mask_refresh_interval, one value >= 1 per stage: a per-request override)
 // replaces config.mask_refresh_interval for this step.
+// `ends_prompt`: a prefill step that ends the prompt (HipStepInfo::tail).
 HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num_tokens,
-                        int64_t* next_decode_step, const std::vector<int>& refresh_interval = {});
+                        int64_t* next_decode_step, const std::vector<int>& refresh_interval = {},
+                        bool ends_prompt = true);
 
 class HipAttention {
  public:
@@ -85,8 +92,9 @@ class HipAttention {
   // `refresh_interval`: the sequence's own decode refresh intervals (per-request override; one
   // value >= 1 per stage, the caller validates), empty = config().mask_refresh_interval. Only
   // this sequence's schedule changes; the batch does not matter.
+  // `ends_prompt`: false for a prefill chunk that does not end the prompt (no tail queries).
   void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
-                 const std::vector<int>& refresh_interval = {});
+                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true);
 
   // Attention of one layer for the step's `num_q` queries at positions start_pos.. over all
   // `num_kv` keys of the sequence (the new ones included: start_pos + num_q == num_kv).

@@ -191,6 +191,26 @@ TEST(HipModelTest, PruningRunsAndDoesNotDependOnBatching) {
   }
 }
 
+// How the scheduler splits a prompt into steps depends on what else is batched. With the cuts
+// on multiples of block_q and at least tail_queries tokens left to the last step (the
+// scheduler's rule), the split changes nothing: only the step that ends the prompt runs tail
+// queries (HipStepInfo::tail), and every query block sees the same queries.
+TEST(HipModelTest, PrefillSplitOnBlockBoundariesChangesNothing) {
+  auto comm = MakeLocalCommunicator();
+  HipConfig cfg = PruningConfig();
+  cfg.tail_queries = 8;
+  auto hip = MakeModel(comm.get(), "hip", cfg);
+  const std::vector<int32_t> prompt = Prompt(120, 3);
+  const auto whole = Generate(*hip, 1, prompt, {120}, 16);
+  const auto split = Generate(*hip, 2, prompt, {32, 48, 40}, 16);  // cuts at 32 and 80
+  ASSERT_EQ(whole.size(), 16u);
+  ASSERT_EQ(split.size(), whole.size());
+  for (size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_EQ(split[i].token, whole[i].token) << "token " << i;
+    EXPECT_NEAR(split[i].logprob, whole[i].logprob, 1e-4) << "token " << i;  // GEMM row blocking
+  }
+}
+
 TEST(HipModelTest, FailedStepRollsBackTheSchedule) {
   auto comm = MakeLocalCommunicator();
   const HipConfig cfg = PruningConfig();

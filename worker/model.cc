@@ -175,6 +175,7 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     it.tokens = static_cast<int>(s.tokens.size());
     it.start_pos = s.start_pos;
     it.mask_refresh_interval = s.mask_refresh_interval;
+    it.ends_prompt = all_logits || s.sample;
     layout.items.push_back(it);
     layout.ids.insert(layout.ids.end(), s.tokens.begin(), s.tokens.end());
     for (int i = 0; i < it.tokens; ++i) layout.positions.push_back(s.start_pos + i);

@@ -55,12 +55,14 @@ struct HipConfig {
   int n_sink = 256;     // first n_sink tokens are always attended (>= 0)
   int n_window = 1024;  // query i also attends [pos_i - n_window, pos_i] (>= 0)
   int block_q = 64;     // prefill queries sharing one selection (> 0); decode blocks are 1 query
-  // Prefill: the last tail_queries queries of each prefill step get their own selection (query
+  // Prefill: the last tail_queries queries of the prefill step that ends the prompt (the one
+  // that samples; earlier chunks have none, so where they end changes nothing when the cuts
+  // fall on multiples of block_q) get their own selection (query
   // blocks of one query, as in decode) instead of sharing their block's (>= 0; 0 = off). A
   // block's shared selection maxes raw scores over all its queries, so it can drop the keys
   // that only its last query needs, and the last prompt query produces the first generated
   // token (HIP.md 6: upstream runs the last 64 queries of a chunk near-dense). Costs
-  // tail_queries single-query mask estimations per prefill step and layer. See docs/HIP_NOTES.md.
+  // tail_queries single-query mask estimations per prompt and layer. See docs/HIP_NOTES.md.
   int tail_queries = 64;
   // Stage s splits its input into chunks of chunk_sizes[s] tokens; strictly decreasing, each
   // dividing the previous one. The last size is the BSA block size.
