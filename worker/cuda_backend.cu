@@ -501,10 +501,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
         GiB(static_cast<int64_t>(total_bytes)), "; --gpu_memory_bytes sets the budget)"));
   }
   const std::string& offload_flag = o.cuda.kv_offload;
-  if (offload_flag != "auto" && offload_flag != "on" && offload_flag != "off") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv_offload must be auto, on or off, not '", offload_flag, "'"));
-  }
+  RETURN_IF_ERROR(CheckKvOffload(offload_flag));
   if (offload_flag == "on" && o.attention != "hip") {
     return absl::InvalidArgumentError(
         "--kv_offload=on needs --attention=hip: dense attention reads every key at every step, "
@@ -513,8 +510,14 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   int64_t pool_rows = (budget - weight_bytes - work_bytes) / kv_row_bytes;
   pool_rows = std::min<int64_t>(pool_rows, o.kv_budget_tokens);
   // auto: offload when HiP runs and the host tier holds more tokens than the bf16 GPU pool.
-  const int64_t host_tokens =
-      o.cuda.host_kv_bytes / (int64_t{d.num_layers} * b->local_kv_heads_ * d.head_dim * 2);
+  CudaKvTiersOptions tiers;
+  tiers.num_layers = d.num_layers;
+  tiers.num_kv_heads = b->local_kv_heads_;
+  tiers.head_dim = d.head_dim;
+  tiers.n_sink = o.hip.n_sink;
+  tiers.n_window = o.hip.n_window;
+  tiers.device = o.cuda.device;
+  const int64_t host_tokens = o.cuda.host_kv_bytes / CudaKvTiers::ColdBytesPerToken(tiers);
   const bool offload = offload_flag == "on" ||
                        (offload_flag == "auto" && o.attention == "hip" && host_tokens > pool_rows);
   if (offload_flag == "auto" && o.attention == "hip") {
@@ -522,19 +525,12 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
               << " tokens fp8 vs GPU pool " << std::max<int64_t>(pool_rows, 0) << " tokens bf16)";
   }
   pool_rows = pool_rows / kPoolGranule * kPoolGranule;
-  CudaKvTiersOptions tiers;
   if (offload) {
-    tiers.num_layers = d.num_layers;
-    tiers.num_kv_heads = b->local_kv_heads_;
-    tiers.head_dim = d.head_dim;
-    tiers.n_sink = o.hip.n_sink;
-    tiers.n_window = o.hip.n_window;
-    tiers.device = o.cuda.device;
     if (o.cuda.host_kv_bytes <= 0) {
       return absl::InvalidArgumentError(
           "KV offload needs a host KV budget (--host_kv_bytes on the coordinator or worker)");
     }
-    tiers.cold_tokens = o.cuda.host_kv_bytes / CudaKvTiers::ColdBytesPerToken(tiers);
+    tiers.cold_tokens = host_tokens;
     int64_t avail = budget - weight_bytes - work_bytes;
     if (o.cuda.gpu_kv_bytes > 0) avail = std::min(avail, o.cuda.gpu_kv_bytes);
     // Tables of every host-tier token with the x1.5 growth and the copy during growth.

@@ -94,6 +94,34 @@ std::vector<std::vector<int32_t>> Prompts(int vocab) {
   return SeededPrompts(vocab, {1, 7, 64, 150}, 12345);
 }
 
+// Greedy tokens of every prompt run together: sequence first_seq + i joins i steps late, so its
+// prefill shares a step with the others' decodes. Returns one list of n tokens per prompt (empty
+// on a failed step, which is reported).
+std::vector<std::vector<int32_t>> StaggeredGreedy(Model& m,
+                                                  const std::vector<std::vector<int32_t>>& prompts,
+                                                  uint64_t first_seq, size_t n) {
+  std::vector<std::vector<int32_t>> out(prompts.size());
+  std::vector<int> pos(prompts.size(), 0);
+  for (size_t step = 0; step < n + prompts.size(); ++step) {
+    StepBatch b;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      if (step < i || out[i].size() == n) continue;
+      b.work.push_back(out[i].empty() ? Work(first_seq + i, prompts[i], 0)
+                                      : Work(first_seq + i, {out[i].back()}, pos[i]));
+    }
+    if (b.work.empty()) break;
+    auto r = m.Step(b);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || r->size() != b.work.size()) return {};
+    for (size_t j = 0; j < r->size(); ++j) {
+      const size_t i = (*r)[j].seq.value() - first_seq;
+      pos[i] += static_cast<int>(b.work[j].tokens.size());
+      out[i].push_back((*r)[j].token);
+    }
+  }
+  return out;
+}
+
 // Error of one logit row against a reference row, relative to the reference's max|logit|.
 struct RowError {
   double worst = 0, mean = 0;
@@ -314,29 +342,8 @@ TEST(CudaBackendGpuTest, MixedStepsMatchSequencesAlone) {
   const auto prompts = Prompts(gpu->dims().vocab_size);
   std::vector<std::vector<int32_t>> alone;
   for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(Greedy(*gpu, 10 + i, prompts[i], 12));
-  // Sequence i starts i steps late, so its prefill shares a step with the others' decodes.
-  std::vector<std::vector<int32_t>> batched(prompts.size());
-  std::vector<int> pos(prompts.size(), 0);
-  for (int step = 0; step < 12 + static_cast<int>(prompts.size()); ++step) {
-    StepBatch b;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      if (step < static_cast<int>(i) || batched[i].size() == 12) continue;
-      if (batched[i].empty()) {
-        b.work.push_back(Work(20 + i, prompts[i], 0));
-      } else {
-        b.work.push_back(Work(20 + i, {batched[i].back()}, pos[i]));
-      }
-    }
-    if (b.work.empty()) break;
-    auto r = gpu->Step(b);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_EQ(r->size(), b.work.size());
-    for (size_t j = 0; j < r->size(); ++j) {
-      const size_t i = (*r)[j].seq.value() - 20;
-      pos[i] += static_cast<int>(b.work[j].tokens.size());
-      batched[i].push_back((*r)[j].token);
-    }
-  }
+  const std::vector<std::vector<int32_t>> batched = StaggeredGreedy(*gpu, prompts, 20, 12);
+  ASSERT_EQ(batched.size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     EXPECT_EQ(batched[i], alone[i]) << "sequence " << i;
   }
@@ -503,28 +510,8 @@ TEST(CudaBackendGpuTest, HipBatchedDecodeMatchesSequencesAlone) {
     for (size_t i = 0; i < prompts.size(); ++i) {
       alone.push_back(Greedy(*gpu, 10 + i, prompts[i], kTokens));
     }
-    std::vector<std::vector<int32_t>> batched(prompts.size());
-    std::vector<int> pos(prompts.size(), 0);
-    for (int step = 0; step < kTokens + static_cast<int>(prompts.size()); ++step) {
-      StepBatch b;
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        if (step < static_cast<int>(i) || batched[i].size() == kTokens) continue;
-        if (batched[i].empty()) {
-          b.work.push_back(Work(20 + i, prompts[i], 0));
-        } else {
-          b.work.push_back(Work(20 + i, {batched[i].back()}, pos[i]));
-        }
-      }
-      if (b.work.empty()) break;
-      auto r = gpu->Step(b);
-      ASSERT_TRUE(r.ok()) << r.status();
-      ASSERT_EQ(r->size(), b.work.size());
-      for (size_t j = 0; j < r->size(); ++j) {
-        const size_t i = (*r)[j].seq.value() - 20;
-        pos[i] += static_cast<int>(b.work[j].tokens.size());
-        batched[i].push_back((*r)[j].token);
-      }
-    }
+    const std::vector<std::vector<int32_t>> batched = StaggeredGreedy(*gpu, prompts, 20, kTokens);
+    ASSERT_EQ(batched.size(), prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_EQ(batched[i], alone[i]) << "sequence " << i << (offload ? " (offload)" : " (pool)");
       ASSERT_TRUE(gpu->Release(SequenceId(20 + i)).ok());

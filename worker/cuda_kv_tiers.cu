@@ -367,15 +367,14 @@ absl::Status CudaKvTiers::Prepare(const std::vector<Item>& items) {
   if (!error.empty()) return absl::ResourceExhaustedError(error);
   // Append metadata for the step: items, then the row -> item map.
   std::vector<AppendItem> ai;
-  std::vector<int32_t> row_item;
+  int rows = 0;
+  for (const Item& it : items) rows = std::max(rows, it.row + it.tokens);
+  std::vector<int32_t> row_item(rows, 0);
   for (const Item& it : items) {
     const Impl::Seq& s = m.seqs.at(it.seq);
     ai.push_back(
         AppendItem{s.slots, s.pages, s.page_cap * kPage, s.page_cap, it.start_pos, it.row});
-    for (int i = 0; i < it.tokens; ++i) {
-      if (static_cast<int>(row_item.size()) <= it.row + i) row_item.resize(it.row + i + 1, 0);
-      row_item[it.row + i] = static_cast<int32_t>(ai.size() - 1);
-    }
+    std::fill_n(row_item.begin() + it.row, it.tokens, static_cast<int32_t>(ai.size() - 1));
   }
   const int64_t items_bytes = static_cast<int64_t>(ai.size() * sizeof(AppendItem));
   const int64_t items_off = (static_cast<int64_t>(row_item.size()) * 4 + 15) / 16 * 16;

@@ -17,6 +17,12 @@ absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name) 
       absl::StrCat("cpu weights '", name, "' are unknown; use 'fp32' or 'bf16'"));
 }
 
+absl::Status CheckKvOffload(const std::string& value) {
+  if (value == "auto" || value == "on" || value == "off") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kv_offload must be 'auto', 'on' or 'off', got '", value, "'"));
+}
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicator* comm,
                                                      const ModelOptions& options) {
   if (comm == nullptr) return absl::InvalidArgumentError("Model needs a communicator");

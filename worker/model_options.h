@@ -68,5 +68,8 @@ struct ModelOptions {
 
 // Parses "fp32" / "bf16" (the --cpu_weights flag values).
 absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name);
+// InvalidArgument unless `value` is "auto", "on" or "off" (CudaBackendOptions::kv_offload, the
+// --kv_offload flag).
+absl::Status CheckKvOffload(const std::string& value);
 
 }  // namespace hipserve::worker

@@ -139,10 +139,7 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   wo.gpu_kv_bytes = o.gpu_kv_bytes;
   wo.host_kv_bytes = o.host_kv_bytes;
   wo.cpu_weights = o.cpu_weights;
-  if (o.kv_offload != "auto" && o.kv_offload != "on" && o.kv_offload != "off") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv_offload must be auto, on or off, not '", o.kv_offload, "'"));
-  }
+  RETURN_IF_ERROR(CheckKvOffload(o.kv_offload));  // fail before registering
   wo.kv_offload = o.kv_offload;
   RETURN_IF_ERROR(ParseCpuWeights(o.cpu_weights).status());  // fail before registering
   wo.coordinator = o.coordinator;

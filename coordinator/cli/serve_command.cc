@@ -20,6 +20,7 @@
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/coordinator_flags.h"
 #include "kernels/device.h"
+#include "worker/model_options.h"
 
 ABSL_FLAG(int, serve_tp, 1,
           "Tensor-parallel degree: worker processes to start (one per GPU), >= 1.");
@@ -131,10 +132,7 @@ absl::Status CheckServeFlags() {
         absl::StrCat("--cpu_weights must be 'fp32' or 'bf16', got '", cpu_weights, "'"));
   }
   const std::string kv_offload = absl::GetFlag(FLAGS_serve_kv_offload);
-  if (kv_offload != "auto" && kv_offload != "on" && kv_offload != "off") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv_offload must be 'auto', 'on' or 'off', got '", kv_offload, "'"));
-  }
+  RETURN_IF_ERROR(worker::CheckKvOffload(kv_offload));
   const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
   if (!gpus.empty() && static_cast<int>(gpus.size()) < tp) {
     return absl::InvalidArgumentError(
