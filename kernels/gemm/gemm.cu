@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/skinny_gemm.h"
 
 #define CUBLASLT_RETURN_IF_ERROR(expr)                                                      \
   do {                                                                                      \
@@ -148,6 +149,10 @@ absl::Status Validate(const GemmGpuParams& p) {
   if (p.c_type != GemmGpuOutType::kBf16 && p.c_type != GemmGpuOutType::kFloat32) {
     return absl::InvalidArgumentError("GemmGpu: c_type has an unknown value");
   }
+  if (p.algo != GemmGpuAlgo::kAuto && p.algo != GemmGpuAlgo::kCublasLt &&
+      p.algo != GemmGpuAlgo::kSkinny) {
+    return absl::InvalidArgumentError("GemmGpu: algo has an unknown value");
+  }
   if (!std::isfinite(p.beta)) {
     return absl::InvalidArgumentError(absl::StrCat("GemmGpu: beta must be finite, got ", p.beta));
   }
@@ -193,6 +198,11 @@ absl::StatusOr<std::unique_ptr<GemmGpuContext>> GemmGpuContext::Create(
 
 absl::Status GemmGpu(const GemmGpuParams& p, void* stream) {
   if (absl::Status s = Validate(p); !s.ok()) return s;
+  if (p.algo == GemmGpuAlgo::kSkinny ||
+      (p.algo == GemmGpuAlgo::kAuto && p.m <= kGemmSkinnyAutoRows &&
+       gemm_internal::SkinnyGemmEligible(p))) {
+    return gemm_internal::SkinnyGemm(p, stream);
+  }
   GemmGpuContext::Impl* ctx = p.context->impl();
   absl::StatusOr<const Plan*> plan = ctx->GetPlan(p);
   if (!plan.ok()) return plan.status();

@@ -57,6 +57,13 @@ class GemmGpuContext {
   std::unique_ptr<Impl> impl_;
 };
 
+// Which kernel GemmGpu runs. kSkinny: a bandwidth-bound kernel for decode-sized m (skinny_gemm.h;
+// needs m <= kGemmSkinnyMaxRows, k % 8 == 0, beta == 0, 16-byte aligned a and b). kAuto: kSkinny
+// when it applies and m <= kGemmSkinnyAutoRows, cuBLASLt otherwise.
+enum class GemmGpuAlgo { kAuto, kCublasLt, kSkinny };
+inline constexpr int kGemmSkinnyMaxRows = 8;
+inline constexpr int kGemmSkinnyAutoRows = 4;
+
 struct GemmGpuParams {
   GemmGpuContext* context = nullptr;  // required
   const void* a = nullptr;            // [m, k] bf16, device, row-major (activations)
@@ -66,6 +73,7 @@ struct GemmGpuParams {
   int m = 0, n = 0, k = 0;            // each > 0
   GemmGpuOutType c_type = GemmGpuOutType::kBf16;
   float beta = 0.f;  // finite; 0: C's old contents are not read (NaN/garbage is fine)
+  GemmGpuAlgo algo = GemmGpuAlgo::kAuto;
 };
 
 // `stream` is a cudaStream_t (null = default stream). Asynchronous. InvalidArgument names the

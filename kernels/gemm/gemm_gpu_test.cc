@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,7 @@ struct Spec {
   int m, n, k;
   bool fp32_out, bias;
   float beta = 0.f;
+  GemmGpuAlgo algo = GemmGpuAlgo::kAuto;
 };
 
 // Runs GemmGpu on device copies (C poisoned with NaN unless beta != 0) and checks it.
@@ -74,6 +76,7 @@ void CheckCase(const Spec& s) {
   p.k = s.k;
   p.c_type = s.fp32_out ? GemmGpuOutType::kFloat32 : GemmGpuOutType::kBf16;
   p.beta = s.beta;
+  p.algo = s.algo;
   const absl::Status st = GemmGpu(p, nullptr);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -175,6 +178,80 @@ TEST_F(GemmGpuEdgeTest, CachedPlanUsesNewBias) {
   ASSERT_TRUE(GemmGpu(p, nullptr).ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (uint16_t v : d_c.ToHost()) ASSERT_EQ(v, 0x4000);
+}
+
+// The skinny path (m <= 8) against the same references, forced, on decode-like shapes: n not a
+// multiple of the block's 4 columns, k a multiple of 8 but not of 256 threads x 8.
+TEST_F(GemmGpuEdgeTest, SkinnyMatchesRef) {
+  for (int m : {1, 2, 3, 4, 5, 8}) {
+    for (const auto& [n, k] : std::vector<std::pair<int, int>>{
+             {576, 576}, {1536, 576}, {37, 1536}, {1030, 4096}, {64, 14336}, {4099, 72}}) {
+      for (bool fp32_out : {false, true}) {
+        SCOPED_TRACE(absl::StrCat("m ", m, " n ", n, " k ", k, fp32_out ? " fp32" : " bf16"));
+        CheckCase({m, n, k, fp32_out, /*bias=*/m % 2 == 1, 0.f, GemmGpuAlgo::kSkinny});
+        CheckCase({m, n, k, fp32_out, /*bias=*/m % 2 == 1, 0.f, GemmGpuAlgo::kCublasLt});
+      }
+    }
+  }
+}
+
+// A row's skinny result does not depend on m: row i of an m-row call equals a 1-row call on
+// row i, bit for bit (what makes decode tokens independent of batching).
+TEST_F(GemmGpuEdgeTest, SkinnyRowsIndependentOfM) {
+  const int n = 300, k = 1024;
+  for (int m : {2, 4, 7, 8}) {
+    const std::vector<float> a = Bf16Values(int64_t{m} * k, 11 + m);
+    const std::vector<float> b = Bf16Values(int64_t{n} * k, 12);
+    DeviceVec<uint16_t> d_a(ToBf16(a));
+    DeviceVec<uint16_t> d_b(ToBf16(b));
+    DeviceVec<uint16_t> d_all(std::vector<uint16_t>(int64_t{m} * n, 0));
+    DeviceVec<uint16_t> d_one(std::vector<uint16_t>(n, 0));
+    GemmGpuParams p;
+    p.context = SharedContext();
+    ASSERT_NE(p.context, nullptr);
+    p.a = d_a.data();
+    p.b = d_b.data();
+    p.c = d_all.data();
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.algo = GemmGpuAlgo::kSkinny;
+    ASSERT_TRUE(GemmGpu(p, nullptr).ok());
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<uint16_t> all = d_all.ToHost();
+    for (int i = 0; i < m; ++i) {
+      p.a = d_a.data() + int64_t{i} * k;
+      p.c = d_one.data();
+      p.m = 1;
+      ASSERT_TRUE(GemmGpu(p, nullptr).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<uint16_t> one = d_one.ToHost();
+      for (int j = 0; j < n; ++j) {
+        ASSERT_EQ(one[j], all[int64_t{i} * n + j]) << "m " << m << " row " << i << " col " << j;
+      }
+    }
+  }
+}
+
+TEST_F(GemmGpuEdgeTest, SkinnyRefusesWhatItCannotServe) {
+  alignas(16) int dummy[8] = {};
+  GemmGpuParams p;
+  p.context = SharedContext();
+  ASSERT_NE(p.context, nullptr);
+  p.a = dummy;
+  p.b = dummy;
+  p.c = dummy;
+  p.m = 9;
+  p.n = 4;
+  p.k = 8;
+  p.algo = GemmGpuAlgo::kSkinny;
+  EXPECT_EQ(GemmGpu(p, nullptr).code(), absl::StatusCode::kInvalidArgument);  // m > 8
+  p.m = 1;
+  p.k = 12;
+  EXPECT_EQ(GemmGpu(p, nullptr).code(), absl::StatusCode::kInvalidArgument);  // k % 8
+  p.k = 8;
+  p.beta = 1.f;
+  EXPECT_EQ(GemmGpu(p, nullptr).code(), absl::StatusCode::kInvalidArgument);  // beta
 }
 
 TEST_F(GemmGpuEdgeTest, InvalidParams) {
