@@ -207,6 +207,7 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
     s->set_seed(item.sampling.seed);
     w->mutable_mask_refresh_interval()->Add(item.mask_refresh_interval.begin(),
                                             item.mask_refresh_interval.end());
+    w->set_hip_k(item.hip_k);
   }
   {
     std::lock_guard<std::mutex> lock(wd_mu_);

@@ -1,5 +1,6 @@
 #include "coordinator/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -30,6 +31,28 @@ void SetHipLimitsFromJson(const std::string& hip_config_json, RequestLimits* lim
   }
   it = j.find("k");
   if (it != j.end() && it->is_number_integer()) limits->hip_k = it->get<int>();
+  // chunk_sizes gives the block size and the stage count; stage_keep the last stage's input.
+  std::vector<int> chunks = {256, 32, 8}, keep = {32768, 8192};
+  for (auto [key, dst] : {std::pair<const char*, std::vector<int>*>{"chunk_sizes", &chunks},
+                          std::pair<const char*, std::vector<int>*>{"stage_keep", &keep}}) {
+    it = j.find(key);
+    if (it == j.end() || !it->is_array()) continue;
+    std::vector<int> v;
+    for (const nlohmann::json& e : *it) {
+      if (!e.is_number_integer()) return;
+      v.push_back(e.get<int>());
+    }
+    *dst = std::move(v);
+  }
+  if (chunks.empty()) return;
+  limits->hip_block_size = chunks.back();
+  limits->hip_last_stage_keep = chunks.size() > 1 && !keep.empty() ? keep.back() : 0;
+}
+
+int MaxRequestHipK(const RequestLimits& l) {
+  if (l.hip_last_stage_keep > 0) return l.hip_last_stage_keep;
+  const int block = std::max(l.hip_block_size, 1);
+  return std::max(block, l.max_context / block * block);
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& req,
@@ -125,8 +148,7 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
   }
 
   // Per-request HiP overrides. One server runs one attention mode; the decode refresh
-  // intervals apply per sequence (they travel with its step work to every rank); k would change
-  // the sequence's pruning budgets and is server-wide only.
+  // intervals and k apply per sequence (they travel with its step work to every rank).
   const v1::HipOverrides& hip = req.hip();
   if (hip.attention() != v1::ATTENTION_MODE_UNSPECIFIED) {
     const std::string wanted = hip.attention() == v1::ATTENTION_MODE_HIP ? "hip" : "dense";
@@ -170,12 +192,30 @@ absl::StatusOr<SequenceRequest> ToSequenceRequest(const v1::GenerateRequest& req
     out.applied_hip.overridden = true;
   }
   if (hip.has_k()) {
-    if (hip.k() <= 0 || hip.k() % 8 != 0) {
-      return Invalid(absl::StrCat("hip.k must be a positive multiple of 8, got ", hip.k()));
+    if (limits.attention != "hip") {
+      return Invalid(absl::StrCat("hip.k applies to HiP attention, but this server runs '",
+                                  limits.attention, "' attention (start it with --attention=hip)"));
     }
-    return Invalid(
-        "hip.k: a per-request k is not supported (it would change the sequence's pruning "
-        "budgets); set it server-wide with --hip_config '{\"k\": ...}'");
+    const int block = limits.hip_block_size;
+    if (hip.k() <= 0 || hip.k() % block != 0) {
+      return Invalid(absl::StrCat("hip.k must be a positive multiple of ", block,
+                                  " (the HiP block size: the last of the server's chunk_sizes), "
+                                  "got ",
+                                  hip.k()));
+    }
+    const int max_k = MaxRequestHipK(limits);
+    if (hip.k() > max_k) {
+      return Invalid(
+          absl::StrCat("hip.k = ", hip.k(), " exceeds this server's limit ", max_k,
+                       limits.hip_last_stage_keep > 0
+                           ? " (the keep of the stage before the last, stage_keep in --hip_config)"
+                           : " (the maximum context)"));
+    }
+    // k replaces the server's k for the layers without a layer override (as "k" in
+    // --hip_config would).
+    out.hip_k = hip.k();
+    out.applied_hip.k = hip.k();
+    out.applied_hip.overridden = true;
   }
 
   ASSIGN_OR_RETURN(out.prompt, PromptTokens(req, tok));

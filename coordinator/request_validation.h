@@ -21,13 +21,20 @@ struct RequestLimits {
   int max_stop_strings = 16;
   std::string attention = "dense";  // modes this server runs
   // The server's HiP settings (--hip_config; used when attention == "hip"): the decode refresh
-  // interval per stage (its size = the stage count) and the final keep.
+  // interval per stage (its size = the stage count), the final keep, the block size (the last
+  // chunk size) and the keep of the stage before the last (0: one stage only).
   std::vector<int> hip_mask_refresh_interval = {96, 24, 8};
   int hip_k = 2048;
+  int hip_block_size = 8;
+  int hip_last_stage_keep = 8192;
 };
 
-// Fills limits->hip_mask_refresh_interval / hip_k from the server's --hip_config JSON (keys
-// missing or unreadable keep the HipConfig defaults, which the limits' defaults equal).
+// The largest hip.k a request may ask for (worker::MaxRequestK): hip_last_stage_keep, or with
+// one stage max_context rounded down to the block size (at least one block).
+int MaxRequestHipK(const RequestLimits& limits);
+
+// Fills limits' hip_* fields from the server's --hip_config JSON (keys missing or unreadable
+// keep the HipConfig defaults, which the limits' defaults equal).
 void SetHipLimitsFromJson(const std::string& hip_config_json, RequestLimits* limits);
 
 // Encodes the input (text, token ids or chat) into prompt token ids.

@@ -81,6 +81,8 @@ struct SequenceRequest {
   bool report_prefill_progress = false;
   // Per-request HiP decode refresh intervals (validated), empty = the server's.
   std::vector<int> hip_mask_refresh_interval;
+  // Per-request HiP final keep (validated), 0 = the server's.
+  int hip_k = 0;
   AppliedHip applied_hip;  // reported in FinishInfo::hip
   Clock::time_point arrival = Clock::now();
   std::shared_ptr<SequenceSink> sink;

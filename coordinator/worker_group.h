@@ -35,6 +35,8 @@ struct WorkItem {
   // HiP: the request's own decode refresh intervals (hip.mask_refresh_interval), empty = the
   // server's. Carried by every item of the sequence.
   std::vector<int> mask_refresh_interval;
+  // HiP: the request's own final keep (hip.k), 0 = the server's. Carried by every item.
+  int hip_k = 0;
 };
 
 struct StepPlan {

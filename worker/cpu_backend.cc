@@ -163,7 +163,8 @@ class CpuBackend final : public ForwardBackend {
     b.gathered = world_size == 1 ? b.logits : Buffer(10, world_size * lr, vocab_shard);
     if (hip_ != nullptr) {
       for (const StepLayout::Item& it : layout.items) {
-        hip_->BeginStep(it.seq, it.start_pos, it.tokens, it.mask_refresh_interval, it.ends_prompt);
+        hip_->BeginStep(it.seq, it.start_pos, it.tokens, it.mask_refresh_interval, it.ends_prompt,
+                        it.hip_k);
       }
     }
     return b;

@@ -697,7 +697,8 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   }
   if (hip_ != nullptr) {
     for (const StepLayout::Item& it : layout.items)
-      hip_->BeginStep(it.seq, it.start_pos, it.tokens, it.mask_refresh_interval, it.ends_prompt);
+      hip_->BeginStep(it.seq, it.start_pos, it.tokens, it.mask_refresh_interval, it.ends_prompt,
+                      it.hip_k);
   }
   // Decode runs: maximal runs of consecutive single-token items, one decode call each.
   decode_runs_.clear();

@@ -226,6 +226,7 @@ namespace chi = cuda_hip_internal;
 struct CudaHipAttention::SeqState {
   HipStepInfo step;
   int64_t next_decode_step = 0;
+  int k = 0;  // BeginStep's final keep (0 = the config's): selects Impl::SpecSet
   // [num_layers]: every stage's kept list from the latest refresh; all null = nothing cached.
   std::vector<chi::StageLists> cache;
 };
@@ -242,13 +243,23 @@ struct CudaHipAttention::Impl {
   absl::Status EnsureRope(int positions, cudaStream_t stream);
   absl::Status EnsureWorkspace(size_t bytes, cudaStream_t stream);
 
+  // The pruning specs of every layer for one final keep k, and the pools of their lists.
+  struct SpecSet {
+    std::vector<kernels::PruningSpec> specs;       // [num_layers], extension on
+    std::vector<kernels::PruningSpec> specs_real;  // [num_layers], real positions
+    std::vector<int> max_keep;  // [stages]: chunks a pooled list of stage s holds, >= every layer's
+    std::vector<std::shared_ptr<chi::DeviceBlockPool>> pools;  // [stages]
+  };
+  // The set of final keep k (0 = config.k): built on first use. Stages before the last share
+  // the configured set's pools; the last stage uses the configured pool when its lists fit, else
+  // one pool per power-of-two capacity (so that per-request k values make few pools).
+  const SpecSet& SetFor(int k);
+
   HipAttentionOptions options;
-  kernels::RopeTable rope_host;                  // the CPU reference's table, grown alike
-  std::vector<kernels::PruningSpec> specs;       // [num_layers], extension on
-  std::vector<kernels::PruningSpec> specs_real;  // [num_layers], real positions
+  kernels::RopeTable rope_host;  // the CPU reference's table, grown alike
+  absl::flat_hash_map<int, std::unique_ptr<const SpecSet>> sets;               // by k; 0 = config.k
+  absl::flat_hash_map<int, std::shared_ptr<chi::DeviceBlockPool>> last_pools;  // by capacity
   int extend_min_tokens = 0;
-  std::vector<int> max_keep;                                 // [stages], over layers
-  std::vector<std::shared_ptr<chi::DeviceBlockPool>> pools;  // [stages]
   float* rope = nullptr;  // device [rope_positions][head_dim] fp32 (HipRopeRows)
   int rope_positions = 0;
   char* workspace = nullptr;  // device, shared by all Runs
@@ -282,6 +293,53 @@ struct CudaHipAttention::Impl {
   };
   LastRun last;
 };
+
+const CudaHipAttention::Impl::SpecSet& CudaHipAttention::Impl::SetFor(int k) {
+  if (k == options.config.k) k = 0;
+  std::unique_ptr<const SpecSet>& slot = sets[k];
+  if (slot != nullptr) return *slot;
+  kernels::HipConfig cfg = options.config;
+  if (k != 0) cfg.k = k;
+  kernels::HipConfig real = cfg;
+  real.extend = false;
+  const int stages = cfg.num_stages(), kvh = options.num_kv_heads;
+  auto set = std::make_unique<SpecSet>();
+  set->max_keep.assign(stages, 0);
+  for (int l = 0; l < options.num_layers; ++l) {
+    set->specs.push_back(kernels::PruningSpecForLayer(cfg, l));
+    set->specs_real.push_back(kernels::PruningSpecForLayer(real, l));
+    for (const kernels::PruningSpec* spec : {&set->specs.back(), &set->specs_real.back()}) {
+      for (int s = 0; s < stages; ++s) {
+        set->max_keep[s] = std::max(set->max_keep[s], spec->keep_chunks(s));
+      }
+    }
+  }
+  if (k == 0) {
+    for (int s = 0; s < stages; ++s) {
+      set->pools.push_back(
+          std::make_shared<chi::DeviceBlockPool>(chi::StageListBytes(kvh, set->max_keep[s])));
+    }
+  } else {
+    const SpecSet& base = SetFor(0);
+    set->pools = base.pools;
+    for (int s = 0; s + 1 < stages; ++s) set->max_keep[s] = base.max_keep[s];
+    const int last = stages - 1;
+    if (set->max_keep[last] <= base.max_keep[last]) {
+      set->max_keep[last] = base.max_keep[last];
+    } else {
+      int cap = 1;
+      while (cap < set->max_keep[last]) cap *= 2;
+      set->max_keep[last] = cap;
+      std::shared_ptr<chi::DeviceBlockPool>& pool = last_pools[cap];
+      if (pool == nullptr) {
+        pool = std::make_shared<chi::DeviceBlockPool>(chi::StageListBytes(kvh, cap));
+      }
+      set->pools[last] = pool;
+    }
+  }
+  slot = std::move(set);
+  return *slot;
+}
 
 absl::Status CudaHipAttention::Impl::EnsureRope(int positions, cudaStream_t stream) {
   if (positions <= rope_positions) return absl::OkStatus();
@@ -368,22 +426,7 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
   ASSIGN_OR_RETURN(kernels::RopeTable rope,
                    kernels::RopeTable::Create(o.rope, o.head_dim, cfg.n_window + 2));
   auto impl = std::make_unique<Impl>(o, std::move(rope));
-  impl->max_keep.assign(cfg.num_stages(), 0);
-  for (int l = 0; l < o.num_layers; ++l) {
-    impl->specs.push_back(kernels::PruningSpecForLayer(cfg, l));
-    kernels::HipConfig real = cfg;
-    real.extend = false;
-    impl->specs_real.push_back(kernels::PruningSpecForLayer(real, l));
-    for (const kernels::PruningSpec* spec : {&impl->specs.back(), &impl->specs_real.back()}) {
-      for (int s = 0; s < cfg.num_stages(); ++s) {
-        impl->max_keep[s] = std::max(impl->max_keep[s], spec->keep_chunks(s));
-      }
-    }
-  }
-  for (int s = 0; s < cfg.num_stages(); ++s) {
-    impl->pools.push_back(std::make_shared<chi::DeviceBlockPool>(
-        chi::StageListBytes(o.num_kv_heads, impl->max_keep[s])));
-  }
+  impl->SetFor(0);
   impl->extend_min_tokens =
       cfg.extend_min_tokens >= 0 ? cfg.extend_min_tokens : std::max(o.pretrained_context, 0);
   RETURN_IF_ERROR(impl->EnsureRope(std::max(cfg.n_window + 2, 8192), nullptr));
@@ -392,9 +435,12 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
 
 // The schedule is HipAttention's (NextHipStep, worker/hip_attention.h).
 void CudaHipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
-                                 const std::vector<int>& refresh_interval, bool ends_prompt) {
+                                 const std::vector<int>& refresh_interval, bool ends_prompt,
+                                 int k) {
   Impl& m = *impl_;
   SeqState& st = m.states[seq];
+  st.k = k == m.options.config.k ? 0 : k;
+  m.SetFor(st.k);  // built here, so that Runs only look it up
   if (st.cache.empty()) st.cache.resize(m.options.num_layers);
   st.step = NextHipStep(m.options.config, start_pos, num_tokens, &st.next_decode_step,
                         refresh_interval, ends_prompt);
@@ -462,7 +508,8 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
   const kernels::HipConfig& cfg = m.options.config;
   // Extension only beyond extend_min_tokens, decided per step (as HipAttention::Run).
   const bool extend = cfg.extend && num_kv > m.extend_min_tokens;
-  const kernels::PruningSpec& spec = extend ? m.specs[layer] : m.specs_real[layer];
+  const Impl::SpecSet& set = m.SetFor(st.k);
+  const kernels::PruningSpec& spec = extend ? set.specs[layer] : set.specs_real[layer];
   const int stages = spec.num_stages();
   const int kvh = m.options.num_kv_heads, d = m.options.head_dim, heads = m.options.num_heads;
   const int64_t q_row = int64_t{heads} * d;  // elements per query row of q / out
@@ -524,7 +571,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
         // A stage this step writes gets a fresh list unless nobody else (a snapshot) holds the
         // cached one; the stages before it are read (or reused) as cached.
         if (run_mask && s >= start_stage && (cache[s] == nullptr || cache[s].use_count() > 1)) {
-          ASSIGN_OR_RETURN(lists[s], chi::NewStageList(m.pools[s], kvh, m.max_keep[s]));
+          ASSIGN_OR_RETURN(lists[s], chi::NewStageList(set.pools[s], kvh, set.max_keep[s]));
         } else {
           lists[s] = cache[s];
         }
@@ -716,10 +763,13 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
     }
   }
 
-  // At most two groups: steps with and without the context extension (per sequence, as Run).
+  // One group per (extend mode, final keep): steps with and without the context extension (per
+  // sequence, as Run), and per-request k values (a mask / BSA call has one spec).
   struct Group {
     std::vector<int> items;
     bool extend = false;
+    int k = 0;  // SeqState::k
+    const Impl::SpecSet* set = nullptr;
     const kernels::PruningSpec* spec = nullptr;
     int max_kv = 0;
     std::vector<int> start_stage;        // per item: refresh stage, -1 = reuse
@@ -733,16 +783,18 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
     kernels::BsaDecodeGpuParams bd;
   };
   std::vector<Group> groups;
-  {
-    Group plain, ext;
-    plain.extend = false;
-    ext.extend = true;
-    for (int i = 0; i < n; ++i) {
-      (cfg.extend && items[i].num_kv > m.extend_min_tokens ? ext : plain).items.push_back(i);
+  for (int i = 0; i < n; ++i) {
+    const bool extend = cfg.extend && items[i].num_kv > m.extend_min_tokens;
+    const int k = states[i]->k;
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const Group& x) { return x.extend == extend && x.k == k; });
+    if (g == groups.end()) {
+      groups.emplace_back();
+      g = groups.end() - 1;
+      g->extend = extend;
+      g->k = k;
     }
-    for (Group* g : {&plain, &ext}) {
-      if (!g->items.empty()) groups.push_back(std::move(*g));
-    }
+    g->items.push_back(i);
   }
 
   size_t ws_used = 0;
@@ -758,7 +810,8 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
   batch_src.bank_v = first_src.bank_v;
   for (Group& g : groups) {
     const int gn = static_cast<int>(g.items.size());
-    g.spec = g.extend ? &m.specs[layer] : &m.specs_real[layer];
+    g.set = &m.SetFor(g.k);
+    g.spec = g.extend ? &g.set->specs[layer] : &g.set->specs_real[layer];
     const kernels::PruningSpec& spec = *g.spec;
     const int stages = spec.num_stages();
     g.start_stage.resize(gn);
@@ -774,7 +827,8 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
       g.start_stage[j] = start;
       for (int s = 0; s < stages; ++s) {
         if (start >= 0 && s >= start && (cache[s] == nullptr || cache[s].use_count() > 1)) {
-          ASSIGN_OR_RETURN(g.lists[j][s], chi::NewStageList(m.pools[s], kvh, m.max_keep[s]));
+          ASSIGN_OR_RETURN(g.lists[j][s],
+                           chi::NewStageList(g.set->pools[s], kvh, g.set->max_keep[s]));
         } else {
           g.lists[j][s] = cache[s];
         }
@@ -869,7 +923,7 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
       l.range_end[s] = reinterpret_cast<int32_t*>(ws + g.end_at[s]);
       l.keep[s] = spec.keep_chunks(s);
       // The StageList block layout (NewStageList).
-      l.count_off[s] = static_cast<int64_t>(chi::AlignUp(size_t{4} * kvh * m.max_keep[s], 16));
+      l.count_off[s] = static_cast<int64_t>(chi::AlignUp(size_t{4} * kvh * g.set->max_keep[s], 16));
       l.end_off[s] = l.count_off[s] + static_cast<int64_t>(chi::AlignUp(size_t{4} * kvh, 16));
     }
     l.kvh = kvh;
@@ -1006,7 +1060,7 @@ absl::StatusOr<std::vector<int32_t>> CudaHipAttention::CachedBlocks(SequenceId s
     return absl::NotFoundError("CudaHipAttention: no cached blocks");
   }
   const chi::StageList& list = *it->second.cache[layer][stages - 1];
-  const int stride = m.specs[layer].keep_chunks(stages - 1);
+  const int stride = impl_->sets.at(it->second.k)->specs[layer].keep_chunks(stages - 1);
   cudaStream_t cs = static_cast<cudaStream_t>(stream);
   std::vector<int32_t> count, starts;
   RETURN_IF_ERROR(CopyToHost(list.count + kv_head, 1, &count, cs));

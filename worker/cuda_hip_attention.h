@@ -64,9 +64,10 @@ class CudaHipAttention {
   // is a prefill chunk, which resets the counter and drops the cached lists. Host only.
   // `refresh_interval`: the sequence's own intervals (per-request override), empty = config's;
   // RunDecodeBatch follows each sequence's own refresh stage, so overrides mix in one batch.
-  // `ends_prompt`: as HipAttention::BeginStep.
+  // `ends_prompt`, `k`: as HipAttention::BeginStep (k: the sequence's final keep for layers
+  // without a layer override, 0 = config's; RunDecodeBatch groups sequences by k).
   void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
-                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true);
+                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true, int k = 0);
 
   // Attention of one layer for the step's num_q queries at positions start_pos.. over all
   // num_kv = start_pos + num_q keys of the sequence. Device tensors, bf16 (uint16_t storage),
@@ -95,11 +96,12 @@ class CudaHipAttention {
   // The decode attention of one layer for many sequences at once: the same lists, cached state
   // and outputs as calling Run / RunTiered(item.seq, layer, item.q, 1, num_kv - 1, ...) for each
   // item in turn, with one mask and one BSA call for all items whose step has the same extend
-  // mode (cfg.extend && num_kv > extend_min_tokens; at most two groups). Every item's sequence
-  // must be in a decode step (BeginStep with one token at num_kv - 1 > 0: FailedPrecondition
-  // otherwise) and appear once. K/V: the contiguous bf16 pool `k`, `v` ([rows][num_kv_heads]
-  // [head_dim], item i's token t at row kv_row + t) when non-null; null: each item's `tiered`
-  // (CudaKvTiers::Source), all with the same bank_k / bank_v. q / out rows that are
+  // mode (cfg.extend && num_kv > extend_min_tokens) and the same final keep (BeginStep's k):
+  // one group per (extend, k) pair present, two at most when no request overrides k. Every item's
+  // sequence must be in a decode step (BeginStep with one token at num_kv - 1 > 0:
+  // FailedPrecondition otherwise) and appear once. K/V: the contiguous bf16 pool `k`, `v`
+  // ([rows][num_kv_heads] [head_dim], item i's token t at row kv_row + t) when non-null; null: each
+  // item's `tiered` (CudaKvTiers::Source), all with the same bank_k / bank_v. q / out rows that are
   // consecutive in item order ([n][num_heads][head_dim]) are used in place; others are copied
   // through the workspace. Outputs equal the per-sequence path's up to the BSA kernel's
   // partition plan, which depends on the batch (SetBsaDecodePlanForTesting fixes it).

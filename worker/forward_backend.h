@@ -55,6 +55,9 @@ struct StepLayout {
     // HiP: the sequence's own decode refresh intervals (per-request override, validated by
     // Model), empty = the configured ones.
     std::vector<int> mask_refresh_interval;
+    // HiP: the sequence's own final keep (per-request override, validated by Model), 0 = the
+    // configured k.
+    int hip_k = 0;
     // The item's last token ends the prompt (its logits are computed): HiP's tail queries
     // (HipStepInfo::tail) run only then.
     bool ends_prompt = true;

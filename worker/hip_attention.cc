@@ -34,14 +34,39 @@ absl::StatusOr<std::unique_ptr<HipAttention>> HipAttention::Create(const HipAtte
   return std::unique_ptr<HipAttention>(new HipAttention(o, std::move(rope)));
 }
 
+int MaxRequestK(const kernels::HipConfig& c, int max_context) {
+  if (c.num_stages() > 1) return c.stage_keep.back();
+  const int block = c.block_size();
+  return std::max(block, max_context / block * block);
+}
+
+HipAttention::LayerSpecs HipAttention::MakeLayerSpecs(const kernels::HipConfig& config,
+                                                      int num_layers) {
+  LayerSpecs s;
+  kernels::HipConfig real = config;
+  real.extend = false;
+  for (int l = 0; l < num_layers; ++l) {
+    s.ext.push_back(kernels::PruningSpecForLayer(config, l));
+    s.real.push_back(kernels::PruningSpecForLayer(real, l));
+  }
+  return s;
+}
+
+const HipAttention::LayerSpecs& HipAttention::SpecsFor(int k) {
+  if (k == options_.config.k) k = 0;
+  std::unique_ptr<const LayerSpecs>& slot = specs_[k];
+  if (slot == nullptr) {
+    kernels::HipConfig c = options_.config;
+    c.k = k;
+    slot = std::make_unique<const LayerSpecs>(MakeLayerSpecs(c, options_.num_layers));
+  }
+  return *slot;
+}
+
 HipAttention::HipAttention(const HipAttentionOptions& options, kernels::RopeTable rope)
     : options_(options), rope_(std::move(rope)) {
-  for (int l = 0; l < options_.num_layers; ++l) {
-    specs_.push_back(kernels::PruningSpecForLayer(options_.config, l));
-    kernels::HipConfig real = options_.config;
-    real.extend = false;
-    specs_real_.push_back(kernels::PruningSpecForLayer(real, l));
-  }
+  specs_[0] =
+      std::make_unique<const LayerSpecs>(MakeLayerSpecs(options_.config, options_.num_layers));
   extend_min_tokens_ = options_.config.extend_min_tokens >= 0
                            ? options_.config.extend_min_tokens
                            : std::max(options_.pretrained_context, 0);
@@ -72,8 +97,9 @@ HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num
 }
 
 void HipAttention::BeginStep(SequenceId seq, int start_pos, int num_tokens,
-                             const std::vector<int>& refresh_interval, bool ends_prompt) {
+                             const std::vector<int>& refresh_interval, bool ends_prompt, int k) {
   SeqState& st = states_[seq];
+  st.k = k == options_.config.k ? 0 : k;
   if (st.cache.empty()) {
     st.cache.resize(static_cast<size_t>(options_.num_layers) * options_.num_kv_heads);
   }
@@ -124,7 +150,8 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   // per step, so a sequence switches when it grows past the threshold (nothing cached depends
   // on positions: keys are stored un-rotated and the cached lists are plain key ranges).
   const bool extend = cfg.extend && num_kv > extend_min_tokens_;
-  const kernels::PruningSpec& spec = extend ? specs_[layer] : specs_real_[layer];
+  const LayerSpecs& specs = SpecsFor(st.k);
+  const kernels::PruningSpec& spec = extend ? specs.ext[layer] : specs.real[layer];
   const int kvh = options_.num_kv_heads, d = options_.head_dim;
   const int group = options_.num_heads / kvh;
   const int block_size = cfg.block_size();

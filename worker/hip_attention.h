@@ -82,6 +82,13 @@ HipStepInfo NextHipStep(const kernels::HipConfig& config, int start_pos, int num
                         int64_t* next_decode_step, const std::vector<int>& refresh_interval = {},
                         bool ends_prompt = true);
 
+// The largest final keep a request may ask for (GenerateRequest.hip.k, SeqStep::hip_k, which
+// replaces config.k for the layers without a layer override): the last stage_keep when there
+// are several stages (a stage never keeps more than its input), else `max_context` rounded
+// down to the block size (at least one block). Valid request values are the positive multiples
+// of config.block_size() up to this bound.
+int MaxRequestK(const kernels::HipConfig& config, int max_context);
+
 class HipAttention {
  public:
   static absl::StatusOr<std::unique_ptr<HipAttention>> Create(const HipAttentionOptions& options);
@@ -93,8 +100,12 @@ class HipAttention {
   // value >= 1 per stage, the caller validates), empty = config().mask_refresh_interval. Only
   // this sequence's schedule changes; the batch does not matter.
   // `ends_prompt`: false for a prefill chunk that does not end the prompt (no tail queries).
+  // `k`: the sequence's own final keep for the layers without a layer override (per-request
+  // override: a positive multiple of config().block_size(), at most
+  // MaxRequestK(config(), ...); the caller validates), 0 = config().k. A sequence
+  // keeps one k for its life (a prefill chunk with another k drops the cache anyway).
   void BeginStep(common::SequenceId seq, int start_pos, int num_tokens,
-                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true);
+                 const std::vector<int>& refresh_interval = {}, bool ends_prompt = true, int k = 0);
 
   // Attention of one layer for the step's `num_q` queries at positions start_pos.. over all
   // `num_kv` keys of the sequence (the new ones included: start_pos + num_q == num_kv).
@@ -131,6 +142,7 @@ class HipAttention {
   struct SeqState {
     HipStepInfo step;
     int64_t next_decode_step = 0;
+    int k = 0;  // BeginStep's k (0 = config's)
     // [num_layers * num_kv_heads]; null = nothing cached. Entries are immutable once stored.
     std::vector<std::shared_ptr<const HeadCache>> cache;
   };
@@ -139,10 +151,19 @@ class HipAttention {
   HipAttention(const HipAttentionOptions& options, kernels::RopeTable rope);
   absl::Status EnsureRope(int positions);
 
+  // The pruning specs of every layer for a final keep k (0 = config's).
+  struct LayerSpecs {
+    std::vector<kernels::PruningSpec> ext;   // [num_layers], extension on
+    std::vector<kernels::PruningSpec> real;  // [num_layers], real positions
+  };
+  static LayerSpecs MakeLayerSpecs(const kernels::HipConfig& config, int num_layers);
+  const LayerSpecs& SpecsFor(int k);
+
   HipAttentionOptions options_;
   kernels::RopeTable rope_;
-  std::vector<kernels::PruningSpec> specs_;       // [num_layers], extension on
-  std::vector<kernels::PruningSpec> specs_real_;  // [num_layers], real positions
+  // By final keep: 0 = the configured k; others built on a sequence's first use (per-request
+  // k, a bounded set of multiples of the block size).
+  absl::flat_hash_map<int, std::unique_ptr<const LayerSpecs>> specs_;
   int extend_min_tokens_ = 0;
   absl::flat_hash_map<common::SequenceId, SeqState> states_;
   std::vector<HipRecallStats> recall_;

@@ -464,5 +464,22 @@ TEST(HipAttentionTest, RejectsBadSetup) {
             absl::StatusCode::kFailedPrecondition);  // no BeginStep
 }
 
+// Per-request k bound: the last stage_keep with several stages, else the context rounded down
+// to the block size (at least one block).
+TEST(HipAttentionTest, MaxRequestK) {
+  kernels::HipConfig c;
+  EXPECT_EQ(MaxRequestK(c, 1 << 20), 8192);
+  EXPECT_EQ(MaxRequestK(c, 100), 8192);
+  c.chunk_sizes = {64};
+  c.stage_keep = {};
+  c.k = 128;
+  c.stride_q = {1};
+  c.mask_refresh_interval = {4};
+  c.layer_overrides.clear();
+  ASSERT_TRUE(kernels::ValidateHipConfig(c).ok());
+  EXPECT_EQ(MaxRequestK(c, 1000), 960);
+  EXPECT_EQ(MaxRequestK(c, 10), 64);
+}
+
 }  // namespace
 }  // namespace hipserve::worker

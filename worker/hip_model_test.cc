@@ -315,6 +315,83 @@ TEST(HipModelTest, PerSequenceRefreshIntervalOverride) {
   EXPECT_EQ(dense->Step(b3).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A per-request k (SeqStep::hip_k) changes that sequence's final keep only (layers without a
+// layer override): in one batch, seq 1 with k = 16 gives exactly the tokens of a model configured
+// with k = 16 and keeps 8 blocks of 2 in layer 1 (4 with the configured k = 8), while seq 2 keeps
+// the configured k and the tokens it gets alone. Layer 0's override (k = 12) applies to both.
+TEST(HipModelTest, PerSequenceKOverride) {
+  auto comm = MakeLocalCommunicator();
+  const HipConfig cfg = PruningConfig();
+  HipConfig k16 = cfg;
+  k16.k = 16;
+  const std::vector<int32_t> pa = Prompt(70, 5), pb = Prompt(45, 6);
+  auto ref_k16 = MakeModel(comm.get(), "hip", k16);
+  auto ref_server = MakeModel(comm.get(), "hip", cfg);
+  const auto a = Generate(*ref_k16, 1, pa, {70}, 16);
+  const auto a_server = Generate(*ref_server, 1, pa, {70}, 16);
+  const auto b = Generate(*ref_server, 2, pb, {45}, 16);
+  ASSERT_EQ(a.size(), 16u);
+  ASSERT_EQ(b.size(), 16u);
+  // k = 16 and k = 8 give different results for this prompt, so the comparison below can fail.
+  double diff = 0;
+  for (size_t i = 0; i < a.size() && a[i].token == a_server[i].token; ++i) {
+    diff = std::max(diff, std::fabs(double{a[i].logprob} - a_server[i].logprob));
+  }
+  EXPECT_GT(diff, 1e-6) << "k = 16 and k = 8 should not be bit-identical here";
+
+  auto m = MakeModel(comm.get(), "hip", cfg);
+  std::vector<SampledToken> ga, gb;
+  int pos_a = 0, pos_b = 0;
+  for (int t = 0; t < 16; ++t) {
+    StepBatch batch;
+    batch.work.push_back(t == 0 ? Work(1, pa, 0) : Work(1, {ga.back().token}, pos_a));
+    batch.work[0].hip_k = 16;
+    batch.work.push_back(t == 0 ? Work(2, pb, 0) : Work(2, {gb.back().token}, pos_b));
+    auto r = m->Step(batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 2u);
+    pos_a += static_cast<int>(batch.work[0].tokens.size());
+    pos_b += static_cast<int>(batch.work[1].tokens.size());
+    ga.push_back((*r)[0]);
+    gb.push_back((*r)[1]);
+    if (t == 0) continue;
+    for (int h = 0; h < 2; ++h) {
+      const std::vector<int32_t>* la1 = m->hip()->CachedBlocks(SequenceId(1), 1, h);
+      const std::vector<int32_t>* lb1 = m->hip()->CachedBlocks(SequenceId(2), 1, h);
+      const std::vector<int32_t>* la0 = m->hip()->CachedBlocks(SequenceId(1), 0, h);
+      const std::vector<int32_t>* lb0 = m->hip()->CachedBlocks(SequenceId(2), 0, h);
+      ASSERT_TRUE(la1 != nullptr && lb1 != nullptr && la0 != nullptr && lb0 != nullptr);
+      EXPECT_EQ(la1->size(), 8u) << "step " << t << " head " << h;  // k 16 / block 2
+      EXPECT_EQ(lb1->size(), 4u) << "step " << t << " head " << h;  // k 8 / block 2
+      EXPECT_EQ(la0->size(), 6u) << "step " << t << " head " << h;  // layer override k 12
+      EXPECT_EQ(lb0->size(), 6u) << "step " << t << " head " << h;
+    }
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(ga[i].token, a[i].token) << i;
+    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
+    EXPECT_EQ(gb[i].token, b[i].token) << i;
+    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
+  }
+
+  // Malformed k values fail the step for that sequence, before anything runs: not a multiple of
+  // the block size 2, negative, above the last stage_keep 16.
+  for (int bad : {7, -2, 18}) {
+    StepBatch b2;
+    b2.work.push_back(Work(3, Prompt(10, 7), 0));
+    b2.work[0].hip_k = bad;
+    auto s = m->Step(b2).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad << ": " << s;
+    EXPECT_NE(s.message().find("hip_k"), std::string::npos) << s;
+    EXPECT_EQ(m->last_failed_sequence(), SequenceId(3));
+  }
+  auto dense = MakeModel(comm.get(), "dense");
+  StepBatch b3;
+  b3.work.push_back(Work(1, Prompt(10, 7), 0));
+  b3.work[0].hip_k = 16;
+  EXPECT_EQ(dense->Step(b3).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(HipModelTest, RejectsBadSetup) {
   auto comm = MakeLocalCommunicator();
   auto w = MakeBuiltinModel(BuiltinModelOptions{});

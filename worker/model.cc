@@ -110,6 +110,19 @@ absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* 
         }
       }
     }
+    if (s.hip_k != 0) {
+      if (options_.attention != "hip") {
+        return absl::InvalidArgumentError(who + "hip_k is a HiP setting, but this worker runs '" +
+                                          options_.attention + "' attention");
+      }
+      const int block = options_.hip.block_size();
+      const int max_k = MaxRequestK(options_.hip, max_context_);
+      if (s.hip_k < 0 || s.hip_k % block != 0 || s.hip_k > max_k) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            who, "hip_k = ", s.hip_k, " must be a positive multiple of the block size ", block,
+            " and at most ", max_k));
+      }
+    }
     const bool released =
         std::find(batch.release.begin(), batch.release.end(), s.seq) != batch.release.end();
     int64_t have = 0;
@@ -181,6 +194,7 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     it.tokens = static_cast<int>(s.tokens.size());
     it.start_pos = s.start_pos;
     it.mask_refresh_interval = s.mask_refresh_interval;
+    it.hip_k = s.hip_k;
     it.ends_prompt = all_logits || s.sample;
     layout.items.push_back(it);
     layout.ids.insert(layout.ids.end(), s.tokens.begin(), s.tokens.end());

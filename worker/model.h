@@ -40,6 +40,10 @@ struct SeqStep {
   // HiP attention: this sequence's decode refresh intervals (per-request override; one value
   // >= 1 per pruning stage), empty = ModelOptions::hip's. Sent with every step of the sequence.
   std::vector<int> mask_refresh_interval;
+  // HiP attention: this sequence's final keep in tokens for the layers without a layer override
+  // (per-request override: a positive multiple of the block size, at most the last stage_keep
+  // when there are several stages), 0 = ModelOptions::hip's k. Sent with every step.
+  int hip_k = 0;
 };
 
 struct StepBatch {

@@ -178,6 +178,7 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
     s.sampling.sample_index = w.sample_index();
     s.mask_refresh_interval.assign(w.mask_refresh_interval().begin(),
                                    w.mask_refresh_interval().end());
+    s.hip_k = w.hip_k();
     batch.work.push_back(std::move(s));
   }
   ++steps_;

@@ -1,6 +1,6 @@
 // Per-request HiP overrides end to end: `hipserve serve --attention=hip` as real processes on the
-// builtin tiny model. A request's hip.mask_refresh_interval applies to its sequence only and
-// gives exactly the tokens of a server configured with those intervals; the final message
+// builtin tiny model. A request's hip.mask_refresh_interval or hip.k applies to its sequence only
+// and gives exactly the tokens of a server configured with those values; the final message
 // reports the settings the request ran with.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -19,10 +19,12 @@ namespace hipserve {
 namespace {
 
 // Small enough that HiP prunes at these lengths (worker/hip_model_test.cc's PruningConfig);
-// only mask_refresh_interval differs between the two servers.
-std::string HipConfig(const std::string& intervals) {
+// only mask_refresh_interval and k differ between the servers. Block size 2; hip.k at most 16.
+std::string HipConfig(const std::string& intervals, int k = 8) {
   return R"({"n_sink": 4, "n_window": 8, "block_q": 4, "chunk_sizes": [16, 4, 2],)"
-         R"( "extend_min_tokens": 0, "stage_keep": [64, 16], "k": 8, "stride_q": [2, 2, 1],)"
+         R"( "extend_min_tokens": 0, "stage_keep": [64, 16], "k": )" +
+         std::to_string(k) +
+         R"(, "stride_q": [2, 2, 1],)"
          R"( "mask_refresh_interval": )" +
          intervals +
          R"(, "layer_overrides": [{"layers": [0], "k": 12, "pruning_positions": "chunk_indexed"}]})";
@@ -60,18 +62,28 @@ class HipOverridesTest : public ::testing::Test {
     server_b_ = new testing::ServerProcess({"--model=builtin:tiny", "--backend=cpu",
                                             "--attention=hip", "--max_batch=8", "--chunk=8192",
                                             "--hip_config=" + HipConfig("[1, 1, 1]")});
+    // C: A's intervals with k = 16.
+    server_c_ = new testing::ServerProcess({"--model=builtin:tiny", "--backend=cpu",
+                                            "--attention=hip", "--max_batch=8", "--chunk=8192",
+                                            "--hip_config=" + HipConfig("[6, 3, 2]", 16)});
     channel_a_ = new std::shared_ptr<grpc::Channel>(StartAndConnect(server_a_));
     channel_b_ = new std::shared_ptr<grpc::Channel>(StartAndConnect(server_b_));
+    channel_c_ = new std::shared_ptr<grpc::Channel>(StartAndConnect(server_c_));
   }
   static void TearDownTestSuite() {
     delete channel_a_;
     delete channel_b_;
+    delete channel_c_;
     delete server_a_;
     delete server_b_;
+    delete server_c_;
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "server A log:\n" << server_a_->log() << "\nserver B log:\n" << server_b_->log();
+      std::cerr << "server A log:\n"
+                << server_a_->log() << "\nserver B log:\n"
+                << server_b_->log() << "\nserver C log:\n"
+                << server_c_->log();
     }
   }
 
@@ -116,13 +128,17 @@ class HipOverridesTest : public ::testing::Test {
 
   static testing::ServerProcess* server_a_;
   static testing::ServerProcess* server_b_;
+  static testing::ServerProcess* server_c_;
   static std::shared_ptr<grpc::Channel>* channel_a_;
   static std::shared_ptr<grpc::Channel>* channel_b_;
+  static std::shared_ptr<grpc::Channel>* channel_c_;
 };
 testing::ServerProcess* HipOverridesTest::server_a_ = nullptr;
 testing::ServerProcess* HipOverridesTest::server_b_ = nullptr;
+testing::ServerProcess* HipOverridesTest::server_c_ = nullptr;
 std::shared_ptr<grpc::Channel>* HipOverridesTest::channel_a_ = nullptr;
 std::shared_ptr<grpc::Channel>* HipOverridesTest::channel_b_ = nullptr;
+std::shared_ptr<grpc::Channel>* HipOverridesTest::channel_c_ = nullptr;
 
 std::vector<int> Intervals(const v1::FinalInfo& f) {
   return {f.hip().mask_refresh_interval().begin(), f.hip().mask_refresh_interval().end()};
@@ -161,6 +177,58 @@ TEST_F(HipOverridesTest, RefreshIntervalOverrideEqualsServerWideSetting) {
   EXPECT_EQ(std::vector<int32_t>(once.token_ids().begin(), once.token_ids().end()), b_plain.ids);
   EXPECT_EQ(Intervals(once.final()), (std::vector<int>{1, 1, 1}));
   EXPECT_TRUE(once.final().hip().overridden());
+}
+
+// hip.k = 16 on A (k = 8) gives exactly the tokens of C (k = 16 in --hip_config), in the
+// streaming and the unary call, and batched with requests that keep A's k.
+TEST_F(HipOverridesTest, KOverrideEqualsServerWideSetting) {
+  const v1::GenerateRequest plain = Request(5);
+  v1::GenerateRequest over = plain;
+  over.mutable_hip()->set_k(16);
+
+  const Result a_plain = Generate(*channel_a_, plain);
+  const Result c_plain = Generate(*channel_c_, plain);
+  ASSERT_TRUE(a_plain.status.ok()) << a_plain.status.error_message();
+  ASSERT_TRUE(c_plain.status.ok()) << c_plain.status.error_message();
+  ASSERT_EQ(a_plain.ids.size(), 32u);
+  // k = 8 and k = 16 give different tokens for this prompt, so the test below can fail.
+  ASSERT_NE(a_plain.ids, c_plain.ids) << "pick a prompt where k = 8 and k = 16 differ";
+  EXPECT_EQ(c_plain.final.hip().k(), 16);
+  EXPECT_FALSE(c_plain.final.hip().overridden());
+
+  const Result a_over = Generate(*channel_a_, over);
+  ASSERT_TRUE(a_over.status.ok()) << a_over.status.error_message();
+  EXPECT_EQ(a_over.ids, c_plain.ids);
+  EXPECT_EQ(a_over.final.hip().k(), 16);
+  EXPECT_EQ(Intervals(a_over.final), (std::vector<int>{6, 3, 2}));
+  EXPECT_TRUE(a_over.final.hip().overridden());
+
+  auto stub = v1::Generation::NewStub(*channel_a_);
+  grpc::ClientContext ctx;
+  v1::GenerateOnceResponse once;
+  ASSERT_TRUE(stub->GenerateOnce(&ctx, over, &once).ok());
+  EXPECT_EQ(std::vector<int32_t>(once.token_ids().begin(), once.token_ids().end()), c_plain.ids);
+  EXPECT_EQ(once.final().hip().k(), 16);
+
+  // Batched: k = 16, the server's k, and k = 16 with intervals [1, 1, 1] (both overrides).
+  v1::GenerateRequest both = over;
+  SetIntervals(&both, {1, 1, 1});
+  const std::vector<const v1::GenerateRequest*> reqs = {&over, &plain, &both, &over, &plain};
+  std::vector<Result> got(reqs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = Generate(*channel_a_, *reqs[i]); });
+  }
+  for (auto& t : threads) t.join();
+  const Result both_alone = Generate(*channel_a_, both);
+  ASSERT_TRUE(both_alone.status.ok()) << both_alone.status.error_message();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << got[i].status.error_message();
+    const std::vector<int32_t>& want =
+        reqs[i] == &plain ? a_plain.ids : (reqs[i] == &over ? c_plain.ids : both_alone.ids);
+    EXPECT_EQ(got[i].ids, want) << i;
+    EXPECT_EQ(got[i].final.hip().k(), reqs[i] == &plain ? 8 : 16) << i;
+  }
 }
 
 // Batched together on one server, each sequence keeps its own schedule.
@@ -208,10 +276,15 @@ TEST_F(HipOverridesTest, BadOverridesAreInvalidArgument) {
          SetIntervals(r, {4, 0, 1});
        },
        "hip.mask_refresh_interval values must be > 0"},
-      {"k not a multiple of 8", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(100); },
-       "hip.k must be a positive multiple of 8"},
-      {"k per request", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(64); },
-       "--hip_config"},
+      {"k not a multiple of the block size",
+       [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(7); },
+       "hip.k must be a positive multiple of 2"},
+      {"k zero", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(0); },
+       "hip.k must be a positive multiple of 2"},
+      {"k negative", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(-8); },
+       "hip.k must be a positive multiple of 2"},
+      {"k above the last stage_keep", [](v1::GenerateRequest* r) { r->mutable_hip()->set_k(18); },
+       "hip.k = 18 exceeds this server's limit 16"},
       {"dense on a hip server",
        [](v1::GenerateRequest* r) { r->mutable_hip()->set_attention(v1::ATTENTION_MODE_DENSE); },
        "hip.attention = dense, but this server runs 'hip'"},
