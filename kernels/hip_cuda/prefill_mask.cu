@@ -176,9 +176,59 @@ absl::Status LaunchTcScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, in
   return absl::OkStatus();
 }
 
+// The resident-rows filter kernel (prefill_score_tc.cuh, PrefillScoreResKernel<HD, NG>): NG
+// 64-row groups of shared memory, 1 block of 256 threads per SM.
+template <int HD, int NG>
+absl::Status LaunchResScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n,
+                            int rows, int kv_heads, cudaStream_t stream) {
+  constexpr int kBytes = hm::TcResSmem<HD, NG>::kBytes;
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreResKernel<HD, NG>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillScoreResKernel<HD, NG>,
+                                            cudaFuncAttributePreferredSharedMemoryCarveout,
+                                            cudaSharedmemCarveoutMaxShared));
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, 128))), kv_heads, rows);
+  hm::PrefillScoreResKernel<HD, NG><<<grid, 256, kBytes, stream>>>(a, pa);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+// Scoring rows of stage s in any plan row, at most (a row has <= min(block_q, num_q) queries).
+int MaxScoringRows(const HipPrefillMaskGpuParams& p, int s) {
+  const int nq = std::min(p.block_q, p.num_q);
+  const int stride = p.spec->stride_q[s];
+  return (nq + stride - 1) / stride * (p.num_heads / p.num_kv_heads);
+}
+
+// Row groups (NG: 2 or 4) of the resident-rows kernel for stage s, or 0 for the tile / exact
+// kernels (see HipPrefillMaskGpuParams::resident_rows). `smem_optin`: the device's largest
+// dynamic shared memory per block.
+int ResidentGroups(const HipPrefillMaskGpuParams& p, int s, int smem_optin) {
+  if (!p.tensor_core_filter || p.resident_rows == 0) return 0;
+  const int groups = (MaxScoringRows(p, s) + kRowTile - 1) / kRowTile;
+  if (groups > 4) return 0;
+  if (p.resident_rows == 1 && (groups <= 1 || IsTiered(p.tiered))) return 0;
+  const int ng = groups <= 2 ? 2 : 4;
+  const int bytes = p.head_dim == 128
+                        ? (ng == 2 ? hm::TcResSmem<128, 2>::kBytes : hm::TcResSmem<128, 4>::kBytes)
+                        : (ng == 2 ? hm::TcResSmem<64, 2>::kBytes : hm::TcResSmem<64, 4>::kBytes);
+  return bytes <= smem_optin ? ng : 0;
+}
+
+absl::StatusOr<int> SmemOptin() {
+  int dev = 0, bytes = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return bytes;
+}
+
 template <int HD>
 absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int64_t max_n, int rows,
-                         int kv_heads, bool tc_filter, int tc_threads, cudaStream_t stream) {
+                         int kv_heads, bool tc_filter, int tc_threads, int res_groups,
+                         cudaStream_t stream) {
+  if (res_groups == 2) return LaunchResScore<HD, 2>(a, pa, max_n, rows, kv_heads, stream);
+  if (res_groups == 4) return LaunchResScore<HD, 4>(a, pa, max_n, rows, kv_heads, stream);
   if (tc_filter) {
     return tc_threads == 256 ? LaunchTcScore<HD, 256>(a, pa, max_n, rows, kv_heads, stream)
                              : LaunchTcScore<HD, 128>(a, pa, max_n, rows, kv_heads, stream);
@@ -212,6 +262,20 @@ absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim, int threads) {
   }
   return Invalid(kFn,
                  absl::StrCat("head_dim ", head_dim, " is not supported (supported: 64, 128)"));
+}
+
+absl::StatusOr<int> HipPrefillMaskResidentStages(const HipPrefillMaskGpuParams& p) {
+  if (absl::Status s = ValidateShape(p); !s.ok()) return s;
+  if (p.resident_rows < 0 || p.resident_rows > 2) {
+    return Invalid(kFn, absl::StrCat("resident_rows must be 0, 1 or 2, got ", p.resident_rows));
+  }
+  absl::StatusOr<int> optin = SmemOptin();
+  if (!optin.ok()) return optin.status();
+  int bits = 0;
+  for (int s = 0; s < p.spec->num_stages(); ++s) {
+    if (ResidentGroups(p, s, *optin) != 0) bits |= 1 << s;
+  }
+  return bits;
 }
 
 absl::StatusOr<int> HipPrefillMaskRopePositions(const HipPrefillMaskGpuParams& p) {
@@ -262,6 +326,9 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     return Invalid(
         kFn, absl::StrCat("filter_block_threads must be 128 or 256, got ", p.filter_block_threads));
   }
+  if (p.resident_rows < 0 || p.resident_rows > 2) {
+    return Invalid(kFn, absl::StrCat("resident_rows must be 0, 1 or 2, got ", p.resident_rows));
+  }
   if (!Aligned16(p.q) || !Aligned16(p.rope))
     return Invalid(kFn, "q and rope must be 16-byte aligned");
   if (absl::Status st = hm::ValidateMaskKeySource(kFn, p.k_dtype, p.k, p.tiered, NumKv(p));
@@ -273,6 +340,12 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     return Invalid(kFn,
                    absl::StrCat("rope table covers ", p.rope_positions, " positions; ",
                                 PruningPositionsName(spec.positions), " pruning needs ", needed));
+  }
+  int smem_optin = 0;
+  if (p.tensor_core_filter && p.resident_rows != 0) {
+    absl::StatusOr<int> optin = SmemOptin();
+    if (!optin.ok()) return optin.status();
+    smem_optin = *optin;
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   const Layout l = LayoutFor(p);
@@ -336,11 +409,13 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     pa.stride_q = spec.stride_q[s];
     const int64_t max_n = MaxStageInput(p, s);
     if (max_n > a.keep) {  // otherwise no row has anything to score
+      const int res_groups = ResidentGroups(p, s, smem_optin);
       const absl::Status st =
-          p.head_dim == 128 ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads,
-                                               p.tensor_core_filter, p.filter_block_threads, stream)
-                            : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads,
-                                              p.tensor_core_filter, p.filter_block_threads, stream);
+          p.head_dim == 128
+              ? LaunchScore<128>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
+                                 p.filter_block_threads, res_groups, stream)
+              : LaunchScore<64>(a, pa, max_n, rows, p.num_kv_heads, p.tensor_core_filter,
+                                p.filter_block_threads, res_groups, stream);
       if (!st.ok()) return st;
     }
     hm::SelectKernel<kSelectThreads><<<dim3(p.num_kv_heads, rows), kSelectThreads, 0, stream>>>(a);

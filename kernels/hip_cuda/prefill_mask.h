@@ -94,6 +94,16 @@ struct HipPrefillMaskGpuParams {
   // the tile's fp16 mma fragments are built once per tile, which only fits at this size) or 128
   // (64 chunks, 2 blocks per SM at head_dim 128; fragments converted per warp). Performance only.
   int filter_block_threads = 256;
+  // Filter kernel for the stages whose scoring rows span several 64-row tiles (stage 2 of the
+  // presets: 256 rows). 1 (default, automatic): the resident-rows kernel (PrefillScoreResKernel
+  // in prefill_score_tc.cuh: every row built once per block and kept in shared memory, one
+  // verification per descent step) where the stage's rows fit its shared memory (up to 256 rows;
+  // at head_dim 128 only on parts with >= 216 KB per block, e.g. H100, not A100) and the keys
+  // are not tiered (it reads each probe key twice); elsewhere the tile kernel. 0: the tile
+  // kernel always (the previous behaviour). 2: the resident kernel for every stage where it
+  // fits, single-tile stages and tiered keys included (tests, benchmarks). Performance only:
+  // the scores, hence the lists, are bit for bit the same. Needs tensor_core_filter.
+  int resident_rows = 1;
 };
 
 // RoPE positions the call needs.
@@ -107,6 +117,9 @@ absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams& 
 // filter_block_threads value (occupancy report for benchmarks; sets the kernel's shared-memory
 // attributes as a launch does).
 absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int head_dim, int threads);
+// Bit s set: stage s runs the resident-rows filter kernel with these params on the current
+// device (see resident_rows).
+absl::StatusOr<int> HipPrefillMaskResidentStages(const HipPrefillMaskGpuParams& p);
 // Runs all stages on `stream` (a cudaStream_t) and returns the plan (as HipPrefillPlanFor).
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& p, void* stream);
 

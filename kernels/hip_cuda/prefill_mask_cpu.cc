@@ -22,6 +22,9 @@ absl::StatusOr<HipPrefillPlan> HipPrefillPlanFor(const HipPrefillMaskGpuParams&)
 absl::StatusOr<int> HipPrefillMaskScoreBlocksPerSm(int, int) {
   return NoCuda("HipPrefillMaskScoreBlocksPerSm");
 }
+absl::StatusOr<int> HipPrefillMaskResidentStages(const HipPrefillMaskGpuParams&) {
+  return NoCuda("HipPrefillMaskResidentStages");
+}
 absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams&, void*) {
   return NoCuda("HipPrefillMaskGpu");
 }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -55,6 +56,10 @@ enum class Data {
   // q * 2^-11 (some elements in the fp16 subnormal range, below 2^-14), k * 2^11 (key norms
   // ~2^13.7, just inside kTcNormMax): the filter runs with the subnormal conversion error.
   kHalfSubnormal,
+  // Query tokens t with t % 37 == 3 scaled by 2^20 (their rows' norms are past kTcNormMax):
+  // in the resident-rows kernel 1-2 of a block's four 64-row groups fall back to exact scoring
+  // while the others filter; in the tile kernel, the tiles holding them.
+  kSomeHugeTokens,
 };
 
 struct PrefillMaskCase {
@@ -107,6 +112,8 @@ std::vector<float> RandomBf16(int64_t n, uint64_t seed) {
 void ScaleBy(std::vector<float>* v, int e) {
   for (float& x : *v) x = std::ldexp(x, e);
 }
+
+int q_offset_of(const PrefillMaskCase& c) { return c.num_kv - c.num_q; }
 
 // q [num_q, heads, d] and k [num_kv, kv_heads, d], bf16-exact, for the case's data kind.
 void MakeData(const PrefillMaskCase& c, uint64_t seed, std::vector<float>* q,
@@ -174,6 +181,12 @@ void MakeData(const PrefillMaskCase& c, uint64_t seed, std::vector<float>* q,
     case Data::kHalfSubnormal:
       ScaleBy(q, -11);
       ScaleBy(k, 11);
+      break;
+    case Data::kSomeHugeTokens:
+      for (int64_t t = 0; t < c.num_q; ++t) {
+        if ((q_offset_of(c) + t) % 37 != 3) continue;
+        for (int64_t i = 0; i < qrow; ++i) (*q)[t * qrow + i] = std::ldexp((*q)[t * qrow + i], 20);
+      }
       break;
     case Data::kNonFinite: {
       const float inf = std::numeric_limits<float>::infinity();
@@ -257,23 +270,49 @@ TEST_P(PrefillMaskGpuTest, AllStagesEqualCpuReference) {
     EXPECT_EQ(diffs, 0) << "filter and exact workspaces differ in " << diffs << " of " << *ws
                         << " bytes, first at byte " << first_diff;
   }
+  // Which stages run the resident-rows kernel: by default (automatic) and forced (2: every
+  // stage where it fits). Where the device has the shared memory for it (H100: 216 KB per block
+  // at head_dim 128), every case has a stage of <= 256 scoring rows, so the forced variant below
+  // must run it somewhere.
+  absl::StatusOr<int> res_auto = HipPrefillMaskResidentStages(p);
+  ASSERT_TRUE(res_auto.ok()) << res_auto.status();
+  HipPrefillMaskGpuParams p_forced = p;
+  p_forced.resident_rows = 2;
+  absl::StatusOr<int> res_forced = HipPrefillMaskResidentStages(p_forced);
+  ASSERT_TRUE(res_forced.ok()) << res_forced.status();
+  {
+    int dev = 0, optin = 0;
+    ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
+    ASSERT_EQ(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+              cudaSuccess);
+    if (optin >= 216 * 1024) {
+      EXPECT_NE(*res_forced, 0) << "the resident kernel never ran";
+    }
+    std::printf("[ resident ] %s: stages on the resident-rows kernel: default 0x%x, forced 0x%x\n",
+                c.name.c_str(), *res_auto, *res_forced);
+  }
   // Performance-only variants of the filter leave the same workspace (the default above is
-  // 256-thread blocks with key prefetch): prefetch off; 128-thread blocks with and without it.
-  for (int variant = 0; variant < 3; ++variant) {
+  // 256-thread blocks with key prefetch and resident rows where they pay): prefetch off;
+  // 128-thread blocks with and without it; the tile kernel everywhere (resident_rows 0); the
+  // resident kernel wherever it fits (2), with and without prefetch.
+  for (int variant = 0; variant < 6; ++variant) {
     DeviceVec<uint8_t> d_ws_v(std::vector<uint8_t>(*ws, 0xff));
     HipPrefillMaskGpuParams pv = p;
     pv.workspace = d_ws_v.data();
-    pv.prefetch_keys = variant == 1;
-    pv.filter_block_threads = variant == 0 ? 256 : 128;
+    pv.prefetch_keys = variant == 1 || variant == 4;
+    pv.filter_block_threads = variant == 0 || variant >= 3 ? 256 : 128;
+    pv.resident_rows = variant == 3 ? 0 : variant >= 4 ? 2 : 1;
     ASSERT_TRUE(HipPrefillMaskGpu(pv, nullptr).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     std::vector<uint8_t> h_exact(*ws), h_v(*ws);
     ASSERT_EQ(cudaMemcpy(h_exact.data(), d_ws_exact.data(), *ws, cudaMemcpyDeviceToHost),
               cudaSuccess);
     ASSERT_EQ(cudaMemcpy(h_v.data(), d_ws_v.data(), *ws, cudaMemcpyDeviceToHost), cudaSuccess);
-    EXPECT_TRUE(h_exact == h_v) << "filter variant (" << pv.filter_block_threads
-                                << " threads, prefetch " << pv.prefetch_keys
-                                << ") differs from the exact kernel";
+    int64_t diffs = 0;
+    for (size_t i = 0; i < *ws; ++i) diffs += h_exact[i] != h_v[i];
+    EXPECT_EQ(diffs, 0) << "filter variant (" << pv.filter_block_threads << " threads, prefetch "
+                        << pv.prefetch_keys << ", resident_rows " << pv.resident_rows
+                        << ") differs from the exact kernel in " << diffs << " bytes";
   }
   if (c.data == Data::kNonFinite) return;  // the reference is not defined on NaN scores
 
@@ -413,7 +452,27 @@ INSTANTIATE_TEST_SUITE_P(
         PrefillMaskCase{"adv_mixed_scale_real_hd64", 4096, 3000, 8, 2, 64, kReal, Spec::kSmall,
                         Data::kMixedScale},
         PrefillMaskCase{"adv_half_subnormal", 4096, 4096, 8, 2, 128, kRel, Spec::kSmall,
-                        Data::kHalfSubnormal}),
+                        Data::kHalfSubnormal},
+        // For the resident-rows kernel (stage 2 of the default preset: 256 rows = 4 groups;
+        // every case above runs it too, forced, wherever it fits): long ranges, the chunk-indexed
+        // early-layer override, partial first / last query blocks (a chunk cut off the block
+        // grid, a last block of 5 queries: 20 rows, 1 group), tokens that make some 64-row
+        // groups fall back while others filter, and group 3 (192 rows, 3 of 4 groups).
+        PrefillMaskCase{"res_t128k_relative_g4", 131072, 192, 8, 2, 128, kRel, Spec::kDefault},
+        PrefillMaskCase{"res_t128k_layer0_chunk_partial", 131072 + 37, 130, 8, 2, 128, kChunk,
+                        Spec::kLayer0},
+        PrefillMaskCase{"res_t128k_real_partial", 131072 + 5, 79, 4, 1, 128, kReal, Spec::kDefault},
+        PrefillMaskCase{"res_t32k_last_block_5q", 32768 + 5, 5, 8, 2, 128, kRel, Spec::kDefault},
+        PrefillMaskCase{"res_t16k_mixed_scale", 16384, 512, 8, 2, 128, kRel, Spec::kDefault,
+                        Data::kMixedScale},
+        PrefillMaskCase{"res_t16k_some_huge_tokens", 16384, 512, 8, 2, 128, kRel, Spec::kDefault,
+                        Data::kSomeHugeTokens},
+        PrefillMaskCase{"res_t4k_small_some_huge_tokens_hd64", 4096, 4096, 8, 2, 64, kChunk,
+                        Spec::kSmall, Data::kSomeHugeTokens},
+        PrefillMaskCase{"res_t16k_near_tie_g3", 16384 + 11, 300, 6, 2, 128, kRel, Spec::kDefault,
+                        Data::kNearTieRows},
+        PrefillMaskCase{"res_t16k_huge_fallback_hd64", 16384, 256, 8, 2, 64, kReal, Spec::kDefault,
+                        Data::kHuge}),
     Name);
 
 TEST(PrefillMaskGpuArgs, RejectsUnsupportedShapes) {

@@ -416,4 +416,434 @@ __global__ void __launch_bounds__(THREADS, 256 / THREADS)
   d.Store(a, static_cast<int64_t>(row) * a.num_kv_heads + kvh);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Resident-rows variant (PrefillScoreResKernel): the same filter-then-verify scores, BIT FOR BIT,
+// for stages whose scoring rows span several 64-row tiles (stage 2 of the presets: stride_q 1,
+// 64 queries x group 4 = 256 rows), without rebuilding any row during the descent.
+//
+// Where the tile kernel's time goes (per 256-thread block = 128 chunks x 2 probes and descent
+// step, stage 2 at 128K, HD 128, 256 rows = 4 tiles; shared-memory wavefronts of 128 B counted
+// from the code, the profile said the L1/TEX pipe is the bound; see bench/BENCHMARKS.md K4):
+//   - the 4 tiles are rebuilt from q + RoPE at every step: 256 rows x (256 B q + 512 B RoPE) of
+//     loads, 4 x 2 block barriers, 4 x ~96 wavefronts of stores per warp (~3K per block);
+//   - A fragments (fp32 keys -> fp16, 64 LDS.64 per warp and tile): 4K wavefronts per block;
+//   - B fragments (fp16, resident per tile, 64 LDS.64 per warp and tile): 4K;
+//   - key stores (fp32, 32 STS.128 per warp): 1K;
+//   - verification, tile by tile: T of tile t only knows the exact max of tiles < t, so ~1-2
+//     warp-uniform rounds per tile (any lane with a candidate costs the whole warp a round),
+//     each 32 x 3 LDS.128 (row, row, key) ~ 320 wavefronts: ~15K per block.
+//   Total ~28K wavefronts per block and step against ~54K cycles measured (92 ms / (131K blocks
+//   x 3 steps) at 1.755 GHz on 132 SMs): the verification and the rebuilds are ~2/3 of it.
+//   Floor of the step's real work: the 256 x 256 x 128 approximate product (16.8 MFLOP, ~4K
+//   mma.sync m16n8k16; with fp16 operands from shared memory at least the B fragments of all
+//   rows per warp, 4K wavefronts per block) + ~1 exact 128-long dot per probe (the max row).
+//   At 128K: 393K block-steps x 4K wavefronts / (132 SMs x 1.755 GHz) ~ 7 ms for stage 2, vs
+//   92 ms measured; the tensor-core work is ~7 ms at ~600 dense TFLOP/s. So the stage is bound
+//   by the overheads above, not by its arithmetic.
+//
+// This kernel (256 threads, 1 block per SM):
+//   - ALL scoring rows built ONCE per block (FillRowTile, the very same fp32 values), kept in
+//     shared memory as exact fp32 rows (row stride HD + 4: the verification's per-lane 16-byte
+//     loads of 8 different rows spread over the bank quads) and as fp16 B fragments (the tile
+//     kernel's kHalfB layout, one slab per 64-row group), with their norm terms.
+//   - Keys never go through shared memory: each lane rotates its probe key (RotatedProbeKey, as
+//     before) into fp16 pairs in registers, and the warp's A fragments are assembled by 8
+//     shuffles per k16 step (a conflict-free transpose: in shuffle j lane (g, q4) receives
+//     word q4 of probe 8 (q4 ^ j) + g; both sides permute 4 registers by an XOR, no dynamic
+//     register indexing) and held in registers for all row groups of the step.
+//   - One pass over the row groups per step: approx (mma), a running T (max of approx - B over
+//     the groups so far), candidate masks (approx + B >= running T) and each group's largest
+//     approx + B, per probe, into shared memory. T is final after the last group; a group whose
+//     largest approx + B is below the final T holds no candidate (approx + B < T <= exact max),
+//     so only the rest of its mask is verified. The row holding the exact max always has
+//     approx + B >= exact >= final T >= running T: it is in its group's mask and its group
+//     passes the check, exactly as in the tile kernel's argument.
+//   - Verification once per step, over the candidates of all groups together (rounds =
+//     max candidates of a lane, ~1-2, instead of ~1-2 per tile): the owner re-derives its exact
+//     fp32 key into registers (a second RotatedProbeKey: an L2 hit for contiguous keys) and reads
+//     the candidate rows' exact fp32 values from shared memory (1 LDS.128 per 4 elements).
+//   - Fallbacks as the tile kernel: a key norm past kTcNormMax or non-finite -> every row; a
+//     64-row group with such a row norm -> every row of that group (its rows never raise T:
+//     their approx - B is -inf or NaN, which fmaxf skips).
+//   No block barrier inside the descent (rows are read-only after the fill); warps run free.
+//   Expected (not measured): per block and step ~4K (B) + ~2-3K (verification) + ~0.5K
+//   (shuffles) wavefronts plus 1/3 of one fill, ~3x less than the tile kernel's ~28K.
+//
+// Shared memory: fp32 rows NR x (HD + 4) + fp16 fragments NR x HD / 2 words + norms, T, masks
+// and group maxima (NR = 64 NG rows): 216 KB for HD 128 / NG 4 (H100: fits, 1 block per SM;
+// A100's 163 KB does not: the host falls back to the tile kernel there), 110 KB for NG 2.
+template <int HD, int NG>
+struct TcResSmem {
+  static constexpr int kThreads = 256;
+  static constexpr int kMaxRows = NG * kTcRowTile;
+  static constexpr int kRowStride = HD + 4;                  // floats per fp32 row
+  static constexpr int kRows = 0;                            // [kMaxRows][kRowStride]
+  static constexpr int kBh = kRows + kMaxRows * kRowStride;  // fp16 B fragments (words)
+  static constexpr int kRowNorm = kBh + kMaxRows * HD / 2;   // [kMaxRows]
+  static constexpr int kKeyNorm = kRowNorm + kMaxRows;       // [256]
+  static constexpr int kT = kKeyNorm + kThreads;             // [256] final T per probe
+  static constexpr int kGub = kT + kThreads;                 // [256][NG] max approx + B
+  static constexpr int kMask = kGub + kThreads * NG;         // [256][NG] uint64
+  static constexpr int kFloats = kMask + 2 * kThreads * NG;
+  static constexpr int kBytes = kFloats * 4;
+  static_assert(kRowStride % 4 == 0 && kBh % 4 == 0 && kMask % 2 == 0, "alignment");
+};
+
+// v[i] <- v[i ^ c] for c in 0..3 (two conditional swap levels; static register indices).
+__device__ __forceinline__ void TcXorPermute4(uint32_t (&v)[4], int c) {
+  if (c & 1) {
+    uint32_t t = v[0];
+    v[0] = v[1];
+    v[1] = t;
+    t = v[2];
+    v[2] = v[3];
+    v[3] = t;
+  }
+  if (c & 2) {
+    uint32_t t = v[0];
+    v[0] = v[2];
+    v[2] = t;
+    t = v[1];
+    v[1] = v[3];
+    v[3] = t;
+  }
+}
+
+template <int HD, int NG>
+__global__ void __launch_bounds__(256, 1)
+    PrefillScoreResKernel(const StageArgs a, const PrefillArgs pa) {
+  constexpr int THREADS = 256;
+  constexpr int RT = kTcRowTile;
+  constexpr int CPB = THREADS / 2;  // chunks per block
+  constexpr int HALF = HD / 2;
+  constexpr int KS = HD / 16;  // k16 steps
+  constexpr int NT = RT / 8;   // n8 tiles per 64-row group
+  using L = TcResSmem<HD, NG>;
+  constexpr int SR = L::kRowStride;
+  static_assert(RT == 64 && HD % 16 == 0 && NG >= 1 && NG <= 8, "layout");
+  extern __shared__ __align__(16) float smem[];
+  float* s_rows = smem + L::kRows;
+  uint32_t* s_bh = reinterpret_cast<uint32_t*>(smem + L::kBh);
+  float* s_rnorm = smem + L::kRowNorm;
+  float* s_knorm = smem + L::kKeyNorm;
+  float* s_t = smem + L::kT;
+  float* s_gub = smem + L::kGub;
+  unsigned long long* s_mask = reinterpret_cast<unsigned long long*>(smem + L::kMask);
+
+  const int row = blockIdx.z, kvh = blockIdx.y;
+  const StageInput in = LoadStageInput(a, row, kvh);
+  if (!in.run || in.n <= a.keep || static_cast<int>(blockIdx.x) * CPB >= in.n) return;
+
+  const RowQueries rq = RowRange(pa, row);
+  const int stride = pa.stride_q;
+  const int num_groups = (rq.qb - rq.qa + stride - 1) / stride;
+  const int num_rows = num_groups * a.group;
+  const int num_tiles = (num_rows + RT - 1) / RT;
+  if (num_tiles > NG) __trap();  // the host sizes NG for the largest row count of the call
+
+  const float kNegInf = -__int_as_float(0x7f800000);
+  const float kNaN = __int_as_float(0x7fc00000);
+  const float kFltMax = 3.402823466e38f;
+
+  // ---- All rows, once: exact fp32 rows, fp16 B fragments and norm terms (NaN for padding
+  // rows); bad_tiles bit t: group t has a non-finite or too large row norm (block-uniform).
+  constexpr bool kBatchFill = RT * HD / 16 <= 2 * THREADS;
+  int bad_tiles = 0;
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    int bad = 0;
+    auto norm = [&](int r, float ss) {
+      const float term = TcNormTerm(ss);
+      const bool valid = tile * RT + r < num_rows;
+      s_rnorm[tile * RT + r] = valid ? term : kNaN;
+      if (valid && !(term <= kFltMax)) bad = 1;
+    };
+    // Elements e0 .. e0 + 7 (e0 % 8 == 0) of row `local`: as the tile kernel's kHalfB fill, in
+    // the slab of n8 tile (tile * RT + local) / 8.
+    auto put = [&](int local, int e0, const float* o) {
+      const int ks = e0 >> 4, j = (e0 >> 3) & 1;
+      uint32_t* b = s_bh + ((tile * NT + (local >> 3)) * KS + ks) * 64 + j;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        b[2 * ((4 * (local & 7) + q) ^ (ks & 3))] = TcHalf2(make_float2(o[2 * q], o[2 * q + 1]));
+      }
+    };
+    FillRowTile<HD, THREADS, RT, false, kBatchFill>(
+        a, pa, rq, kvh, in.n, num_rows, tile, s_rows + tile * RT * SR, SR, norm,
+        [&](int local, int i0, const float(&o1)[8], const float(&o2)[8]) {
+          put(local, i0, o1);
+          put(local, HALF + i0, o2);
+        });
+    if (__syncthreads_or(bad)) bad_tiles |= 1 << tile;  // also: every row visible to all
+  }
+
+  const int lane = threadIdx.x & 31;
+  const int wbase = threadIdx.x - lane;  // the warp's first probe
+  const int g = lane >> 2, q4 = lane & 3;
+  const int my_c = lane >> 3;  // as an A-fragment source: lane = 8 my_c + g'
+  ChunkDescent d(a, in, CPB);
+  const int side = d.side, chunk = d.chunk;  // side 0 = left probe, 1 = right probe
+
+  for (int it = 0; it < a.iterations; ++it) {
+    d.Step(it);
+    const int32_t probe = d.probe;
+    const bool has = d.has;
+
+    if (pa.prefetch_keys && d.descend && it + 1 < a.iterations && a.keys.source != kKeysTiered) {
+      auto next_probe = [&](int32_t l, int32_t h) {
+        const int32_t m = l + (h - l) / 2;
+        return side == 0 ? l + (m - l) / 2 : m + (h - m) / 2;
+      };
+      if (d.mid - d.lo >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(d.lo, d.mid));
+      if (d.hi - d.mid >= 2) TcPrefetchKey<HD>(a, kvh, next_probe(d.mid, d.hi));
+    }
+    __syncwarp();  // the previous step's readers of this warp's norms, T, masks are done
+
+    // 1. This lane's probe key, rotated, as fp16 pairs (word w = elements 2w, 2w + 1), and its
+    // norm term (0 without a probe: its results are never used).
+    uint32_t kh[HD / 2];
+    if (has) {
+      float s4[4] = {0.f, 0.f, 0.f, 0.f};
+      RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
+        kh[2 * i4] = TcHalf2(make_float2(k1.x, k1.y));
+        kh[2 * i4 + 1] = TcHalf2(make_float2(k1.z, k1.w));
+        kh[HALF / 2 + 2 * i4] = TcHalf2(make_float2(k2.x, k2.y));
+        kh[HALF / 2 + 2 * i4 + 1] = TcHalf2(make_float2(k2.z, k2.w));
+        s4[0] = fmaf(k1.x, k1.x, fmaf(k1.y, k1.y, s4[0]));
+        s4[1] = fmaf(k1.z, k1.z, fmaf(k1.w, k1.w, s4[1]));
+        s4[2] = fmaf(k2.x, k2.x, fmaf(k2.y, k2.y, s4[2]));
+        s4[3] = fmaf(k2.z, k2.z, fmaf(k2.w, k2.w, s4[3]));
+      });
+      s_knorm[threadIdx.x] = TcNormTerm((s4[0] + s4[1]) + (s4[2] + s4[3]));
+    } else {
+#pragma unroll
+      for (int w = 0; w < HD / 2; ++w) kh[w] = 0u;
+      s_knorm[threadIdx.x] = 0.f;
+    }
+    const bool warp_has = __any_sync(0xffffffffu, has);
+
+    float dot = kNegInf;  // this thread's probe: exact max over the rows
+    if (warp_has) {       // warp-uniform
+      // 2. A fragments af[mt][ks][r] (probes wbase + 16 mt + {g, g + 8}, columns 16 ks +
+      // {2 q4, 2 q4 + 8}), as the tile kernel's ah: fragment (mt, r) of lane (g, q4) is word
+      // 8 ks + 4 (r >> 1) + q4 of lane 8 c + g, c = 2 mt + (r & 1). In shuffle j lane (g, q4)
+      // reads lane 8 (q4 ^ j) + g, which sends its word base + (j ^ its c) = base + q4.
+      uint32_t af[2][KS][4];
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2) {
+          const int base = 8 * ks + 4 * h2;
+          uint32_t v[4] = {kh[base], kh[base + 1], kh[base + 2], kh[base + 3]};
+          TcXorPermute4(v, my_c);  // v[j] = word base + (j ^ my_c)
+          uint32_t u[4];
+#pragma unroll
+          for (int j = 0; j < 4; ++j) u[j] = __shfl_sync(0xffffffffu, v[j], 8 * (q4 ^ j) + g);
+          TcXorPermute4(u, q4);  // u[c] = the word of combo c
+#pragma unroll
+          for (int c = 0; c < 4; ++c) af[c >> 1][ks][(c & 1) + 2 * h2] = u[c];
+        }
+      }
+      __syncwarp();  // key norms visible to the warp
+
+      // 3. Approx over every row group; running T, candidate masks and group maxima.
+      float t_run[2][2] = {{kNegInf, kNegInf}, {kNegInf, kNegInf}};
+      float kn[2][2];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          kn[mt][h] = kTcDotBoundScale * s_knorm[wbase + 16 * mt + 8 * h + g];
+      }
+      for (int gi = 0; gi < num_tiles; ++gi) {
+        float acc[2][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+          }
+        }
+        const uint32_t* bg = s_bh + gi * NT * KS * 64;
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const uint2 b =
+                *reinterpret_cast<const uint2*>(bg + (nt * KS + ks) * 64 + 2 * (lane ^ (ks & 3)));
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) TcMma(acc[mt][nt], af[mt][ks], b.x, b.y);
+          }
+        }
+        float rn[NT][2];  // this lane's rows' norm terms (NaN: padding row)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          const float2 v = *reinterpret_cast<const float2*>(s_rnorm + gi * RT + 8 * nt + 2 * q4);
+          rn[nt][0] = v.x;
+          rn[nt][1] = v.y;
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int p = wbase + 16 * mt + 8 * h + g;
+            const float k_n = kn[mt][h];
+            float lo4[NT], hi4[NT];  // max(approx - B), max(approx + B): trees (order-free)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              lo4[nt] = fmaxf(fmaf(-k_n, rn[nt][0], acc[mt][nt][2 * h]),
+                              fmaf(-k_n, rn[nt][1], acc[mt][nt][2 * h + 1]));
+              hi4[nt] = fmaxf(fmaf(k_n, rn[nt][0], acc[mt][nt][2 * h]),
+                              fmaf(k_n, rn[nt][1], acc[mt][nt][2 * h + 1]));
+            }
+#pragma unroll
+            for (int w = NT / 2; w >= 1; w /= 2) {
+#pragma unroll
+              for (int nt = 0; nt < w; ++nt) {
+                lo4[nt] = fmaxf(lo4[nt], lo4[nt + w]);
+                hi4[nt] = fmaxf(hi4[nt], hi4[nt + w]);
+              }
+            }
+            float t = lo4[0], ub = hi4[0];
+            t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 1));
+            t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, 2));
+            ub = fmaxf(ub, __shfl_xor_sync(0xffffffffu, ub, 1));
+            ub = fmaxf(ub, __shfl_xor_sync(0xffffffffu, ub, 2));
+            t = fmaxf(t, t_run[mt][h]);
+            t_run[mt][h] = t;
+            uint32_t bits = 0;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+              for (int j = 0; j < 2; ++j) {
+                if (fmaf(k_n, rn[nt][j], acc[mt][nt][2 * h + j]) >= t) bits |= 1u << (2 * nt + j);
+              }
+            }
+            uint32_t w = bits << (16 * (q4 & 1));
+            w |= __shfl_xor_sync(0xffffffffu, w, 1);
+            const uint32_t w2 = __shfl_xor_sync(0xffffffffu, w, 2);
+            if (q4 == 0) {
+              s_mask[p * NG + gi] = w | (static_cast<unsigned long long>(w2) << 32);
+              s_gub[p * NG + gi] = ub;
+            }
+          }
+        }
+      }
+      if (q4 == 0) {
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) s_t[wbase + 16 * mt + 8 * h + g] = t_run[mt][h];
+        }
+      }
+      __syncwarp();
+
+      // 4. Verify. Candidate rows per group (bit b of a stored mask = lane-quad q4 = b >> 4's
+      // row 8 ((b & 15) >> 1) + 2 q4 + (b & 1)); groups whose largest approx + B is below the
+      // final T are skipped (a NaN maximum is never skipped).
+      unsigned long long mm[NG];
+      if (has) {
+        const bool key_bad = !(s_knorm[threadIdx.x] <= kFltMax);
+        const float tf = s_t[threadIdx.x];
+#pragma unroll
+        for (int gi = 0; gi < NG; ++gi) {
+          mm[gi] = 0ull;
+          if (gi < num_tiles) {
+            const int rows_here = min(RT, num_rows - gi * RT);
+            if (key_bad || ((bad_tiles >> gi) & 1)) {
+              mm[gi] = rows_here == 64 ? ~0ull : (1ull << rows_here) - 1;
+            } else if (!(s_gub[threadIdx.x * NG + gi] < tf)) {
+              unsigned long long pm = s_mask[threadIdx.x * NG + gi];
+              while (pm != 0ull) {
+                const int b = __ffsll(static_cast<long long>(pm)) - 1;
+                pm &= pm - 1;
+                mm[gi] |= 1ull << (8 * ((b & 15) >> 1) + 2 * (b >> 4) + (b & 1));
+              }
+            }
+          }
+        }
+      } else {
+#pragma unroll
+        for (int gi = 0; gi < NG; ++gi) mm[gi] = 0ull;
+      }
+      // The exact fp32 key (the very values whose fp16 roundings fed the filter).
+      float kr[HD];
+      if (has) {
+        RotatedProbeKey<HD>(a, kvh, probe, side, chunk, [&](int i4, float4 k1, float4 k2) {
+          kr[4 * i4] = k1.x;
+          kr[4 * i4 + 1] = k1.y;
+          kr[4 * i4 + 2] = k1.z;
+          kr[4 * i4 + 3] = k1.w;
+          kr[HALF + 4 * i4] = k2.x;
+          kr[HALF + 4 * i4 + 1] = k2.y;
+          kr[HALF + 4 * i4 + 2] = k2.z;
+          kr[HALF + 4 * i4 + 3] = k2.w;
+        });
+      } else {
+#pragma unroll
+        for (int c = 0; c < HD; ++c) kr[c] = 0.f;
+      }
+      auto count = [&]() {
+        int n = 0;
+#pragma unroll
+        for (int gi = 0; gi < NG; ++gi) n += __popcll(mm[gi]);
+        return n;
+      };
+      auto take = [&]() {  // the next candidate row (lowest group, lowest row), or -1
+        int r = -1;
+#pragma unroll
+        for (int gi = 0; gi < NG; ++gi) {
+          if (r < 0 && mm[gi] != 0ull) {
+            r = gi * RT + __ffsll(static_cast<long long>(mm[gi])) - 1;
+            mm[gi] &= mm[gi] - 1;
+          }
+        }
+        return r;
+      };
+      // Warp-uniform rounds (the enclosing branch is warp-uniform), one or two candidates per
+      // lane each, as the tile kernel's verification; the order of the candidates does not
+      // change the max (NaN never wins; -0 / +0 compare equal and end as +0).
+      for (;;) {
+        const int n = count();
+        if (!__any_sync(0xffffffffu, n != 0)) break;
+        const bool any_two = __any_sync(0xffffffffu, n >= 2);
+        if (n == 0) continue;
+        const int r0 = take();
+        const bool two = n >= 2;
+        const int r1 = two ? take() : r0;
+        const float4* p0 = reinterpret_cast<const float4*>(s_rows + r0 * SR);
+        const float4* p1 = reinterpret_cast<const float4*>(s_rows + r1 * SR);
+        float x0 = 0.f, x1 = 0.f;
+        if (any_two) {
+#pragma unroll
+          for (int c4 = 0; c4 < HD / 4; ++c4) {
+            const float4 u = p0[c4], w = p1[c4];
+            x0 = __fadd_rn(x0, __fmul_rn(u.x, kr[4 * c4]));
+            x1 = __fadd_rn(x1, __fmul_rn(w.x, kr[4 * c4]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.y, kr[4 * c4 + 1]));
+            x1 = __fadd_rn(x1, __fmul_rn(w.y, kr[4 * c4 + 1]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.z, kr[4 * c4 + 2]));
+            x1 = __fadd_rn(x1, __fmul_rn(w.z, kr[4 * c4 + 2]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.w, kr[4 * c4 + 3]));
+            x1 = __fadd_rn(x1, __fmul_rn(w.w, kr[4 * c4 + 3]));
+          }
+        } else {
+#pragma unroll
+          for (int c4 = 0; c4 < HD / 4; ++c4) {
+            const float4 u = p0[c4];
+            x0 = __fadd_rn(x0, __fmul_rn(u.x, kr[4 * c4]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.y, kr[4 * c4 + 1]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.z, kr[4 * c4 + 2]));
+            x0 = __fadd_rn(x0, __fmul_rn(u.w, kr[4 * c4 + 3]));
+          }
+        }
+        if (x0 > dot) dot = x0;  // NaN never wins
+        if (two && x1 > dot) dot = x1;
+      }
+    }
+    d.Decide(dot);
+  }
+  d.Store(a, static_cast<int64_t>(row) * a.num_kv_heads + kvh);
+}
+
 }  // namespace hipserve::kernels::hip_mask_internal
