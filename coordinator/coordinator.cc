@@ -301,6 +301,19 @@ class CoordinatorMetrics final : public SchedulerObserver {
     step_time_ = registry_.GetHistogram("hipserve_step_duration_seconds",
                                         "Wall time of one step on the worker group.",
                                         ExponentialBuckets(0.0005, 2, 18));
+    // Hit ratio of a cache = hits / (hits + misses) over an interval (docs/API.md).
+    const char* lookups_help =
+        "Cache lookups on worker rank 0 by cache and result: hip_mask = HiP decode mask reuse "
+        "per (step, sequence, layer); kv_gpu_hot = pages of a step's sequences with a GPU hot "
+        "copy (KV offload only).";
+    auto lookups = [&](const char* cache, const char* result) {
+      return registry_.GetCounter("hipserve_kv_cache_lookups_total", lookups_help,
+                                  {{"cache", cache}, {"result", result}});
+    };
+    hip_mask_hits_ = lookups("hip_mask", "hit");
+    hip_mask_misses_ = lookups("hip_mask", "miss");
+    kv_hot_hits_ = lookups("kv_gpu_hot", "hit");
+    kv_hot_misses_ = lookups("kv_gpu_hot", "miss");
   }
 
   MetricsRegistry& registry() { return registry_; }
@@ -315,9 +328,13 @@ class CoordinatorMetrics final : public SchedulerObserver {
         ->Inc();
   }
 
-  void OnStep(double seconds, bool ok) override {
+  void OnStep(double seconds, bool ok, const CacheCounts& cache) override {
     (ok ? steps_ : failed_steps_)->Inc();
     step_time_->Observe(seconds);
+    hip_mask_hits_->Inc(static_cast<double>(cache.hip_mask_hits));
+    hip_mask_misses_->Inc(static_cast<double>(cache.hip_mask_misses));
+    kv_hot_hits_->Inc(static_cast<double>(cache.kv_hot_page_hits));
+    kv_hot_misses_->Inc(static_cast<double>(cache.kv_hot_page_misses));
   }
 
   void OnEvents(const SinkEvents& events) override {
@@ -362,6 +379,7 @@ class CoordinatorMetrics final : public SchedulerObserver {
  private:
   MetricsRegistry registry_;
   Counter *prompt_tokens_, *generation_tokens_, *steps_, *failed_steps_;
+  Counter *hip_mask_hits_, *hip_mask_misses_, *kv_hot_hits_, *kv_hot_misses_;
   Histogram *ttft_, *itl_, *queue_, *e2e_, *step_time_;
   std::mutex mu_;
   absl::flat_hash_map<std::string, Clock::time_point> last_tokens_;  // by request id

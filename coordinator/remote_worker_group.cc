@@ -240,6 +240,11 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
           absl::StrCat("lost worker rank ", r, " (", workers_[r].address, ")"));
       return outcome;
     }
+    if (r == 0) {
+      const control::CacheCounts& c = result.cache();
+      outcome.cache = CacheCounts{c.hip_mask_hits(), c.hip_mask_misses(), c.kv_hot_page_hits(),
+                                  c.kv_hot_page_misses()};
+    }
     if (!result.error().empty() && result.group_broken()) {
       // This rank's communicator failed: the others are stuck in (or failed) the same
       // collective. Cancel every stream so that no read waits for a dead or stalled rank.

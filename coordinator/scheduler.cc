@@ -606,7 +606,7 @@ void Scheduler::Loop() {
     const Clock::time_point step_start = Clock::now();
     StepOutcome outcome = step.group->Step(step.plan);
     if (SchedulerObserver* o = observer_.load(); o != nullptr && !step.idle()) {
-      o->OnStep(Seconds(Clock::now() - step_start), outcome.status.ok());
+      o->OnStep(Seconds(Clock::now() - step_start), outcome.status.ok(), outcome.cache);
     }
     lock.lock();
     last_step = Clock::now();

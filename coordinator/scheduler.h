@@ -216,8 +216,9 @@ class SchedulerCore {
 class SchedulerObserver {
  public:
   virtual ~SchedulerObserver() = default;
-  // A step ran on the workers for `seconds`; `ok` = it was applied (not rejected or failed).
-  virtual void OnStep(double seconds, bool ok) {}
+  // A step ran on the workers for `seconds`; `ok` = it was applied (not rejected or failed);
+  // `cache`: rank 0's cache lookups during it.
+  virtual void OnStep(double seconds, bool ok, const CacheCounts& cache) {}
   // Sink events, just before they are delivered.
   virtual void OnEvents(const SinkEvents& events) {}
 };

@@ -51,6 +51,12 @@ struct StepToken {
 };
 
 // What one step produced.
+// Lookups of rank 0's caches during one step (proto CacheCounts says what each counts).
+struct CacheCounts {
+  int64_t hip_mask_hits = 0, hip_mask_misses = 0;
+  int64_t kv_hot_page_hits = 0, kv_hot_page_misses = 0;
+};
+
 struct StepOutcome {
   // OK: the step ran and `tokens` holds the sampled tokens (one per work item with sample).
   // UNAVAILABLE: the group is broken. Any other error: the step was rejected and no
@@ -61,6 +67,7 @@ struct StepOutcome {
   // this sequence and retries the others.
   std::optional<SequenceId> failed_seq;
   std::vector<StepToken> tokens;
+  CacheCounts cache;  // rank 0's, when it answered (also for a rejected step)
 };
 
 // What rank 0 reported after Configure.

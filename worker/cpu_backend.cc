@@ -140,6 +140,14 @@ class CpuBackend final : public ForwardBackend {
     if (hip_ != nullptr) hip_->Restore(static_cast<const CheckpointImpl&>(checkpoint).hip);
   }
   const HipAttention* hip() const override { return hip_.get(); }
+  CacheCounters cache_counters() const override {
+    CacheCounters c;  // one KV tier (host memory): no tier lookups
+    if (hip_ != nullptr) {
+      c.hip_mask_hits = hip_->mask_cache_counts().hits;
+      c.hip_mask_misses = hip_->mask_cache_counts().misses;
+    }
+    return c;
+  }
 
   absl::StatusOr<StepBuffers> BeginStep(const StepLayout& layout, int world_size,
                                         int vocab_shard) override {

@@ -248,6 +248,19 @@ class CudaBackend final : public ForwardBackend {
   void* stream() override { return stream_; }
   std::string dtype_name() const override { return "bf16"; }
   MemoryPlan memory_plan() const override { return plan_; }
+  CacheCounters cache_counters() const override {
+    CacheCounters c;
+    if (hip_ != nullptr) {
+      c.hip_mask_hits = hip_->mask_cache_counts().hits;
+      c.hip_mask_misses = hip_->mask_cache_counts().misses;
+    }
+    if (tiers_ != nullptr) {
+      const CudaKvTierStats st = tiers_->stats();
+      c.kv_hot_page_hits = st.step_pages_hot;
+      c.kv_hot_page_misses = st.step_pages_cold;
+    }
+    return c;
+  }
 
   bool Contains(SequenceId seq) const override { return seqs_.contains(seq); }
   absl::StatusOr<int64_t> Length(SequenceId seq) const override {

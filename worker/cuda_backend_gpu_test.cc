@@ -488,6 +488,21 @@ TEST(CudaBackendGpuTest, OffloadGivesTheSameBitsFromEveryTier) {
     ASSERT_TRUE(m->Release(SequenceId(900)).ok());
     ASSERT_TRUE(m->Release(SequenceId(901)).ok());
   }
+  // Tier lookups (hipserve_kv_cache_lookups_total{cache="kv_gpu_hot"}): all pages hot, all
+  // cold, and both once the small pool evicts. The HiP mask cache follows the same schedule in
+  // all three (the two-sequence steps above are prefills: no mask lookups).
+  const CacheCounters ch = hot->cache_counters(), cc = cold->cache_counters(),
+                      ce = evicting->cache_counters();
+  EXPECT_GT(ch.kv_hot_page_hits, 0);
+  EXPECT_EQ(ch.kv_hot_page_misses, 0);
+  EXPECT_EQ(cc.kv_hot_page_hits, 0);
+  EXPECT_GT(cc.kv_hot_page_misses, 0);
+  EXPECT_GT(ce.kv_hot_page_hits, 0);
+  EXPECT_GT(ce.kv_hot_page_misses, 0);
+  EXPECT_GT(ch.hip_mask_hits, 0);
+  EXPECT_GT(ch.hip_mask_misses, 0);
+  EXPECT_EQ(ch.hip_mask_hits, cc.hip_mask_hits);
+  EXPECT_EQ(ch.hip_mask_misses, ce.hip_mask_misses);
 }
 
 // HiP decode batched across sequences (CudaHipAttention::RunDecodeBatch: one mask and one BSA

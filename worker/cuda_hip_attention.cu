@@ -265,6 +265,7 @@ struct CudaHipAttention::Impl {
   char* workspace = nullptr;  // device, shared by all Runs
   size_t workspace_bytes = 0;
   absl::flat_hash_map<SequenceId, SeqState> states;
+  HipMaskCacheCounts mask_cache;
   int bsa_num_splits = 0;  // SetBsaDecodePlanForTesting
   int bsa_keys_per_step = 0;
 
@@ -567,6 +568,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
       const bool cached = cache[stages - 1] != nullptr;
       start_stage = cached ? st.step.refresh_stage : 0;  // nothing to reuse or restart from
       run_mask = start_stage >= 0;
+      ++(run_mask ? m.mask_cache.misses : m.mask_cache.hits);
       for (int s = 0; s < stages; ++s) {
         // A stage this step writes gets a fresh list unless nobody else (a snapshot) holds the
         // cached one; the stages before it are read (or reused) as cached.
@@ -825,6 +827,7 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
       chi::StageLists& cache = st.cache[layer];
       const int start = cache[stages - 1] != nullptr ? st.step.refresh_stage : 0;
       g.start_stage[j] = start;
+      ++(start >= 0 ? m.mask_cache.misses : m.mask_cache.hits);
       for (int s = 0; s < stages; ++s) {
         if (start >= 0 && s >= start && (cache[s] == nullptr || cache[s].use_count() > 1)) {
           ASSIGN_OR_RETURN(g.lists[j][s],
@@ -1153,6 +1156,8 @@ void CudaHipAttention::Release(SequenceId seq) { impl_->states.erase(seq); }
 void CudaHipAttention::ReleaseAll() { impl_->states.clear(); }
 
 int CudaHipAttention::num_sequences() const { return static_cast<int>(impl_->states.size()); }
+
+const HipMaskCacheCounts& CudaHipAttention::mask_cache_counts() const { return impl_->mask_cache; }
 
 const kernels::HipConfig& CudaHipAttention::config() const { return impl_->options.config; }
 

@@ -124,6 +124,7 @@ struct CudaKvTiers::Impl {
   absl::flat_hash_map<SequenceId, Seq> seqs;
   int64_t table_used = 0;
   int64_t evictions = 0;
+  int64_t step_pages_hot = 0, step_pages_cold = 0;  // CudaKvTierStats
   // Device copies of the last Prepare's items (append metadata) and scratch for updates.
   void* meta_dev = nullptr;
   int64_t meta_bytes = 0;
@@ -365,6 +366,12 @@ absl::Status CudaKvTiers::Prepare(const std::vector<Item>& items) {
     // The next upload reuses meta_dev: the pageable copy above is staged before it returns.
   }
   if (!error.empty()) return absl::ResourceExhaustedError(error);
+  for (const Item& it : items) {
+    const std::vector<int32_t>& hot = m.seqs.at(it.seq).hot;
+    const int64_t n = std::count_if(hot.begin(), hot.end(), [](int32_t h) { return h >= 0; });
+    m.step_pages_hot += n;
+    m.step_pages_cold += static_cast<int64_t>(hot.size()) - n;
+  }
   // Append metadata for the step: items, then the row -> item map.
   std::vector<AppendItem> ai;
   int rows = 0;
@@ -446,6 +453,8 @@ CudaKvTierStats CudaKvTiers::stats() const {
   st.table_bytes = m.o.table_bytes;
   st.table_bytes_used = m.table_used;
   st.evictions = m.evictions;
+  st.step_pages_hot = m.step_pages_hot;
+  st.step_pages_cold = m.step_pages_cold;
   return st;
 }
 

@@ -57,6 +57,10 @@ struct CudaKvTierStats {
   int64_t cold_bytes_pinned = 0;                // pinned host bytes allocated so far
   int64_t table_bytes_used = 0, table_bytes = 0;
   int64_t evictions = 0;  // hot pages given to newer pages since Create
+  // Since Create, per successful Prepare and item: the pages its sequence holds with a hot copy
+  // / only in the host tier (host-side page bookkeeping, no device work: a proxy of the tier
+  // the step's attention reads; exported as hipserve_kv_cache_lookups_total{cache="kv_gpu_hot"}).
+  int64_t step_pages_hot = 0, step_pages_cold = 0;
 };
 
 class CudaKvTiers {

@@ -96,6 +96,13 @@ struct MemoryPlan {
 };
 
 // Opaque per-backend state saved before a step and restored if it fails (HiP schedules, ...).
+// Lookups of a backend's caches since it was created (monotonic; proto CacheCounts says what
+// each one counts). Host-side counters: reading them costs no device work.
+struct CacheCounters {
+  int64_t hip_mask_hits = 0, hip_mask_misses = 0;        // HiP attention only
+  int64_t kv_hot_page_hits = 0, kv_hot_page_misses = 0;  // CUDA with KV offload only
+};
+
 class BackendCheckpoint {
  public:
   virtual ~BackendCheckpoint() = default;
@@ -126,6 +133,7 @@ class ForwardBackend {
   virtual void Restore(const BackendCheckpoint& checkpoint) = 0;
   // HiP state (CPU backend in hip mode), for tests and tools; nullptr otherwise.
   virtual const HipAttention* hip() const { return nullptr; }
+  virtual CacheCounters cache_counters() const { return {}; }
 
   // ---- One step --------------------------------------------------------------------------
   // Sizes the step's buffers (reusing earlier ones when large enough) and stages ids and

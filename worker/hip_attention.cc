@@ -162,6 +162,11 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
   // blocks aligned to absolute multiples of block_q (so a chunk boundary at such a multiple
   // changes no block's selection), except the last tail_queries queries, which get one row
   // each (HipConfig::tail_queries). Decode: the one query.
+  if (st.step.decode) {
+    // One lookup per layer (every KV head follows the same schedule).
+    const bool reuse = st.step.refresh_stage < 0 && st.cache[static_cast<size_t>(layer) * kvh];
+    ++(reuse ? mask_cache_.hits : mask_cache_.misses);
+  }
   const int tail = st.step.decode ? num_q : (st.step.tail ? std::min(num_q, cfg.tail_queries) : 0);
   std::vector<int32_t> q_pos(num_q), q_row(num_q);
   std::vector<std::pair<int, int>> row_queries;

@@ -58,6 +58,14 @@ struct HipRecallStats {
   HipRecallSums last;
 };
 
+// Decode mask cache lookups, per (decode step, sequence, layer) Run: hits reuse the cached final
+// block lists (no mask estimation), misses estimate (from the refresh stage, or from stage 0 when
+// nothing is cached). Prefill steps always estimate and are not lookups.
+struct HipMaskCacheCounts {
+  int64_t hits = 0;
+  int64_t misses = 0;
+};
+
 // What BeginStep decided for a sequence's current step.
 struct HipStepInfo {
   bool decode = false;      // one new token after existing ones; else a prefill chunk
@@ -134,6 +142,8 @@ class HipAttention {
   int extend_min_tokens() const { return extend_min_tokens_; }
   // [num_layers]; all zero unless options.measure_recall.
   const std::vector<HipRecallStats>& recall_stats() const { return recall_; }
+  // Since Create (failed steps included).
+  const HipMaskCacheCounts& mask_cache_counts() const { return mask_cache_; }
 
   // Per (layer, KV head): the kept list of every stage from the latest refresh.
   struct HeadCache {
@@ -167,6 +177,7 @@ class HipAttention {
   int extend_min_tokens_ = 0;
   absl::flat_hash_map<common::SequenceId, SeqState> states_;
   std::vector<HipRecallStats> recall_;
+  HipMaskCacheCounts mask_cache_;
 };
 
 }  // namespace hipserve::worker

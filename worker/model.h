@@ -97,6 +97,7 @@ class Model {
   MemoryPlan memory_plan() const { return backend_->memory_plan(); }
   int max_context() const { return max_context_; }
   int64_t kv_tokens() const { return backend_->TokensInUse(); }
+  CacheCounters cache_counters() const { return backend_->cache_counters(); }
   int64_t kv_capacity_tokens() const { return backend_->CapacityTokens(); }
   int num_sequences() const { return backend_->NumSequences(); }
   // The HiP state (per-sequence schedule and mask cache) of the CPU backend in hip mode;

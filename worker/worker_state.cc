@@ -33,6 +33,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   }
   // The old model borrows the old communicator: drop both before building the new ones.
   model_.reset();
+  reported_cache_ = CacheCounters{};  // the new model's counters start at 0
   comm_.reset();
   comm_kind_.clear();
   ASSIGN_OR_RETURN(LoadedSource source, LoadModelSource(req.model(), req.seed()));
@@ -183,6 +184,16 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
   }
   ++steps_;
   absl::StatusOr<std::vector<SampledToken>> out = model_->Step(batch);
+  {
+    // Lookups since the previous StepResult: the coordinator sums them into its counters.
+    const CacheCounters now = model_->cache_counters();
+    control::CacheCounts* c = result.mutable_cache();
+    c->set_hip_mask_hits(now.hip_mask_hits - reported_cache_.hip_mask_hits);
+    c->set_hip_mask_misses(now.hip_mask_misses - reported_cache_.hip_mask_misses);
+    c->set_kv_hot_page_hits(now.kv_hot_page_hits - reported_cache_.kv_hot_page_hits);
+    c->set_kv_hot_page_misses(now.kv_hot_page_misses - reported_cache_.kv_hot_page_misses);
+    reported_cache_ = now;
+  }
   if (!out.ok()) {
     result.set_error(std::string(out.status().message()));
     result.set_error_code(static_cast<int>(out.status().code()));
@@ -222,6 +233,11 @@ control::StatsResponse WorkerState::Stats() const {
   if (model_ != nullptr) {
     r.set_kv_tokens(model_->kv_tokens());
     r.set_sequences(model_->num_sequences());
+    const CacheCounters c = model_->cache_counters();
+    r.mutable_cache()->set_hip_mask_hits(c.hip_mask_hits);
+    r.mutable_cache()->set_hip_mask_misses(c.hip_mask_misses);
+    r.mutable_cache()->set_kv_hot_page_hits(c.kv_hot_page_hits);
+    r.mutable_cache()->set_kv_hot_page_misses(c.kv_hot_page_misses);
   }
   return r;
 }

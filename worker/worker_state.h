@@ -72,6 +72,7 @@ class WorkerState {
       const v1::control::ConfigureRequest& request);
 
   std::unique_ptr<Model> model_;
+  CacheCounters reported_cache_;  // model_'s counters as of the last StepResult
   std::string comm_kind_;
   uint64_t steps_ = 0;
 };

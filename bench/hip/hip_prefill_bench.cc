@@ -43,6 +43,10 @@ ABSL_FLAG(int, stages, 0, "1: also time the 128K mask cut to its first 1, 2, .. 
 ABSL_FLAG(int, prefetch_ab, 0, "1: also time the 128K mask with key prefetch off.");
 ABSL_FLAG(int, threads_ab, 0,
           "1: also time the 128K mask with the other filter_block_threads (128 or 256).");
+ABSL_FLAG(int, resident_ab, 0,
+          "1: also time the mask with the tile kernel everywhere (resident_rows 0, the previous "
+          "default) at 128K and in one 1M pass, and with the resident kernel on every stage (2) "
+          "at 128K; each workspace checked equal to the default's.");
 ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
 
 namespace hipserve::bench {
@@ -63,6 +67,7 @@ struct Args {
   int stages = 0;
   int prefetch_ab = 0;
   int threads_ab = 0;
+  int resident_ab = 0;
   std::string commit;
 };
 
@@ -83,6 +88,7 @@ Args ArgsFromFlags() {
   a.stages = absl::GetFlag(FLAGS_stages);
   a.prefetch_ab = absl::GetFlag(FLAGS_prefetch_ab);
   a.threads_ab = absl::GetFlag(FLAGS_threads_ab);
+  a.resident_ab = absl::GetFlag(FLAGS_resident_ab);
   a.commit = absl::GetFlag(FLAGS_commit);
   using flags::CheckFlag;
   ExitOnBadFlags(
@@ -97,7 +103,7 @@ Args ArgsFromFlags() {
                  a.bsa_tiered),
        CheckSwitch(a.exact, "exact"), CheckSwitch(a.exact_1m, "exact_1m"),
        CheckSwitch(a.stages, "stages"), CheckSwitch(a.prefetch_ab, "prefetch_ab"),
-       CheckSwitch(a.threads_ab, "threads_ab")});
+       CheckSwitch(a.threads_ab, "threads_ab"), CheckSwitch(a.resident_ab, "resident_ab")});
   return a;
 }
 
@@ -114,6 +120,7 @@ struct Layer {
   bool tc_filter = true;  // HipPrefillMaskGpuParams::tensor_core_filter
   bool prefetch = true;   // HipPrefillMaskGpuParams::prefetch_keys
   int tc_threads = kernels::HipPrefillMaskGpuParams{}.filter_block_threads;  // the default
+  int resident = kernels::HipPrefillMaskGpuParams{}.resident_rows;           // the default
 };
 
 kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int num_q) {
@@ -135,6 +142,7 @@ kernels::HipPrefillMaskGpuParams MaskParams(const Layer& L, int q_offset, int nu
   p.tensor_core_filter = L.tc_filter;
   p.prefetch_keys = L.prefetch;
   p.filter_block_threads = L.tc_threads;
+  p.resident_rows = L.resident;
   return p;
 }
 
@@ -221,7 +229,7 @@ int Main(const Args& a) {
   cudaStream_t s = NonBlockingStream();
 
   Layer L;
-  int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0;
+  int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0, resident_stages = 0;
   L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
   const int max_t = std::max(a.t128k, a.t1m);
@@ -269,6 +277,10 @@ int Main(const Args& a) {
     score_blocks_per_sm_256 = *bps;
     std::printf("filter score kernel: %d blocks of 128 threads or %d of 256 per SM\n",
                 score_blocks_per_sm, score_blocks_per_sm_256);
+    absl::StatusOr<int> res = kernels::HipPrefillMaskResidentStages(MaskParams(L, 0, a.t128k));
+    BENCH_OK(res.status());
+    resident_stages = *res;
+    std::printf("stages on the resident-rows kernel (bit s = stage s): 0x%x\n", resident_stages);
   }
   BENCH_CUDA(cudaStreamSynchronize(s));
 
@@ -318,11 +330,14 @@ int Main(const Args& a) {
   // workspace must equal the default's.
   const int kDefaultThreads = L.tc_threads;
   const int other_threads = kDefaultThreads == 256 ? 128 : 256;
-  auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms, int64_t* diff) {
+  const int kDefaultResident = L.resident;
+  auto time_variant = [&](const char* what, bool prefetch, int threads, double* ms, int64_t* diff,
+                          int resident) {
     HipChunk(L, 0, T, s, nullptr);
     const std::vector<uint8_t> ws_default = WorkspaceCopy(L, s);
     L.prefetch = prefetch;
     L.tc_threads = threads;
+    L.resident = resident;
     auto mask_only = [&] { BENCH_OK(kernels::HipPrefillMaskGpu(MaskParams(L, 0, T), s).status()); };
     mask_only();
     *diff = BytesDiffering(ws_default, WorkspaceCopy(L, s));
@@ -331,6 +346,7 @@ int Main(const Args& a) {
     *ms = Median(t);
     L.prefetch = true;
     L.tc_threads = kDefaultThreads;
+    L.resident = kDefaultResident;
     std::printf("  mask, %s: %.2f ms (workspace vs default: %lld bytes differ)\n", what, *ms,
                 static_cast<long long>(*diff));
   };
@@ -338,20 +354,34 @@ int Main(const Args& a) {
   int64_t ws_diff_noprefetch = -1, ws_diff_t256 = -1;
   if (a.prefetch_ab) {
     time_variant("key prefetch off", false, kDefaultThreads, &mask_noprefetch_ms,
-                 &ws_diff_noprefetch);
+                 &ws_diff_noprefetch, kDefaultResident);
   }
   if (a.threads_ab) {
     const std::string what = std::to_string(other_threads) + "-thread filter blocks";
-    time_variant(what.c_str(), true, other_threads, &mask_t256_ms, &ws_diff_t256);
+    time_variant(what.c_str(), true, other_threads, &mask_t256_ms, &ws_diff_t256, kDefaultResident);
+  }
+  double mask_tile_ms = 0, mask_res_all_ms = 0;
+  int64_t ws_diff_tile = -1, ws_diff_res_all = -1;
+  if (a.resident_ab) {
+    time_variant("tile kernel everywhere (resident_rows 0, the previous default)", true,
+                 kDefaultThreads, &mask_tile_ms, &ws_diff_tile, 0);
+    time_variant("resident kernel on every stage (resident_rows 2)", true, kDefaultThreads,
+                 &mask_res_all_ms, &ws_diff_res_all, 2);
   }
   // Mask time with only the first 1, 2, .. stages (cumulative).
-  std::vector<double> stage_cum_ms, stage_cum_other_ms;
-  for (int pass = 0; pass < (a.stages ? (a.threads_ab ? 2 : 1) : 0); ++pass) {
-    std::vector<double>& cum = pass == 0 ? stage_cum_ms : stage_cum_other_ms;
-    const int threads = pass == 0 ? kDefaultThreads : other_threads;
+  // Passes: the default; the other thread count (--threads_ab); the tile kernel everywhere
+  // (--resident_ab).
+  std::vector<double> stage_cum_ms, stage_cum_other_ms, stage_cum_tile_ms;
+  for (int pass = 0; pass < (a.stages ? 3 : 0); ++pass) {
+    if ((pass == 1 && !a.threads_ab) || (pass == 2 && !a.resident_ab)) continue;
+    std::vector<double>& cum = pass == 0   ? stage_cum_ms
+                               : pass == 1 ? stage_cum_other_ms
+                                           : stage_cum_tile_ms;
+    const int threads = pass == 1 ? other_threads : kDefaultThreads;
     for (int ns = 1; ns <= L.spec.num_stages(); ++ns) {
       Layer Ls = L;
       Ls.tc_threads = threads;
+      Ls.resident = pass == 2 ? 0 : kDefaultResident;
       Ls.spec.chunk_sizes.resize(ns);
       Ls.spec.keep_tokens.resize(ns);
       Ls.spec.stride_q.resize(ns);
@@ -362,8 +392,10 @@ int Main(const Args& a) {
       std::vector<double> t;
       for (int r = 0; r < a.reps; ++r) t.push_back(TimeMs(s, mask_only));
       cum.push_back(Median(t));
-      std::printf("  %d-thread filter, mask with stages 0..%d: %.2f ms (stage %d alone: %.2f ms)\n",
-                  threads, ns - 1, cum.back(), ns - 1, cum.back() - (ns > 1 ? cum[ns - 2] : 0.0));
+      std::printf(
+          "  %d-thread filter%s, mask with stages 0..%d: %.2f ms (stage %d alone: %.2f ms)\n",
+          threads, pass == 2 ? " (tile kernel everywhere)" : "", ns - 1, cum.back(), ns - 1,
+          cum.back() - (ns > 1 ? cum[ns - 2] : 0.0));
     }
   }
   BENCH_CUDA(cudaMemsetAsync(L.out, 0xff, int64_t{T} * kHeads * kHeadDim * 2, s));
@@ -380,6 +412,21 @@ int Main(const Args& a) {
               hip128, f128 / hip128 / 1e9, dense128 / hip128);
   std::printf("  NaN outputs: HiP %lld, dense %lld\n", static_cast<long long>(bad_hip128),
               static_cast<long long>(bad_dense128));
+  if (a.resident_ab) {
+    std::printf(
+        "  mask, tile kernel everywhere (resident_rows 0, the previous default): %.2f ms "
+        "(default %.2f ms: tile/default = %.2fx; HiP with it %.2f ms, dense/HiP = %.2fx); "
+        "workspace vs default: %lld bytes differ%s\n",
+        mask_tile_ms, Median(mask_ms), mask_tile_ms / Median(mask_ms),
+        mask_tile_ms + Median(bsa_ms), dense128 / (mask_tile_ms + Median(bsa_ms)),
+        static_cast<long long>(ws_diff_tile),
+        ws_diff_tile == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+    std::printf(
+        "  mask, resident kernel on every stage (resident_rows 2): %.2f ms; workspace vs "
+        "default: %lld bytes differ%s\n",
+        mask_res_all_ms, static_cast<long long>(ws_diff_res_all),
+        ws_diff_res_all == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+  }
   if (a.exact) {
     std::printf(
         "  exact score kernel (same run, median of %zu): HiP mask %.2f ms, BSA %.2f ms, "
@@ -464,6 +511,24 @@ int Main(const Args& a) {
     HipChunk(L, (n_chunks - 1) * a.chunk, a.chunk, s, nullptr);
     ws_diff1m = BytesDiffering(ws_exact, WorkspaceCopy(L, s));
   }
+  // One pass with the tile kernel everywhere (the previous default); the last chunk's workspace
+  // checked against the default's.
+  std::vector<double> hipt_chunk(n_chunks), maskt_chunk(n_chunks);
+  double hipt1m = 0;
+  int64_t ws_diff_tile1m = -1;
+  if (a.resident_ab) {
+    L.resident = 0;
+    for (int c = 0; c < n_chunks; ++c) {
+      const auto [m1, m2] = time_chunk(c * a.chunk, a.chunk);
+      hipt_chunk[c] = m1 + m2;
+      maskt_chunk[c] = m1;
+      hipt1m += m1 + m2;
+    }
+    const std::vector<uint8_t> ws_tile = WorkspaceCopy(L, s);
+    L.resident = kDefaultResident;
+    HipChunk(L, (n_chunks - 1) * a.chunk, a.chunk, s, nullptr);
+    ws_diff_tile1m = BytesDiffering(ws_tile, WorkspaceCopy(L, s));
+  }
   // Dense: full passes, or sampled chunks + linear extrapolation.
   std::vector<int> dense_sampled;
   double dense1m = 0;
@@ -521,6 +586,23 @@ int Main(const Args& a) {
     std::printf("  last chunk's mask workspace filter vs exact: %lld bytes differ%s\n",
                 static_cast<long long>(ws_diff1m),
                 ws_diff1m == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+  }
+  if (a.resident_ab) {
+    std::printf(
+        "  tile kernel everywhere (resident_rows 0, the previous default; same run, one pass): "
+        "HiP %.1f ms%s; HiP tile/default = %.2fx\n",
+        hipt1m,
+        a.dense_1m != "none" ? (", dense/HiP = " + std::to_string(dense1m / hipt1m) + "x").c_str()
+                             : "",
+        hipt1m / hip1m);
+    std::printf("  last chunk's mask workspace tile vs default: %lld bytes differ%s\n",
+                static_cast<long long>(ws_diff_tile1m),
+                ws_diff_tile1m == 0 ? " (bit-identical)" : "  <-- MISMATCH");
+    std::printf("  per chunk, tile kernel (ms):   c   HiP(mask)\n");
+    for (int c = 0; c < n_chunks; c += std::max(1, n_chunks / 8)) {
+      std::printf("                               %3d %8.2f(%7.2f)\n", c, hipt_chunk[c],
+                  maskt_chunk[c]);
+    }
   }
   std::printf("  per chunk (ms):   c   HiP(mask)   dense   exact HiP(mask)\n");
   for (int c = 0; c < n_chunks; c += std::max(1, n_chunks / 8)) {
@@ -583,6 +665,28 @@ int Main(const Args& a) {
     if (!stage_cum_ms.empty()) {
       j += "  \"t128k_mask_first_stages_ms\": " + JsonNumbers(stage_cum_ms) + ",\n";
     }
+    j += "  \"resident_stages\": " + std::to_string(resident_stages) + ",\n";
+    if (a.resident_ab) {
+      std::snprintf(buf, sizeof(buf),
+                    "  \"t128k_mask_tile_kernel\": {\"resident_rows\": 0, \"reps\": %d, "
+                    "\"mask_ms\": %.3f, \"workspace_bytes_differing\": %lld},\n"
+                    "  \"t128k_mask_resident_every_stage\": {\"resident_rows\": 2, \"reps\": "
+                    "%d, \"mask_ms\": %.3f, \"workspace_bytes_differing\": %lld},\n",
+                    a.reps, mask_tile_ms, static_cast<long long>(ws_diff_tile), a.reps,
+                    mask_res_all_ms, static_cast<long long>(ws_diff_res_all));
+      j += buf;
+      std::snprintf(
+          buf, sizeof(buf),
+          "  \"t1m_tile_kernel\": {\"resident_rows\": 0, \"passes\": 1, \"hip_ms\": "
+          "%.1f, \"ratio_dense_over_hip\": %.3f, \"last_chunk_workspace_bytes_differing\": "
+          "%lld, \"chunk_mask_ms\": ",
+          hipt1m, dense1m > 0 ? dense1m / hipt1m : 0.0, static_cast<long long>(ws_diff_tile1m));
+      j += buf + JsonNumbers(maskt_chunk) + "},\n";
+    }
+    if (!stage_cum_tile_ms.empty()) {
+      j +=
+          "  \"t128k_mask_first_stages_tile_kernel_ms\": " + JsonNumbers(stage_cum_tile_ms) + ",\n";
+    }
     if (!stage_cum_other_ms.empty()) {
       j += "  \"t128k_mask_first_stages_other_threads_ms\": " + JsonNumbers(stage_cum_other_ms) +
            ",\n";
@@ -634,7 +738,10 @@ int Main(const Args& a) {
   const int64_t bad =
       bad_hip128 + bad_dense128 + bad_hip1m + bad_dense1m + bad_bsa_fp8 + bad_tiered;
   // 4: the filter (or a performance knob) changed a score or a list.
-  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0 || ws_diff_t256 > 0) return 4;
+  if (ws_diff128 > 0 || ws_diff1m > 0 || ws_diff_noprefetch > 0 || ws_diff_t256 > 0 ||
+      ws_diff_tile > 0 || ws_diff_res_all > 0 || ws_diff_tile1m > 0) {
+    return 4;
+  }
   return bad == 0 ? 0 : 3;
 }
 
@@ -672,11 +779,17 @@ each also checks that both kernels leave byte-identical mask workspaces (lists a
   bench_hip_prefill [--json out.json] [--reps 10] [--reps_long 3] [--t128k 131072]
                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
-                    [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--commit SHA]
+                    [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--resident_ab 0|1]
+                    [--commit SHA]
 --prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
 prefetch_keys off / the other filter_block_threads value (128 or 256; median of --reps) and
 check that the workspace equals the default run's; with --stages 1, --threads_ab 1 also
 times the stage cuts with the other value.
+--resident_ab 1 also times the mask with HipPrefillMaskGpuParams::resident_rows = 0 (the tile
+kernel on every stage: the default before the resident-rows kernel) at 128K (median of --reps)
+and in one full 1M pass (per chunk, after the default passes), and with resident_rows = 2 (the
+resident kernel on every stage it fits) at 128K; each workspace must equal the default's (exit
+code 4 otherwise); with --stages 1 it also times the stage cuts with resident_rows = 0.
 --stages 1 also times the 128K mask alone with the spec cut to its first 1, 2, .. stages
 (median of --reps each): successive differences are the stages' own times (score + select).
 )";

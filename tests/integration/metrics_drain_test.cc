@@ -328,6 +328,15 @@ TEST(MetricsEndpointTest, CountersMoveAndTheFormatParses) {
   EXPECT_EQ(after["hipserve_step_duration_seconds_count"],
             after["hipserve_steps_total"] + after["hipserve_failed_steps_total"]);
   EXPECT_EQ(after["hipserve_kv_tokens_in_use"], 0);
+  // Dense attention on the CPU: no HiP mask cache, one KV tier; the series exist at 0.
+  for (const char* cache : {"hip_mask", "kv_gpu_hot"}) {
+    for (const char* result : {"hit", "miss"}) {
+      const std::string key = std::string("hipserve_kv_cache_lookups_total{cache=\"") + cache +
+                              "\",result=\"" + result + "\"}";
+      EXPECT_EQ(after.count(key), 1u) << key;
+      EXPECT_EQ(after[key], 0) << key;
+    }
+  }
   // Histogram buckets are cumulative: none holds more than the +Inf one.
   for (const auto& [key, v] : after) {
     if (key.rfind("hipserve_step_duration_seconds_bucket", 0) != 0) continue;
@@ -336,6 +345,32 @@ TEST(MetricsEndpointTest, CountersMoveAndTheFormatParses) {
   server.Terminate();
   const int status = server.WaitExit(20);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.log();
+}
+
+// HiP's decode mask cache through the worker's step results: with the default refresh
+// intervals [96, 24, 8], decode step i re-estimates the mask when i % 8 == 0 and reuses the
+// cached block lists otherwise, per layer (builtin:tiny has 2). One request of 17 tokens: a
+// prefill (no lookup) and 16 decode steps, i = 0..15: 2 misses and 14 hits per layer.
+TEST(MetricsEndpointTest, HipMaskCacheHitRatio) {
+  Server server({"--attention=hip"});
+  ASSERT_TRUE(server.Start(60)) << server.log();
+  const std::string hit = "hipserve_kv_cache_lookups_total{cache=\"hip_mask\",result=\"hit\"}";
+  const std::string miss = "hipserve_kv_cache_lookups_total{cache=\"hip_mask\",result=\"miss\"}";
+  auto before = Scrape(server);
+  EXPECT_EQ(before[hit], 0);
+  EXPECT_EQ(before[miss], 0);
+  auto stub = server.Stub();
+  grpc::ClientContext ctx;
+  v1::GenerateOnceResponse resp;
+  ASSERT_TRUE(stub->GenerateOnce(&ctx, Request("mask cache", 17, true), &resp).ok());
+  ASSERT_EQ(resp.completion_tokens(), 17);
+  auto after = Scrape(server);
+  EXPECT_EQ(after[hit], 28);
+  EXPECT_EQ(after[miss], 4);
+  EXPECT_NEAR(after[hit] / (after[hit] + after[miss]), 0.875, 1e-9);
+  // The CPU backend has one KV tier: no tier lookups.
+  EXPECT_EQ(after["hipserve_kv_cache_lookups_total{cache=\"kv_gpu_hot\",result=\"hit\"}"], 0);
+  EXPECT_EQ(after["hipserve_kv_cache_lookups_total{cache=\"kv_gpu_hot\",result=\"miss\"}"], 0);
 }
 
 // Runs the drain scenario: a long stream, SIGTERM while it runs; readiness and admission are
