@@ -417,8 +417,10 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
         absl::StrCat("CudaHipAttention: last chunk size ", cfg.block_size(),
                      " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
   }
-  // Probes at every stage only (stage1_representatives and stage_representatives).
-  RETURN_IF_ERROR(kernels::HipConfigRunsOnGpu(cfg, "CudaHipAttention"));
+  // Every representative option runs in the decode mask (decode steps, prefill tail rows);
+  // prefill steps with 64-query rows refuse all but probes where they run (RunImpl).
+  RETURN_IF_ERROR(
+      kernels::HipConfigRunsOnGpu(cfg, kernels::HipGpuMaskPath::kDecode, "CudaHipAttention"));
   if (cfg.num_stages() > kernels::kHipGpuMaxStages) {
     return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: ", cfg.num_stages(),
                                                    " stages are not supported (supported: 1..",
@@ -537,6 +539,8 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
   kernels::HipPrefillMaskGpuParams pm;
   size_t pm_at = 0;
   if (rows_q > 0) {
+    RETURN_IF_ERROR(
+        kernels::PruningSpecRunsOnGpu(spec, kernels::HipGpuMaskPath::kPrefill, "CudaHipAttention"));
     pm.q = q;
     pm.k = k;
     pm.k_dtype = kv_dtype;

@@ -28,10 +28,19 @@ bool KnownRepresentatives(Stage1Representatives r) {
   return false;
 }
 
-absl::Status NotOnGpu(const std::string& who, const std::string& field, Stage1Representatives r) {
-  return absl::InvalidArgumentError(absl::StrCat(who, ": ", field, " '",
-                                                 Stage1RepresentativesName(r),
-                                                 "' are CPU-only so far (GPU: 'probes')"));
+absl::Status NotOnGpu(const std::string& who, const std::string& field, Stage1Representatives r,
+                      HipGpuMaskPath path) {
+  std::string have;
+  for (Stage1Representatives x :
+       {Stage1Representatives::kProbes, Stage1Representatives::kPageBound,
+        Stage1Representatives::kBlockMeans, Stage1Representatives::kExact}) {
+    if (HipGpuMaskImplements(path, 0, x)) {
+      absl::StrAppend(&have, have.empty() ? "" : ", ", "'", Stage1RepresentativesName(x), "'");
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      who, ": ", field, " '", Stage1RepresentativesName(r), "' are not implemented by the GPU ",
+      HipGpuMaskPathName(path), " mask (GPU ", HipGpuMaskPathName(path), ": ", have, ")"));
 }
 
 }  // namespace
@@ -194,29 +203,51 @@ PruningSpec PruningSpecForLayer(const HipConfig& c, int layer) {
   return spec;
 }
 
-absl::Status HipConfigRunsOnGpu(const HipConfig& c, const std::string& who) {
-  if (c.stage1_representatives != Stage1Representatives::kProbes) {
-    return NotOnGpu(who, "stage1_representatives", c.stage1_representatives);
+const char* HipGpuMaskPathName(HipGpuMaskPath path) {
+  return path == HipGpuMaskPath::kDecode ? "decode" : "prefill";
+}
+
+bool HipGpuMaskImplements(HipGpuMaskPath path, int stage, Stage1Representatives r) {
+  (void)stage;  // both paths treat every stage alike
+  switch (r) {
+    case Stage1Representatives::kProbes:
+      return true;
+    case Stage1Representatives::kPageBound:
+    case Stage1Representatives::kBlockMeans:
+    case Stage1Representatives::kExact:
+      return path == HipGpuMaskPath::kDecode;
+  }
+  return false;
+}
+
+absl::Status HipConfigRunsOnGpu(const HipConfig& c, HipGpuMaskPath path, const std::string& who) {
+  if (!HipGpuMaskImplements(path, 0, c.stage1_representatives)) {
+    return NotOnGpu(who, "stage1_representatives", c.stage1_representatives, path);
   }
   for (size_t i = 0; i < c.later_stage_representatives.size(); ++i) {
-    if (c.later_stage_representatives[i] != Stage1Representatives::kProbes) {
-      return NotOnGpu(who, absl::StrCat("stage_representatives[", i + 1, "]"),
-                      c.later_stage_representatives[i]);
+    const Stage1Representatives r = c.later_stage_representatives[i];
+    if (!HipGpuMaskImplements(path, static_cast<int>(i) + 1, r)) {
+      return NotOnGpu(who, absl::StrCat("stage_representatives[", i + 1, "]"), r, path);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, HipGpuMaskPath path,
+                                  const std::string& who) {
+  for (int s = 0; s < spec.num_stages(); ++s) {
+    const Stage1Representatives r = s == 0 || s - 1 < static_cast<int>(spec.later_stages.size())
+                                        ? spec.representatives(s)
+                                        : Stage1Representatives::kProbes;
+    if (!HipGpuMaskImplements(path, s, r)) {
+      return NotOnGpu(who, absl::StrCat("spec stage ", s, " representatives"), r, path);
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, const std::string& who) {
-  for (int s = 0; s < spec.num_stages(); ++s) {
-    const Stage1Representatives r = s == 0 || s - 1 < static_cast<int>(spec.later_stages.size())
-                                        ? spec.representatives(s)
-                                        : Stage1Representatives::kProbes;
-    if (r != Stage1Representatives::kProbes) {
-      return NotOnGpu(who, absl::StrCat("spec stage ", s, " representatives"), r);
-    }
-  }
-  return absl::OkStatus();
+  return PruningSpecRunsOnGpu(spec, HipGpuMaskPath::kPrefill, who);
 }
 
 CandidateRange CandidateRangeFor(const HipConfig& c, int32_t last_pos) {

@@ -24,7 +24,7 @@ const char* PruningPositionsName(PruningPositions p);
 
 // How a pruning stage scores a chunk (HIP.md 2.1; definitions in kernels/hip/mask_estimation.h).
 // Stage 1 by HipConfig::stage1_representatives; later stages by
-// HipConfig::later_stage_representatives (default: probes). Only kProbes runs on the GPU so far.
+// HipConfig::later_stage_representatives (default: probes). GPU: HipGpuMaskImplements.
 enum class Stage1Representatives {
   kProbes,      // binary descent over single probe keys (HIP.md 2)
   kPageBound,   // upper bound of q . k from the element-wise min / max of each page (stage 1:
@@ -87,15 +87,16 @@ struct HipConfig {
   PruningPositions pruning_positions = PruningPositions::kRelative;
   std::vector<HipLayerOverride> layer_overrides = {
       HipLayerOverride{{0, 1, 2}, 4096, PruningPositions::kChunkIndexed}};
-  // Stage-1 chunk scores (HIP.md 2.1), every layer. kProbes is HIP.md 2's binary descent and
-  // the only option the GPU kernels implement; see docs/HIP_NOTES.md 6 for measurements.
+  // Stage-1 chunk scores (HIP.md 2.1), every layer. kProbes is HIP.md 2's binary descent; the
+  // GPU decode mask implements every option, the GPU prefill mask only kProbes
+  // (HipGpuMaskImplements); see docs/HIP_NOTES.md 6 for measurements.
   Stage1Representatives stage1_representatives = Stage1Representatives::kProbes;
   // kBlockMeans: keys per mean block (> 0, dividing chunk_sizes[0]; HIP.md 2.1 names 8 or 16).
   int mean_block_size = 16;
   // Chunk scores of the stages after the first (issue 12: stage 2 misses short spans exactly as
   // stage 1 does): empty = probes (HIP.md 2, today's behaviour), else one entry per stage
-  // s >= 1 (num_stages() - 1 entries). CPU reference only so far (HipConfigRunsOnGpu); see
-  // docs/HIP_NOTES.md 7. JSON: "stage_representatives" lists all stages.
+  // s >= 1 (num_stages() - 1 entries). On the GPU: decode mask only (HipGpuMaskImplements);
+  // see docs/HIP_NOTES.md 7. JSON: "stage_representatives" lists all stages.
   std::vector<Stage1Representatives> later_stage_representatives;
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
@@ -133,10 +134,27 @@ struct PruningSpec {
 // are kReal whenever extend is off. Assumes a valid config.
 PruningSpec PruningSpecForLayer(const HipConfig& config, int layer);
 
-// The GPU kernels implement only kProbes, at every stage. InvalidArgument naming the option
-// and the stage when `config` (or `spec`) asks for anything else, so that no GPU entry point
-// silently runs the probes path for a CPU-only option. `who` prefixes the message.
-absl::Status HipConfigRunsOnGpu(const HipConfig& config, const std::string& who);
+// The GPU mask kernels a check is for (docs/HIP_NOTES.md 7, "GPU"):
+//   kDecode:  HipDecodeMaskGpu (decode steps, and the prefill tail's one-query rows); every
+//             option at every stage (probes, page_bound, block_means, exact);
+//   kPrefill: HipPrefillMaskGpu (64-query rows of a prefill step); kProbes only.
+enum class HipGpuMaskPath { kDecode, kPrefill };
+
+// "decode", "prefill".
+const char* HipGpuMaskPathName(HipGpuMaskPath path);
+
+// Whether `path`'s GPU kernels implement `r` at stage `stage` (0 = stage 1).
+bool HipGpuMaskImplements(HipGpuMaskPath path, int stage, Stage1Representatives r);
+
+// InvalidArgument naming the option, the stage and the path when `config` (or `spec`) asks for
+// something `path`'s kernels do not implement, so that no GPU entry point silently runs another
+// scorer in place of the configured one. `who` prefixes the message. A caller that runs both
+// paths (CudaHipAttention) checks each where it runs it.
+absl::Status HipConfigRunsOnGpu(const HipConfig& config, HipGpuMaskPath path,
+                                const std::string& who);
+absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, HipGpuMaskPath path,
+                                  const std::string& who);
+// The kPrefill check (what every GPU path implements): the form HipPrefillMaskGpu calls.
 absl::Status PruningSpecRunsOnGpu(const PruningSpec& spec, const std::string& who);
 
 // Candidate range [begin, end) of a query block whose last query sits at `last_pos`:

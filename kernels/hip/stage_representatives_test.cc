@@ -1,7 +1,8 @@
 // Representatives at every pruning stage (PruningSpec::later_stages, issue 12 item 1): a
 // single high-scoring key inside a 32-key stage-2 chunk that the stage-2 probes miss is kept by
 // page bounds, block means and exact scores applied to all stages; the default (empty list) is
-// bit-identical to probes; the GPU checks refuse every non-probes stage.
+// bit-identical to probes; the GPU checks accept every option for the decode mask and refuse
+// every non-probes stage for the prefill mask.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -250,30 +251,59 @@ TEST(StageRepresentativesTest, ConfigCarriesTheListAndValidatesIt) {
   EXPECT_FALSE(ValidateHipConfig(c).ok());
 }
 
-// The shared GPU checks (CudaHipAttention::Create, HipDecodeGraphs, the GPU mask entry points)
-// refuse anything but probes at any stage, naming the option and the stage.
-TEST(StageRepresentativesTest, GpuChecksRefuseEveryNonProbesStage) {
+// The shared GPU checks tell the two GPU mask paths apart: the decode mask (HipDecodeMaskGpu,
+// HipDecodeGraphs, CudaHipAttention::Create) implements every option at every stage; the
+// prefill mask (HipPrefillMaskGpu, CudaHipAttention's prefill steps) refuses anything but probes
+// at any stage, naming the option, the stage and the path.
+TEST(StageRepresentativesTest, GpuChecksTellDecodeFromPrefill) {
+  using P = HipGpuMaskPath;
+  EXPECT_STREQ(HipGpuMaskPathName(P::kDecode), "decode");
+  EXPECT_STREQ(HipGpuMaskPathName(P::kPrefill), "prefill");
+  for (int stage = 0; stage < 4; ++stage) {
+    for (R r : {R::kProbes, R::kPageBound, R::kBlockMeans, R::kExact}) {
+      EXPECT_TRUE(HipGpuMaskImplements(P::kDecode, stage, r)) << stage;
+      EXPECT_EQ(HipGpuMaskImplements(P::kPrefill, stage, r), r == R::kProbes) << stage;
+    }
+  }
   HipConfig c;
-  EXPECT_TRUE(HipConfigRunsOnGpu(c, "X").ok());
-  c.later_stage_representatives = {R::kProbes, R::kProbes};
-  EXPECT_TRUE(HipConfigRunsOnGpu(c, "X").ok());
-  EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "X").ok());
+  for (P path : {P::kDecode, P::kPrefill}) {
+    EXPECT_TRUE(HipConfigRunsOnGpu(c, path, "X").ok());
+    c.later_stage_representatives = {R::kProbes, R::kProbes};
+    EXPECT_TRUE(HipConfigRunsOnGpu(c, path, "X").ok());
+    EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), path, "X").ok());
+    c.later_stage_representatives.clear();
+  }
+  // Every option at every stage runs in the decode mask, in every kind of layer.
+  for (R r : {R::kPageBound, R::kBlockMeans, R::kExact}) {
+    c.stage1_representatives = r;
+    c.later_stage_representatives = {r, r};
+    EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "X").ok()) << Stage1RepresentativesName(r);
+    for (int layer : {0, 3}) {  // chunk-indexed override, relative
+      EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, layer), P::kDecode, "X").ok());
+      EXPECT_FALSE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, layer), P::kPrefill, "X").ok());
+    }
+  }
+  c.stage1_representatives = R::kProbes;
   c.later_stage_representatives = {R::kProbes, R::kExact};
-  absl::Status st = HipConfigRunsOnGpu(c, "CudaHipAttention");
+  EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "CudaHipAttention").ok());
+  absl::Status st = HipConfigRunsOnGpu(c, P::kPrefill, "CudaHipAttention");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(st.message(),
-            "CudaHipAttention: stage_representatives[2] 'exact' are CPU-only so far (GPU: "
-            "'probes')");
-  st = PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "HipDecodeMaskGpu");
+            "CudaHipAttention: stage_representatives[2] 'exact' are not implemented by the GPU "
+            "prefill mask (GPU prefill: 'probes')");
+  st = PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), P::kPrefill, "HipPrefillMaskGpu");
   EXPECT_EQ(st.message(),
-            "HipDecodeMaskGpu: spec stage 2 representatives 'exact' are CPU-only so far (GPU: "
-            "'probes')");
+            "HipPrefillMaskGpu: spec stage 2 representatives 'exact' are not implemented by the "
+            "GPU prefill mask (GPU prefill: 'probes')");
+  // The two-argument form (what HipPrefillMaskGpu calls) is the prefill check.
+  EXPECT_EQ(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "HipPrefillMaskGpu"), st);
   c.later_stage_representatives.clear();
   c.stage1_representatives = R::kBlockMeans;
-  st = HipConfigRunsOnGpu(c, "CudaHipAttention");
+  EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "CudaHipAttention").ok());
+  st = HipConfigRunsOnGpu(c, P::kPrefill, "CudaHipAttention");
   EXPECT_EQ(st.message(),
-            "CudaHipAttention: stage1_representatives 'block_means' are CPU-only so far (GPU: "
-            "'probes')");
+            "CudaHipAttention: stage1_representatives 'block_means' are not implemented by the "
+            "GPU prefill mask (GPU prefill: 'probes')");
   EXPECT_FALSE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "X").ok());
 }
 

@@ -176,7 +176,9 @@ absl::Status DecodeGraphsImpl::Init() {
   const HipDecodeGraphOptions& o = opt_;
   if (absl::Status s = ValidateHipConfig(o.config); !s.ok())
     return Invalid(kFn, std::string(s.message()));
-  if (absl::Status s = HipConfigRunsOnGpu(o.config, kFn); !s.ok()) return s;
+  if (absl::Status s = HipConfigRunsOnGpu(o.config, HipGpuMaskPath::kDecode, kFn); !s.ok()) {
+    return s;
+  }
   if (o.layer < 0) return Invalid(kFn, absl::StrCat("layer must be >= 0, got ", o.layer));
   if (absl::Status s = ValidateBatchBuckets(o.batch_buckets); !s.ok()) {
     return Invalid(kFn, std::string(s.message()));

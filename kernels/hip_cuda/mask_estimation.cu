@@ -25,6 +25,8 @@ namespace hm = hip_mask_internal;
 constexpr char kFn[] = "HipDecodeMaskGpu";
 constexpr int kScoreThreads = 64;  // ~200 registers a thread: 10 warps an SM either way
 constexpr int kSelectThreads = 1024;
+constexpr int kExactThreads = 64;     // the score kernel's register budget (a key per lane)
+constexpr int kSummaryThreads = 128;  // 4 warps = 4 chunks a block
 
 // Chunks in stage s's input at most (stage 0: from max_kv_len).
 int64_t MaxStageInput(const HipDecodeMaskGpuParams& p, int s) {
@@ -65,7 +67,13 @@ absl::Status ValidateShape(const HipDecodeMaskGpuParams& p) {
                                      " stages with one keep_tokens entry each; got ", stages));
   }
   if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
-  if (absl::Status st = PruningSpecRunsOnGpu(s, kFn); !st.ok()) return st;
+  if (absl::Status st = PruningSpecRunsOnGpu(s, HipGpuMaskPath::kDecode, kFn); !st.ok()) return st;
+  for (int i = 0; i < stages; ++i) {
+    if (s.representatives(i) == Stage1Representatives::kBlockMeans && s.mean_block_size <= 0) {
+      return Invalid(kFn,
+                     absl::StrCat("spec.mean_block_size must be > 0, got ", s.mean_block_size));
+    }
+  }
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
         s.keep_tokens[i] % s.chunk_sizes[i] != 0 ||
@@ -117,16 +125,73 @@ absl::Status LaunchScore(const hm::StageArgs& a, int64_t max_n, int batch, int k
   return absl::OkStatus();
 }
 
-// The declared set: head_dim {64, 128} x group bound {4, 8}.
+template <int HD, int MAXG>
+absl::Status LaunchExact(const hm::StageArgs& a, int64_t max_n, int batch, int kv_heads,
+                         cudaStream_t stream) {
+  const int cpb = kExactThreads / a.exact_lanes;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+                  batch);
+  hm::ExactScoreKernel<HD, MAXG, kExactThreads><<<grid, kExactThreads, 0, stream>>>(a);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+template <int HD, int MAXG>
+absl::Status LaunchSummary(const hm::StageArgs& a, int64_t max_n, int batch, int kv_heads,
+                           cudaStream_t stream) {
+  constexpr int cpb = kSummaryThreads / 32;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, cpb))), kv_heads,
+                  batch);
+  hm::SummaryScoreKernel<HD, MAXG, kSummaryThreads><<<grid, kSummaryThreads, 0, stream>>>(a);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+template <int HD, int MAXG>
+absl::Status LaunchStageScore(const hm::StageArgs& a, int64_t max_n, int batch, int kv_heads,
+                              cudaStream_t stream) {
+  switch (a.reps) {
+    case hm::kRepExact:
+      return LaunchExact<HD, MAXG>(a, max_n, batch, kv_heads, stream);
+    case hm::kRepPageBound:
+    case hm::kRepBlockMeans:
+      return LaunchSummary<HD, MAXG>(a, max_n, batch, kv_heads, stream);
+    default:
+      return LaunchScore<HD, MAXG>(a, max_n, batch, kv_heads, stream);
+  }
+}
+
+// The declared set: head_dim {64, 128} x group bound {4, 8}, each with the stage's scorer.
 absl::Status DispatchScore(const hm::StageArgs& a, int64_t max_n, const HipDecodeMaskGpuParams& p,
                            cudaStream_t stream) {
   const bool wide = a.group > 4;
   if (p.head_dim == 128) {
-    return wide ? LaunchScore<128, 8>(a, max_n, p.batch, p.num_kv_heads, stream)
-                : LaunchScore<128, 4>(a, max_n, p.batch, p.num_kv_heads, stream);
+    return wide ? LaunchStageScore<128, 8>(a, max_n, p.batch, p.num_kv_heads, stream)
+                : LaunchStageScore<128, 4>(a, max_n, p.batch, p.num_kv_heads, stream);
   }
-  return wide ? LaunchScore<64, 8>(a, max_n, p.batch, p.num_kv_heads, stream)
-              : LaunchScore<64, 4>(a, max_n, p.batch, p.num_kv_heads, stream);
+  return wide ? LaunchStageScore<64, 8>(a, max_n, p.batch, p.num_kv_heads, stream)
+              : LaunchStageScore<64, 4>(a, max_n, p.batch, p.num_kv_heads, stream);
+}
+
+int RepKindOf(Stage1Representatives r) {
+  switch (r) {
+    case Stage1Representatives::kProbes:
+      return hm::kRepProbes;
+    case Stage1Representatives::kPageBound:
+      return hm::kRepPageBound;
+    case Stage1Representatives::kBlockMeans:
+      return hm::kRepBlockMeans;
+    case Stage1Representatives::kExact:
+      return hm::kRepExact;
+  }
+  return hm::kRepProbes;
+}
+
+// Lanes per chunk of the exact scorer: the largest power of two <= min(chunk, 32).
+int ExactLanes(int chunk_size) {
+  int l = 1;
+  while (l * 2 <= std::min(chunk_size, 32)) l *= 2;
+  return l;
 }
 
 }  // namespace
@@ -210,6 +275,13 @@ absl::Status HipDecodeMaskGpu(const HipDecodeMaskGpuParams& p, void* stream_ptr)
     a.chunk_size = spec.chunk_sizes[s];
     a.iterations = std::max(1, CeilLog2(spec.chunk_sizes[s]));
     a.keep = spec.keep_chunks(s);
+    // Summary granularity (mask_estimation.h): stage 1 keeps kHipPageSize and
+    // mean_block_size, later stages at most their chunk size.
+    a.reps = RepKindOf(spec.representatives(s));
+    a.page_size = s == 0 ? kHipPageSize : std::min(kHipPageSize, spec.chunk_sizes[s]);
+    a.mean_size =
+        s == 0 ? spec.mean_block_size : std::min(spec.mean_block_size, spec.chunk_sizes[s]);
+    a.exact_lanes = ExactLanes(spec.chunk_sizes[s]);
     if (s > 0) {
       a.in_starts = p.state.starts[s - 1];
       a.in_count = p.state.count[s - 1];

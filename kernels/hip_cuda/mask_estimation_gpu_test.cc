@@ -21,6 +21,7 @@
 #include "kernels/hip/rope_table.h"
 #include "kernels/hip_cuda/mask_estimation.h"
 #include "kernels/testing/compare.h"
+#include "kvstore/fp8_e5m2.h"
 
 namespace hipserve::kernels {
 namespace {
@@ -79,6 +80,15 @@ struct MaskCase {
   PruningPositions positions = PruningPositions::kRelative;
   Keys keys = Keys::kRandom;
   bool small_spec = false;  // (64, 16, 8) keeping (512, 128, 64): all stages score at 4K
+  // Every stage's representatives (entry 0 = stage 1; empty = probes everywhere), and the
+  // HipConfig fields they use.
+  std::vector<Stage1Representatives> reps = {};
+  int mean_block_size = 16;
+  int n_window = -1;  // >= 0 replaces the preset's (small values leave pages open)
+  bool fp8 = false;   // contiguous fp8 e5m2 keys (the reference sees the decoded values)
+  // The final lists of some (sequence, KV head) must differ from probes' (random keys with
+  // enough candidates: a scorer that silently ran probes would fail here).
+  bool differs_from_probes = false;
 };
 
 HipConfig ConfigFor(const MaskCase& c) {
@@ -93,6 +103,12 @@ HipConfig ConfigFor(const MaskCase& c) {
   cfg.layer_overrides.clear();
   cfg.extend = c.positions != PruningPositions::kReal;
   cfg.pruning_positions = cfg.extend ? c.positions : PruningPositions::kRelative;
+  if (!c.reps.empty()) {
+    cfg.stage1_representatives = c.reps[0];
+    cfg.later_stage_representatives.assign(c.reps.begin() + 1, c.reps.end());
+  }
+  cfg.mean_block_size = c.mean_block_size;
+  if (c.n_window >= 0) cfg.n_window = c.n_window;
   return cfg;
 }
 
@@ -101,8 +117,9 @@ struct Problem {
   int batch = 0, heads = 0, kv_heads = 0, hd = 0, max_len = 0;
   std::vector<int64_t> kv_start;
   std::vector<int32_t> kv_len;
-  std::vector<float> q;  // [batch][heads][hd], bf16-exact
-  std::vector<float> k;  // [rows][kv_heads][hd], bf16-exact
+  std::vector<float> q;        // [batch][heads][hd], bf16-exact
+  std::vector<float> k;        // [rows][kv_heads][hd], bf16-exact (fp8: the decoded values)
+  std::vector<uint8_t> k_fp8;  // fp8 cases: the e5m2 codes the GPU reads
   int64_t rows = 0;
 };
 
@@ -156,6 +173,13 @@ Problem MakeProblem(const MaskCase& c, int extra_tokens, uint64_t seed) {
     }
   }
   RoundToBf16InPlace(p.k.data(), static_cast<int64_t>(p.k.size()));
+  if (c.fp8) {
+    p.k_fp8.resize(p.k.size());
+    for (size_t i = 0; i < p.k.size(); ++i) {
+      p.k_fp8[i] = kvstore::Bf16ToFp8E5m2(FloatToBf16(p.k[i]));
+      p.k[i] = Bf16ToFloat(kvstore::Fp8E5m2ToBf16(p.k_fp8[i]));
+    }
+  }
   return p;
 }
 
@@ -177,10 +201,16 @@ class GpuRunner {
       : pr_(pr),
         spec_(spec),
         q_(ToBf16(pr.q)),
-        k_(ToBf16(pr.k)),
+        k_(pr.k_fp8.empty() ? pr.k.size() * sizeof(uint16_t) : pr.k_fp8.size()),
         kv_start_(pr.kv_start),
         kv_len_(pr.kv_len),
         seq_stage_(sizeof(int32_t) * pr.batch) {
+    if (pr.k_fp8.empty()) {
+      k_.Upload(ToBf16(pr.k));
+    } else {
+      k_.Upload(pr.k_fp8);
+      p_.k_dtype = KvDtype::kFp8E5m2;
+    }
     p_.q = q_.get();
     p_.k = k_.get();
     p_.kv_start = kv_start_.get<int64_t>();
@@ -325,6 +355,10 @@ TEST_P(HipMaskGpuTest, AllStagesEqualCpuReference) {
   GpuRunner gpu(pr, cfg, spec, rope);
   ASSERT_TRUE(gpu.Run(0).ok());
   const GpuLists g = gpu.Read();
+  PruningSpec probes = spec;
+  probes.stage1 = Stage1Representatives::kProbes;
+  probes.later_stages.clear();
+  int differ = 0;
   for (int b = 0; b < pr.batch; ++b) {
     for (int h = 0; h < pr.kv_heads; ++h) {
       const MaskEstimationResult ref = Reference(pr, cfg, spec, rope, b, h, pr.kv_len[b]);
@@ -334,7 +368,15 @@ TEST_P(HipMaskGpuTest, AllStagesEqualCpuReference) {
         const std::vector<int32_t>& f = ref.block_starts();
         for (size_t i = 0; i < f.size(); ++i) EXPECT_EQ(f[i], cfg.n_sink + 8 * static_cast<int>(i));
       }
+      if (c.differs_from_probes &&
+          Reference(pr, cfg, probes, rope, b, h, pr.kv_len[b]).block_starts() !=
+              ref.block_starts()) {
+        ++differ;
+      }
     }
+  }
+  if (c.differs_from_probes) {
+    EXPECT_GT(differ, 0) << "every list equals probes'";
   }
 }
 
@@ -435,6 +477,117 @@ INSTANTIATE_TEST_SUITE_P(
                  PruningPositions::kRelative,
                  Keys::kRandom,
                  true}),
+    Name);
+
+using R = Stage1Representatives;
+
+MaskCase WithReps(MaskCase c, std::vector<R> reps, bool differs = false) {
+  for (R r : reps) absl::StrAppend(&c.name, "_", Stage1RepresentativesName(r));
+  c.reps = std::move(reps);
+  c.differs_from_probes = differs;
+  return c;
+}
+MaskCase Named(MaskCase c, const std::string& suffix) {
+  c.name += suffix;
+  return c;
+}
+MaskCase Mean8(MaskCase c) {
+  c.mean_block_size = 8;
+  return Named(std::move(c), "_mean8");
+}
+MaskCase Window(MaskCase c, int n_window) {
+  c.n_window = n_window;
+  return Named(std::move(c), absl::StrCat("_window", n_window));
+}
+MaskCase Fp8(MaskCase c) {
+  c.fp8 = true;
+  return Named(std::move(c), "_fp8");
+}
+
+constexpr PruningPositions kRel = PruningPositions::kRelative;
+constexpr PruningPositions kChunk = PruningPositions::kChunkIndexed;
+constexpr PruningPositions kReal = PruningPositions::kReal;
+
+// Small spec at 4K (every stage prunes; n_sink = 16, so stage 1's 64-key chunks straddle two
+// 64-key pages), two sequences.
+MaskCase Small(PruningPositions pos, int heads = 8, int kv_heads = 2, int hd = 128) {
+  return MaskCase{absl::StrCat("small_t4k_", PruningPositionsName(pos), "_h", heads, "_kv",
+                               kv_heads, "_hd", hd),
+                  {4096 + 3, 2500},
+                  heads,
+                  kv_heads,
+                  hd,
+                  pos,
+                  Keys::kRandom,
+                  true};
+}
+// The "3K" preset at `len` keys (stage 1 prunes above ~34K, stage 2 above ~9.5K).
+MaskCase Preset(int len, PruningPositions pos, int heads = 16, int kv_heads = 4) {
+  return MaskCase{absl::StrCat("t", len, "_", PruningPositionsName(pos)),
+                  {len},
+                  heads,
+                  kv_heads,
+                  128,
+                  pos,
+                  Keys::kRandom,
+                  false};
+}
+
+const std::vector<R> kPB3 = {R::kPageBound, R::kPageBound, R::kPageBound};
+const std::vector<R> kBM3 = {R::kBlockMeans, R::kBlockMeans, R::kBlockMeans};
+const std::vector<R> kEX3 = {R::kExact, R::kExact, R::kExact};
+const std::vector<R> kPBPBEX = {R::kPageBound, R::kPageBound, R::kExact};
+const std::vector<R> kBMBMEX = {R::kBlockMeans, R::kBlockMeans, R::kExact};
+const std::vector<R> kPREXEX = {R::kProbes, R::kExact, R::kExact};
+const std::vector<R> kPBBMBM = {R::kPageBound, R::kBlockMeans, R::kBlockMeans};
+
+// Stage representatives (docs/HIP_NOTES.md 7) at every stage: page bounds (relative, chunk-
+// indexed with the row un-rotated per chunk, real positions with the pair-norm bound), block
+// means (16 and 8 keys), exact scores, and mixes; small windows leave the last page open (scored
+// key by key, and closed by the restart test's growth); fp8 keys; GQA 1..8, head_dim 64 / 128;
+// 64K and 256K with the "3K" preset.
+INSTANTIATE_TEST_SUITE_P(
+    Representatives, HipMaskGpuTest,
+    ::testing::Values(
+        WithReps(Small(kRel), kPB3), WithReps(Small(kRel), kBM3), WithReps(Small(kRel), kEX3),
+        WithReps(Small(kRel), kPBPBEX), WithReps(Small(kRel), kPREXEX),
+        WithReps(Small(kRel), kPBBMBM), WithReps(Mean8(Small(kRel)), kBM3),
+        WithReps(Small(kChunk), kPB3), WithReps(Small(kChunk), kBM3), WithReps(Small(kChunk), kEX3),
+        WithReps(Small(kChunk), kBMBMEX), WithReps(Mean8(Small(kChunk)), kBM3),
+        WithReps(Small(kReal), kPB3), WithReps(Small(kReal), kBM3), WithReps(Small(kReal), kEX3),
+        WithReps(Small(kReal), kPBPBEX), WithReps(Small(kRel, 4, 4), kPB3),
+        WithReps(Small(kRel, 6, 2), kBM3), WithReps(Small(kChunk, 16, 2), kPB3),
+        WithReps(Small(kRel, 16, 2, 64), kPBPBEX), WithReps(Small(kChunk, 16, 2, 64), kBM3),
+        WithReps(Small(kReal, 8, 2, 64), kPB3), WithReps(Window(Small(kRel), 8), kPB3),
+        WithReps(Window(Small(kChunk), 8), kPB3), WithReps(Window(Small(kReal), 8), kPB3),
+        WithReps(Window(Small(kRel), 0), kPBBMBM), WithReps(Window(Small(kChunk), 8), kBM3),
+        WithReps(Fp8(Small(kRel)), kPB3), WithReps(Fp8(Small(kChunk)), kBM3),
+        WithReps(Fp8(Small(kReal)), kEX3), WithReps(Fp8(Small(kRel, 16, 2, 64)), kPBBMBM),
+        WithReps(MaskCase{"small_short", {1234, 1202, 90, 1}, 8, 2, 128, kRel, Keys::kRandom, true},
+                 kPB3),
+        WithReps(
+            MaskCase{"small_short", {1234, 1202, 90, 1}, 8, 2, 128, kChunk, Keys::kRandom, true},
+            kBMBMEX),
+        WithReps(MaskCase{"small_ties", {4096}, 8, 2, 128, kRel, Keys::kAllEqual, true}, kPB3),
+        WithReps(MaskCase{"small_ties", {4096}, 8, 2, 128, kChunk, Keys::kAllEqual, true}, kBM3),
+        WithReps(MaskCase{"t4k_b2_needle", {4096, 3001}, 32, 8, 128, kRel, Keys::kNeedle}, kPBPBEX),
+        WithReps(Preset(65536 + 77, kRel), kPB3, true),
+        WithReps(Preset(65536 + 77, kRel), kBM3, true),
+        WithReps(Preset(65536 + 77, kRel), kPBPBEX, true),
+        WithReps(Preset(65536 + 77, kRel), kBMBMEX, true),
+        WithReps(Preset(65536 + 77, kRel), kPREXEX, true),
+        WithReps(Mean8(Preset(65536 + 77, kRel)), kBM3, true),
+        WithReps(Preset(65536 + 5, kChunk), kPB3, true),
+        WithReps(Preset(65536 + 5, kChunk), kBM3, true),
+        WithReps(Preset(65536 + 5, kChunk), kPBPBEX, true),
+        WithReps(Preset(65536 + 5, kReal), kPB3, true),
+        WithReps(Preset(65536 + 5, kReal), kBMBMEX, true),
+        WithReps(Fp8(Preset(65536, kRel)), kPBPBEX, true),
+        WithReps(MaskCase{"t64k_needle", {65536}, 16, 4, 128, kRel, Keys::kNeedle}, kBM3),
+        WithReps(Preset(262144 + 5, kRel, 8, 2), kPB3, true),
+        WithReps(Preset(262144 + 5, kRel, 8, 2), kBM3, true),
+        WithReps(Preset(262144 + 5, kRel, 8, 2), kEX3, true),
+        WithReps(Preset(262144, kChunk, 8, 2), kPBPBEX, true)),
     Name);
 
 // Per-sequence refresh: sequence 1 (stage -1) keeps its lists while sequence 0 restarts.

@@ -14,6 +14,8 @@
 namespace hipserve::kernels::hip_mask_internal {
 
 enum PosMode : int { kPosReal = 0, kPosRelative = 1, kPosChunkIndexed = 2 };
+// Stage representatives (Stage1Representatives, in the same order).
+enum RepKind : int { kRepProbes = 0, kRepPageBound = 1, kRepBlockMeans = 2, kRepExact = 3 };
 
 struct StageArgs {
   const uint16_t* q;        // [batch, num_heads, hd]
@@ -29,6 +31,12 @@ struct StageArgs {
   int chunk_size;  // c_s
   int iterations;  // ceil(log2(c_s))
   int keep;        // keep_chunks(s)
+  // How the stage scores its chunks (RepKind; PruningSpec::representatives(s)). Prefill
+  // leaves it 0 (probes). page_size / mean_size: the summary granularity of this stage
+  // (mask_estimation.h, "Later stages"); exact_lanes: lanes per chunk of ExactScoreKernel.
+  int reps;
+  int page_size, mean_size;
+  int exact_lanes;
   // Input: stage 0 = the candidate range in chunks of c_s; else the kept list of stage s - 1
   // split into `split` = c_{s-1} / c_s sub-chunks each.
   const int32_t* in_starts;
@@ -159,12 +167,112 @@ __device__ __forceinline__ int QueryPosition(const StageArgs& a, int32_t t, int 
   }
 }
 
-// Scores every chunk of the stage input. Two lanes per chunk (lane parity: 0 = left probe,
-// 1 = right probe); each lane keeps its probe key in registers (packed bf16), rotates it element
-// by element and accumulates the dot products of all the group's query heads at once (one fp32
-// accumulator per head: independent chains, so the sequential sums overlap). Query rows live in
-// shared memory and every lane of a warp reads the same address (broadcast). All loops are
-// warp-uniform (same iteration count everywhere), so the shuffles see the whole warp.
+// The group's query rows of sequence b, rotated at `qpos`, into s_q (rows g >= group are zero);
+// row = (0 + rot(q)) / 1 as the reference averages its (single) query. Callers sync after.
+template <int HD, int MAXG, int THREADS>
+__device__ __forceinline__ void LoadQueryRows(const StageArgs& a, int b, int kvh, int qpos,
+                                              float (*s_q)[HD]) {
+  constexpr int HALF = HD / 2;
+  const float* cs = a.rope + static_cast<int64_t>(qpos) * HD;
+  const uint16_t* qb = a.q + (static_cast<int64_t>(b) * a.num_heads + kvh * a.group) * HD;
+  for (int e = threadIdx.x; e < MAXG * HALF; e += THREADS) {
+    const int g = e / HALF, i = e % HALF;
+    float o1 = 0.f, o2 = 0.f;
+    if (g < a.group) {
+      const float x1 = cuda_util::Bf16BitsToFloat(qb[g * HD + i]),
+                  x2 = cuda_util::Bf16BitsToFloat(qb[g * HD + i + HALF]);
+      o1 = __fsub_rn(__fmul_rn(x1, cs[i]), __fmul_rn(x2, cs[i + HALF]));
+      o2 = __fadd_rn(__fmul_rn(x2, cs[i]), __fmul_rn(x1, cs[i + HALF]));
+      o1 = __fdiv_rn(__fadd_rn(0.f, o1), 1.f);
+      o2 = __fdiv_rn(__fadd_rn(0.f, o2), 1.f);
+    }
+    s_q[g][i] = o1;
+    s_q[g][i + HALF] = o2;
+  }
+}
+
+// The probe score of a key held as packed bf16 pairs (kw, element 2i in the low half of kw[i])
+// rotated with the RoPE row `rope_row`: max over the group's heads, in head order, of
+// row_g . R k, each sum sequential over head_dim in fp32 (one accumulator per head: independent
+// chains, so the sequential sums overlap); NaN never wins, -inf when every dot is NaN. The rows
+// live in shared memory and every lane of a warp reads the same address (broadcast).
+template <int HD, int MAXG>
+__device__ __forceinline__ float RotatedKeyScore(const float (*s_q)[HD], int group,
+                                                 const uint32_t (&kw)[HD / 2],
+                                                 const float* rope_row) {
+  constexpr int HALF = HD / 2;
+  const float4* cs4 = reinterpret_cast<const float4*>(rope_row);
+  float acc[MAXG];
+#pragma unroll
+  for (int g = 0; g < MAXG; ++g) acc[g] = 0.f;
+    // Element c of the rotated key, c in [0, HD), in order; cos / sin of pair c % HALF.
+#pragma unroll
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+    for (int c4 = 0; c4 < HALF / 4; ++c4) {
+      const float4 cv = __ldg(cs4 + c4), sv = __ldg(cs4 + HALF / 4 + c4);
+      const float cc[4] = {cv.x, cv.y, cv.z, cv.w}, ss[4] = {sv.x, sv.y, sv.z, sv.w};
+      float r[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = c4 * 4 + e;  // pair index
+        const uint32_t w1 = kw[i >> 1], w2 = kw[(i + HALF) >> 1];
+        const float x1 = cuda_util::Bf16PairElemToFloat(w1, i & 1);
+        const float x2 = cuda_util::Bf16PairElemToFloat(w2, i & 1);
+        r[e] = pass == 0 ? __fsub_rn(__fmul_rn(x1, cc[e]), __fmul_rn(x2, ss[e]))
+                         : __fadd_rn(__fmul_rn(x2, cc[e]), __fmul_rn(x1, ss[e]));
+      }
+#pragma unroll
+      for (int g = 0; g < MAXG; ++g) {
+        const float4 qv = *reinterpret_cast<const float4*>(&s_q[g][pass * HALF + c4 * 4]);
+        acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.x, r[0]));
+        acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.y, r[1]));
+        acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.z, r[2]));
+        acc[g] = __fadd_rn(acc[g], __fmul_rn(qv.w, r[3]));
+      }
+    }
+  }
+  float dot = -__int_as_float(0x7f800000);
+#pragma unroll
+  for (int g = 0; g < MAXG; ++g) {
+    if (g < group && acc[g] > dot) dot = acc[g];
+  }
+  return dot;
+}
+
+// The probe score of key `key` of (sequence, KV head) rotated at `rpos` (LoadProbeKey's
+// addressing: `row0` = the sequence's first row of contiguous keys, `rows` its tiered tables).
+template <int HD, int MAXG>
+__device__ __forceinline__ float KeyProbeScore(const StageArgs& a, const float (*s_q)[HD],
+                                               const kv_access::TieredRows& rows, int64_t row0,
+                                               int kvh, int32_t key, int rpos) {
+  uint32_t kw[HD / 2];
+  LoadProbeKey<HD>(a.keys, rows, (row0 + key) * a.num_kv_heads + kvh, key, kw);
+  return RotatedKeyScore<HD, MAXG>(s_q, a.group, kw, a.rope + static_cast<int64_t>(rpos) * HD);
+}
+
+// A key's scoring position when every key of a chunk is scored (exact scores, open pages, block
+// means): the left probe's, i.e. 0 in kRelative, the chunk's index in kChunkIndexed, the key's
+// own position in kReal (mask_estimation.h).
+__device__ __forceinline__ int KeyScoringPosition(const StageArgs& a, int32_t key, int chunk) {
+  switch (a.pos_mode) {
+    case kPosReal:
+      return key;
+    case kPosRelative:
+      return 0;
+    default:
+      return chunk;
+  }
+}
+
+// Scores every chunk of the stage input by binary descent (kRepProbes). Its body keeps its own
+// copy of RotatedKeyScore's arithmetic: calling the helpers costs this kernel ~10 registers.
+// Two lanes per chunk (lane parity: 0 = left probe, 1 = right probe); each lane keeps its probe key
+// in registers (packed bf16), rotates it element by element and accumulates the dot products of all
+// the group's query heads at once (one fp32 accumulator per head: independent chains, so the
+// sequential sums overlap). Query rows live in shared memory and every lane of a warp reads the
+// same address (broadcast). All loops are warp-uniform (same iteration count everywhere), so the
+// shuffles see the whole warp.
 template <int HD, int MAXG, int THREADS>
 __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
   constexpr int CPB = THREADS / 2;  // chunks per block
@@ -265,6 +373,206 @@ __global__ void __launch_bounds__(THREADS) ScoreKernel(const StageArgs a) {
     d.Decide(dot);
   }
   d.Store(a, static_cast<int64_t>(b) * a.num_kv_heads + kvh);
+}
+
+// kRepExact: chunk score = max over the chunk's keys of their probe scores. A team of
+// a.exact_lanes lanes (a power of two <= 32, so a team never straddles a warp) owns a chunk;
+// lane l scores keys lo + l, lo + l + exact_lanes, ... with the probe kernel's arithmetic and
+// the team takes the max by shuffles (fmaxf: order-free, NaN-free since no key score is NaN;
+// -0 / +0 are merged by Store's + 0). One probe per key: K1 keys at stage 2 of the "3K" preset,
+// K2 at stage 3, the whole candidate range at stage 1.
+template <int HD, int MAXG, int THREADS>
+__global__ void __launch_bounds__(THREADS) ExactScoreKernel(const StageArgs a) {
+  __shared__ __align__(16) float s_q[MAXG][HD];
+  const int lanes = a.exact_lanes;
+  const int cpb = THREADS / lanes;
+  const int b = blockIdx.z, kvh = blockIdx.y;
+  const StageInput in = LoadStageInput(a, b, kvh);
+  if (!in.run || in.n <= a.keep || static_cast<int>(blockIdx.x) * cpb >= in.n) return;
+  const int32_t t = a.kv_len[b];
+  LoadQueryRows<HD, MAXG, THREADS>(a, b, kvh, QueryPosition(a, t, in.n), s_q);
+  __syncthreads();
+
+  const int chunk = static_cast<int>(blockIdx.x) * cpb + static_cast<int>(threadIdx.x) / lanes;
+  const int sub = static_cast<int>(threadIdx.x) % lanes;
+  const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
+  const kv_access::TieredRows rows = ProbeRows(a.keys, b, a.num_kv_heads, kvh);
+  float best = -__int_as_float(0x7f800000);
+  if (chunk < in.n) {
+    const int32_t lo = in.Start(a, chunk);
+    const int32_t hi = min(lo + a.chunk_size, in.range_end);
+    for (int32_t j = lo + sub; j < hi; j += lanes) {
+      best = fmaxf(best, KeyProbeScore<HD, MAXG>(a, s_q, rows, row0, kvh, j,
+                                                 KeyScoringPosition(a, j, chunk)));
+    }
+  }
+  for (int o = lanes / 2; o >= 1; o >>= 1) {
+    best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, o));
+  }
+  if (sub == 0 && chunk < in.n) {
+    const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+    a.scores[list * a.score_stride + chunk] = __fadd_rn(best, 0.f);  // -0 -> +0
+  }
+}
+
+// kRepPageBound and kRepBlockMeans, with the summaries computed on the fly from the keys (no
+// summary array): one warp per chunk. The chunk's units (full pages of a.page_size keys aligned
+// to absolute positions, or blocks of a.mean_size keys from the chunk start) go to teams of
+// HD / 8 lanes (2 teams a warp at head_dim 128, 4 at 64). Phase 1: each lane of a team owns 8
+// elements and folds the unit's keys into them in key order (min / max as the reference's
+// std::min / std::max, or the fp32 sum then / count), into shared memory. Phase 2: lane g < group
+// of the team scores row g against the summary, sequentially over head_dim:
+//   page bound, kRelative:     sum_c max(r_c * max_c, r_c * min_c)          (PageBound)
+//   page bound, kChunkIndexed: the same with r = R(-chunk index) row        (RotateInverse)
+//   page bound, kReal:         sum over pairs |r pair| * |(M_c, M_c+half)|  (PageBoundAnyRotation)
+//   block means:               row . R(pos) mean, pos = the block's middle key's scoring position
+// An open page (not full: only the chunk's last page can be) is scored key by key like
+// kRepExact, by the whole warp. Chunk score = max over units and rows (fmaxf; NaN never wins).
+template <int HD, int MAXG, int THREADS>
+__global__ void __launch_bounds__(THREADS) SummaryScoreKernel(const StageArgs a) {
+  constexpr int WARPS = THREADS / 32;
+  constexpr int HALF = HD / 2;
+  constexpr int TL = HD / 8;   // lanes per team
+  constexpr int NT = 32 / TL;  // teams per warp
+  __shared__ __align__(16) float s_q[MAXG][HD];
+  __shared__ __align__(16) float s_stat[WARPS][NT][2][HD];  // [0] = min or mean, [1] = max
+
+  const int b = blockIdx.z, kvh = blockIdx.y;
+  const StageInput in = LoadStageInput(a, b, kvh);
+  if (!in.run || in.n <= a.keep || static_cast<int>(blockIdx.x) * WARPS >= in.n) return;
+  const int32_t t = a.kv_len[b];
+  LoadQueryRows<HD, MAXG, THREADS>(a, b, kvh, QueryPosition(a, t, in.n), s_q);
+  __syncthreads();
+
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int team = lane / TL, tl = lane % TL;
+  const int chunk = static_cast<int>(blockIdx.x) * WARPS + warp;  // warp-uniform
+  const int64_t row0 = a.keys.source == kKeysTiered ? 0 : a.kv_start[b];
+  const kv_access::TieredRows rows = ProbeRows(a.keys, b, a.num_kv_heads, kvh);
+  const bool pages = a.reps == kRepPageBound;
+  float best = -__int_as_float(0x7f800000);
+
+  int32_t lo = 0, hi = 0, p0 = 0;
+  int units = 0;
+  bool open = false;
+  if (chunk < in.n) {
+    lo = in.Start(a, chunk);
+    hi = min(lo + a.chunk_size, in.range_end);
+    if (pages) {
+      const int g = a.page_size;
+      p0 = lo / g;
+      const int32_t p1 = (hi - 1) / g;
+      open = p1 * g + g > t;  // the last page is not full yet
+      units = p1 - p0 + 1 - (open ? 1 : 0);
+    } else {
+      units = (hi - lo + a.mean_size - 1) / a.mean_size;
+    }
+  }
+  float(&st)[2][HD] = s_stat[warp][team];
+  for (int base = 0; base < units; base += NT) {  // warp-uniform
+    const int u = base + team;
+    const bool mine = u < units;
+    int32_t first = 0;
+    int count = 0;
+    if (mine) {
+      if (pages) {
+        first = (p0 + u) * a.page_size;
+        count = a.page_size;
+      } else {
+        first = lo + u * a.mean_size;
+        count = min(a.mean_size, hi - first);
+      }
+      float s0[8], s1[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s0[e] = s1[e] = 0.f;
+#pragma unroll 4
+      for (int j = 0; j < count; ++j) {
+        float f[8];
+        LoadKeyOctet<HD>(a.keys, rows, (row0 + first + j) * a.num_kv_heads + kvh, first + j, 8 * tl,
+                         f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          if (!pages) {
+            s0[e] = __fadd_rn(s0[e], f[e]);
+          } else if (j == 0) {
+            s0[e] = s1[e] = f[e];
+          } else {
+            s0[e] = f[e] < s0[e] ? f[e] : s0[e];  // std::min(mn, k)
+            s1[e] = s1[e] < f[e] ? f[e] : s1[e];  // std::max(mx, k)
+          }
+        }
+      }
+      if (!pages) {
+        const float n = static_cast<float>(count);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s0[e] = __fdiv_rn(s0[e], n);
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        st[0][8 * tl + e] = s0[e];
+        st[1][8 * tl + e] = s1[e];
+      }
+    }
+    __syncwarp();
+    if (mine && tl < a.group) {
+      const float* r = s_q[tl];
+      const float* mn = st[0];
+      const float* mx = st[1];
+      float sum = 0.f;
+      if (!pages) {
+        // Block means: the mean rotated at its block's middle key's scoring position.
+        const int rpos = KeyScoringPosition(a, first + (count - 1) / 2, chunk);
+        const float* cs = a.rope + static_cast<int64_t>(rpos) * HD;
+        for (int c = 0; c < HD; ++c) {
+          const int i = c < HALF ? c : c - HALF;
+          const float cv = __ldg(cs + i), sv = __ldg(cs + HALF + i);
+          const float x1 = mn[i], x2 = mn[i + HALF];
+          const float k = c < HALF ? __fsub_rn(__fmul_rn(x1, cv), __fmul_rn(x2, sv))
+                                   : __fadd_rn(__fmul_rn(x2, cv), __fmul_rn(x1, sv));
+          sum = __fadd_rn(sum, __fmul_rn(r[c], k));
+        }
+      } else if (a.pos_mode == kPosReal) {
+        for (int c = 0; c < HALF; ++c) {
+          const float m1 = fabsf(mn[c]) < fabsf(mx[c]) ? fabsf(mx[c]) : fabsf(mn[c]);
+          const float m2 =
+              fabsf(mn[c + HALF]) < fabsf(mx[c + HALF]) ? fabsf(mx[c + HALF]) : fabsf(mn[c + HALF]);
+          const float qn =
+              __fsqrt_rn(__fadd_rn(__fmul_rn(r[c], r[c]), __fmul_rn(r[c + HALF], r[c + HALF])));
+          const float kn = __fsqrt_rn(__fadd_rn(__fmul_rn(m1, m1), __fmul_rn(m2, m2)));
+          sum = __fadd_rn(sum, __fmul_rn(qn, kn));
+        }
+      } else {
+        const bool unrotate = a.pos_mode == kPosChunkIndexed;
+        const float* cs = a.rope + static_cast<int64_t>(chunk) * HD;
+        for (int c = 0; c < HD; ++c) {
+          float q = r[c];
+          if (unrotate) {  // RopeTable::RotateInverse: the sine negated
+            const int i = c < HALF ? c : c - HALF;
+            const float cv = __ldg(cs + i), sv = -__ldg(cs + HALF + i);
+            q = c < HALF ? __fsub_rn(__fmul_rn(r[i], cv), __fmul_rn(r[i + HALF], sv))
+                         : __fadd_rn(__fmul_rn(r[i + HALF], cv), __fmul_rn(r[i], sv));
+          }
+          const float hi_term = __fmul_rn(q, mx[c]), lo_term = __fmul_rn(q, mn[c]);
+          sum = __fadd_rn(sum, hi_term < lo_term ? lo_term : hi_term);  // std::max
+        }
+      }
+      best = fmaxf(best, sum);
+    }
+    __syncwarp();
+  }
+  if (open) {  // warp-uniform: the open page's keys inside the chunk, exactly
+    const int32_t from = max(lo, (hi - 1) / a.page_size * a.page_size);
+    for (int32_t j = from + lane; j < hi; j += 32) {
+      best = fmaxf(best, KeyProbeScore<HD, MAXG>(a, s_q, rows, row0, kvh, j,
+                                                 KeyScoringPosition(a, j, chunk)));
+    }
+  }
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, o));
+  if (lane == 0 && chunk < in.n) {
+    const int64_t list = static_cast<int64_t>(b) * a.num_kv_heads + kvh;
+    a.scores[list * a.score_stride + chunk] = __fadd_rn(best, 0.f);  // -0 -> +0
+  }
 }
 
 // Monotone map of a float (never NaN here) to uint32: larger float -> larger key.

@@ -109,4 +109,27 @@ __device__ __forceinline__ void LoadProbeKey(const KeyArgs& ka, const kv_access:
   }
 }
 
+// This lane's elements [elem, elem + 8) of token `t`'s key (`key_row` and `rows` as in
+// LoadProbeKey), decoded exactly to fp32: bf16 as is, fp8 e5m2 through fp16 (the values
+// LoadProbeKey packs). The summary scores (page bounds, block means) read keys this way: a team
+// of head_dim / 8 lanes covers one row. Device rows use the read-only path, cold rows a plain
+// 8-byte load; in tiered mode the lanes of a team read one token, so they take one branch.
+template <int HD>
+__device__ __forceinline__ void LoadKeyOctet(const KeyArgs& ka, const kv_access::TieredRows& rows,
+                                             int64_t key_row, int32_t t, int elem, float (&f)[8]) {
+  const uint8_t* p;
+  bool fp8 = ka.source == kKeysFp8;
+  bool host = false;
+  if (ka.source == kKeysTiered) {
+    const kv_access::RowRef r =
+        kv_access::TieredRow<HD>(ka.tiered, rows.slots, rows.pages, t, elem, ka.bank_fp8);
+    p = r.k;
+    fp8 = r.fp8;
+    host = r.host;
+  } else {
+    p = ka.k + (key_row * HD + elem) * (fp8 ? 1 : 2);
+  }
+  kv_access::ToFloat8(kv_access::LoadRef8(p, fp8, host), fp8, f);
+}
+
 }  // namespace hipserve::kernels::hip_mask_internal

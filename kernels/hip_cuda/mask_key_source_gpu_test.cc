@@ -50,6 +50,8 @@ struct KeySrcCase {
   double hit = 0;  // tiered: fraction of tokens in the mask cache
   bool small_spec = true;
   PruningPositions positions = PruningPositions::kRelative;
+  // Decode only: every stage's representatives (entry 0 = stage 1; empty = probes).
+  std::vector<Stage1Representatives> reps = {};
 };
 
 HipConfig ConfigFor(const KeySrcCase& c) {
@@ -65,6 +67,10 @@ HipConfig ConfigFor(const KeySrcCase& c) {
   cfg.layer_overrides.clear();
   cfg.extend = c.positions != PruningPositions::kReal;
   cfg.pruning_positions = cfg.extend ? c.positions : PruningPositions::kRelative;
+  if (!c.reps.empty()) {
+    cfg.stage1_representatives = c.reps[0];
+    cfg.later_stage_representatives.assign(c.reps.begin() + 1, c.reps.end());
+  }
   return cfg;
 }
 
@@ -440,6 +446,99 @@ INSTANTIATE_TEST_SUITE_P(
         KeySrcCase{
             "fp8bank_t256k_g4_hd64_hit0", false, {262144 + 5}, 0, 8, 2, 64, kFp8Bank, 0.0, false},
         KeySrcCase{"fp8bank_t256k_g4_hit90", false, {262144}, 0, 8, 2, 128, kFp8Bank, 0.9, false}),
+    Name);
+
+// Decode with the stage representatives of docs/HIP_NOTES.md 7 (page bounds and block means
+// read every key of their pages / blocks through the tiered source, exact scores every key of
+// the chunk): bf16 / fp8 banks at hit rates 0 / 50 / 100 %, relative, chunk-indexed and real
+// positions, head_dim 64 / 128.
+using R = Stage1Representatives;
+INSTANTIATE_TEST_SUITE_P(
+    DecodeRepresentatives, MaskKeySourceGpuTest,
+    ::testing::Values(KeySrcCase{"pb_bf16bank_t4k_b2_hit50",
+                                 false,
+                                 {4096, 2500},
+                                 0,
+                                 8,
+                                 2,
+                                 128,
+                                 kBf16Bank,
+                                 0.5,
+                                 true,
+                                 kRel,
+                                 {R::kPageBound, R::kPageBound, R::kPageBound}},
+                      KeySrcCase{"bm_fp8bank_t4k_hd64_hit0_chunk",
+                                 false,
+                                 {4096 + 3},
+                                 0,
+                                 16,
+                                 2,
+                                 64,
+                                 kFp8Bank,
+                                 0.0,
+                                 true,
+                                 kChunk,
+                                 {R::kBlockMeans, R::kBlockMeans, R::kBlockMeans}},
+                      KeySrcCase{"pbpbex_fp8bank_t4k_hit90_real",
+                                 false,
+                                 {4096 + 3},
+                                 0,
+                                 8,
+                                 2,
+                                 128,
+                                 kFp8Bank,
+                                 0.9,
+                                 true,
+                                 kReal,
+                                 {R::kPageBound, R::kPageBound, R::kExact}},
+                      KeySrcCase{"ex_bf16bank_t4k_hd64_hit100",
+                                 false,
+                                 {4096},
+                                 0,
+                                 8,
+                                 2,
+                                 64,
+                                 kBf16Bank,
+                                 1.0,
+                                 true,
+                                 kRel,
+                                 {R::kExact, R::kExact, R::kExact}},
+                      KeySrcCase{"bm_fp8_t4k_b2",
+                                 false,
+                                 {4096, 3001},
+                                 0,
+                                 8,
+                                 2,
+                                 128,
+                                 kFp8,
+                                 0,
+                                 true,
+                                 kRel,
+                                 {R::kBlockMeans, R::kBlockMeans, R::kBlockMeans}},
+                      KeySrcCase{"pb_bf16bank_t64k_hit50",
+                                 false,
+                                 {65536 + 3},
+                                 0,
+                                 8,
+                                 2,
+                                 128,
+                                 kBf16Bank,
+                                 0.5,
+                                 false,
+                                 kRel,
+                                 {R::kPageBound, R::kPageBound, R::kPageBound}},
+                      KeySrcCase{"bmbmex_fp8bank_t64k_hit0_chunk",
+                                 false,
+                                 {65536},
+                                 0,
+                                 8,
+                                 2,
+                                 128,
+                                 kFp8Bank,
+                                 0.0,
+                                 false,
+                                 kChunk,
+                                 {R::kBlockMeans, R::kBlockMeans, R::kExact}}),
     Name);
 
 // Prefill (64-query blocks): T = 4K (whole prompt or a chunk, small spec) and 64K (a chunk of
