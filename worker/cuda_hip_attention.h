@@ -147,6 +147,9 @@ class CudaHipAttention {
   void Release(common::SequenceId seq);
   void ReleaseAll();
   int num_sequences() const;
+  // Decode mask cache lookups since Create, as HipAttention::mask_cache_counts (one per
+  // sequence and layer of a decode Run or RunDecodeBatch item; host-side counters).
+  const HipMaskCacheCounts& mask_cache_counts() const;
   const kernels::HipConfig& config() const;
   // Keys a sequence must exceed for its steps to use the context extension (config.extend on).
   int extend_min_tokens() const;
