@@ -2,10 +2,17 @@
 // selection is made per (sequence, KV head) from the group's query heads (HIP.md 4.3).
 //
 // For every stage s in [start_stage, stages) two kernels run:
-//   - score: every chunk of the stage input is scored by binary descent (two threads per chunk,
-//     one per probe side; each rotates its probe key and accumulates the dot products of all
-//     the group's heads, every sum sequential over head_dim in fp32 without FMA contraction, so
-//     that scores are bit-identical to the CPU reference kernels/hip/mask_estimation_ref.cc);
+//   - score: every chunk of the stage input is scored as spec.representatives(s) says
+//     (kernels/hip/mask_estimation.h; every option at every stage):
+//       probes: binary descent (two threads per chunk, one per probe side; each rotates its
+//         probe key and accumulates the dot products of all the group's heads);
+//       exact: every key of the chunk, as a probe (a team of up to 32 lanes per chunk);
+//       page_bound / block_means: one warp per chunk folds each page's (block's) keys into
+//         element-wise min / max (the mean) on the fly, read from the keys wherever they are
+//         (no summary array: a refresh reads every key of the scored chunks, see
+//         docs/HIP_NOTES.md 7), then bounds (scores) the group's rows against it;
+//     every sum sequential over head_dim in fp32 without FMA contraction, so that scores are
+//     bit-identical to the CPU reference kernels/hip/mask_estimation_ref.cc;
 //   - select: one block per (sequence, KV head) keeps the keep_chunks(s) best chunks by an
 //     in-block radix select (unordered top-k), then writes them in position order (a stable
 //     compaction of the ascending stage input, so no sort is needed).
