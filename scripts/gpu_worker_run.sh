@@ -87,7 +87,7 @@ e3e4)
     t0=$(date +%s)
     export HIPSERVE_PROFILE=1
     serve_wait 50081 "$OUT/serve_8b_$mode.log" --model=random:llama-3.1-8b \
-      --backend=cuda --attention=$mode --chunk=4096 --max_context=200000 ${HIP_FLAGS:-} ||
+      --backend=cuda --attention=$mode --chunk="${CHUNK:-4096}" --max_context=200000 ${HIP_FLAGS:-} ||
       { tail -30 "$OUT/serve_8b_$mode.log"; continue; }
     echo "$mode: 8B preset ready after $(( $(date +%s) - t0 )) s"
     for c in $CASES; do

@@ -89,6 +89,35 @@ absl::Status UploadBf16(std::vector<float>& host, DeviceBuffer* dev) {
   return absl::OkStatus();
 }
 
+// Uploads fp32 host matrices as one bf16 buffer, concatenated in order, and frees them. When
+// `zero_fill_empty`, an empty part counts as `rows_if_empty[i]` zeros (biases); else it adds
+// nothing. All parts empty: nothing is allocated.
+absl::Status UploadBf16Concat(const std::vector<std::vector<float>*>& parts,
+                              const std::vector<int64_t>& sizes_if_empty, DeviceBuffer* dev) {
+  int64_t total = 0;
+  bool any = false;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    any = any || !parts[i]->empty();
+    total += parts[i]->empty() ? sizes_if_empty[i] : static_cast<int64_t>(parts[i]->size());
+  }
+  if (!any) return absl::OkStatus();
+  std::vector<uint16_t> bf(static_cast<size_t>(total), 0);
+  int64_t at = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::vector<float>& h = *parts[i];
+    if (h.empty()) {
+      at += sizes_if_empty[i];
+      continue;
+    }
+    kernels::FloatToBf16Array(h.data(), bf.data() + at, static_cast<int64_t>(h.size()));
+    at += static_cast<int64_t>(h.size());
+    std::vector<float>().swap(h);
+  }
+  RETURN_IF_ERROR(dev->Allocate(total * 2));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(dev->get(), bf.data(), bf.size() * 2, cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
 // First-fit allocator of row ranges [0, rows) with coalescing free ranges.
 class RangeAllocator {
  public:
@@ -220,10 +249,12 @@ class StepProfiler {
   Sums decode_sums_, prefill_sums_;
 };
 
+// A layer's weights on the device. wq|wk|wv and gate|up are stored concatenated (rows of the
+// [out, in] matrices), so each pair runs as one GEMM; Linear reads the parts at their offsets.
 struct LayerDev {
   DeviceBuffer attn_norm, ffn_norm;
-  DeviceBuffer wq, wk, wv, wo, gate, up, down;
-  DeviceBuffer bq, bk, bv;
+  DeviceBuffer wqkv, wo, gate_up, down;
+  DeviceBuffer bqkv;  // empty (no bias) or [q + 2 kv] with zeros where a part has no bias
 };
 
 class CudaCheckpoint final : public BackendCheckpoint {
@@ -336,6 +367,10 @@ class CudaBackend final : public ForwardBackend {
     return Norm(in, &residual, layer, norm, out);
   }
   absl::Status Linear(const Tensor& in, int layer, LinearId id, const Tensor& out) override;
+  absl::Status LinearQkv(const Tensor& in, int layer, const Tensor& q, const Tensor& k,
+                         const Tensor& v) override;
+  absl::Status MlpGateUp(const Tensor& in, int layer, const Tensor& gate,
+                         const Tensor& up) override;
   absl::Status Swiglu(const Tensor& gate, const Tensor& up) override {
     kernels::SwigluGpuParams p;
     p.gate = gate.data;
@@ -409,6 +444,12 @@ class CudaBackend final : public ForwardBackend {
   CudaBackend() = default;
   absl::Status Norm(const Tensor& in, const Tensor* residual, int layer, NormId norm,
                     const Tensor& out);
+  // out = in w^T (+ bias); w [out.cols, in.cols] bf16, bias [out.cols] bf16 or null.
+  absl::Status Gemm(const Tensor& in, const void* w, const void* bias, const Tensor& out);
+  // Columns of the fused-output region: gate|up, or q|k|v before LinearQkv splits it.
+  static int64_t FusedCols(int64_t q, int64_t kv, int64_t inter) {
+    return std::max(2 * inter, q + 2 * kv);
+  }
   // Appends the step's K/V rows of `layer` to every item's pool range.
   absl::Status AppendKv(int layer, const Tensor& k, const Tensor& v);
   absl::Status DenseAttention(int layer, const Tensor& q, const Tensor& out);
@@ -435,7 +476,8 @@ class CudaBackend final : public ForwardBackend {
   std::unique_ptr<kernels::GemmGpuContext> gemm_;
   DeviceBuffer embd_, lm_head_, output_norm_;
   std::vector<LayerDev> layers_;
-  DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, up (bf16)
+  DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, fused (bf16)
+  Tensor fused_;       // this step's fused-GEMM output region ([rows, gate | up] as set)
   DeviceBuffer lm_in_, logits_dev_, gathered_dev_, lm_packed_, unsharded_;
   DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
   DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
@@ -496,11 +538,13 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   int64_t weight_elems = 2 * vrows * h + h;
   for (const LayerWeights& l : w.layers) {
     weight_elems += 2 * h + (q + 2 * kv) * h + h * q + 3 * inter * h;
-    weight_elems += static_cast<int64_t>(l.bq.size() + l.bk.size() + l.bv.size());
+    if (!l.bq.empty() || !l.bk.empty() || !l.bv.empty()) weight_elems += q + 2 * kv;
   }
   const int64_t weight_bytes = weight_elems * 2;
   const int64_t R = b->max_rows_;
-  const int64_t act_elems = R * (3 * h + 2 * q + 2 * kv + 2 * inter);
+  // x, norm, proj, q, attn, k, v, gate and one region for the fused GEMMs' outputs (gate|up, or
+  // q|k|v before the split; their lifetimes in a layer do not overlap).
+  const int64_t act_elems = R * (3 * h + 2 * q + 2 * kv + inter + FusedCols(q, kv, inter));
   const int64_t logits_bytes = int64_t{kLogitRowsPlanned} * (vrows * 4 + h * 2);
   const int64_t gemm_ws = int64_t{32} * kMiB;
   const int64_t misc = 64 * kMiB;  // ids, positions, decode metadata and workspace, sampling
@@ -605,16 +649,11 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
     LayerDev& o2 = b->layers_[i];
     RETURN_IF_ERROR(UploadBf16(l.attn_norm, &o2.attn_norm));
     RETURN_IF_ERROR(UploadBf16(l.ffn_norm, &o2.ffn_norm));
-    RETURN_IF_ERROR(UploadBf16(l.wq, &o2.wq));
-    RETURN_IF_ERROR(UploadBf16(l.wk, &o2.wk));
-    RETURN_IF_ERROR(UploadBf16(l.wv, &o2.wv));
+    RETURN_IF_ERROR(UploadBf16Concat({&l.wq, &l.wk, &l.wv}, {0, 0, 0}, &o2.wqkv));
     RETURN_IF_ERROR(UploadBf16(l.wo, &o2.wo));
-    RETURN_IF_ERROR(UploadBf16(l.w_gate, &o2.gate));
-    RETURN_IF_ERROR(UploadBf16(l.w_up, &o2.up));
+    RETURN_IF_ERROR(UploadBf16Concat({&l.w_gate, &l.w_up}, {0, 0}, &o2.gate_up));
     RETURN_IF_ERROR(UploadBf16(l.w_down, &o2.down));
-    RETURN_IF_ERROR(UploadBf16(l.bq, &o2.bq));
-    RETURN_IF_ERROR(UploadBf16(l.bk, &o2.bk));
-    RETURN_IF_ERROR(UploadBf16(l.bv, &o2.bv));
+    RETURN_IF_ERROR(UploadBf16Concat({&l.bq, &l.bk, &l.bv}, {q, kv, kv}, &o2.bqkv));
   }
   // ---- Workspaces and KV pool ----
   RETURN_IF_ERROR(b->acts_.Allocate(act_elems * 2));
@@ -761,7 +800,15 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   b.k = take(kv);
   b.v = take(kv);
   b.gate = take(local_inter_);
-  b.up = take(local_inter_);
+  fused_ = take(FusedCols(q, kv, local_inter_));
+  fused_.cols = 2 * local_inter_;                                // [rows, gate | up]
+  b.up = Tensor{fused_.data, DType::kBf16, rows, local_inter_};  // MlpGateUp's default path
+  if (rows == 1) {  // one row of q|k|v is q, k and v back to back: no split needed
+    uint16_t* f = static_cast<uint16_t*>(fused_.data);
+    b.q = Tensor{f, DType::kBf16, 1, q};
+    b.k = Tensor{f + q, DType::kBf16, 1, kv};
+    b.v = Tensor{f + q + kv, DType::kBf16, 1, kv};
+  }
   RETURN_IF_ERROR(EnsureBuffer(&lm_in_, std::max<int64_t>(lr, 1) * h * 2));
   RETURN_IF_ERROR(EnsureBuffer(&logits_dev_, std::max<int64_t>(lr, 1) * vocab_shard * 4));
   b.logits = Tensor{logits_dev_.get(), DType::kFloat32, lr, vocab_shard};
@@ -803,46 +850,93 @@ absl::Status CudaBackend::Norm(const Tensor& in, const Tensor* residual, int lay
 
 absl::Status CudaBackend::Linear(const Tensor& in, int layer, LinearId id, const Tensor& out) {
   const LayerDev& l = layers_[layer];
-  const DeviceBuffer* w = nullptr;
-  const DeviceBuffer* bias = nullptr;
+  const int64_t h = dims_.hidden, q = int64_t{local_heads_} * dims_.head_dim;
+  const uint16_t* w = nullptr;
+  const uint16_t* bias = nullptr;
+  const uint16_t* wqkv = static_cast<const uint16_t*>(l.wqkv.get());
+  const uint16_t* bqkv = static_cast<const uint16_t*>(l.bqkv.get());
+  int64_t bias_at = -1;  // offset into bqkv
   switch (id) {
     case LinearId::kWq:
-      w = &l.wq;
-      bias = &l.bq;
+      w = wqkv;
+      bias_at = 0;
       break;
     case LinearId::kWk:
-      w = &l.wk;
-      bias = &l.bk;
+      w = wqkv + q * h;
+      bias_at = q;
       break;
     case LinearId::kWv:
-      w = &l.wv;
-      bias = &l.bv;
+      w = wqkv + (q + row_) * h;
+      bias_at = q + row_;
       break;
     case LinearId::kWo:
-      w = &l.wo;
+      w = static_cast<const uint16_t*>(l.wo.get());
       break;
     case LinearId::kGate:
-      w = &l.gate;
+      w = static_cast<const uint16_t*>(l.gate_up.get());
       break;
     case LinearId::kUp:
-      w = &l.up;
+      w = static_cast<const uint16_t*>(l.gate_up.get()) + int64_t{local_inter_} * h;
       break;
     case LinearId::kDown:
-      w = &l.down;
+      w = static_cast<const uint16_t*>(l.down.get());
       break;
   }
+  if (bqkv != nullptr && bias_at >= 0) bias = bqkv + bias_at;
+  return Gemm(in, w, bias, out);
+}
+
+absl::Status CudaBackend::Gemm(const Tensor& in, const void* w, const void* bias,
+                               const Tensor& out) {
   kernels::GemmGpuParams g;
   g.context = gemm_.get();
   g.a = in.data;
-  g.b = w->get();
+  g.b = w;
   g.c = out.data;
-  g.bias = (bias == nullptr || bias->get() == nullptr) ? nullptr : bias->get();
+  g.bias = bias;
   g.m = static_cast<int>(in.rows);
   g.n = static_cast<int>(out.cols);
   g.k = static_cast<int>(in.cols);
   g.c_type = kernels::GemmGpuOutType::kBf16;
   prof_.Mark(stream_, StepProfiler::kGemm);
   return kernels::GemmGpu(g, stream_);
+}
+
+absl::Status CudaBackend::LinearQkv(const Tensor& in, int layer, const Tensor& q, const Tensor& k,
+                                    const Tensor& v) {
+  const LayerDev& l = layers_[layer];
+  const int64_t nq = q.cols, nkv = k.cols, rows = in.rows, n = nq + 2 * nkv;
+  uint16_t* f = static_cast<uint16_t*>(fused_.data);
+  RETURN_IF_ERROR(Gemm(in, l.wqkv.get(), l.bqkv.get(), Tensor{f, DType::kBf16, rows, n}));
+  if (q.data == f) return absl::OkStatus();  // one row: q, k, v are views of q|k|v
+  // Split [rows, q | k | v] into the three contiguous tensors.
+  const size_t pitch = static_cast<size_t>(n) * 2;
+  const auto split = [&](const Tensor& dst, int64_t col) {
+    return cudaMemcpy2DAsync(dst.data, static_cast<size_t>(dst.cols) * 2, f + col, pitch,
+                             static_cast<size_t>(dst.cols) * 2, static_cast<size_t>(rows),
+                             cudaMemcpyDeviceToDevice, stream_);
+  };
+  CUDA_RETURN_IF_ERROR(split(q, 0));
+  CUDA_RETURN_IF_ERROR(split(k, nq));
+  CUDA_RETURN_IF_ERROR(split(v, nq + nkv));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::MlpGateUp(const Tensor& in, int layer, const Tensor& gate,
+                                    const Tensor& /*up*/) {
+  const int64_t inter = gate.cols, rows = in.rows;
+  uint16_t* f = static_cast<uint16_t*>(fused_.data);
+  RETURN_IF_ERROR(
+      Gemm(in, layers_[layer].gate_up.get(), nullptr, Tensor{f, DType::kBf16, rows, 2 * inter}));
+  kernels::SwigluGpuParams p;
+  p.gate = f;
+  p.up = f + inter;
+  p.in_stride = 2 * inter;
+  p.out = gate.data;
+  p.rows = static_cast<int>(rows);
+  p.cols = static_cast<int>(inter);
+  prof_.Mark(stream_, StepProfiler::kOther);
+  return kernels::SwigluGpu(p, stream_);
 }
 
 absl::Status CudaBackend::AppendKv(int layer, const Tensor& k, const Tensor& v) {

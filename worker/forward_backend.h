@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/status_macros.h"
 #include "common/strong_id.h"
 #include "kernels/dtype/dtype.h"
 #include "kernels/sampling/sampling.h"
@@ -151,6 +152,22 @@ class ForwardBackend {
   virtual absl::Status Linear(const Tensor& in, int layer, LinearId w, const Tensor& out) = 0;
   // gate = silu(gate) * up.
   virtual absl::Status Swiglu(const Tensor& gate, const Tensor& up) = 0;
+  // The attention block's projections: q, k, v = in Wq^T, in Wk^T, in Wv^T (+ biases). A
+  // backend may run them as one GEMM over its concatenated weights.
+  virtual absl::Status LinearQkv(const Tensor& in, int layer, const Tensor& q, const Tensor& k,
+                                 const Tensor& v) {
+    RETURN_IF_ERROR(Linear(in, layer, LinearId::kWq, q));
+    RETURN_IF_ERROR(Linear(in, layer, LinearId::kWk, k));
+    return Linear(in, layer, LinearId::kWv, v);
+  }
+  // The MLP's first half: gate = silu(in Wgate^T) * (in Wup^T); `up` is scratch of gate's shape.
+  // A backend may run both projections as one GEMM and fuse the product.
+  virtual absl::Status MlpGateUp(const Tensor& in, int layer, const Tensor& gate,
+                                 const Tensor& up) {
+    RETURN_IF_ERROR(Linear(in, layer, LinearId::kGate, gate));
+    RETURN_IF_ERROR(Linear(in, layer, LinearId::kUp, up));
+    return Swiglu(gate, up);
+  }
   // Appends the step's k, v (un-rotated) to each item's sequence at layer `layer` and writes
   // the attention of q over the sequence's keys (causal) to out. Positions from the layout.
   virtual absl::Status Attention(int layer, const Tensor& q, const Tensor& k, const Tensor& v,

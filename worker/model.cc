@@ -218,16 +218,12 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     } else {  // the previous layer's MLP output joins the residual here
       RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, li, NormId::kAttn, b.norm));
     }
-    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWq, b.q));
-    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWk, b.k));
-    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kWv, b.v));
+    RETURN_IF_ERROR(be.LinearQkv(b.norm, li, b.q, b.k, b.v));
     RETURN_IF_ERROR(be.Attention(li, b.q, b.k, b.v, b.attn));
     RETURN_IF_ERROR(be.Linear(b.attn, li, LinearId::kWo, b.proj));
     RETURN_IF_ERROR(AllReduce(b.proj));
     RETURN_IF_ERROR(be.AddRmsNorm(b.x, b.proj, li, NormId::kFfn, b.norm));
-    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kGate, b.gate));
-    RETURN_IF_ERROR(be.Linear(b.norm, li, LinearId::kUp, b.up));
-    RETURN_IF_ERROR(be.Swiglu(b.gate, b.up));
+    RETURN_IF_ERROR(be.MlpGateUp(b.norm, li, b.gate, b.up));
     RETURN_IF_ERROR(be.Linear(b.gate, li, LinearId::kDown, b.proj));
     RETURN_IF_ERROR(AllReduce(b.proj));
   }
