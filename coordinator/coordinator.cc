@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tls/reloadable_credentials.h"
 #include "coordinator/auth.h"
 #include "coordinator/generation_service.h"
 #include "coordinator/http/openai_server.h"
@@ -390,6 +391,10 @@ struct Coordinator::Impl {
   std::shared_ptr<BearerTokens> auth;  // null: the public API is open
   std::shared_ptr<ClientLimits> client_limits;
   std::shared_ptr<grpc::ChannelCredentials> worker_credentials;  // dialling the workers
+  // The servers' credentials (certificate rotation on SIGHUP); declared before the servers so
+  // that they outlive them.
+  std::unique_ptr<tls::ReloadableServerCredentials> public_tls;
+  std::unique_ptr<tls::ReloadableServerCredentials> control_tls;
   Registry registry;
   RendezvousTable rendezvous;
   uint64_t attempts = 0;       // configuration attempts (rendezvous prefixes)
@@ -606,9 +611,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
               << o.auth_tokens_file << ")";
   }
   // TLS: every file is read and checked before anything listens.
+  // The server certificates are reloadable (SIGHUP, ReloadTls).
   const tls::TlsFiles public_tls{o.tls_cert_file, o.tls_key_file, ""};
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> public_creds,
-                   tls::ServerCredentials(public_tls, tls::ClientCertPolicy::kNone, "--tls_"));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<tls::ReloadableServerCredentials> public_reloadable,
+      tls::ReloadableServerCredentials::Create(public_tls, tls::ClientCertPolicy::kNone, "--tls_"));
+  std::shared_ptr<grpc::ServerCredentials> public_creds = public_reloadable->credentials();
   const bool public_tls_on = tls::ServerTlsEnabled(public_tls);
   if (o.auth_health_and_reflection) {
     if (tokens == nullptr || !public_tls_on) {
@@ -621,13 +629,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
                  "/grpc.reflection.v1.ServerReflection/"}));
   }
   RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.worker_tls, "--worker_tls_"));
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> control_creds,
-                   tls::ServerCredentials(o.worker_tls, tls::ClientCertPolicy::kRequireAndVerify,
-                                          "--worker_tls_"));
+  ASSIGN_OR_RETURN(std::unique_ptr<tls::ReloadableServerCredentials> control_reloadable,
+                   tls::ReloadableServerCredentials::Create(
+                       o.worker_tls, tls::ClientCertPolicy::kRequireAndVerify, "--worker_tls_"));
+  std::shared_ptr<grpc::ServerCredentials> control_creds = control_reloadable->credentials();
   LOG(INFO) << "public gRPC API: "
             << (public_tls_on ? "TLS (" + o.tls_cert_file + ")" : "plaintext")
             << "; workers: " << (tls::ServerTlsEnabled(o.worker_tls) ? "mutual TLS" : "plaintext");
   auto impl = std::make_unique<Impl>(o, tokens);
+  impl->public_tls = std::move(public_reloadable);
+  impl->control_tls = std::move(control_reloadable);
   ASSIGN_OR_RETURN(impl->worker_credentials,
                    tls::ChannelCredentials(o.worker_tls, "--worker_tls_"));
   grpc::EnableDefaultHealthCheckService(true);
@@ -663,6 +674,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     h.model_aliases = {o.model};
     h.tls_cert_file = o.tls_cert_file;
     h.tls_key_file = o.tls_key_file;
+    // The HTTPS port rotates with the gRPC port (ReloadTls).
+    h.tls_identity = [creds = impl->public_tls.get()] { return creds->pem(); };
     h.authorize_health = o.auth_health_and_reflection;
     if (tokens != nullptr) {
       // OpenAI clients expect 401 for a missing or a wrong key alike.
@@ -712,6 +725,18 @@ absl::Status Coordinator::ReloadAuthTokens() {
     return absl::FailedPreconditionError("no --auth_tokens_file: there are no tokens to reload");
   }
   return impl_->auth->Reload();
+}
+
+absl::Status Coordinator::ReloadTls() {
+  if (!impl_->public_tls->tls() && !impl_->control_tls->tls()) {
+    return absl::FailedPreconditionError(
+        "no TLS certificate to reload (--tls_cert_file, "
+        "--worker_tls_cert_file)");
+  }
+  absl::Status s = impl_->public_tls->Reload();
+  absl::Status c = impl_->control_tls->Reload();
+  if (!s.ok()) return s;
+  return c;
 }
 
 int Coordinator::port() const { return impl_->port; }

@@ -88,6 +88,13 @@ class Coordinator {
   // Re-reads auth_tokens_file now (SIGHUP). On error the previous tokens stay (logged, and
   // returned); FailedPrecondition when the server runs without tokens.
   absl::Status ReloadAuthTokens();
+  // Re-reads the public port's certificate and key (--tls_cert_file, --tls_key_file) and the
+  // control port's (--worker_tls_*, CA included) now (SIGHUP): connections made from about
+  // tls::kReloadLatencySeconds later get the new certificate; open ones keep theirs. A file
+  // that does not load (or a key that does not match) keeps the previous certificate of that
+  // port (logged, and returned). FailedPrecondition when the server runs without TLS. The
+  // HTTPS port (--http_port) follows the public port's certificate from its next handshake.
+  absl::Status ReloadTls();
 
  private:
   struct Impl;

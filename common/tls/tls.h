@@ -4,7 +4,8 @@
 // The files are read and checked with OpenSSL before gRPC sees them (each certificate parses,
 // the key matches its certificate), so a wrong file is an InvalidArgument naming the flag
 // instead of a server that silently fails to listen. Files are read once, when the credentials
-// are made; rotating a certificate needs a restart. Stateless functions; thread-safe.
+// are made; ReloadableServerCredentials (reloadable_credentials.h) re-reads them for rotation
+// without a restart. Stateless functions; thread-safe.
 #pragma once
 
 #include <grpcpp/security/credentials.h>

@@ -206,9 +206,17 @@ double DrainTimeoutSeconds() { return absl::GetFlag(FLAGS_server_drain_timeout_s
 
 void ReloadTokensIfRequested(coordinator::Coordinator& c) {
   if (!TakeReloadRequest()) return;
-  LOG(INFO) << "SIGHUP: reloading the bearer tokens";
+  LOG(INFO) << "SIGHUP: reloading the bearer tokens and the TLS certificates";
   absl::Status s = c.ReloadAuthTokens();
-  if (!s.ok()) LOG(ERROR) << "token reload failed, the previous tokens stay: " << s;
+  if (!s.ok() && !absl::IsFailedPrecondition(s)) {
+    LOG(ERROR) << "token reload failed, the previous tokens stay: " << s;
+  }
+  s = c.ReloadTls();
+  if (s.ok()) {
+    LOG(INFO) << "TLS certificates reloaded; new connections use them";
+  } else if (!absl::IsFailedPrecondition(s)) {
+    LOG(ERROR) << "TLS certificate reload failed, the previous certificate stays: " << s;
+  }
 }
 
 std::vector<std::string> WorkerTlsArgs(const coordinator::CoordinatorOptions& o) {

@@ -1,6 +1,11 @@
 #include "coordinator/http/openai_server.h"
 
 #include <httplib.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <signal.h>
 
 #include <chrono>
@@ -82,6 +87,39 @@ struct StreamState {
 
 }  // namespace
 
+// A certificate chain and key parsed from checked PEM (tls::LoadPem), for SSL_use_cert_and_key.
+struct ParsedIdentity {
+  X509* leaf = nullptr;
+  STACK_OF(X509) * chain = nullptr;  // the certificates after the leaf
+  EVP_PKEY* key = nullptr;
+  ParsedIdentity() = default;
+  ParsedIdentity(const ParsedIdentity&) = delete;
+  ParsedIdentity& operator=(const ParsedIdentity&) = delete;
+  ~ParsedIdentity() {
+    X509_free(leaf);
+    if (chain != nullptr) sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+  }
+  static std::shared_ptr<const ParsedIdentity> Parse(const tls::TlsPem& pem) {
+    auto id = std::make_shared<ParsedIdentity>();
+    BIO* cb = BIO_new_mem_buf(pem.cert.data(), static_cast<int>(pem.cert.size()));
+    BIO* kb = BIO_new_mem_buf(pem.key.data(), static_cast<int>(pem.key.size()));
+    if (cb != nullptr && kb != nullptr) {
+      id->leaf = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr);
+      id->chain = sk_X509_new_null();
+      while (X509* x = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr)) {
+        sk_X509_push(id->chain, x);
+      }
+      id->key = PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr);
+    }
+    BIO_free(cb);
+    BIO_free(kb);
+    ERR_clear_error();  // the chain loop ends on "no start line"
+    if (id->leaf == nullptr || id->key == nullptr || id->chain == nullptr) return nullptr;
+    return id;
+  }
+};
+
 struct OpenAiHttpServer::Impl {
   HttpServerOptions options;
   GenerationService* service;
@@ -92,6 +130,32 @@ struct OpenAiHttpServer::Impl {
   int64_t started_at = std::time(nullptr);
   std::mutex mu;
   bool stopped = false;
+  // options.tls_identity's latest PEM and its parsed form (guarded by identity_mu).
+  std::mutex identity_mu;
+  std::shared_ptr<const tls::TlsPem> identity_pem;
+  std::shared_ptr<const ParsedIdentity> identity;
+
+  // The certificate for a handshake now (null: keep the context's).
+  std::shared_ptr<const ParsedIdentity> CurrentIdentity() {
+    std::shared_ptr<const tls::TlsPem> pem = options.tls_identity();
+    std::lock_guard<std::mutex> lock(identity_mu);
+    if (pem != nullptr && pem != identity_pem) {
+      std::shared_ptr<const ParsedIdentity> parsed = ParsedIdentity::Parse(*pem);
+      if (parsed == nullptr) {
+        LOG(ERROR) << "HTTPS: the reloaded certificate does not parse; keeping the previous one";
+      } else {
+        identity = std::move(parsed);
+      }
+      identity_pem = std::move(pem);
+    }
+    return identity;
+  }
+  // SSL_CTX_set_cert_cb: puts the current certificate on each connection before its handshake.
+  static int CertCallback(SSL* ssl, void* arg) {
+    std::shared_ptr<const ParsedIdentity> id = static_cast<Impl*>(arg)->CurrentIdentity();
+    if (id == nullptr) return 1;
+    return SSL_use_cert_and_key(ssl, id->leaf, id->key, id->chain, /*override=*/1) == 1 ? 1 : 0;
+  }
 
   Impl(const HttpServerOptions& o, GenerationService* s)
       : options(o),
@@ -100,7 +164,12 @@ struct OpenAiHttpServer::Impl {
                          ? std::make_unique<httplib::Server>()
                          : std::make_unique<httplib::SSLServer>(o.tls_cert_file.c_str(),
                                                                 o.tls_key_file.c_str())),
-        server(*owned_server) {}
+        server(*owned_server) {
+    if (!o.tls_cert_file.empty() && o.tls_identity) {
+      SSL_CTX* ctx = static_cast<httplib::SSLServer&>(*owned_server).ssl_context();
+      if (ctx != nullptr) SSL_CTX_set_cert_cb(ctx, &Impl::CertCallback, this);
+    }
+  }
 
   // The served model's name and its aliases; empty while not ready.
   std::vector<std::string> ModelIds() const {

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/tls/tls.h"
 #include "coordinator/generation_service.h"
 
 namespace hipserve::coordinator::http {
@@ -43,6 +44,10 @@ struct HttpServerOptions {
   // as the gRPC port's; both "" = plain HTTP.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Certificate rotation: when set, every TLS handshake asks it for the current certificate and
+  // key (checked PEM; parsed again only when the pointer changes) instead of using the files as
+  // read at start; null = keep the current one. Called on connection threads.
+  std::function<std::shared_ptr<const tls::TlsPem>()> tls_identity;
   size_t max_body_bytes = 64 << 20;  // like the gRPC port's receive limit
 };
 

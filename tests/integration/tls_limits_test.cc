@@ -274,6 +274,77 @@ TEST_F(HardeningTest, TlsPortsTokensHealthAuthAndSighupReload) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// Certificate rotation without a restart: the public port starts with cert A (signed by ca),
+// the files are replaced by cert B (signed by other_ca), SIGHUP: a client that trusts only B's
+// CA connects, one that trusts only A's no longer does, on the gRPC and the HTTPS port; a bad
+// file keeps B (logged).
+TEST_F(HardeningTest, TlsCertificateRotatesOnSighup) {
+  namespace fs = std::filesystem;
+  const std::string cert = F("public.pem"), key = F("public.key");
+  fs::copy_file(F("server.pem"), cert);
+  fs::copy_file(F("server.key"), key);
+  Proc* serve = nullptr;
+  const int port = Serve({"--tls_cert_file=" + cert, "--tls_key_file=" + key, "--http_port=0",
+                          "--http_host=127.0.0.1", "--http_port_file=" + F("http_port")},
+                         &serve);
+  ASSERT_GT(port, 0);
+  const int http_port = ReadPortFile(F("http_port"), 10);
+  ASSERT_GT(http_port, 0);
+  // An HTTPS GET /health trusting only `ca_file`: true when the handshake verifies.
+  auto https_ok = [&](const std::string& ca_file) {
+    httplib::SSLClient https("localhost", http_port);
+    https.set_ca_cert_path(ca_file.c_str());
+    https.enable_server_certificate_verification(true);
+    https.set_connection_timeout(5, 0);
+    auto r = https.Get("/health");
+    return r && r->status == 200;
+  };
+  EXPECT_TRUE(https_ok(F("ca.pem")));
+  EXPECT_FALSE(https_ok(F("other_ca.pem")));
+  const std::string address = "localhost:" + std::to_string(port);
+  ASSERT_TRUE(WaitServing(address, Creds({"", "", F("ca.pem")}), "", 60));
+  EXPECT_TRUE(Once(address, Creds({"", "", F("ca.pem")}), "").ok());
+  EXPECT_EQ(Once(address, Creds({"", "", F("other_ca.pem")}), "", 4, 5).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // Replace both files (each by a rename, as a rotation tool would), then SIGHUP.
+  fs::copy_file(F("other.pem"), cert + ".new");
+  fs::copy_file(F("other.key"), key + ".new");
+  fs::rename(key + ".new", key);
+  fs::rename(cert + ".new", cert);
+  serve->Signal(SIGHUP);
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < end && !Once(address, Creds({"", "", F("other_ca.pem")}), "", 4, 5).ok()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  grpc::Status b = Once(address, Creds({"", "", F("other_ca.pem")}), "");
+  EXPECT_TRUE(b.ok()) << b.error_message();
+  EXPECT_EQ(Once(address, Creds({"", "", F("ca.pem")}), "", 4, 5).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(serve->log().find("TLS certificates reloaded"), std::string::npos) << serve->log();
+  EXPECT_TRUE(https_ok(F("other_ca.pem")));
+  EXPECT_FALSE(https_ok(F("ca.pem")));
+
+  // A key that does not match the certificate: B stays.
+  fs::copy_file(F("server.key"), key + ".new");
+  fs::rename(key + ".new", key);
+  serve->Signal(SIGHUP);
+  const auto logged = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < logged &&
+         serve->log().find("TLS certificate reload failed") == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(serve->log().find("TLS certificate reload failed, the previous certificate stays"),
+            std::string::npos)
+      << serve->log();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // the watcher's interval
+  EXPECT_TRUE(Once(address, Creds({"", "", F("other_ca.pem")}), "").ok());
+  EXPECT_TRUE(https_ok(F("other_ca.pem")));
+  serve->Signal(SIGTERM);
+  const int status = serve->Wait(30);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(HardeningTest, TlsWithoutAuthProcessorNeedsTokensAndTls) {
   // --auth_health_and_reflection without TLS would silently leave health open: refused.
   WriteTokens("secret\n");
