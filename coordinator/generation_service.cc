@@ -443,6 +443,7 @@ grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerC
       out->set_kv_tokens(mp.kv_tokens);
       out->set_host_kv_bytes(mp.host_kv_bytes);
       out->set_gpu_kv_tokens(mp.gpu_kv_tokens);
+      out->set_kv_dtype(mp.kv_dtype);
       response->set_kv_capacity_tokens(m->info.kv_capacity_tokens);
       response->set_backend(m->info.backend);
     }

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorkerGroup>> RemoteWorkerGroup::Connect(
   info.memory.kv_tokens = mp.kv_tokens();
   info.memory.host_kv_bytes = mp.host_kv_bytes();
   info.memory.gpu_kv_tokens = mp.gpu_kv_tokens();
+  info.memory.kv_dtype = mp.kv_dtype();
   info.tokenizer = TokenizerSpecFromProto(rank0.tokenizer());
   for (Remote& w : group->workers_) {
     w.stream_ctx = std::make_unique<grpc::ClientContext>();

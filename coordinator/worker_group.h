@@ -89,6 +89,7 @@ struct GroupModelInfo {
     std::string device;
     int64_t budget_bytes = 0, weights_bytes = 0, workspace_bytes = 0, kv_bytes = 0, kv_tokens = 0;
     int64_t host_kv_bytes = 0, gpu_kv_tokens = 0;  // KV offload only
+    std::string kv_dtype;                          // "fp32", "bf16", "fp8_e5m2"
   } memory;
 };
 

@@ -113,6 +113,7 @@ class CpuBackend final : public ForwardBackend {
     m.weights_bytes = linear * wsize + (vrows * h + (2 * d.num_layers + 1) * h) * 4;
     m.kv_tokens = options_.kv_budget_tokens;
     m.kv_bytes = m.kv_tokens * d.num_layers * 2 * kv * 4;  // fp32 K and V
+    m.kv_dtype = "fp32";
     m.budget_bytes = m.weights_bytes + m.kv_bytes;
     return m;
   }

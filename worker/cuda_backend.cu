@@ -32,6 +32,7 @@
 #include "worker/cpu_backend.h"
 #include "worker/cuda_backend.h"
 #include "worker/cuda_hip_attention.h"
+#include "worker/cuda_kv_encode.h"
 #include "worker/cuda_kv_tiers.h"
 
 namespace hipserve::worker {
@@ -456,10 +457,12 @@ class CudaBackend final : public ForwardBackend {
   absl::Status HipAttentionRun(int layer, const Tensor& q, const Tensor& out);
   // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
-  uint16_t* PoolK(int layer) const {
-    return static_cast<uint16_t*>(pool_dev_.get()) + (int64_t{layer} * 2) * pool_->rows() * row_;
+  // Pool row `row` of `layer`'s K / V (elements of kv_dtype_: bf16 or fp8 e5m2 codes).
+  char* PoolK(int layer, int64_t row = 0) const {
+    return static_cast<char*>(pool_dev_.get()) +
+           (int64_t{layer} * 2 * pool_->rows() + row) * row_ * kv_elem_bytes_;
   }
-  uint16_t* PoolV(int layer) const { return PoolK(layer) + pool_->rows() * row_; }
+  char* PoolV(int layer, int64_t row = 0) const { return PoolK(layer, pool_->rows() + row); }
   absl::Status EnsureBuffer(DeviceBuffer* b, int64_t bytes) {
     if (b->bytes() >= bytes) return absl::OkStatus();
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the old buffer may be in use
@@ -471,6 +474,9 @@ class CudaBackend final : public ForwardBackend {
   int64_t vocab_begin_ = 0, vocab_end_ = 0;
   int local_heads_ = 0, local_kv_heads_ = 0, local_inter_ = 0;
   int64_t row_ = 0;  // KV elements per token and layer (local_kv_heads * head_dim)
+  // Element type of pool_dev_ (--kv_dtype; the tiers are fp8 whatever it says) and its bytes.
+  kernels::KvDtype kv_dtype_ = kernels::KvDtype::kBf16;
+  int64_t kv_elem_bytes_ = 2;
   int max_rows_ = 0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<kernels::GemmGpuContext> gemm_;
@@ -483,6 +489,9 @@ class CudaBackend final : public ForwardBackend {
   DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
   DeviceBuffer pool_dev_;
   std::unique_ptr<RangeAllocator> pool_;
+  // fp8 pool: per step row, the pool row its K/V goes to (host copy, and [max_rows] on device).
+  std::vector<int64_t> append_rows_;
+  DeviceBuffer append_rows_dev_;
   // KV offload (ModelOptions::cuda.kv_offload): replaces pool_dev_ / pool_ when set.
   std::unique_ptr<CudaKvTiers> tiers_;
   // HiP mode: keys stay un-rotated in the pool and are rotated at use (HIP.md 5).
@@ -549,7 +558,14 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   const int64_t gemm_ws = int64_t{32} * kMiB;
   const int64_t misc = 64 * kMiB;  // ids, positions, decode metadata and workspace, sampling
   const int64_t work_bytes = act_elems * 2 + logits_bytes + gemm_ws + misc;
-  const int64_t kv_row_bytes = int64_t{d.num_layers} * 2 * kv * 2;  // K+V, all layers, bf16
+  // K+V of all layers in the GPU pool's dtype (--kv_dtype; unused with offload).
+  const kernels::KvDtype pool_dtype = o.cuda.kv_dtype;
+  if (kernels::KvDtypeBytes(pool_dtype) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV dtype ", static_cast<int>(pool_dtype), " is unknown; use bf16 or fp8"));
+  }
+  const int64_t kv_row_bytes =
+      GpuKvPoolBytesPerToken(d.num_layers, b->local_kv_heads_, d.head_dim, pool_dtype);
   if (weight_bytes + work_bytes > budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "model '", d.name, "' does not fit the GPU memory budget: bf16 weights ", GiB(weight_bytes),
@@ -566,7 +582,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   }
   int64_t pool_rows = (budget - weight_bytes - work_bytes) / kv_row_bytes;
   pool_rows = std::min<int64_t>(pool_rows, o.kv_budget_tokens);
-  // auto: offload when HiP runs and the host tier holds more tokens than the bf16 GPU pool.
+  // auto: offload when HiP runs and the host tier holds more tokens than the GPU pool.
   CudaKvTiersOptions tiers;
   tiers.num_layers = d.num_layers;
   tiers.num_kv_heads = b->local_kv_heads_;
@@ -579,7 +595,8 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
                        (offload_flag == "auto" && o.attention == "hip" && host_tokens > pool_rows);
   if (offload_flag == "auto" && o.attention == "hip") {
     LOG(INFO) << "--kv_offload=auto: " << (offload ? "on" : "off") << " (host tier " << host_tokens
-              << " tokens fp8 vs GPU pool " << std::max<int64_t>(pool_rows, 0) << " tokens bf16)";
+              << " tokens fp8 vs GPU pool " << std::max<int64_t>(pool_rows, 0) << " tokens "
+              << kernels::KvDtypeName(pool_dtype) << ")";
   }
   pool_rows = pool_rows / kPoolGranule * kPoolGranule;
   if (offload) {
@@ -618,7 +635,8 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
                           GiB(tiers.hot_tokens * CudaKvTiers::HotBytesPerToken(tiers)), " = ",
                           tiers.hot_tokens, " tokens, tables up to ", GiB(tiers.table_bytes))
                     : absl::StrCat("KV pool ", GiB(pool_rows * kv_row_bytes), " = ", pool_rows,
-                                   " tokens of ", kv_row_bytes, " bytes"));
+                                   " tokens of ", kv_row_bytes, " bytes (",
+                                   kernels::KvDtypeName(pool_dtype), ", --kv_dtype)"));
 
   cudaDeviceProp prop;
   CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, o.cuda.device));
@@ -628,6 +646,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   b->plan_.workspace_bytes = work_bytes;
   b->plan_.kv_bytes = pool_rows * kv_row_bytes;
   b->plan_.kv_tokens = pool_rows;
+  b->plan_.kv_dtype = kernels::KvDtypeName(offload ? kernels::KvDtype::kFp8E5m2 : pool_dtype);
   if (offload) {
     b->plan_.kv_bytes = tiers.hot_tokens * CudaKvTiers::HotBytesPerToken(tiers) + tiers.table_bytes;
     b->plan_.kv_tokens = tiers.cold_tokens;
@@ -666,6 +685,11 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   } else {
     RETURN_IF_ERROR(b->pool_dev_.Allocate(pool_rows * kv_row_bytes));
     b->pool_ = std::make_unique<RangeAllocator>(pool_rows);
+    b->kv_dtype_ = pool_dtype;
+    b->kv_elem_bytes_ = kernels::KvDtypeBytes(pool_dtype);
+    if (pool_dtype == kernels::KvDtype::kFp8E5m2) {
+      RETURN_IF_ERROR(b->append_rows_dev_.Allocate(R * 8));  // within the plan's misc
+    }
   }
   CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return std::unique_ptr<ForwardBackend>(std::move(b));
@@ -694,12 +718,12 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
         " of ", pool_->rows(), " tokens in use, largest free range ", pool_->LargestFree()));
   }
   if (s->len > 0) {  // move the sequence's K/V of every layer to the new range
-    const size_t bytes = static_cast<size_t>(s->len * row_ * 2);
+    const size_t bytes = static_cast<size_t>(s->len * row_ * kv_elem_bytes_);
     for (int l = 0; l < dims_.num_layers; ++l) {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolK(l) + start * row_, PoolK(l) + s->start * row_,
-                                           bytes, cudaMemcpyDeviceToDevice, stream_));
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolV(l) + start * row_, PoolV(l) + s->start * row_,
-                                           bytes, cudaMemcpyDeviceToDevice, stream_));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolK(l, start), PoolK(l, s->start), bytes,
+                                           cudaMemcpyDeviceToDevice, stream_));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolV(l, start), PoolV(l, s->start), bytes,
+                                           cudaMemcpyDeviceToDevice, stream_));
     }
   }
   if (s->cap > 0) pool_->Free(s->start, s->cap);
@@ -746,6 +770,16 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
     Seq& s = seqs_.at(it.seq);
     tokens_in_use_ += int64_t{it.start_pos} + it.tokens - s.len;
     s.len = int64_t{it.start_pos} + it.tokens;
+  }
+  if (tiers_ == nullptr && kv_dtype_ == kernels::KvDtype::kFp8E5m2) {
+    // The pool row of every step row, for AppendKv's encode kernel (one launch per layer).
+    append_rows_.assign(static_cast<size_t>(rows), -1);
+    for (const StepLayout::Item& it : layout.items) {
+      const int64_t base = seqs_.at(it.seq).start + it.start_pos;
+      for (int t = 0; t < it.tokens; ++t) append_rows_[it.row + t] = base + t;
+    }
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(append_rows_dev_.get(), append_rows_.data(), rows * 8,
+                                         cudaMemcpyHostToDevice, stream_));
   }
   if (hip_ != nullptr) {
     for (const StepLayout::Item& it : layout.items)
@@ -940,18 +974,27 @@ absl::Status CudaBackend::MlpGateUp(const Tensor& in, int layer, const Tensor& g
 }
 
 absl::Status CudaBackend::AppendKv(int layer, const Tensor& k, const Tensor& v) {
-  uint16_t* pk = PoolK(layer);
-  uint16_t* pv = PoolV(layer);
+  if (kv_dtype_ == kernels::KvDtype::kFp8E5m2) {  // encode on the GPU, scatter to pool rows
+    KvFp8AppendParams p;
+    p.k = k.data;
+    p.v = v.data;
+    p.dst_rows = static_cast<const int64_t*>(append_rows_dev_.get());
+    p.rows = static_cast<int>(k.rows);
+    p.row_elems = static_cast<int>(row_);
+    p.pool_k = PoolK(layer);
+    p.pool_v = PoolV(layer);
+    return AppendKvRowsFp8(p, stream_);
+  }
   const uint16_t* kin = static_cast<const uint16_t*>(k.data);
   const uint16_t* vin = static_cast<const uint16_t*>(v.data);
   for (const StepLayout::Item& it : layout_->items) {
     const Seq& s = seqs_.at(it.seq);
     const size_t bytes = static_cast<size_t>(int64_t{it.tokens} * row_ * 2);
-    const int64_t dst = (s.start + it.start_pos) * row_;
-    CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(pk + dst, kin + it.row * row_, bytes, cudaMemcpyDeviceToDevice, stream_));
-    CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(pv + dst, vin + it.row * row_, bytes, cudaMemcpyDeviceToDevice, stream_));
+    const int64_t dst = s.start + it.start_pos;
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolK(layer, dst), kin + it.row * row_, bytes,
+                                         cudaMemcpyDeviceToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(PoolV(layer, dst), vin + it.row * row_, bytes,
+                                         cudaMemcpyDeviceToDevice, stream_));
   }
   return absl::OkStatus();
 }
@@ -1008,7 +1051,7 @@ absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tens
   if (!hip_batch_.empty()) {
     const bool pool = tiers_ == nullptr;
     RETURN_IF_ERROR(hip_->RunDecodeBatch(layer, hip_batch_, pool ? PoolK(layer) : nullptr,
-                                         pool ? PoolV(layer) : nullptr, stream_));
+                                         pool ? PoolV(layer) : nullptr, stream_, kv_dtype_));
   }
   for (const StepLayout::Item& it : layout_->items) {
     if (it.tokens == 1 && it.start_pos > 0) continue;  // in the batch above
@@ -1020,8 +1063,8 @@ absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tens
     }
     const Seq& s = seqs_.at(it.seq);
     RETURN_IF_ERROR(hip_->Run(it.seq, layer, qd + it.row * lq, it.tokens, it.start_pos,
-                              PoolK(layer) + s.start * row_, PoolV(layer) + s.start * row_,
-                              it.start_pos + it.tokens, od + it.row * lq, stream_));
+                              PoolK(layer, s.start), PoolV(layer, s.start),
+                              it.start_pos + it.tokens, od + it.row * lq, stream_, kv_dtype_));
   }
   return absl::OkStatus();
 }
@@ -1029,8 +1072,6 @@ absl::Status CudaBackend::HipAttentionRun(int layer, const Tensor& q, const Tens
 absl::Status CudaBackend::DenseAttention(int layer, const Tensor& q, const Tensor& out) {
   const int hd = dims_.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  uint16_t* pk = PoolK(layer);
-  uint16_t* pv = PoolV(layer);
   const int64_t lq = q.cols;
   uint16_t* qd = static_cast<uint16_t*>(q.data);
   uint16_t* od = static_cast<uint16_t*>(out.data);
@@ -1039,9 +1080,9 @@ absl::Status CudaBackend::DenseAttention(int layer, const Tensor& q, const Tenso
     const Seq& s = seqs_.at(it.seq);
     kernels::DensePrefillAttentionGpuParams a;
     a.q = qd + it.row * lq;
-    a.k = pk + s.start * row_;
-    a.v = pv + s.start * row_;
-    a.kv_dtype = kernels::KvDtype::kBf16;
+    a.k = PoolK(layer, s.start);
+    a.v = PoolV(layer, s.start);
+    a.kv_dtype = kv_dtype_;
     a.out = od + it.row * lq;
     a.num_q = it.tokens;
     a.q_offset = it.start_pos;
@@ -1058,9 +1099,9 @@ absl::Status CudaBackend::DenseAttention(int layer, const Tensor& q, const Tenso
     const StepLayout::Item& first = layout_->items[run.first_item];
     kernels::DecodeAttentionGpuParams a;
     a.q = qd + first.row * lq;
-    a.k = pk;
-    a.v = pv;
-    a.kv_dtype = kernels::KvDtype::kBf16;
+    a.k = PoolK(layer);
+    a.v = PoolV(layer);
+    a.kv_dtype = kv_dtype_;
     a.out = od + first.row * lq;
     a.kv_start = starts + meta_index;
     a.kv_len = lens + meta_index;

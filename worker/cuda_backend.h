@@ -8,19 +8,22 @@
 // un-rotated and rotated at use with the HIP.md 5 position rewrites; the same schedule and block
 // lists as the CPU backend's HipAttention).
 //
-// KV: bf16, per layer one device pool [pool_rows][local_kv_heads][head_dim] for K
-// and one for V; each sequence owns a contiguous row range (grown by doubling, moved when its
-// neighbour is taken), which the decode kernel reads through per-sequence row offsets. Memory
-// plan: weights + workspaces + KV pool within CudaBackendOptions::gpu_memory_bytes, logged at
-// Create; Create fails ResourceExhausted naming the numbers when the weights do not fit.
+// KV without offload: per layer one device pool [pool_rows][local_kv_heads][head_dim] for K
+// and one for V, in bf16 or fp8 e5m2 (CudaBackendOptions::kv_dtype, --kv_dtype; fp8 rows are
+// encoded on the GPU as they are appended, worker/cuda_kv_encode.h, and every attention kernel
+// decodes them exactly); each sequence owns a contiguous row range (grown by doubling, moved
+// when its neighbour is taken), which the decode kernel reads through per-sequence row offsets.
+// With offload (--kv_offload): worker/cuda_kv_tiers.h, fp8 e5m2 in both tiers. Memory plan:
+// weights + workspaces + KV pool within CudaBackendOptions::gpu_memory_bytes, logged at Create
+// (with the KV dtype); Create fails ResourceExhausted naming the numbers when the weights do
+// not fit.
 //
 // Tensor parallelism: a rank holds its shard (whole KV heads, an MLP slice, a vocabulary slice);
 // Model all-reduces the bf16 activations and all-gathers the fp32 logits through the
 // communicator (NCCL on the backend's stream); rank 0 un-shards them on the device and samples.
 // Written and unit-checked at world size 1 only: runs with several GPUs are issue 11's.
 //
-// Not yet: the paged tiered kvstore with the fp8 host tier (offload), CUDA graphs for decode,
-// batched HiP decode across sequences (one HiP call per sequence and layer today).
+// Not yet: CUDA graphs for decode.
 //
 // CPU builds (HIPSERVE_CUDA=OFF) link cuda_backend_cpu.cc, whose MakeCudaBackend returns
 // Unimplemented. A machine without a device gets Unavailable.

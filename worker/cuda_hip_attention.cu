@@ -223,6 +223,22 @@ __global__ void __launch_bounds__(kCopyThreads)
 
 namespace chi = cuda_hip_internal;
 
+namespace {
+
+// Element types of contiguous K/V the kernels read (InvalidArgument names them otherwise).
+absl::Status CheckKvDtype(kernels::KvDtype d) {
+  switch (d) {
+    case kernels::KvDtype::kBf16:
+    case kernels::KvDtype::kFp8E5m2:
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("CudaHipAttention: K/V dtype ",
+                                                 static_cast<int>(d),
+                                                 " is not supported; use bf16 or fp8_e5m2"));
+}
+
+}  // namespace
+
 struct CudaHipAttention::SeqState {
   HipStepInfo step;
   int64_t next_decode_step = 0;
@@ -463,12 +479,13 @@ absl::StatusOr<HipStepInfo> CudaHipAttention::CurrentStep(SequenceId seq) const 
 
 absl::Status CudaHipAttention::Run(SequenceId seq, int layer, const void* q, int num_q,
                                    int start_pos, const void* k, const void* v, int num_kv,
-                                   void* out, void* stream) {
+                                   void* out, void* stream, kernels::KvDtype kv_dtype) {
   if (k == nullptr || v == nullptr) {
     return absl::InvalidArgumentError("CudaHipAttention: k and v must be non-null");
   }
-  return RunImpl(seq, layer, q, num_q, start_pos, k, v, kernels::TieredKvSource{}, num_kv, out,
-                 stream);
+  RETURN_IF_ERROR(CheckKvDtype(kv_dtype));
+  return RunImpl(seq, layer, q, num_q, start_pos, k, v, kv_dtype, kernels::TieredKvSource{}, num_kv,
+                 out, stream);
 }
 
 absl::Status CudaHipAttention::RunTiered(SequenceId seq, int layer, const void* q, int num_q,
@@ -477,16 +494,18 @@ absl::Status CudaHipAttention::RunTiered(SequenceId seq, int layer, const void* 
   if (tiered.slot_table == nullptr || tiered.cold_pages == nullptr) {
     return absl::InvalidArgumentError("CudaHipAttention: tiered source without tables");
   }
-  return RunImpl(seq, layer, q, num_q, start_pos, nullptr, nullptr, tiered, num_kv, out, stream);
+  return RunImpl(seq, layer, q, num_q, start_pos, nullptr, nullptr, kernels::KvDtype::kFp8E5m2,
+                 tiered, num_kv, out, stream);
 }
 
 absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q, int num_q,
                                        int start_pos, const void* k, const void* v,
+                                       kernels::KvDtype k_dtype,
                                        const kernels::TieredKvSource& tiered, int num_kv, void* out,
                                        void* stream) {
   Impl& m = *impl_;
   const bool tiers = tiered.slot_table != nullptr;
-  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : kernels::KvDtype::kBf16;
+  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : k_dtype;
   kernels::TieredKvSource one = tiered;  // decode-style calls: every query is of this sequence
   one.one_sequence = true;
   m.last = Impl::LastRun{};  // also drops the held list, so it does not count as shared
@@ -721,7 +740,9 @@ void CudaHipAttention::SetBsaDecodePlanForTesting(int num_splits, int keys_per_s
 }
 
 absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<DecodeItem>& items,
-                                              const void* k, const void* v, void* stream) {
+                                              const void* k, const void* v, void* stream,
+                                              kernels::KvDtype k_dtype) {
+  RETURN_IF_ERROR(CheckKvDtype(k_dtype));
   Impl& m = *impl_;
   m.last = Impl::LastRun{};  // also drops a held list, so it does not count as shared
   const int n = static_cast<int>(items.size());
@@ -810,7 +831,7 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
     return at;
   };
   int rope_need = cfg.n_window + 2;
-  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : kernels::KvDtype::kBf16;
+  const kernels::KvDtype kv_dtype = tiers ? kernels::KvDtype::kFp8E5m2 : k_dtype;
   kernels::TieredKvSource batch_src;  // per-entry tables, filled in at launch
   batch_src.bank_k = first_src.bank_k;
   batch_src.bank_v = first_src.bank_v;

@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "common/strong_id.h"
 #include "kernels/attention_cuda/kv_source.h"
+#include "kernels/dtype/dtype.h"
 #include "kernels/hip/hip_params.h"
 #include "worker/hip_attention.h"
 
@@ -70,14 +71,16 @@ class CudaHipAttention {
                  const std::vector<int>& refresh_interval = {}, bool ends_prompt = true, int k = 0);
 
   // Attention of one layer for the step's num_q queries at positions start_pos.. over all
-  // num_kv = start_pos + num_q keys of the sequence. Device tensors, bf16 (uint16_t storage),
-  // 16-byte aligned, contiguous rows:
+  // num_kv = start_pos + num_q keys of the sequence. Device tensors, 16-byte aligned, contiguous
+  // rows; q / out bf16 (uint16_t storage), k / v in `kv_dtype` (bf16, or fp8 e5m2 codes: the
+  // backend's pool with --kv_dtype=fp8; every kernel decodes them exactly):
   //   q:    [num_q][num_heads][head_dim], un-rotated
   //   k, v: [num_kv][num_kv_heads][head_dim], the sequence's rows (k un-rotated)
   //   out:  [num_q][num_heads][head_dim]; must not alias q, k, v
   // Enqueued on `stream` (a cudaStream_t; null = legacy default stream); asynchronous.
   absl::Status Run(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
-                   const void* k, const void* v, int num_kv, void* out, void* stream);
+                   const void* k, const void* v, int num_kv, void* out, void* stream,
+                   kernels::KvDtype kv_dtype = kernels::KvDtype::kBf16);
   // The same over offloaded K/V (worker/cuda_kv_tiers.h): every kernel reads the sequence's
   // keys and values through `tiered` (fp8 e5m2 hot rows or cold pages; one sequence, b = 0).
   absl::Status RunTiered(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
@@ -99,7 +102,7 @@ class CudaHipAttention {
   // mode (cfg.extend && num_kv > extend_min_tokens) and the same final keep (BeginStep's k):
   // one group per (extend, k) pair present, two at most when no request overrides k. Every item's
   // sequence must be in a decode step (BeginStep with one token at num_kv - 1 > 0:
-  // FailedPrecondition otherwise) and appear once. K/V: the contiguous bf16 pool `k`, `v`
+  // FailedPrecondition otherwise) and appear once. K/V: the contiguous pool `k`, `v` (`kv_dtype`)
   // ([rows][num_kv_heads] [head_dim], item i's token t at row kv_row + t) when non-null; null: each
   // item's `tiered` (CudaKvTiers::Source), all with the same bank_k / bank_v. q / out rows that are
   // consecutive in item order ([n][num_heads][head_dim]) are used in place; others are copied
@@ -109,7 +112,8 @@ class CudaHipAttention {
   // cached lists are replaced, but (as with Run) kernels may have been enqueued and lists that
   // no snapshot holds may have been rewritten in place: roll a failed step back with Restore.
   absl::Status RunDecodeBatch(int layer, const std::vector<DecodeItem>& items, const void* k,
-                              const void* v, void* stream);
+                              const void* v, void* stream,
+                              kernels::KvDtype kv_dtype = kernels::KvDtype::kBf16);
 
   // Tests: fixes BsaDecodeGpuParams::num_splits / keys_per_step of every decode BSA call (0 =
   // automatic, the default), so outputs do not depend on the batch (for keys lists of one
@@ -157,10 +161,10 @@ class CudaHipAttention {
  private:
   struct Impl;
   explicit CudaHipAttention(std::unique_ptr<Impl> impl);
-  // k, v contiguous bf16 when tiered.slot_table is null, else ignored.
+  // k, v contiguous in k_dtype when tiered.slot_table is null, else ignored (fp8 tiers).
   absl::Status RunImpl(common::SequenceId seq, int layer, const void* q, int num_q, int start_pos,
-                       const void* k, const void* v, const kernels::TieredKvSource& tiered,
-                       int num_kv, void* out, void* stream);
+                       const void* k, const void* v, kernels::KvDtype k_dtype,
+                       const kernels::TieredKvSource& tiered, int num_kv, void* out, void* stream);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -11,9 +11,9 @@
 #include "common/status_macros.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kvstore/cuda_memory.h"
-#include "kvstore/fp8_e5m2.h"
 #include "kvstore/options.h"
 #include "kvstore/page_pool.h"
+#include "worker/cuda_kv_fp8.cuh"
 #include "worker/cuda_kv_tiers.h"
 
 namespace hipserve::worker {
@@ -57,18 +57,6 @@ __global__ void ApplyPageUpdates(const PageUpdate* updates, int64_t hot_pages,
   if (i == 0 && u.cold_base != 0) {
     u.pages[list * u.page_stride + u.page] = u.cold_base + list * list_page_bytes;
   }
-}
-
-// Encodes 8 bf16 (one uint4) into 8 fp8 e5m2 codes (one uint2).
-__device__ __forceinline__ uint2 EncodeFp8x8(uint4 x) {
-  const uint32_t w[4] = {x.x, x.y, x.z, x.w};
-  uint32_t out[2] = {0, 0};
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const uint16_t b = static_cast<uint16_t>(w[j / 2] >> (16 * (j % 2)));
-    out[j / 4] |= static_cast<uint32_t>(kvstore::Bf16ToFp8E5m2(b)) << (8 * (j % 4));
-  }
-  return make_uint2(out[0], out[1]);
 }
 
 // grid rows, block threads: 8 elements of the row (all local KV heads) per thread and pass.

@@ -94,6 +94,9 @@ struct MemoryPlan {
   int64_t kv_tokens = 0;      // tokens the KV store holds (offload: the host tier)
   int64_t host_kv_bytes = 0;  // KV offload: pinned host tier budget
   int64_t gpu_kv_tokens = 0;  // KV offload: tokens the hot page pool holds
+  // Element type of the KV as stored: "fp32" (CPU), "bf16" or "fp8_e5m2" (CUDA pool,
+  // --kv_dtype; always "fp8_e5m2" with offload), kernels::KvDtypeName's spelling.
+  std::string kv_dtype;
 };
 
 // Opaque per-backend state saved before a step and restored if it fails (HiP schedules, ...).

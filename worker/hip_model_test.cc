@@ -433,5 +433,26 @@ TEST(HipWorkerStateTest, ConfigureReadsHipConfigJson) {
   EXPECT_EQ(res.outputs_size(), 1);
 }
 
+// WorkerOptions::kv_dtype (--kv_dtype of `hipserve worker`) is parsed at Configure: a bad value
+// fails it naming the flag; "fp8" on the CPU backend configures (ignored there, fp32 KV).
+TEST(HipWorkerStateTest, ConfigureChecksKvDtype) {
+  v1::control::ConfigureRequest req;
+  req.set_model("builtin:tiny");
+  req.set_world_size(1);
+  req.set_rank(0);
+  WorkerOptions bad;
+  bad.kv_dtype = "int4";
+  WorkerState wb(bad);
+  auto r = wb.Configure(req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("--kv_dtype"), std::string::npos) << r.status();
+  WorkerOptions fp8;
+  fp8.kv_dtype = "fp8";
+  WorkerState wf(fp8);
+  auto ok = wf.Configure(req);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->memory_plan().kv_dtype(), "fp32");
+}
+
 }  // namespace
 }  // namespace hipserve::worker

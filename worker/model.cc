@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/cpu_backend.h"
 #include "worker/cuda_backend.h"
@@ -21,6 +22,18 @@ absl::Status CheckKvOffload(const std::string& value) {
   if (value == "auto" || value == "on" || value == "off") return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrCat("--kv_offload must be 'auto', 'on' or 'off', got '", value, "'"));
+}
+
+absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& value) {
+  if (value == "bf16") return kernels::KvDtype::kBf16;
+  if (value == "fp8") return kernels::KvDtype::kFp8E5m2;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kv_dtype must be 'bf16' or 'fp8', got '", value, "'"));
+}
+
+int64_t GpuKvPoolBytesPerToken(int num_layers, int local_kv_heads, int head_dim,
+                               kernels::KvDtype dtype) {
+  return int64_t{num_layers} * local_kv_heads * head_dim * 2 * kernels::KvDtypeBytes(dtype);
 }
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicator* comm,
@@ -43,6 +56,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(ModelWeights w, Communicato
   header.vocab_end = w.vocab_end;
   std::unique_ptr<ForwardBackend> backend;
   if (options.backend == "cpu") {
+    if (options.cuda.kv_dtype != kernels::KvDtype::kBf16) {
+      // The CPU backend has its own KV store (fp32, kvstore::SimpleKvStore): the flag of the
+      // CUDA pool does not apply; said once here rather than refused, so that one command line
+      // serves with --backend=auto on machines with and without a GPU.
+      LOG(INFO) << "--kv_dtype=fp8 applies to the CUDA backend only; the CPU backend keeps its KV "
+                   "in fp32";
+    }
     ASSIGN_OR_RETURN(backend, MakeCpuBackend(std::move(w), options));
   } else if (options.backend == "cuda") {
     ASSIGN_OR_RETURN(backend, MakeCudaBackend(std::move(w), options));

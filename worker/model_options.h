@@ -28,6 +28,11 @@ struct CudaBackendOptions {
   // host tier holds more tokens than the bf16 GPU pool would, else off. "on" with dense
   // attention (which reads every key every step) is refused.
   std::string kv_offload = "auto";
+  // Element type of the GPU-resident KV pool without offload (--kv_dtype): kBf16 (default) or
+  // kFp8E5m2 (half the bytes per token, so the same budget holds twice the tokens; new K/V rows
+  // are encoded on the GPU, round to nearest even, and the attention kernels decode them
+  // exactly). Offloaded KV is fp8 e5m2 in both tiers whatever this says.
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kBf16;
   int64_t host_kv_bytes = 0;  // offload: the host tier (pinned), > 0 required
   int64_t gpu_kv_bytes = 0;   // offload: cap on the hot pool + tables; 0 = what the budget leaves
   // Tests and benchmarks: caps the hot page pool (0 = every read from host memory); -1 = none.
@@ -71,5 +76,13 @@ absl::StatusOr<kernels::CpuWeightType> ParseCpuWeights(const std::string& name);
 // InvalidArgument unless `value` is "auto", "on" or "off" (CudaBackendOptions::kv_offload, the
 // --kv_offload flag).
 absl::Status CheckKvOffload(const std::string& value);
+// The --kv_dtype flag: "bf16" -> kBf16, "fp8" -> kFp8E5m2; anything else InvalidArgument naming
+// the flag and the values.
+absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& value);
+// Bytes one token takes in the CUDA backend's GPU-resident KV pool (no offload): K and V of
+// every layer and local KV head in `dtype`. The memory plan divides the budget left after
+// weights and workspaces by this; --gpu_kv_bytes / this is the token budget.
+int64_t GpuKvPoolBytesPerToken(int num_layers, int local_kv_heads, int head_dim,
+                               kernels::KvDtype dtype);
 
 }  // namespace hipserve::worker

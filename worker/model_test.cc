@@ -107,6 +107,54 @@ TEST(ModelTest, ParseCpuWeights) {
   EXPECT_EQ(ParseCpuWeights("").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// --kv_dtype: the two values, anything else refused naming the flag (serve / worker exit 2 with
+// this message: tests/integration/cli_test.cc).
+TEST(ModelTest, ParseKvDtype) {
+  EXPECT_EQ(*ParseKvDtype("bf16"), kernels::KvDtype::kBf16);
+  EXPECT_EQ(*ParseKvDtype("fp8"), kernels::KvDtype::kFp8E5m2);
+  for (const char* bad : {"fp16", "", "FP8", "fp8_e5m2", "e5m2"}) {
+    const absl::Status s = ParseKvDtype(bad).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("--kv_dtype must be 'bf16' or 'fp8'"), std::string::npos) << s;
+  }
+}
+
+// The GPU pool's bytes per token (the memory plan's divisor): fp8 is half of bf16, so a budget
+// holds twice the tokens. Llama-3.1-8B (32 layers, 8 KV heads of 128): 128 KiB per token in
+// bf16, 64 KiB in fp8 (the host tier's figure, docs/OFFLOAD.md); a TP-4 rank holds 2 KV heads.
+TEST(ModelTest, GpuKvPoolBytesPerTokenHalvesWithFp8) {
+  EXPECT_EQ(GpuKvPoolBytesPerToken(32, 8, 128, kernels::KvDtype::kBf16), 128 * 1024);
+  EXPECT_EQ(GpuKvPoolBytesPerToken(32, 8, 128, kernels::KvDtype::kFp8E5m2), 64 * 1024);
+  EXPECT_EQ(GpuKvPoolBytesPerToken(32, 2, 128, kernels::KvDtype::kFp8E5m2), 16 * 1024);
+  // SmolLM2-135M: 30 layers, 3 KV heads of 64.
+  EXPECT_EQ(GpuKvPoolBytesPerToken(30, 3, 64, kernels::KvDtype::kBf16), 23040);
+  const int64_t budget = int64_t{40} << 30;  // --gpu_kv_bytes=40GiB, as WorkerState divides it
+  EXPECT_EQ(budget / GpuKvPoolBytesPerToken(32, 8, 128, kernels::KvDtype::kBf16), 327680);
+  EXPECT_EQ(budget / GpuKvPoolBytesPerToken(32, 8, 128, kernels::KvDtype::kFp8E5m2), 655360);
+}
+
+// The CPU backend keeps its own fp32 KV: --kv_dtype=fp8 (a CUDA pool setting) is logged and
+// ignored, so `serve --backend=auto --kv_dtype=fp8` also runs where no GPU is visible; the plan
+// says what the KV really is.
+TEST(ModelTest, CpuBackendIgnoresFp8KvDtype) {
+  auto comm = MakeLocalCommunicator();
+  auto w = MakeBuiltinModel(BuiltinModelOptions{});
+  ASSERT_TRUE(w.ok());
+  ModelOptions bf16, fp8;
+  fp8.cuda.kv_dtype = kernels::KvDtype::kFp8E5m2;
+  auto a = Model::Create(*w, comm.get(), bf16);
+  auto b = Model::Create(*w, comm.get(), fp8);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)->memory_plan().kv_dtype, "fp32");
+  EXPECT_EQ((*a)->memory_plan().kv_bytes, (*b)->memory_plan().kv_bytes);
+  const std::vector<int32_t> ids = {3, 14, 15, 92, 65, 35};
+  auto la = (*a)->PrefillLogits(SequenceId(1), ids, 0);
+  auto lb = (*b)->PrefillLogits(SequenceId(1), ids, 0);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  EXPECT_EQ(*la, *lb);
+}
+
 // bf16 weights on the builtin model, whose weights are bf16 values already (builtin_model.cc):
 // rounding them changes nothing, so the bf16 model's logits must equal the fp32 model's up to
 // fp32 summation order (prefill: sgemm on bf16 widened per block; decode rows: the bf16 GEMV,

@@ -141,6 +141,8 @@ absl::Status RunWorker(const WorkerMainOptions& o, const std::atomic<bool>* stop
   wo.cpu_weights = o.cpu_weights;
   RETURN_IF_ERROR(CheckKvOffload(o.kv_offload));  // fail before registering
   wo.kv_offload = o.kv_offload;
+  RETURN_IF_ERROR(ParseKvDtype(o.kv_dtype).status());  // fail before registering
+  wo.kv_dtype = o.kv_dtype;
   RETURN_IF_ERROR(ParseCpuWeights(o.cpu_weights).status());  // fail before registering
   wo.coordinator = o.coordinator;
   wo.collective_timeout_s = o.collective_timeout_s;

@@ -30,6 +30,7 @@ struct WorkerMainOptions {
   bool force_nccl = false;            // NCCL at world size 1 too (or HIPSERVE_FORCE_NCCL=1)
   int device = -1;                    // CUDA device; -1 = rank % visible devices
   std::string kv_offload = "auto";    // CUDA backend: "auto", "on", "off" (ModelOptions)
+  std::string kv_dtype = "bf16";      // CUDA backend, GPU KV pool without offload: "bf16", "fp8"
   // Refuse to join a coordinator whose world size / model differs (0 / "" = accept any).
   int expected_world_size = 0;
   std::string expected_model;

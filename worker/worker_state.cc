@@ -56,6 +56,7 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
   mo.cuda.device = options_.device;
   mo.cuda.kv_offload = options_.kv_offload;
+  ASSIGN_OR_RETURN(mo.cuda.kv_dtype, ParseKvDtype(options_.kv_dtype));
   ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =
       options_.host_kv_bytes > 0 ? options_.host_kv_bytes : req.host_kv_bytes();
@@ -63,9 +64,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mo.cuda.host_kv_bytes = host_bytes;  // the offloaded KV's host tier (CUDA, --kv_offload)
   mo.cuda.gpu_kv_bytes = gpu_bytes;
   if (mo.backend == "cuda" && gpu_bytes > 0) {
-    // bf16 K and V for every layer and local KV head, in GPU memory.
-    const int64_t per_token =
-        int64_t{shard.dims.num_layers} * shard.local_kv_heads() * shard.dims.head_dim * 2 * 2;
+    // K and V for every layer and local KV head, in GPU memory (bf16, or fp8 with --kv_dtype).
+    const int64_t per_token = GpuKvPoolBytesPerToken(shard.dims.num_layers, shard.local_kv_heads(),
+                                                     shard.dims.head_dim, mo.cuda.kv_dtype);
     mo.kv_budget_tokens = gpu_bytes / per_token;
     if (mo.kv_budget_tokens < 1) {
       return absl::InvalidArgumentError(absl::StrCat("GPU KV budget of ", gpu_bytes,
@@ -108,12 +109,13 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mp->set_kv_tokens(plan.kv_tokens);
   mp->set_host_kv_bytes(plan.host_kv_bytes);
   mp->set_gpu_kv_tokens(plan.gpu_kv_tokens);
+  mp->set_kv_dtype(plan.kv_dtype);
   *resp.mutable_tokenizer() = std::move(source.tokenizer);
   LOG(INFO) << "configured " << d.name << ": " << d.num_layers << " layers, hidden " << d.hidden
             << ", vocab " << d.vocab_size << ", max context " << model_->max_context()
             << ", backend " << model_->backend_name() << ", weights " << model_->dtype_name()
-            << ", rank " << req.rank() << " of " << req.world_size() << " (" << comm_kind_
-            << " communicator)";
+            << ", KV " << plan.kv_dtype << ", rank " << req.rank() << " of " << req.world_size()
+            << " (" << comm_kind_ << " communicator)";
   return resp;
 }
 

@@ -39,6 +39,7 @@ struct WorkerOptions {
   bool force_nccl = false;
   int device = 0;  // CUDA backend: the device this worker uses (CudaBackendOptions::device)
   std::string kv_offload = "auto";  // CUDA backend: CudaBackendOptions::kv_offload
+  std::string kv_dtype = "bf16";    // CUDA backend: CudaBackendOptions::kv_dtype ("bf16", "fp8")
   // Random per process; reported in Stats so the coordinator tells a restarted worker on the
   // same address from the one it replaced.
   std::string instance_id;

@@ -195,7 +195,8 @@ absl::Status RunInspect(const std::string& server, std::ostream& out) {
   out << "memory:       " << mp.device() << ": weights " << mp.weights_bytes() / kGiB
       << " GiB, workspaces " << mp.workspace_bytes() / kGiB << " GiB, KV " << mp.kv_bytes() / kGiB
       << " GiB of budget " << mp.budget_bytes() / kGiB << " GiB\n"
-      << "kv:           " << server_info.kv_capacity_tokens() << " tokens capacity";
+      << "kv:           " << server_info.kv_capacity_tokens() << " tokens capacity"
+      << (mp.kv_dtype().empty() ? "" : " (" + mp.kv_dtype() + ")");
   if (mp.host_kv_bytes() > 0) {
     out << " (offloaded: host tier " << mp.host_kv_bytes() / kGiB << " GiB fp8, GPU hot pages "
         << mp.gpu_kv_tokens() << " tokens)";

@@ -49,6 +49,11 @@ ABSL_FLAG(std::string, serve_kv_offload, "auto",
           "--host_kv_bytes per worker) with a GPU pool of hot pages read first; 'off' keeps bf16 "
           "KV in GPU memory only; 'auto' = on with --attention=hip when the host tier holds more "
           "tokens than the GPU pool would, else off.");
+ABSL_FLAG(std::string, serve_kv_dtype, "bf16",
+          "CUDA backend: element type of the KV kept in GPU memory without offload: 'bf16' or "
+          "'fp8' (e5m2: half the bytes per token, so the same budget holds twice the tokens; "
+          "logits move by a few % of their range). Offloaded KV is fp8 whatever this says; the "
+          "CPU backend keeps fp32 KV and logs that it ignores 'fp8'.");
 ABSL_FLAG(double, serve_ready_timeout_s, 600,
           "How long to wait for the workers to be ready, in seconds, > 0.");
 ABSL_FLAG(std::string, serve_tls_ca_file, "",
@@ -133,6 +138,7 @@ absl::Status CheckServeFlags() {
   }
   const std::string kv_offload = absl::GetFlag(FLAGS_serve_kv_offload);
   RETURN_IF_ERROR(worker::CheckKvOffload(kv_offload));
+  RETURN_IF_ERROR(worker::ParseKvDtype(absl::GetFlag(FLAGS_serve_kv_dtype)).status());
   const std::vector<int> gpus = absl::GetFlag(FLAGS_serve_gpus).values;
   if (!gpus.empty() && static_cast<int>(gpus.size()) < tp) {
     return absl::InvalidArgumentError(
@@ -269,7 +275,8 @@ int ServeCommand(const std::string& self, const std::vector<std::string>& args) 
                                      "--backend=" + backend,
                                      "--cpu_weights=" + cpu_weights,
                                      absl::StrCat("--gpu_memory_bytes=", gpu_memory_bytes),
-                                     "--kv_offload=" + absl::GetFlag(FLAGS_serve_kv_offload)};
+                                     "--kv_offload=" + absl::GetFlag(FLAGS_serve_kv_offload),
+                                     "--kv_dtype=" + absl::GetFlag(FLAGS_serve_kv_dtype)};
     if (backend == "cuda") {
       args.push_back(absl::StrCat("--device=", gpus.empty() ? r : gpus[r]));
     }

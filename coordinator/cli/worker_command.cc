@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/tls/tls.h"
 #include "coordinator/cli/commands.h"
+#include "worker/model_options.h"
 #include "worker/worker_main.h"
 
 using hipserve::flags::ByteSize;
@@ -71,6 +72,11 @@ ABSL_FLAG(std::string, worker_kv_offload, WorkerMainOptions().kv_offload,
           "--host_kv_bytes) with a GPU pool of hot pages read first; 'off' keeps bf16 KV in GPU "
           "memory only; 'auto' = on with HiP attention when the host tier holds more tokens than "
           "the GPU pool would, else off.");
+ABSL_FLAG(std::string, worker_kv_dtype, WorkerMainOptions().kv_dtype,
+          "CUDA backend: element type of the KV kept in GPU memory without offload: 'bf16' or "
+          "'fp8' (e5m2: half the bytes per token, so the same budget holds twice the tokens; "
+          "logits move by a few % of their range). Offloaded KV is fp8 whatever this says; the "
+          "CPU backend keeps fp32 KV and logs that it ignores 'fp8'.");
 
 namespace hipserve::cli {
 
@@ -101,6 +107,8 @@ absl::StatusOr<WorkerMainOptions> WorkerOptionsFromFlags() {
   o.tls.ca_file = absl::GetFlag(FLAGS_worker_worker_tls_ca_file);
   RETURN_IF_ERROR(tls::CheckMutualTlsFiles(o.tls, "--worker_tls_"));
   o.kv_offload = absl::GetFlag(FLAGS_worker_kv_offload);
+  o.kv_dtype = absl::GetFlag(FLAGS_worker_kv_dtype);
+  RETURN_IF_ERROR(worker::ParseKvDtype(o.kv_dtype).status());
   RETURN_IF_ERROR(CheckFlag(o.rank >= -1, "rank", ">= 0 (or -1)", o.rank));
   RETURN_IF_ERROR(
       CheckFlag(o.register_timeout_s > 0, "register_timeout_s", "> 0", o.register_timeout_s));

@@ -64,9 +64,10 @@ std::vector<std::string> ServerFlags(std::vector<std::string> own) {
 // Every flag of every subcommand, as documented in README.md / docs.
 const std::map<std::string, std::vector<std::string>>& CommandFlags() {
   static const auto* m = new std::map<std::string, std::vector<std::string>>{
-      {"serve", ServerFlags({"tp", "backend", "gpu_memory_bytes", "cpu_weights", "prompt", "chat",
-                             "max_tokens", "temperature", "ready_timeout_s", "gpus", "tls_ca_file",
-                             "kv_offload", "worker_restart_limit", "worker_restart_backoff_s"})},
+      {"serve",
+       ServerFlags({"tp", "backend", "gpu_memory_bytes", "cpu_weights", "prompt", "chat",
+                    "max_tokens", "temperature", "ready_timeout_s", "gpus", "tls_ca_file",
+                    "kv_offload", "kv_dtype", "worker_restart_limit", "worker_restart_backoff_s"})},
       {"coordinator",
        ServerFlags({"control_host", "control_port", "world_size", "control_port_file"})},
       {"worker",
@@ -90,7 +91,8 @@ const std::map<std::string, std::vector<std::string>>& CommandFlags() {
         "worker_tls_cert_file",
         "worker_tls_key_file",
         "worker_tls_ca_file",
-        "kv_offload"}},
+        "kv_offload",
+        "kv_dtype"}},
       {"generate",
        {"server", "prompt", "chat", "system", "max_tokens", "temperature", "top_p", "top_k", "seed",
         "seeded", "stop", "ignore_eos", "timeout_s", "wait_ready_s", "tls_ca_file", "tls_cert_file",
@@ -164,6 +166,8 @@ TEST_F(CliTest, BadValuesAndForeignFlagsAreRefusedNamingTheFlag) {
       {{"serve", "--port=70000"}, "--port must be in [0, 65535], got 70000"},
       {{"serve", "--tp=0"}, "--tp must be > 0"},
       {{"serve", "--kv_offload=maybe"}, "--kv_offload must be 'auto', 'on' or 'off'"},
+      {{"serve", "--kv_dtype=fp16"}, "--kv_dtype must be 'bf16' or 'fp8', got 'fp16'"},
+      {{"worker", "--kv_dtype=e5m2"}, "--kv_dtype must be 'bf16' or 'fp8', got 'e5m2'"},
       {{"serve", "--max_batch=0"}, "--max_batch must be >= 1"},
       {{"serve", "--host_kv_bytes=lots"}, "--host_kv_bytes: 'lots' is not a valid bytes"},
       {{"serve", "--gpu_memory_bytes=-1G"}, "--gpu_memory_bytes:"},

@@ -244,6 +244,7 @@ TEST_F(ServeTest, ServerInfoReportsTheMemoryPlan) {
   ASSERT_TRUE(stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info).ok());
   EXPECT_EQ(info.backend(), "cpu");
   EXPECT_EQ(info.memory_plan().device(), "cpu");
+  EXPECT_EQ(info.memory_plan().kv_dtype(), "fp32");  // the CPU backend's own KV store
   EXPECT_GT(info.memory_plan().weights_bytes(), 0);
   EXPECT_GT(info.memory_plan().kv_tokens(), 0);
   EXPECT_GT(info.memory_plan().kv_bytes(), 0);
