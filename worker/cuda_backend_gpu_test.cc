@@ -333,19 +333,26 @@ TEST(CudaBackendGpuTest, HipMatchesCpuHip) {
 }
 
 // Continuous batching on the GPU: a step mixing a prefill chunk with decode tokens of other
-// sequences gives each sequence the tokens it gets alone.
+// sequences gives each sequence the tokens it gets alone, with the KV pool in bf16 and in fp8
+// (--kv_dtype=fp8: the decode runs read every sequence's fp8 rows through its row offset).
 TEST(CudaBackendGpuTest, MixedStepsMatchSequencesAlone) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   auto comm = MakeLocalCommunicator();
-  auto gpu = Make(comm.get(), "cuda");
-  ASSERT_NE(gpu, nullptr);
-  const auto prompts = Prompts(gpu->dims().vocab_size);
-  std::vector<std::vector<int32_t>> alone;
-  for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(Greedy(*gpu, 10 + i, prompts[i], 12));
-  const std::vector<std::vector<int32_t>> batched = StaggeredGreedy(*gpu, prompts, 20, 12);
-  ASSERT_EQ(batched.size(), prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ(batched[i], alone[i]) << "sequence " << i;
+  for (const kernels::KvDtype dtype : {kernels::KvDtype::kBf16, kernels::KvDtype::kFp8E5m2}) {
+    ModelOptions mo;
+    mo.cuda.kv_dtype = dtype;
+    auto gpu = Make(comm.get(), "cuda", mo);
+    ASSERT_NE(gpu, nullptr);
+    const auto prompts = Prompts(gpu->dims().vocab_size);
+    std::vector<std::vector<int32_t>> alone;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      alone.push_back(Greedy(*gpu, 10 + i, prompts[i], 12));
+    }
+    const std::vector<std::vector<int32_t>> batched = StaggeredGreedy(*gpu, prompts, 20, 12);
+    ASSERT_EQ(batched.size(), prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(batched[i], alone[i]) << "sequence " << i << ", KV " << kernels::KvDtypeName(dtype);
+    }
   }
 }
 
@@ -506,15 +513,18 @@ TEST(CudaBackendGpuTest, OffloadGivesTheSameBitsFromEveryTier) {
 }
 
 // HiP decode batched across sequences (CudaHipAttention::RunDecodeBatch: one mask and one BSA
-// call per layer for all decode tokens of a step), with the KV in the bf16 pool and offloaded
-// (evicting hot pool): sequences joining one step apart (so prefill chunks share steps with
-// decodes, and the sequences' refresh phases differ; stages cached and refreshed on
-// (6, 3, 2)) give the greedy tokens each sequence gets alone (batch of one).
+// call per layer for all decode tokens of a step), with the KV in the bf16 pool, in the fp8
+// pool (--kv_dtype=fp8) and offloaded (evicting hot pool): sequences joining one step apart (so
+// prefill chunks share steps with decodes, and the sequences' refresh phases differ; stages
+// cached and refreshed on (6, 3, 2)) give the greedy tokens each sequence gets alone (batch of
+// one).
 TEST(CudaBackendGpuTest, HipBatchedDecodeMatchesSequencesAlone) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   auto comm = MakeLocalCommunicator();
-  for (const bool offload : {false, true}) {
+  for (const int mode : {0, 1, 2}) {  // bf16 pool, fp8 pool, offload
+    const bool offload = mode == 2;
     ModelOptions mo = offload ? OffloadHip(256) : SmallHip();
+    if (mode == 1) mo.cuda.kv_dtype = kernels::KvDtype::kFp8E5m2;
     mo.hip.mask_refresh_interval = {6, 3, 2};
     auto gpu = Make(comm.get(), "cuda", mo);
     ASSERT_NE(gpu, nullptr);
@@ -528,7 +538,10 @@ TEST(CudaBackendGpuTest, HipBatchedDecodeMatchesSequencesAlone) {
     const std::vector<std::vector<int32_t>> batched = StaggeredGreedy(*gpu, prompts, 20, kTokens);
     ASSERT_EQ(batched.size(), prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) {
-      EXPECT_EQ(batched[i], alone[i]) << "sequence " << i << (offload ? " (offload)" : " (pool)");
+      EXPECT_EQ(batched[i], alone[i]) << "sequence " << i
+                                      << (offload     ? " (offload)"
+                                          : mode == 1 ? " (fp8 pool)"
+                                                      : " (pool)");
       ASSERT_TRUE(gpu->Release(SequenceId(20 + i)).ok());
     }
   }
@@ -594,6 +607,164 @@ TEST(CudaBackendGpuTest, OffloadHostTierFullIsResourceExhausted) {
     EXPECT_EQ(t.size(), 8u);
   }
   EXPECT_EQ((*m)->kv_tokens(), 0);
+}
+
+// ---- fp8 KV pool without offload (--kv_dtype=fp8) ----
+
+ModelOptions WithKvDtype(ModelOptions mo, kernels::KvDtype dtype) {
+  mo.cuda.kv_dtype = dtype;
+  return mo;
+}
+
+// The same GPU budget holds twice the tokens in fp8; the plan says which dtype the KV has (the
+// worker log and GetServerInfo's memory_plan.kv_dtype report it). Offloaded KV is fp8 whatever
+// --kv_dtype says.
+TEST(CudaBackendGpuTest, Fp8PoolPlanHoldsTwiceTheTokens) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  ModelOptions base;
+  base.cuda.gpu_memory_bytes = int64_t{1} << 30;  // fixed: free memory changes as models load
+  auto bf16 = Make(comm.get(), "cuda", base);
+  auto fp8 = Make(comm.get(), "cuda", WithKvDtype(base, kernels::KvDtype::kFp8E5m2));
+  auto offload = Make(comm.get(), "cuda", OffloadHip(-1));
+  ASSERT_NE(bf16, nullptr);
+  ASSERT_NE(fp8, nullptr);
+  ASSERT_NE(offload, nullptr);
+  const MemoryPlan pb = bf16->memory_plan(), pf = fp8->memory_plan();
+  std::printf(
+      "[ fp8 plan ] bf16 pool %lld tokens (%lld bytes), fp8 pool %lld tokens (%lld bytes)\n",
+      static_cast<long long>(pb.kv_tokens), static_cast<long long>(pb.kv_bytes),
+      static_cast<long long>(pf.kv_tokens), static_cast<long long>(pf.kv_bytes));
+  EXPECT_EQ(pb.kv_dtype, "bf16");
+  EXPECT_EQ(pf.kv_dtype, "fp8_e5m2");
+  EXPECT_EQ(offload->memory_plan().kv_dtype, "fp8_e5m2");
+  EXPECT_EQ(pb.weights_bytes, pf.weights_bytes);
+  EXPECT_EQ(pb.workspace_bytes, pf.workspace_bytes);
+  // Both pools fill what the budget leaves (rounded down to 64-token granules), below the
+  // default kv_budget_tokens cap (2^20) for the test models at 1 GiB.
+  ASSERT_LT(pf.kv_tokens, int64_t{1} << 20);
+  EXPECT_GE(pf.kv_tokens, 2 * pb.kv_tokens);
+  EXPECT_LE(pf.kv_tokens, 2 * pb.kv_tokens + 128);
+  EXPECT_EQ(fp8->kv_capacity_tokens(), pf.kv_tokens);
+  EXPECT_NEAR(static_cast<double>(pf.kv_bytes), static_cast<double>(pb.kv_bytes),
+              0.01 * static_cast<double>(pb.kv_bytes));
+}
+
+// Logits of `prompt` then of each of `tokens` fed one decode step at a time (teacher forcing):
+// rows[j] is what predicts tokens[j]. Releases the sequence. Empty on failure (reported).
+std::vector<std::vector<float>> ForcedLogits(Model& m, uint64_t seq,
+                                             const std::vector<int32_t>& prompt,
+                                             const std::vector<int32_t>& tokens) {
+  const int vocab = m.dims().vocab_size;
+  std::vector<std::vector<float>> rows;
+  auto l = m.PrefillLogits(SequenceId(seq), prompt, 0);
+  EXPECT_TRUE(l.ok()) << l.status();
+  if (!l.ok()) return {};
+  rows.emplace_back(l->end() - vocab, l->end());
+  int pos = static_cast<int>(prompt.size());
+  for (size_t j = 0; j + 1 < tokens.size(); ++j) {
+    auto d = m.PrefillLogits(SequenceId(seq), {tokens[j]}, pos++);  // a decode step
+    EXPECT_TRUE(d.ok()) << d.status();
+    if (!d.ok()) return {};
+    rows.push_back(*std::move(d));
+  }
+  EXPECT_TRUE(m.Release(SequenceId(seq)).ok());
+  return rows;
+}
+
+// --kv_dtype=fp8 without offload against the bf16 pool, dense and HiP: the fp8 pool's greedy
+// tokens, generated for several sequences at once (staggered: prefill chunks share steps with
+// the others' batched decodes), then replayed one decode step at a time through both pools:
+// every row's logits within the fp8-vs-bf16 bounds of OffloadStaysCloseToBf16Kv (A5 on SmolLM2:
+// mean < 0.05, worst < 0.5 of max|logit|), the replay on the fp8 pool picks the batched run's
+// tokens, and each token is one the bf16 pool ranks within that tolerance of its best (greedy
+// runs of the two pools may part at a near tie, as any fp8 KV run does). In HiP mode also
+// against the offloaded KV, which stores the same fp8 codes (printed; expected bit-identical).
+TEST(CudaBackendGpuTest, Fp8PoolStaysCloseToBf16Pool) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  for (const bool hip : {false, true}) {
+    const ModelOptions mo = hip ? SmallHip() : ModelOptions{};
+    const char* tag = hip ? "hip" : "dense";
+    auto bf16 = Make(comm.get(), "cuda", mo);
+    auto fp8 = Make(comm.get(), "cuda", WithKvDtype(mo, kernels::KvDtype::kFp8E5m2));
+    ASSERT_NE(bf16, nullptr);
+    ASSERT_NE(fp8, nullptr);
+    EXPECT_EQ(fp8->memory_plan().kv_dtype, "fp8_e5m2");
+    const int vocab = bf16->dims().vocab_size;
+    const auto prompts = hip ? SeededPrompts(vocab, {300, 150, 700}, 31337)
+                             : SeededPrompts(vocab, {7, 64, 150, 300}, 31337);
+    constexpr size_t kTokens = 24;
+    const std::vector<std::vector<int32_t>> g = StaggeredGreedy(*fp8, prompts, 40, kTokens);
+    ASSERT_EQ(g.size(), prompts.size());
+    double all_worst = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_EQ(g[i].size(), kTokens) << tag << " sequence " << i;
+      ASSERT_TRUE(fp8->Release(SequenceId(40 + i)).ok());
+      const auto lb = ForcedLogits(*bf16, 60 + i, prompts[i], g[i]);
+      const auto lf = ForcedLogits(*fp8, 60 + i, prompts[i], g[i]);
+      ASSERT_EQ(lb.size(), kTokens);
+      ASSERT_EQ(lf.size(), kTokens);
+      double worst = 0, mean = 0, worst_gap = 0, mean_gap = 0, replay_gap = 0;
+      int same_argmax = 0, replay_same = 0;
+      for (size_t j = 0; j < kTokens; ++j) {
+        const float* b = lb[j].data();
+        const float* f = lf[j].data();
+        for (int v = 0; v < vocab; ++v) ASSERT_TRUE(std::isfinite(f[v])) << tag << " row " << j;
+        const RowError e = CompareRow(b, f, vocab);
+        worst = std::max(worst, e.worst);
+        mean += e.mean / kTokens;
+        const int fb = static_cast<int>(std::max_element(b, b + vocab) - b);
+        const int ff = static_cast<int>(std::max_element(f, f + vocab) - f);
+        float range = 0, frange = 0;
+        for (int v = 0; v < vocab; ++v) range = std::max(range, std::fabs(b[v]));
+        for (int v = 0; v < vocab; ++v) frange = std::max(frange, std::fabs(f[v]));
+        const double gap = (b[fb] - b[g[i][j]]) / range;
+        replay_gap = std::max(replay_gap, static_cast<double>(f[ff] - f[g[i][j]]) / frange);
+        worst_gap = std::max(worst_gap, gap);
+        mean_gap += gap / kTokens;
+        same_argmax += fb == g[i][j];
+        replay_same += ff == g[i][j];
+      }
+      all_worst = std::max(all_worst, worst);
+      std::printf(
+          "[ fp8 pool %s ] prompt %zu tokens, %zu greedy tokens: logits worst %.4f mean %.5f of "
+          "max|logit|; bf16 pool's argmax = fp8 token at %d/%zu (gap worst %.4f mean %.5f); "
+          "replay on the fp8 pool picks it at %d/%zu (gap worst %.5f)\n",
+          tag, prompts[i].size(), kTokens, worst, mean, same_argmax, kTokens, worst_gap, mean_gap,
+          replay_same, kTokens, replay_gap);
+      EXPECT_LT(mean, 0.05) << tag << " prompt of " << prompts[i].size() << " tokens";
+      EXPECT_LT(worst, 0.5) << tag << " prompt of " << prompts[i].size() << " tokens";
+      EXPECT_LT(worst_gap, 0.5) << tag << " prompt of " << prompts[i].size() << " tokens";
+      EXPECT_LT(mean_gap, 0.05) << tag << " prompt of " << prompts[i].size() << " tokens";
+      // The batched run (several sequences per decode call) and the replay (one sequence) read
+      // the same fp8 rows: the same token, or (GEMM shapes differ: the replay's prompt step
+      // computes every row's logits) one tied with it within 1% of max|logit|. A batched call
+      // that read another sequence's rows would be off by far more.
+      EXPECT_LT(replay_gap, 0.01) << tag << " sequence " << i;
+    }
+    EXPECT_GT(all_worst, 0.0) << tag << ": fp8 KV cannot equal bf16 KV bit for bit";
+    if (hip) {
+      // The offloaded tiers hold the same fp8 codes (one encoder, worker/cuda_kv_fp8.cuh).
+      auto off = Make(comm.get(), "cuda", OffloadHip(-1));
+      ASSERT_NE(off, nullptr);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        auto lf = fp8->PrefillLogits(SequenceId(80 + i), prompts[i], 0);
+        auto lo = off->PrefillLogits(SequenceId(80 + i), prompts[i], 0);
+        ASSERT_TRUE(lf.ok()) << lf.status();
+        ASSERT_TRUE(lo.ok()) << lo.status();
+        const size_t last = (prompts[i].size() - 1) * vocab;
+        const RowError e = CompareRow(lo->data() + last, lf->data() + last, vocab);
+        std::printf("[ fp8 pool vs offload ] prompt %zu tokens: %s; last row worst %.5f\n",
+                    prompts[i].size(), *lf == *lo ? "identical logits" : "logits differ", e.worst);
+        // Same keys and values, same block lists; at most the kernels' summation order differs
+        // between contiguous and tiered reads (the HiP bound of HipMatchesCpuHip).
+        EXPECT_LT(e.worst, 0.15) << "prompt of " << prompts[i].size() << " tokens";
+        ASSERT_TRUE(fp8->Release(SequenceId(80 + i)).ok());
+        ASSERT_TRUE(off->Release(SequenceId(80 + i)).ok());
+      }
+    }
+  }
 }
 
 }  // namespace
