@@ -1,8 +1,8 @@
 // CudaHipAttention: HiP sparse attention for the worker's CUDA forward pass, the GPU twin of
 // HipAttention (worker/hip_attention.h). Same options, same per-sequence schedule (BeginStep),
 // same selection, called per (sequence, layer) exactly as the CPU backend calls
-// HipAttention::Run, on bf16 device tensors, or (RunDecodeBatch) for the decode tokens of many
-// sequences of one layer at once. Built on the tested kernels:
+// HipAttention::Run, on bf16 device tensors (K/V bf16 or fp8 e5m2), or (RunDecodeBatch) for the
+// decode tokens of many sequences of one layer at once. Built on the tested kernels:
 //   - prefill rows (64-query blocks aligned to absolute positions): HipPrefillMaskGpu
 //     (kernels/hip_cuda/prefill_mask.h) + BsaPrefillAttentionGpu (attention_cuda/bsa_prefill.h);
 //   - the last HipConfig::tail_queries queries of a prefill step (one row each) and decode
