@@ -433,8 +433,8 @@ absl::StatusOr<std::unique_ptr<CudaHipAttention>> CudaHipAttention::Create(
         absl::StrCat("CudaHipAttention: last chunk size ", cfg.block_size(),
                      " is not supported (supported: ", kernels::kBsaBlockSize, ")"));
   }
-  // Every representative option runs in the decode mask (decode steps, prefill tail rows);
-  // prefill steps with 64-query rows refuse all but probes where they run (RunImpl).
+  // Every representative option runs in the decode mask (decode steps, prefill tail rows) and in
+  // the prefill mask (64-query rows); prefill steps check kPrefill where they run (RunImpl).
   RETURN_IF_ERROR(
       kernels::HipConfigRunsOnGpu(cfg, kernels::HipGpuMaskPath::kDecode, "CudaHipAttention"));
   if (cfg.num_stages() > kernels::kHipGpuMaxStages) {
@@ -566,6 +566,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     pm.tiered = tiered;
     pm.num_q = rows_q;
     pm.q_offset = start_pos;
+    pm.num_kv = num_kv;  // the tail's keys too: page bounds' open page, as HipAttention
     pm.num_heads = heads;
     pm.num_kv_heads = kvh;
     pm.head_dim = d;

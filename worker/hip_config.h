@@ -6,13 +6,13 @@
 //   extend                                                 bool
 //   pruning_positions                                      "relative" | "chunk_indexed" | "real"
 //   stage1_representatives          "probes" (default) | "page_bound" | "block_means" | "exact"
-//                                   (HIP.md 2.1; all but probes are CPU-reference only so far)
+//                                   (HIP.md 2.1; CPU reference, GPU decode and prefill masks)
 //   stage_representatives           the same names, for every pruning stage:
 //                                   one name (all stages) or a list with one per stage, e.g.
 //                                   ["page_bound", "page_bound", "exact"]; entry 0 is stage 1
 //                                   (must agree with stage1_representatives if both are given);
 //                                   absent = stage1_representatives, then probes (the default;
-//                                   docs/HIP_NOTES.md 7). CPU reference only so far.
+//                                   docs/HIP_NOTES.md 7). CPU and CUDA backends.
 //   mean_block_size                 integer: keys per block mean (divides chunk_sizes[0])
 //   layer_overrides   list of {"layers": [int...], "k": int, "pruning_positions": str};
 //                     given = replaces the default list ([] = no overrides); inside an entry

@@ -88,15 +88,16 @@ struct HipConfig {
   std::vector<HipLayerOverride> layer_overrides = {
       HipLayerOverride{{0, 1, 2}, 4096, PruningPositions::kChunkIndexed}};
   // Stage-1 chunk scores (HIP.md 2.1), every layer. kProbes is HIP.md 2's binary descent; the
-  // GPU decode mask implements every option, the GPU prefill mask only kProbes
-  // (HipGpuMaskImplements); see docs/HIP_NOTES.md 6 for measurements.
+  // GPU decode and prefill masks implement every option (HipGpuMaskImplements); see
+  // docs/HIP_NOTES.md 6 for measurements.
   Stage1Representatives stage1_representatives = Stage1Representatives::kProbes;
   // kBlockMeans: keys per mean block (> 0, dividing chunk_sizes[0]; HIP.md 2.1 names 8 or 16).
   int mean_block_size = 16;
   // Chunk scores of the stages after the first (issue 12: stage 2 misses short spans exactly as
   // stage 1 does): empty = probes (HIP.md 2, today's behaviour), else one entry per stage
-  // s >= 1 (num_stages() - 1 entries). On the GPU: decode mask only (HipGpuMaskImplements);
-  // see docs/HIP_NOTES.md 7. JSON: "stage_representatives" lists all stages.
+  // s >= 1 (num_stages() - 1 entries). On the GPU: decode and prefill masks
+  // (HipGpuMaskImplements); see docs/HIP_NOTES.md 7. JSON: "stage_representatives" lists all
+  // stages.
   std::vector<Stage1Representatives> later_stage_representatives;
 
   int num_stages() const { return static_cast<int>(chunk_sizes.size()); }
@@ -135,9 +136,10 @@ struct PruningSpec {
 PruningSpec PruningSpecForLayer(const HipConfig& config, int layer);
 
 // The GPU mask kernels a check is for (docs/HIP_NOTES.md 7, "GPU"):
-//   kDecode:  HipDecodeMaskGpu (decode steps, and the prefill tail's one-query rows); every
-//             option at every stage (probes, page_bound, block_means, exact);
-//   kPrefill: HipPrefillMaskGpu (64-query rows of a prefill step); kProbes only.
+//   kDecode:  HipDecodeMaskGpu (decode steps, and the prefill tail's one-query rows);
+//   kPrefill: HipPrefillMaskGpu (64-query rows of a prefill step).
+// Both implement every option at every stage (probes, page_bound, block_means, exact); the
+// checks stay so that a future option, or one a path drops, is refused by name.
 enum class HipGpuMaskPath { kDecode, kPrefill };
 
 // "decode", "prefill".

@@ -1,8 +1,8 @@
 // Representatives at every pruning stage (PruningSpec::later_stages, issue 12 item 1): a
 // single high-scoring key inside a 32-key stage-2 chunk that the stage-2 probes miss is kept by
 // page bounds, block means and exact scores applied to all stages; the default (empty list) is
-// bit-identical to probes; the GPU checks accept every option for the decode mask and refuse
-// every non-probes stage for the prefill mask.
+// bit-identical to probes; the GPU checks accept every option for the decode and the prefill
+// mask.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -251,19 +251,20 @@ TEST(StageRepresentativesTest, ConfigCarriesTheListAndValidatesIt) {
   EXPECT_FALSE(ValidateHipConfig(c).ok());
 }
 
-// The shared GPU checks tell the two GPU mask paths apart: the decode mask (HipDecodeMaskGpu,
-// HipDecodeGraphs, CudaHipAttention::Create) implements every option at every stage; the
-// prefill mask (HipPrefillMaskGpu, CudaHipAttention's prefill steps) refuses anything but probes
-// at any stage, naming the option, the stage and the path.
-TEST(StageRepresentativesTest, GpuChecksTellDecodeFromPrefill) {
+// The shared GPU checks: the decode mask (HipDecodeMaskGpu, HipDecodeGraphs,
+// CudaHipAttention::Create) and the prefill mask (HipPrefillMaskGpu, CudaHipAttention's prefill
+// steps) both implement every option at every stage, in every kind of layer; a value neither
+// knows is refused, naming the field, the stage and the path.
+TEST(StageRepresentativesTest, GpuChecksAcceptEveryOptionOnBothPaths) {
   using P = HipGpuMaskPath;
   EXPECT_STREQ(HipGpuMaskPathName(P::kDecode), "decode");
   EXPECT_STREQ(HipGpuMaskPathName(P::kPrefill), "prefill");
   for (int stage = 0; stage < 4; ++stage) {
     for (R r : {R::kProbes, R::kPageBound, R::kBlockMeans, R::kExact}) {
       EXPECT_TRUE(HipGpuMaskImplements(P::kDecode, stage, r)) << stage;
-      EXPECT_EQ(HipGpuMaskImplements(P::kPrefill, stage, r), r == R::kProbes) << stage;
+      EXPECT_TRUE(HipGpuMaskImplements(P::kPrefill, stage, r)) << stage;
     }
+    EXPECT_FALSE(HipGpuMaskImplements(P::kPrefill, stage, static_cast<R>(17)));
   }
   HipConfig c;
   for (P path : {P::kDecode, P::kPrefill}) {
@@ -273,37 +274,44 @@ TEST(StageRepresentativesTest, GpuChecksTellDecodeFromPrefill) {
     EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), path, "X").ok());
     c.later_stage_representatives.clear();
   }
-  // Every option at every stage runs in the decode mask, in every kind of layer.
+  // Every option at every stage, and mixes, in chunk-indexed (override) and relative layers,
+  // and with real positions (extend off).
   for (R r : {R::kPageBound, R::kBlockMeans, R::kExact}) {
-    c.stage1_representatives = r;
-    c.later_stage_representatives = {r, r};
-    EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "X").ok()) << Stage1RepresentativesName(r);
-    for (int layer : {0, 3}) {  // chunk-indexed override, relative
-      EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, layer), P::kDecode, "X").ok());
-      EXPECT_FALSE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, layer), P::kPrefill, "X").ok());
+    for (bool extend : {true, false}) {
+      c.extend = extend;
+      c.stage1_representatives = r;
+      c.later_stage_representatives = {r, r};
+      for (P path : {P::kDecode, P::kPrefill}) {
+        EXPECT_TRUE(HipConfigRunsOnGpu(c, path, "X").ok()) << Stage1RepresentativesName(r);
+        for (int layer : {0, 3}) {
+          EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, layer), path, "X").ok());
+        }
+      }
+      c.stage1_representatives = R::kProbes;
+      c.later_stage_representatives = {R::kPageBound, r};
+      EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kPrefill, "X").ok());
+      EXPECT_TRUE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 0), "X").ok());
     }
   }
+  c.extend = true;
   c.stage1_representatives = R::kProbes;
-  c.later_stage_representatives = {R::kProbes, R::kExact};
-  EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "CudaHipAttention").ok());
+  c.later_stage_representatives = {R::kProbes, static_cast<R>(17)};
   absl::Status st = HipConfigRunsOnGpu(c, P::kPrefill, "CudaHipAttention");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(st.message(),
-            "CudaHipAttention: stage_representatives[2] 'exact' are not implemented by the GPU "
-            "prefill mask (GPU prefill: 'probes')");
-  st = PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), P::kPrefill, "HipPrefillMaskGpu");
+            "CudaHipAttention: stage_representatives[2] 'unknown' are not implemented by the GPU "
+            "prefill mask (GPU prefill: 'probes', 'page_bound', 'block_means', 'exact')");
+  st = PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), P::kDecode, "HipDecodeMaskGpu");
   EXPECT_EQ(st.message(),
-            "HipPrefillMaskGpu: spec stage 2 representatives 'exact' are not implemented by the "
-            "GPU prefill mask (GPU prefill: 'probes')");
+            "HipDecodeMaskGpu: spec stage 2 representatives 'unknown' are not implemented by the "
+            "GPU decode mask (GPU decode: 'probes', 'page_bound', 'block_means', 'exact')");
   // The two-argument form (what HipPrefillMaskGpu calls) is the prefill check.
-  EXPECT_EQ(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "HipPrefillMaskGpu"), st);
+  EXPECT_EQ(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "HipPrefillMaskGpu").message(),
+            "HipPrefillMaskGpu: spec stage 2 representatives 'unknown' are not implemented by the "
+            "GPU prefill mask (GPU prefill: 'probes', 'page_bound', 'block_means', 'exact')");
   c.later_stage_representatives.clear();
-  c.stage1_representatives = R::kBlockMeans;
-  EXPECT_TRUE(HipConfigRunsOnGpu(c, P::kDecode, "CudaHipAttention").ok());
-  st = HipConfigRunsOnGpu(c, P::kPrefill, "CudaHipAttention");
-  EXPECT_EQ(st.message(),
-            "CudaHipAttention: stage1_representatives 'block_means' are not implemented by the "
-            "GPU prefill mask (GPU prefill: 'probes')");
+  c.stage1_representatives = static_cast<R>(17);
+  EXPECT_FALSE(HipConfigRunsOnGpu(c, P::kDecode, "X").ok());
   EXPECT_FALSE(PruningSpecRunsOnGpu(PruningSpecForLayer(c, 3), "X").ok());
 }
 

@@ -11,6 +11,7 @@
 #include "kernels/hip_cuda/mask_key_source.h"
 #include "kernels/hip_cuda/prefill_mask.h"
 #include "kernels/hip_cuda/prefill_mask_kernel.cuh"
+#include "kernels/hip_cuda/prefill_rep_kernel.cuh"
 #include "kernels/hip_cuda/prefill_score_tc.cuh"
 
 namespace hipserve::kernels {
@@ -58,6 +59,10 @@ absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
                    absl::StrCat("need num_q > 0, q_offset >= 0 and q_offset + num_q < 2^30; got ",
                                 p.num_q, ", ", p.q_offset));
   }
+  if (p.num_kv != 0 && (p.num_kv < NumKv(p) || p.num_kv >= (1 << 30))) {
+    return Invalid(kFn,
+                   absl::StrCat("num_kv must be 0 or in [q_offset + num_q, 2^30); got ", p.num_kv));
+  }
   if (p.num_kv_heads <= 0 || p.num_kv_heads > 65535 || p.num_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0) {
     return Invalid(
@@ -87,6 +92,16 @@ absl::Status ValidateShape(const HipPrefillMaskGpuParams& p) {
   }
   if (s.n_window < 0) return Invalid(kFn, "spec.n_window must be >= 0");
   if (absl::Status st = PruningSpecRunsOnGpu(s, kFn); !st.ok()) return st;
+  if (!s.later_stages.empty() && static_cast<int>(s.later_stages.size()) != stages - 1) {
+    return Invalid(kFn, absl::StrCat("spec.later_stages must be empty or have ", stages - 1,
+                                     " entries, got ", s.later_stages.size()));
+  }
+  for (int i = 0; i < stages; ++i) {
+    if (s.representatives(i) == Stage1Representatives::kBlockMeans && s.mean_block_size <= 0) {
+      return Invalid(kFn,
+                     absl::StrCat("spec.mean_block_size must be > 0, got ", s.mean_block_size));
+    }
+  }
   for (int i = 0; i < stages; ++i) {
     if (s.chunk_sizes[i] <= 0 || s.keep_tokens[i] <= 0 ||
         s.keep_tokens[i] % s.chunk_sizes[i] != 0 || s.stride_q[i] <= 0 ||
@@ -205,6 +220,7 @@ int MaxScoringRows(const HipPrefillMaskGpuParams& p, int s) {
 // dynamic shared memory per block.
 int ResidentGroups(const HipPrefillMaskGpuParams& p, int s, int smem_optin) {
   if (!p.tensor_core_filter || p.resident_rows == 0) return 0;
+  if (p.spec->representatives(s) != Stage1Representatives::kProbes) return 0;
   const int groups = (MaxScoringRows(p, s) + kRowTile - 1) / kRowTile;
   if (groups > 4) return 0;
   if (p.resident_rows == 1 && (groups <= 1 || IsTiered(p.tiered))) return 0;
@@ -238,6 +254,75 @@ absl::Status LaunchScore(const hm::StageArgs& a, const hm::PrefillArgs& pa, int6
   hm::PrefillScoreKernel<HD, kScoreThreads, kRowTile><<<grid, kScoreThreads, 0, stream>>>(a, pa);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
+}
+
+// Stage representatives other than probes (prefill_rep_kernel.cuh): one launch of
+// PrefillRepScoreKernel, and for page bounds a second one that merges the exact scores of an
+// open last page's keys (only possible when n_window < page size: otherwise every page a
+// candidate range reaches is full).
+template <int HD, int C>
+absl::Status LaunchRepKernel(const hm::StageArgs& a, const hm::PrefillArgs& pa,
+                             const hm::PrefillRepArgs& ra, int64_t max_n, int rows, int kv_heads,
+                             cudaStream_t stream) {
+  constexpr int kBytes = hm::PrefillRepSmem<HD, C>::kBytes;
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(hm::PrefillRepScoreKernel<HD, C>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(max_n, ra.cpb))), kv_heads,
+                  rows);
+  hm::PrefillRepScoreKernel<HD, C><<<grid, hm::kPrefillRepThreads, kBytes, stream>>>(a, pa, ra);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+int RepChunksPerBlock(int upc) {
+  return std::clamp(2 * hm::kPrefillRepUnits / upc, 1, hm::kPrefillRepMaxCpb);
+}
+
+template <int HD>
+absl::Status LaunchRepScore(const hm::StageArgs& a, const hm::PrefillArgs& pa,
+                            const HipPrefillMaskGpuParams& p, int s, int64_t max_n, int rows,
+                            cudaStream_t stream) {
+  const PruningSpec& spec = *p.spec;
+  const int c = spec.chunk_sizes[s];
+  hm::PrefillRepArgs ra{};
+  ra.num_kv = p.num_kv > 0 ? p.num_kv : NumKv(p);
+  // Summary granularity (mask_estimation.h): stage 1 keeps kHipPageSize and mean_block_size,
+  // later stages at most their chunk size.
+  ra.page_size = s == 0 ? kHipPageSize : std::min(kHipPageSize, c);
+  ra.mean_size = s == 0 ? spec.mean_block_size : std::min(spec.mean_block_size, c);
+  const int g = ra.page_size;
+  switch (spec.representatives(s)) {
+    case Stage1Representatives::kExact:
+      ra.kind = hm::kUnitKeys;
+      ra.upc = c;
+      break;
+    case Stage1Representatives::kBlockMeans:
+      ra.kind = hm::kUnitMeans;
+      ra.upc = static_cast<int>(CeilDiv(c, ra.mean_size));
+      break;
+    case Stage1Representatives::kPageBound:
+      ra.kind = hm::kUnitPages;
+      // Chunk starts are n_sink + multiples of c: pages and chunks align when g divides both.
+      ra.upc = c % g == 0 && p.n_sink % g == 0 ? c / g : (c - 1) / g + 2;
+      break;
+    case Stage1Representatives::kProbes:
+      return Invalid(kFn, "internal: probes stage in LaunchRepScore");
+  }
+  ra.cpb = RepChunksPerBlock(ra.upc);
+  if (ra.kind != hm::kUnitPages) {
+    return LaunchRepKernel<HD, hm::kCmpDot>(a, pa, ra, max_n, rows, p.num_kv_heads, stream);
+  }
+  const absl::Status st =
+      spec.positions == PruningPositions::kReal
+          ? LaunchRepKernel<HD, hm::kCmpPairNorms>(a, pa, ra, max_n, rows, p.num_kv_heads, stream)
+      : spec.positions == PruningPositions::kRelative
+          ? LaunchRepKernel<HD, hm::kCmpBox>(a, pa, ra, max_n, rows, p.num_kv_heads, stream)
+          : LaunchRepKernel<HD, hm::kCmpBoxUnrot>(a, pa, ra, max_n, rows, p.num_kv_heads, stream);
+  if (!st.ok() || spec.n_window >= g) return st;
+  ra.kind = hm::kUnitOpenKeys;
+  ra.upc = g;
+  ra.cpb = RepChunksPerBlock(ra.upc);
+  return LaunchRepKernel<HD, hm::kCmpDot>(a, pa, ra, max_n, rows, p.num_kv_heads, stream);
 }
 
 template <int HD, int TT>
@@ -408,7 +493,12 @@ absl::StatusOr<HipPrefillPlan> HipPrefillMaskGpu(const HipPrefillMaskGpuParams& 
     a.out_range_end = plan->stages.range_end[s];
     pa.stride_q = spec.stride_q[s];
     const int64_t max_n = MaxStageInput(p, s);
-    if (max_n > a.keep) {  // otherwise no row has anything to score
+    if (max_n > a.keep && spec.representatives(s) != Stage1Representatives::kProbes) {
+      const absl::Status st = p.head_dim == 128
+                                  ? LaunchRepScore<128>(a, pa, p, s, max_n, rows, stream)
+                                  : LaunchRepScore<64>(a, pa, p, s, max_n, rows, stream);
+      if (!st.ok()) return st;
+    } else if (max_n > a.keep) {  // otherwise no row has anything to score
       const int res_groups = ResidentGroups(p, s, smem_optin);
       const absl::Status st =
           p.head_dim == 128

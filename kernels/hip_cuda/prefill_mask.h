@@ -13,10 +13,16 @@
 // fp8 e5m2, contiguous or tiered, given to the reference as its exactly decoded values). The row's
 // candidate range is CandidateRangeFor(config, last query position of the row).
 //
-// Kernels per stage: score (one thread per (chunk, probe side); rows staged in shared memory in
-// tiles, recomputed from q per tile; see tensor_core_filter) and select (the decode kernels' radix
-// select, one block per (row, KV head), writing the kept chunks in position order). A last small
-// kernel writes the final block lists (the last stage's list, causal filter applied) into the plan.
+// Every stage scores with its representatives (PruningSpec::representatives): page_bound,
+// block_means and exact as mask_estimation.h defines them, with the same exactness, in
+// prefill_rep_kernel.cuh (page boxes and block means computed on the fly from the keys, per
+// (row, KV head, chunk)); probes as below.
+//
+// Kernels per stage: score (probes: one thread per (chunk, probe side); rows staged in shared
+// memory in tiles, recomputed from q per tile; see tensor_core_filter) and select (the decode
+// kernels' radix select, one block per (row, KV head), writing the kept chunks in position order).
+// A last small kernel writes the final block lists (the last stage's list, causal filter applied)
+// into the plan.
 //
 // Plan / run (FlashInfer style): HipPrefillMaskGpu fills a HipPrefillPlan whose device arrays
 // live in the caller's workspace; BsaPrefillAttentionGpu (kernels/attention_cuda/bsa_prefill.h)
@@ -64,8 +70,12 @@ struct HipPrefillMaskGpuParams {
   // slot / page tables holds KV head kvh; tokens [0, num_kv) must be covered. Null slot_table:
   // contiguous k.
   TieredKvSource tiered;
-  int num_q = 0;         // > 0
-  int q_offset = 0;      // >= 0
+  int num_q = 0;     // > 0
+  int q_offset = 0;  // >= 0
+  // Keys of the sequence after this step, when the step holds keys past the chunk's queries (the
+  // prefill tail's, which the decode mask scores); 0 = q_offset + num_q. Only page-bound stages
+  // read it: a page ending after it is open (scored key by key), as EstimateMaskRef's num_kv.
+  int num_kv = 0;
   int num_heads = 0;     // multiple of num_kv_heads
   int num_kv_heads = 0;  // > 0; group = num_heads / num_kv_heads in 1..8
   int head_dim = 0;      // 64 or 128
