@@ -47,6 +47,10 @@ ABSL_FLAG(int, resident_ab, 0,
           "1: also time the mask with the tile kernel everywhere (resident_rows 0, the previous "
           "default) at 128K and in one 1M pass, and with the resident kernel on every stage (2) "
           "at 128K; each workspace checked equal to the default's.");
+ABSL_FLAG(std::string, representatives, "probes",
+          "Stage representatives (docs/HIP_NOTES.md 7): NAME (stage 1; later stages probes), "
+          "NAME+all (every stage) or A/B/C (one per stage); NAME in probes, page_bound, "
+          "block_means, exact.");
 ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
 
 namespace hipserve::bench {
@@ -68,8 +72,45 @@ struct Args {
   int prefetch_ab = 0;
   int threads_ab = 0;
   int resident_ab = 0;
+  std::string representatives;
+  std::vector<kernels::Stage1Representatives> stage_reps;  // [stages], from --representatives
   std::string commit;
 };
+
+// --representatives into one option per stage of `stages`; false on a bad value.
+bool ParseRepresentatives(const std::string& option, int stages,
+                          std::vector<kernels::Stage1Representatives>* out) {
+  using R = kernels::Stage1Representatives;
+  auto one = [](const std::string& name, R* r) {
+    for (R x : {R::kProbes, R::kPageBound, R::kBlockMeans, R::kExact}) {
+      if (name == kernels::Stage1RepresentativesName(x)) {
+        *r = x;
+        return true;
+      }
+    }
+    return false;
+  };
+  std::vector<std::string> names;
+  const size_t plus = option.find("+all");
+  if (plus != std::string::npos && plus + 4 == option.size()) {
+    names.assign(stages, option.substr(0, plus));
+  } else {
+    size_t at = 0;
+    while (true) {
+      const size_t slash = option.find('/', at);
+      names.push_back(option.substr(at, slash == std::string::npos ? slash : slash - at));
+      if (slash == std::string::npos) break;
+      at = slash + 1;
+    }
+    if (names.size() == 1) names.resize(stages, "probes");
+  }
+  if (static_cast<int>(names.size()) != stages) return false;
+  out->assign(stages, R::kProbes);
+  for (int i = 0; i < stages; ++i) {
+    if (!one(names[i], &(*out)[i])) return false;
+  }
+  return true;
+}
 
 // The flags, range-checked (exits 2 naming the flag on a bad value).
 Args ArgsFromFlags() {
@@ -89,7 +130,10 @@ Args ArgsFromFlags() {
   a.prefetch_ab = absl::GetFlag(FLAGS_prefetch_ab);
   a.threads_ab = absl::GetFlag(FLAGS_threads_ab);
   a.resident_ab = absl::GetFlag(FLAGS_resident_ab);
+  a.representatives = absl::GetFlag(FLAGS_representatives);
   a.commit = absl::GetFlag(FLAGS_commit);
+  const bool reps_ok =
+      ParseRepresentatives(a.representatives, kernels::HipConfig{}.num_stages(), &a.stage_reps);
   using flags::CheckFlag;
   ExitOnBadFlags(
       "bench_hip_prefill",
@@ -103,7 +147,12 @@ Args ArgsFromFlags() {
                  a.bsa_tiered),
        CheckSwitch(a.exact, "exact"), CheckSwitch(a.exact_1m, "exact_1m"),
        CheckSwitch(a.stages, "stages"), CheckSwitch(a.prefetch_ab, "prefetch_ab"),
-       CheckSwitch(a.threads_ab, "threads_ab"), CheckSwitch(a.resident_ab, "resident_ab")});
+       CheckSwitch(a.threads_ab, "threads_ab"), CheckSwitch(a.resident_ab, "resident_ab"),
+       reps_ok ? absl::OkStatus()
+               : absl::InvalidArgumentError(
+                     "--representatives must be NAME, NAME+all or A/B/C (NAME in probes, "
+                     "page_bound, block_means, exact), got '" +
+                     a.representatives + "'")});
   return a;
 }
 
@@ -231,7 +280,12 @@ int Main(const Args& a) {
   Layer L;
   int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0, resident_stages = 0;
   L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
+  L.cfg.stage1_representatives = a.stage_reps[0];
+  if (a.representatives != "probes") {
+    L.cfg.later_stage_representatives.assign(a.stage_reps.begin() + 1, a.stage_reps.end());
+  }
   L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
+  std::printf("stage representatives: %s\n", a.representatives.c_str());
   const int max_t = std::max(a.t128k, a.t1m);
   const int max_q = std::max(a.t128k, a.chunk);
   const int64_t kv_elems = int64_t{max_t} * kKvHeads * kHeadDim;
@@ -620,6 +674,7 @@ int Main(const Args& a) {
          std::to_string(L.tc_threads == 256 ? score_blocks_per_sm_256 : score_blocks_per_sm) +
          ",\n";
     j += JsonCommitDate(a.commit);
+    j += "  \"representatives\": \"" + a.representatives + "\",\n";
     j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
          "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
          "\"stride_q\": [4, 4, 1], \"block_q\": 64, \"n_sink\": 256, \"n_window\": 1024, "
@@ -780,7 +835,7 @@ each also checks that both kernels leave byte-identical mask workspaces (lists a
                     [--t1m 1048576] [--chunk 32768] [--dense_1m full|sample|none]
                     [--bsa_fp8 0|1] [--bsa_tiered 0|1] [--exact 0|1] [--exact_1m 0|1]
                     [--stages 0|1] [--prefetch_ab 0|1] [--threads_ab 0|1] [--resident_ab 0|1]
-                    [--commit SHA]
+                    [--representatives probes|NAME+all|A/B/C] [--commit SHA]
 --prefetch_ab 1 / --threads_ab 1 also time the 128K mask with HipPrefillMaskGpuParams::
 prefetch_keys off / the other filter_block_threads value (128 or 256; median of --reps) and
 check that the workspace equals the default run's; with --stages 1, --threads_ab 1 also
