@@ -553,6 +553,7 @@ struct Coordinator::Impl {
       req.set_gpu_kv_bytes(options.gpu_kv_bytes);
       req.set_host_kv_bytes(options.host_kv_bytes);
       req.set_seed(options.seed);
+      req.set_max_step_tokens(options.scheduler.chunk_tokens + options.scheduler.max_batch);
       // A fresh rendezvous prefix per attempt: ranks of an abandoned attempt never meet ranks
       // of this one.
       const std::string prefix = absl::StrCat("cfg", ++attempts, "/");

@@ -83,7 +83,7 @@ a5)
 e3e4)
   # E3: TTFT of a 128K prompt; E4 (reduced to what fits without offload): 32 streams.
   CASES=${BENCH_CASES:-"e3-128k:131072:16:1:1 e4-c32-8k:8192:64:32:32"}
-  for mode in dense hip; do
+  for mode in ${E3E4_MODES:-dense hip}; do
     t0=$(date +%s)
     export HIPSERVE_PROFILE=1
     serve_wait 50081 "$OUT/serve_8b_$mode.log" --model=random:llama-3.1-8b \

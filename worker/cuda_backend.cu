@@ -161,6 +161,11 @@ class RangeAllocator {
     }
     free_[start] = n;
   }
+  // Rows [0, used) are taken, the rest free (after a compaction).
+  void ResetUsed(int64_t used) {
+    free_.clear();
+    if (rows_ > used) free_[used] = rows_ - used;
+  }
   int64_t LargestFree() const {
     int64_t m = 0;
     for (const auto& [s, n] : free_) m = std::max(m, n);
@@ -455,8 +460,12 @@ class CudaBackend final : public ForwardBackend {
   absl::Status AppendKv(int layer, const Tensor& k, const Tensor& v);
   absl::Status DenseAttention(int layer, const Tensor& q, const Tensor& out);
   absl::Status HipAttentionRun(int layer, const Tensor& q, const Tensor& out);
-  // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place.
+  // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place, and
+  // compacting the pool when no free range is long enough.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
+  // Packs every sequence's rows to the front of the pool (in place, in pool order), each
+  // trimmed to its length rounded up to kPoolGranule: the free rows become one range.
+  absl::Status Compact();
   // Pool row `row` of `layer`'s K / V (elements of kv_dtype_: bf16 or fp8 e5m2 codes).
   char* PoolK(int layer, int64_t row = 0) const {
     return static_cast<char*>(pool_dev_.get()) +
@@ -503,6 +512,7 @@ class CudaBackend final : public ForwardBackend {
                      std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
   std::vector<CudaHipAttention::DecodeItem> hip_batch_;  // HipAttentionRun's decode items
+  absl::flat_hash_map<SequenceId, int64_t> step_need_;   // BeginStep: rows each item needs
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
 };
@@ -713,6 +723,17 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
     start = pool_->Allocate(want);
   }
   if (start < 0) {
+    // Free rows exist but no range is long enough (sequences grew and ended in between), or
+    // other sequences hold slack: pack every sequence to the front, trimmed to its length.
+    RETURN_IF_ERROR(Compact());
+    want = (rows + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
+    if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
+      s->cap = want;
+      return absl::OkStatus();
+    }
+    start = pool_->Allocate(want);
+  }
+  if (start < 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "GPU KV pool full: sequence ", id.value(), " needs ", rows, " tokens; ", TokensInUse(),
         " of ", pool_->rows(), " tokens in use, largest free range ", pool_->LargestFree()));
@@ -729,6 +750,45 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
   if (s->cap > 0) pool_->Free(s->start, s->cap);
   s->start = start;
   s->cap = want;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Compact() {
+  std::vector<std::pair<Seq*, int64_t>> order;  // sequence, rows it keeps
+  for (auto& [id, seq] : seqs_) {
+    if (seq.cap == 0) continue;
+    // Its tokens, or what this step already reserved for it (Reserve runs item by item).
+    auto need = step_need_.find(id);
+    const int64_t rows = std::max(
+        seq.len, need == step_need_.end() || seq.cap < need->second ? int64_t{0} : need->second);
+    order.push_back({&seq, (rows + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
+  }
+  std::sort(order.begin(), order.end(),
+            [](const auto& a, const auto& b) { return a.first->start < b.first->start; });
+  // Every K and V plane of every layer is pool rows apart: one 2D copy moves a row range in all
+  // of them. Moving down in pieces no longer than the gap never overwrites unread rows.
+  const size_t plane = static_cast<size_t>(pool_->rows() * row_ * kv_elem_bytes_);
+  const size_t row_bytes = static_cast<size_t>(row_ * kv_elem_bytes_);
+  int64_t cursor = 0;
+  int moved = 0;
+  for (auto& [q, keep] : order) {
+    if (q->start != cursor && q->len > 0) {
+      const int64_t gap = q->start - cursor;  // > 0: sorted, and everything before is packed
+      for (int64_t off = 0; off < q->len; off += gap) {
+        const int64_t n = std::min(gap, q->len - off);
+        CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
+            PoolK(0, cursor + off), plane, PoolK(0, q->start + off), plane, n * row_bytes,
+            2 * static_cast<size_t>(dims_.num_layers), cudaMemcpyDeviceToDevice, stream_));
+      }
+      ++moved;
+    }
+    q->start = cursor;
+    q->cap = keep;
+    cursor += keep;
+  }
+  pool_->ResetUsed(cursor);
+  LOG(INFO) << "GPU KV pool compacted: " << moved << " of " << order.size() << " sequences moved, "
+            << pool_->rows() - cursor << " rows free in one range";
   return absl::OkStatus();
 }
 
@@ -750,12 +810,15 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
                               [](const StepLayout::Item& it) { return it.tokens == 1; }),
                   layout.rows());
   // KV rows for every item (lengths are set now; a failed step is truncated back by Model).
+  step_need_.clear();  // what a compaction inside Reserve must keep for this step's items
   for (const StepLayout::Item& it : layout.items) {
-    auto f = seqs_.find(it.seq);
-    if (f == seqs_.end()) {
+    if (seqs_.find(it.seq) == seqs_.end()) {
       return absl::InternalError(absl::StrCat("sequence ", it.seq.value(), " was not added"));
     }
-    Seq& s = f->second;
+    step_need_[it.seq] = int64_t{it.start_pos} + it.tokens;
+  }
+  for (const StepLayout::Item& it : layout.items) {
+    Seq& s = seqs_.at(it.seq);
     if (tiers_ == nullptr) RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
   }
   if (tiers_ != nullptr) {

@@ -20,7 +20,8 @@ struct CudaBackendOptions {
   int64_t gpu_memory_bytes = 0;
   // Largest number of rows (tokens over all sequences) of one step; sizes the activation
   // workspaces once, at Create, so they count in the memory plan. Longer steps fail
-  // InvalidArgument (the scheduler's prefill chunk stays below it).
+  // InvalidArgument. The coordinator sends its chunk + max batch (ConfigureRequest
+  // .max_step_tokens), which sets this.
   int max_step_rows = 8192;
   // KV offload (worker/cuda_kv_tiers.h, HIP.md 7): "on" keeps every token in host memory as fp8
   // e5m2 (host_kv_bytes) with a GPU page pool of hot pages (what gpu_kv_bytes or the budget

@@ -56,6 +56,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
   mo.cuda.device = options_.device;
   mo.cuda.kv_offload = options_.kv_offload;
+  // Steps carry up to the scheduler's chunk + one token per batched sequence: workspaces for
+  // that many rows (a step above it would be refused).
+  if (req.max_step_tokens() > 0) mo.cuda.max_step_rows = req.max_step_tokens();
   ASSIGN_OR_RETURN(mo.cuda.kv_dtype, ParseKvDtype(options_.kv_dtype));
   ASSIGN_OR_RETURN(mo.cpu_weights, ParseCpuWeights(options_.cpu_weights));
   const int64_t host_bytes =

@@ -62,7 +62,7 @@ class GemmGpuContext {
 // when it applies and m <= kGemmSkinnyAutoRows, cuBLASLt otherwise.
 enum class GemmGpuAlgo { kAuto, kCublasLt, kSkinny };
 inline constexpr int kGemmSkinnyMaxRows = 8;
-inline constexpr int kGemmSkinnyAutoRows = 4;
+inline constexpr int kGemmSkinnyAutoRows = 2;  // bench_gemm, H100: faster at m <= 2 only
 
 struct GemmGpuParams {
   GemmGpuContext* context = nullptr;  // required
