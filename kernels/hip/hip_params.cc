@@ -210,14 +210,7 @@ const char* HipGpuMaskPathName(HipGpuMaskPath path) {
 bool HipGpuMaskImplements(HipGpuMaskPath path, int stage, Stage1Representatives r) {
   (void)path;   // both paths implement every option (docs/HIP_NOTES.md 7, "GPU")
   (void)stage;  // at every stage
-  switch (r) {
-    case Stage1Representatives::kProbes:
-    case Stage1Representatives::kPageBound:
-    case Stage1Representatives::kBlockMeans:
-    case Stage1Representatives::kExact:
-      return true;
-  }
-  return false;
+  return KnownRepresentatives(r);
 }
 
 absl::Status HipConfigRunsOnGpu(const HipConfig& c, HipGpuMaskPath path, const std::string& who) {
