@@ -576,6 +576,12 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
                 "tok/s\n\n",
                 sum.wall_s, sum.requests_per_s, sum.output_tok_s, sum.total_tok_s);
   out << line;
+  if (sum.all_decoding_s > 0) {
+    std::snprintf(line, sizeof(line),
+                  "all %d streams decoding for %.3f s: %.1f output tok/s aggregate\n\n",
+                  sum.requests_ok, sum.all_decoding_s, sum.all_decoding_tok_s);
+    out << line;
+  }
   std::snprintf(line, sizeof(line), "%-18s %10s %10s %10s %10s %10s %10s %7s\n", "", "mean", "p50",
                 "p90", "p99", "min", "max", "n");
   out << line;
@@ -620,6 +626,8 @@ absl::Status RunBench(const BenchOptions& o, std::ostream& out) {
                {"output_tok_s", sum.output_tok_s},
                {"total_tok_s", sum.total_tok_s},
                {"requests_per_s", sum.requests_per_s},
+               {"all_decoding_s", sum.all_decoding_s},
+               {"all_decoding_tok_s", sum.all_decoding_tok_s},
                {"ttft_s", Dist(sum.ttft_s)},
                {"itl_s", Dist(sum.itl_s)},
                {"latency_s", Dist(sum.latency_s)},

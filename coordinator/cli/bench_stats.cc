@@ -89,6 +89,31 @@ RunSummary SummarizeRun(const std::vector<RequestRecord>& records) {
     s.total_tok_s = (s.output_tokens + s.prompt_tokens) / s.wall_s;
     s.requests_per_s = s.requests_ok / s.wall_s;
   }
+  // The window in which every ok stream decodes: (last first token, first end].
+  double w0 = -std::numeric_limits<double>::infinity();
+  double w1 = std::numeric_limits<double>::infinity();
+  for (const RequestRecord& r : records) {
+    if (!r.ok) continue;
+    if (r.m.output_tokens == 0) {  // never decoded: no window
+      w1 = w0;
+      break;
+    }
+    w0 = std::max(w0, r.start_s + r.m.ttft_s);
+    w1 = std::min(w1, r.end_s);
+  }
+  if (s.requests_ok > 0 && w1 > w0) {
+    int64_t in_window = 0;
+    for (const RequestRecord& r : records) {
+      if (!r.ok) continue;
+      double t = r.start_s + r.m.ttft_s;  // the first token; later ones from the ITL samples
+      for (double gap : r.m.itl_s) {
+        t += gap;
+        if (t > w0 && t <= w1) ++in_window;
+      }
+    }
+    s.all_decoding_s = w1 - w0;
+    s.all_decoding_tok_s = static_cast<double>(in_window) / s.all_decoding_s;
+  }
   s.ttft_s = Summarize(ttft);
   s.itl_s = Summarize(itl);
   s.latency_s = Summarize(latency);

@@ -65,6 +65,12 @@ struct RunSummary {
   double output_tok_s = 0;    // aggregate: output tokens / wall
   double total_tok_s = 0;     // (prompt + output tokens) / wall
   double requests_per_s = 0;  // ok requests / wall
+  // Steady decode of the whole batch: the window from the last ok stream's first token to the
+  // first ok stream's end, when every ok stream is past its prefill and none has ended, and the
+  // output tokens per second that arrived in it (token times from the ITL samples). 0 when there
+  // is no such window (e.g. more requests than the concurrency, in waves).
+  double all_decoding_s = 0;
+  double all_decoding_tok_s = 0;
   Distribution ttft_s, itl_s, latency_s, stream_tok_s;
 };
 RunSummary SummarizeRun(const std::vector<RequestRecord>& records);

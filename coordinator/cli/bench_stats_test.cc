@@ -135,11 +135,48 @@ TEST(BenchRunSummaryTest, AggregatesOverTheWallWindowAndSkipsFailures) {
   EXPECT_NEAR(s.stream_tok_s.min, 3.0, 1e-9);      // b: 3 tokens after the first in 1 s
   EXPECT_NEAR(s.stream_tok_s.max, 3 / 0.8, 1e-9);  // a: 3 tokens after the first in 0.8 s
 
+  // a's last token (2.0) comes with b's first: no window in which both decode.
+  EXPECT_EQ(s.all_decoding_s, 0);
+  EXPECT_EQ(s.all_decoding_tok_s, 0);
+
   RunSummary empty = SummarizeRun(std::vector<RequestRecord>{});
   EXPECT_EQ(empty.requests_ok, 0);
   EXPECT_EQ(empty.wall_s, 0);
   EXPECT_EQ(empty.output_tok_s, 0);
   EXPECT_EQ(empty.ttft_s.count, 0u);
+}
+
+// The batch's steady decode: tokens in (last first token, first end] over that window.
+TEST(BenchStatsTest, AllDecodingWindow) {
+  RequestRecord a;
+  a.ok = true;
+  a.start_s = 0;
+  a.end_s = 4.0;
+  a.m = ComputeRequestMetrics(0, 4.0, {{1.0, 1}, {2.0, 1}, {3.0, 1}, {4.0, 1}});
+  RequestRecord b;
+  b.ok = true;
+  b.start_s = 0;
+  b.end_s = 5.0;
+  b.m = ComputeRequestMetrics(0, 5.0, {{1.5, 1}, {2.5, 1}, {3.5, 1}, {5.0, 1}});
+  RequestRecord failed;  // failed streams neither open nor close the window
+  failed.ok = false;
+  failed.start_s = 0;
+  failed.end_s = 0.5;
+  const RunSummary s = SummarizeRun({a, b, failed});
+  EXPECT_DOUBLE_EQ(s.all_decoding_s, 2.5);  // (1.5, 4.0]
+  // a: 2.0, 3.0, 4.0; b: 2.5, 3.5 (5.0 is past a's end): 5 tokens in 2.5 s.
+  EXPECT_DOUBLE_EQ(s.all_decoding_tok_s, 2.0);
+  // Tokens that arrive in one message are spread evenly over its gap.
+  RequestRecord c = b;
+  c.m = ComputeRequestMetrics(0, 5.0, {{1.5, 1}, {3.5, 2}, {5.0, 1}});  // 2.5 and 3.5
+  EXPECT_DOUBLE_EQ(SummarizeRun({a, c}).all_decoding_tok_s, 2.0);
+  // A stream that ended without a token: no window.
+  RequestRecord silent;
+  silent.ok = true;
+  silent.start_s = 0;
+  silent.end_s = 4.5;
+  silent.m = ComputeRequestMetrics(0, 4.5, {});
+  EXPECT_EQ(SummarizeRun({a, b, silent}).all_decoding_tok_s, 0);
 }
 
 TEST(BenchSyntheticPromptTest, SeededValidAndDistinct) {
