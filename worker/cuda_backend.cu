@@ -79,17 +79,6 @@ class DeviceBuffer {
   int64_t bytes_ = 0;
 };
 
-// Uploads fp32 host values as bf16 and frees the host vector.
-absl::Status UploadBf16(std::vector<float>& host, DeviceBuffer* dev) {
-  if (host.empty()) return absl::OkStatus();
-  std::vector<uint16_t> bf(host.size());
-  kernels::FloatToBf16Array(host.data(), bf.data(), static_cast<int64_t>(host.size()));
-  std::vector<float>().swap(host);
-  RETURN_IF_ERROR(dev->Allocate(static_cast<int64_t>(bf.size()) * 2));
-  CUDA_RETURN_IF_ERROR(cudaMemcpy(dev->get(), bf.data(), bf.size() * 2, cudaMemcpyHostToDevice));
-  return absl::OkStatus();
-}
-
 // Uploads fp32 host matrices as one bf16 buffer, concatenated in order, and frees them. When
 // `zero_fill_empty`, an empty part counts as `rows_if_empty[i]` zeros (biases); else it adds
 // nothing. All parts empty: nothing is allocated.
@@ -117,6 +106,11 @@ absl::Status UploadBf16Concat(const std::vector<std::vector<float>*>& parts,
   RETURN_IF_ERROR(dev->Allocate(total * 2));
   CUDA_RETURN_IF_ERROR(cudaMemcpy(dev->get(), bf.data(), bf.size() * 2, cudaMemcpyHostToDevice));
   return absl::OkStatus();
+}
+
+// Uploads fp32 host values as bf16 and frees the host vector (empty: nothing is allocated).
+absl::Status UploadBf16(std::vector<float>& host, DeviceBuffer* dev) {
+  return UploadBf16Concat({&host}, {0}, dev);
 }
 
 // First-fit allocator of row ranges [0, rows) with coalescing free ranges.
@@ -491,8 +485,8 @@ class CudaBackend final : public ForwardBackend {
   std::unique_ptr<kernels::GemmGpuContext> gemm_;
   DeviceBuffer embd_, lm_head_, output_norm_;
   std::vector<LayerDev> layers_;
-  DeviceBuffer acts_;  // x, norm, proj, q, attn, k, v, gate, fused (bf16)
-  Tensor fused_;       // this step's fused-GEMM output region ([rows, gate | up] as set)
+  DeviceBuffer acts_;          // x, norm, proj, q, attn, k, v, gate, fused (bf16)
+  uint16_t* fused_ = nullptr;  // the fused GEMMs' output region (gate | up, or q | k | v)
   DeviceBuffer lm_in_, logits_dev_, gathered_dev_, lm_packed_, unsharded_;
   DeviceBuffer ids_dev_, pos_dev_, decode_meta_dev_, options_dev_, sampled_dev_, decode_ws_;
   DeviceBuffer scratch_[4], cand_temps_;  // candidate sampling (Scratch slots, temperatures)
@@ -512,7 +506,6 @@ class CudaBackend final : public ForwardBackend {
                      std::string(std::getenv("HIPSERVE_PROFILE")) == "1"};
   std::vector<DecodeRun> decode_runs_;
   std::vector<CudaHipAttention::DecodeItem> hip_batch_;  // HipAttentionRun's decode items
-  absl::flat_hash_map<SequenceId, int64_t> step_need_;   // BeginStep: rows each item needs
   // Per step: decode runs' kv_start (int64) then kv_len (int32), device copies at decode_meta.
   int decode_items_ = 0;
 };
@@ -754,14 +747,18 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
 }
 
 absl::Status CudaBackend::Compact() {
+  // What each sequence keeps: its tokens, or what this step (BeginStep, layout_) already
+  // reserved for it (Reserve runs item by item, before the lengths are set).
+  absl::flat_hash_map<SequenceId, int64_t> rows;
+  for (auto& [id, seq] : seqs_) rows[id] = seq.len;
+  for (const StepLayout::Item& it : layout_->items) {
+    const int64_t need = int64_t{it.start_pos} + it.tokens;
+    if (seqs_.at(it.seq).cap >= need) rows[it.seq] = std::max(rows[it.seq], need);
+  }
   std::vector<std::pair<Seq*, int64_t>> order;  // sequence, rows it keeps
   for (auto& [id, seq] : seqs_) {
     if (seq.cap == 0) continue;
-    // Its tokens, or what this step already reserved for it (Reserve runs item by item).
-    auto need = step_need_.find(id);
-    const int64_t rows = std::max(
-        seq.len, need == step_need_.end() || seq.cap < need->second ? int64_t{0} : need->second);
-    order.push_back({&seq, (rows + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
+    order.push_back({&seq, (rows[id] + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
   }
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first->start < b.first->start; });
@@ -810,12 +807,10 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
                               [](const StepLayout::Item& it) { return it.tokens == 1; }),
                   layout.rows());
   // KV rows for every item (lengths are set now; a failed step is truncated back by Model).
-  step_need_.clear();  // what a compaction inside Reserve must keep for this step's items
   for (const StepLayout::Item& it : layout.items) {
     if (seqs_.find(it.seq) == seqs_.end()) {
       return absl::InternalError(absl::StrCat("sequence ", it.seq.value(), " was not added"));
     }
-    step_need_[it.seq] = int64_t{it.start_pos} + it.tokens;
   }
   for (const StepLayout::Item& it : layout.items) {
     Seq& s = seqs_.at(it.seq);
@@ -897,11 +892,10 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   b.k = take(kv);
   b.v = take(kv);
   b.gate = take(local_inter_);
-  fused_ = take(FusedCols(q, kv, local_inter_));
-  fused_.cols = 2 * local_inter_;                                // [rows, gate | up]
-  b.up = Tensor{fused_.data, DType::kBf16, rows, local_inter_};  // MlpGateUp's default path
+  fused_ = static_cast<uint16_t*>(take(FusedCols(q, kv, local_inter_)).data);
+  b.up = Tensor{fused_, DType::kBf16, rows, local_inter_};  // MlpGateUp's default path
   if (rows == 1) {  // one row of q|k|v is q, k and v back to back: no split needed
-    uint16_t* f = static_cast<uint16_t*>(fused_.data);
+    uint16_t* f = fused_;
     b.q = Tensor{f, DType::kBf16, 1, q};
     b.k = Tensor{f + q, DType::kBf16, 1, kv};
     b.v = Tensor{f + q + kv, DType::kBf16, 1, kv};
@@ -1003,7 +997,7 @@ absl::Status CudaBackend::LinearQkv(const Tensor& in, int layer, const Tensor& q
                                     const Tensor& v) {
   const LayerDev& l = layers_[layer];
   const int64_t nq = q.cols, nkv = k.cols, rows = in.rows, n = nq + 2 * nkv;
-  uint16_t* f = static_cast<uint16_t*>(fused_.data);
+  uint16_t* f = fused_;
   RETURN_IF_ERROR(Gemm(in, l.wqkv.get(), l.bqkv.get(), Tensor{f, DType::kBf16, rows, n}));
   if (q.data == f) return absl::OkStatus();  // one row: q, k, v are views of q|k|v
   // Split [rows, q | k | v] into the three contiguous tensors.
@@ -1022,7 +1016,7 @@ absl::Status CudaBackend::LinearQkv(const Tensor& in, int layer, const Tensor& q
 absl::Status CudaBackend::MlpGateUp(const Tensor& in, int layer, const Tensor& gate,
                                     const Tensor& /*up*/) {
   const int64_t inter = gate.cols, rows = in.rows;
-  uint16_t* f = static_cast<uint16_t*>(fused_.data);
+  uint16_t* f = fused_;
   RETURN_IF_ERROR(
       Gemm(in, layers_[layer].gate_up.get(), nullptr, Tensor{f, DType::kBf16, rows, 2 * inter}));
   kernels::SwigluGpuParams p;

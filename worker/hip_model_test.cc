@@ -92,6 +92,26 @@ std::vector<SampledToken> Generate(Model& m, uint64_t seq, const std::vector<int
   return out;
 }
 
+// Largest logprob difference over the tokens two runs share before they first differ: > 0 when
+// their settings change the result (so a comparison of those settings can fail).
+double LogprobGapOverSharedTokens(const std::vector<SampledToken>& a,
+                                  const std::vector<SampledToken>& b) {
+  double gap = 0;
+  for (size_t i = 0; i < a.size() && i < b.size() && a[i].token == b[i].token; ++i) {
+    gap = std::max(gap, std::fabs(double{a[i].logprob} - b[i].logprob));
+  }
+  return gap;
+}
+
+// The same tokens as `want`, logprobs within 1e-5.
+void ExpectSameTokens(const std::vector<SampledToken>& got, const std::vector<SampledToken>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].token, want[i].token) << i;
+    EXPECT_NEAR(got[i].logprob, want[i].logprob, 1e-5) << i;
+  }
+}
+
 struct CoverCase {
   std::string name;
   bool extend;
@@ -183,12 +203,8 @@ TEST(HipModelTest, PruningRunsAndDoesNotDependOnBatching) {
   }
   ASSERT_EQ(ga.size(), a.size());
   ASSERT_EQ(gb.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(ga[i].token, a[i].token) << i;
-    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
-    EXPECT_EQ(gb[i].token, b[i].token) << i;
-    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
-  }
+  ExpectSameTokens(ga, a);
+  ExpectSameTokens(gb, b);
 }
 
 // How the scheduler splits a prompt into steps depends on what else is batched. With the cuts
@@ -261,11 +277,8 @@ TEST(HipModelTest, PerSequenceRefreshIntervalOverride) {
   ASSERT_EQ(a.size(), 16u);
   ASSERT_EQ(b.size(), 16u);
   // The schedules give different results for this prompt, so the comparison below can fail.
-  double diff = 0;
-  for (size_t i = 0; i < a.size() && a[i].token == a_server[i].token; ++i) {
-    diff = std::max(diff, std::fabs(double{a[i].logprob} - a_server[i].logprob));
-  }
-  EXPECT_GT(diff, 1e-6) << "[1, 1, 1] and [6, 3, 2] should not be bit-identical here";
+  EXPECT_GT(LogprobGapOverSharedTokens(a, a_server), 1e-6)
+      << "[1, 1, 1] and [6, 3, 2] should not be bit-identical here";
 
   auto m = MakeModel(comm.get(), "hip", cfg);
   std::vector<SampledToken> ga, gb;
@@ -291,12 +304,8 @@ TEST(HipModelTest, PerSequenceRefreshIntervalOverride) {
     EXPECT_EQ(sa->refresh_stage, 0) << "step " << t;
     EXPECT_EQ(sb->refresh_stage, kernels::DecodeRefreshStage(cfg, t - 1)) << "step " << t;
   }
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(ga[i].token, a[i].token) << i;
-    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
-    EXPECT_EQ(gb[i].token, b[i].token) << i;
-    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
-  }
+  ExpectSameTokens(ga, a);
+  ExpectSameTokens(gb, b);
 
   // Malformed overrides fail the step for that sequence, before anything runs.
   for (const std::vector<int>& bad : {std::vector<int>{1, 1}, std::vector<int>{4, 0, 2}}) {
@@ -333,11 +342,8 @@ TEST(HipModelTest, PerSequenceKOverride) {
   ASSERT_EQ(a.size(), 16u);
   ASSERT_EQ(b.size(), 16u);
   // k = 16 and k = 8 give different results for this prompt, so the comparison below can fail.
-  double diff = 0;
-  for (size_t i = 0; i < a.size() && a[i].token == a_server[i].token; ++i) {
-    diff = std::max(diff, std::fabs(double{a[i].logprob} - a_server[i].logprob));
-  }
-  EXPECT_GT(diff, 1e-6) << "k = 16 and k = 8 should not be bit-identical here";
+  EXPECT_GT(LogprobGapOverSharedTokens(a, a_server), 1e-6)
+      << "k = 16 and k = 8 should not be bit-identical here";
 
   auto m = MakeModel(comm.get(), "hip", cfg);
   std::vector<SampledToken> ga, gb;
@@ -367,12 +373,8 @@ TEST(HipModelTest, PerSequenceKOverride) {
       EXPECT_EQ(lb0->size(), 6u) << "step " << t << " head " << h;
     }
   }
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(ga[i].token, a[i].token) << i;
-    EXPECT_NEAR(ga[i].logprob, a[i].logprob, 1e-5) << i;
-    EXPECT_EQ(gb[i].token, b[i].token) << i;
-    EXPECT_NEAR(gb[i].logprob, b[i].logprob, 1e-5) << i;
-  }
+  ExpectSameTokens(ga, a);
+  ExpectSameTokens(gb, b);
 
   // Malformed k values fail the step for that sequence, before anything runs: not a multiple of
   // the block size 2, negative, above the last stage_keep 16.
