@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace hipserve::kvstore {
 
@@ -45,6 +46,12 @@ absl::Status PagePool::AddChunk() {
   chunks_.push_back(c);
   chunk_pages_total_ += pages;
   in_use_.resize(chunk_pages_total_, false);
+  return absl::OkStatus();
+}
+
+absl::Status PagePool::Reserve(int64_t pages) {
+  const int64_t want = std::min(pages, capacity_pages_);
+  while (chunk_pages_total_ < want) RETURN_IF_ERROR(AddChunk());
   return absl::OkStatus();
 }
 

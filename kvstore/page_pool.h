@@ -27,6 +27,12 @@ class PagePool {
   // Appends `n` pages to `out`, all or nothing. ResourceExhausted when fewer than `n` are free
   // (message has the numbers); the Memory's error when a new chunk can't be allocated.
   absl::Status Allocate(int64_t n, std::vector<PageId>* out);
+  // Allocates chunks now until the first min(pages, capacity_pages) pages are backed, so that
+  // later Allocate calls take no allocator time (pinned host chunks cost ~0.1-0.5 s per GiB to
+  // allocate and map; a server reserves its tier at startup instead of inside a step). All or
+  // nothing per chunk: on failure the chunks allocated before it stay (and are used); the
+  // Memory's error is returned. No pages are handed out.
+  absl::Status Reserve(int64_t pages);
   // Returns a page. CHECK-fails on a page that is not allocated (a store bug, not user input).
   void Release(PageId page);
   bool InUse(PageId page) const;
@@ -39,6 +45,7 @@ class PagePool {
   int64_t used_pages() const { return used_pages_; }
   int64_t free_pages() const { return capacity_pages_ - used_pages_; }
   int64_t allocated_bytes() const { return chunk_pages_total_ * page_bytes_; }
+  int64_t reserved_pages() const { return chunk_pages_total_; }  // pages backed by chunks
 
  private:
   struct Chunk {

@@ -174,15 +174,19 @@ class RangeAllocator {
 
 // Per-phase GPU time of steps, from CUDA events around every op (HIPSERVE_PROFILE=1; off by
 // default: events cost ~1 us each). Sums are read after the step's final synchronisation and
-// logged every kProfileEvery steps of each kind (decode: every item one token; else prefill):
-// mean ms per step of GEMMs, attention, the other ops (embedding, norms, SwiGLU), LM head with
+// logged every kProfileEvery steps of each kind (decode: every item one token; else prefill,
+// which also logs every kProfileRows rows):
+// mean ms per step of GEMMs, attention (HiP: split into mask estimation, BSA and the rest: RoPE
+// tables, K/V appends, list bookkeeping), the other ops (embedding, norms, SwiGLU), LM head with
 // sampling, and the step's host wall time from BeginStep to Finish (the rest is host work,
 // launch gaps and the copies).
 class StepProfiler {
  public:
-  enum Phase { kGemm = 0, kAttention, kOther, kLmHead, kPhases };
+  enum Phase { kGemm = 0, kAttention, kMask, kBsa, kOther, kLmHead, kPhases };
   static constexpr int kProfileEvery = 100;
+  static constexpr int64_t kProfileRows = 65536;
   explicit StepProfiler(bool on) : on_(on) {}
+  bool on() const { return on_; }
   ~StepProfiler() {
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
   }
@@ -221,11 +225,14 @@ class StepProfiler {
     sum.wall_ms +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
     sum.rows += rows_;
-    if (++sum.steps == kProfileEvery) {
+    // Prefill also every kProfileRows rows, so that one 128K prompt (16 chunks of 8K) logs.
+    if (++sum.steps == kProfileEvery || (!decode_ && sum.rows >= kProfileRows)) {
       const double n = sum.steps;
       LOG(INFO) << "profile " << (decode_ ? "decode" : "prefill") << " (" << sum.steps << " steps, "
                 << sum.rows / n << " rows/step): gemm " << sum.ms[kGemm] / n << " ms, attention "
-                << sum.ms[kAttention] / n << " ms, other " << sum.ms[kOther] / n
+                << (sum.ms[kAttention] + sum.ms[kMask] + sum.ms[kBsa]) / n << " ms (mask "
+                << sum.ms[kMask] / n << ", bsa " << sum.ms[kBsa] / n << ", rest "
+                << sum.ms[kAttention] / n << "), other " << sum.ms[kOther] / n
                 << " ms, lm_head+sample " << sum.ms[kLmHead] / n << " ms; step wall "
                 << sum.wall_ms / n << " ms";
       sum = Sums{};
@@ -659,6 +666,15 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
   if (o.attention == "hip") {
     ASSIGN_OR_RETURN(b->hip_, CudaHipAttention::Create(HipOptionsFor(w, o)));
+    if (b->prof_.on()) {
+      StepProfiler* prof = &b->prof_;
+      b->hip_->SetPhaseHook([prof](CudaHipAttention::Phase p, void* s) {
+        prof->Mark(static_cast<cudaStream_t>(s),
+                   p == CudaHipAttention::Phase::kMask  ? StepProfiler::kMask
+                   : p == CudaHipAttention::Phase::kBsa ? StepProfiler::kBsa
+                                                        : StepProfiler::kAttention);
+      });
+    }
   }
   ASSIGN_OR_RETURN(b->gemm_, kernels::GemmGpuContext::Create());
   // ---- Weights ----

@@ -284,6 +284,10 @@ struct CudaHipAttention::Impl {
   HipMaskCacheCounts mask_cache;
   int bsa_num_splits = 0;  // SetBsaDecodePlanForTesting
   int bsa_keys_per_step = 0;
+  std::function<void(Phase, void*)> phase_hook;  // SetPhaseHook
+  void MarkPhase(CudaHipAttention::Phase p, cudaStream_t s) const {
+    if (phase_hook) phase_hook(p, s);
+  }
 
   // What the latest Run attended with (for LastRunBlocks); pointers into the workspace or a
   // held list.
@@ -669,7 +673,9 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     pm.rope = m.rope;
     pm.rope_positions = m.rope_positions;
     pm.workspace = ws + pm_at;
+    m.MarkPhase(Phase::kMask, cs);
     ASSIGN_OR_RETURN(last.plan, kernels::HipPrefillMaskGpu(pm, cs));
+    m.MarkPhase(Phase::kBsa, cs);
     kernels::BsaPrefillGpuParams bp;
     bp.q = q;
     bp.k = k;
@@ -690,6 +696,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     bp.rope_positions = m.rope_positions;
     bp.scale = scale;
     RETURN_IF_ERROR(kernels::BsaPrefillAttentionGpu(bp, cs));
+    m.MarkPhase(Phase::kDone, cs);
   }
   if (single > 0) {
     auto* kv_start = reinterpret_cast<int64_t*>(ws + kv_start_at);
@@ -716,6 +723,7 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
       dm.rope_positions = m.rope_positions;
       dm.state = state;
       dm.workspace = ws + mask_ws_at;
+      m.MarkPhase(Phase::kMask, cs);
       RETURN_IF_ERROR(kernels::HipDecodeMaskGpu(dm, cs));
       if (decode) st.cache[layer] = lists;
     }
@@ -724,7 +732,9 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     bd.attn.workspace = ws + bsa_ws_at;
     bd.block_starts = state.starts[stages - 1];
     bd.block_count = state.count[stages - 1];
+    m.MarkPhase(Phase::kBsa, cs);
     RETURN_IF_ERROR(kernels::BsaDecodeAttentionGpu(bd, cs));
+    m.MarkPhase(Phase::kDone, cs);
     last.single_starts = state.starts[stages - 1];
     last.single_count = state.count[stages - 1];
     last.single_stride = bd.max_blocks;
@@ -733,6 +743,10 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
   last.valid = true;
   m.last = std::move(last);
   return absl::OkStatus();
+}
+
+void CudaHipAttention::SetPhaseHook(std::function<void(Phase, void*)> hook) {
+  impl_->phase_hook = std::move(hook);
 }
 
 void CudaHipAttention::SetBsaDecodePlanForTesting(int num_splits, int keys_per_step) {
@@ -1006,6 +1020,7 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
       dm.seq_start_stage = l.start_stage;
       dm.state = state;
       dm.workspace = ws + g.mask_at;
+      m.MarkPhase(Phase::kMask, cs);
       RETURN_IF_ERROR(kernels::HipDecodeMaskGpu(dm, cs));
     }
     kernels::BsaDecodeGpuParams& bd = g.bd;
@@ -1019,7 +1034,9 @@ absl::Status CudaHipAttention::RunDecodeBatch(int layer, const std::vector<Decod
     bd.rope_positions = m.rope_positions;
     bd.block_starts = state.starts[stages - 1];
     bd.block_count = state.count[stages - 1];
+    m.MarkPhase(Phase::kBsa, cs);
     RETURN_IF_ERROR(kernels::BsaDecodeAttentionGpu(bd, cs));
+    m.MarkPhase(Phase::kDone, cs);
     // Scatter: the recomputed stages into the sequences' lists, the outputs.
     if (g.min_start >= 0 || !g.out_in_place) {
       for (int c0 = 0; c0 < gn; c0 += chi::kBatchChunk) {

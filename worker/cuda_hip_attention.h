@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -114,6 +115,12 @@ class CudaHipAttention {
   absl::Status RunDecodeBatch(int layer, const std::vector<DecodeItem>& items, const void* k,
                               const void* v, void* stream,
                               kernels::KvDtype kv_dtype = kernels::KvDtype::kBf16);
+
+  // Profiling (HIPSERVE_PROFILE): when set, called with the stream right before each mask
+  // estimation (kMask), each BSA call (kBsa), and after them (kDone), so the caller can record
+  // an event per phase (StepProfiler in cuda_backend.cu). Unset (the default): no cost.
+  enum class Phase { kMask, kBsa, kDone };
+  void SetPhaseHook(std::function<void(Phase, void* stream)> hook);
 
   // Tests: fixes BsaDecodeGpuParams::num_splits / keys_per_step of every decode BSA call (0 =
   // automatic, the default), so outputs do not depend on the batch (for keys lists of one

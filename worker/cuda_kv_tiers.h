@@ -1,20 +1,20 @@
 // CudaKvTiers: the offloaded KV store of the CUDA backend (--kv_offload; HIP.md 7).
 //
 // Every token of every sequence lives in the COLD tier: fp8 e5m2 pages in pinned, device-mapped
-// host memory (kvstore::PagePool over kvstore::CudaMemory, the page layout of kvstore/FORMAT.md:
-// a page is 64 tokens of one layer and one KV head, K [64][head_dim] then V [64][head_dim]). The
-// 64-token pages of all (layer, KV head) lists of one sequence are allocated together as a
-// "page group", so host work is one allocation per 64 tokens.
-// The HOT tier is a GPU page pool of the same pages (fp8 K and V rows, one bank each), sized from
-// the GPU budget: a new page gets a hot copy while the pool has room; when it is full, the
-// oldest hot page behind the window of the sequence with the most hot pages is evicted (its
-// tokens are then read from the cold copy, which is always complete). The sink pages and the
-// pages of the current step's window are never evicted. Hence, as long as the pool holds the
-// context, HiP reads nothing over PCIe; beyond it, misses are read straight from host memory by
-// the kernels (TieredKvSource, attention_cuda/kv_source.h).
-// Kernels read a sequence through per-(layer, KV head) tables in device memory: a slot table
-// (token -> hot bank row, or -1) and a page table (page -> device address of the cold page).
-// Tables grow with the sequence (x1.5, stream-ordered cudaMallocAsync, within table_bytes).
+// host memory (all of it pinned by Create, so steps never wait for the allocator)
+// (kvstore::PagePool over kvstore::CudaMemory, the page layout of kvstore/FORMAT.md: a page is 64
+// tokens of one layer and one KV head, K [64][head_dim] then V [64][head_dim]). The 64-token pages
+// of all (layer, KV head) lists of one sequence are allocated together as a "page group", so host
+// work is one allocation per 64 tokens. The HOT tier is a GPU page pool of the same pages (fp8 K
+// and V rows, one bank each), sized from the GPU budget: a new page gets a hot copy while the pool
+// has room; when it is full, the oldest hot page behind the window of the sequence with the most
+// hot pages is evicted (its tokens are then read from the cold copy, which is always complete). The
+// sink pages and the pages of the current step's window are never evicted. Hence, as long as the
+// pool holds the context, HiP reads nothing over PCIe; beyond it, misses are read straight from
+// host memory by the kernels (TieredKvSource, attention_cuda/kv_source.h). Kernels read a sequence
+// through per-(layer, KV head) tables in device memory: a slot table (token -> hot bank row, or -1)
+// and a page table (page -> device address of the cold page). Tables grow with the sequence (x1.5,
+// stream-ordered cudaMallocAsync, within table_bytes).
 //
 // Values: hot rows are written from the same fp8 codes as the cold rows, so a kernel sees the
 // same values whichever tier it reads (results do not depend on the hit pattern).

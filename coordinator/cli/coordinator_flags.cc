@@ -91,8 +91,9 @@ ABSL_FLAG(uint64_t, server_seed, CoordinatorOptions().seed,
 ABSL_FLAG(ByteSize, server_gpu_kv_bytes, ByteSize{CoordinatorOptions().gpu_kv_bytes},
           "GPU KV budget per worker (e.g. 40GiB); 0 = default.");
 ABSL_FLAG(ByteSize, server_host_kv_bytes, ByteSize{CoordinatorOptions().host_kv_bytes},
-          "Host KV budget per worker (the CPU backend keeps all KV there): a hard limit, never "
-          "guessed from free memory; divide a pod's memory by its ranks.");
+          "Host KV budget per worker (the CPU backend keeps all KV there; with KV offload the CUDA "
+          "backend pins all of it at startup): a hard limit, never guessed from free memory; "
+          "divide a pod's memory by its ranks.");
 ABSL_FLAG(int, server_default_max_tokens, CoordinatorOptions().default_max_tokens,
           "max_tokens used when a request does not set it, >= 1.");
 ABSL_FLAG(int, server_max_tokens_limit, CoordinatorOptions().max_tokens_limit,
