@@ -25,7 +25,8 @@ TEST(HipConfigTest, EmptyIsDefaults) {
 
 TEST(HipConfigTest, ParsesEveryKey) {
   auto c = ParseHipConfig(R"({
-    "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "chunk_sizes": [64, 16, 4],
+    "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "dense_prefill_tokens": 24,
+    "chunk_sizes": [64, 16, 4],
     "stage_keep": [256, 64], "k": 32, "stride_q": [2, 2, 1],
     "mask_refresh_interval": [16, 4, 2], "extend": false, "extend_min_tokens": 100, "pruning_positions": "chunk_indexed",
     "layer_overrides": [{"layers": [1], "k": 64, "pruning_positions": "relative"},
@@ -36,6 +37,7 @@ TEST(HipConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->n_window, 16);
   EXPECT_EQ(c->block_q, 8);
   EXPECT_EQ(c->tail_queries, 3);
+  EXPECT_EQ(c->dense_prefill_tokens, 24);
   EXPECT_EQ(c->chunk_sizes, (std::vector<int>{64, 16, 4}));
   EXPECT_EQ(c->stage_keep, (std::vector<int>{256, 64}));
   EXPECT_EQ(c->k, 32);
@@ -55,6 +57,24 @@ TEST(HipConfigTest, ParsesEveryKey) {
   auto again = ParseHipConfig(HipConfigToJson(*c));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(HipConfigToJson(*again), HipConfigToJson(*c));
+}
+
+TEST(HipConfigTest, ServingDefaultsPrefillShortPromptsDense) {
+  EXPECT_EQ(HipConfig{}.dense_prefill_tokens, 0);  // HIP.md's algorithm: HiP everywhere
+  const HipConfig serving = ServingHipConfig();
+  EXPECT_EQ(serving.dense_prefill_tokens, kServingDensePrefillTokens);
+  EXPECT_TRUE(kernels::ValidateHipConfig(serving).ok());
+  auto c = ParseHipConfig("", serving);  // what a worker gets without --hip_config
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(HipConfigToJson(*c), HipConfigToJson(serving));
+  c = ParseHipConfig(R"({"k": 1024})", serving);  // keys given replace the base's, no others
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->k, 1024);
+  EXPECT_EQ(c->dense_prefill_tokens, kServingDensePrefillTokens);
+  c = ParseHipConfig(R"({"dense_prefill_tokens": 0})", serving);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->dense_prefill_tokens, 0);
+  EXPECT_NE(HipConfigToJson(serving).find(R"("dense_prefill_tokens":16384)"), std::string::npos);
 }
 
 TEST(HipConfigTest, Stage1RepresentativesRoundTrip) {
@@ -158,6 +178,10 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"IntervalZero", R"({"mask_refresh_interval": [96, 0, 8]})",
                   "mask_refresh_interval[1]"},
         ErrorCase{"NegativeWindow", R"({"n_window": -1})", "n_window"},
+        ErrorCase{"DensePrefillNotBlockMultiple", R"({"dense_prefill_tokens": 100})",
+                  "dense_prefill_tokens must be >= 0 and a multiple of block_q (64), got 100"},
+        ErrorCase{"DensePrefillNegative", R"({"dense_prefill_tokens": -64})",
+                  "dense_prefill_tokens"},
         ErrorCase{"OverrideUnknownKey", R"({"layer_overrides": [{"layers": [0], "kk": 8}]})",
                   "layer_overrides[0].kk: unknown key"},
         ErrorCase{"OverrideNoLayers", R"({"layer_overrides": [{"k": 8}]})",

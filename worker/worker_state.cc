@@ -49,8 +49,9 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   ASSIGN_OR_RETURN(comm_, MakeCommunicator(req));
   ModelOptions mo;
   mo.attention = req.attention().empty() ? "dense" : req.attention();
-  // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
-  ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
+  // Empty = the serving defaults (HIP.md's + dense_prefill_tokens, ServingHipConfig); bad JSON
+  // fails Configure with the key named (also under dense).
+  ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json(), ServingHipConfig()));
   mo.max_context = req.max_context();
   mo.backend = options_.backend;
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
