@@ -209,6 +209,7 @@ StepOutcome RemoteWorkerGroup::Step(const StepPlan& plan) {
     w->mutable_mask_refresh_interval()->Add(item.mask_refresh_interval.begin(),
                                             item.mask_refresh_interval.end());
     w->set_hip_k(item.hip_k);
+    w->set_reserve_tokens(item.reserve_tokens);
   }
   {
     std::lock_guard<std::mutex> lock(wd_mu_);

@@ -381,6 +381,7 @@ PlannedStep SchedulerCore::PlanStep(SinkEvents* events) {
     item.sample_index = s.generated.size();
     item.mask_refresh_interval = s.req.hip_mask_refresh_interval;
     item.hip_k = s.req.hip_k;
+    item.reserve_tokens = s.reservation;
     const int prompt_len = static_cast<int>(s.req.prompt.size());
     // Resuming on a new group: the history (prompt, then every generated token) is the
     // prompt; its last sample continues the RNG stream at sample_index = generated.size().

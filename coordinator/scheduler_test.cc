@@ -316,6 +316,10 @@ TEST(SchedulerCoreTest, PrefillBudgetIsSharedAndDecodeIsNotHeldBack) {
   EXPECT_TRUE(h.step.plan.work[0].sample);
   EXPECT_EQ(h.step.plan.work[1].tokens.size(), 4u);
   EXPECT_FALSE(h.step.plan.work[1].sample);
+  // Every item carries its sequence's admission reservation (prompt + max_tokens), which the
+  // CUDA pool reserves up front.
+  EXPECT_EQ(h.step.plan.work[0].reserve_tokens, 2 + 3);
+  EXPECT_EQ(h.step.plan.work[1].reserve_tokens, 6 + 3);
   h.Apply();
 }
 

@@ -37,6 +37,9 @@ struct WorkItem {
   std::vector<int> mask_refresh_interval;
   // HiP: the request's own final keep (hip.k), 0 = the server's. Carried by every item.
   int hip_k = 0;
+  // KV tokens the sequence may grow to (its admission reservation: prompt + max_tokens), so a
+  // worker with contiguous per-sequence KV can reserve them at the first step. Every item.
+  int64_t reserve_tokens = 0;
 };
 
 struct StepPlan {

@@ -438,9 +438,10 @@ class CudaBackend final : public ForwardBackend {
 
  private:
   struct Seq {
-    int64_t start = 0;  // first pool row
-    int64_t cap = 0;    // rows owned
-    int64_t len = 0;    // rows holding tokens
+    int64_t start = 0;    // first pool row
+    int64_t cap = 0;      // rows owned
+    int64_t len = 0;      // rows holding tokens
+    int64_t reserve = 0;  // rows it may grow to (StepLayout::Item::reserve_tokens), 0 = unknown
   };
   // A run of consecutive single-token items served by one decode call.
   struct DecodeRun {
@@ -463,6 +464,8 @@ class CudaBackend final : public ForwardBackend {
   absl::Status HipAttentionRun(int layer, const Tensor& q, const Tensor& out);
   // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place, and
   // compacting the pool when no free range is long enough.
+  // Pool rows [s->start, s->start + rows) for `s`: in place, else a new range (moving its K/V),
+  // else after compacting the pool. A sequence's first range covers s->reserve when that fits.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
   // Packs every sequence's rows to the front of the pool (in place, in pool order), each
   // trimmed to its length rounded up to kPoolGranule: the free rows become one range.
@@ -716,6 +719,16 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CudaBackend::Create(ModelWeights
 
 absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
   if (rows <= s->cap) return absl::OkStatus();
+  if (s->cap == 0 && s->reserve > rows) {
+    // First range: the whole reservation (prompt + max_tokens) when it fits as it is, so that
+    // decode grows in place; otherwise the usual path below (best effort).
+    const int64_t all = (s->reserve + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
+    if (const int64_t start = pool_->Allocate(all); start >= 0) {
+      s->start = start;
+      s->cap = all;
+      return absl::OkStatus();
+    }
+  }
   int64_t want = std::max<int64_t>({rows, 2 * s->cap, kPoolGranule});
   want = (want + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
   if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
@@ -774,7 +787,9 @@ absl::Status CudaBackend::Compact() {
   std::vector<std::pair<Seq*, int64_t>> order;  // sequence, rows it keeps
   for (auto& [id, seq] : seqs_) {
     if (seq.cap == 0) continue;
-    order.push_back({&seq, (rows[id] + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
+    // A reservation it holds is kept (decode grows into it); only slack beyond it is trimmed.
+    const int64_t keep = std::max(rows[id], std::min(seq.reserve, seq.cap));
+    order.push_back({&seq, (keep + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
   }
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first->start < b.first->start; });
@@ -830,6 +845,7 @@ absl::StatusOr<StepBuffers> CudaBackend::BeginStep(const StepLayout& layout, int
   }
   for (const StepLayout::Item& it : layout.items) {
     Seq& s = seqs_.at(it.seq);
+    s.reserve = std::max(s.reserve, it.reserve_tokens);
     if (tiers_ == nullptr) RETURN_IF_ERROR(Reserve(it.seq, &s, int64_t{it.start_pos} + it.tokens));
   }
   if (tiers_ != nullptr) {

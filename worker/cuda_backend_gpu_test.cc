@@ -478,6 +478,66 @@ TEST(CudaBackendGpuTest, FragmentedPoolIsCompacted) {
   }
 }
 
+TEST(CudaBackendGpuTest, ReservedSequencesDecodeInPlace) {
+  // E4's failure: sequences packed back to back (caps rounded to their prompts) could not grow
+  // once the pool was nearly full, even with free rows left (a grown sequence needs a new
+  // contiguous range). With reserve_tokens (prompt + max_tokens, sent by the coordinator) each
+  // sequence's first range covers its whole reservation, so decode never moves it.
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  for (const char* attention : {"dense", "hip"}) {
+    SCOPED_TRACE(attention);
+    const bool hip = std::string(attention) == "hip";
+    ModelOptions mo = hip ? SmallHip() : ModelOptions{};
+    mo.kv_budget_tokens = 1024;
+    auto m = Make(comm.get(), "cuda", mo);
+    auto alone = Make(comm.get(), "cuda", hip ? SmallHip() : ModelOptions{});
+    ASSERT_NE(m, nullptr);
+    ASSERT_NE(alone, nullptr);
+    const int vocab = m->dims().vocab_size;
+    const auto prompts = SeededPrompts(vocab, {250, 250, 250}, 31);
+    constexpr int kReserve = 320, kDecode = 66;  // 3 x 320 of 1024 rows; 250 + 66 <= 320
+    std::vector<std::vector<int32_t>> got(3);
+    {
+      StepBatch b;  // three prefills in one step
+      for (int i = 0; i < 3; ++i) {
+        b.work.push_back(Work(20 + i, prompts[i], 0));
+        b.work.back().reserve_tokens = kReserve;
+      }
+      auto r = m->Step(b);
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (int i = 0; i < 3; ++i) got[i].push_back((*r)[i].token);
+    }
+    for (int step = 0; step + 1 < kDecode; ++step) {
+      StepBatch b;
+      for (int i = 0; i < 3; ++i) {
+        b.work.push_back(Work(20 + i, {got[i].back()}, 250 + step));
+        b.work.back().reserve_tokens = kReserve;
+      }
+      auto r = m->Step(b);
+      ASSERT_TRUE(r.ok()) << "decode step " << step << ": " << r.status();
+      for (int i = 0; i < 3; ++i) got[i].push_back((*r)[i].token);
+    }
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(got[i], Greedy(*alone, 200 + i, prompts[i], kDecode)) << "sequence " << i;
+    }
+    // A reservation that does not fit is not an error: the sequence gets what it needs now.
+    StepBatch d;
+    d.work.push_back(Work(30, SeededPrompts(vocab, {40}, 5)[0], 0));
+    d.work.back().reserve_tokens = 900;
+    auto rd = m->Step(d);
+    EXPECT_TRUE(rd.ok()) << rd.status();
+    // A negative reservation is bad input, named.
+    StepBatch bad;
+    bad.work.push_back(Work(31, {1, 2, 3}, 0));
+    bad.work.back().reserve_tokens = -1;
+    auto rb = m->Step(bad);
+    ASSERT_FALSE(rb.ok());
+    EXPECT_NE(rb.status().message().find("reserve_tokens must be >= 0"), std::string::npos)
+        << rb.status();
+  }
+}
+
 TEST(CudaBackendGpuTest, UnsupportedShapesAreRefused) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   auto comm = MakeLocalCommunicator();

@@ -59,6 +59,9 @@ struct StepLayout {
     // HiP: the sequence's own final keep (per-request override, validated by Model), 0 = the
     // configured k.
     int hip_k = 0;
+    // KV rows the sequence may grow to (SeqStep::reserve_tokens), 0 = unknown: a hint for
+    // backends that allocate a sequence's KV contiguously.
+    int64_t reserve_tokens = 0;
     // The item's last token ends the prompt (its logits are computed): HiP's tail queries
     // (HipStepInfo::tail) run only then.
     bool ends_prompt = true;

@@ -111,14 +111,8 @@ absl::StatusOr<HipLayerOverride> GetOverride(const json& v, const std::string& k
 
 }  // namespace
 
-HipConfig ServingHipConfig() {
+absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
   HipConfig c;
-  c.dense_prefill_tokens = kServingDensePrefillTokens;
-  return c;
-}
-
-absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text, const HipConfig& base) {
-  HipConfig c = base;
   if (absl::StripAsciiWhitespace(text).empty()) return c;
   json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return absl::InvalidArgumentError("hip config: not valid JSON");

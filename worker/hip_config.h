@@ -27,17 +27,8 @@
 
 namespace hipserve::worker {
 
-// Empty or all-whitespace text = `base`; keys given replace base's. The result passes
-// ValidateHipConfig(config).
-absl::StatusOr<kernels::HipConfig> ParseHipConfig(const std::string& json,
-                                                  const kernels::HipConfig& base = {});
-
-// What a serving worker starts from (worker_state.cc parses --hip_config over it): HIP.md's
-// defaults (kernels::HipConfig{}) plus engine choices that do not change what HiP selects:
-// dense_prefill_tokens = kServingDensePrefillTokens (short prompts prefill dense: faster there
-// and exact). Tests and accuracy benches that study HiP itself start from HipConfig{}.
-inline constexpr int kServingDensePrefillTokens = 16384;
-kernels::HipConfig ServingHipConfig();
+// Empty or all-whitespace text = defaults. The result passes ValidateHipConfig(config).
+absl::StatusOr<kernels::HipConfig> ParseHipConfig(const std::string& json);
 
 // Compact JSON with every key; ParseHipConfig(HipConfigToJson(c)) == c.
 std::string HipConfigToJson(const kernels::HipConfig& config);

@@ -59,22 +59,16 @@ TEST(HipConfigTest, ParsesEveryKey) {
   EXPECT_EQ(HipConfigToJson(*again), HipConfigToJson(*c));
 }
 
-TEST(HipConfigTest, ServingDefaultsPrefillShortPromptsDense) {
+TEST(HipConfigTest, DensePrefillTokensIsOffByDefaultAndRoundTrips) {
   EXPECT_EQ(HipConfig{}.dense_prefill_tokens, 0);  // HIP.md's algorithm: HiP everywhere
-  const HipConfig serving = ServingHipConfig();
-  EXPECT_EQ(serving.dense_prefill_tokens, kServingDensePrefillTokens);
-  EXPECT_TRUE(kernels::ValidateHipConfig(serving).ok());
-  auto c = ParseHipConfig("", serving);  // what a worker gets without --hip_config
+  auto c = ParseHipConfig(R"({"dense_prefill_tokens": 16384})");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(HipConfigToJson(*c), HipConfigToJson(serving));
-  c = ParseHipConfig(R"({"k": 1024})", serving);  // keys given replace the base's, no others
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->k, 1024);
-  EXPECT_EQ(c->dense_prefill_tokens, kServingDensePrefillTokens);
-  c = ParseHipConfig(R"({"dense_prefill_tokens": 0})", serving);
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->dense_prefill_tokens, 0);
-  EXPECT_NE(HipConfigToJson(serving).find(R"("dense_prefill_tokens":16384)"), std::string::npos);
+  EXPECT_EQ(c->dense_prefill_tokens, 16384);
+  const std::string text = HipConfigToJson(*c);
+  EXPECT_NE(text.find(R"("dense_prefill_tokens":16384)"), std::string::npos) << text;
+  auto again = ParseHipConfig(text);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->dense_prefill_tokens, 16384);
 }
 
 TEST(HipConfigTest, Stage1RepresentativesRoundTrip) {

@@ -143,6 +143,10 @@ absl::Status Model::Validate(const StepBatch& batch, std::optional<SequenceId>* 
             " and at most ", max_k));
       }
     }
+    if (s.reserve_tokens < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, "reserve_tokens must be >= 0, got ", s.reserve_tokens));
+    }
     const bool released =
         std::find(batch.release.begin(), batch.release.end(), s.seq) != batch.release.end();
     int64_t have = 0;
@@ -215,6 +219,7 @@ absl::Status Model::Forward(const StepBatch& batch, bool all_logits,
     it.start_pos = s.start_pos;
     it.mask_refresh_interval = s.mask_refresh_interval;
     it.hip_k = s.hip_k;
+    it.reserve_tokens = s.reserve_tokens;
     it.ends_prompt = all_logits || s.sample;
     layout.items.push_back(it);
     layout.ids.insert(layout.ids.end(), s.tokens.begin(), s.tokens.end());

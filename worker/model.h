@@ -44,6 +44,8 @@ struct SeqStep {
   // (per-request override: a positive multiple of the block size, at most the last stage_keep
   // when there are several stages), 0 = ModelOptions::hip's k. Sent with every step.
   int hip_k = 0;
+  // KV tokens the sequence may grow to (SeqWork.reserve_tokens), 0 = unknown; a hint.
+  int64_t reserve_tokens = 0;
 };
 
 struct StepBatch {

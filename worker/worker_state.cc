@@ -49,9 +49,8 @@ absl::StatusOr<control::ConfigureResponse> WorkerState::Configure(
   ASSIGN_OR_RETURN(comm_, MakeCommunicator(req));
   ModelOptions mo;
   mo.attention = req.attention().empty() ? "dense" : req.attention();
-  // Empty = the serving defaults (HIP.md's + dense_prefill_tokens, ServingHipConfig); bad JSON
-  // fails Configure with the key named (also under dense).
-  ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json(), ServingHipConfig()));
+  // Empty = HIP.md defaults; bad JSON fails Configure with the key named (also under dense).
+  ASSIGN_OR_RETURN(mo.hip, ParseHipConfig(req.hip_config_json()));
   mo.max_context = req.max_context();
   mo.backend = options_.backend;
   mo.cuda.gpu_memory_bytes = options_.gpu_memory_bytes;
@@ -186,6 +185,7 @@ control::StepResult WorkerState::Step(const control::StepRequest& req) {
     s.mask_refresh_interval.assign(w.mask_refresh_interval().begin(),
                                    w.mask_refresh_interval().end());
     s.hip_k = w.hip_k();
+    s.reserve_tokens = w.reserve_tokens();
     batch.work.push_back(std::move(s));
   }
   ++steps_;

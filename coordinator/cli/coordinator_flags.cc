@@ -83,10 +83,9 @@ ABSL_FLAG(int64_t, server_max_queued_tokens_per_client,
 ABSL_FLAG(std::string, server_attention, CoordinatorOptions().attention,
           "Default attention: 'dense' or 'hip'.");
 ABSL_FLAG(std::string, server_hip_config, CoordinatorOptions().hip_config_json,
-          "HiP parameters as JSON over the serving defaults (HIP.md's, plus "
-          "dense_prefill_tokens 16384: prompt positions below it prefill dense), e.g. "
-          "'{\"mask_refresh_interval\":[96,24,8],\"dense_prefill_tokens\":0}'; docs/HIP_NOTES.md "
-          "lists every key.");
+          "HiP parameters as JSON (HIP.md's defaults for keys not given), e.g. "
+          "'{\"mask_refresh_interval\":[96,24,8],\"stage_representatives\":\"exact\"}'; "
+          "docs/HIP_NOTES.md explains the keys.");
 ABSL_FLAG(int, server_max_context, CoordinatorOptions().max_context,
           "Longest sequence (prompt + output), >= 0; 0 = the model's.");
 ABSL_FLAG(uint64_t, server_seed, CoordinatorOptions().seed,

@@ -66,10 +66,8 @@ struct HipConfig {
   int tail_queries = 64;
   // Prefill queries at positions below this run dense causal attention (every earlier key, real
   // positions; no mask estimation) instead of mask + BSA (>= 0, a multiple of block_q; 0 = off,
-  // HIP.md's algorithm). Short contexts are where the mask costs more than the keys it saves:
-  // on an H100 a 64-query block's mask + BSA cost about what dense costs for a query at ~19K
-  // (docs/HIP_NOTES.md 8). Decode steps always run HiP. The worker's serving default is
-  // ServingHipConfig() (worker/hip_config.h); HipConfig{} keeps it off.
+  // HIP.md's algorithm). Decode steps always run HiP. Off by default: 16384 did not shorten a
+  // 128K prefill on an H100 (docs/HIP_NOTES.md 8).
   int dense_prefill_tokens = 0;
   // Stage s splits its input into chunks of chunk_sizes[s] tokens; strictly decreasing, each
   // dividing the previous one. The last size is the BSA block size.
