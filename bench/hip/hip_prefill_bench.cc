@@ -51,6 +51,13 @@ ABSL_FLAG(std::string, representatives, "probes",
           "Stage representatives (docs/HIP_NOTES.md 7): NAME (stage 1; later stages probes), "
           "NAME+all (every stage) or A/B/C (one per stage); NAME in probes, page_bound, "
           "block_means, exact.");
+ABSL_FLAG(int, extend, 1,
+          "1: context extension on (relative pruning positions, streaming BSA positions: HIP.md "
+          "5); 0: real positions everywhere, what the server runs inside the model's pretrained "
+          "window.");
+ABSL_FLAG(int, layer, 8,
+          "Layer whose pruning spec is timed, >= 0: the default config gives layers 0-2 k 4096 "
+          "and chunk-indexed positions (with --extend 1), the others k 2048.");
 ABSL_FLAG(std::string, commit, "unknown", "Commit recorded in the JSON.");
 
 namespace hipserve::bench {
@@ -59,6 +66,8 @@ namespace {
 struct Args {
   std::string json;
   int reps = 0;
+  int extend = 1;
+  int layer = 8;
   int reps_long = 0;
   int t128k = 0;
   int t1m = 0;
@@ -131,6 +140,8 @@ Args ArgsFromFlags() {
   a.threads_ab = absl::GetFlag(FLAGS_threads_ab);
   a.resident_ab = absl::GetFlag(FLAGS_resident_ab);
   a.representatives = absl::GetFlag(FLAGS_representatives);
+  a.extend = absl::GetFlag(FLAGS_extend);
+  a.layer = absl::GetFlag(FLAGS_layer);
   a.commit = absl::GetFlag(FLAGS_commit);
   const bool reps_ok =
       ParseRepresentatives(a.representatives, kernels::HipConfig{}.num_stages(), &a.stage_reps);
@@ -138,6 +149,8 @@ Args ArgsFromFlags() {
   ExitOnBadFlags(
       "bench_hip_prefill",
       {CheckFlag(a.reps >= 1, "reps", ">= 1", a.reps),
+       CheckFlag(a.extend == 0 || a.extend == 1, "extend", "0 or 1", a.extend),
+       CheckFlag(a.layer >= 0, "layer", ">= 0", a.layer),
        CheckFlag(a.reps_long >= 1, "reps_long", ">= 1", a.reps_long),
        CheckFlag(a.t128k > 0, "t128k", "> 0", a.t128k), CheckFlag(a.t1m > 0, "t1m", "> 0", a.t1m),
        CheckFlag(a.chunk > 0 && a.chunk <= a.t1m, "chunk", "in [1, --t1m]", a.chunk),
@@ -280,12 +293,15 @@ int Main(const Args& a) {
   Layer L;
   int score_blocks_per_sm = 0, score_blocks_per_sm_256 = 0, resident_stages = 0;
   L.cfg = kernels::HipConfig{};  // "3K" preset, relative pruning positions, extend on
+  L.cfg.extend = a.extend != 0;
   L.cfg.stage1_representatives = a.stage_reps[0];
   if (a.representatives != "probes") {
     L.cfg.later_stage_representatives.assign(a.stage_reps.begin() + 1, a.stage_reps.end());
   }
-  L.spec = kernels::PruningSpecForLayer(L.cfg, 8);
-  std::printf("stage representatives: %s\n", a.representatives.c_str());
+  L.spec = kernels::PruningSpecForLayer(L.cfg, a.layer);
+  std::printf("stage representatives: %s; extend %d; layer %d (k %d, %s positions)\n",
+              a.representatives.c_str(), a.extend, a.layer, L.spec.keep_tokens.back(),
+              kernels::PruningPositionsName(L.spec.positions));
   const int max_t = std::max(a.t128k, a.t1m);
   const int max_q = std::max(a.t128k, a.chunk);
   const int64_t kv_elems = int64_t{max_t} * kKvHeads * kHeadDim;
@@ -675,10 +691,16 @@ int Main(const Args& a) {
          ",\n";
     j += JsonCommitDate(a.commit);
     j += "  \"representatives\": \"" + a.representatives + "\",\n";
+    j += "  \"extend\": " + std::to_string(a.extend) + ", \"layer\": " + std::to_string(a.layer) +
+         ", \"layer_k\": " + std::to_string(L.spec.keep_tokens.back()) + ",\n";
     j += "  \"shape\": {\"batch\": 1, \"heads\": 32, \"kv_heads\": 8, \"head_dim\": 128, "
-         "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, 2048], "
+         "\"dtype\": \"bf16\", \"chunk_sizes\": [256, 32, 8], \"keep\": [32768, 8192, " +
+         std::to_string(L.spec.keep_tokens.back()) +
+         "], "
          "\"stride_q\": [4, 4, 1], \"block_q\": 64, \"n_sink\": 256, \"n_window\": 1024, "
-         "\"pruning_positions\": \"relative\", \"extend\": true, \"rope\": \"llama3\"},\n";
+         "\"pruning_positions\": \"" +
+         std::string(kernels::PruningPositionsName(L.spec.positions)) +
+         "\", \"extend\": " + (a.extend ? "true" : "false") + ", \"rope\": \"llama3\"},\n";
     char buf[1024];
     std::snprintf(buf, sizeof(buf),
                   "  \"t128k\": {\"T\": %d, \"reps\": %d, \"dense_ms\": %.3f, \"dense_tflops\": "
