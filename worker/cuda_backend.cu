@@ -468,8 +468,9 @@ class CudaBackend final : public ForwardBackend {
   // else after compacting the pool. A sequence's first range covers s->reserve when that fits.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
   // Packs every sequence's rows to the front of the pool (in place, in pool order), each
-  // trimmed to its length rounded up to kPoolGranule: the free rows become one range.
-  absl::Status Compact();
+  // trimmed to its length rounded up to kPoolGranule (keeping the part of its reservation it
+  // holds unless `trim_reservations`): the free rows become one range.
+  absl::Status Compact(bool trim_reservations);
   // Pool row `row` of `layer`'s K / V (elements of kv_dtype_: bf16 or fp8 e5m2 codes).
   char* PoolK(int layer, int64_t row = 0) const {
     return static_cast<char*>(pool_dev_.get()) +
@@ -746,14 +747,18 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
   }
   if (start < 0) {
     // Free rows exist but no range is long enough (sequences grew and ended in between), or
-    // other sequences hold slack: pack every sequence to the front, trimmed to its length.
-    RETURN_IF_ERROR(Compact());
+    // other sequences hold slack: pack every sequence to the front, trimmed to its length
+    // (first keeping the reservations held, then, if that is not enough, without them).
     want = (rows + kPoolGranule - 1) / kPoolGranule * kPoolGranule;
-    if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
-      s->cap = want;
-      return absl::OkStatus();
+    for (const bool trim : {false, true}) {
+      RETURN_IF_ERROR(Compact(trim));
+      if (s->cap > 0 && pool_->Extend(s->start, s->cap, want)) {
+        s->cap = want;
+        return absl::OkStatus();
+      }
+      start = pool_->Allocate(want);
+      if (start >= 0) break;
     }
-    start = pool_->Allocate(want);
   }
   if (start < 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -775,7 +780,7 @@ absl::Status CudaBackend::Reserve(SequenceId id, Seq* s, int64_t rows) {
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::Compact() {
+absl::Status CudaBackend::Compact(bool trim_reservations) {
   // What each sequence keeps: its tokens, or what this step (BeginStep, layout_) already
   // reserved for it (Reserve runs item by item, before the lengths are set).
   absl::flat_hash_map<SequenceId, int64_t> rows;
@@ -788,7 +793,8 @@ absl::Status CudaBackend::Compact() {
   for (auto& [id, seq] : seqs_) {
     if (seq.cap == 0) continue;
     // A reservation it holds is kept (decode grows into it); only slack beyond it is trimmed.
-    const int64_t keep = std::max(rows[id], std::min(seq.reserve, seq.cap));
+    const int64_t keep =
+        trim_reservations ? rows[id] : std::max(rows[id], std::min(seq.reserve, seq.cap));
     order.push_back({&seq, (keep + kPoolGranule - 1) / kPoolGranule * kPoolGranule});
   }
   std::sort(order.begin(), order.end(),

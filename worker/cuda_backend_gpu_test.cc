@@ -538,6 +538,43 @@ TEST(CudaBackendGpuTest, ReservedSequencesDecodeInPlace) {
   }
 }
 
+TEST(CudaBackendGpuTest, ReservationsGiveWayWhenThePoolIsFull) {
+  // A and B reserve 480 rows each (960 of 1024) but hold 250 tokens; C (no reservation) needs
+  // 128 rows: keeping the reservations leaves 64 free, so the pool compacts again without them.
+  // Everyone's tokens stay those it gets alone.
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  auto comm = MakeLocalCommunicator();
+  ModelOptions mo;
+  mo.kv_budget_tokens = 1024;
+  auto m = Make(comm.get(), "cuda", mo);
+  auto alone = Make(comm.get(), "cuda", ModelOptions{});
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(alone, nullptr);
+  const auto prompts = SeededPrompts(m->dims().vocab_size, {250, 250, 100}, 47);
+  std::vector<std::vector<int32_t>> got(3);
+  for (int i = 0; i < 3; ++i) {
+    StepBatch b;
+    b.work.push_back(Work(40 + i, prompts[i], 0));
+    b.work.back().reserve_tokens = i < 2 ? 480 : 0;
+    auto r = m->Step(b);
+    ASSERT_TRUE(r.ok()) << "prefill " << i << ": " << r.status();
+    got[i].push_back((*r)[0].token);
+  }
+  for (int step = 0; step < 8; ++step) {
+    StepBatch b;
+    for (int i = 0; i < 3; ++i) {
+      b.work.push_back(Work(40 + i, {got[i].back()}, static_cast<int>(prompts[i].size()) + step));
+      b.work.back().reserve_tokens = i < 2 ? 480 : 0;
+    }
+    auto r = m->Step(b);
+    ASSERT_TRUE(r.ok()) << "decode step " << step << ": " << r.status();
+    for (int i = 0; i < 3; ++i) got[i].push_back((*r)[i].token);
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i], Greedy(*alone, 400 + i, prompts[i], 9)) << "sequence " << i;
+  }
+}
+
 TEST(CudaBackendGpuTest, UnsupportedShapesAreRefused) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   auto comm = MakeLocalCommunicator();
