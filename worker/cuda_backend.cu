@@ -462,10 +462,8 @@ class CudaBackend final : public ForwardBackend {
   absl::Status AppendKv(int layer, const Tensor& k, const Tensor& v);
   absl::Status DenseAttention(int layer, const Tensor& q, const Tensor& out);
   absl::Status HipAttentionRun(int layer, const Tensor& q, const Tensor& out);
-  // Makes `s` own at least `rows` pool rows, moving its K/V when it cannot grow in place, and
-  // compacting the pool when no free range is long enough.
-  // Pool rows [s->start, s->start + rows) for `s`: in place, else a new range (moving its K/V),
-  // else after compacting the pool. A sequence's first range covers s->reserve when that fits.
+  // Makes `s` own at least `rows` pool rows: in place, else a new range (moving its K/V), else
+  // after compacting the pool. A sequence's first range covers s->reserve when that fits.
   absl::Status Reserve(SequenceId id, Seq* s, int64_t rows);
   // Packs every sequence's rows to the front of the pool (in place, in pool order), each
   // trimmed to its length rounded up to kPoolGranule (keeping the part of its reservation it
