@@ -295,9 +295,8 @@ struct CudaHipAttention::Impl {
     bool valid = false;
     int num_q = 0;
     int start_pos = 0;
-    int dense_q = 0;  // queries that ran dense (the first dense_q of the Run; no lists)
-    int rows_q = 0;   // queries in 64-query prefill rows (the next rows_q)
-    int single = 0;   // queries with a row each (tail or decode), the last `single`
+    int rows_q = 0;  // queries in 64-query prefill rows (the first rows_q of the Run)
+    int single = 0;  // queries with a row each (tail or decode), the last `single`
     kernels::HipPrefillPlan plan;
     const int32_t* single_starts = nullptr;  // [single][num_kv_heads][single_stride]
     const int32_t* single_count = nullptr;   // [single][num_kv_heads]
@@ -533,52 +532,6 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
     return absl::FailedPreconditionError("CudaHipAttention: decode step with more than one query");
   }
   const kernels::HipConfig& cfg = m.options.config;
-  // Prefill queries below dense_prefill_tokens: dense causal attention (as HipAttention::Run:
-  // the BSA prefill kernel with no sink, no blocks and a window over every earlier key, real
-  // positions, reading K/V from any source); the rest of the step runs HiP below.
-  const int dense_q =
-      st.step.decode ? 0 : std::clamp(cfg.dense_prefill_tokens - start_pos, 0, num_q);
-  if (dense_q > 0) {
-    cudaStream_t cs = static_cast<cudaStream_t>(stream);
-    RETURN_IF_ERROR(m.EnsureRope(num_kv + 1, cs));
-    kernels::BsaPrefillGpuParams bp;
-    bp.q = q;
-    bp.k = k;
-    bp.v = v;
-    bp.kv_dtype = kv_dtype;
-    bp.tiered = tiered;
-    bp.out = out;
-    bp.num_q = dense_q;
-    bp.q_offset = start_pos;
-    bp.num_heads = m.options.num_heads;
-    bp.num_kv_heads = m.options.num_kv_heads;
-    bp.head_dim = m.options.head_dim;
-    bp.first_block = start_pos / kernels::kBsaPrefillBlockQ;
-    bp.num_rows = (start_pos + dense_q - 1) / kernels::kBsaPrefillBlockQ - bp.first_block + 1;
-    bp.max_blocks = 0;  // no lists: block_starts / block_count stay null
-    bp.block_size = cfg.block_size();
-    bp.n_sink = 0;
-    bp.n_window = num_kv;  // every earlier key
-    bp.extend = false;
-    bp.rope = m.rope;
-    bp.rope_positions = m.rope_positions;
-    bp.scale = 1.0f / std::sqrt(static_cast<float>(m.options.head_dim));
-    m.MarkPhase(Phase::kBsa, cs);
-    RETURN_IF_ERROR(kernels::BsaPrefillAttentionGpu(bp, cs));
-    m.MarkPhase(Phase::kDone, cs);
-    const int64_t row_bytes = int64_t{m.options.num_heads} * m.options.head_dim * 2;
-    q = static_cast<const char*>(q) + dense_q * row_bytes;
-    out = static_cast<char*>(out) + dense_q * row_bytes;
-    start_pos += dense_q;
-    num_q -= dense_q;
-    if (num_q == 0) {
-      m.last.valid = true;
-      m.last.num_q = dense_q;
-      m.last.start_pos = start_pos - dense_q;
-      m.last.dense_q = dense_q;
-      return absl::OkStatus();
-    }
-  }
   // Extension only beyond extend_min_tokens, decided per step (as HipAttention::Run).
   const bool extend = cfg.extend && num_kv > m.extend_min_tokens;
   const Impl::SpecSet& set = m.SetFor(st.k);
@@ -712,9 +665,8 @@ absl::Status CudaHipAttention::RunImpl(SequenceId seq, int layer, const void* q,
   char* ws = m.workspace;
 
   Impl::LastRun last;
-  last.num_q = dense_q + num_q;
-  last.start_pos = start_pos - dense_q;
-  last.dense_q = dense_q;
+  last.num_q = num_q;
+  last.start_pos = start_pos;
   last.rows_q = rows_q;
   last.single = single;
   if (rows_q > 0) {
@@ -1184,13 +1136,13 @@ absl::StatusOr<CudaHipAttention::RunBlocks> CudaHipAttention::LastRunBlocks(void
     RETURN_IF_ERROR(
         CopyToHost(plan.block_count, static_cast<size_t>(plan.num_rows) * kvh, &counts, cs));
     for (int i = 0; i < last.rows_q; ++i) {
-      const int row = (last.start_pos + last.dense_q + i) / plan.block_q - plan.first_block;
+      const int row = (last.start_pos + i) / plan.block_q - plan.first_block;
       for (int h = 0; h < kvh; ++h) {
         const size_t entry = static_cast<size_t>(row) * kvh + h;
         const int c = counts[entry];
         if (c < 0 || c > plan.max_blocks) return BadCount(c, plan.max_blocks);
         const int32_t* first = starts.data() + entry * plan.max_blocks;
-        rb.lists[static_cast<size_t>(last.dense_q + i) * kvh + h].assign(first, first + c);
+        rb.lists[static_cast<size_t>(i) * kvh + h].assign(first, first + c);
       }
     }
   }
@@ -1202,7 +1154,7 @@ absl::StatusOr<CudaHipAttention::RunBlocks> CudaHipAttention::LastRunBlocks(void
       const int c = counts[e];
       if (c < 0 || c > last.single_stride) return BadCount(c, last.single_stride);
       const int32_t* first = starts.data() + e * last.single_stride;
-      rb.lists[static_cast<size_t>(last.dense_q + last.rows_q) * kvh + e].assign(first, first + c);
+      rb.lists[static_cast<size_t>(last.rows_q) * kvh + e].assign(first, first + c);
     }
   }
   for (const Impl::LastRun::BatchPart& part : last.parts) {

@@ -54,8 +54,7 @@ struct Case {
   bool extend = true;
   int extend_min_tokens = 0;
   int tail_queries = 24;
-  bool expect_pruning = false;   // long enough that selections must drop candidate blocks
-  int dense_prefill_tokens = 0;  // HipConfig::dense_prefill_tokens
+  bool expect_pruning = false;  // long enough that selections must drop candidate blocks
 };
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) { return info.param.name; }
@@ -75,7 +74,6 @@ kernels::HipConfig SmallConfig(const Case& c) {
   cfg.mask_refresh_interval = {12, 4, 2};
   cfg.extend = c.extend;
   cfg.extend_min_tokens = c.extend_min_tokens;
-  cfg.dense_prefill_tokens = c.dense_prefill_tokens;
   cfg.pruning_positions = kernels::PruningPositions::kRelative;
   cfg.layer_overrides = {
       kernels::HipLayerOverride{{0}, 512, kernels::PruningPositions::kChunkIndexed}};
@@ -152,21 +150,15 @@ std::vector<std::vector<int32_t>> CpuPrefillLists(const kernels::HipConfig& cfg,
       for (int i = qa; i < qb; ++i) lists[static_cast<size_t>(i) * s.kvh + h] = blocks;
     }
   }
-  // Positions below dense_prefill_tokens run dense: no lists (rows never straddle the bound,
-  // a multiple of block_q).
-  for (int i = 0; i < num_q && start_pos + i < cfg.dense_prefill_tokens; ++i) {
-    for (int h = 0; h < s.kvh; ++h) lists[static_cast<size_t>(i) * s.kvh + h].clear();
-  }
   return lists;
 }
 
 // Naive bf16 BSA (scores and probabilities rounded to bf16, rotated q / k rounded to bf16, output
-// rounded to bf16) over exactly BsaKeysForQuery's keys and positions for the given lists;
-// positions below `dense_below` (a prefill step's dense_prefill_tokens) over every earlier key.
+// rounded to bf16) over exactly BsaKeysForQuery's keys and positions for the given lists.
 std::vector<double> NaiveBf16(const kernels::HipConfig& cfg, bool extend,
                               const kernels::RopeTable& rope, const Shape& s, const float* q,
                               int num_q, int start_pos, const float* k, const float* v,
-                              const std::vector<std::vector<int32_t>>& lists, int dense_below) {
+                              const std::vector<std::vector<int32_t>>& lists) {
   const int d = s.d, group = s.heads / s.kvh;
   const int64_t qrow = int64_t{s.heads} * d, kvrow = int64_t{s.kvh} * d;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
@@ -181,12 +173,8 @@ std::vector<double> NaiveBf16(const kernels::HipConfig& cfg, bool extend,
     const int32_t pos = start_pos + i;
     for (int kh = 0; kh < s.kvh; ++kh) {
       const std::vector<int32_t>& blocks = lists[static_cast<size_t>(i) * s.kvh + kh];
-      if (pos < dense_below) {  // dense prefill: every earlier key, real positions
-        kernels::BsaKeysForQuery(pos, nullptr, 0, kBlock, 0, pos + 1, false, &set);
-      } else {
-        kernels::BsaKeysForQuery(pos, blocks.data(), static_cast<int>(blocks.size()), kBlock,
-                                 cfg.n_sink, cfg.n_window, extend, &set);
-      }
+      kernels::BsaKeysForQuery(pos, blocks.data(), static_cast<int>(blocks.size()), kBlock,
+                               cfg.n_sink, cfg.n_window, extend, &set);
       const int n = static_cast<int>(set.keys.size());
       kr.resize(static_cast<size_t>(n) * d);
       sc.resize(n);
@@ -376,7 +364,7 @@ TEST_P(CudaHipAttentionGpuTest, MatchesCpuHipAttention) {
       const std::vector<double> ref = kernels::testing::ToDouble(cpu_out);
       const std::vector<double> naive =
           NaiveBf16(cfg, extend, rope, s, q.data(), n, start, k_host[l].data(), v_host[l].data(),
-                    blocks->lists, ci->decode ? 0 : cfg.dense_prefill_tokens);
+                    blocks->lists);
       EXPECT_TRUE(kernels::testing::MatchesReference(got, naive, ref, 0x1.0p-16))
           << where << " (query = index / " << qrow << ")";
       const kernels::testing::ErrorStats e = kernels::testing::Errors(got, ref);
@@ -452,19 +440,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"medium_d128_g1_real", 128, 2, 1, {1300, 1300}, 40, false, 0, 64, true},
         Case{"medium_d64_g4_no_tail", 64, 2, 4, {1536, 1100}, 40, true, 0, 0, true},
         // A chunk shorter than the tail: every query its own row.
-        Case{"medium_d64_g2_all_tail", 64, 2, 2, {1000, 20, 1600}, 40, true, 0, 100, true},
-        // Prefill positions below 1536 dense (the second chunk straddles it), HiP after.
-        Case{"medium_d64_g2_dense_prefill",
-             64,
-             2,
-             2,
-             {1000, 900, 700},
-             40,
-             true,
-             0,
-             24,
-             true,
-             1536}),
+        Case{"medium_d64_g2_all_tail", 64, 2, 2, {1000, 20, 1600}, 40, true, 0, 100, true}),
     CaseName);
 
 // ---------------------------------------------------------------------------------------------

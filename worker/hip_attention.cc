@@ -128,45 +128,6 @@ const std::vector<int32_t>* HipAttention::CachedBlocks(SequenceId seq, int layer
   return entry == nullptr ? nullptr : &entry->kept.back().starts;
 }
 
-absl::Status HipAttention::DensePrefill(const float* q, int num_q, int start_pos, const float* k,
-                                        const float* v, int num_kv, float* out) {
-  RETURN_IF_ERROR(EnsureRope(num_kv + 1));
-  const int d = options_.head_dim;
-  const int64_t q_row_size = int64_t{options_.num_heads} * d;
-  const std::vector<int32_t> no_blocks(options_.num_kv_heads, 0);
-  constexpr int kSliceQueries = 64;
-  const int slices = (num_q + kSliceQueries - 1) / kSliceQueries;
-  return common::ParallelFor(slices, common::ResolveThreads(options_.threads), [&](int slice) {
-    const int first = slice * kSliceQueries;
-    const int n = std::min(kSliceQueries, num_q - first);
-    std::vector<int32_t> q_pos(n), q_row(n, 0);
-    for (int i = 0; i < n; ++i) q_pos[i] = start_pos + first + i;
-    kernels::BsaParams bp;
-    bp.q = q + first * q_row_size;
-    bp.q_pos = q_pos.data();
-    bp.q_plan_row = q_row.data();
-    bp.num_q = n;
-    bp.num_heads = options_.num_heads;
-    bp.num_kv_heads = options_.num_kv_heads;
-    bp.head_dim = d;
-    bp.k = k;
-    bp.v = v;
-    bp.num_kv = num_kv;
-    bp.block_starts = no_blocks.data();
-    bp.block_counts = no_blocks.data();
-    bp.num_rows = 1;
-    bp.max_blocks = 1;
-    bp.block_size = options_.config.block_size();
-    bp.n_sink = 0;
-    bp.n_window = num_kv;  // every earlier key
-    bp.extend = false;
-    bp.rope = &rope_;
-    bp.scale = 1.0f / std::sqrt(static_cast<float>(d));
-    bp.out = out + first * q_row_size;
-    return kernels::BsaRef(bp);
-  });
-}
-
 absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int num_q, int start_pos,
                                const float* k, const float* v, int num_kv, float* out) {
   auto it = states_.find(seq);
@@ -185,20 +146,6 @@ absl::Status HipAttention::Run(SequenceId seq, int layer, const float* q, int nu
     return absl::FailedPreconditionError("HipAttention: decode step with more than one query");
   }
   const kernels::HipConfig& cfg = options_.config;
-  // Prefill queries below cfg.dense_prefill_tokens: dense causal attention at real positions
-  // (BsaRef with no sink, no blocks and a window over every earlier key); the rest of the step
-  // runs HiP below as if it started at the first HiP query.
-  const int dense_q =
-      st.step.decode ? 0 : std::clamp(cfg.dense_prefill_tokens - start_pos, 0, num_q);
-  if (dense_q > 0) {
-    RETURN_IF_ERROR(DensePrefill(q, dense_q, start_pos, k, v, num_kv, out));
-    if (dense_q == num_q) return absl::OkStatus();
-    const int64_t row = int64_t{options_.num_heads} * options_.head_dim;
-    q += dense_q * row;
-    out += dense_q * row;
-    start_pos += dense_q;
-    num_q -= dense_q;
-  }
   // Extension (HIP.md 5) only for sequences longer than extend_min_tokens_; the decision is
   // per step, so a sequence switches when it grows past the threshold (nothing cached depends
   // on positions: keys are stored un-rotated and the cached lists are plain key ranges).

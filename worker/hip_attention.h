@@ -118,8 +118,7 @@ class HipAttention {
   // Attention of one layer for the step's `num_q` queries at positions start_pos.. over all
   // `num_kv` keys of the sequence (the new ones included: start_pos + num_q == num_kv).
   // q: [num_q][num_heads][head_dim] un-rotated; k, v: [num_kv][num_kv_heads][head_dim]
-  // (k un-rotated); out: [num_q][num_heads][head_dim]. Prefill queries at positions below
-  // config().dense_prefill_tokens attend densely (every earlier key, real positions).
+  // (k un-rotated); out: [num_q][num_heads][head_dim].
   absl::Status Run(common::SequenceId seq, int layer, const float* q, int num_q, int start_pos,
                    const float* k, const float* v, int num_kv, float* out);
 
@@ -161,10 +160,6 @@ class HipAttention {
  private:
   HipAttention(const HipAttentionOptions& options, kernels::RopeTable rope);
   absl::Status EnsureRope(int positions);
-  // Dense causal attention of queries start_pos.. (BsaRef with no sink and no blocks, a window
-  // over every earlier key, real positions): the dense_prefill_tokens part of a prefill step.
-  absl::Status DensePrefill(const float* q, int num_q, int start_pos, const float* k,
-                            const float* v, int num_kv, float* out);
 
   // The pruning specs of every layer for a final keep k (0 = config's).
   struct LayerSpecs {

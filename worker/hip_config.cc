@@ -132,8 +132,6 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
       ASSIGN_OR_RETURN(c.extend_min_tokens, GetInt(value, key));
     } else if (key == "tail_queries") {
       ASSIGN_OR_RETURN(c.tail_queries, GetInt(value, key));
-    } else if (key == "dense_prefill_tokens") {
-      ASSIGN_OR_RETURN(c.dense_prefill_tokens, GetInt(value, key));
     } else if (key == "k") {
       ASSIGN_OR_RETURN(c.k, GetInt(value, key));
     } else if (key == "chunk_sizes") {
@@ -164,14 +162,12 @@ absl::StatusOr<HipConfig> ParseHipConfig(const std::string& text) {
         c.layer_overrides.push_back(std::move(o));
       }
     } else {
-      return Bad(
-          key,
-          "unknown key (known: n_sink, n_window, block_q, tail_queries, dense_prefill_tokens, "
-          "chunk_sizes, "
-          "stage_keep, k, "
-          "stride_q, mask_refresh_interval, extend, extend_min_tokens, pruning_positions, "
-          "stage1_representatives, stage_representatives, mean_block_size, "
-          "layer_overrides)");
+      return Bad(key,
+                 "unknown key (known: n_sink, n_window, block_q, tail_queries, chunk_sizes, "
+                 "stage_keep, k, "
+                 "stride_q, mask_refresh_interval, extend, extend_min_tokens, pruning_positions, "
+                 "stage1_representatives, stage_representatives, mean_block_size, "
+                 "layer_overrides)");
     }
   }
   if (stage_reps != nullptr) {
@@ -198,7 +194,6 @@ std::string HipConfigToJson(const HipConfig& c) {
   j["n_window"] = c.n_window;
   j["block_q"] = c.block_q;
   j["tail_queries"] = c.tail_queries;
-  j["dense_prefill_tokens"] = c.dense_prefill_tokens;
   j["chunk_sizes"] = c.chunk_sizes;
   j["stage_keep"] = c.stage_keep;
   j["k"] = c.k;

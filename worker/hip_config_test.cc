@@ -25,8 +25,7 @@ TEST(HipConfigTest, EmptyIsDefaults) {
 
 TEST(HipConfigTest, ParsesEveryKey) {
   auto c = ParseHipConfig(R"({
-    "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "dense_prefill_tokens": 24,
-    "chunk_sizes": [64, 16, 4],
+    "n_sink": 4, "n_window": 16, "block_q": 8, "tail_queries": 3, "chunk_sizes": [64, 16, 4],
     "stage_keep": [256, 64], "k": 32, "stride_q": [2, 2, 1],
     "mask_refresh_interval": [16, 4, 2], "extend": false, "extend_min_tokens": 100, "pruning_positions": "chunk_indexed",
     "layer_overrides": [{"layers": [1], "k": 64, "pruning_positions": "relative"},
@@ -37,7 +36,6 @@ TEST(HipConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->n_window, 16);
   EXPECT_EQ(c->block_q, 8);
   EXPECT_EQ(c->tail_queries, 3);
-  EXPECT_EQ(c->dense_prefill_tokens, 24);
   EXPECT_EQ(c->chunk_sizes, (std::vector<int>{64, 16, 4}));
   EXPECT_EQ(c->stage_keep, (std::vector<int>{256, 64}));
   EXPECT_EQ(c->k, 32);
@@ -57,18 +55,6 @@ TEST(HipConfigTest, ParsesEveryKey) {
   auto again = ParseHipConfig(HipConfigToJson(*c));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(HipConfigToJson(*again), HipConfigToJson(*c));
-}
-
-TEST(HipConfigTest, DensePrefillTokensIsOffByDefaultAndRoundTrips) {
-  EXPECT_EQ(HipConfig{}.dense_prefill_tokens, 0);  // HIP.md's algorithm: HiP everywhere
-  auto c = ParseHipConfig(R"({"dense_prefill_tokens": 16384})");
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->dense_prefill_tokens, 16384);
-  const std::string text = HipConfigToJson(*c);
-  EXPECT_NE(text.find(R"("dense_prefill_tokens":16384)"), std::string::npos) << text;
-  auto again = ParseHipConfig(text);
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(again->dense_prefill_tokens, 16384);
 }
 
 TEST(HipConfigTest, Stage1RepresentativesRoundTrip) {
@@ -172,10 +158,6 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"IntervalZero", R"({"mask_refresh_interval": [96, 0, 8]})",
                   "mask_refresh_interval[1]"},
         ErrorCase{"NegativeWindow", R"({"n_window": -1})", "n_window"},
-        ErrorCase{"DensePrefillNotBlockMultiple", R"({"dense_prefill_tokens": 100})",
-                  "dense_prefill_tokens must be >= 0 and a multiple of block_q (64), got 100"},
-        ErrorCase{"DensePrefillNegative", R"({"dense_prefill_tokens": -64})",
-                  "dense_prefill_tokens"},
         ErrorCase{"OverrideUnknownKey", R"({"layer_overrides": [{"layers": [0], "kk": 8}]})",
                   "layer_overrides[0].kk: unknown key"},
         ErrorCase{"OverrideNoLayers", R"({"layer_overrides": [{"k": 8}]})",

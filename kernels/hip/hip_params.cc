@@ -84,10 +84,6 @@ absl::Status ValidateHipConfig(const HipConfig& c) {
   if (c.tail_queries < 0) {
     return Bad(absl::StrCat("tail_queries must be >= 0, got ", c.tail_queries));
   }
-  if (c.dense_prefill_tokens < 0 || (c.block_q > 0 && c.dense_prefill_tokens % c.block_q != 0)) {
-    return Bad(absl::StrCat("dense_prefill_tokens must be >= 0 and a multiple of block_q (",
-                            c.block_q, "), got ", c.dense_prefill_tokens));
-  }
   const int stages = c.num_stages();
   if (stages == 0) return Bad("chunk_sizes must not be empty");
   for (int s = 0; s < stages; ++s) {

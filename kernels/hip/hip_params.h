@@ -64,11 +64,6 @@ struct HipConfig {
   // token (HIP.md 6: upstream runs the last 64 queries of a chunk near-dense). Costs
   // tail_queries single-query mask estimations per prompt and layer. See docs/HIP_NOTES.md.
   int tail_queries = 64;
-  // Prefill queries at positions below this run dense causal attention (every earlier key, real
-  // positions; no mask estimation) instead of mask + BSA (>= 0, a multiple of block_q; 0 = off,
-  // HIP.md's algorithm). Decode steps always run HiP. Off by default: 16384 did not shorten a
-  // 128K prefill on an H100 (docs/HIP_NOTES.md 8).
-  int dense_prefill_tokens = 0;
   // Stage s splits its input into chunks of chunk_sizes[s] tokens; strictly decreasing, each
   // dividing the previous one. The last size is the BSA block size.
   std::vector<int> chunk_sizes = {256, 32, 8};
